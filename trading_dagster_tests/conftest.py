@@ -1,0 +1,42 @@
+"""Shared pytest fixtures.
+
+`s3_endpoint`: a real S3 endpoint (moto's threaded server on 127.0.0.1) for the whole test session, so S3
+code is tested over HTTP through boto3 instead of with a patched client. Tests create their own buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+# Dummy credentials, set only while the server runs: boto3 must never pick up real ones from the
+# environment or ~/.aws while tests talk to S3.
+_DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a moto S3 server on a free local port; stopped at the end of the session."""
+    from moto.server import ThreadedMotoServer  # imported lazily: only S3 tests pay for it
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in _DUMMY_AWS_ENV.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        # Port 0: the OS picks a free port when the server binds, so there is no find-then-bind race.
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
