@@ -1,0 +1,301 @@
+"""Trading signals as configuration: a strategy is a kind plus parameters, evaluated on the indicators table.
+
+Adding a strategy to the pipeline means adding a config entry, not code, as long as it is one of the known
+kinds. Each kind is a small polars expression over the indicators of a session (and, for a cross, the
+previous session), so the same function serves a one-day partition and a ten-year backfill, and a signal
+for session D never reads a row after D.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+import polars as pl
+
+StrategyKind = Literal["sma_cross", "dip_52w", "rsi"]
+KINDS: tuple[str, ...] = get_args(StrategyKind)
+PARAMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"sma_cross": ("fast", "slow"), "dip_52w": ("threshold_pct",), "rsi": ("lower", "upper")}
+)
+SMA_PERIODS: tuple[int, ...] = (20, 50, 200)
+"""The SMA periods the indicators table carries (`sma_20`, `sma_50`, `sma_200`)."""
+
+SIGNAL_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),
+    "symbol": pl.Utf8(),
+    "strategy": pl.Utf8(),
+    "side": pl.Utf8(),
+    "strength": pl.Float64(),
+    "reason": pl.Utf8(),
+}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # names end up in client order ids: no spaces
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One configured strategy. Validated on construction, so an invalid spec cannot exist.
+
+    `params` is stored as a read-only mapping of floats: a spec is a value (hashable, comparable) and
+    nothing downstream can mutate a running configuration.
+    """
+
+    name: str
+    kind: StrategyKind
+    params: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ValueError(f"strategy name must match {_NAME.pattern!r}, got {self.name!r}")
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"strategy {self.name!r}: unknown kind {self.kind!r}; expected one of {list(KINDS)}"
+            )
+        if not isinstance(self.params, Mapping):
+            raise ValueError(
+                f"strategy {self.name!r}: params must be a mapping, got {type(self.params).__name__}"
+            )
+        expected = PARAMS[self.kind]
+        unknown = sorted(set(self.params) - set(expected))
+        missing = [p for p in expected if p not in self.params]
+        if unknown:
+            raise ValueError(
+                f"strategy {self.name!r} ({self.kind}): unknown params {unknown}; expected {list(expected)}"
+            )
+        if missing:
+            raise ValueError(
+                f"strategy {self.name!r} ({self.kind}): missing params {missing}; expected {list(expected)}"
+            )
+        values = {p: _number(self.name, p, self.params[p]) for p in expected}
+        _check_ranges(self.name, self.kind, values)
+        object.__setattr__(self, "params", MappingProxyType(values))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.kind, tuple(sorted(self.params.items()))))
+
+
+def _number(name: str, param: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"strategy {name!r}: param {param!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_ranges(name: str, kind: str, p: Mapping[str, float]) -> None:
+    """The ranges that make each kind meaningful on the indicators table."""
+    if kind == "sma_cross":
+        for param in ("fast", "slow"):
+            if p[param] not in SMA_PERIODS:
+                raise ValueError(
+                    f"strategy {name!r}: {param}={p[param]:g} is not an SMA period of the indicators table "
+                    f"{list(SMA_PERIODS)}"
+                )
+        if p["fast"] >= p["slow"]:
+            raise ValueError(f"strategy {name!r}: fast ({p['fast']:g}) must be < slow ({p['slow']:g})")
+    elif kind == "dip_52w":
+        if not 0 < p["threshold_pct"] < 100:
+            raise ValueError(
+                f"strategy {name!r}: threshold_pct must be in (0, 100), got {p['threshold_pct']:g}"
+            )
+    elif kind == "rsi" and not 0 < p["lower"] < p["upper"] < 100:
+        raise ValueError(
+            f"strategy {name!r}: rsi bounds need 0 < lower < upper < 100, got lower={p['lower']:g}, upper={p['upper']:g}"
+        )
+
+
+def parse_strategies(configs: Sequence[Mapping[str, Any]]) -> tuple[StrategySpec, ...]:
+    """Strategy specs from plain config (YAML/JSON-shaped): `[{"name", "kind", "params": {...}}, ...]`.
+
+    Names must be unique: they identify signals and orders downstream.
+    """
+    specs = []
+    for i, config in enumerate(configs):
+        if not isinstance(config, Mapping):
+            raise ValueError(f"strategy #{i} must be a mapping with name, kind, params; got {config!r}")
+        unknown = sorted(set(config) - {"name", "kind", "params"})
+        missing = [k for k in ("name", "kind", "params") if k not in config]
+        if unknown or missing:
+            raise ValueError(
+                f"strategy #{i}: unknown keys {unknown}, missing keys {missing}; expected name, kind, params"
+            )
+        specs.append(StrategySpec(name=config["name"], kind=config["kind"], params=config["params"]))
+    _check_unique_names(specs)
+    return tuple(specs)
+
+
+def _check_unique_names(specs: Sequence[StrategySpec]) -> None:
+    names = [s.name for s in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"strategy names must be unique; repeated: {repeated}")
+
+
+# The same three as the shipped trading_dagster.toml, so code and config defaults name signals alike.
+DEFAULT_STRATEGIES: tuple[StrategySpec, ...] = parse_strategies(
+    [
+        {"name": "sma_20_50_cross", "kind": "sma_cross", "params": {"fast": 20, "slow": 50}},
+        {"name": "dip_10pct_52w_high", "kind": "dip_52w", "params": {"threshold_pct": 10}},
+        {"name": "rsi_30_70", "kind": "rsi", "params": {"lower": 30, "upper": 70}},
+    ]
+)
+
+
+# ---------------------------------------------------------------- evaluation
+# Scaling by a constant is written as a multiplication by its reciprocal, never `col / constant`: polars
+# divides an n-row column by a scalar as `x * (1 / c)` but a 1-row column with a true division, so the
+# same session would get a strength one ulp apart in a one-day run and in a range run.
+
+
+def _fixed2(expr: pl.Expr) -> pl.Expr:
+    """A number as text with exactly two decimals ("37.90"), in polars (no per-row Python)."""
+    cents = (expr.abs() * 100).round(0).cast(pl.Int64)
+    sign = pl.when((expr < 0) & (cents > 0)).then(pl.lit("-")).otherwise(pl.lit(""))
+    return pl.concat_str(
+        [sign, (cents // 100).cast(pl.Utf8), pl.lit("."), (cents % 100).cast(pl.Utf8).str.zfill(2)]
+    )
+
+
+def _with_previous_session(frame: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
+    """Add `prev_session`: the session before each row's session among the sessions of `indicators`.
+
+    The previous bar of a cross is the symbol's row on the previous *session*, not its previous row: a
+    symbol that has no bar on the previous session gets no cross that day. That is what a one-session run
+    (input = [previous session, D]) can see, so a range run must see the same.
+    """
+    days = indicators.select(pl.col("session").unique().sort())
+    previous = days.with_columns(prev_session=pl.col("session").shift(1))
+    return frame.join(previous, on="session", how="left")
+
+
+def _sma_cross(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
+    fast, slow = (f"sma_{int(spec.params[p])}" for p in ("fast", "slow"))
+    previous = indicators.select(
+        "symbol",
+        pl.col("session").alias("prev_session"),
+        pl.col(fast).alias("fast_prev"),
+        pl.col(slow).alias("slow_prev"),
+    )
+    pairs = _with_previous_session(current, indicators).join(
+        previous, on=["symbol", "prev_session"], how="inner"
+    )
+    above = (pl.col("fast_prev") <= pl.col("slow_prev")) & (pl.col(fast) > pl.col(slow))
+    below = (pl.col("fast_prev") >= pl.col("slow_prev")) & (pl.col(fast) < pl.col(slow))
+    side = pl.when(above).then(pl.lit("buy")).when(below).then(pl.lit("sell"))
+    direction = pl.when(above).then(pl.lit(" crossed above ")).otherwise(pl.lit(" crossed below "))
+    return (
+        pairs.with_columns(side=side)
+        .filter(pl.col("side").is_not_null())
+        .select(
+            "session",
+            "symbol",
+            "side",
+            # A cross is an event, not a degree: at the moment of crossing the gap is small by definition.
+            strength=pl.lit(1.0),
+            reason=pl.concat_str(
+                [
+                    pl.lit(f"{fast} "),
+                    _fixed2(pl.col(fast)),
+                    direction,
+                    pl.lit(f"{slow} "),
+                    _fixed2(pl.col(slow)),
+                ]
+            ),
+        )
+    )
+
+
+def _dip_52w(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
+    threshold = spec.params["threshold_pct"]
+    pct = pl.col("pct_below_high_52w")
+    return current.filter(pct >= threshold).select(
+        "session",
+        "symbol",
+        side=pl.lit("buy"),
+        strength=pl.min_horizontal(pl.lit(1.0), pct * (1 / (2 * threshold))),
+        reason=pl.concat_str(
+            [
+                pl.lit("close "),
+                _fixed2(pl.col("close")),
+                pl.lit(" is "),
+                _fixed2(pct),
+                pl.lit("% below the 52-week high "),
+                _fixed2(pl.col("high_52w")),
+                pl.lit(f" (threshold {threshold:g}%)"),
+            ]
+        ),
+    )
+
+
+def _rsi(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
+    lower, upper = spec.params["lower"], spec.params["upper"]
+    rsi = pl.col("rsi_14")
+    return (
+        current.filter((rsi < lower) | (rsi > upper))
+        .select(
+            "session",
+            "symbol",
+            side=pl.when(rsi < lower).then(pl.lit("buy")).otherwise(pl.lit("sell")),
+            # How far past the bound, as a share of the room beyond it: 1 at RSI 0 or 100.
+            strength=pl.when(rsi < lower)
+            .then((lower - rsi) * (1 / lower))
+            .otherwise((rsi - upper) * (1 / (100 - upper))),
+            reason=pl.concat_str(
+                [
+                    pl.lit("rsi_14 "),
+                    _fixed2(rsi),
+                    pl.when(rsi < lower)
+                    .then(pl.lit(f" below {lower:g}"))
+                    .otherwise(pl.lit(f" above {upper:g}")),
+                ]
+            ),
+        )
+        .with_columns(pl.col("strength").clip(0.0, 1.0))
+    )
+
+
+_EVALUATORS: Mapping[str, Callable[[StrategySpec, pl.DataFrame, pl.DataFrame], pl.DataFrame]] = (
+    MappingProxyType({"sma_cross": _sma_cross, "dip_52w": _dip_52w, "rsi": _rsi})
+)
+
+
+def required_columns(spec: StrategySpec) -> tuple[str, ...]:
+    """Indicator columns a strategy reads (beyond symbol and session)."""
+    if spec.kind == "sma_cross":
+        return tuple(f"sma_{int(spec.params[p])}" for p in ("fast", "slow"))
+    if spec.kind == "dip_52w":
+        return ("close", "high_52w", "pct_below_high_52w")
+    return ("rsi_14",)
+
+
+def generate_signals(
+    indicators: pl.DataFrame, strategies: Sequence[StrategySpec], out_start: dt.date, out_end: dt.date
+) -> pl.DataFrame:
+    """Signals of every strategy for the sessions in [out_start, out_end], sorted (session, symbol, strategy).
+
+    `indicators` is the indicators table for [previous session of out_start, out_end] (more is allowed,
+    and ignored). A signal for session D reads D's row and, for a cross, the symbol's row on the session
+    before D, never a later row. A null indicator gives no signal.
+    """
+    if out_start > out_end:
+        raise ValueError(f"out_start {out_start} is after out_end {out_end}")
+    _check_unique_names(strategies)
+    needed = {"symbol", "session"}.union(*(required_columns(s) for s in strategies))
+    missing = sorted(needed - set(indicators.columns))
+    if missing:
+        raise ValueError(f"indicators lack columns {missing} needed by the strategies")
+    current = indicators.filter(pl.col("session").is_between(out_start, out_end))
+    if current.height != current.n_unique(subset=["symbol", "session"]):
+        raise ValueError("indicators are not unique on (symbol, session)")
+    frames = [
+        _EVALUATORS[spec.kind](spec, current, indicators).select(
+            "session", "symbol", strategy=pl.lit(spec.name), side="side", strength="strength", reason="reason"
+        )
+        for spec in strategies
+    ]
+    if not frames:
+        return pl.DataFrame(schema=SIGNAL_SCHEMA)
+    return pl.concat(frames).cast(SIGNAL_SCHEMA).sort("session", "symbol", "strategy")
