@@ -1,0 +1,191 @@
+"""The fill model: how an order placed after D's close executes at D+1's open.
+
+One implementation, used by both the paper broker and the order planner, so the planner's projected
+fills are the broker's fills to the cent. Slippage and commission are swappable models (zipline style)
+with realistic defaults; prices obey Alpaca's tick rules (cents at >= $1, 4 decimals below $1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+
+import polars as pl
+
+from trading_dagster.domain.orders import Fill, Order, OrderEvent, Side, as_decimal
+
+CENT = Decimal("0.01")
+SUB_DOLLAR_TICK = Decimal("0.0001")
+_BPS = Decimal(10_000)
+
+
+def round_price(price: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """Round to Alpaca's price increment: cents at or above $1, four decimals below.
+
+    A sub-penny price at >= $1 is refused by Alpaca (422, alpaca-notes 2.4), and float arithmetic like
+    `190 * 1.013` produces one easily; every price we compute goes through here.
+    """
+    if price <= 0:
+        raise ValueError(f"price must be positive, got {price}")
+    tick = CENT if price >= 1 else SUB_DOLLAR_TICK
+    return price.quantize(tick, rounding=rounding)
+
+
+@dataclass(frozen=True)
+class SlippageModel:
+    """Fixed slippage in basis points against us: buys pay more, sells receive less.
+
+    The slipped price is rounded away from us (up for buys, down for sells) so tick rounding can never
+    turn slippage into price improvement.
+    """
+
+    bps: Decimal = Decimal(5)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bps", as_decimal(self.bps))
+        if self.bps < 0:
+            raise ValueError("slippage bps must be >= 0")
+
+    def fill_price(self, side: Side, reference: Decimal) -> Decimal:
+        reference = as_decimal(reference)
+        if side == "buy":
+            return round_price(reference * (1 + self.bps / _BPS), ROUND_CEILING)
+        return round_price(reference * (1 - self.bps / _BPS), ROUND_FLOOR)
+
+
+@dataclass(frozen=True)
+class CommissionModel:
+    """Per-share commission (default half a cent, Interactive Brokers' fixed tier) with an optional
+    minimum per order, rounded to the cent because that is what a cash ledger books."""
+
+    per_share: Decimal = Decimal("0.005")
+    minimum: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_share", as_decimal(self.per_share))
+        object.__setattr__(self, "minimum", as_decimal(self.minimum))
+        if self.per_share < 0 or self.minimum < 0:
+            raise ValueError("commission must be >= 0")
+
+    def cost(self, qty: int, price: Decimal) -> Decimal:
+        """Commission for `qty` shares at `price` (price unused here; other models may use it)."""
+        if qty <= 0:
+            return Decimal(0)
+        return max(self.per_share * qty, self.minimum).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def buy_cost(qty: int, price: Decimal, commission: CommissionModel) -> Decimal:
+    """Cash a buy of `qty` at `price` consumes, commission included."""
+    return qty * price + commission.cost(qty, price)
+
+
+def affordable_qty(cash: Decimal, price: Decimal, commission: CommissionModel, max_qty: int) -> int:
+    """Largest q <= max_qty whose buy cost fits in `cash` (binary search: cost is monotone in q, and a
+    minimum commission or a penny stock would make a linear walk long)."""
+    if cash <= 0 or max_qty <= 0:
+        return 0
+    lo, hi = 0, min(max_qty, int(cash // price))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if buy_cost(mid, price, commission) <= cash:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def fill_at_open(
+    order: Order,
+    open_price: Decimal,
+    session: dt.date,
+    slippage: SlippageModel,
+    commission: CommissionModel,
+    qty: int | None = None,
+) -> Fill:
+    """The fill of an approved order at `session`'s open (all of it, or `qty` shares of it)."""
+    if not order.approved:
+        raise ValueError(f"order {order.client_order_id} is denied; denied orders never reach a broker")
+    n = order.qty if qty is None else qty
+    if not 1 <= n <= order.qty:
+        raise ValueError(f"fill qty {n} outside 1..{order.qty} for {order.client_order_id}")
+    price = slippage.fill_price(order.side, as_decimal(open_price))
+    return Fill(
+        client_order_id=order.client_order_id,
+        order_session=order.session,
+        session=session,
+        symbol=order.symbol,
+        side=order.side,
+        qty=n,
+        price=price,
+        commission=commission.cost(n, price),
+    )
+
+
+def fill_priority(order: Order) -> tuple[dt.date, int, str, str, str]:
+    """The order in which the open works pending orders: sells first (their cash funds the buys)."""
+    return (
+        order.session,
+        0 if order.side == "sell" else 1,
+        order.strategy,
+        order.symbol,
+        order.client_order_id,
+    )
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    """What one session's open did to the pending orders."""
+
+    fills: list[Fill] = field(default_factory=list)
+    expired: list[OrderEvent] = field(default_factory=list)
+
+
+def execute_open(
+    pending: Sequence[Order],
+    opens: Mapping[str, Decimal],
+    session: dt.date,
+    cash: Decimal,
+    held: Mapping[str, int],
+    slippage: SlippageModel,
+    commission: CommissionModel,
+) -> OpenResult:
+    """Work every pending order at `session`'s open, as a cash account without margin would.
+
+    * no bar for the symbol that session: the order expires (a day order on a halted/missing name);
+    * sells first, capped at the shares held (long only: the broker never lets us go short);
+    * buys capped at what the cash covers at the actual open (a gap up since the close we sized on can
+      make the order unaffordable); the uncovered remainder expires. This is what keeps cash >= 0.
+    """
+    cash = as_decimal(cash)
+    held_now = dict(held)
+    result = OpenResult()
+    for order in sorted(pending, key=fill_priority):
+        open_price = opens.get(order.symbol)
+        if open_price is None:
+            result.expired.append(OrderEvent.expired(order, session, order.qty))
+            continue
+        price = slippage.fill_price(order.side, as_decimal(open_price))
+        if order.side == "sell":
+            qty = min(order.qty, held_now.get(order.symbol, 0))
+        else:
+            qty = affordable_qty(cash, price, commission, order.qty)
+        if qty > 0:
+            fill = fill_at_open(order, as_decimal(open_price), session, slippage, commission, qty=qty)
+            result.fills.append(fill)
+            if order.side == "sell":
+                cash += fill.qty * fill.price - fill.commission
+                held_now[order.symbol] -= fill.qty
+            else:
+                cash -= fill.qty * fill.price + fill.commission
+                held_now[order.symbol] = held_now.get(order.symbol, 0) + fill.qty
+        if qty < order.qty:
+            result.expired.append(OrderEvent.expired(order, session, order.qty - qty))
+    return result
+
+
+def opens_at(prices: pl.DataFrame, session: dt.date) -> dict[str, Decimal]:
+    """{symbol: open} for one session of a cleaned-prices frame: what `Broker.sync` takes."""
+    rows = prices.filter(pl.col("session") == session).select("symbol", "open").iter_rows()
+    return {symbol: as_decimal(open_) for symbol, open_ in rows if open_ is not None}

@@ -1,0 +1,326 @@
+"""Order and fill records, deterministic client order ids, and their frames.
+
+Records are immutable (NautilusTrader style): an order is what *we* decided for a signal session (approved,
+possibly clipped, or denied by our own risk controls, with a reason code); a fill is what the broker did
+with it at a later session's open. Positions are never stored, only derived from fills (see portfolio.py).
+
+Money on the records is `Decimal` because it crosses the broker boundary; the frames (analytics) carry
+float64, and `as_decimal` turns a float back into the exact decimal it was printed from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+import polars as pl
+
+Side = Literal["buy", "sell"]
+OrderStatus = Literal["approved", "denied"]
+EventType = Literal["accepted", "filled", "expired"]
+
+SIDES: tuple[str, ...] = ("buy", "sell")
+ID_PREFIX = "td"
+MAX_CLIENT_ORDER_ID_LEN = 48  # Alpaca's limit (alpaca-notes 2.4)
+_HASH_LEN = 16  # 64 bits of sha256: collisions are negligible at any plausible order count
+_SYMBOL_IN_ID = 12  # readable part only; the hash covers the full symbol
+
+ORDER_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),
+    "symbol": pl.String(),
+    "strategy": pl.String(),
+    "side": pl.String(),
+    "requested_qty": pl.Int64(),
+    "qty": pl.Int64(),
+    "ref_price": pl.Float64(),
+    "status": pl.String(),
+    "reason_code": pl.String(),
+    "client_order_id": pl.String(),
+}
+
+EXECUTION_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),
+    "client_order_id": pl.String(),
+    "symbol": pl.String(),
+    "side": pl.String(),
+    "event": pl.String(),
+    "order_session": pl.Date(),
+    "qty": pl.Int64(),
+    "price": pl.Float64(),
+    "commission": pl.Float64(),
+}
+
+_EVENT_RANK = {"filled": 0, "expired": 0, "accepted": 1}  # open-of-day events come before after-close ones
+
+
+def as_decimal(value: Decimal | float | int | str) -> Decimal:
+    """Exact decimal for a price or amount.
+
+    Floats go through their shortest repr, so 172.3 becomes Decimal('172.3'), not the binary expansion
+    172.30000000000001136...; that makes Decimal -> float64 frame -> Decimal a lossless round trip.
+    """
+    if isinstance(value, Decimal):
+        out = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite amount: {value!r}")
+        out = Decimal(repr(value))
+    elif isinstance(value, bool):
+        raise TypeError("a bool is not an amount")
+    else:
+        out = Decimal(value)
+    if not out.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return out
+
+
+def client_order_id(account: str, session: dt.date, symbol: str, strategy: str, side: str) -> str:
+    """Deterministic id, e.g. `td-20171110-AAPL-3f2a9c0d41b7e6aa` (at most 48 characters).
+
+    A pure function of who/when/what/which way: re-running a session (even with different sizing; qty is
+    deliberately not an input) yields the same id, so the broker recognises the order instead of placing
+    a second one. The account is hashed in so paper and live ids never collide.
+    """
+    if side not in SIDES:
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    key = "|".join((account, session.isoformat(), symbol, strategy, side))
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_LEN]
+    readable = "".join(c for c in symbol if c.isalnum() or c in ".-")[:_SYMBOL_IN_ID]
+    out = f"{ID_PREFIX}-{session:%Y%m%d}-{readable}-{digest}"
+    assert len(out) <= MAX_CLIENT_ORDER_ID_LEN
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """Our decision for one signal of session D (fills, if approved, at D+1's open).
+
+    `reason_code` names the pre-trade control that denied the order, or that clipped it (approved with
+    qty < requested_qty), so a reader sees why; it is None for an order approved unchanged.
+    `ref_price` is D's close (None when there was no price: reason NO_PRICE).
+    """
+
+    client_order_id: str
+    session: dt.date
+    symbol: str
+    strategy: str
+    side: Side
+    requested_qty: int
+    qty: int
+    ref_price: Decimal | None
+    status: OrderStatus
+    reason_code: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"side must be 'buy' or 'sell', got {self.side!r}")
+        if self.status == "approved" and self.qty < 1:
+            raise ValueError(f"approved order {self.client_order_id} has qty {self.qty}")
+        if self.status == "denied" and (self.qty != 0 or self.reason_code is None):
+            raise ValueError(f"denied order {self.client_order_id} needs qty 0 and a reason code")
+        if self.status not in ("approved", "denied"):
+            raise ValueError(f"status must be 'approved' or 'denied', got {self.status!r}")
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An execution of (part of) an order at the open of `session` (the fill session)."""
+
+    client_order_id: str
+    order_session: dt.date
+    session: dt.date
+    symbol: str
+    side: Side
+    qty: int
+    price: Decimal
+    commission: Decimal
+
+    def __post_init__(self) -> None:
+        if self.qty < 1:
+            raise ValueError(f"fill of {self.client_order_id} has qty {self.qty}")
+        if self.price <= 0 or self.commission < 0:
+            raise ValueError(f"fill of {self.client_order_id}: bad price/commission")
+
+    def to_event(self) -> OrderEvent:
+        return OrderEvent(
+            session=self.session,
+            client_order_id=self.client_order_id,
+            symbol=self.symbol,
+            side=self.side,
+            event="filled",
+            order_session=self.order_session,
+            qty=self.qty,
+            price=self.price,
+            commission=self.commission,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One row of the executions frame: what happened to an order at the broker, and when.
+
+    `accepted` is dated at the order session (submitted after D's close); `filled` and `expired` at the
+    session whose open worked the order. Price is None unless filled; commission is 0 unless filled.
+    """
+
+    session: dt.date
+    client_order_id: str
+    symbol: str
+    side: Side
+    event: EventType
+    order_session: dt.date
+    qty: int
+    price: Decimal | None = None
+    commission: Decimal = Decimal(0)
+
+    @staticmethod
+    def accepted(order: Order) -> OrderEvent:
+        return OrderEvent(
+            session=order.session,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            event="accepted",
+            order_session=order.session,
+            qty=order.qty,
+        )
+
+    @staticmethod
+    def expired(order: Order, session: dt.date, qty: int) -> OrderEvent:
+        return OrderEvent(
+            session=session,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            event="expired",
+            order_session=order.session,
+            qty=qty,
+        )
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def orders_to_frame(orders: Iterable[Order]) -> pl.DataFrame:
+    """The `orders` frame of docs/design.md, rows in the given order."""
+    rows = [
+        {
+            "session": o.session,
+            "symbol": o.symbol,
+            "strategy": o.strategy,
+            "side": o.side,
+            "requested_qty": o.requested_qty,
+            "qty": o.qty,
+            "ref_price": _float(o.ref_price),
+            "status": o.status,
+            "reason_code": o.reason_code,
+            "client_order_id": o.client_order_id,
+        }
+        for o in orders
+    ]
+    return (
+        pl.DataFrame(rows, schema=ORDER_SCHEMA, orient="row") if rows else pl.DataFrame(schema=ORDER_SCHEMA)
+    )
+
+
+def orders_from_frame(frame: pl.DataFrame) -> list[Order]:
+    """Records back from an `orders` frame (ref_price via `as_decimal`, so the round trip is exact)."""
+    out = []
+    for r in frame.select(list(ORDER_SCHEMA)).iter_rows(named=True):
+        out.append(
+            Order(
+                client_order_id=r["client_order_id"],
+                session=r["session"],
+                symbol=r["symbol"],
+                strategy=r["strategy"],
+                side=r["side"],
+                requested_qty=int(r["requested_qty"]),
+                qty=int(r["qty"]),
+                ref_price=None if r["ref_price"] is None else as_decimal(r["ref_price"]),
+                status=r["status"],
+                reason_code=r["reason_code"],
+            )
+        )
+    return out
+
+
+def event_sort_key(e: OrderEvent) -> tuple[dt.date, int, str, str]:
+    """Chronological: a session's open (fills, expiries) before its close (new orders accepted)."""
+    return (e.session, _EVENT_RANK[e.event], e.client_order_id, e.event)
+
+
+def events_to_frame(events: Iterable[OrderEvent | Fill]) -> pl.DataFrame:
+    """The `executions` frame of docs/design.md, sorted chronologically (see `event_sort_key`)."""
+    evs = [e.to_event() if isinstance(e, Fill) else e for e in events]
+    evs.sort(key=event_sort_key)
+    rows = [
+        (
+            e.session,
+            e.client_order_id,
+            e.symbol,
+            e.side,
+            e.event,
+            e.order_session,
+            e.qty,
+            _float(e.price),
+            float(e.commission),
+        )
+        for e in evs
+    ]
+    if not rows:
+        return pl.DataFrame(schema=EXECUTION_SCHEMA)
+    return pl.DataFrame(rows, schema=EXECUTION_SCHEMA, orient="row")
+
+
+def fills_to_frame(fills: Iterable[Fill]) -> pl.DataFrame:
+    """Fills as `executions` rows (event 'filled')."""
+    return events_to_frame(fills)
+
+
+def events_from_frame(frame: pl.DataFrame) -> list[OrderEvent]:
+    out = []
+    for r in frame.select(list(EXECUTION_SCHEMA)).iter_rows(named=True):
+        out.append(
+            OrderEvent(
+                session=r["session"],
+                client_order_id=r["client_order_id"],
+                symbol=r["symbol"],
+                side=r["side"],
+                event=r["event"],
+                order_session=r["order_session"],
+                qty=int(r["qty"]),
+                price=None if r["price"] is None else as_decimal(r["price"]),
+                commission=as_decimal(r["commission"] if r["commission"] is not None else 0.0),
+            )
+        )
+    return out
+
+
+def fills_from_frame(frame: pl.DataFrame) -> list[Fill]:
+    """The `filled` rows of an executions frame as Fill records (other events are ignored)."""
+    out = []
+    for e in events_from_frame(frame.filter(pl.col("event") == "filled")):
+        assert e.price is not None
+        out.append(
+            Fill(
+                client_order_id=e.client_order_id,
+                order_session=e.order_session,
+                session=e.session,
+                symbol=e.symbol,
+                side=e.side,
+                qty=e.qty,
+                price=e.price,
+                commission=e.commission,
+            )
+        )
+    return out

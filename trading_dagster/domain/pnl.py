@@ -1,0 +1,157 @@
+"""Mark-to-market: positions and equity per session, derived from a start state plus fills.
+
+Nothing here is stored state: positions are a replay of fills (the broker's, or the planner's
+projection) marked at each session's close. The arithmetic is Decimal (the same `apply_fills` as the
+broker) and only the output frames are float64.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
+
+import polars as pl
+
+from trading_dagster.domain.orders import Fill, as_decimal, fills_from_frame
+from trading_dagster.domain.portfolio import PortfolioState
+
+POSITION_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),
+    "symbol": pl.String(),
+    "qty": pl.Int64(),
+    "avg_cost": pl.Float64(),
+    "close": pl.Float64(),
+    "market_value": pl.Float64(),
+    "unrealized_pnl": pl.Float64(),
+    "stale_price": pl.Boolean(),
+}
+
+EQUITY_SCHEMA: dict[str, pl.DataType] = {
+    "session": pl.Date(),
+    "cash": pl.Float64(),
+    "market_value": pl.Float64(),
+    "equity": pl.Float64(),
+    "realized_pnl": pl.Float64(),
+    "unrealized_pnl": pl.Float64(),
+    "daily_return": pl.Float64(),
+    "n_positions": pl.Int64(),
+    "trades": pl.Int64(),
+    "benchmark_close": pl.Float64(),
+}
+
+
+def _fills_by_session(
+    fills: pl.DataFrame | Sequence[Fill], sessions: Sequence[dt.date]
+) -> dict[dt.date, list[Fill]]:
+    records = fills_from_frame(fills) if isinstance(fills, pl.DataFrame) else list(fills)
+    in_window = set(sessions)
+    out: dict[dt.date, list[Fill]] = defaultdict(list)
+    for f in records:
+        if sessions[0] <= f.session <= sessions[-1]:
+            if f.session not in in_window:
+                raise ValueError(
+                    f"fill {f.client_order_id} at {f.session}, which is not a session of the window"
+                )
+            out[f.session].append(f)
+    return out
+
+
+def _closes(
+    prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date]
+) -> tuple[dict[str, float], dict[dt.date, dict[str, float]]]:
+    """(last close before the window per symbol, {session: {symbol: close}} inside it)."""
+    px = prices.select("symbol", "session", "close").filter(
+        pl.col("symbol").is_in(sorted(symbols))
+        & (pl.col("session") <= sessions[-1])
+        & pl.col("close").is_not_null()
+    )
+    before = (
+        px.filter(pl.col("session") < sessions[0])
+        .sort("session")
+        .group_by("symbol")
+        .agg(pl.col("close").last())
+    )
+    by_session: dict[dt.date, dict[str, float]] = defaultdict(dict)
+    for symbol, session, close in px.filter(pl.col("session") >= sessions[0]).iter_rows():
+        by_session[session][symbol] = close
+    return dict(before.iter_rows()), by_session
+
+
+def mark_to_market(
+    start_state: PortfolioState,
+    fills: pl.DataFrame | Sequence[Fill],
+    prices: pl.DataFrame,
+    sessions: Sequence[dt.date],
+    benchmark_symbol: str = "SPY",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(positions frame, equity frame) for the window `sessions`.
+
+    start_state: the book after the session before the window (`broker.account(previous session)`).
+    fills: an executions frame (its 'filled' rows are used) or Fill records; fills outside the window are
+    ignored. At each session the fills of its open are applied, then everything is marked at the close; a
+    symbol without a bar that day keeps its last known close (`stale_price`), average cost if none is
+    known. Pass prices with a few sessions of lookback before the window so that a one-day run finds the
+    same last-known closes (and the previous equity for daily_return) as a range run; daily_return of the
+    first session is null when a held position has no close before the window.
+    benchmark_close is the benchmark's close, carried forward over a missing bar (null if never seen).
+    """
+    sessions = list(sessions)
+    if not sessions:
+        return pl.DataFrame(schema=POSITION_SCHEMA), pl.DataFrame(schema=EQUITY_SCHEMA)
+    by_session = _fills_by_session(fills, sessions)
+    symbols = (
+        set(start_state.positions) | {f.symbol for fs in by_session.values() for f in fs} | {benchmark_symbol}
+    )
+    last_close, closes = _closes(prices, symbols, sessions)
+
+    prev_equity: Decimal | None = None
+    if all(s in last_close for s in start_state.positions):
+        marks = {s: as_decimal(last_close[s]) for s in start_state.positions}
+        prev_equity = start_state.cash + start_state.market_value(marks)
+
+    state = start_state
+    position_rows: list[tuple] = []
+    equity_rows: list[tuple] = []
+    for session in sessions:
+        day_fills = by_session.get(session, [])
+        state = state.apply_fills(day_fills)
+        day = closes.get(session, {})
+        last_close.update(day)
+        market_value = unrealized = Decimal(0)
+        for symbol in sorted(state.positions):
+            pos = state.positions[symbol]
+            stale = symbol not in day
+            close = as_decimal(last_close[symbol]) if symbol in last_close else pos.avg_cost
+            value = pos.qty * close
+            pnl = value - pos.qty * pos.avg_cost
+            market_value += value
+            unrealized += pnl
+            position_rows.append(
+                (session, symbol, pos.qty, float(pos.avg_cost), float(close), float(value), float(pnl), stale)
+            )
+        equity = state.cash + market_value
+        daily_return = None if not prev_equity else float(equity / prev_equity - 1)
+        prev_equity = equity
+        bench = last_close.get(benchmark_symbol)
+        equity_rows.append(
+            (
+                session,
+                float(state.cash),
+                float(market_value),
+                float(equity),
+                float(state.realized_pnl),
+                float(unrealized),
+                daily_return,
+                len(state.positions),
+                len(day_fills),
+                None if bench is None else float(bench),
+            )
+        )
+    positions = (
+        pl.DataFrame(position_rows, schema=POSITION_SCHEMA, orient="row")
+        if position_rows
+        else pl.DataFrame(schema=POSITION_SCHEMA)
+    )
+    return positions, pl.DataFrame(equity_rows, schema=EQUITY_SCHEMA, orient="row")

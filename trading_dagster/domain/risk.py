@@ -1,0 +1,227 @@
+"""Sizing and pre-trade risk controls: our own decision to approve, clip or deny an order.
+
+A denial here is *ours* (a reason code on the order row), kept apart from a broker rejection (theirs).
+Each control is a small class (zipline style) that looks at one order intent and a snapshot of the book
+and returns approve / clip / deny with a reason code; `check_order` runs them in sequence. A clipped
+order stays approved and keeps the reason code of the control that cut it, so qty < requested_qty is
+always explained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from trading_dagster.domain.execution import CommissionModel, SlippageModel, affordable_qty, buy_cost
+from trading_dagster.domain.orders import Side, as_decimal
+
+Sizing = Literal["fixed_notional", "pct_equity"]
+
+SIZE_BELOW_ONE_SHARE = "SIZE_BELOW_ONE_SHARE"
+QTY_OVER_MONTHLY_LIMIT = "QTY_OVER_MONTHLY_LIMIT"
+MAX_POSITION = "MAX_POSITION"
+INSUFFICIENT_BUYING_POWER = "INSUFFICIENT_BUYING_POWER"
+SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
+NO_PRICE = "NO_PRICE"
+REASON_CODES = (
+    SIZE_BELOW_ONE_SHARE,
+    QTY_OVER_MONTHLY_LIMIT,
+    MAX_POSITION,
+    INSUFFICIENT_BUYING_POWER,
+    SHORT_NOT_ALLOWED,
+    NO_PRICE,
+)
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Sizing and limits. Amounts are Decimal (floats/ints/strings are converted exactly).
+
+    monthly_share_limit: at most this many shares bought per stock per calendar month, months taken from
+    the *fill* session, counting filled plus pending buys; None disables the control.
+    """
+
+    sizing: Sizing = "fixed_notional"
+    notional: Decimal = Decimal(1000)
+    pct_equity: Decimal = Decimal(2)
+    max_position_pct_equity: Decimal = Decimal(10)
+    long_only: bool = True
+    monthly_share_limit: int | None = 4
+    initial_cash: Decimal = Decimal(100_000)
+
+    def __post_init__(self) -> None:
+        for name in ("notional", "pct_equity", "max_position_pct_equity", "initial_cash"):
+            object.__setattr__(self, name, as_decimal(getattr(self, name)))
+        if self.sizing not in ("fixed_notional", "pct_equity"):
+            raise ValueError(f"sizing must be 'fixed_notional' or 'pct_equity', got {self.sizing!r}")
+        if self.notional <= 0 or self.pct_equity <= 0 or self.max_position_pct_equity <= 0:
+            raise ValueError("notional, pct_equity and max_position_pct_equity must be > 0")
+        if self.initial_cash < 0:
+            raise ValueError("initial_cash must be >= 0")
+        if self.monthly_share_limit is not None and self.monthly_share_limit < 0:
+            raise ValueError("monthly_share_limit must be >= 0 or None")
+        if not self.long_only:
+            # Short positions would need borrow costs and short P&L in the portfolio; not modelled.
+            raise ValueError("only long_only=True is supported")
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """A sized order before the controls: `qty` is the requested quantity."""
+
+    symbol: str
+    side: Side
+    qty: int
+    ref_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    """The book as the controls see it for one intent at session D (after D's open fills).
+
+    pending_* are the approved orders of D planned before this one (they fill together at D+1's open);
+    available_cash is cash minus what those pending buys reserve.
+    """
+
+    held: int
+    pending_buy_qty: int
+    pending_sell_qty: int
+    bought_in_fill_month: int
+    equity: Decimal
+    available_cash: Decimal
+
+
+@dataclass(frozen=True)
+class Decision:
+    qty: int
+    reason_code: str | None = None
+
+    @property
+    def denied(self) -> bool:
+        return self.qty == 0
+
+
+class PreTradeControl(Protocol):
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision: ...
+
+
+def _limit(intent: OrderIntent, allowed: int, reason: str) -> Decision:
+    """Approve if within `allowed`, else clip to it (deny at 0), naming the reason."""
+    if intent.qty <= allowed:
+        return Decision(intent.qty)
+    return Decision(max(allowed, 0), reason)
+
+
+@dataclass(frozen=True)
+class NoPrice:
+    """Without D's close we can neither size nor value the order."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        return Decision(0, NO_PRICE) if intent.ref_price is None else Decision(intent.qty)
+
+
+@dataclass(frozen=True)
+class LongOnly:
+    """A sell may only sell shares we hold and have not already committed to another sell."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side != "sell":
+            return Decision(intent.qty)
+        available = ctx.held - ctx.pending_sell_qty
+        if available <= 0:
+            return Decision(0, SHORT_NOT_ALLOWED)
+        return _limit(intent, available, SHORT_NOT_ALLOWED)
+
+
+@dataclass(frozen=True)
+class MinimumSize:
+    """Sizing rounds down to whole shares; an expensive stock can round to zero."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        return Decision(0, SIZE_BELOW_ONE_SHARE) if intent.qty < 1 else Decision(intent.qty)
+
+
+@dataclass(frozen=True)
+class MonthlyShareLimit:
+    """At most `limit` shares of a stock bought per month (fill month; filled plus pending)."""
+
+    limit: int
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side != "buy":
+            return Decision(intent.qty)
+        remaining = self.limit - ctx.bought_in_fill_month - ctx.pending_buy_qty
+        return _limit(intent, remaining, QTY_OVER_MONTHLY_LIMIT)
+
+
+@dataclass(frozen=True)
+class MaxPosition:
+    """The position (held plus pending buys) may not exceed `pct` % of equity, valued at D's close."""
+
+    pct: Decimal
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side != "buy" or intent.ref_price is None:
+            return Decision(intent.qty)
+        room = ctx.equity * self.pct / 100 - (ctx.held + ctx.pending_buy_qty) * intent.ref_price
+        allowed = int(room // intent.ref_price) if room > 0 else 0
+        return _limit(intent, allowed, MAX_POSITION)
+
+
+@dataclass(frozen=True)
+class BuyingPower:
+    """The buy, priced with slippage and commission, must fit in cash not reserved by pending buys."""
+
+    slippage: SlippageModel
+    commission: CommissionModel
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side != "buy" or intent.ref_price is None:
+            return Decision(intent.qty)
+        price = self.slippage.fill_price("buy", intent.ref_price)
+        allowed = affordable_qty(ctx.available_cash, price, self.commission, intent.qty)
+        return _limit(intent, allowed, INSUFFICIENT_BUYING_POWER)
+
+
+def default_controls(
+    config: RiskConfig, slippage: SlippageModel, commission: CommissionModel
+) -> tuple[PreTradeControl, ...]:
+    """The controls in the order they run: cheap denials first, then the clipping limits."""
+    controls: list[PreTradeControl] = [NoPrice(), LongOnly(), MinimumSize()]
+    if config.monthly_share_limit is not None:
+        controls.append(MonthlyShareLimit(config.monthly_share_limit))
+    controls += [MaxPosition(config.max_position_pct_equity), BuyingPower(slippage, commission)]
+    return tuple(controls)
+
+
+def check_order(intent: OrderIntent, ctx: RiskContext, controls: Sequence[PreTradeControl]) -> Decision:
+    """Run the controls in sequence; the reason is that of the last control that cut the quantity."""
+    qty, reason = intent.qty, None
+    for control in controls:
+        decision = control.check(OrderIntent(intent.symbol, intent.side, qty, intent.ref_price), ctx)
+        if decision.reason_code is not None:
+            qty, reason = decision.qty, decision.reason_code
+            if qty == 0:
+                return Decision(0, reason)
+    if qty < 1:  # only reachable with a custom control list lacking MinimumSize
+        return Decision(0, reason or SIZE_BELOW_ONE_SHARE)
+    return Decision(qty, reason)
+
+
+def size_order(side: Side, ref_price: Decimal | None, equity: Decimal, held: int, config: RiskConfig) -> int:
+    """Requested quantity: whole shares for the configured notional / equity share; sells sell all held."""
+    if side == "sell":
+        return held
+    if ref_price is None:
+        return 0
+    budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
+    return max(int(budget // ref_price), 0)
+
+
+def estimated_buy_cost(
+    qty: int, ref_price: Decimal, slippage: SlippageModel, commission: CommissionModel
+) -> Decimal:
+    """Cash reserved by a pending buy: the close plus slippage and commission (the open may still gap)."""
+    return buy_cost(qty, slippage.fill_price("buy", ref_price), commission)

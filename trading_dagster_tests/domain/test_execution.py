@@ -1,0 +1,153 @@
+"""The shared fill model: tick rounding, slippage, commission, and working pending orders at an open."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_DOWN, Decimal
+
+import polars as pl
+import pytest
+
+from trading_dagster.domain.execution import (
+    CommissionModel,
+    SlippageModel,
+    affordable_qty,
+    execute_open,
+    fill_at_open,
+    opens_at,
+    round_price,
+)
+from trading_dagster.domain.orders import Order, client_order_id
+
+D = dt.date(2017, 3, 1)
+D1 = dt.date(2017, 3, 2)
+
+
+def _order(symbol: str, side: str, qty: int, strategy: str = "s") -> Order:
+    return Order(
+        client_order_id=client_order_id("paper", D, symbol, strategy, side),
+        session=D,
+        symbol=symbol,
+        strategy=strategy,
+        side=side,
+        requested_qty=qty,
+        qty=qty,
+        ref_price=Decimal("10"),
+        status="approved",
+    )
+
+
+@pytest.mark.parametrize(
+    ("price", "expected"),
+    [
+        ("123.456", "123.46"),
+        ("123.455", "123.46"),  # half up
+        ("1.004", "1.00"),
+        ("1", "1.00"),
+        ("0.12345", "0.1235"),  # four decimals below $1
+        ("0.99994", "0.9999"),
+    ],
+)
+def test_round_price_follows_alpaca_ticks(price, expected):
+    out = round_price(Decimal(price))
+    assert out == Decimal(expected)
+    assert str(out) == expected  # no float noise, the exact tick
+
+
+def test_round_price_rejects_non_positive_and_takes_a_rounding_mode():
+    assert round_price(Decimal("2.019"), ROUND_DOWN) == Decimal("2.01")
+    with pytest.raises(ValueError):
+        round_price(Decimal(0))
+
+
+def test_slippage_is_against_us_and_rounds_away_from_us():
+    slip = SlippageModel()  # 5 bps
+    assert slip.fill_price("buy", Decimal("100")) == Decimal("100.05")
+    assert slip.fill_price("sell", Decimal("100")) == Decimal("99.95")
+    # 10.01 * 1.0005 = 10.015005 -> 10.02 for a buy; 10.01 * 0.9995 = 10.004995 -> 10.00 for a sell
+    assert slip.fill_price("buy", Decimal("10.01")) == Decimal("10.02")
+    assert slip.fill_price("sell", Decimal("10.01")) == Decimal("10.00")
+    # a penny stock: 0.5 * 1.0005 = 0.50025 -> 0.5003
+    assert slip.fill_price("buy", Decimal("0.5")) == Decimal("0.5003")
+    assert SlippageModel(bps=0).fill_price("buy", Decimal("10.01")) == Decimal("10.01")
+    assert SlippageModel(bps=10.0).bps == Decimal(10)  # floats convert exactly
+
+
+def test_commission_per_share_with_minimum_rounded_to_cents():
+    fee = CommissionModel()
+    assert fee.cost(37, Decimal("10")) == Decimal("0.19")  # 0.185 half up
+    assert fee.cost(100, Decimal("10")) == Decimal("0.50")
+    assert fee.cost(0, Decimal("10")) == Decimal(0)
+    assert CommissionModel(minimum=Decimal(1)).cost(3, Decimal("10")) == Decimal("1.00")
+    with pytest.raises(ValueError):
+        CommissionModel(per_share=Decimal(-1))
+
+
+def test_fill_at_open_applies_both_models():
+    fill = fill_at_open(_order("AAPL", "buy", 4), Decimal("100"), D1, SlippageModel(), CommissionModel())
+    assert (fill.session, fill.order_session, fill.qty) == (D1, D, 4)
+    assert fill.price == Decimal("100.05")
+    assert fill.commission == Decimal("0.02")
+    assert (
+        fill_at_open(
+            _order("AAPL", "buy", 4), Decimal("100"), D1, SlippageModel(), CommissionModel(), qty=1
+        ).qty
+        == 1
+    )
+
+
+def test_fill_at_open_refuses_denied_orders():
+    denied = Order("x", D, "AAPL", "s", "buy", 0, 0, None, "denied", "NO_PRICE")
+    with pytest.raises(ValueError):
+        fill_at_open(denied, Decimal("10"), D1, SlippageModel(), CommissionModel())
+
+
+def test_affordable_qty_counts_commission():
+    fee = CommissionModel(minimum=Decimal(1))
+    # 10 shares at 10 cost 100 + 1 commission > 100: nine fit
+    assert affordable_qty(Decimal(100), Decimal(10), fee, 50) == 9
+    assert affordable_qty(Decimal(101), Decimal(10), fee, 50) == 10
+    assert affordable_qty(Decimal(101), Decimal(10), fee, 3) == 3
+    assert affordable_qty(Decimal(0), Decimal(10), fee, 3) == 0
+    assert affordable_qty(Decimal("0.5"), Decimal("0.0001"), CommissionModel(), 10**9) == 98
+
+
+def test_execute_open_expires_without_a_bar_and_sells_fund_buys():
+    slip, fee = SlippageModel(bps=0), CommissionModel(per_share=Decimal(0))
+    pending = [_order("AAA", "buy", 10), _order("BBB", "sell", 5), _order("CCC", "buy", 1)]
+    result = execute_open(
+        pending, {"AAA": Decimal(10), "BBB": Decimal(20)}, D1, Decimal(0), {"BBB": 5}, slip, fee
+    )
+    # the sell is worked first: its 100 of proceeds pay for the buy; CCC has no bar and expires
+    assert [(f.symbol, f.side, f.qty) for f in result.fills] == [("BBB", "sell", 5), ("AAA", "buy", 10)]
+    assert [(e.symbol, e.event, e.qty, e.session) for e in result.expired] == [("CCC", "expired", 1, D1)]
+
+
+def test_execute_open_caps_a_buy_at_the_cash_after_a_gap_up():
+    slip, fee = SlippageModel(bps=0), CommissionModel(per_share=Decimal(0))
+    result = execute_open([_order("AAA", "buy", 10)], {"AAA": Decimal(12)}, D1, Decimal(100), {}, slip, fee)
+    assert [f.qty for f in result.fills] == [8]  # 8 * 12 = 96 <= 100 < 9 * 12
+    assert [(e.event, e.qty) for e in result.expired] == [("expired", 2)]
+
+
+def test_execute_open_never_sells_more_than_held():
+    slip, fee = SlippageModel(), CommissionModel()
+    result = execute_open(
+        [_order("AAA", "sell", 10)], {"AAA": Decimal(12)}, D1, Decimal(0), {"AAA": 3}, slip, fee
+    )
+    assert [f.qty for f in result.fills] == [3]
+    assert [e.qty for e in result.expired] == [7]
+    nothing = execute_open([_order("AAA", "sell", 10)], {"AAA": Decimal(12)}, D1, Decimal(0), {}, slip, fee)
+    assert nothing.fills == [] and [e.qty for e in nothing.expired] == [10]
+
+
+def test_opens_at_reads_one_session_exactly():
+    prices = pl.DataFrame(
+        {
+            "symbol": ["A", "B", "A"],
+            "session": [D, D, D1],
+            "open": [10.1, 0.3, 11.0],
+            "close": [1.0, 1.0, 1.0],
+        }
+    )
+    assert opens_at(prices, D) == {"A": Decimal("10.1"), "B": Decimal("0.3")}

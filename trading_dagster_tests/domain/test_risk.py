@@ -1,0 +1,142 @@
+"""Sizing and the pre-trade controls: approve, clip (keeping the reason) or deny, each with a reason code."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from trading_dagster.domain.execution import CommissionModel, SlippageModel
+from trading_dagster.domain.risk import (
+    INSUFFICIENT_BUYING_POWER,
+    MAX_POSITION,
+    NO_PRICE,
+    QTY_OVER_MONTHLY_LIMIT,
+    SHORT_NOT_ALLOWED,
+    SIZE_BELOW_ONE_SHARE,
+    BuyingPower,
+    Decision,
+    LongOnly,
+    MaxPosition,
+    MinimumSize,
+    MonthlyShareLimit,
+    NoPrice,
+    OrderIntent,
+    RiskConfig,
+    RiskContext,
+    check_order,
+    default_controls,
+    estimated_buy_cost,
+    size_order,
+)
+
+SLIP, FEE = SlippageModel(), CommissionModel()
+
+
+def _ctx(**kw) -> RiskContext:
+    base = dict(
+        held=0,
+        pending_buy_qty=0,
+        pending_sell_qty=0,
+        bought_in_fill_month=0,
+        equity=Decimal(100_000),
+        available_cash=Decimal(100_000),
+    )
+    return RiskContext(**(base | kw))
+
+
+def _buy(qty: int, price: str | None = "100") -> OrderIntent:
+    return OrderIntent("AAPL", "buy", qty, None if price is None else Decimal(price))
+
+
+def _run(intent: OrderIntent, ctx: RiskContext, config: RiskConfig | None = None) -> Decision:
+    return check_order(intent, ctx, default_controls(config or RiskConfig(), SLIP, FEE))
+
+
+def test_config_defaults_and_exact_conversion():
+    cfg = RiskConfig()
+    assert (cfg.sizing, cfg.notional, cfg.max_position_pct_equity, cfg.monthly_share_limit) == (
+        "fixed_notional",
+        Decimal(1000),
+        Decimal(10),
+        4,
+    )
+    assert cfg.initial_cash == Decimal(100_000) and cfg.long_only
+    assert RiskConfig(notional=1234.5).notional == Decimal("1234.5")
+
+
+@pytest.mark.parametrize(
+    "kw", [{"sizing": "kelly"}, {"notional": 0}, {"long_only": False}, {"monthly_share_limit": -1}]
+)
+def test_config_rejects_what_we_do_not_model(kw):
+    with pytest.raises(ValueError):
+        RiskConfig(**kw)
+
+
+def test_sizing():
+    assert size_order("buy", Decimal("150"), Decimal(100_000), 0, RiskConfig()) == 6  # floor(1000 / 150)
+    assert size_order("buy", Decimal("1100"), Decimal(100_000), 0, RiskConfig()) == 0
+    pct = RiskConfig(sizing="pct_equity", pct_equity=Decimal(2))
+    assert size_order("buy", Decimal("40"), Decimal(50_000), 0, pct) == 25  # 2% of 50k = 1000
+    assert size_order("sell", Decimal("40"), Decimal(50_000), 17, pct) == 17  # sells sell the position
+    assert size_order("buy", None, Decimal(50_000), 0, pct) == 0
+
+
+def test_each_control_approves_within_its_limit():
+    ctx = _ctx()
+    for control in (
+        NoPrice(),
+        LongOnly(),
+        MinimumSize(),
+        MonthlyShareLimit(4),
+        MaxPosition(Decimal(10)),
+        BuyingPower(SLIP, FEE),
+    ):
+        assert control.check(_buy(3), ctx) == Decision(3)
+
+
+def test_no_price_denies():
+    assert _run(_buy(0, price=None), _ctx()) == Decision(0, NO_PRICE)
+
+
+def test_below_one_share_denies():
+    assert _run(_buy(0), _ctx()) == Decision(0, SIZE_BELOW_ONE_SHARE)
+
+
+def test_monthly_limit_clips_to_the_remaining_quota_then_denies():
+    assert _run(_buy(10), _ctx()) == Decision(4, QTY_OVER_MONTHLY_LIMIT)
+    assert _run(_buy(10), _ctx(bought_in_fill_month=1, pending_buy_qty=1)) == Decision(
+        2, QTY_OVER_MONTHLY_LIMIT
+    )
+    assert _run(_buy(10), _ctx(bought_in_fill_month=4)) == Decision(0, QTY_OVER_MONTHLY_LIMIT)
+    assert _run(_buy(3), _ctx(bought_in_fill_month=1)) == Decision(3)  # exactly fits: unchanged, no reason
+    assert _run(_buy(10), _ctx(), RiskConfig(monthly_share_limit=None)) == Decision(10)
+
+
+def test_max_position_clips_on_held_plus_pending():
+    # 10% of 100k = 10k; holding 95 at 100 = 9.5k, so 5 more
+    assert _run(_buy(4), _ctx(held=95)) == Decision(4)
+    assert _run(_buy(4), _ctx(held=97)) == Decision(3, MAX_POSITION)
+    assert _run(_buy(4), _ctx(held=98, pending_buy_qty=2)) == Decision(0, MAX_POSITION)
+
+
+def test_buying_power_counts_slippage_and_commission():
+    # 100.05 a share with slippage, plus 0.01 commission for 2 shares: 200.11
+    assert estimated_buy_cost(2, Decimal(100), SLIP, FEE) == Decimal("200.11")
+    assert _run(_buy(3), _ctx(available_cash=Decimal("200.11"))) == Decision(2, INSUFFICIENT_BUYING_POWER)
+    assert _run(_buy(3), _ctx(available_cash=Decimal("200.10"))) == Decision(1, INSUFFICIENT_BUYING_POWER)
+    assert _run(_buy(3), _ctx(available_cash=Decimal("50"))) == Decision(0, INSUFFICIENT_BUYING_POWER)
+
+
+def test_the_reason_is_that_of_the_last_control_that_cut():
+    # the quota cuts 10 -> 4, then buying power cuts 4 -> 2: the order says why it is 2
+    assert _run(_buy(10), _ctx(available_cash=Decimal(250))) == Decision(2, INSUFFICIENT_BUYING_POWER)
+
+
+def test_sells_only_sell_what_is_held_and_not_already_being_sold():
+    sell = OrderIntent("AAPL", "sell", 5, Decimal(100))
+    assert _run(sell, _ctx(held=5)) == Decision(5)
+    assert _run(OrderIntent("AAPL", "sell", 0, Decimal(100)), _ctx()) == Decision(0, SHORT_NOT_ALLOWED)
+    assert _run(sell, _ctx(held=5, pending_sell_qty=5)) == Decision(0, SHORT_NOT_ALLOWED)
+    # buy-side limits never touch a sell
+    assert _run(sell, _ctx(held=5, bought_in_fill_month=4, available_cash=Decimal(0))) == Decision(5)
