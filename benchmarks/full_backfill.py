@@ -1,0 +1,270 @@
+"""Full shared dataset through raw -> P&L: the Dagster single-run backfill against the domain functions alone.
+
+    python3 -m uv run python benchmarks/full_backfill.py [--data PATH] [--sessions N] [--postgres]
+
+Runs two child processes on the same data (so each has its own peak RSS):
+  pure     the domain functions called directly, stage by stage (file -> raw store -> clean -> indicators ->
+           signals -> orders -> paper broker -> P&L), no Dagster, no IO manager;
+  dagster  `pipeline_job` as ONE single-run backfill of every session on an on-disk Dagster instance
+           (DAGSTER_HOME in a temp folder, configured like the demo's), then one daily session through all
+           stages as its own run.
+and prints wall time per stage, totals, peak RSS, and the ratio of the Dagster run to pure compute.
+`--postgres` also runs the Dagster backfill on a throwaway PostgreSQL 15 instance storage (needs Debian's
+postgresql-15 and the `dagster-postgres` package; see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "us_equities_etfs_daily_2008_2017.parquet"
+TARGETS = {"full_backfill_s": 120.0, "peak_rss_gib": 4.0, "daily_session_s": 10.0}
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+
+
+# --------------------------------------------------------------------------------------------- pure
+
+
+def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
+    from decimal import Decimal
+
+    import polars as pl
+
+    from trading_dagster.domain import indicators as ind
+    from trading_dagster.domain.execution import CommissionModel, SlippageModel
+    from trading_dagster.domain.metrics import performance_summary
+    from trading_dagster.domain.orders import orders_from_frame
+    from trading_dagster.domain.pnl import mark_to_market
+    from trading_dagster.domain.portfolio import PortfolioState, plan_orders
+    from trading_dagster.domain.prices import clean_prices
+    from trading_dagster.domain.risk import RiskConfig
+    from trading_dagster.domain.strategies import DEFAULT_STRATEGIES, generate_signals
+    from trading_dagster.partitions import session_calendar
+    from trading_dagster.resources.broker import PaperBroker
+    from trading_dagster.resources.market_data import FileMarketDataSource
+    from trading_dagster.resources.raw_store import LocalRawStore
+
+    times: dict[str, float] = {}
+    cal = session_calendar()
+
+    def timed(name, fn, *a, **k):
+        t = time.perf_counter()
+        out = fn(*a, **k)
+        times[name] = time.perf_counter() - t
+        print(f"  pure {name:<12} {times[name]:7.2f} s", flush=True)
+        return out
+
+    source = FileMarketDataSource(data)
+    first, last = source.date_range()
+    sessions = cal.between(first, last)[: sessions_limit or None]
+    bars = timed("load_source", source.fetch_bars, sessions[0], sessions[-1])
+    store = LocalRawStore(workdir / "lake")
+    timed("raw_write", store.write_sessions, bars, cal)
+    raw = timed("raw_read", store.read_sessions, sessions)
+    cleaned = timed("clean", clean_prices, raw, sessions).cleaned
+    indicators = timed("indicators", ind.compute_indicators_anchored, cleaned, cal.sessions, sessions[0], sessions[-1])
+    signals = timed("signals", generate_signals, indicators, DEFAULT_STRATEGIES, sessions[0], sessions[-1])
+    risk = RiskConfig()
+    slip, comm = SlippageModel(), CommissionModel()
+    orders = timed(
+        "orders", plan_orders, signals, cleaned, PortfolioState.initial(risk.initial_cash), cal.sessions, risk, slip, comm, "paper"
+    )
+
+    def execute():
+        opens = {
+            k[0]: dict(zip(v["symbol"].to_list(), v["open"].to_list(), strict=True))
+            for k, v in cleaned.select("session", "symbol", "open").partition_by("session", as_dict=True).items()
+        }
+        approved = orders.filter(pl.col("status") == "approved")
+        by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
+        with PaperBroker(str(workdir / "ledger.duckdb"), initial_cash=Decimal(risk.initial_cash), slippage=slip, commission=comm) as b:
+            for s in sessions:
+                b.sync(s, opens.get(s, {}))
+                if s in by_session:
+                    b.submit(orders_from_frame(by_session[s]), s)
+            return b.events(sessions[0], sessions[-1])
+
+    events = timed("executions", execute)
+    fills = events.filter(pl.col("event") == "filled")
+    _, equity = timed("pnl", mark_to_market, PortfolioState.initial(risk.initial_cash), fills, cleaned, sessions, "SPY")
+    summary = timed("performance", performance_summary, equity)
+    return {
+        "times": times,
+        "total_s": sum(times.values()),
+        "peak_rss_gib": peak_rss_gib(),
+        "rows": cleaned.height,
+        "symbols": cleaned["symbol"].n_unique(),
+        "sessions": len(sessions),
+        "orders": orders.height,
+        "fills": fills.height,
+        "final_equity": summary["final_equity"],
+    }
+
+
+# ------------------------------------------------------------------------------------------ dagster
+
+
+STEP_STAGE = {
+    "raw__raw_prices": "raw",
+    "cleaned_prices": "clean",
+    "indicators__indicators": "indicators",
+    "signals__signals": "signals",
+    "trading__orders": "orders",
+    "trading__executions": "executions",
+    "pnl": "pnl",
+}
+
+
+def step_times(instance, run_id: str) -> dict[str, float]:
+    from dagster import DagsterEventType
+
+    starts, out = {}, {}
+    for rec in instance.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        if ev.event_type == DagsterEventType.STEP_START:
+            starts[ev.step_key] = rec.timestamp
+        elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            out[STEP_STAGE.get(ev.step_key, ev.step_key)] = rec.timestamp - starts[ev.step_key]
+    return out
+
+
+def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: str) -> dict:
+    os.environ["TRADING_DAGSTER_DATA_DIR"] = str(workdir / "data")
+    os.environ["TRADING_DAGSTER_MARKET_DATA_FILE"] = str(data)
+    home = workdir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    if storage == "postgres":
+        (home / "dagster.yaml").write_text(
+            "storage:\n  postgres:\n    postgres_url: " + os.environ["BENCH_PG_URL"] + "\ntelemetry:\n  enabled: false\n"
+        )
+    os.environ["DAGSTER_HOME"] = str(home)
+    from trading_dagster.cli import ensure_dagster_home, run_backfill
+    from trading_dagster.partitions import session_calendar
+    from trading_dagster.resources.market_data import FileMarketDataSource
+
+    import dagster as dg
+
+    ensure_dagster_home(str(home))
+    first, last = FileMarketDataSource(data).date_range()
+    sessions = session_calendar().between(first, last)[: sessions_limit or None]
+    t = time.perf_counter()
+    full = run_backfill(sessions[0], sessions[-1])
+    full_s = time.perf_counter() - t
+    if not full["success"]:
+        raise SystemExit(f"dagster backfill failed: {full['failed_checks']}")
+    instance = dg.DagsterInstance.get()
+    steps = step_times(instance, full["run_id"])
+    events = sum(1 for _ in instance.all_logs(full["run_id"]))
+    t = time.perf_counter()
+    daily = run_backfill(sessions[-1], sessions[-1])
+    daily_s = time.perf_counter() - t
+    return {
+        "storage": storage,
+        "full_s": full_s,
+        "steps": steps,
+        "run_events": events,
+        "daily_s": daily_s,
+        "daily_steps": step_times(instance, daily["run_id"]),
+        "daily_success": daily["success"],
+        "checks_passed": full["checks_passed"],
+        "checks_failed": full["checks_failed"],
+        "peak_rss_gib": peak_rss_gib(),
+    }
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def child(mode: str, args: argparse.Namespace, extra_env: dict | None = None) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, __file__, "--child", mode, "--data", str(args.data), "--out", str(out), "--workdir", tmp]
+        if args.sessions:
+            cmd += ["--sessions", str(args.sessions)]
+        subprocess.run(cmd, check=True, env={**os.environ, **(extra_env or {})})
+        return json.loads(out.read_text())
+
+
+def report(pure: dict, dag: list[dict]) -> None:
+    stages = list(pure["times"])
+    print()
+    print(f"full dataset: {pure['symbols']:,} symbols, {pure['sessions']:,} sessions, {pure['rows']:,} cleaned rows; "
+          f"{pure['orders']:,} orders, {pure['fills']:,} fills, final equity ${pure['final_equity']:,.2f}")
+    head = f"{'stage':<14}{'pure s':>9}" + "".join(f"{'dagster/' + d['storage'] + ' s':>20}" for d in dag)
+    print(head)
+    print("-" * len(head))
+    merged = {"load_source": "raw", "raw_write": "raw", "raw_read": "clean", "performance": None}
+    shown = set()
+    for st in stages:
+        stage = merged.get(st, st)
+        cells = ""
+        for d in dag:
+            v = d["steps"].get(stage) if stage and stage not in shown else None
+            cells += f"{v:>20.2f}" if v is not None else f"{'':>20}"
+        if stage:
+            shown.add(stage)
+        print(f"{st:<14}{pure['times'][st]:>9.2f}{cells}")
+    print("-" * len(head))
+    print(f"{'total':<14}{pure['total_s']:>9.2f}" + "".join(f"{d['full_s']:>20.2f}" for d in dag))
+    print(f"{'peak RSS GiB':<14}{pure['peak_rss_gib']:>9.2f}" + "".join(f"{d['peak_rss_gib']:>20.2f}" for d in dag))
+    for d in dag:
+        steps_sum = sum(d["steps"].values())
+        print(f"\ndagster on {d['storage']}: {d['full_s']:.1f} s = {d['full_s'] / pure['total_s']:.1f}x pure compute; "
+              f"steps {steps_sum:.1f} s, run creation and the rest {d['full_s'] - steps_sum:.1f} s; "
+              f"{d['run_events']:,} events in the run's log; checks {d['checks_passed']} passed, {d['checks_failed']} failed")
+        print(f"  one daily session through all stages: {d['daily_s']:.1f} s (steps: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in d["daily_steps"].items()) + ")")
+        verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
+        print(f"  targets: full backfill < {TARGETS['full_backfill_s']:.0f} s: {verdict(d['full_s'] < TARGETS['full_backfill_s'])}; "
+              f"peak RSS < {TARGETS['peak_rss_gib']:.0f} GiB: {verdict(d['peak_rss_gib'] < TARGETS['peak_rss_gib'])}; "
+              f"daily session < {TARGETS['daily_session_s']:.0f} s: {verdict(d['daily_s'] < TARGETS['daily_session_s'])}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--sessions", type=int, help="only the first N sessions (a quicker look)")
+    p.add_argument("--postgres", action="store_true", help="also run on a throwaway PostgreSQL instance storage")
+    p.add_argument("--child")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--workdir", type=Path)
+    args = p.parse_args()
+    if args.child:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        if args.child == "pure":
+            result = run_pure(args.data, args.sessions, args.workdir)
+        else:
+            result = run_dagster(args.data, args.sessions, args.workdir, args.child)
+        args.out.write_text(json.dumps(result, default=str))
+        return
+    if not args.data.exists():
+        raise SystemExit(f"{args.data} not found: the benchmark needs the shared dataset (../shared/data)")
+    print(f"data: {args.data}", flush=True)
+    pure = child("pure", args)
+    dag = [child("sqlite", args)]
+    if args.postgres:
+        from benchmarks.pg import throwaway_postgres
+
+        with throwaway_postgres() as url:
+            dag.append(child("postgres", args, {"BENCH_PG_URL": url}))
+    report(pure, dag)
+
+
+if __name__ == "__main__":
+    main()

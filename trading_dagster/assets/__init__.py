@@ -1,0 +1,1 @@
+"""Thin assets: read inputs, call one domain function, return data plus metadata and check results."""

@@ -1,0 +1,72 @@
+"""Shared pieces of the asset layer: the session partitions, the single-run policy, check results."""
+
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from trading_dagster.checks.rules import CheckOutcome
+from trading_dagster.partitions import sessions_partitions_def
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+PARTITION_EXPR = {"partition_expr": "session"}
+
+
+def partitioned(**kwargs: Any) -> dict[str, Any]:
+    """Keyword arguments every session-partitioned asset shares."""
+    return {"partitions_def": sessions_partitions_def(), "backfill_policy": SINGLE_RUN, **kwargs}
+
+
+def check_result(asset_key: list[str], name: str, outcome: CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(asset_key),
+        check_name=name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.description,
+        metadata={k: v if isinstance(v, int | float) else str(v) for k, v in outcome.metadata.items()},
+    )
+
+
+def blocking(asset_key: list[str], name: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=dg.AssetKey(asset_key), blocking=True, description=description)
+
+
+def frame_metadata(df: pl.DataFrame, sessions: list[dt.date]) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "dagster/row_count": df.height,
+        "sessions": len(sessions),
+        "first_session": str(sessions[0]),
+        "last_session": str(sessions[-1]),
+    }
+    if "symbol" in df.columns:
+        meta["symbols"] = df["symbol"].n_unique()
+    return meta
+
+
+def markdown_table(df: pl.DataFrame, rows: int = 10) -> str:
+    if df.is_empty():
+        return "(no rows)"
+    head = df.head(rows)
+    fmt = lambda v: f"{v:,.4f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in head.iter_rows()]
+    return "\n".join(lines)
+
+
+def preview(df: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_table(df, rows))
+
+
+class Progress:
+    """Logs `label: i/n (p%)` about every tenth of the way, so a ten-year run shows it is moving."""
+
+    def __init__(self, log: Any, label: str, total: int, steps: int = 10) -> None:
+        self.log, self.label, self.total = log, label, max(total, 1)
+        self.every = max(self.total // steps, 1)
+
+    def tick(self, i: int, extra: str = "") -> None:
+        if i == self.total or i % self.every == 0:
+            self.log.info(f"{self.label}: {i}/{self.total} ({100 * i // self.total}%) {extra}".rstrip())

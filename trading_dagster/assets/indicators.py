@@ -1,0 +1,96 @@
+"""indicators/indicators and signals/signals."""
+
+
+import dagster as dg
+import polars as pl
+
+from trading_dagster.assets._common import PARTITION_EXPR, blocking, check_result, frame_metadata, partitioned, preview
+from trading_dagster.assets.prices import CLEANED
+from trading_dagster.checks import rules
+from trading_dagster.domain import indicators as ind
+from trading_dagster.domain.strategies import generate_signals
+from trading_dagster.partitions import lookback_mapping, session_calendar, sessions_partitions_def, window_sessions
+from trading_dagster.resources.configured import TradingConfigResource
+
+INDICATORS = ["indicators", "indicators"]
+SIGNALS = ["signals", "signals"]
+
+
+class LookbackIncomplete(RuntimeError):
+    """Upstream partitions inside a lookback window are missing: backfill them first."""
+
+
+def check_lookback(loaded: pl.DataFrame, needed: list, label: str) -> dict:
+    """Fail on gaps inside the lookback; report (not fail) a lookback cut short where history begins.
+
+    Sessions before the first loaded one are treated as the start of history (the first partition, or the
+    first session of a user's file): indicators that need earlier bars are null there, never guessed. A
+    missing session *between* loaded ones means an upstream partition was not materialized.
+    """
+    present = set(loaded["session"].unique().to_list()) if loaded.height else set()
+    if not present:
+        raise LookbackIncomplete(f"{label}: no upstream rows at all for sessions {needed[0]}..{needed[-1]}")
+    first = min(present)
+    gaps = [s for s in needed if s >= first and s not in present]
+    if gaps:
+        raise LookbackIncomplete(
+            f"{label}: upstream partitions missing inside the lookback: {len(gaps)} sessions, "
+            f"{', '.join(map(str, gaps[:10]))}{' ...' if len(gaps) > 10 else ''}. Materialize them first."
+        )
+    truncated = sum(1 for s in needed if s < first)
+    return {"lookback_sessions": len(needed), "lookback_truncated_sessions": truncated, "lookback_first": str(first)}
+
+
+@dg.asset(
+    key=INDICATORS,
+    group_name="indicators",
+    kinds={"duckdb", "polars"},
+    metadata=PARTITION_EXPR,
+    description="SMA 20/50/200, EMA 12/26, RSI 14 (Wilder), MACD 12/26/9, Bollinger 20/2, ATR 14, 52-week high "
+    "and % below it, per symbol and session; null until the full lookback is there. Anchored so that any run "
+    "gives the same values (docs/design.md).",
+    ins={"cleaned_prices": dg.AssetIn(key=CLEANED, partition_mapping=lookback_mapping(ind.LOOKBACK_SESSIONS))},
+    check_specs=[
+        blocking(INDICATORS, "indicators__in_bounds", "RSI in [0, 100], Bollinger bands ordered, no NaN"),
+        blocking(INDICATORS, "indicators__unique_symbol_session", "one row per (symbol, session)"),
+    ],
+    **partitioned(),
+)
+def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame):
+    sessions = window_sessions(context)
+    cal = session_calendar()
+    first_partition = sessions_partitions_def().start.date()
+    need_from = max(ind.required_input_start(cal.sessions, sessions[0]), first_partition)
+    lookback = check_lookback(cleaned_prices, cal.between(need_from, sessions[-1]), "indicators")
+    context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
+    out = ind.compute_indicators_anchored(cleaned_prices, cal.sessions, sessions[0], sessions[-1])
+    yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "preview": preview(out.tail(5))})
+    yield check_result(INDICATORS, "indicators__in_bounds", rules.indicators_in_bounds(out))
+    yield check_result(INDICATORS, "indicators__unique_symbol_session", rules.unique_keys(out, ["symbol", "session"]))
+
+
+@dg.asset(
+    key=SIGNALS,
+    group_name="signals",
+    kinds={"duckdb", "polars"},
+    metadata=PARTITION_EXPR,
+    description="One row per session, symbol and strategy that fires: side, strength, reason. Strategies are "
+    "configuration (trading_dagster.toml or the launchpad).",
+    ins={"indicators": dg.AssetIn(key=INDICATORS, partition_mapping=lookback_mapping(1))},
+    check_specs=[
+        blocking(SIGNALS, "signals__valid", "side buy|sell, strength in [0, 1], a reason"),
+        blocking(SIGNALS, "signals__unique", "one row per (session, symbol, strategy)"),
+    ],
+    **partitioned(),
+)
+def signals(context: dg.AssetExecutionContext, indicators: pl.DataFrame, trading_config: TradingConfigResource):
+    sessions = window_sessions(context)
+    cal = session_calendar()
+    prev = cal.previous_session(sessions[0])
+    needed = cal.between(prev, sessions[-1]) if prev and prev >= sessions_partitions_def().start.date() else sessions
+    lookback = check_lookback(indicators, needed, "signals")
+    out = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
+    by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
+    yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "by_strategy": preview(by_strategy, 20)})
+    yield check_result(SIGNALS, "signals__valid", rules.signals_valid(out))
+    yield check_result(SIGNALS, "signals__unique", rules.unique_keys(out, ["session", "symbol", "strategy"]))

@@ -1,0 +1,123 @@
+"""The rules. Each returns CheckOutcome(passed, description, metadata)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _offenders(bad: pl.DataFrame, what: str, total: int) -> CheckOutcome:
+    if bad.is_empty():
+        return CheckOutcome(True, f"no {what}", {"rows_checked": total, "offending_rows": 0})
+    meta: dict[str, Any] = {"rows_checked": total, "offending_rows": bad.height}
+    if "symbol" in bad.columns:
+        meta["symbols"] = ", ".join(sorted(bad["symbol"].unique().to_list())[:20])
+    if "session" in bad.columns:
+        s = bad["session"]
+        meta["sessions"] = f"{s.min()}..{s.max()} ({s.n_unique()} sessions)"
+    meta["example"] = str(bad.head(EXAMPLES).to_dicts())
+    return CheckOutcome(False, f"{bad.height} rows with {what}", meta)
+
+
+def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
+    dup = df.filter(pl.struct(keys).is_duplicated())
+    return _offenders(dup, f"duplicate {tuple(keys)}", df.height)
+
+
+def no_nulls(df: pl.DataFrame, columns: list[str]) -> CheckOutcome:
+    bad = df.filter(pl.any_horizontal(pl.col(c).is_null() for c in columns))
+    return _offenders(bad, f"nulls in {columns}", df.height)
+
+
+def sessions_in_window(df: pl.DataFrame, sessions: list) -> CheckOutcome:
+    bad = df.filter(~pl.col("session").is_in(sessions))
+    return _offenders(bad, "sessions outside the partition window", df.height)
+
+
+def cleaned_prices_sane(df: pl.DataFrame) -> CheckOutcome:
+    bad = df.filter(
+        (pl.min_horizontal("open", "high", "low", "close") <= 0)
+        | (pl.col("high") < pl.col("low"))
+        | ~pl.col("close").is_between(pl.col("low"), pl.col("high"))
+        | ~pl.col("open").is_between(pl.col("low"), pl.col("high"))
+        | (pl.col("volume") < 0)
+    )
+    return _offenders(bad, "prices that fail OHLC sanity", df.height)
+
+
+def every_session_has_rows(df: pl.DataFrame, sessions: list) -> CheckOutcome:
+    present = set(df["session"].unique().to_list()) if not df.is_empty() else set()
+    missing = [s for s in sessions if s not in present]
+    if missing:
+        return CheckOutcome(
+            False,
+            f"{len(missing)} sessions have no rows",
+            {"missing_sessions": ", ".join(map(str, missing[:20])), "count": len(missing)},
+        )
+    return CheckOutcome(True, "every session in the window has rows", {"sessions": len(sessions)})
+
+
+def indicators_in_bounds(df: pl.DataFrame) -> CheckOutcome:
+    bad = df.filter(
+        ~pl.col("rsi_14").is_between(0, 100)
+        | (pl.col("bb_lower") > pl.col("bb_middle"))
+        | (pl.col("bb_middle") > pl.col("bb_upper"))
+        | (pl.col("atr_14") < 0)
+        | (pl.col("pct_below_high_52w") < 0)
+        | pl.any_horizontal(pl.selectors.float().is_nan())
+    )
+    return _offenders(bad, "indicator values out of bounds or NaN", df.height)
+
+
+def signals_valid(df: pl.DataFrame) -> CheckOutcome:
+    bad = df.filter(
+        ~pl.col("side").is_in(["buy", "sell"]) | ~pl.col("strength").is_between(0, 1) | pl.col("reason").is_null()
+    )
+    return _offenders(bad, "invalid side, strength outside [0, 1] or no reason", df.height)
+
+
+def orders_within_limits(df: pl.DataFrame, monthly_share_limit: int, fill_month: pl.Expr) -> CheckOutcome:
+    """Approved orders: positive quantity, unique client order id, monthly buy quota respected."""
+    approved = df.filter(pl.col("status") == "approved")
+    bad = approved.filter((pl.col("qty") <= 0) | pl.col("client_order_id").is_duplicated())
+    if not bad.is_empty():
+        return _offenders(bad, "non-positive quantity or duplicate client order id", df.height)
+    over = (
+        approved.filter(pl.col("side") == "buy")
+        .with_columns(fill_month.alias("month"))
+        .group_by("symbol", "month")
+        .agg(pl.col("qty").sum().alias("shares"))
+        .filter(pl.col("shares") > monthly_share_limit)
+    )
+    return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", df.height)
+
+
+def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> CheckOutcome:
+    """Every accepted order is an approved order of the window with the same quantity."""
+    accepted = executions.filter(pl.col("event") == "accepted")
+    joined = accepted.join(
+        orders.filter(pl.col("status") == "approved").select("client_order_id", pl.col("qty").alias("order_qty")),
+        on="client_order_id",
+        how="left",
+    )
+    bad = joined.filter(pl.col("order_qty").is_null() | (pl.col("order_qty") != pl.col("qty")))
+    return _offenders(bad, "broker events that match no approved order", executions.height)
+
+
+def equity_identity(equity: pl.DataFrame, tolerance: float = 0.01) -> CheckOutcome:
+    """equity = cash + market value to the cent, and cash never negative (long only, no margin)."""
+    bad = equity.filter(
+        ((pl.col("cash") + pl.col("market_value") - pl.col("equity")).abs() > tolerance) | (pl.col("cash") < -tolerance)
+    )
+    return _offenders(bad, "equity != cash + market value, or negative cash", equity.height)

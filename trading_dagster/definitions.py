@@ -1,0 +1,78 @@
+"""The one Definitions object: assets, checks, jobs, schedules, sensors, and resources from settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from trading_dagster.assets.indicators import indicators, signals
+from trading_dagster.assets.prices import cleaned_prices
+from trading_dagster.assets.raw import raw_prices
+from trading_dagster.assets.trading import executions, orders, performance, pnl
+from trading_dagster.automation.jobs import (
+    daily_pipeline_schedule,
+    performance_after_pipeline_sensor,
+    performance_job,
+    pipeline_job,
+)
+from trading_dagster.resources.configured import (
+    BrokerResource,
+    MarketDataResource,
+    RawStoreResource,
+    StrategyConfig,
+    TradingConfigResource,
+)
+from trading_dagster.resources.warehouse import WarehouseIOManager
+from trading_dagster.settings import Settings, load_settings
+
+ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance]
+
+
+def build_resources(settings: Settings) -> dict:
+    cfg = settings.config
+    account, risk, costs = cfg.get("account", {}), cfg.get("risk", {}), cfg.get("costs", {})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    trading_config = TradingConfigResource(
+        account=str(account.get("name", "paper")),
+        benchmark=str(account.get("benchmark", "SPY")),
+        initial_cash=float(account.get("initial_cash", 100_000)),
+        strategies=[StrategyConfig(**s) for s in cfg.get("strategies", [])],
+        **{k: risk[k] for k in risk},
+    )
+    return {
+        "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
+        "raw_store": RawStoreResource(
+            kind=settings.raw_store,
+            local_root=str(settings.raw_root),
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            region_name=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url,
+        ),
+        "market_data": MarketDataResource(path=str(settings.market_data_file)),
+        "broker": BrokerResource(
+            kind=settings.broker,
+            ledger_path=str(settings.broker_ledger_path),
+            account=trading_config.account,
+            initial_cash=trading_config.initial_cash,
+            slippage_bps=float(costs.get("slippage_bps", 5)),
+            commission_per_share=float(costs.get("commission_per_share", 0.005)),
+        ),
+        "trading_config": trading_config,
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[pipeline_job, performance_job],
+        schedules=[daily_pipeline_schedule],
+        sensors=[performance_after_pipeline_sensor],
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,61 @@
+"""End-to-end fixtures: a throwaway data folder, definitions built on it, runs on an ephemeral instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from trading_dagster.definitions import build_definitions
+from trading_dagster.partitions import session_calendar
+from trading_dagster.settings import Settings, load_settings
+
+RAW_AND_CLEANED = [dg.AssetKey(["raw", "raw_prices"]), dg.AssetKey(["prices", "cleaned_prices"]), dg.AssetKey(["prices", "price_quarantine"])]
+
+
+def make_settings(data_dir: Path, **env: str) -> Settings:
+    return load_settings({"TRADING_DAGSTER_DATA_DIR": str(data_dir), **env})
+
+
+def run_range(defs: dg.Definitions, start: dt.date, end: dt.date, *, selection=None, raise_on_error: bool = True):
+    return defs.resolve_job_def("pipeline_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()},
+        asset_selection=selection,
+        raise_on_error=raise_on_error,
+    )
+
+
+def read_table(settings: Settings, table: str) -> pl.DataFrame:
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        return con.execute(f"select * from {table}").pl()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="session")
+def warm_history(tmp_path_factory) -> tuple[Path, list[dt.date]]:
+    """Raw and cleaned prices for the 660 sessions before 2017-06-01 (the indicators' full lookback), built once;
+    tests copy the folder so each gets its own warehouse and broker ledger."""
+    cal = session_calendar()
+    first_test_session = dt.date(2017, 6, 1)
+    start = cal.offset(first_test_session, -660)
+    end = cal.previous_session(first_test_session)
+    data_dir = tmp_path_factory.mktemp("warm") / "data"
+    defs = build_definitions(make_settings(data_dir))
+    run_range(defs, start, end, selection=RAW_AND_CLEANED)
+    return data_dir, cal.between(first_test_session, cal.offset(first_test_session, 30))
+
+
+@pytest.fixture
+def warm_copy(warm_history, tmp_path) -> tuple[Settings, list[dt.date]]:
+    src, sessions = warm_history
+    dst = tmp_path / "data"
+    shutil.copytree(src, dst)
+    return make_settings(dst), sessions
