@@ -38,6 +38,10 @@ def ensure_dagster_home(path: str | None) -> Path:
     if not cfg.exists():
         cfg.write_text(DAGSTER_YAML.format(home=home))
     os.environ["DAGSTER_HOME"] = str(home)
+    # One planned-materialization event per asset for a range run instead of one per partition: halves
+    # Dagster's bookkeeping for a ten-year backfill (docs/decisions/0002-dagster-bookkeeping.md). The cost:
+    # if such a run fails, the UI does not mark its partitions as failed (the run itself shows failed).
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     return home
 
 
@@ -173,7 +177,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from trading_dagster.definitions import build_definitions
-    from trading_dagster.domain.prices import PriceDataError
+    from trading_dagster.domain.prices import PriceDataError, check_sessions
     from trading_dagster.partitions import session_calendar
     from trading_dagster.resources.market_data import FileMarketDataSource
     from trading_dagster.settings import load_settings
@@ -182,7 +186,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     ensure_dagster_home(args.dagster_home)
     path = Path(args.file).expanduser().resolve()
     try:
-        start, end = FileMarketDataSource(path).date_range()
+        source = FileMarketDataSource(path)
+        start, end = source.date_range()
+        # Every row, not just those the run below reads: raw_prices fetches the sessions between the first
+        # and last date, so a weekend or holiday row at either end would otherwise be dropped silently.
+        check_sessions(source.load(), session_calendar())
     except (PriceDataError, FileNotFoundError) as e:
         print(f"cannot import {path}: {e}", file=sys.stderr)
         return 2
@@ -245,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
     args = parser.parse_args(argv)
+    _quiet_warnings()  # before the definitions are imported: Dagster's beta/preview notices are not for users
     return args.func(args)
 
 

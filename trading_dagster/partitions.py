@@ -49,6 +49,7 @@ def window_sessions(context: dg.AssetExecutionContext | dg.OpExecutionContext) -
     sessions = session_calendar().between(start, end)
     if not sessions:
         raise ValueError(f"partition window {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d} holds no NYSE session")
+    context.log.info(f"{context.op_def.name}: {len(sessions)} sessions {sessions[0]}..{sessions[-1]}")
     return sessions
 
 

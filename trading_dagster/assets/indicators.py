@@ -4,12 +4,24 @@
 import dagster as dg
 import polars as pl
 
-from trading_dagster.assets._common import PARTITION_EXPR, blocking, check_result, frame_metadata, partitioned, preview
+from trading_dagster.assets._common import (
+    PARTITION_EXPR,
+    blocking,
+    check_result,
+    frame_metadata,
+    partitioned,
+    preview,
+)
 from trading_dagster.assets.prices import CLEANED
 from trading_dagster.checks import rules
 from trading_dagster.domain import indicators as ind
 from trading_dagster.domain.strategies import generate_signals
-from trading_dagster.partitions import lookback_mapping, session_calendar, sessions_partitions_def, window_sessions
+from trading_dagster.partitions import (
+    lookback_mapping,
+    session_calendar,
+    sessions_partitions_def,
+    window_sessions,
+)
 from trading_dagster.resources.configured import TradingConfigResource
 
 INDICATORS = ["indicators", "indicators"]
@@ -64,6 +76,7 @@ def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame):
     lookback = check_lookback(cleaned_prices, cal.between(need_from, sessions[-1]), "indicators")
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     out = ind.compute_indicators_anchored(cleaned_prices, cal.sessions, sessions[0], sessions[-1])
+    context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "preview": preview(out.tail(5))})
     yield check_result(INDICATORS, "indicators__in_bounds", rules.indicators_in_bounds(out))
     yield check_result(INDICATORS, "indicators__unique_symbol_session", rules.unique_keys(out, ["symbol", "session"]))
@@ -90,6 +103,7 @@ def signals(context: dg.AssetExecutionContext, indicators: pl.DataFrame, trading
     needed = cal.between(prev, sessions[-1]) if prev and prev >= sessions_partitions_def().start.date() else sessions
     lookback = check_lookback(indicators, needed, "signals")
     out = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
+    context.log.info(f"signals: {out.height:,} fired")
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "by_strategy": preview(by_strategy, 20)})
     yield check_result(SIGNALS, "signals__valid", rules.signals_valid(out))

@@ -51,6 +51,7 @@ def cleaned_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResourc
     raw = raw_store.get().read_sessions(sessions)
     result = clean_prices(raw, sessions)
     cleaned, quarantine = result.cleaned, result.quarantine
+    context.log.info(f"cleaned_prices: {cleaned.height:,} rows kept, {quarantine.height:,} quarantined")
     reasons = quarantine.group_by("reason").len().sort("len", descending=True) if quarantine.height else quarantine
     yield dg.Output(cleaned, "cleaned_prices", metadata={**frame_metadata(cleaned, sessions), "raw_rows": raw.height})
     yield dg.Output(

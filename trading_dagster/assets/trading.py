@@ -85,6 +85,8 @@ def orders(
         broker.commission_model(),
         account_id,
     )
+    n_ok = out.filter(pl.col("status") == "approved").height if out.height else 0
+    context.log.info(f"orders: {n_ok:,} approved, {out.height - n_ok:,} denied (kept with a reason code)")
     counts = out.group_by("status", "reason_code").len().sort("len", descending=True) if out.height else out
     months = _fill_month(sessions)
     outcome = rules.orders_within_limits(
@@ -94,8 +96,8 @@ def orders(
         out,
         metadata={
             **frame_metadata(out, sessions),
-            "approved": out.filter(pl.col("status") == "approved").height if out.height else 0,
-            "denied": out.filter(pl.col("status") == "denied").height if out.height else 0,
+            "approved": n_ok,
+            "denied": out.height - n_ok,
             "by_status_and_reason": preview(counts, 20),
             "start_cash": float(start_state.cash),
         },
@@ -129,6 +131,7 @@ def executions(context: dg.AssetExecutionContext, orders: pl.DataFrame, cleaned_
                 b.submit(orders_from_frame(todays), session)
             progress.tick(i)
         events = b.events(sessions[0], sessions[-1])
+    context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
     counts = events.group_by("event").len().sort("event") if events.height else events
     yield dg.Output(events, metadata={**frame_metadata(events, sessions), "by_event": preview(counts)})
     yield check_result(EXECUTIONS, "executions__match_orders", rules.executions_match_orders(events, orders))
@@ -170,6 +173,7 @@ def pnl(
     fills = executions.filter(pl.col("event") == "filled") if executions.height else executions
     positions, equity = mark_to_market(start_state, fills, cleaned_prices, sessions, trading_config.benchmark)
     last = equity.tail(1).to_dicts()[0] if equity.height else {}
+    context.log.info(f"pnl: equity ${last.get('equity', 0.0):,.2f} at {last.get('session')}")
     yield dg.Output(positions, "positions", metadata=frame_metadata(positions, sessions))
     yield dg.Output(
         equity,
