@@ -23,12 +23,13 @@ RAW_PRICES = ["raw", "raw_prices"]
 )
 def raw_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResource, market_data: MarketDataResource):
     sessions = window_sessions(context)
-    # Every calendar day of the partition window (through the day before the next session), not only its
-    # sessions: a row dated on the weekend or holiday after the window's last session belongs to no other
-    # partition, so reading sessions[0]..sessions[-1] would leave it out of every run without a word.
-    window = context.partition_time_window
-    first_day, last_day = window.start.date(), (window.end - dt.timedelta(days=1)).date()
-    bars = market_data.get().fetch_bars(first_day, last_day, None)
+    # Through the day before the next session, not only to the last session: a row dated on the weekend or
+    # holiday after the window's last session belongs to this partition (every non-session day goes with
+    # the session before it), so it fails here instead of falling between two partitions and never being
+    # read. (Dagster's time window is no help: it ends at the next weekday, before a holiday.)
+    nxt = session_calendar().next_session(sessions[-1])
+    last_day = nxt - dt.timedelta(days=1) if nxt else sessions[-1]
+    bars = market_data.get().fetch_bars(sessions[0], last_day, None)
     by_session = split_by_session(bars, session_calendar())  # rows on non-sessions raise, never dropped
     store = raw_store.get()
     progress = Progress(context.log, "raw_prices written", len(sessions))
