@@ -1,5 +1,6 @@
 """indicators/indicators and signals/signals."""
 
+import datetime as dt
 
 import dagster as dg
 import polars as pl
@@ -22,7 +23,7 @@ from trading_dagster.partitions import (
     sessions_partitions_def,
     window_sessions,
 )
-from trading_dagster.resources.configured import TradingConfigResource
+from trading_dagster.resources.configured import RawStoreResource, TradingConfigResource
 
 INDICATORS = ["indicators", "indicators"]
 SIGNALS = ["signals", "signals"]
@@ -32,25 +33,36 @@ class LookbackIncomplete(RuntimeError):
     """Upstream partitions inside a lookback window are missing: backfill them first."""
 
 
-def check_lookback(loaded: pl.DataFrame, needed: list, label: str) -> dict:
-    """Fail on gaps inside the lookback; report (not fail) a lookback cut short where history begins.
+def history_start(raw_store: RawStoreResource, needed: list) -> "dt.date | None":
+    """Where the data's history begins, as far as this lookback is concerned: the first raw session.
 
-    Sessions before the first loaded one are treated as the start of history (the first partition, or the
-    first session of a user's file): indicators that need earlier bars are null there, never guessed. A
-    missing session *between* loaded ones means an upstream partition was not materialized.
+    The raw store is the record of what history exists. If it holds a session at or before the first
+    needed one, the whole lookback must be there; otherwise history starts at its first session inside the
+    lookback (a user's file that begins in 2015, or the first session of all), and sessions before that
+    are not missing, they never existed.
     """
+    store = raw_store.get()
+    if store.list_sessions(end=needed[0]):
+        return needed[0]
+    inside = store.list_sessions(start=needed[0], end=needed[-1])
+    return inside[0] if inside else None
+
+
+def check_lookback(loaded: pl.DataFrame, needed: list, start: "dt.date | None", label: str) -> dict:
+    """Fail when an upstream partition inside the lookback is missing; report a lookback cut short where
+    history begins (indicators that need earlier bars are null there, never guessed)."""
     present = set(loaded["session"].unique().to_list()) if loaded.height else set()
-    if not present:
-        raise LookbackIncomplete(f"{label}: no upstream rows at all for sessions {needed[0]}..{needed[-1]}")
-    first = min(present)
-    gaps = [s for s in needed if s >= first and s not in present]
-    if gaps:
+    if start is None:
+        raise LookbackIncomplete(f"{label}: the raw store holds no session in {needed[0]}..{needed[-1]}")
+    missing = [s for s in needed if s >= start and s not in present]
+    if missing:
         raise LookbackIncomplete(
-            f"{label}: upstream partitions missing inside the lookback: {len(gaps)} sessions, "
-            f"{', '.join(map(str, gaps[:10]))}{' ...' if len(gaps) > 10 else ''}. Materialize them first."
+            f"{label}: upstream partitions missing inside the lookback: {len(missing)} sessions, "
+            f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}. The raw store holds history "
+            f"from {start} or earlier, so these are not the start of history: materialize them first."
         )
-    truncated = sum(1 for s in needed if s < first)
-    return {"lookback_sessions": len(needed), "lookback_truncated_sessions": truncated, "lookback_first": str(first)}
+    truncated = sum(1 for s in needed if s < start)
+    return {"lookback_sessions": len(needed), "lookback_truncated_sessions": truncated, "history_start": str(start)}
 
 
 @dg.asset(
@@ -68,12 +80,13 @@ def check_lookback(loaded: pl.DataFrame, needed: list, label: str) -> dict:
     ],
     **partitioned(),
 )
-def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame):
+def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame, raw_store: RawStoreResource):
     sessions = window_sessions(context)
     cal = session_calendar()
     first_partition = sessions_partitions_def().start.date()
     need_from = max(ind.required_input_start(cal.sessions, sessions[0]), first_partition)
-    lookback = check_lookback(cleaned_prices, cal.between(need_from, sessions[-1]), "indicators")
+    needed = cal.between(need_from, sessions[-1])
+    lookback = check_lookback(cleaned_prices, needed, history_start(raw_store, needed), "indicators")
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     out = ind.compute_indicators_anchored(cleaned_prices, cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
@@ -96,12 +109,17 @@ def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame):
     ],
     **partitioned(),
 )
-def signals(context: dg.AssetExecutionContext, indicators: pl.DataFrame, trading_config: TradingConfigResource):
+def signals(
+    context: dg.AssetExecutionContext,
+    indicators: pl.DataFrame,
+    trading_config: TradingConfigResource,
+    raw_store: RawStoreResource,
+):
     sessions = window_sessions(context)
     cal = session_calendar()
     prev = cal.previous_session(sessions[0])
     needed = cal.between(prev, sessions[-1]) if prev and prev >= sessions_partitions_def().start.date() else sessions
-    lookback = check_lookback(indicators, needed, "signals")
+    lookback = check_lookback(indicators, needed, history_start(raw_store, needed), "signals")
     out = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
     context.log.info(f"signals: {out.height:,} fired")
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out

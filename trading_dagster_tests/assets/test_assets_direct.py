@@ -89,6 +89,21 @@ def test_signals_refuse_a_gap_in_the_indicators_lookback(tmp_path):
     assert materialize(settings, [dg.AssetKey(SIGNALS)], gap, day).success
 
 
+def test_signals_refuse_a_missing_partition_at_the_front_of_the_lookback(tmp_path):
+    """The raw store's history starts 2008-01-02, so indicators missing for 01-02..01-04 are a hole, not the
+    start of history: signals for 01-07 (lookback 01-04) must fail, not run with no previous bar."""
+    day = dt.date(2008, 1, 7)
+    source = tmp_path / "vendor.parquet"
+    sample_bars(dt.date(2008, 1, 2), day).write_parquet(source)
+    settings = make_settings(tmp_path / "data", TRADING_DAGSTER_MARKET_DATA_FILE=str(source))
+    assert materialize(settings, [RAW_KEY, CLEANED_KEY, QUARANTINE_KEY], dt.date(2008, 1, 2), day).success
+    assert materialize(settings, [dg.AssetKey(INDICATORS)], day).success  # only the window's own session
+
+    with pytest.raises(LookbackIncomplete, match=r"1 sessions, 2008-01-04\. The raw store holds history from 2008-01-04 or earlier"):
+        materialize(settings, [dg.AssetKey(SIGNALS)], day)
+    assert not table_exists(settings, "signals", "signals")
+
+
 # ------------------------------------------------------------------------------------------ cleaned prices
 
 

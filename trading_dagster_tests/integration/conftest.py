@@ -15,7 +15,14 @@ from trading_dagster.definitions import build_definitions
 from trading_dagster.partitions import session_calendar
 from trading_dagster.settings import Settings, load_settings
 
-RAW_AND_CLEANED = [dg.AssetKey(["raw", "raw_prices"]), dg.AssetKey(["prices", "cleaned_prices"]), dg.AssetKey(["prices", "price_quarantine"])]
+# what a session's signals need before it: the raw store's history, cleaned prices, and indicators (the
+# signals' one-session lookback); the test windows then start right after it
+WARM_ASSETS = [
+    dg.AssetKey(["raw", "raw_prices"]),
+    dg.AssetKey(["prices", "cleaned_prices"]),
+    dg.AssetKey(["prices", "price_quarantine"]),
+    dg.AssetKey(["indicators", "indicators"]),
+]
 
 
 def make_settings(data_dir: Path, **env: str) -> Settings:
@@ -41,7 +48,7 @@ def read_table(settings: Settings, table: str) -> pl.DataFrame:
 
 @pytest.fixture(scope="session")
 def warm_history(tmp_path_factory) -> tuple[Path, list[dt.date]]:
-    """Raw and cleaned prices for the 660 sessions before 2017-06-01 (the indicators' full lookback), built once;
+    """Raw and cleaned prices and indicators for the 660 sessions before 2017-06-01, built once;
     tests copy the folder so each gets its own warehouse and broker ledger."""
     cal = session_calendar()
     first_test_session = dt.date(2017, 6, 1)
@@ -49,7 +56,7 @@ def warm_history(tmp_path_factory) -> tuple[Path, list[dt.date]]:
     end = cal.previous_session(first_test_session)
     data_dir = tmp_path_factory.mktemp("warm") / "data"
     defs = build_definitions(make_settings(data_dir))
-    run_range(defs, start, end, selection=RAW_AND_CLEANED)
+    run_range(defs, start, end, selection=WARM_ASSETS)
     return data_dir, cal.between(first_test_session, cal.offset(first_test_session, 30))
 
 
