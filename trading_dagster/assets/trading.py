@@ -40,15 +40,6 @@ PERFORMANCE = ["pnl", "performance"]
 MARK_LOOKBACK = 63  # sessions of closes before a P&L window (a quarter)
 
 
-def _fill_month(sessions: list[dt.date]) -> pl.DataFrame:
-    cal = session_calendar()
-    nxt = [cal.next_session(s) for s in sessions]
-    return pl.DataFrame(
-        {"session": sessions, "fill_month": [(n or s).strftime("%Y-%m") for s, n in zip(sessions, nxt, strict=True)]},
-        schema={"session": pl.Date, "fill_month": pl.Utf8},
-    )
-
-
 @dg.asset(
     key=ORDERS,
     group_name="trading",
@@ -57,7 +48,7 @@ def _fill_month(sessions: list[dt.date]) -> pl.DataFrame:
     description="Risk-checked orders from session D's signals, to fill at D+1's open. Denied orders are kept "
     "with a reason code; client order ids are deterministic.",
     ins={"signals": dg.AssetIn(key=SIGNALS), "cleaned_prices": dg.AssetIn(key=CLEANED)},
-    check_specs=[blocking(ORDERS, "orders__within_limits", "positive qty, unique client order id, monthly quota")],
+    check_specs=[blocking(ORDERS, "orders__within_limits", "0 < qty <= requested and <= quota, unique client order id")],
     **partitioned(),
 )
 def orders(
@@ -88,10 +79,7 @@ def orders(
     n_ok = out.filter(pl.col("status") == "approved").height if out.height else 0
     context.log.info(f"orders: {n_ok:,} approved, {out.height - n_ok:,} denied (kept with a reason code)")
     counts = out.group_by("status", "reason_code").len().sort("len", descending=True) if out.height else out
-    months = _fill_month(sessions)
-    outcome = rules.orders_within_limits(
-        out.join(months, on="session", how="left"), risk.monthly_share_limit, pl.col("fill_month")
-    )
+    outcome = rules.orders_within_limits(out, risk.monthly_share_limit)
     yield dg.Output(
         out,
         metadata={
@@ -113,10 +101,19 @@ def orders(
     description="Broker events by session: orders accepted on D, filled (or expired) at D+1's open. The built-in "
     "paper broker fills with slippage and commission.",
     ins={"orders": dg.AssetIn(key=ORDERS), "cleaned_prices": dg.AssetIn(key=CLEANED)},
-    check_specs=[blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order")],
+    check_specs=[
+        blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
+        blocking(EXECUTIONS, "executions__monthly_quota", "shares bought per stock and month within the quota"),
+    ],
     **partitioned(),
 )
-def executions(context: dg.AssetExecutionContext, orders: pl.DataFrame, cleaned_prices: pl.DataFrame, broker: BrokerResource):
+def executions(
+    context: dg.AssetExecutionContext,
+    orders: pl.DataFrame,
+    cleaned_prices: pl.DataFrame,
+    broker: BrokerResource,
+    trading_config: TradingConfigResource,
+):
     sessions = window_sessions(context)
     opens = opens_by_session(cleaned_prices)
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders
@@ -135,6 +132,8 @@ def executions(context: dg.AssetExecutionContext, orders: pl.DataFrame, cleaned_
     counts = events.group_by("event").len().sort("event") if events.height else events
     yield dg.Output(events, metadata={**frame_metadata(events, sessions), "by_event": preview(counts)})
     yield check_result(EXECUTIONS, "executions__match_orders", rules.executions_match_orders(events, orders))
+    quota = rules.fills_within_monthly_quota(events, trading_config.monthly_share_limit)
+    yield check_result(EXECUTIONS, "executions__monthly_quota", quota)
 
 
 @dg.multi_asset(

@@ -87,20 +87,32 @@ def signals_valid(df: pl.DataFrame) -> CheckOutcome:
     return _offenders(bad, "invalid side, strength outside [0, 1] or no reason", df.height)
 
 
-def orders_within_limits(df: pl.DataFrame, monthly_share_limit: int, fill_month: pl.Expr) -> CheckOutcome:
-    """Approved orders: positive quantity, unique client order id, monthly buy quota respected."""
+def orders_within_limits(df: pl.DataFrame, monthly_share_limit: int | None) -> CheckOutcome:
+    """Approved orders: positive quantity within what was asked, unique client order id, and no single buy
+    above the monthly quota. (The quota itself binds on what fills: an order on a symbol with no bar at the
+    next open expires and uses none of it, so it is checked on executions.)"""
     approved = df.filter(pl.col("status") == "approved")
-    bad = approved.filter((pl.col("qty") <= 0) | pl.col("client_order_id").is_duplicated())
-    if not bad.is_empty():
-        return _offenders(bad, "non-positive quantity or duplicate client order id", df.height)
+    too_big = pl.col("qty") > monthly_share_limit if monthly_share_limit is not None else pl.lit(False)
+    bad = approved.filter(
+        (pl.col("qty") <= 0)
+        | (pl.col("qty") > pl.col("requested_qty"))
+        | pl.col("client_order_id").is_duplicated()
+        | ((pl.col("side") == "buy") & too_big)
+    )
+    return _offenders(bad, "qty <= 0 or above request or quota, or a duplicate client order id", df.height)
+
+
+def fills_within_monthly_quota(events: pl.DataFrame, monthly_share_limit: int | None) -> CheckOutcome:
+    """Shares bought per symbol and calendar month of the fill, within the window, never above the quota."""
+    if monthly_share_limit is None:
+        return CheckOutcome(True, "no monthly share limit configured", {"rows_checked": events.height})
     over = (
-        approved.filter(pl.col("side") == "buy")
-        .with_columns(fill_month.alias("month"))
-        .group_by("symbol", "month")
-        .agg(pl.col("qty").sum().alias("shares"))
+        events.filter((pl.col("event") == "filled") & (pl.col("side") == "buy"))
+        .group_by("symbol", pl.col("session").dt.strftime("%Y-%m").alias("month"))
+        .agg(pl.col("qty").sum().alias("shares"), pl.col("session").min())
         .filter(pl.col("shares") > monthly_share_limit)
     )
-    return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", df.height)
+    return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", events.height)
 
 
 def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> CheckOutcome:

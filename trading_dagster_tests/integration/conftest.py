@@ -38,6 +38,11 @@ def run_range(defs: dg.Definitions, start: dt.date, end: dt.date, *, selection=N
     )
 
 
+def check_count(defs: dg.Definitions) -> int:
+    """How many asset checks the pipeline has: a full run evaluates every one of them."""
+    return len(defs.get_repository_def().asset_graph.asset_check_keys)
+
+
 def read_table(settings: Settings, table: str) -> pl.DataFrame:
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:

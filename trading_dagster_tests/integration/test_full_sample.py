@@ -13,7 +13,7 @@ import pytest
 
 from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.metrics import performance_summary
-from trading_dagster_tests.integration.conftest import make_settings, read_table, run_range
+from trading_dagster_tests.integration.conftest import check_count, make_settings, read_table, run_range
 
 FIRST, LAST = dt.date(2008, 1, 2), dt.date(2017, 11, 10)
 
@@ -21,20 +21,21 @@ FIRST, LAST = dt.date(2008, 1, 2), dt.date(2017, 11, 10)
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("full") / "data")
-    result = run_range(build_definitions(settings), FIRST, LAST)
+    defs = build_definitions(settings)
+    result = run_range(defs, FIRST, LAST)
     tables = {
         t: read_table(settings, t)
         for t in ("prices.cleaned_prices", "signals.signals", "trading.orders", "trading.executions", "pnl.equity", "pnl.positions")
     }
-    return result, tables
+    return result, tables, check_count(defs)
 
 
 @pytest.mark.slow
 def test_every_check_passes_and_every_session_is_covered(full_run):
-    result, t = full_run
+    result, t, n_checks = full_run
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 11
+    assert len(evaluations) == n_checks
     assert [e.check_name for e in evaluations if not e.passed] == []
     equity = t["pnl.equity"].sort("session")
     assert equity.height == 2485
@@ -44,7 +45,7 @@ def test_every_check_passes_and_every_session_is_covered(full_run):
 
 @pytest.mark.slow
 def test_fills_are_next_open_plus_slippage(full_run):
-    _, t = full_run
+    _, t, _ = full_run
     fills = t["trading.executions"].filter(pl.col("event") == "filled")
     assert fills.height > 1000
     opens = t["prices.cleaned_prices"].select("symbol", "session", "open")
@@ -64,7 +65,7 @@ def test_fills_are_next_open_plus_slippage(full_run):
 
 @pytest.mark.slow
 def test_monthly_quota_and_long_only_hold_over_ten_years(full_run):
-    _, t = full_run
+    _, t, _ = full_run
     fills = t["trading.executions"].filter(pl.col("event") == "filled")
     per_month = fills.filter(pl.col("side") == "buy").group_by("symbol", pl.col("session").dt.strftime("%Y-%m").alias("m")).agg(
         pl.col("qty").sum()
@@ -80,7 +81,7 @@ def test_monthly_quota_and_long_only_hold_over_ten_years(full_run):
 
 @pytest.mark.slow
 def test_equity_is_cash_plus_positions_and_metrics_are_consistent(full_run):
-    _, t = full_run
+    _, t, _ = full_run
     equity = t["pnl.equity"].sort("session")
     mv = t["pnl.positions"].group_by("session").agg(pl.col("market_value").sum().alias("mv"))
     joined = equity.join(mv, on="session", how="left").with_columns(pl.col("mv").fill_null(0.0))

@@ -8,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from trading_dagster.definitions import build_definitions
-from trading_dagster_tests.integration.conftest import make_settings, read_table, run_range
+from trading_dagster_tests.integration.conftest import check_count, make_settings, read_table, run_range
 
 TABLES = {
     "prices.cleaned_prices": ["session", "symbol"],
@@ -51,6 +51,7 @@ def test_definitions_snapshot(tmp_path):
         "signals/signals:signals__unique",
         "signals/signals:signals__valid",
         "trading/executions:executions__match_orders",
+        "trading/executions:executions__monthly_quota",
         "trading/orders:orders__within_limits",
     ]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == ["performance_job", "pipeline_job"]
@@ -68,7 +69,7 @@ def test_range_run_produces_trades_and_passes_checks(warm_copy):
     result = run_range(defs, sessions[0], sessions[-1])
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 11 and all(e.passed for e in evaluations)
+    assert len(evaluations) == check_count(defs) and all(e.passed for e in evaluations)
     orders = read_table(settings, "trading.orders")
     executions = read_table(settings, "trading.executions")
     equity = read_table(settings, "pnl.equity").sort("session")
