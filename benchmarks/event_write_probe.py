@@ -5,9 +5,10 @@
 Materializes trivial daily-partitioned assets (BackfillPolicy.single_run, MaterializeResult: no IO manager) over
 N partitions as ONE run, and over 1 partition as another, each in a fresh child process on a fresh on-disk
 instance, and prints (t_N - t_1) / ((N - 1) x assets) in ms per partition-asset: the marginal bookkeeping cost.
-Storages: the CLI's consolidated SQLite event log, and a throwaway PostgreSQL 15 cluster (benchmarks/pg.py),
-each without and with DAGSTER_EVENT_BATCH_SIZE. DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 throughout,
-as the CLI sets it.
+Storages: the CLI's consolidated SQLite event log, Dagster's default SQLite (a file per run), and a throwaway
+PostgreSQL 15 cluster (benchmarks/pg.py), without and with DAGSTER_EVENT_BATCH_SIZE.
+DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (as the CLI sets it) except in the "no subset env" cell.
+Each child prints how often the event log's store_event / store_event_batch were called.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def main() -> None:
     p.add_argument("--assets", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2, help="runs per cell; the fastest counts")
     p.add_argument("--batch", type=int, default=500, help="DAGSTER_EVENT_BATCH_SIZE for the batched cells")
+    p.add_argument("--cells", default="sqlite,sqlite-batch,sqlite-nosubset,sqlite-default,pg,pg-batch,pg-nosync,"
+                   "pg-nosync-batch", help="comma-separated, from the table in main()")
     p.add_argument("--child", action="store_true")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -127,6 +130,10 @@ def main() -> None:
         yield None
 
     @contextlib.contextmanager
+    def sqlite_default():  # Dagster's default: one SQLite event-log file per run
+        yield "telemetry:\n  enabled: false\n"
+
+    @contextlib.contextmanager
     def postgres(**settings):
         with throwaway_postgres(settings) as url:
             yield pg_yaml(url)
@@ -134,13 +141,21 @@ def main() -> None:
     print(f"{args.partitions} daily partitions x {args.assets} assets in one run; fastest of {args.repeat}")
     print(f"{'storage':<34}{'t_N s':>9}{'t_1 s':>9}{'ms/p-a':>10}")
     batch = {"DAGSTER_EVENT_BATCH_SIZE": str(args.batch)}
-    measure("sqlite consolidated", args, sqlite, {})
-    measure(f"sqlite consolidated, batch {args.batch}", args, sqlite, batch)
-    measure("postgres", args, postgres, {})
-    measure(f"postgres, batch {args.batch}", args, postgres, batch)
-    measure("postgres, synchronous_commit=off", args, lambda: postgres(synchronous_commit="off"), {})
-    measure(f"postgres, sync_commit=off, batch {args.batch}", args,
-            lambda: postgres(synchronous_commit="off"), batch)
+    off = {"synchronous_commit": "off"}
+    nosubset = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "false"}  # one planned event per partition
+    cells = {
+        "sqlite": ("sqlite consolidated", sqlite, {}),
+        "sqlite-batch": (f"sqlite consolidated, batch {args.batch}", sqlite, batch),
+        "sqlite-nosubset": ("sqlite consolidated, no subset env", sqlite, nosubset),
+        "sqlite-default": ("sqlite per-run files (default)", sqlite_default, {}),
+        "pg": ("postgres", postgres, {}),
+        "pg-batch": (f"postgres, batch {args.batch}", postgres, batch),
+        "pg-nosync": ("postgres, synchronous_commit=off", lambda: postgres(**off), {}),
+        "pg-nosync-batch": (f"postgres, sync_commit=off, batch {args.batch}", lambda: postgres(**off), batch),
+    }
+    for name in args.cells.split(","):
+        label, yaml_fn, env = cells[name]
+        measure(label, args, yaml_fn, env)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ Runs two child processes on the same data (so each has its own peak RSS):
            stages as its own run.
 and prints wall time per stage, totals, peak RSS, and the ratio of the Dagster run to pure compute.
 `--postgres` also runs the Dagster backfill on a throwaway PostgreSQL 15 instance storage (needs Debian's
-postgresql-15 and the `dagster-postgres` package; see benchmarks/README.md).
+postgresql-15 and the `bench` dependency group: `uv run --group bench python benchmarks/full_backfill.py --postgres`;
+see benchmarks/README.md). `--pg-event-batch N` sets DAGSTER_EVENT_BATCH_SIZE=N for that child only: Dagster then
+writes a single-run backfill's per-partition materializations of one output in batches of N, which
+dagster-postgres stores in one INSERT (SQLite stores them one by one either way).
 """
 
 from __future__ import annotations
@@ -147,18 +150,22 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
     os.environ["TRADING_DAGSTER_MARKET_DATA_FILE"] = str(data)
     home = workdir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    if storage == "postgres":
+    if storage.startswith("postgres"):
+        # The whole instance (runs, event log, schedules) on PostgreSQL: dagster.yaml's `storage: postgres:` form.
         (home / "dagster.yaml").write_text(
-            "storage:\n  postgres:\n    postgres_url: " + os.environ["BENCH_PG_URL"] + "\ntelemetry:\n  enabled: false\n"
+            "storage:\n  postgres:\n    postgres_url: " + json.dumps(os.environ["BENCH_PG_URL"])
+            + "\ntelemetry:\n  enabled: false\n"
         )
     os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
     from trading_dagster.cli import ensure_dagster_home, run_backfill
     from trading_dagster.partitions import session_calendar
     from trading_dagster.resources.market_data import FileMarketDataSource
 
-    import dagster as dg
-
     ensure_dagster_home(str(home))
+    with dg.DagsterInstance.get():  # create the storage tables (one-off, ~2.5 s on PostgreSQL) before the clock
+        pass
     first, last = FileMarketDataSource(data).date_range()
     sessions = session_calendar().between(first, last)[: sessions_limit or None]
     t = time.perf_counter()
@@ -204,7 +211,8 @@ def report(pure: dict, dag: list[dict]) -> None:
     print()
     print(f"full dataset: {pure['symbols']:,} symbols, {pure['sessions']:,} sessions, {pure['rows']:,} cleaned rows; "
           f"{pure['orders']:,} orders, {pure['fills']:,} fills, final equity ${pure['final_equity']:,.2f}")
-    head = f"{'stage':<14}{'pure s':>9}" + "".join(f"{'dagster/' + d['storage'] + ' s':>20}" for d in dag)
+    w = max(20, *(len(d["storage"]) + 12 for d in dag))
+    head = f"{'stage':<14}{'pure s':>9}" + "".join(f"{'dagster/' + d['storage'] + ' s':>{w}}" for d in dag)
     print(head)
     print("-" * len(head))
     merged = {"load_source": "raw", "raw_write": "raw", "raw_read": "clean", "performance": None}
@@ -214,13 +222,13 @@ def report(pure: dict, dag: list[dict]) -> None:
         cells = ""
         for d in dag:
             v = d["steps"].get(stage) if stage and stage not in shown else None
-            cells += f"{v:>20.2f}" if v is not None else f"{'':>20}"
+            cells += f"{v:>{w}.2f}" if v is not None else f"{'':>{w}}"
         if stage:
             shown.add(stage)
         print(f"{st:<14}{pure['times'][st]:>9.2f}{cells}")
     print("-" * len(head))
-    print(f"{'total':<14}{pure['total_s']:>9.2f}" + "".join(f"{d['full_s']:>20.2f}" for d in dag))
-    print(f"{'peak RSS GiB':<14}{pure['peak_rss_gib']:>9.2f}" + "".join(f"{d['peak_rss_gib']:>20.2f}" for d in dag))
+    print(f"{'total':<14}{pure['total_s']:>9.2f}" + "".join(f"{d['full_s']:>{w}.2f}" for d in dag))
+    print(f"{'peak RSS GiB':<14}{pure['peak_rss_gib']:>9.2f}" + "".join(f"{d['peak_rss_gib']:>{w}.2f}" for d in dag))
     for d in dag:
         steps_sum = sum(d["steps"].values())
         print(f"\ndagster on {d['storage']}: {d['full_s']:.1f} s = {d['full_s'] / pure['total_s']:.1f}x pure compute; "
@@ -239,10 +247,14 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--sessions", type=int, help="only the first N sessions (a quicker look)")
     p.add_argument("--postgres", action="store_true", help="also run on a throwaway PostgreSQL instance storage")
+    p.add_argument("--pg-event-batch", type=int, default=0, metavar="N",
+                   help="DAGSTER_EVENT_BATCH_SIZE=N for the postgres child (0: unbatched, Dagster's default)")
     p.add_argument("--child")
     p.add_argument("--out", type=Path)
     p.add_argument("--workdir", type=Path)
     args = p.parse_args()
+    if args.pg_event_batch and not args.postgres:
+        p.error("--pg-event-batch needs --postgres")
     if args.child:
         import warnings
 
@@ -261,8 +273,13 @@ def main() -> None:
     if args.postgres:
         from benchmarks.pg import throwaway_postgres
 
+        env, label = {}, "postgres"
+        if args.pg_event_batch:
+            env["DAGSTER_EVENT_BATCH_SIZE"] = str(args.pg_event_batch)
+            label += f"+batch{args.pg_event_batch}"
         with throwaway_postgres() as url:
-            dag.append(child("postgres", args, {"BENCH_PG_URL": url}))
+            env["BENCH_PG_URL"] = url
+            dag.append(child(label, args, env))
     report(pure, dag)
 
 
