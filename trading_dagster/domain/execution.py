@@ -47,12 +47,16 @@ class SlippageModel:
         object.__setattr__(self, "bps", as_decimal(self.bps))
         if self.bps < 0:
             raise ValueError("slippage bps must be >= 0")
+        # the factors once, not per price (the planner prices millions of intents); plain attributes, not
+        # fields: they follow from bps and take no part in equality
+        object.__setattr__(self, "_buy_factor", 1 + self.bps / _BPS)
+        object.__setattr__(self, "_sell_factor", 1 - self.bps / _BPS)
 
     def fill_price(self, side: Side, reference: Decimal) -> Decimal:
         reference = as_decimal(reference)
         if side == "buy":
-            return round_price(reference * (1 + self.bps / _BPS), ROUND_CEILING)
-        return round_price(reference * (1 - self.bps / _BPS), ROUND_FLOOR)
+            return round_price(reference * self._buy_factor, ROUND_CEILING)
+        return round_price(reference * self._sell_factor, ROUND_FLOOR)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ float64, and `as_decimal` turns a float back into the exact decimal it was print
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -86,14 +87,33 @@ def client_order_id(account: str, session: dt.date, symbol: str, strategy: str, 
     deliberately not an input) yields the same id, so the broker recognises the order instead of placing
     a second one. The account is hashed in so paper and live ids never collide.
     """
-    if side not in SIDES:
-        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
-    key = "|".join((account, session.isoformat(), symbol, strategy, side))
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_LEN]
-    readable = "".join(c for c in symbol if c.isalnum() or c in ".-")[:_SYMBOL_IN_ID]
-    out = f"{ID_PREFIX}-{session:%Y%m%d}-{readable}-{digest}"
-    assert len(out) <= MAX_CLIENT_ORDER_ID_LEN
-    return out
+    return order_ids_for(account, session)(symbol, strategy, side)
+
+
+def order_ids_for(account: str, session: dt.date) -> Callable[[str, str, str], str]:
+    """`client_order_id` with the account and session fixed: (symbol, strategy, side) -> id. The planner
+    asks for millions of ids over a few thousand sessions; the fixed parts are formatted once here."""
+    # the hashed key is account|session|symbol|strategy|side
+    hashed_prefix = f"{account}|{session.isoformat()}|"
+    shown_prefix = f"{ID_PREFIX}-{session:%Y%m%d}-"
+
+    def order_id(symbol: str, strategy: str, side: str) -> str:
+        if side not in SIDES:
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        key = f"{hashed_prefix}{symbol}|{strategy}|{side}"
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_LEN]
+        out = f"{shown_prefix}{_readable_symbol(symbol)}-{digest}"
+        assert len(out) <= MAX_CLIENT_ORDER_ID_LEN
+        return out
+
+    return order_id
+
+
+@functools.lru_cache(maxsize=8192)
+def _readable_symbol(symbol: str) -> str:
+    """The symbol's part of the id: its first characters that are safe in an id (the hash covers all).
+    Cached: filtering characters costs more than the hash, and symbols repeat."""
+    return "".join(c for c in symbol if c.isalnum() or c in ".-")[:_SYMBOL_IN_ID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,47 +231,71 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
+# An order as a row of the `orders` frame: its fields in ORDER_SCHEMA's column order, ref_price exact.
+# The planner keeps its (mostly denied) orders in this form: a tuple of strings, numbers and dates is
+# not tracked by Python's cyclic garbage collector once it has seen it, while millions of live `Order`
+# records made every full collection walk them all (about a quarter of a ten-year plan's time).
+OrderRow = tuple[dt.date, str, str, str, int, int, Decimal | None, str, str | None, str]
+
+
+def order_row(o: Order) -> OrderRow:
+    return (
+        o.session,
+        o.symbol,
+        o.strategy,
+        o.side,
+        o.requested_qty,
+        o.qty,
+        o.ref_price,
+        o.status,
+        o.reason_code,
+        o.client_order_id,
+    )
+
+
 def orders_to_frame(orders: Iterable[Order]) -> pl.DataFrame:
     """The `orders` frame of docs/design.md, rows in the given order."""
-    rows = [
-        {
-            "session": o.session,
-            "symbol": o.symbol,
-            "strategy": o.strategy,
-            "side": o.side,
-            "requested_qty": o.requested_qty,
-            "qty": o.qty,
-            "ref_price": _float(o.ref_price),
-            "status": o.status,
-            "reason_code": o.reason_code,
-            "client_order_id": o.client_order_id,
-        }
-        for o in orders
-    ]
-    return (
-        pl.DataFrame(rows, schema=ORDER_SCHEMA, orient="row") if rows else pl.DataFrame(schema=ORDER_SCHEMA)
-    )
+    return order_rows_to_frame([order_row(o) for o in orders])
+
+
+def order_rows_to_frame(rows: Sequence[OrderRow]) -> pl.DataFrame:
+    """The `orders` frame from order rows, built column by column (a list per column converts several
+    times faster than polars' row-oriented constructor, or a dict per row)."""
+    columns: dict[str, list | pl.Series] = {name: [r[i] for r in rows] for i, name in enumerate(ORDER_SCHEMA)}
+    columns["session"] = _date_series(columns["session"])
+    columns["ref_price"] = [_float(v) for v in columns["ref_price"]]
+    return pl.DataFrame(columns, schema=ORDER_SCHEMA)
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _date_series(dates: list[dt.date]) -> pl.Series:
+    """A Date series built from day numbers: polars converts date objects one by one, several times slower,
+    and an orders frame has few distinct dates (each converted once here)."""
+    days = {d: (d - _EPOCH).days for d in set(dates)}
+    return pl.Series([days[d] for d in dates], dtype=pl.Int32).cast(pl.Date)
 
 
 def orders_from_frame(frame: pl.DataFrame) -> list[Order]:
     """Records back from an `orders` frame (ref_price via `as_decimal`, so the round trip is exact)."""
-    out = []
-    for r in frame.select(list(ORDER_SCHEMA)).iter_rows(named=True):
-        out.append(
-            Order(
-                client_order_id=r["client_order_id"],
-                session=r["session"],
-                symbol=r["symbol"],
-                strategy=r["strategy"],
-                side=r["side"],
-                requested_qty=int(r["requested_qty"]),
-                qty=int(r["qty"]),
-                ref_price=None if r["ref_price"] is None else as_decimal(r["ref_price"]),
-                status=r["status"],
-                reason_code=r["reason_code"],
-            )
+    return [
+        Order(
+            client_order_id=cid,
+            session=session,
+            symbol=symbol,
+            strategy=strategy,
+            side=side,
+            requested_qty=int(requested),
+            qty=int(qty),
+            ref_price=None if ref is None else as_decimal(ref),
+            status=status,
+            reason_code=reason,
         )
-    return out
+        for session, symbol, strategy, side, requested, qty, ref, status, reason, cid in frame.select(
+            list(ORDER_SCHEMA)
+        ).iter_rows()
+    ]
 
 
 def event_sort_key(e: OrderEvent) -> tuple[dt.date, int, str, str]:

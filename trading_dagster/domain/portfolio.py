@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,11 +23,16 @@ from trading_dagster.domain.orders import (
     Fill,
     Order,
     OrderEvent,
+    OrderRow,
     as_decimal,
-    client_order_id,
+    order_ids_for,
+    order_row,
+    order_rows_to_frame,
+    orders_from_frame,
     orders_to_frame,
 )
 from trading_dagster.domain.risk import (
+    EarlyDenial,
     OrderIntent,
     PreTradeControl,
     RiskConfig,
@@ -85,6 +89,25 @@ class PortfolioState:
     def initial(cls, cash: Decimal | int | str) -> PortfolioState:
         return cls(cash=as_decimal(cash))
 
+    @classmethod
+    def _computed(
+        cls,
+        cash: Decimal,
+        positions: dict[str, Position],
+        realized_pnl: Decimal,
+        monthly_buys: dict[MonthKey, int],
+    ) -> PortfolioState:
+        """A state from values `apply_fills` computed itself: Decimal arithmetic on finite Decimals, int
+        quantities, fresh dicts, i.e. exactly what `__post_init__` would produce. Skipping that
+        normalization matters because it is O(positions) and runs once per fill session (thousands of
+        sessions times hundreds of positions in a backtest)."""
+        state = object.__new__(cls)
+        object.__setattr__(state, "cash", cash)
+        object.__setattr__(state, "positions", positions)
+        object.__setattr__(state, "realized_pnl", realized_pnl)
+        object.__setattr__(state, "monthly_buys", monthly_buys)
+        return state
+
     def qty(self, symbol: str) -> int:
         pos = self.positions.get(symbol)
         return pos.qty if pos else 0
@@ -135,54 +158,102 @@ class PortfolioState:
                     positions[f.symbol] = Position(old.qty - f.qty, old.avg_cost)
         last = ordered[-1].session
         monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= (last.year, last.month)}
-        return PortfolioState(cash=cash, positions=positions, realized_pnl=realized, monthly_buys=monthly)
+        return PortfolioState._computed(cash, positions, realized, monthly)
 
 
 @dataclass(frozen=True)
 class Projection:
     """Everything the planner projected over a window.
 
-    `pending` are the approved orders of the window's last session (they fill after the window);
-    `end_state` is the book after the last session's open fills.
+    `orders_frame` is the planned orders as the `orders` frame, `orders` the same as records (built on
+    demand, exactly: see `orders_from_frame`); `pending` are the approved orders of the window's last
+    session (they fill after the window); `end_state` is the book after the last session's open fills.
     """
 
-    orders: list[Order]
+    orders_frame: pl.DataFrame
     fills: list[Fill]
     expired: list[OrderEvent]
     end_state: PortfolioState
     pending: list[Order]
 
+    @property
+    def orders(self) -> list[Order]:
+        return orders_from_frame(self.orders_frame)
+
+
+# Python objects for a session's signals, bars and orders exist only while that session is planned (the
+# inputs wait as polars partitions, the output becomes frame chunks as it goes), so their memory is reused:
+# a ten-year plan holding them all at once touched gigabytes of fresh memory (seconds of page faults).
+
 
 _SIGNAL_COLUMNS = ("session", "symbol", "strategy", "side", "strength")
+_SIGNAL_KEY = ["session", "symbol", "strategy", "side"]  # one order id per key
+
+# A planned signal: (side rank, strategy, -strength, symbol, side). The first four are the processing order
+# within a session: sells first (as the open will work them), then strategies alphabetically, stronger
+# signals first (scarce cash and quota go to the strongest; no strength counts as 0), then symbol.
+SignalRow = tuple[int, str, float, str, str]
 
 
-def _signal_order(row: tuple) -> tuple:
-    """Processing order within a session: sells first (as the open will work them), then strategies
-    alphabetically, stronger signals first (scarce cash and quota go to the strongest), then symbol.
-    Deterministic whatever the frame's row order."""
-    _, symbol, strategy, side, strength = row
-    return (0 if side == "sell" else 1, strategy, -(strength or 0.0), symbol)
+def _signals_by_session(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> dict[dt.date, pl.DataFrame]:
+    """{session: its signals as SignalRow columns}, one row per key; see `_in_processing_order`."""
+    frame = _strongest_per_key(
+        signals.select(_SIGNAL_COLUMNS).filter(pl.col("session").is_between(sessions[0], sessions[-1]))
+    )
+    keyed = frame.select(
+        "session",
+        pl.when(pl.col("side") == "sell").then(0).otherwise(1).alias("rank"),
+        "strategy",
+        (-pl.col("strength").fill_null(0.0)).alias("neg_strength"),
+        "symbol",
+        "side",
+    ).sort("session", "rank", "strategy", "neg_strength", "symbol")  # see `_in_processing_order`
+    parts = keyed.partition_by("session", as_dict=True, maintain_order=True, include_key=False)
+    return {key[0]: part for key, part in parts.items()}
 
 
-def _signals_by_session(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> dict[dt.date, list[tuple]]:
-    frame = signals.select(_SIGNAL_COLUMNS).filter(pl.col("session").is_between(sessions[0], sessions[-1]))
+def _in_processing_order(part: pl.DataFrame) -> list[SignalRow]:
+    """A session's signals in processing order, deterministic whatever the frame's row order.
+
+    The rows are their own sort keys, so a plain `sort()` orders them: the leading four fields are unique
+    within a session (one row per key), so the trailing side is never compared, and Python compares the
+    strings and floats exactly as a sort with a key function would. The partitions come pre-sorted by
+    polars, so this sort, which defines the order, mostly just confirms it (linear on sorted input).
+    """
+    rows = part.rows()
+    rows.sort()
+    return rows
+
+
+def _strongest_per_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (session, symbol, strategy, side): the strongest (no strength counts as 0), the first
+    on ties. The signals asset emits one row per key already; distinct key hashes prove that cheaply, and
+    only a frame with a possible duplicate pays the row-by-row pass."""
+    if frame.select(pl.struct(_SIGNAL_KEY).hash().n_unique()).item() == frame.height:
+        return frame
     best: dict[tuple, tuple] = {}
     for row in frame.iter_rows():
-        key = row[:4]  # (session, symbol, strategy, side): one order id per key
+        key = row[:4]
         if key not in best or (row[4] or 0.0) > (best[key][4] or 0.0):
             best[key] = row
-    out: dict[dt.date, list[tuple]] = defaultdict(list)
-    for row in best.values():
-        out[row[0]].append(row)
-    for rows in out.values():
-        rows.sort(key=_signal_order)
-    return out
+    return pl.DataFrame(list(best.values()), schema=frame.schema, orient="row")
+
+
+class _Bars(NamedTuple):
+    """One session's prices for the planner: {symbol: open} and {symbol: close}, null prices left out (so
+    `.get(symbol)` is None both without a bar and without that price)."""
+
+    opens: dict[str, float]
+    closes: dict[str, float]
+
+
+_NO_BARS = _Bars({}, {})
 
 
 def _bars(
     prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date]
-) -> tuple[dict[str, float], dict[dt.date, dict[str, tuple[float | None, float | None]]]]:
-    """(last close before the window per symbol, {session: {symbol: (open, close)}} inside it)."""
+) -> tuple[dict[str, float], dict[dt.date, pl.DataFrame]]:
+    """(last close before the window per symbol, {session: its (symbol, open, close) rows} inside it)."""
     px = prices.select("symbol", "session", "open", "close").filter(
         pl.col("symbol").is_in(sorted(symbols)) & (pl.col("session") <= sessions[-1])
     )
@@ -193,12 +264,36 @@ def _bars(
         .agg(pl.col("close").last())
     )
     last_close = dict(before.iter_rows())
-    in_window = set(sessions)
-    bars: dict[dt.date, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
-    for symbol, session, open_, close in px.filter(pl.col("session") >= sessions[0]).iter_rows():
-        if session in in_window:
-            bars[session][symbol] = (open_, close)
-    return last_close, bars
+    inside = px.filter(pl.col("session").is_in(sessions))
+    parts = inside.partition_by("session", as_dict=True, maintain_order=True, include_key=False)
+    return last_close, {key[0]: part for key, part in parts.items()}
+
+
+def _session_bars(part: pl.DataFrame | None) -> _Bars:
+    """_Bars from one session's (symbol, open, close) rows; a later row wins on a repeated symbol."""
+    if part is None:
+        return _NO_BARS
+    symbols = part["symbol"].to_list()  # one str per symbol, shared by both dicts
+    opens, closes = (dict(zip(symbols, part[c].to_list(), strict=True)) for c in ("open", "close"))
+    return _Bars(_non_null(opens), _non_null(closes))
+
+
+def _non_null(prices: dict[str, float | None]) -> dict[str, float]:
+    if None not in prices.values():
+        return prices  # type: ignore[return-value]
+    return {s: p for s, p in prices.items() if p is not None}
+
+
+class _ExactPrices(dict):
+    """{float: as_decimal(float)}, filled on first use: prices repeat across sessions and symbols, and the
+    planner needs millions of exact closes. Equal floats print alike, so the memo is exact, except 0.0 and
+    -0.0, which are equal keys with different decimals and therefore never memoised (NaN never matches)."""
+
+    def __missing__(self, value: float) -> Decimal:
+        out = as_decimal(value)
+        if value:
+            self[value] = out
+        return out
 
 
 def _next_session(day: dt.date) -> dt.date:
@@ -207,60 +302,81 @@ def _next_session(day: dt.date) -> dt.date:
     return nyse_calendar().next_session(day) or day
 
 
-def _plan_session(
-    rows: Sequence[tuple],
-    state: PortfolioState,
-    bars: Mapping[str, tuple[float | None, float | None]],
-    last_close: Mapping[str, float],
-    session: dt.date,
-    fill_session: dt.date,
-    risk: RiskConfig,
-    controls: Sequence[PreTradeControl],
-    slippage: SlippageModel,
-    commission: CommissionModel,
-    account: str,
-) -> list[Order]:
-    """Size and risk-check one session's signals (already in processing order) against the book."""
-    marks = {s: as_decimal(c) for s, c in last_close.items() if s in state.positions}
-    equity = state.cash + state.market_value(marks)
-    pending_buy: Counter[str] = Counter()
-    pending_sell: Counter[str] = Counter()
-    reserved = Decimal(0)
-    out = []
-    for _, symbol, strategy, side, _ in rows:
-        close = bars.get(symbol, (None, None))[1]
-        ref = None if close is None else as_decimal(close)
-        held = state.qty(symbol)
-        requested = size_order(side, ref, equity, held, risk)
-        ctx = RiskContext(
-            held=held,
-            pending_buy_qty=pending_buy[symbol],
-            pending_sell_qty=pending_sell[symbol],
-            bought_in_fill_month=state.bought_in_month(symbol, fill_session),
-            equity=equity,
-            available_cash=state.cash - reserved,
-        )
-        decision = check_order(OrderIntent(symbol, side, requested, ref), ctx, controls)
-        order = Order(
-            client_order_id=client_order_id(account, session, symbol, strategy, side),
-            session=session,
-            symbol=symbol,
-            strategy=strategy,
-            side=side,
-            requested_qty=requested,
-            qty=decision.qty,
-            ref_price=ref,
-            status="denied" if decision.denied else "approved",
-            reason_code=decision.reason_code,
-        )
-        out.append(order)
-        if order.approved and side == "buy":
-            assert ref is not None
-            pending_buy[symbol] += order.qty
-            reserved += estimated_buy_cost(order.qty, ref, slippage, commission)
-        elif order.approved:
-            pending_sell[symbol] += order.qty
-    return out
+def _opens(pending: Sequence[Order], opens: Mapping[str, float], exact: _ExactPrices) -> dict[str, Decimal]:
+    """Exact opens of the pending orders' symbols only: `execute_open` looks up nothing else."""
+    return {o.symbol: exact[opens[o.symbol]] for o in pending if o.symbol in opens}
+
+
+@dataclass(frozen=True, eq=False)
+class _SessionPlanner:
+    """What stays fixed while the planner walks a window: models, controls, account, and the memo of exact
+    prices. `shortcut` is set only for the default chain; it decides most denials without running every
+    control, with the same outcome (see `risk.EarlyDenial`)."""
+
+    risk: RiskConfig
+    controls: tuple[PreTradeControl, ...]
+    shortcut: EarlyDenial | None
+    slippage: SlippageModel
+    commission: CommissionModel
+    account: str
+    exact: _ExactPrices
+
+    def plan(
+        self,
+        rows: Sequence[SignalRow],
+        state: PortfolioState,
+        closes: Mapping[str, float],
+        last_close: Mapping[str, float],
+        session: dt.date,
+        fill_session: dt.date,
+    ) -> tuple[list[OrderRow], list[Order]]:
+        """Size and risk-check one session's signals (in processing order) against the book: every order as
+        a row (see `OrderRow`), and the approved ones also as records (they go to the next open)."""
+        exact, shortcut = self.exact, self.shortcut
+        marks = {s: exact[last_close[s]] for s in state.positions if s in last_close}
+        equity = state.cash + state.market_value(marks)
+        order_id = order_ids_for(self.account, session)
+        pending_buy: dict[str, int] = {}
+        pending_sell: dict[str, int] = {}
+        reserved = Decimal(0)
+        available = state.cash - reserved  # cash not reserved by the approved buys planned so far
+        out: list[OrderRow] = []
+        approved: list[Order] = []
+        bought = state.monthly_buys  # keyed (symbol, year, month) of the fill session: see bought_in_month
+        year, month = fill_session.year, fill_session.month
+        for _, strategy, _, symbol, side in rows:
+            close = closes.get(symbol)
+            ref = None if close is None else exact[close]
+            held = state.qty(symbol)
+            intent = OrderIntent(symbol, side, size_order(side, ref, equity, held, self.risk), ref)
+            ctx = RiskContext(  # held, pending buys and sells, bought in the fill month, equity, cash
+                held,
+                pending_buy.get(symbol, 0),
+                pending_sell.get(symbol, 0),
+                bought.get((symbol, year, month), 0),
+                equity,
+                available,
+            )
+            cid = order_id(symbol, strategy, side)
+            reason = shortcut.reason(intent, ctx) if shortcut is not None else None
+            if reason is None:
+                qty, reason = check_order(intent, ctx, self.controls)
+            else:
+                qty = 0
+            if qty == 0:
+                out.append((session, symbol, strategy, side, intent.qty, 0, ref, "denied", reason, cid))
+                continue
+            order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason)
+            out.append(order_row(order))
+            approved.append(order)
+            if side == "buy":
+                assert ref is not None
+                pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
+                reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
+                available = state.cash - reserved
+            else:
+                pending_sell[symbol] = pending_sell.get(symbol, 0) + qty
+        return out, approved
 
 
 def simulate(
@@ -285,45 +401,57 @@ def simulate(
     """
     sessions = list(sessions)
     if not sessions:
-        return Projection([], [], [], start_state, [])
+        return Projection(orders_to_frame([]), [], [], start_state, [])
     if any(a >= b for a, b in zip(sessions, sessions[1:], strict=False)):
         raise ValueError("sessions must be strictly increasing")
-    controls = default_controls(risk, slippage, commission) if controls is None else controls
+    chain = default_controls(risk, slippage, commission) if controls is None else tuple(controls)
+    shortcut = EarlyDenial.for_chain(chain, risk, slippage, commission)
+    planner = _SessionPlanner(risk, chain, shortcut, slippage, commission, account, _ExactPrices())
     by_session = _signals_by_session(signals, sessions)
-    symbols = {row[1] for rows in by_session.values() for row in rows} | set(start_state.positions)
+    symbols = {s for part in by_session.values() for s in part["symbol"].unique().to_list()}
+    symbols |= set(start_state.positions)
     last_close, bars = _bars(prices, symbols, sessions)
     after_last = next_session or _next_session(sessions[-1])
 
     state, pending = start_state, []
-    orders: list[Order] = []
+    orders = _FrameInChunks()
     fills: list[Fill] = []
     expired: list[OrderEvent] = []
     for i, session in enumerate(sessions):
-        day = bars.get(session, {})
+        day = _session_bars(bars.get(session))
         if pending:
-            opens = {s: as_decimal(b[0]) for s, b in day.items() if b[0] is not None}
+            opens = _opens(pending, day.opens, planner.exact)
             result = execute_open(pending, opens, session, state.cash, state.held(), slippage, commission)
             state = state.apply_fills(result.fills)
             fills += result.fills
             expired += result.expired
-        last_close.update({s: b[1] for s, b in day.items() if b[1] is not None})
+        last_close.update(day.closes)
         fill_session = sessions[i + 1] if i + 1 < len(sessions) else after_last
-        planned = _plan_session(
-            by_session.get(session, []),
-            state,
-            day,
-            last_close,
-            session,
-            fill_session,
-            risk,
-            controls,
-            slippage,
-            commission,
-            account,
-        )
-        orders += planned
-        pending = [o for o in planned if o.approved]
-    return Projection(orders, fills, expired, state, pending)
+        signals_today = by_session.get(session)
+        rows = _in_processing_order(signals_today) if signals_today is not None else []
+        planned, pending = planner.plan(rows, state, day.closes, last_close, session, fill_session)
+        orders.add(planned)
+    return Projection(orders.frame(), fills, expired, state, pending)
+
+
+class _FrameInChunks:
+    """The orders frame built as the rows come: every `CHUNK` rows become a frame chunk and their Python
+    objects are freed, to be reused by the next sessions' rows."""
+
+    CHUNK = 100_000
+
+    def __init__(self) -> None:
+        self._chunks: list[pl.DataFrame] = []
+        self._rows: list[OrderRow] = []
+
+    def add(self, rows: list[OrderRow]) -> None:
+        self._rows += rows
+        if len(self._rows) >= self.CHUNK:
+            self._chunks.append(order_rows_to_frame(self._rows))
+            self._rows = []
+
+    def frame(self) -> pl.DataFrame:
+        return pl.concat([*self._chunks, order_rows_to_frame(self._rows)])
 
 
 def plan_orders(
@@ -375,4 +503,4 @@ def plan_orders(
         account,
         next_session=after,
     )
-    return orders_to_frame(projection.orders)
+    return projection.orders_frame

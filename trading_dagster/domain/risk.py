@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, affordable_qty, buy_cost
 from trading_dagster.domain.orders import Side, as_decimal
@@ -67,8 +67,11 @@ class RiskConfig:
             raise ValueError("only long_only=True is supported")
 
 
-@dataclass(frozen=True)
-class OrderIntent:
+# The three records a control sees and returns are NamedTuples (immutable, and cheaper to build than frozen
+# dataclasses: a backtest builds millions of them).
+
+
+class OrderIntent(NamedTuple):
     """A sized order before the controls: `qty` is the requested quantity."""
 
     symbol: str
@@ -77,8 +80,7 @@ class OrderIntent:
     ref_price: Decimal | None
 
 
-@dataclass(frozen=True)
-class RiskContext:
+class RiskContext(NamedTuple):
     """The book as the controls see it for one intent at session D (after D's open fills).
 
     pending_* are the approved orders of D planned before this one (they fill together at D+1's open);
@@ -93,8 +95,7 @@ class RiskContext:
     available_cash: Decimal
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     qty: int
     reason_code: str | None = None
 
@@ -180,9 +181,12 @@ class BuyingPower:
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         if intent.side != "buy" or intent.ref_price is None:
             return Decision(intent.qty)
-        price = self.slippage.fill_price("buy", intent.ref_price)
-        allowed = affordable_qty(ctx.available_cash, price, self.commission, intent.qty)
+        allowed = self.affordable(ctx.available_cash, intent.ref_price, intent.qty)
         return _limit(intent, allowed, INSUFFICIENT_BUYING_POWER)
+
+    def affordable(self, cash: Decimal, ref_price: Decimal, max_qty: int) -> int:
+        """Shares (at most max_qty) that `cash` buys at `ref_price` plus slippage, commission included."""
+        return affordable_qty(cash, self.slippage.fill_price("buy", ref_price), self.commission, max_qty)
 
 
 def default_controls(
@@ -200,7 +204,9 @@ def check_order(intent: OrderIntent, ctx: RiskContext, controls: Sequence[PreTra
     """Run the controls in sequence; the reason is that of the last control that cut the quantity."""
     qty, reason = intent.qty, None
     for control in controls:
-        decision = control.check(OrderIntent(intent.symbol, intent.side, qty, intent.ref_price), ctx)
+        if qty != intent.qty:  # the next control sees the clipped quantity
+            intent = OrderIntent(intent.symbol, intent.side, qty, intent.ref_price)
+        decision = control.check(intent, ctx)
         if decision.reason_code is not None:
             qty, reason = decision.qty, decision.reason_code
             if qty == 0:
@@ -208,6 +214,69 @@ def check_order(intent: OrderIntent, ctx: RiskContext, controls: Sequence[PreTra
     if qty < 1:  # only reachable with a custom control list lacking MinimumSize
         return Decision(0, reason or SIZE_BELOW_ONE_SHARE)
     return Decision(qty, reason)
+
+
+@dataclass(frozen=True)
+class EarlyDenial:
+    """Shortcut for the *default* chain (`default_controls`): the reason code when it would deny an intent
+    before the full run is needed, else None (then run `check_order`).
+
+    Most signals of a long backtest are denied (sells of what is not held, buys over the month's quota or
+    beyond the cash left), and running every control costs more than the rest of planning them.
+    `reason(intent, ctx) == r` implies `check_order(intent, ctx, chain) == Decision(0, r)`, because each
+    test below is exactly one control's denial and every control before it passes the intent with >= 1
+    share (the reason of a denial is the denying control's, whatever clipped before):
+
+    * NoPrice denies first without a price;
+    * LongOnly passes buys, and denies a sell when nothing held is left to sell;
+    * MinimumSize denies a buy under one share;
+    * MonthlyShareLimit (present iff the config has a limit) clips a buy of >= 1 share to
+      max(remaining, 0): a denial when remaining <= 0;
+    * otherwise the buy reaches MaxPosition with >= 1 share. If not even one share is affordable, BuyingPower
+      denies whatever MaxPosition leaves: `affordable_qty` finds the largest affordable quantity, which is
+      0 for any cap >= 1 iff it is 0 for a cap of 1 (buy cost is increasing in qty, which its binary search
+      already assumes). MaxPosition denies iff it allows no share, whatever the quantity >= 1 it sees, so
+      the outcome is MaxPosition's denial if it denies, else BuyingPower's.
+
+    Build it with `for_chain`, which refuses any other control list.
+    """
+
+    monthly_share_limit: int | None
+    max_position: MaxPosition
+    buying_power: BuyingPower
+
+    @classmethod
+    def for_chain(
+        cls,
+        controls: Sequence[PreTradeControl],
+        config: RiskConfig,
+        slippage: SlippageModel,
+        commission: CommissionModel,
+    ) -> EarlyDenial | None:
+        """The shortcut if `controls` is the default chain for these models (controls compare by value),
+        else None."""
+        default = default_controls(config, slippage, commission)
+        if tuple(controls) != default:
+            return None
+        max_position, buying_power = default[-2:]  # the chain's own last two controls
+        assert isinstance(max_position, MaxPosition) and isinstance(buying_power, BuyingPower)
+        return cls(config.monthly_share_limit, max_position, buying_power)
+
+    def reason(self, intent: OrderIntent, ctx: RiskContext) -> str | None:
+        if intent.ref_price is None:
+            return NO_PRICE
+        if intent.side == "sell":
+            return SHORT_NOT_ALLOWED if ctx.held - ctx.pending_sell_qty <= 0 else None
+        if intent.side != "buy":
+            return None  # not a side the chain knows: let it decide
+        if intent.qty < 1:
+            return SIZE_BELOW_ONE_SHARE
+        limit = self.monthly_share_limit
+        if limit is not None and limit - ctx.bought_in_fill_month - ctx.pending_buy_qty <= 0:
+            return QTY_OVER_MONTHLY_LIMIT
+        if self.buying_power.affordable(ctx.available_cash, intent.ref_price, 1) == 0:
+            return MAX_POSITION if self.max_position.check(intent, ctx).denied else INSUFFICIENT_BUYING_POWER
+        return None
 
 
 def size_order(side: Side, ref_price: Decimal | None, equity: Decimal, held: int, config: RiskConfig) -> int:

@@ -17,7 +17,7 @@ from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.orders import ORDER_SCHEMA, Fill
 from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import PortfolioState, Position, plan_orders, simulate
-from trading_dagster.domain.risk import RiskConfig
+from trading_dagster.domain.risk import Decision, OrderIntent, RiskConfig, RiskContext, default_controls
 
 SLIP, FEE = SlippageModel(), CommissionModel()
 SIGNAL_SCHEMA = {
@@ -310,3 +310,22 @@ def test_invariants_cash_never_negative_long_only_and_equity_is_cash_plus_market
             if f.side == "buy":
                 bought[(f.symbol, f.session.year, f.session.month)] += f.qty
         assert max(bought.values(), default=0) <= risk.monthly_share_limit
+
+
+class _PassThrough:
+    """A control that never cuts: appended to the default chain, it makes the planner run every control."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        return Decision(intent.qty)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_the_default_chains_shortcut_plans_what_the_full_chain_plans(scenario):
+    days, prices, signals, risk, cash, slip, fee = scenario
+    start = PortfolioState.initial(cash)
+    fast = simulate(signals, prices, start, days, risk, slip, fee, "paper")
+    full_chain = (*default_controls(risk, slip, fee), _PassThrough())
+    full = simulate(signals, prices, start, days, risk, slip, fee, "paper", controls=full_chain)
+    assert fast.orders_frame.equals(full.orders_frame)
+    assert (fast.fills, fast.expired, fast.end_state) == (full.fills, full.expired, full.end_state)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.risk import (
@@ -16,6 +18,7 @@ from trading_dagster.domain.risk import (
     SIZE_BELOW_ONE_SHARE,
     BuyingPower,
     Decision,
+    EarlyDenial,
     LongOnly,
     MaxPosition,
     MinimumSize,
@@ -140,3 +143,65 @@ def test_sells_only_sell_what_is_held_and_not_already_being_sold():
     assert _run(sell, _ctx(held=5, pending_sell_qty=5)) == Decision(0, SHORT_NOT_ALLOWED)
     # buy-side limits never touch a sell
     assert _run(sell, _ctx(held=5, bought_in_fill_month=4, available_cash=Decimal(0))) == Decision(5)
+
+
+# -- the planner's shortcut for the default chain ------------------------------------------------------
+
+_money = st.decimals(min_value=-50, max_value=5_000, places=2, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    qty=st.integers(0, 60),
+    price=st.one_of(st.none(), st.decimals(min_value="0.0100", max_value=900, places=4)),
+    held=st.integers(0, 30),
+    pending_buy=st.integers(0, 6),
+    pending_sell=st.integers(0, 30),
+    bought=st.integers(0, 6),
+    equity=st.decimals(min_value=0, max_value=200_000, places=2),
+    cash=_money,
+    limit=st.sampled_from([None, 0, 4, 50]),
+    pct=st.sampled_from([Decimal("0.5"), Decimal(10), Decimal(100)]),
+    slip=st.sampled_from([SLIP, SlippageModel(bps=Decimal(0)), SlippageModel(bps=Decimal(80))]),
+    fee=st.sampled_from([FEE, CommissionModel(minimum=Decimal(1))]),
+)
+def test_early_denial_is_the_default_chains_decision(
+    side, qty, price, held, pending_buy, pending_sell, bought, equity, cash, limit, pct, slip, fee
+):
+    config = RiskConfig(monthly_share_limit=limit, max_position_pct_equity=pct)
+    chain = default_controls(config, slip, fee)
+    shortcut = EarlyDenial.for_chain(chain, config, slip, fee)
+    assert shortcut is not None
+    intent = OrderIntent("AAPL", side, qty, price)
+    ctx = RiskContext(held, pending_buy, pending_sell, bought, equity, cash)
+    reason = shortcut.reason(intent, ctx)
+    if reason is not None:
+        assert check_order(intent, ctx, chain) == Decision(0, reason)
+
+
+def test_early_denial_only_for_the_default_chain():
+    config = RiskConfig()
+    chain = default_controls(config, SLIP, FEE)
+    assert EarlyDenial.for_chain(list(chain), config, SLIP, FEE) is not None  # equal controls, any sequence
+    assert EarlyDenial.for_chain(chain[:-1], config, SLIP, FEE) is None
+    assert EarlyDenial.for_chain(chain, config, SlippageModel(bps=Decimal(9)), FEE) is None
+    assert EarlyDenial.for_chain((*chain, MinimumSize()), config, SLIP, FEE) is None
+
+
+def test_early_denial_covers_each_early_reason():
+    config = RiskConfig()
+    shortcut = EarlyDenial.for_chain(default_controls(config, SLIP, FEE), config, SLIP, FEE)
+    assert shortcut is not None
+    cases = [
+        (_buy(5, price=None), _ctx(), NO_PRICE),
+        (OrderIntent("AAPL", "sell", 0, Decimal(100)), _ctx(), SHORT_NOT_ALLOWED),
+        (_buy(0), _ctx(), SIZE_BELOW_ONE_SHARE),
+        (_buy(5), _ctx(bought_in_fill_month=3, pending_buy_qty=1), QTY_OVER_MONTHLY_LIMIT),
+        (_buy(5), _ctx(available_cash=Decimal("100.04")), INSUFFICIENT_BUYING_POWER),  # 1 share: 100.06
+        (_buy(5), _ctx(held=100, available_cash=Decimal(50)), MAX_POSITION),  # MaxPosition denies first
+        (_buy(5), _ctx(available_cash=Decimal("100.06")), None),  # one share fits: run the chain
+        (OrderIntent("AAPL", "sell", 5, Decimal(100)), _ctx(held=5), None),
+    ]
+    for intent, ctx, reason in cases:
+        assert shortcut.reason(intent, ctx) == reason

@@ -256,6 +256,20 @@ def test_state_survives_reopening_the_ledger_file(tmp_path: Path):
     assert resumed.equals(uninterrupted.events(DAYS[0], NEXT))
 
 
+def test_buffered_writes_reach_the_file_at_close(tmp_path: Path):
+    """sync/submit only buffer their rows; close() (here: leaving the with block) writes them."""
+    path = str(tmp_path / "ledger.duckdb")
+    with _broker(path) as broker:
+        _drive(broker, DAYS[:6])  # no events() call, which would write the buffer earlier
+        state, pending = broker.account(DAYS[5]), broker.pending_orders()
+    in_memory = _broker()
+    _drive(in_memory, DAYS[:6])
+    with _broker(path) as reopened:
+        assert reopened.events(DAYS[0], NEXT).equals(in_memory.events(DAYS[0], NEXT))
+        assert reopened.account(DAYS[5]) == state
+        assert reopened.pending_orders() == pending
+
+
 def test_a_ledger_belongs_to_one_account_and_starting_cash(tmp_path: Path):
     path = str(tmp_path / "ledger.duckdb")
     _broker(path).close()
