@@ -46,7 +46,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     import polars as pl
 
     from trading_dagster.domain import indicators as ind
-    from trading_dagster.domain.execution import CommissionModel, SlippageModel
+    from trading_dagster.domain.execution import CommissionModel, SlippageModel, opens_by_session
     from trading_dagster.domain.metrics import performance_summary
     from trading_dagster.domain.orders import orders_from_frame
     from trading_dagster.domain.pnl import mark_to_market
@@ -87,10 +87,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     )
 
     def execute():
-        opens = {
-            k[0]: dict(zip(v["symbol"].to_list(), v["open"].to_list(), strict=True))
-            for k, v in cleaned.select("session", "symbol", "open").partition_by("session", as_dict=True).items()
-        }
+        opens = opens_by_session(cleaned)
         approved = orders.filter(pl.col("status") == "approved")
         by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
         with PaperBroker(str(workdir / "ledger.duckdb"), initial_cash=Decimal(risk.initial_cash), slippage=slip, commission=comm) as b:

@@ -2,7 +2,6 @@
 
 
 import dagster as dg
-import polars as pl
 
 from trading_dagster.assets._common import (
     PARTITION_EXPR,
@@ -62,11 +61,3 @@ def cleaned_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResourc
     yield check_result(CLEANED, "cleaned_prices__unique_symbol_session", rules.unique_keys(cleaned, ["symbol", "session"]))
     yield check_result(CLEANED, "cleaned_prices__ohlc_sane", rules.cleaned_prices_sane(cleaned))
     yield check_result(CLEANED, "cleaned_prices__every_session_has_rows", rules.every_session_has_rows(cleaned, sessions))
-
-
-def opens_by_session(prices: pl.DataFrame):
-    """{session: {symbol: open}} for the fill model."""
-    out: dict = {}
-    for session, part in prices.select("session", "symbol", "open").partition_by("session", as_dict=True).items():
-        out[session[0]] = dict(zip(part["symbol"].to_list(), part["open"].to_list(), strict=True))
-    return out

@@ -22,8 +22,9 @@ from trading_dagster.assets._common import (
     preview,
 )
 from trading_dagster.assets.indicators import SIGNALS
-from trading_dagster.assets.prices import CLEANED, opens_by_session
+from trading_dagster.assets.prices import CLEANED
 from trading_dagster.checks import rules
+from trading_dagster.domain.execution import opens_by_session
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
 from trading_dagster.domain.orders import orders_from_frame
 from trading_dagster.domain.pnl import mark_to_market

@@ -193,3 +193,12 @@ def opens_at(prices: pl.DataFrame, session: dt.date) -> dict[str, Decimal]:
     """{symbol: open} for one session of a cleaned-prices frame: what `Broker.sync` takes."""
     rows = prices.filter(pl.col("session") == session).select("symbol", "open").iter_rows()
     return {symbol: as_decimal(open_) for symbol, open_ in rows if open_ is not None}
+
+
+def opens_by_session(prices: pl.DataFrame) -> dict[dt.date, dict[str, float]]:
+    """{session: {symbol: open}} for every session of a cleaned-prices frame, built in one pass: what a
+    multi-session window feeds `Broker.sync` session by session (the broker converts to Decimal)."""
+    return {
+        key[0]: dict(zip(part["symbol"].to_list(), part["open"].to_list(), strict=True))
+        for key, part in prices.select("session", "symbol", "open").partition_by("session", as_dict=True).items()
+    }

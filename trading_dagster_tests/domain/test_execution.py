@@ -151,3 +151,21 @@ def test_opens_at_reads_one_session_exactly():
         }
     )
     assert opens_at(prices, D) == {"A": Decimal("10.1"), "B": Decimal("0.3")}
+
+
+def test_opens_by_session_agrees_with_opens_at_for_every_session():
+    import datetime as dt
+
+    import polars as pl
+
+    from trading_dagster.domain.execution import opens_at, opens_by_session
+
+    d1, d2 = dt.date(2017, 6, 1), dt.date(2017, 6, 2)
+    prices = pl.DataFrame(
+        {"session": [d1, d1, d2], "symbol": ["AAPL", "KO", "AAPL"], "open": [153.17, 45.2, 153.58]}
+    )
+    table = opens_by_session(prices)
+    assert set(table) == {d1, d2}
+    for session, opens in table.items():
+        assert {s: Decimal(repr(v)) for s, v in opens.items()} == opens_at(prices, session)
+    assert table[d2] == {"AAPL": 153.58}  # a symbol without a bar that session is absent, not zero
