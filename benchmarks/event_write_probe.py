@@ -68,6 +68,17 @@ def child(partitions: int, assets: int) -> dict:
     return {"s": elapsed, "storage": type(storage).__name__, **calls}
 
 
+STOCK_CONSOLIDATED_YAML = """\
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: {home}/history
+telemetry:
+  enabled: false
+"""
+
+
 def run_child(partitions: int, assets: int, yaml: str | None, env: dict[str, str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
         home = Path(tmp) / "home"
@@ -75,7 +86,8 @@ def run_child(partitions: int, assets: int, yaml: str | None, env: dict[str, str
         if yaml is None:
             from trading_dagster.cli import DAGSTER_YAML
 
-            yaml = DAGSTER_YAML.format(home=home)
+            yaml = DAGSTER_YAML
+        yaml = yaml.replace("{home}", str(home))
         (home / "dagster.yaml").write_text(yaml)
         out = Path(tmp) / "out.json"
         env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1", **env}
@@ -112,7 +124,7 @@ def main() -> None:
     p.add_argument("--assets", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2, help="runs per cell; the fastest counts")
     p.add_argument("--batch", type=int, default=500, help="DAGSTER_EVENT_BATCH_SIZE for the batched cells")
-    p.add_argument("--cells", default="sqlite,sqlite-batch,sqlite-nosubset,sqlite-default,pg,pg-batch,pg-nosync,"
+    p.add_argument("--cells", default="ours-batch,ours,sqlite,sqlite-batch,sqlite-nosubset,sqlite-default,pg,pg-batch,pg-nosync,"
                    "pg-nosync-batch", help="comma-separated, from the table in main()")
     p.add_argument("--child", action="store_true")
     p.add_argument("--out", type=Path)
@@ -126,7 +138,11 @@ def main() -> None:
     from benchmarks.pg import throwaway_postgres
 
     @contextlib.contextmanager
-    def sqlite():
+    def sqlite():  # Dagster's consolidated SQLite event log, stock
+        yield STOCK_CONSOLIDATED_YAML
+
+    @contextlib.contextmanager
+    def sqlite_ours():  # the CLI's dagster.yaml: trading_dagster.event_log.BatchedSqliteEventLogStorage
         yield None
 
     @contextlib.contextmanager
@@ -146,6 +162,8 @@ def main() -> None:
     cells = {
         "sqlite": ("sqlite consolidated", sqlite, {}),
         "sqlite-batch": (f"sqlite consolidated, batch {args.batch}", sqlite, batch),
+        "ours": ("ours (CLI yaml), no batch", sqlite_ours, {}),
+        "ours-batch": (f"ours (CLI yaml), batch {args.batch}", sqlite_ours, batch),
         "sqlite-nosubset": ("sqlite consolidated, no subset env", sqlite, nosubset),
         "sqlite-default": ("sqlite per-run files (default)", sqlite_default, {}),
         "pg": ("postgres", postgres, {}),

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 DAGSTER_YAML = """\
-# Written by trading-dagster. One SQLite file for the event log. With one planned event per asset
-# (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1, set by the CLI) a recorded partition materialization
-# costs about 11 ms either way; without it this layout halved the run-creation cost (benchmarks/README.md).
+# Written by trading-dagster. One SQLite file for the event log, through Dagster's consolidated SQLite
+# storage plus a batched write of a range run's per-partition materializations (the CLI sets
+# DAGSTER_EVENT_BATCH_SIZE): trading_dagster/event_log.py, docs/decisions/0002-dagster-bookkeeping.md.
 event_log_storage:
-  module: dagster._core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
+  module: trading_dagster.event_log
+  class: BatchedSqliteEventLogStorage
   config:
     base_dir: {home}/history
 telemetry:
@@ -43,6 +43,9 @@ def ensure_dagster_home(path: str | None) -> Path:
     # Dagster's bookkeeping for a ten-year backfill (docs/decisions/0002-dagster-bookkeeping.md). The cost:
     # if such a run fails, the UI does not mark its partitions as failed (the run itself shows failed).
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    # Hand a range run's per-partition materializations to the event log 500 at a time: one transaction
+    # each in BatchedSqliteEventLogStorage (dagster.yaml above), one INSERT on PostgreSQL (decision 0002).
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
     return home
 
 

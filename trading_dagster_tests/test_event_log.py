@@ -1,0 +1,108 @@
+"""BatchedSqliteEventLogStorage records exactly what Dagster's stock SQLite storage records.
+
+The same single-run backfill (8 partitions x 2 assets, with data-version tags) runs on the stock
+consolidated SQLite storage without batching and on ours with DAGSTER_EVENT_BATCH_SIZE; everything the UI
+and the asset graph read back must agree: materialized partitions, materialization records in order with
+their partitions and metadata, the asset rows' latest materialization, and the asset-event tags.
+"""
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from trading_dagster.cli import DAGSTER_YAML
+from trading_dagster.event_log import BatchedSqliteEventLogStorage
+
+STOCK_YAML = """\
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: {home}/history
+telemetry:
+  enabled: false
+"""
+
+PARTITIONS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-09")
+KEYS = PARTITIONS.get_partition_keys()
+
+
+@dg.asset(partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), code_version="1")
+def upstream(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": len(context.partition_keys)})
+
+
+@dg.asset(
+    partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), code_version="1", deps=[upstream]
+)
+def downstream(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"first": context.partition_keys[0]})
+
+
+def _run(home, yaml: str, monkeypatch, batch: str | None) -> dict:
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.format(home=home))
+    if batch is None:
+        monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize(
+            [upstream, downstream],
+            instance=instance,
+            tags={ASSET_PARTITION_RANGE_START_TAG: KEYS[0], ASSET_PARTITION_RANGE_END_TAG: KEYS[-1]},
+        )
+        assert result.success
+        storage = instance.event_log_storage
+        out = {"storage": type(storage).__name__}
+        for asset in ("upstream", "downstream"):
+            key = dg.AssetKey(asset)
+            records = instance.fetch_materializations(key, limit=100, ascending=True).records
+            out[asset] = {
+                "materialized": sorted(instance.get_materialized_partitions(key)),
+                "records": [(r.partition_key, r.asset_materialization.metadata) for r in records],
+                "latest": instance.get_latest_materialization_event(key).dagster_event.partition,
+                "record_latest": instance.get_asset_records([key])[0]
+                .asset_entry.last_materialization_record.partition_key,
+                "tags": [
+                    (r.partition_key, storage.get_event_tags_for_asset(key, filter_event_id=r.storage_id))
+                    for r in records
+                ],
+                "n_tags": len(storage.get_event_tags_for_asset(key)),
+            }
+        return out
+
+
+def test_batched_storage_records_what_the_stock_storage_records(tmp_path, monkeypatch):
+    stock = _run(tmp_path / "stock", STOCK_YAML, monkeypatch, batch=None)
+    ours = _run(tmp_path / "ours", DAGSTER_YAML, monkeypatch, batch="3")
+    assert stock["storage"] == "ConsolidatedSqliteEventLogStorage"
+    assert ours["storage"] == BatchedSqliteEventLogStorage.__name__
+    for asset in ("upstream", "downstream"):
+        assert stock[asset]["materialized"] == KEYS
+        assert stock[asset]["latest"] == KEYS[-1]
+        assert stock[asset]["n_tags"] == len(KEYS)  # a data-version tag set per partition materialization
+        assert ours[asset] == stock[asset]
+
+
+def test_batch_calls_take_the_one_transaction_path(tmp_path, monkeypatch):
+    """With a batch size, the per-partition materializations reach `store_event_batch` (not one by one)."""
+    calls = []
+    original = BatchedSqliteEventLogStorage.store_event_batch
+
+    def spy(self, events):
+        if all(e.get_dagster_event().is_step_materialization for e in events):
+            calls.append(len(events))
+        return original(self, events)
+
+    monkeypatch.setattr(BatchedSqliteEventLogStorage, "store_event_batch", spy)
+    _run(tmp_path / "h", DAGSTER_YAML, monkeypatch, batch="5")
+    # 8 materializations per asset in batches of at most 5: 5 + 3 for each of the two assets
+    assert sorted(calls) == [3, 3, 5, 5]
+
+
+def test_without_batch_size_every_event_is_stored_alone(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(BatchedSqliteEventLogStorage, "store_event_batch", lambda self, ev: calls.append(ev))
+    out = _run(tmp_path / "h", DAGSTER_YAML, monkeypatch, batch=None)
+    assert calls == []
+    assert out["downstream"]["materialized"] == KEYS
