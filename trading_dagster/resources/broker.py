@@ -11,7 +11,7 @@ Plain Python, no Dagster: `resources/configured.py` wraps it in a ConfigurableRe
 
 from __future__ import annotations
 
-import bisect
+import json
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -54,6 +54,17 @@ class Broker(ABC):
         the broker already has returns the existing order's acceptance, never a second order."""
 
     @abstractmethod
+    def _remember(self, orders: list[Order]) -> None:
+        """Bring the orders the file already has under these ids into memory (an idempotent re-submission
+        of orders already filled or expired; pending and new ones are in memory). An id carries its order's
+        session, so ids of sessions after the file's last order cannot be there: a backtest never asks."""
+        last = self._last_order_session
+        unknown = [o.client_order_id for o in orders if o.client_order_id not in self._orders
+                   and last is not None and o.session <= last]
+        if unknown:
+            for order in self._select_orders("o.client_order_id IN (SELECT unnest($ids))", {"ids": unknown}):
+                self._orders[order.client_order_id] = order
+
     def events(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """The executions frame (docs/design.md) of events with start <= event session <= end."""
 
@@ -87,6 +98,7 @@ CREATE TABLE IF NOT EXISTS expirations (
     client_order_id VARCHAR NOT NULL, order_session DATE NOT NULL, session DATE NOT NULL,
     symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS account_snapshots (session DATE PRIMARY KEY, state VARCHAR NOT NULL);
 """
 
 # Money is stored as exact decimal text (a DECIMAL column would come back with its scale's trailing
@@ -198,6 +210,28 @@ def _due_opens(due: Iterable[Order], opens: Mapping[str, Decimal | float | None]
     return out
 
 
+def _state_to_json(state: PortfolioState) -> str:
+    """Exact text: Decimals as strings, so a snapshot reads back equal to the state it was taken of."""
+    return json.dumps(
+        {
+            "cash": str(state.cash),
+            "realized_pnl": str(state.realized_pnl),
+            "positions": {s: [p.qty, str(p.avg_cost)] for s, p in sorted(state.positions.items())},
+            "monthly_buys": sorted([s, y, m, n] for (s, y, m), n in state.monthly_buys.items()),
+        }
+    )
+
+
+def _state_from_json(text: str) -> PortfolioState:
+    data = json.loads(text)
+    return PortfolioState(
+        cash=Decimal(data["cash"]),
+        positions={s: (q, Decimal(c)) for s, (q, c) in data["positions"].items()},
+        realized_pnl=Decimal(data["realized_pnl"]),
+        monthly_buys={(s, y, m): n for s, y, m, n in data["monthly_buys"]},
+    )
+
+
 class PaperBroker(Broker):
     """A simulated broker for a cash account (long only, no margin) with a DuckDB ledger at `path`
     (in memory when None or ':memory:').
@@ -258,12 +292,34 @@ class PaperBroker(Broker):
         return self
 
     def _load(self) -> None:
-        """Mirror the ledger in memory: O(ledger) once, then every call is O(its own work)."""
-        self._orders: dict[str, Order] = {}
-        for cid, session, symbol, strategy, side, req, qty, ref, reason in self._con.execute(
-            f"SELECT {', '.join(_ORDER_COLS)} FROM orders"
-        ).fetchall():
-            self._orders[cid] = Order(
+        """Open the account: the latest end-of-session snapshot plus the fills after it, the pending orders.
+
+        O(pending orders + fills since the snapshot), not O(ledger): a daily run opening a ten-year ledger
+        (~60,000 orders and fills) reads one snapshot row instead of rebuilding every order and replaying
+        every fill (~1 s each time, four times per daily run). Every flush stores a snapshot.
+        """
+        self._orders: dict[str, Order] = {
+            o.client_order_id: o
+            for o in self._select_orders(
+                "NOT EXISTS (SELECT 1 FROM fills f WHERE f.client_order_id = o.client_order_id) "
+                "AND NOT EXISTS (SELECT 1 FROM expirations e WHERE e.client_order_id = o.client_order_id)"
+            )
+        }
+        self._pending: dict[str, Order] = dict(self._orders)
+        (self._last_event_session,) = self._con.execute(
+            "SELECT max(s) FROM (SELECT max(session) AS s FROM fills UNION ALL SELECT max(session) FROM expirations)"
+        ).fetchone()
+        (last_fill,) = self._con.execute("SELECT max(session) FROM fills").fetchone()
+        (self._last_order_session,) = self._con.execute("SELECT max(session) FROM orders").fetchone()
+        self._state_session: dt.date | None = last_fill
+        self._state = self._state_at(last_fill) if last_fill is not None else self._initial
+
+    def _select_orders(self, where: str, params: dict | None = None) -> list[Order]:
+        rows = self._con.execute(
+            f"SELECT {', '.join('o.' + c for c in _ORDER_COLS)} FROM orders o WHERE {where}", params or {}
+        ).fetchall()
+        return [
+            Order(
                 client_order_id=cid,
                 session=session,
                 symbol=symbol,
@@ -275,21 +331,26 @@ class PaperBroker(Broker):
                 status="approved",
                 reason_code=reason,
             )
+            for cid, session, symbol, strategy, side, req, qty, ref, reason in rows
+        ]
+
+    def _state_at(self, session: dt.date) -> PortfolioState:
+        """The account after every fill with fill session <= `session`, from the file (flushed): the latest
+        snapshot at or before `session`, then the fills after it, in the canonical order."""
+        snap = self._con.execute(
+            "SELECT session, state FROM account_snapshots WHERE session <= $s ORDER BY session DESC LIMIT 1",
+            {"s": session},
+        ).fetchone()
+        base, after = (self._initial, None) if snap is None else (_state_from_json(snap[1]), snap[0])
+        rows = self._con.execute(
+            f"SELECT {', '.join(_FILL_COLS)} FROM fills WHERE session <= $s AND ($a IS NULL OR session > $a)",
+            {"s": session, "a": after},
+        ).fetchall()
         fills = [
             Fill(cid, osess, sess, sym, side, qty, Decimal(price), Decimal(comm))
-            for cid, osess, sess, sym, side, qty, price, comm in self._con.execute(
-                f"SELECT {', '.join(_FILL_COLS)} FROM fills"
-            ).fetchall()
+            for cid, osess, sess, sym, side, qty, price, comm in rows
         ]
-        fills.sort(key=fill_apply_order)
-        self._fills: list[Fill] = fills
-        self._fill_sessions: list[dt.date] = [f.session for f in fills]
-        expired = self._con.execute("SELECT client_order_id, session FROM expirations").fetchall()
-        done = {f.client_order_id for f in fills} | {cid for cid, _ in expired}
-        self._pending: dict[str, Order] = {c: o for c, o in self._orders.items() if c not in done}
-        sessions = self._fill_sessions + [s for _, s in expired]
-        self._last_event_session: dt.date | None = max(sessions) if sessions else None
-        self._state = self._initial.apply_fills(fills)
+        return base.apply_fills(sorted(fills, key=fill_apply_order))
 
     def _insert(self, table: str, rows: list[tuple], schema: dict[str, pl.DataType]) -> None:
         """One INSERT per batch: a literal multi-row VALUES statement for a session's handful of rows (about
@@ -323,6 +384,12 @@ class PaperBroker(Broker):
         try:
             for table, rows, schema in batches:
                 self._insert(table, rows, schema)
+            if self._buffer["fills"] and self._state_session is not None:
+                # the account after the last fill session: what the next open of the ledger starts from
+                self._con.execute(
+                    "INSERT OR REPLACE INTO account_snapshots VALUES ($s, $state)",
+                    {"s": self._state_session, "state": _state_to_json(self._state)},
+                )
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
@@ -355,9 +422,8 @@ class PaperBroker(Broker):
         state = self._state.apply_fills(new)
         for order in due:
             del self._pending[order.client_order_id]
-        self._fills += new
-        self._fill_sessions += [f.session for f in new]
-        self._state = state
+        if new:
+            self._state, self._state_session = state, session
         self._last_event_session = session
         self._write(
             {
@@ -368,18 +434,19 @@ class PaperBroker(Broker):
         return result.fills
 
     def account(self, session: dt.date) -> PortfolioState:
-        """Replay of the fills up to `session` (O(fills)); the latest state is kept, so asking for the
-        current session costs nothing."""
-        if not self._fills or session >= self._fill_sessions[-1]:
+        """The latest state is kept, so asking for the current session costs nothing; an earlier session
+        starts from the latest snapshot before it and replays the fills after that."""
+        if self._state_session is None or session >= self._state_session:
             return self._state
-        n = bisect.bisect_right(self._fill_sessions, session)
-        return self._initial.apply_fills(self._fills[:n])
+        self._flush()
+        return self._state_at(session)
 
     def submit(self, orders: Iterable[Order] | pl.DataFrame, session: dt.date) -> list[OrderEvent]:
         """Denied orders are skipped: they are our own decisions and never leave the house."""
         records = orders_from_frame(orders) if isinstance(orders, pl.DataFrame) else list(orders)
         accepted: list[OrderEvent] = []
         new: dict[str, Order] = {}
+        self._remember([o for o in records if o.approved])
         for order in records:
             if not order.approved:
                 continue
@@ -402,6 +469,17 @@ class PaperBroker(Broker):
             self._write({"orders": [_order_row(o) for o in new.values()]})
         return accepted
 
+    def _remember(self, orders: list[Order]) -> None:
+        """Bring the orders the file already has under these ids into memory (an idempotent re-submission
+        of orders already filled or expired; pending and new ones are in memory). An id carries its order's
+        session, so ids of sessions after the file's last order cannot be there: a backtest never asks."""
+        last = self._last_order_session
+        unknown = [o.client_order_id for o in orders if o.client_order_id not in self._orders
+                   and last is not None and o.session <= last]
+        if unknown:
+            for order in self._select_orders("o.client_order_id IN (SELECT unnest($ids))", {"ids": unknown}):
+                self._orders[order.client_order_id] = order
+
     def events(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         self._flush()
         frame = self._con.execute(_EVENTS_SQL, {"start": start, "end": end}).pl()
@@ -419,6 +497,7 @@ class PaperBroker(Broker):
                     f"DELETE FROM {table} WHERE order_session >= $s OR session >= $s", {"s": session}
                 )
             self._con.execute("DELETE FROM orders WHERE session >= $s", {"s": session})
+            self._con.execute("DELETE FROM account_snapshots WHERE session >= $s", {"s": session})
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")

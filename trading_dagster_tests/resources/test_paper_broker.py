@@ -23,7 +23,7 @@ from trading_dagster.domain.orders import (
     fills_from_frame,
     orders_from_frame,
 )
-from trading_dagster.domain.portfolio import PortfolioState, plan_orders, simulate
+from trading_dagster.domain.portfolio import PortfolioState, fill_apply_order, plan_orders, simulate
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.resources.broker import Broker, PaperBroker
 
@@ -287,3 +287,44 @@ def test_a_gap_up_open_is_filled_only_as_far_as_the_cash_goes():
     assert broker.account(DAYS[1]).cash == Decimal("1.76")
     expired = broker.events(DAYS[1], DAYS[1]).filter(pl.col("event") == "expired")
     assert expired["qty"].to_list() == [34]
+
+
+def _replayed(events: pl.DataFrame, day: dt.date) -> PortfolioState:
+    fills = [f for f in fills_from_frame(events.filter(pl.col("event") == "filled")) if f.session <= day]
+    return PortfolioState.initial(CASH).apply_fills(sorted(fills, key=fill_apply_order))
+
+
+def test_account_snapshots_give_every_past_account_exactly(tmp_path: Path):
+    """Opening the ledger reads the latest end-of-session snapshot, not the whole history; the account at
+    any past session (snapshot + fills after it) equals a replay of all fills from the start, also with
+    the snapshots deleted (an old ledger) and after a reset."""
+    path = str(tmp_path / "ledger.duckdb")
+    for chunk in (DAYS[:3], DAYS[3:6], DAYS[6:]):  # three runs: three flushes, three snapshots
+        with _broker(path) as broker:
+            _drive(broker, chunk)
+    with _broker(path) as broker:
+        events = broker.events(DAYS[0], NEXT)
+        snapshots = broker._con.execute("SELECT count(*) FROM account_snapshots").fetchone()[0]
+        via_snapshots = [broker.account(day) for day in DAYS]
+    assert snapshots == 3
+    assert via_snapshots == [_replayed(events, day) for day in DAYS]
+    assert via_snapshots[-1].positions and via_snapshots[0] != via_snapshots[-1]  # the check has teeth
+
+    with _broker(path) as broker:
+        broker._con.execute("DELETE FROM account_snapshots")
+    with _broker(path) as broker:
+        assert [broker.account(day) for day in DAYS] == via_snapshots
+        broker.reset_from(DAYS[5])
+        assert broker.account(DAYS[-1]) == _replayed(events, DAYS[4])
+
+
+def test_resubmitting_a_filled_order_after_reopening_creates_no_duplicate(tmp_path: Path):
+    path = str(tmp_path / "ledger.duckdb")
+    orders = [_order("AAA"), _order("BBB", qty=2)]
+    with _broker(path) as broker:
+        first = broker.submit(orders, DAYS[0])
+        broker.sync(DAYS[1], {"AAA": Decimal(12), "BBB": Decimal(90)})
+    with _broker(path) as reopened:  # the filled orders are no longer in memory: found in the file
+        assert reopened.submit(orders, DAYS[0]) == first
+        assert reopened.pending_orders() == []
+        assert reopened.events(DAYS[0], DAYS[1])["event"].to_list() == ["accepted", "accepted", "filled", "filled"]
