@@ -48,7 +48,10 @@ MARK_LOOKBACK = 63  # sessions of closes before a P&L window (a quarter)
     metadata=PARTITION_EXPR,
     description="Risk-checked orders from session D's signals, to fill at D+1's open. Denied orders are kept "
     "with a reason code; client order ids are deterministic.",
-    ins={"signals": dg.AssetIn(key=SIGNALS), "cleaned_prices": dg.AssetIn(key=CLEANED)},
+    ins={
+        "signals": dg.AssetIn(key=SIGNALS),
+        "cleaned_prices": dg.AssetIn(key=CLEANED, metadata={"columns": ["symbol", "session", "open", "close"]}),
+    },
     check_specs=[blocking(ORDERS, "orders__within_limits", "0 < qty <= requested and <= quota, unique client order id")],
     **partitioned(),
 )
@@ -101,7 +104,11 @@ def orders(
     metadata=PARTITION_EXPR,
     description="Broker events by session: orders accepted on D, filled (or expired) at D+1's open. The built-in "
     "paper broker fills with slippage and commission.",
-    ins={"orders": dg.AssetIn(key=ORDERS), "cleaned_prices": dg.AssetIn(key=CLEANED)},
+    # only what the broker needs: approved orders (not the ~35x more denials) and the opens
+    ins={
+        "orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}),
+        "cleaned_prices": dg.AssetIn(key=CLEANED, metadata={"columns": ["symbol", "session", "open"]}),
+    },
     check_specs=[
         blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
         blocking(EXECUTIONS, "executions__monthly_quota", "shares bought per stock and month within the quota"),
@@ -117,7 +124,7 @@ def executions(
 ):
     sessions = window_sessions(context)
     opens = opens_by_session(cleaned_prices)
-    approved = orders.filter(pl.col("status") == "approved") if orders.height else orders
+    approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
     progress = Progress(context.log, "executions", len(sessions))
     with broker.get() as b:
@@ -152,8 +159,12 @@ def executions(
     # closes before the window mark a held symbol that has no bar on a session (an outage day), the same
     # way in a one-day run and a range run, as long as its last bar is within MARK_LOOKBACK sessions
     ins={
-        "executions": dg.AssetIn(key=EXECUTIONS),
-        "cleaned_prices": dg.AssetIn(key=CLEANED, partition_mapping=lookback_mapping(MARK_LOOKBACK)),
+        "executions": dg.AssetIn(key=EXECUTIONS, metadata={"where": "event = 'filled'"}),
+        "cleaned_prices": dg.AssetIn(
+            key=CLEANED,
+            partition_mapping=lookback_mapping(MARK_LOOKBACK),
+            metadata={"columns": ["symbol", "session", "close"]},
+        ),
     },
     group_name="pnl",
     check_specs=[blocking(EQUITY, "equity__accounting_identity", "equity = cash + market value; cash >= 0")],

@@ -6,13 +6,19 @@
 2. The stock insert is positional (`insert into t select * from df`): a column order that changes between
    versions would silently write prices into the wrong column. Here it inserts BY NAME, so a mismatch is an
    error that names the column.
+
+And one addition: an input can ask for only the rows it needs with a `where` entry in its `AssetIn`
+metadata (a SQL condition over the table's columns, combined with the partition window), next to the stock
+`columns` entry. The executions step reads the ~60,000 approved orders of a ten-year window instead of
+all ~2.2 M risk decisions, which mostly decides the backfill's peak memory.
 """
 
 from collections.abc import Sequence
 
 import polars as pl
-from dagster import MetadataValue, OutputContext, TableColumn, TableSchema
+from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
 
@@ -33,6 +39,18 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
                 ),
             }
         )
+
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pl.DataFrame:
+        where = (context.definition_metadata or {}).get("where")
+        if where is None:
+            return super().load_input(context, table_slice, connection)
+        if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
+            return pl.DataFrame()
+        # filter on every column, then project (the condition may use a column the input does not keep)
+        rows = DuckDbClient.get_select_statement(table_slice=table_slice._replace(columns=None))
+        columns = ", ".join(f'"{c}"' for c in table_slice.columns) if table_slice.columns else "*"
+        return pl.DataFrame(connection.execute(f"SELECT {columns} FROM ({rows}) WHERE {where}").arrow())
 
 
 class WarehouseIOManager(DuckDBPolarsIOManager):

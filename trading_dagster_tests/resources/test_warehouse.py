@@ -1,0 +1,67 @@
+"""The warehouse IO manager: typed tables for empty frames, inserts by name, and inputs filtered by `where`."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from trading_dagster.resources.warehouse import WarehouseIOManager
+
+PARTS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-05")
+ROWS = pl.DataFrame(
+    {
+        "session": [dt.date(2024, 1, d) for d in (1, 1, 2, 2, 3, 3, 4, 4)],
+        "symbol": ["A", "B"] * 4,
+        "status": ["approved", "denied", "denied", "approved", "approved", "approved", "denied", "denied"],
+        "qty": [1, 0, 0, 2, 3, 4, 0, 0],
+    }
+)
+SEEN: dict[str, pl.DataFrame] = {}
+
+
+@dg.asset(key=["t", "orders"], partitions_def=PARTS, metadata={"partition_expr": "session"},
+          backfill_policy=dg.BackfillPolicy.single_run())
+def orders(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    start, end = context.partition_time_window
+    # columns deliberately in another order than the table's: the insert goes by name
+    return ROWS.filter(pl.col("session").is_between(start.date(), end.date(), closed="left")).select(
+        "qty", "status", "symbol", "session"
+    )
+
+
+@dg.asset(
+    key=["t", "approved"],
+    partitions_def=PARTS,
+    metadata={"partition_expr": "session"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    ins={"orders": dg.AssetIn(key=["t", "orders"], metadata={"where": "status = 'approved'", "columns": ["session", "symbol", "qty"]})},
+)
+def approved(orders: pl.DataFrame) -> pl.DataFrame:
+    SEEN["approved"] = orders
+    return orders
+
+
+def _run(tmp_path, first: str, last: str) -> None:
+    result = dg.materialize(
+        [orders, approved],
+        resources={"io_manager": WarehouseIOManager(database=str(tmp_path / "w.duckdb"))},
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+    assert result.success
+
+
+def test_an_input_gets_only_the_rows_and_columns_it_asks_for(tmp_path):
+    _run(tmp_path, "2024-01-02", "2024-01-03")
+    got = SEEN["approved"].sort("session", "symbol")
+    assert got.columns == ["session", "symbol", "qty"]
+    assert got.rows() == [(dt.date(2024, 1, 2), "B", 2), (dt.date(2024, 1, 3), "A", 3), (dt.date(2024, 1, 3), "B", 4)]
+
+
+def test_a_window_without_matching_rows_gives_an_empty_typed_table(tmp_path):
+    _run(tmp_path, "2024-01-04", "2024-01-04")  # only denials that day
+    assert SEEN["approved"].height == 0
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM t.approved").fetchone() == (0,)
+        names = [r[0] for r in con.execute("DESCRIBE t.orders").fetchall()]
+    assert names == ["qty", "status", "symbol", "session"]  # created from the first frame, typed
