@@ -30,7 +30,11 @@ class Settings:
     s3_prefix: str
     s3_region: str | None
     s3_endpoint_url: str | None
+    market_data: str  # "file" | "alpaca"
     market_data_file: Path
+    alpaca_feed: str
+    alpaca_adjustment: str
+    alpaca_data_url: str | None
     warehouse_path: Path
     broker: str  # "paper"
     broker_ledger_path: Path
@@ -53,6 +57,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"TRADING_DAGSTER_BROKER={broker!r}: only the built-in 'paper' broker exists in this version"
         )
     config_file = Path(env.get("TRADING_DAGSTER_CONFIG", DEFAULT_CONFIG_FILE)).expanduser().resolve()
+    config = read_config(config_file)
+    market_data = env.get("TRADING_DAGSTER_MARKET_DATA", "file").lower()
+    if market_data not in {"file", "alpaca"}:
+        raise SettingsError(f"TRADING_DAGSTER_MARKET_DATA must be 'file' or 'alpaca', not {market_data!r}")
+    if market_data == "alpaca" and not universe_symbols(config):
+        raise SettingsError(
+            f"TRADING_DAGSTER_MARKET_DATA=alpaca needs the symbols to fetch: [universe] symbols = [...] in {config_file}"
+        )
     market_file = Path(env.get("TRADING_DAGSTER_MARKET_DATA_FILE", SAMPLE_FILE)).expanduser().resolve()
     return Settings(
         data_dir=data_dir,
@@ -62,12 +74,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         s3_prefix=env.get("TRADING_DAGSTER_S3_PREFIX", ""),
         s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         s3_endpoint_url=env.get("TRADING_DAGSTER_S3_ENDPOINT_URL") or None,
+        market_data=market_data,
         market_data_file=market_file,
+        alpaca_feed=env.get("TRADING_DAGSTER_ALPACA_FEED", "iex"),
+        alpaca_adjustment=env.get("TRADING_DAGSTER_ALPACA_ADJUSTMENT", "split"),
+        alpaca_data_url=env.get("TRADING_DAGSTER_ALPACA_DATA_URL") or None,
         warehouse_path=data_dir / "warehouse.duckdb",
         broker=broker,
         broker_ledger_path=data_dir / "paper_broker.duckdb",
         config_file=config_file,
-        config=read_config(config_file),
+        config=config,
     )
 
 
@@ -79,3 +95,11 @@ def read_config(path: Path) -> Mapping[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"config file {path} is not valid TOML: {e}") from e
+
+
+def universe_symbols(config: Mapping[str, Any]) -> list[str]:
+    """`[universe] symbols` of the config, upper-cased and de-duplicated in order ([] when absent)."""
+    symbols = config.get("universe", {}).get("symbols", [])
+    if isinstance(symbols, str) or not all(isinstance(s, str) for s in symbols):
+        raise SettingsError("[universe] symbols must be a list of tickers, e.g. symbols = [\"SPY\", \"AAPL\"]")
+    return list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))

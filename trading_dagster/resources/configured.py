@@ -44,12 +44,40 @@ class RawStoreResource(dg.ConfigurableResource):
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """Where raw bars come from: an OHLCV file (the shipped sample by default)."""
+    """Where raw bars come from: an OHLCV file (the shipped sample by default) or Alpaca's market-data API.
 
-    path: str
+    Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), so they are never in
+    code, settings, run config shown in the UI, logs or metadata.
+    """
+
+    kind: str = Field(default="file", description="'file' (an OHLCV CSV/Parquet file) or 'alpaca'")
+    path: str | None = Field(default=None, description="the OHLCV file, for kind 'file'")
+    symbols: list[str] = Field(default=[], description="the universe to fetch (Alpaca has no 'all symbols' call)")
+    alpaca_key_id: str | None = None
+    alpaca_secret_key: str | None = None
+    alpaca_feed: str = Field(default="iex", description="'iex' (free), 'sip' (paid plan) or 'delayed_sip'")
+    alpaca_adjustment: str = Field(default="split", description="'split' (default), 'raw', 'dividend' or 'all'")
+    alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
 
     def get(self) -> MarketDataSource:
-        return FileMarketDataSource(Path(self.path))
+        if self.kind == "file":
+            if not self.path:
+                raise ValueError("the file market-data source needs a path (TRADING_DAGSTER_MARKET_DATA_FILE)")
+            return FileMarketDataSource(Path(self.path))
+        if self.kind == "alpaca":
+            from trading_dagster.resources.alpaca_data import AlpacaMarketDataSource
+
+            if not (self.alpaca_key_id and self.alpaca_secret_key):
+                raise ValueError("Alpaca market data needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment")
+            return AlpacaMarketDataSource(
+                api_key=self.alpaca_key_id,
+                secret_key=self.alpaca_secret_key,
+                symbols=self.symbols or None,
+                feed=self.alpaca_feed,
+                adjustment=self.alpaca_adjustment,
+                url_override=self.alpaca_data_url,
+            )
+        raise ValueError(f"unknown market-data source {self.kind!r}: expected 'file' or 'alpaca'")
 
 
 class BrokerResource(dg.ConfigurableResource):
