@@ -14,15 +14,17 @@ from trading_dagster.automation.jobs import (
     performance_job,
     pipeline_job,
 )
+from trading_dagster.automation.sensors import raw_landing_job, raw_landing_sensor
 from trading_dagster.resources.configured import (
     BrokerResource,
     MarketDataResource,
+    QualityGateResource,
     RawStoreResource,
     StrategyConfig,
     TradingConfigResource,
 )
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster.settings import Settings, load_settings
+from trading_dagster.settings import Settings, load_settings, universe_symbols
 
 ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance]
 
@@ -39,7 +41,10 @@ def build_resources(settings: Settings) -> dict:
         **{k: risk[k] for k in risk},
     )
     return {
-        "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
+        "io_manager": WarehouseIOManager(
+            database=str(settings.warehouse_path), quality_gate_path=str(settings.quality_gate_path)
+        ),
+        "quality_gate": QualityGateResource(path=str(settings.quality_gate_path)),
         "raw_store": RawStoreResource(
             kind=settings.raw_store,
             local_root=str(settings.raw_root),
@@ -48,7 +53,7 @@ def build_resources(settings: Settings) -> dict:
             region_name=settings.s3_region,
             endpoint_url=settings.s3_endpoint_url,
         ),
-        "market_data": MarketDataResource(path=str(settings.market_data_file)),
+        "market_data": market_data_resource(settings),
         "broker": BrokerResource(
             kind=settings.broker,
             ledger_path=str(settings.broker_ledger_path),
@@ -61,13 +66,27 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
+def market_data_resource(settings: Settings) -> MarketDataResource:
+    if settings.market_data == "alpaca":
+        return MarketDataResource(
+            kind="alpaca",
+            symbols=universe_symbols(settings.config),
+            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
+            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            alpaca_feed=settings.alpaca_feed,
+            alpaca_adjustment=settings.alpaca_adjustment,
+            alpaca_data_url=settings.alpaca_data_url,
+        )
+    return MarketDataResource(kind="file", path=str(settings.market_data_file))
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[pipeline_job, performance_job],
+        jobs=[pipeline_job, performance_job, raw_landing_job],
         schedules=[daily_pipeline_schedule],
-        sensors=[performance_after_pipeline_sensor],
+        sensors=[performance_after_pipeline_sensor, raw_landing_sensor],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

@@ -36,6 +36,7 @@ class Settings:
     alpaca_adjustment: str
     alpaca_data_url: str | None
     warehouse_path: Path
+    quality_gate_path: Path
     broker: str  # "paper"
     broker_ledger_path: Path
     config_file: Path
@@ -80,6 +81,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alpaca_adjustment=env.get("TRADING_DAGSTER_ALPACA_ADJUSTMENT", "split"),
         alpaca_data_url=env.get("TRADING_DAGSTER_ALPACA_DATA_URL") or None,
         warehouse_path=data_dir / "warehouse.duckdb",
+        quality_gate_path=data_dir / "quality.duckdb",
         broker=broker,
         broker_ledger_path=data_dir / "paper_broker.duckdb",
         config_file=config_file,

@@ -9,6 +9,7 @@ import polars as pl
 
 from trading_dagster.checks.rules import CheckOutcome
 from trading_dagster.partitions import sessions_partitions_def
+from trading_dagster.resources.configured import QualityGateResource
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 PARTITION_EXPR = {"partition_expr": "session"}
@@ -28,6 +29,24 @@ def check_result(asset_key: list[str], name: str, outcome: CheckOutcome) -> dg.A
         description=outcome.description,
         metadata={k: v if isinstance(v, int | float) else str(v) for k, v in outcome.metadata.items()},
     )
+
+
+def gated_check_results(
+    context: dg.AssetExecutionContext,
+    gate: QualityGateResource,
+    asset_key: list[str],
+    sessions: list[dt.date],
+    outcomes: dict[str, CheckOutcome],
+) -> list[dg.AssetCheckResult]:
+    """Record the checks' verdicts per session in the quality gate (so no later run reads a failed
+    partition either: resources/quality_gate.py), then the check results for Dagster."""
+    gate.get().record(
+        "/".join(asset_key),
+        sessions,
+        {name: (o.passed, o.failed_sessions, o.description) for name, o in outcomes.items()},
+        context.run_id,
+    )
+    return [check_result(asset_key, name, outcome) for name, outcome in outcomes.items()]
 
 
 def blocking(asset_key: list[str], name: str, description: str) -> dg.AssetCheckSpec:

@@ -8,8 +8,8 @@ import polars as pl
 from trading_dagster.assets._common import (
     PARTITION_EXPR,
     blocking,
-    check_result,
     frame_metadata,
+    gated_check_results,
     partitioned,
     preview,
 )
@@ -23,7 +23,7 @@ from trading_dagster.partitions import (
     sessions_partitions_def,
     window_sessions,
 )
-from trading_dagster.resources.configured import RawStoreResource, TradingConfigResource
+from trading_dagster.resources.configured import QualityGateResource, RawStoreResource, TradingConfigResource
 
 INDICATORS = ["indicators", "indicators"]
 SIGNALS = ["signals", "signals"]
@@ -80,7 +80,12 @@ def check_lookback(loaded: pl.DataFrame, needed: list, start: "dt.date | None", 
     ],
     **partitioned(),
 )
-def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame, raw_store: RawStoreResource):
+def indicators(
+    context: dg.AssetExecutionContext,
+    cleaned_prices: pl.DataFrame,
+    raw_store: RawStoreResource,
+    quality_gate: QualityGateResource,
+):
     sessions = window_sessions(context)
     cal = session_calendar()
     first_partition = sessions_partitions_def().start.date()
@@ -91,8 +96,16 @@ def indicators(context: dg.AssetExecutionContext, cleaned_prices: pl.DataFrame, 
     out = ind.compute_indicators_anchored(cleaned_prices, cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "preview": preview(out.tail(5))})
-    yield check_result(INDICATORS, "indicators__in_bounds", rules.indicators_in_bounds(out))
-    yield check_result(INDICATORS, "indicators__unique_symbol_session", rules.unique_keys(out, ["symbol", "session"]))
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        INDICATORS,
+        sessions,
+        {
+            "indicators__in_bounds": rules.indicators_in_bounds(out),
+            "indicators__unique_symbol_session": rules.unique_keys(out, ["symbol", "session"]),
+        },
+    )
 
 
 @dg.asset(
@@ -114,6 +127,7 @@ def signals(
     indicators: pl.DataFrame,
     trading_config: TradingConfigResource,
     raw_store: RawStoreResource,
+    quality_gate: QualityGateResource,
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
@@ -124,5 +138,13 @@ def signals(
     context.log.info(f"signals: {out.height:,} fired")
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "by_strategy": preview(by_strategy, 20)})
-    yield check_result(SIGNALS, "signals__valid", rules.signals_valid(out))
-    yield check_result(SIGNALS, "signals__unique", rules.unique_keys(out, ["session", "symbol", "strategy"]))
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        SIGNALS,
+        sessions,
+        {
+            "signals__valid": rules.signals_valid(out),
+            "signals__unique": rules.unique_keys(out, ["session", "symbol", "strategy"]),
+        },
+    )

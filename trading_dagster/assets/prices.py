@@ -6,8 +6,8 @@ import dagster as dg
 from trading_dagster.assets._common import (
     PARTITION_EXPR,
     blocking,
-    check_result,
     frame_metadata,
+    gated_check_results,
     partitioned,
     preview,
 )
@@ -15,7 +15,7 @@ from trading_dagster.assets.raw import RAW_PRICES
 from trading_dagster.checks import rules
 from trading_dagster.domain.prices import clean_prices
 from trading_dagster.partitions import window_sessions
-from trading_dagster.resources.configured import RawStoreResource
+from trading_dagster.resources.configured import QualityGateResource, RawStoreResource
 
 CLEANED = ["prices", "cleaned_prices"]
 QUARANTINE = ["prices", "price_quarantine"]
@@ -45,8 +45,9 @@ QUARANTINE = ["prices", "price_quarantine"]
     ],
     **partitioned(),
 )
-def cleaned_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResource):
+def cleaned_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResource, quality_gate: QualityGateResource):
     sessions = window_sessions(context)
+    quality_gate.get().require("/".join(RAW_PRICES), sessions[0], sessions[-1], reader="cleaned_prices")
     raw = raw_store.get().read_sessions(sessions)
     result = clean_prices(raw, sessions)
     cleaned, quarantine = result.cleaned, result.quarantine
@@ -58,6 +59,14 @@ def cleaned_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResourc
         "price_quarantine",
         metadata={**frame_metadata(quarantine, sessions), "reasons": preview(reasons), "examples": preview(quarantine, 5)},
     )
-    yield check_result(CLEANED, "cleaned_prices__unique_symbol_session", rules.unique_keys(cleaned, ["symbol", "session"]))
-    yield check_result(CLEANED, "cleaned_prices__ohlc_sane", rules.cleaned_prices_sane(cleaned))
-    yield check_result(CLEANED, "cleaned_prices__every_session_has_rows", rules.every_session_has_rows(cleaned, sessions))
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        CLEANED,
+        sessions,
+        {
+            "cleaned_prices__unique_symbol_session": rules.unique_keys(cleaned, ["symbol", "session"]),
+            "cleaned_prices__ohlc_sane": rules.cleaned_prices_sane(cleaned),
+            "cleaned_prices__every_session_has_rows": rules.every_session_has_rows(cleaned, sessions),
+        },
+    )

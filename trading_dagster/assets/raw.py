@@ -1,27 +1,58 @@
-"""raw/raw_prices: one Parquet object per session in the raw store, from the market-data source."""
+"""raw/raw_prices: one Parquet object per session in the raw store, from the market-data source or, when
+the run config names one, from a vendor file in the landing zone (what `raw_landing_sensor` requests)."""
 
 import datetime as dt
 
 import dagster as dg
+from pydantic import Field
 
-from trading_dagster.assets._common import Progress, blocking, check_result, partitioned
+from trading_dagster.assets._common import Progress, blocking, gated_check_results, partitioned
 from trading_dagster.checks.rules import every_session_has_rows
 from trading_dagster.domain.prices import split_by_session
 from trading_dagster.partitions import session_calendar, window_sessions
-from trading_dagster.resources.configured import MarketDataResource, RawStoreResource
+from trading_dagster.resources.configured import MarketDataResource, QualityGateResource, RawStoreResource
+from trading_dagster.resources.raw_store import require_within
 
 RAW_PRICES = ["raw", "raw_prices"]
+
+
+class RawPricesConfig(dg.Config):
+    """Run config of raw_prices. Empty (the default): bars come from the market-data source."""
+
+    landing_key: str | None = Field(
+        default=None,
+        description="Ingest this landing file (full key, e.g. 'landing/prices/vendor_2024-01-02.csv') instead "
+        "of the market-data source. Every row must fall in the run's partition window.",
+    )
+    landing_version: str | None = Field(
+        default=None,
+        description="With landing_key: fail unless the file is still at this version token (the sensor "
+        "sets it, so a file overwritten after the request is not ingested by the old request's run).",
+    )
 
 
 @dg.asset(
     key=RAW_PRICES,
     group_name="raw",
     kinds={"parquet", "s3"},
-    description="Daily OHLCV bars as delivered, one Parquet object per session at raw/prices/date=YYYY-MM-DD/.",
-    check_specs=[blocking(RAW_PRICES, "raw_prices__every_session_has_bars", "the source delivered bars for every session")],
+    description=(
+        "Daily OHLCV bars as delivered, one Parquet object per session at raw/prices/date=YYYY-MM-DD/: from the "
+        "market-data source, or from a vendor file in landing/prices/ when the run config sets landing_key."
+    ),
+    check_specs=[
+        blocking(
+            RAW_PRICES, "raw_prices__every_session_has_bars", "the source delivered bars for every session"
+        )
+    ],
     **partitioned(),
 )
-def raw_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResource, market_data: MarketDataResource):
+def raw_prices(
+    context: dg.AssetExecutionContext,
+    config: RawPricesConfig,
+    raw_store: RawStoreResource,
+    market_data: MarketDataResource,
+    quality_gate: QualityGateResource,
+):
     sessions = window_sessions(context)
     # Through the day before the next session, not only to the last session: a row dated on the weekend or
     # holiday after the window's last session belongs to this partition (every non-session day goes with
@@ -29,9 +60,16 @@ def raw_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResource, m
     # read. (Dagster's time window is no help: it ends at the next weekday, before a holiday.)
     nxt = session_calendar().next_session(sessions[-1])
     last_day = nxt - dt.timedelta(days=1) if nxt else sessions[-1]
-    bars = market_data.get().fetch_bars(sessions[0], last_day, None)
-    by_session = split_by_session(bars, session_calendar())  # rows on non-sessions raise, never dropped
     store = raw_store.get()
+    if config.landing_key:
+        bars = store.read_landing_bars(config.landing_key, config.landing_version)
+        # the whole file or nothing: a row outside the window is an error, never dropped or written
+        require_within(bars, sessions[0], last_day, f"landing file {store.location(config.landing_key)}")
+        source = store.location(config.landing_key)
+    else:
+        bars = market_data.get().fetch_bars(sessions[0], last_day, None)
+        source = "market_data"
+    by_session = split_by_session(bars, session_calendar())  # rows on non-sessions raise, never dropped
     progress = Progress(context.log, "raw_prices written", len(sessions))
     keys = []
     for i, session in enumerate(sessions, 1):
@@ -44,10 +82,13 @@ def raw_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResource, m
         asset_key=RAW_PRICES,
         metadata={
             "dagster/row_count": bars.height,
+            "source": source,
             "symbols": bars["symbol"].n_unique() if bars.height else 0,
             "objects_written": len(keys),
             "first_key": keys[0] if keys else "",
             "last_key": keys[-1] if keys else "",
         },
     )
-    yield check_result(RAW_PRICES, "raw_prices__every_session_has_bars", outcome)
+    yield from gated_check_results(
+        context, quality_gate, RAW_PRICES, sessions, {"raw_prices__every_session_has_bars": outcome}
+    )

@@ -16,8 +16,8 @@ from trading_dagster.assets._common import (
     PARTITION_EXPR,
     Progress,
     blocking,
-    check_result,
     frame_metadata,
+    gated_check_results,
     partitioned,
     preview,
 )
@@ -31,7 +31,7 @@ from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import plan_orders
 from trading_dagster.partitions import lookback_mapping, session_calendar, window_sessions
 from trading_dagster.reporting import equity_plot_markdown
-from trading_dagster.resources.configured import BrokerResource, TradingConfigResource
+from trading_dagster.resources.configured import BrokerResource, QualityGateResource, TradingConfigResource
 
 ORDERS = ["trading", "orders"]
 EXECUTIONS = ["trading", "executions"]
@@ -61,6 +61,7 @@ def orders(
     cleaned_prices: pl.DataFrame,
     broker: BrokerResource,
     trading_config: TradingConfigResource,
+    quality_gate: QualityGateResource,
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
@@ -94,7 +95,7 @@ def orders(
             "start_cash": float(start_state.cash),
         },
     )
-    yield check_result(ORDERS, "orders__within_limits", outcome)
+    yield from gated_check_results(context, quality_gate, ORDERS, sessions, {"orders__within_limits": outcome})
 
 
 @dg.asset(
@@ -121,6 +122,7 @@ def executions(
     cleaned_prices: pl.DataFrame,
     broker: BrokerResource,
     trading_config: TradingConfigResource,
+    quality_gate: QualityGateResource,
 ):
     sessions = window_sessions(context)
     opens = opens_by_session(cleaned_prices)
@@ -139,9 +141,14 @@ def executions(
     context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
     counts = events.group_by("event").len().sort("event") if events.height else events
     yield dg.Output(events, metadata={**frame_metadata(events, sessions), "by_event": preview(counts)})
-    yield check_result(EXECUTIONS, "executions__match_orders", rules.executions_match_orders(events, orders))
     quota = rules.fills_within_monthly_quota(events, trading_config.monthly_share_limit)
-    yield check_result(EXECUTIONS, "executions__monthly_quota", quota)
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        EXECUTIONS,
+        sessions,
+        {"executions__match_orders": rules.executions_match_orders(events, orders), "executions__monthly_quota": quota},
+    )
 
 
 @dg.multi_asset(
@@ -176,6 +183,7 @@ def pnl(
     cleaned_prices: pl.DataFrame,
     broker: BrokerResource,
     trading_config: TradingConfigResource,
+    quality_gate: QualityGateResource,
 ):
     sessions = window_sessions(context)
     prev = session_calendar().previous_session(sessions[0])
@@ -195,7 +203,8 @@ def pnl(
             "final_cash": float(last.get("cash", 0.0)),
         },
     )
-    yield check_result(EQUITY, "equity__accounting_identity", rules.equity_identity(equity))
+    identity = rules.equity_identity(equity)
+    yield from gated_check_results(context, quality_gate, EQUITY, sessions, {"equity__accounting_identity": identity})
 
 
 @dg.asset(

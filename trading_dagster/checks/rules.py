@@ -12,9 +12,13 @@ EXAMPLES = 5
 
 @dataclass(frozen=True)
 class CheckOutcome:
+    """A rule's verdict. `failed_sessions` names the sessions the offending rows belong to, so the quality
+    gate (resources/quality_gate.py) blocks just those partitions; empty on a failure means "the window"."""
+
     passed: bool
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    failed_sessions: tuple = ()
 
 
 def _offenders(bad: pl.DataFrame, what: str, total: int) -> CheckOutcome:
@@ -27,7 +31,8 @@ def _offenders(bad: pl.DataFrame, what: str, total: int) -> CheckOutcome:
         s = bad["session"]
         meta["sessions"] = f"{s.min()}..{s.max()} ({s.n_unique()} sessions)"
     meta["example"] = str(bad.head(EXAMPLES).to_dicts())
-    return CheckOutcome(False, f"{bad.height} rows with {what}", meta)
+    failed = tuple(bad["session"].unique().sort().to_list()) if "session" in bad.columns else ()
+    return CheckOutcome(False, f"{bad.height} rows with {what}", meta, failed)
 
 
 def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
@@ -64,6 +69,7 @@ def every_session_has_rows(df: pl.DataFrame, sessions: list) -> CheckOutcome:
             False,
             f"{len(missing)} sessions have no rows",
             {"missing_sessions": ", ".join(map(str, missing[:20])), "count": len(missing)},
+            tuple(missing),
         )
     return CheckOutcome(True, "every session in the window has rows", {"sessions": len(sessions)})
 

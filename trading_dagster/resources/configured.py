@@ -17,6 +17,7 @@ from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.domain.strategies import StrategySpec, parse_strategies
 from trading_dagster.resources.broker import Broker, PaperBroker
 from trading_dagster.resources.market_data import FileMarketDataSource, MarketDataSource
+from trading_dagster.resources.quality_gate import QualityGate
 from trading_dagster.resources.raw_store import LocalRawStore, RawStore, S3RawStore
 
 
@@ -41,6 +42,15 @@ class RawStoreResource(dg.ConfigurableResource):
             client = S3Resource(region_name=self.region_name, endpoint_url=self.endpoint_url).get_client()
             return S3RawStore(client, self.bucket, self.prefix)
         raise ValueError(f"unknown raw store kind {self.kind!r}: expected 'local' or 's3'")
+
+
+class QualityGateResource(dg.ConfigurableResource):
+    """Per-session verdicts of the blocking checks, read before any gated partition is consumed."""
+
+    path: str = ".data/quality.duckdb"
+
+    def get(self) -> QualityGate:
+        return QualityGate(self.path)
 
 
 class MarketDataResource(dg.ConfigurableResource):

@@ -1,14 +1,30 @@
-"""The raw zone: one Parquet object per NYSE session, on S3 or in a local directory.
+"""The raw zone: one Parquet object per NYSE session, on S3 or in a local directory, and the landing zone
+where vendor files arrive.
 
-Layout (docs/design.md): `{prefix}raw/prices/date=YYYY-MM-DD/prices.parquet`. Hive-style keys keep the
-zone readable by DuckDB/Athena/polars without this code, and ISO dates sort lexicographically, which lets
-S3 listing start at the first wanted session.
+Layout (docs/design.md), the same keys in a bucket and under a local root:
+
+    {prefix}raw/prices/date=YYYY-MM-DD/prices.parquet   one object per session, written by raw_prices
+    {prefix}landing/prices/<any/path>/<name>.csv        vendor file drops (CSV or Parquet, any column
+    {prefix}landing/prices/<any/path>/<name>.parquet    spelling `normalize_ohlcv` accepts), read only
+
+Hive-style raw keys keep the zone readable by DuckDB/Athena/polars without this code, and ISO dates sort
+lexicographically, which lets S3 listing start at the first wanted session.
+
+The landing zone is where exports from data vendors arrive (`raw_landing_sensor` watches it). Only keys
+ending in `.csv` or `.parquet` (any case) count; names starting with `.` or `_` (in-progress uploads,
+`_SUCCESS` markers) and every other suffix are ignored, so a writer on a local disk should write under a
+dot-name and rename when done. Each file has a *version token* that changes whenever its content may
+have: `<ETag>-<LastModified epoch seconds>` on S3 (what a listing returns; the same for versioned and
+unversioned buckets) and `<mtime_ns>-<size>-<inode>` locally. `read_landing(key, version)` checks that
+the bytes it returns are that version, so a run never ingests a file other than the one it was asked
+for. Landing files are never modified or deleted here; expire them with a bucket lifecycle rule.
 
 These classes are Dagster-free on purpose: the Dagster resources wrap them, and tests exercise them against
 a real local S3 endpoint (moto) and a temporary directory with the same contract suite.
 
-`RawStore` implements the whole contract on top of four byte-level primitives (`_put`, `_get`, `_has`,
-`_iter_keys`), so a backend only has to move bytes and translate its errors.
+`RawStore` implements the whole contract on top of six byte-level primitives (`_put`, `_get`, `_has`,
+`_iter_keys`, and for the landing zone `_iter_files` and `_get_versioned`), so a backend only has to move
+bytes and translate its errors.
 """
 
 from __future__ import annotations
@@ -21,15 +37,18 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
 
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.domain.prices import PriceDataError, empty_raw_frame, split_by_session
+from trading_dagster.domain.prices import PriceDataError, empty_raw_frame, read_ohlcv_file, split_by_session
 
 RAW_PRICES_DIR = "raw/prices/"
+LANDING_PRICES_DIR = "landing/prices/"
+LANDING_SUFFIXES = (".csv", ".parquet")
 _KEY_PATTERN = re.compile(r"date=(\d{4}-\d{2}-\d{2})/prices\.parquet$")
 _MAX_LISTED = 20
 DEFAULT_WORKERS = 8  # objects are small and fetches are I/O bound; 8 keeps a 10-year backfill read short
@@ -46,6 +65,70 @@ class RawObjectMissing(RawStoreError, LookupError):
         super().__init__(message)
         self.keys = tuple(keys)
         self.sessions = tuple(sessions)
+
+
+class LandingVersionChanged(RawStoreError):
+    """A landing file is no longer the version that was asked for (overwritten or being written)."""
+
+    def __init__(self, message: str, key: str, expected: str | None, actual: str | None) -> None:
+        super().__init__(message)
+        self.key, self.expected, self.actual = key, expected, actual
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One vendor file in the landing zone, as a listing sees it."""
+
+    key: str  # the full key, store prefix included (what `read_landing` takes)
+    version: str  # opaque; changes whenever the content may have changed (see the module docstring)
+    size: int
+    modified: dt.datetime  # UTC
+
+
+def is_landing_name(relative_key: str) -> bool:
+    """Whether a key below `landing/prices/` is a vendor file (not a marker, temp file or other suffix)."""
+    path = PurePosixPath(relative_key)
+    if not relative_key or relative_key.endswith("/") or any(part in ("", ".", "..") for part in path.parts):
+        return False
+    if any(part.startswith((".", "_")) for part in path.parts):
+        return False
+    return path.suffix.lower() in LANDING_SUFFIXES
+
+
+def read_ohlcv_bytes(data: bytes, name: str) -> pl.DataFrame:
+    """`read_ohlcv_file` for bytes (a landing object): the same sniffing, parsing and messages.
+
+    The bytes go to a private temporary file named with `name`'s suffix, so CSV and Parquet are told apart
+    exactly as for a file on disk; the temporary path is replaced by `name` in any error.
+    """
+    suffix = PurePosixPath(name).suffix.lower() or ".csv"
+    with tempfile.TemporaryDirectory(prefix="landing-") as tmp:
+        path = Path(tmp) / f"landing{suffix}"
+        path.write_bytes(data)
+        try:
+            return read_ohlcv_file(path)
+        except PriceDataError as exc:
+            raise PriceDataError(str(exc).replace(str(path), name)) from None
+
+
+def require_within(bars: pl.DataFrame, first: dt.date, last: dt.date, source: str) -> None:
+    """Raise a PriceDataError if any row of `bars` is dated outside [first, last] (or has no date).
+
+    A run that ingests a given file must hold all of it: a row outside the run's window would otherwise be
+    dropped silently or written into a partition the run does not own.
+    """
+    outside = bars.filter(pl.col("date").is_null() | ~pl.col("date").is_between(first, last))
+    if outside.height:
+        counts = outside.group_by("date").len().sort("date")
+        dates = ", ".join(
+            f"{d} ({n} row{'s' if n != 1 else ''})" for d, n in counts.head(_MAX_LISTED).iter_rows()
+        )
+        more = f", and {counts.height - _MAX_LISTED} more date(s)" if counts.height > _MAX_LISTED else ""
+        raise PriceDataError(
+            f"{source}: {outside.height} row(s) are dated outside this run's window {first}..{last}: "
+            f"{dates}{more}. Run it for the sessions the file covers (the landing sensor does); "
+            "nothing was written."
+        )
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -106,8 +189,20 @@ class RawStore(abc.ABC):
         """Keys under `prefix` in ascending order, strictly after `start_after` when given."""
 
     @abc.abstractmethod
+    def _iter_files(self, prefix: str) -> Iterator[LandingFile]:
+        """Every object under `prefix` with its version token, in any order."""
+
+    @abc.abstractmethod
+    def _get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and the version token of exactly those bytes; RawObjectMissing if absent."""
+
+    @abc.abstractmethod
     def describe(self) -> str:
         """Where the store lives, for messages (never a secret)."""
+
+    @abc.abstractmethod
+    def location(self, key: str) -> str:
+        """A key as a person would look it up (`s3://bucket/key` or a path), for messages."""
 
     # -- the contract -----------------------------------------------------------------------------------
 
@@ -139,7 +234,15 @@ class RawStore(abc.ABC):
 
     def read_session(self, session: dt.date) -> pl.DataFrame:
         key = self.key_for(session)
-        return _from_parquet_bytes(self._get(key), key)
+        try:
+            data = self._get(key)
+        except RawObjectMissing as exc:
+            raise RawObjectMissing(
+                f"session {session} has no raw object in {self.describe()}: key {key!r} does not exist",
+                keys=[key],
+                sessions=[session],
+            ) from exc
+        return _from_parquet_bytes(data, key)
 
     def exists(self, session: dt.date) -> bool:
         return self._has(self.key_for(session))
@@ -190,6 +293,57 @@ class RawStore(abc.ABC):
             frames = list(pool.map(self.read_session, wanted))
         return _concat_sessions(wanted, frames)
 
+    # -- the landing zone -------------------------------------------------------------------------------
+
+    @property
+    def landing_prefix(self) -> str:
+        return f"{self.prefix}{LANDING_PRICES_DIR}"
+
+    def list_landing(self) -> list[LandingFile]:
+        """The vendor files in the landing zone (see `is_landing_name`), ascending by key."""
+        base = self.landing_prefix
+        files = (
+            f
+            for f in self._iter_files(base)
+            if f.key.startswith(base) and is_landing_name(f.key[len(base) :])
+        )
+        return sorted(files, key=lambda f: f.key)
+
+    def read_landing(self, key: str, version: str | None = None) -> bytes:
+        """A landing file's bytes. With `version`, raise LandingVersionChanged unless they are that version.
+
+        Raises ValueError for a key outside the landing zone (a run config cannot point the raw asset at
+        a raw object or, locally, at a path outside the root) and RawObjectMissing if it does not exist.
+        """
+        self._check_landing_key(key)
+        try:
+            data, actual = self._get_versioned(key)
+        except RawObjectMissing as exc:
+            raise RawObjectMissing(
+                f"landing file {self.location(key)} does not exist (in {self.describe()})", keys=[key]
+            ) from exc
+        if version is not None and actual != version:
+            raise LandingVersionChanged(
+                f"landing file {self.location(key)} is at version {actual}, not the requested {version}: "
+                "it was overwritten after the run was requested (the new version gets its own run)",
+                key=key,
+                expected=version,
+                actual=actual,
+            )
+        return data
+
+    def read_landing_bars(self, key: str, version: str | None = None) -> pl.DataFrame:
+        """A landing file parsed to the raw schema (PriceDataError naming the file if it cannot be)."""
+        return read_ohlcv_bytes(self.read_landing(key, version), f"landing file {self.location(key)}")
+
+    def _check_landing_key(self, key: str) -> None:
+        base = self.landing_prefix
+        if not key.startswith(base) or not is_landing_name(key[len(base) :]):
+            raise ValueError(
+                f"{key!r} is not a landing file key: expected {base}<name>.csv or {base}<name>.parquet "
+                "(no '..', no name starting with '.' or '_')"
+            )
+
 
 def _concat_sessions(sessions: Sequence[dt.date], frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     first = frames[0].schema
@@ -211,6 +365,9 @@ class LocalRawStore(RawStore):
 
     def describe(self) -> str:
         return f"local directory {self.root}"
+
+    def location(self, key: str) -> str:
+        return str(self._path(key))
 
     def _path(self, key: str) -> Path:
         return self.root / key
@@ -245,6 +402,46 @@ class LocalRawStore(RawStore):
             return iter(())
         keys = sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
         return (k for k in keys if start_after is None or k > start_after)
+
+    @staticmethod
+    def _version(st: os.stat_result) -> str:
+        # mtime alone is not enough: file systems stamp times from a coarse clock (a few ms), so a quick
+        # rewrite can keep it; size and inode (a new one on every atomic rename) catch those.
+        return f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
+
+    def _iter_files(self, prefix: str) -> Iterator[LandingFile]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return
+        for path in base.rglob("*"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed while we walked
+                continue
+            if path.is_file():
+                yield LandingFile(
+                    key=path.relative_to(self.root).as_posix(),
+                    version=self._version(st),
+                    size=st.st_size,
+                    modified=dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=dt.UTC),
+                )
+
+    def _get_versioned(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            before = path.stat()
+            data = path.read_bytes()
+            after = path.stat()
+        except FileNotFoundError:
+            raise RawObjectMissing(f"{path} does not exist", keys=[key]) from None
+        if self._version(before) != self._version(after):
+            raise LandingVersionChanged(
+                f"landing file {path} changed while it was being read (still being written?)",
+                key=key,
+                expected=self._version(before),
+                actual=self._version(after),
+            )
+        return data, self._version(after)
 
 
 # Error codes that mean "your credentials or permissions are wrong", not "the object is missing".
@@ -284,6 +481,9 @@ class S3RawStore(RawStore):
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix} at {self.endpoint}"
 
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
     def _put(self, key: str, data: bytes) -> None:
         with self._translated("write", key):
             self.client.put_object(
@@ -312,16 +512,58 @@ class S3RawStore(RawStore):
                 for obj in page.get("Contents", ()):
                     yield obj["Key"]
 
+    def _iter_files(self, prefix: str) -> Iterator[LandingFile]:
+        with self._translated("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    if obj["Key"].endswith("/"):  # a "folder" marker made by a console
+                        continue
+                    yield LandingFile(
+                        key=obj["Key"],
+                        version=_s3_version(obj["ETag"], obj["LastModified"]),
+                        size=int(obj.get("Size", 0)),
+                        modified=obj["LastModified"].astimezone(dt.UTC),
+                    )
+
+    def _get_versioned(self, key: str) -> tuple[bytes, str]:
+        # ETag and Last-Modified of the GET response describe exactly the bytes in its body, so the
+        # version check is atomic even if the object is overwritten while we read.
+        with self._translated("read", key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            data = resp["Body"].read()
+        return data, _s3_version(resp["ETag"], resp["LastModified"])
+
     def _translated(self, action: str, key: str) -> _TranslateErrors:
         return _TranslateErrors(self, action, key)
 
-    def _secret(self) -> str | None:
-        """The client's secret key, only so that it can be redacted from any message we build."""
+    def _credentials(self) -> tuple[str | None, str | None, str | None]:
+        """(access key id, secret key, session token) of the client, only to redact them from messages."""
         try:
             creds = self.client._request_signer._credentials  # boto3 has no public accessor for this
-            return getattr(creds, "secret_key", None)
-        except AttributeError:
-            return None
+            return (
+                getattr(creds, "access_key", None),
+                getattr(creds, "secret_key", None),
+                getattr(creds, "token", None),
+            )
+        except Exception:  # no credentials, a fake client, a failed refresh: nothing to redact
+            return None, None, None
+
+    def redact(self, text: str) -> str:
+        """`text` without the secret key or session token ('***') and with only the last 4 characters of
+        the access key id. Values shorter than 4 characters are left alone (they would mangle words)."""
+        access_key, secret, token = self._credentials()
+        for value in (secret, token):
+            if value and len(value) >= 4:
+                text = text.replace(value, "***")
+        if access_key and len(access_key) >= 4:
+            text = text.replace(access_key, f"***{access_key[-4:]}")
+        return text
+
+
+def _s3_version(etag: str, last_modified: dt.datetime) -> str:
+    # Whole seconds: a listing reports milliseconds, a GET's Last-Modified header only seconds.
+    return f"{etag.strip(chr(34))}-{int(last_modified.timestamp())}"
 
 
 class _TranslateErrors:
@@ -356,7 +598,14 @@ def translate_s3_error(exc: BaseException, store: S3RawStore, action: str, key: 
         if code == "NoSuchBucket":
             hint = f"bucket {store.bucket!r} does not exist at {store.endpoint} (check the bucket name and endpoint)"
         elif code in _CREDENTIAL_CODES:
-            hint = "the credentials were rejected: check the access key id, secret key and session token"
+            access_key = store._credentials()[0]
+            which = (
+                f" (access key id ending {access_key[-4:]!r})" if access_key and len(access_key) >= 4 else ""
+            )
+            hint = (
+                f"the credentials were rejected{which}: check the access key id, secret key and session "
+                "token, and that they may use this bucket"
+            )
         else:
             hint = "unexpected S3 error"
         text = f"S3 {action} of {where} failed: {code}: {message} - {hint}"
@@ -369,7 +618,4 @@ def translate_s3_error(exc: BaseException, store: S3RawStore, action: str, key: 
         )
     else:
         return None
-    secret = store._secret()
-    if secret:
-        text = text.replace(secret, "***")
-    return RawStoreError(text)
+    return RawStoreError(store.redact(text))

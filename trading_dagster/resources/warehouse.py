@@ -13,17 +13,23 @@ metadata (a SQL condition over the table's columns, combined with the partition 
 all ~2.2 M risk decisions, which mostly decides the backfill's peak memory.
 """
 
+import datetime as dt
 from collections.abc import Sequence
 
 import polars as pl
 from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
 
+from trading_dagster.resources.quality_gate import QualityGate
+
 
 class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
+    def __init__(self, quality_gate_path: str | None = None) -> None:
+        self.gate = QualityGate(quality_gate_path) if quality_gate_path else None
+
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection) -> None:
         obj_arrow = obj.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan below)
         target = f"{table_slice.schema}.{table_slice.table}"
@@ -42,6 +48,12 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
 
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pl.DataFrame:
+        if self.gate is not None and context.has_asset_partitions:
+            # refuse partitions that failed a blocking check, in this run or any earlier one
+            start, end = context.asset_partitions_time_window
+            last = (end - dt.timedelta(days=1)).date()  # the window's end is exclusive
+            reader = context.op_def.name if context._op_def is not None else ""  # noqa: SLF001
+            self.gate.require(context.asset_key.to_user_string(), start.date(), last, reader=reader)
         where = (context.definition_metadata or {}).get("where")
         if where is None:
             return super().load_input(context, table_slice, connection)
@@ -54,8 +66,21 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
 
 
 class WarehouseIOManager(DuckDBPolarsIOManager):
-    """DuckDBPolarsIOManager with `WarehouseTypeHandler`; tables are `<key prefix>.<asset name>`."""
+    """DuckDBPolarsIOManager with `WarehouseTypeHandler`; tables are `<key prefix>.<asset name>`. With a
+    `quality_gate_path`, every partitioned input passes the quality gate first."""
+
+    quality_gate_path: str | None = None
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
         return [WarehouseTypeHandler()]
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            db_client=DuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=[WarehouseTypeHandler(self.quality_gate_path)],
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuckDBIOManager",
+        )

@@ -54,9 +54,13 @@ def test_definitions_snapshot(tmp_path):
         "trading/executions:executions__monthly_quota",
         "trading/orders:orders__within_limits",
     ]
-    assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == ["performance_job", "pipeline_job"]
+    assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
+        "performance_job",
+        "pipeline_job",
+        "raw_landing_job",
+    ]
     assert [s.name for s in repo.schedule_defs] == ["daily_pipeline_schedule"]
-    assert [s.name for s in repo.sensor_defs] == ["performance_after_pipeline_sensor"]
+    assert [s.name for s in repo.sensor_defs] == ["performance_after_pipeline_sensor", "raw_landing_sensor"]
     for key in repo.asset_graph.get_all_asset_keys():
         node = repo.asset_graph.get(key)
         if node.partitions_def is not None:

@@ -1,11 +1,22 @@
-"""The raw store contract, run against every implementation: a local directory and S3 (a moto server)."""
+"""The raw store contract, run against every implementation: a local directory and S3 (a moto server).
+
+Then the store as the definitions build it from environment variables (settings -> RawStoreResource ->
+dagster-aws S3Resource -> boto3), against the same moto server: the layout, errors for a missing bucket,
+an endpoint that is down, and credentials the server rejects (moto's IAM emulation, switched on per test).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import socket
+import time
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import polars as pl
@@ -14,15 +25,18 @@ import pytest
 from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 
+from trading_dagster.definitions import build_resources
 from trading_dagster.domain.calendar import SessionCalendar
 from trading_dagster.domain.prices import RAW_SCHEMA, PriceDataError
 from trading_dagster.resources.raw_store import (
+    LandingVersionChanged,
     LocalRawStore,
     RawObjectMissing,
     RawStore,
     RawStoreError,
     S3RawStore,
 )
+from trading_dagster.settings import load_settings
 
 D1, D2, D3, D4, D5 = (dt.date(2024, 1, d) for d in (2, 3, 4, 5, 8))
 SESSIONS = (D1, D2, D3, D4, D5)
@@ -182,11 +196,13 @@ def test_list_sessions_paginates(store):
         assert len(requests) == 3 + 4
 
 
-def test_read_missing_session_names_the_key(store):
+def test_read_missing_session_names_the_key_and_session(store):
+    store.write_session(D2, bars(D2))
     with pytest.raises(RawObjectMissing) as err:
         store.read_session(D1)
-    assert store.key_for(D1) in str(err.value)
+    assert store.key_for(D1) in str(err.value) and "session 2024-01-02" in str(err.value)
     assert err.value.keys == (store.key_for(D1),)
+    assert err.value.sessions == (D1,)
 
 
 def test_read_sessions_concatenates_in_session_order(store):
@@ -254,20 +270,26 @@ def closed_port() -> int:
 
 
 def test_s3_endpoint_down_is_a_store_error(tmp_path):
+    """Nothing listens on the port: connection refused at once, one retry (botocore's legacy `max_attempts`
+    counts retries), so the error comes in well under a second or two instead of after 5 backed-off tries."""
     endpoint = f"http://127.0.0.1:{closed_port()}"
     store = S3RawStore(s3_client(endpoint, secret=SECRET, max_attempts=1), "raw-bucket", prefix="p")
-    with pytest.raises(RawStoreError) as err:
-        store.write_session(D1, bars(D1))
-    msg = str(err.value)
-    assert "raw-bucket" in msg and endpoint in msg and "cannot reach the endpoint" in msg
-    assert SECRET not in msg
+    for call in (lambda: store.write_session(D1, bars(D1)), store.list_landing, store.list_sessions):
+        started = time.monotonic()
+        with pytest.raises(RawStoreError) as err:
+            call()
+        assert time.monotonic() - started < 5
+        msg = str(err.value)
+        assert "raw-bucket" in msg and endpoint in msg and "cannot reach the endpoint" in msg
+        assert SECRET not in msg
 
 
 class RejectingS3Client:
-    """A hand-written fake for what moto does not emulate by default: S3 rejecting the credentials.
+    """A hand-written fake for what no real server does: echo the secret key in its error message.
 
-    It answers with the exact botocore ClientError a real endpoint produces, with the secret embedded
-    in the message to prove the store redacts it whatever the server says.
+    It answers with the botocore ClientError a real endpoint produces, with the secret embedded in the
+    message to prove the store redacts it whatever the server says. (The real rejections, through the
+    deployed code path and moto's IAM emulation, are tested below.)
     """
 
     def __init__(self, code: str, secret: str) -> None:
@@ -295,7 +317,7 @@ class RejectingS3Client:
 
 
 @pytest.mark.parametrize("code", ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"])
-def test_s3_rejected_credentials_are_a_store_error_without_the_secret(code):
+def test_a_secret_echoed_in_an_s3_error_is_redacted(code):
     store = S3RawStore(RejectingS3Client(code, SECRET), "raw-bucket")
     for call in (lambda: store.read_session(D1), lambda: store.write_session(D1, bars(D1))):
         with pytest.raises(RawStoreError) as err:
@@ -304,3 +326,300 @@ def test_s3_rejected_credentials_are_a_store_error_without_the_secret(code):
         assert code in msg and "raw-bucket" in msg and "http://s3.example.invalid" in msg
         assert "credentials were rejected" in msg
         assert SECRET not in msg and "***" in msg
+
+
+# ------------------------------------------------------------------------------------------- landing zone
+
+VENDOR_CSV = b"Ticker,Date,Open,High,Low,Close,Volume\naapl,2024-01-02,10,11,9,10.5,1000\nMSFT,2024-01-02,20,21,19,20.5,2000\n"
+
+
+def landing_key(store: RawStore, name: str) -> str:
+    return f"{store.landing_prefix}{name}"
+
+
+def test_landing_zone_layout(tmp_path):
+    assert LocalRawStore(tmp_path).landing_prefix == "landing/prices/"
+    assert S3RawStore(client=None, bucket="b", prefix="/lake/v1").landing_prefix == "lake/v1/landing/prices/"
+
+
+def test_list_landing_of_an_empty_store(store):
+    assert store.list_landing() == []
+
+
+def test_list_landing_finds_vendor_files_only(case):
+    store, put = case
+    wanted = ["a.csv", "vendor/2024/b.PARQUET", "z.parquet"]
+    for name in [*wanted, ".c.csv", "_SUCCESS", "_tmp/d.csv", "notes.txt", "e.csv.partial", "sub/.f.parquet"]:
+        put(landing_key(store, name), VENDOR_CSV)
+    put(f"{store.prefix}landing/other/x.csv", VENDOR_CSV)
+    put(f"{store.prefix}landing/pricesx/y.csv", VENDOR_CSV)
+    store.write_session(D1, bars(D1))
+    files = store.list_landing()
+    assert [f.key for f in files] == [landing_key(store, n) for n in wanted]
+    assert all(f.size == len(VENDOR_CSV) and f.version and f.modified.tzinfo is not None for f in files)
+
+
+def test_landing_version_is_stable_and_changes_on_overwrite(case):
+    store, put = case
+    key = landing_key(store, "session.csv")
+    put(key, VENDOR_CSV)
+    (first,) = store.list_landing()
+    assert store.list_landing() == [first]  # nothing changed: same token
+    assert store.read_landing(key, first.version) == VENDOR_CSV  # the read sees the listed version
+    put(key, VENDOR_CSV + b"IBM,2024-01-02,30,31,29,30.5,3000\n")
+    (second,) = store.list_landing()
+    assert second.version != first.version
+    assert store.read_landing(key, second.version).endswith(b"IBM,2024-01-02,30,31,29,30.5,3000\n")
+    with pytest.raises(LandingVersionChanged) as err:
+        store.read_landing(key, first.version)
+    assert (err.value.expected, err.value.actual) == (first.version, second.version)
+    assert store.location(key) in str(err.value) and "overwritten" in str(err.value)
+
+
+def test_read_missing_landing_file_names_it(store):
+    key = landing_key(store, "gone.csv")
+    with pytest.raises(RawObjectMissing) as err:
+        store.read_landing(key)
+    assert store.location(key) in str(err.value)
+    assert err.value.keys == (key,)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["raw/prices/date=2024-01-02/prices.parquet", "landing/prices/../../etc/x.csv", "landing/prices/.a.csv"],
+)
+def test_read_landing_refuses_keys_outside_the_landing_zone(store, name):
+    with pytest.raises(ValueError, match="is not a landing file key"):
+        store.read_landing(f"{store.prefix}{name}")
+
+
+def test_read_landing_bars_parses_csv_and_parquet(case):
+    store, put = case
+    put(landing_key(store, "a.csv"), VENDOR_CSV)
+    buf = io.BytesIO()
+    bars(D2, symbols=("IBM",)).rename({"symbol": "ticker"}).write_parquet(buf)
+    put(landing_key(store, "b.parquet"), buf.getvalue())
+    csv = store.read_landing_bars(landing_key(store, "a.csv"))
+    assert csv.schema == pl.Schema(RAW_SCHEMA)
+    assert csv["symbol"].to_list() == ["AAPL", "MSFT"] and csv["date"].to_list() == [D1, D1]
+    assert store.read_landing_bars(landing_key(store, "b.parquet")).equals(bars(D2, symbols=("IBM",)))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"<!DOCTYPE html><html>503 Service Unavailable</html>", "HTML/XML, not price data"),
+        (b"Ticker,Date,Open,High,Low,Close,Volume\n", "no data rows"),
+        (b"foo,bar\n1,2\n", "symbol"),
+        (b"Ticker,Date,Open,High,Low,Close,Volume\nAAPL,2024-01-02,ten,11,9,10.5,1000\n", "column 'Open'"),
+    ],
+)
+def test_unparseable_landing_file_names_the_file(case, content, message):
+    store, put = case
+    key = landing_key(store, "bad.csv")
+    put(key, content)
+    with pytest.raises(PriceDataError) as err:
+        store.read_landing_bars(key)
+    msg = str(err.value)
+    assert msg.startswith(f"landing file {store.location(key)}: ") and message in msg
+    assert "landing-" not in msg.replace(store.location(key), "")  # no temporary path leaks into it
+
+
+def test_parquet_named_landing_file_without_parquet_content(case):
+    store, put = case
+    key = landing_key(store, "bad.parquet")
+    put(key, VENDOR_CSV)
+    with pytest.raises(PriceDataError, match="named like Parquet but has no Parquet header"):
+        store.read_landing_bars(key)
+
+
+# ------------------------------------------------------------------- from the environment, as deployed
+
+
+def store_from_env(tmp_path: Path, **env: str) -> RawStore:
+    """The raw store exactly as the definitions build it: settings from variables -> RawStoreResource."""
+    settings = load_settings({"TRADING_DAGSTER_DATA_DIR": str(tmp_path / "data"), **env})
+    return build_resources(settings)["raw_store"].get()
+
+
+def s3_env(endpoint: str, bucket: str, prefix: str = "lake/v1/") -> dict[str, str]:
+    return {
+        "TRADING_DAGSTER_RAW_STORE": "s3",
+        "TRADING_DAGSTER_S3_BUCKET": bucket,
+        "TRADING_DAGSTER_S3_PREFIX": prefix,
+        "TRADING_DAGSTER_S3_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def test_default_is_the_local_folder_with_the_bucket_layout(tmp_path):
+    store = store_from_env(tmp_path)
+    assert isinstance(store, LocalRawStore) and store.root == tmp_path / "data" / "lake"
+    store.write_session(D1, bars(D1))
+    assert (tmp_path / "data/lake/raw/prices/date=2024-01-02/prices.parquet").is_file()
+    s3_store = store_from_env(tmp_path, **s3_env("http://127.0.0.1:1", "b", prefix=""))
+    assert s3_store.key_for(D1) == store.key_for(D1) and s3_store.landing_prefix == store.landing_prefix
+
+
+def test_s3_from_environment_upload_list_read_overwrite_missing(s3_endpoint, s3, tmp_path):
+    bucket = new_bucket(s3)
+    store = store_from_env(tmp_path, **s3_env(s3_endpoint, bucket, prefix="/lake/v1"))
+    assert isinstance(store, S3RawStore) and store.endpoint == s3_endpoint
+    assert store.client.meta.region_name == "us-east-1"
+    # upload, at the documented key under the prefix
+    store.write_session(D1, bars(D1))
+    store.write_session(D2, bars(D2))
+    s3.head_object(Bucket=bucket, Key="lake/v1/raw/prices/date=2024-01-02/prices.parquet")
+    # list and read back
+    assert store.list_sessions() == [D1, D2]
+    assert store.read_session(D1).equals(bars(D1))
+    # overwrite a partition: the new content wins, no duplicate rows, still one object
+    store.write_session(D1, bars(D1, symbols=("IBM",), close=99.0))
+    assert store.read_session(D1).equals(bars(D1, symbols=("IBM",), close=99.0))
+    assert store.read_sessions([D1, D2])["symbol"].to_list() == ["IBM", "AAPL", "MSFT"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/v1/raw/prices/")["Contents"]
+    assert [o["Key"] for o in listed] == [store.key_for(D1), store.key_for(D2)]
+    # a missing object names its key and session
+    with pytest.raises(RawObjectMissing) as err:
+        store.read_session(D3)
+    assert store.key_for(D3) in str(err.value) and "session 2024-01-04" in str(err.value)
+    assert (err.value.keys, err.value.sessions) == ((store.key_for(D3),), (D3,))
+    with pytest.raises(RawObjectMissing) as err:
+        store.read_sessions([D1, D3, D4])
+    assert err.value.sessions == (D3, D4)
+
+
+def test_s3_from_environment_missing_bucket(s3_endpoint, tmp_path):
+    store = store_from_env(tmp_path, **s3_env(s3_endpoint, "no-such-raw-bucket"))
+    for call in (lambda: store.write_session(D1, bars(D1)), store.list_sessions, store.list_landing):
+        with pytest.raises(RawStoreError) as err:
+            call()
+        assert not isinstance(err.value, RawObjectMissing)
+        msg = str(err.value)
+        assert "NoSuchBucket" in msg and "no-such-raw-bucket" in msg and s3_endpoint in msg
+
+
+def test_s3_from_environment_endpoint_down(tmp_path):
+    """The deployed client (S3Resource's default 5 retries): a refused connection is retried with botocore's
+    short backoff for connection errors (about 1 s in all), then a RawStoreError naming the endpoint."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    store = store_from_env(tmp_path, **s3_env(endpoint, "raw-bucket"))
+    attempts: list[str] = []
+    store.client.meta.events.register("before-send.s3.*", lambda **kw: attempts.append("sent"))
+    started = time.monotonic()
+    with pytest.raises(RawStoreError) as err:
+        store.list_landing()
+    assert time.monotonic() - started < 10
+    assert len(attempts) == 6  # botocore's legacy `max_attempts` counts retries: 1 try + 5 retries
+    msg = str(err.value)
+    assert "cannot reach the endpoint" in msg and endpoint in msg and "raw-bucket" in msg
+    assert "testing" not in msg  # the session's dummy secret
+
+
+# -------------------------------------------------------------------- credentials the server rejects
+
+
+def reset_moto_auth(endpoint: str, count: str) -> str:
+    """Moto server's switch for its IAM emulation: after `count` more requests (0: at once, 'inf': never)
+    every request must be signed by an IAM access key it knows and be allowed by that user's policy.
+    Returns the previous setting. (Server mode's counterpart of `moto.core.set_initial_no_auth_action_count`.)
+    """
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=count.encode(), headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+
+
+@dataclass(frozen=True)
+class IamUser:
+    access_key_id: str
+    secret: str
+    allowed_bucket: str
+    other_bucket: str
+
+
+@pytest.fixture
+def moto_iam(s3_endpoint, s3) -> Iterator[IamUser]:
+    """An IAM user that may use one bucket only; moto enforces signatures and policies during the test.
+
+    The switch is process-wide in moto (the server runs in this process), so it is turned back off in
+    `finally`; pytest runs tests one at a time, so no other test sees it on.
+    """
+    iam = boto3.client(
+        "iam",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    allowed, other = new_bucket(s3), new_bucket(s3)
+    user = f"raw-writer-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{allowed}", f"arn:aws:s3:::{allowed}/*"],
+            }
+        ],
+    }
+    iam.put_user_policy(UserName=user, PolicyName="raw-zone", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    previous = reset_moto_auth(s3_endpoint, "0")
+    try:
+        yield IamUser(key["AccessKeyId"], key["SecretAccessKey"], allowed, other)
+    finally:
+        reset_moto_auth(s3_endpoint, previous)
+
+
+def env_credentials(monkeypatch, access_key_id: str, secret: str) -> None:
+    """Credentials the way a deployment passes them: boto3's chain reads them from the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_s3_credentials_of_the_iam_user_work_on_its_bucket(moto_iam, s3_endpoint, tmp_path, monkeypatch):
+    """The control for the rejections below: the same server, user and store, with the right secret."""
+    env_credentials(monkeypatch, moto_iam.access_key_id, moto_iam.secret)
+    store = store_from_env(tmp_path, **s3_env(s3_endpoint, moto_iam.allowed_bucket))
+    store.write_session(D1, bars(D1))
+    assert store.list_sessions() == [D1] and store.read_session(D1).equals(bars(D1))
+
+
+@pytest.mark.parametrize("case_name", ["wrong secret", "unknown access key", "bucket not allowed"])
+def test_s3_credentials_rejected_by_the_server_are_a_store_error_without_secrets(
+    moto_iam, s3_endpoint, tmp_path, monkeypatch, case_name
+):
+    key_id, secret, bucket, code = {
+        "wrong secret": (moto_iam.access_key_id, SECRET, moto_iam.allowed_bucket, "SignatureDoesNotMatch"),
+        "unknown access key": ("AKIAUNKNOWNKEY123456", SECRET, moto_iam.allowed_bucket, "InvalidAccessKeyId"),
+        "bucket not allowed": (
+            moto_iam.access_key_id,
+            moto_iam.secret,
+            moto_iam.other_bucket,
+            "AccessDenied",
+        ),
+    }[case_name]
+    env_credentials(monkeypatch, key_id, secret)
+    store = store_from_env(tmp_path, **s3_env(s3_endpoint, bucket))
+    calls = [
+        lambda: store.write_session(D1, bars(D1)),
+        lambda: store.read_session(D1),
+        store.list_sessions,
+        lambda: store.exists(D1),
+        store.list_landing,
+        lambda: store.read_landing(landing_key(store, "a.csv")),
+    ]
+    for call in calls:
+        with pytest.raises(RawStoreError) as err:
+            call()
+        assert not isinstance(err.value, RawObjectMissing)  # "denied" must never read as "not there"
+        msg = str(err.value)
+        assert code in msg and bucket in msg and s3_endpoint in msg and "credentials were rejected" in msg
+        assert f"ending {key_id[-4:]!r}" in msg
+        assert secret not in msg and moto_iam.secret not in msg and key_id not in msg

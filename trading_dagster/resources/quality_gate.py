@@ -1,0 +1,121 @@
+"""The quality gate: which (asset, session) partitions failed a blocking check, kept across runs.
+
+Dagster stops the rest of a run when a blocking check fails, but the checked asset is already written
+(dagster-notes: "a failing blocking check still leaves the checked table written"), and a LATER run, such
+as tomorrow's daily run whose indicators look back 651 sessions, would read that partition as if nothing
+had happened. So every gated asset records its checks' verdict per session here, and every read of a
+gated asset's partitions goes through `require`, which refuses (with the asset, sessions, checks and the run
+that failed them) when any of them failed its latest evaluation. Re-materializing a partition replaces
+its verdicts, so fixing the data and re-running is how a partition is released.
+
+A check's verdict is attributed to the sessions of its offending rows (`CheckOutcome.failed_sessions`);
+a failed check that cannot name sessions fails every session of the window it checked.
+
+The table lives in its own small DuckDB file (not the warehouse), so recording a verdict never contends
+with the warehouse IO manager's connections. Plain Python, no Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS check_verdicts (
+    asset VARCHAR NOT NULL, session DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL,
+    run_id VARCHAR NOT NULL, description VARCHAR, recorded_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (asset, session, check_name)
+)
+"""
+_LISTED = 10
+
+
+class QualityGateError(RuntimeError):
+    """Input partitions failed a blocking quality check (in this run or an earlier one)."""
+
+    def __init__(self, message: str, failures: pl.DataFrame) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class QualityGate:
+    """Verdicts per (asset, session, check) in a DuckDB file; `record` after checking, `require` before reading."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path))
+        con.execute(_SCHEMA)
+        return con
+
+    def record(
+        self,
+        asset: str,
+        sessions: Sequence[dt.date],
+        verdicts: Mapping[str, tuple[bool, Iterable[dt.date], str]],
+        run_id: str,
+    ) -> None:
+        """Replace the window's verdicts of `asset`: {check: (passed, failed sessions, description)}.
+
+        A failed check with no failed sessions named fails every session of the window.
+        """
+        if not sessions:
+            return
+        window = set(sessions)
+        rows = []
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        for check, (passed, failed, description) in verdicts.items():
+            bad = set() if passed else (set(failed) & window or window)
+            rows += [(asset, s, check, s not in bad, run_id, description if s in bad else None, now) for s in sessions]
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "asset": pl.String, "session": pl.Date, "check_name": pl.String, "passed": pl.Boolean,
+                "run_id": pl.String, "description": pl.String, "recorded_at": pl.Datetime("us"),
+            },
+            orient="row",
+        )
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                "DELETE FROM check_verdicts WHERE asset = $a AND session BETWEEN $s AND $e",
+                {"a": asset, "s": min(sessions), "e": max(sessions)},
+            )
+            con.register("verdicts", frame.to_arrow())
+            con.execute("INSERT INTO check_verdicts BY NAME SELECT * FROM verdicts")
+            con.execute("COMMIT")
+
+    def failures(self, asset: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Failed verdicts of `asset` for sessions in [start, end]: session, check_name, run_id, description."""
+        if not self.path.exists():
+            return pl.DataFrame(schema={"session": pl.Date, "check_name": pl.String, "run_id": pl.String, "description": pl.String})
+        with self._connect() as con:
+            return con.execute(
+                "SELECT session, check_name, run_id, description FROM check_verdicts "
+                "WHERE asset = $a AND session BETWEEN $s AND $e AND NOT passed ORDER BY session, check_name",
+                {"a": asset, "s": start, "e": end},
+            ).pl()
+
+    def require(self, asset: str, start: dt.date, end: dt.date, reader: str = "") -> None:
+        """Raise QualityGateError if any session of `asset` in [start, end] failed a blocking check."""
+        failed = self.failures(asset, start, end)
+        if failed.is_empty():
+            return
+        sessions = failed["session"].unique().sort()
+        listed = ", ".join(str(s) for s in sessions.head(_LISTED)) + (" ..." if len(sessions) > _LISTED else "")
+        checks = ", ".join(sorted(set(failed["check_name"])))
+        first = failed.row(0, named=True)
+        who = f"{reader} cannot read " if reader else "cannot read "
+        raise QualityGateError(
+            f"quality gate: {who}{asset} for {start}..{end}: {len(sessions)} session(s) failed blocking "
+            f"check(s) {checks}: {listed}. First: {first['session']} {first['check_name']} in run "
+            f"{first['run_id']}: {first['description']}. Fix the data and re-materialize those partitions "
+            "of " + asset + "; nothing downstream runs on them until then.",
+            failed,
+        )
