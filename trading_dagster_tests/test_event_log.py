@@ -26,9 +26,15 @@ PARTITIONS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="202
 KEYS = PARTITIONS.get_partition_keys()
 
 
-@dg.asset(partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), code_version="1")
-def upstream(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"rows": len(context.partition_keys)})
+@dg.asset(
+    partitions_def=PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version="1",
+    check_specs=[dg.AssetCheckSpec("sane", asset="upstream", blocking=True)],
+)
+def upstream(context: dg.AssetExecutionContext):
+    yield dg.MaterializeResult(metadata={"rows": len(context.partition_keys)})
+    yield dg.AssetCheckResult(check_name="sane", passed=True)
 
 
 @dg.asset(
@@ -54,6 +60,8 @@ def _run(home, yaml: str, monkeypatch, batch: str | None) -> dict:
         assert result.success
         storage = instance.event_log_storage
         out = {"storage": type(storage).__name__}
+        history = storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("upstream"), "sane"), limit=100)
+        out["check_executions"] = sorted(((r.partition, r.status.value, r.run_id == result.run_id) for r in history), key=str)
         for asset in ("upstream", "downstream"):
             key = dg.AssetKey(asset)
             records = instance.fetch_materializations(key, limit=100, ascending=True).records
@@ -77,6 +85,11 @@ def test_batched_storage_records_what_the_stock_storage_records(tmp_path, monkey
     ours = _run(tmp_path / "ours", DAGSTER_YAML, monkeypatch, batch="3")
     assert stock["storage"] == "ConsolidatedSqliteEventLogStorage"
     assert ours["storage"] == BatchedSqliteEventLogStorage.__name__
+    # one planned check execution per partition (the rows the linear planned-event path writes), then the
+    # range's evaluation
+    planned = [p for p, status, _ in stock["check_executions"] if status == "PLANNED"]
+    assert planned == KEYS
+    assert ours["check_executions"] == stock["check_executions"]
     for asset in ("upstream", "downstream"):
         assert stock[asset]["materialized"] == KEYS
         assert stock[asset]["latest"] == KEYS[-1]

@@ -11,7 +11,7 @@ from trading_dagster.assets._common import (
     frame_metadata,
     gated_check_results,
     partitioned,
-    preview,
+    tables,
 )
 from trading_dagster.assets.prices import CLEANED
 from trading_dagster.checks import rules
@@ -95,7 +95,7 @@ def indicators(
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     out = ind.compute_indicators_anchored(cleaned_prices, cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
-    yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "preview": preview(out.tail(5))})
+    yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
     yield from gated_check_results(
         context,
         quality_gate,
@@ -137,7 +137,10 @@ def signals(
     out = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
     context.log.info(f"signals: {out.height:,} fired")
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
-    yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, "by_strategy": preview(by_strategy, 20)})
+    yield dg.Output(
+        out,
+        metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, by_strategy=(by_strategy, 20))},
+    )
     yield from gated_check_results(
         context,
         quality_gate,

@@ -9,7 +9,7 @@ from trading_dagster.assets._common import (
     frame_metadata,
     gated_check_results,
     partitioned,
-    preview,
+    tables,
 )
 from trading_dagster.assets.raw import RAW_PRICES
 from trading_dagster.checks import rules
@@ -57,7 +57,10 @@ def cleaned_prices(context: dg.AssetExecutionContext, raw_store: RawStoreResourc
     yield dg.Output(
         quarantine,
         "price_quarantine",
-        metadata={**frame_metadata(quarantine, sessions), "reasons": preview(reasons), "examples": preview(quarantine, 5)},
+        metadata={
+            **frame_metadata(quarantine, sessions),
+            **tables(context, sessions, reasons=(reasons, 10), examples=(quarantine, 5)),
+        },
     )
     yield from gated_check_results(
         context,

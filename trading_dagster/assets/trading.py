@@ -20,6 +20,7 @@ from trading_dagster.assets._common import (
     gated_check_results,
     partitioned,
     preview,
+    tables,
 )
 from trading_dagster.assets.indicators import SIGNALS
 from trading_dagster.assets.prices import CLEANED
@@ -91,7 +92,7 @@ def orders(
             **frame_metadata(out, sessions),
             "approved": n_ok,
             "denied": out.height - n_ok,
-            "by_status_and_reason": preview(counts, 20),
+            **tables(context, sessions, by_status_and_reason=(counts, 20)),
             "start_cash": float(start_state.cash),
         },
     )
@@ -140,7 +141,9 @@ def executions(
         events = b.events(sessions[0], sessions[-1])
     context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
     counts = events.group_by("event").len().sort("event") if events.height else events
-    yield dg.Output(events, metadata={**frame_metadata(events, sessions), "by_event": preview(counts)})
+    yield dg.Output(
+        events, metadata={**frame_metadata(events, sessions), **tables(context, sessions, by_event=(counts, 10))}
+    )
     quota = rules.fills_within_monthly_quota(events, trading_config.monthly_share_limit)
     yield from gated_check_results(
         context,

@@ -11,8 +11,8 @@ Plain Python, no Dagster: `resources/configured.py` wraps it in a ConfigurableRe
 
 from __future__ import annotations
 
-import json
 import datetime as dt
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -54,17 +54,6 @@ class Broker(ABC):
         the broker already has returns the existing order's acceptance, never a second order."""
 
     @abstractmethod
-    def _remember(self, orders: list[Order]) -> None:
-        """Bring the orders the file already has under these ids into memory (an idempotent re-submission
-        of orders already filled or expired; pending and new ones are in memory). An id carries its order's
-        session, so ids of sessions after the file's last order cannot be there: a backtest never asks."""
-        last = self._last_order_session
-        unknown = [o.client_order_id for o in orders if o.client_order_id not in self._orders
-                   and last is not None and o.session <= last]
-        if unknown:
-            for order in self._select_orders("o.client_order_id IN (SELECT unnest($ids))", {"ids": unknown}):
-                self._orders[order.client_order_id] = order
-
     def events(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """The executions frame (docs/design.md) of events with start <= event session <= end."""
 

@@ -39,5 +39,5 @@ def test_a_weekday_holiday_is_skipped_with_a_reason(defs, day):
 
 def test_utc_evening_is_read_in_new_york_time(defs):
     # 2024-03-15 22:30 UTC is 18:30 in New York (EDT): Friday's session, not Saturday
-    result = tick(defs, dt.datetime(2024, 3, 15, 22, 30, tzinfo=dt.timezone.utc))
+    result = tick(defs, dt.datetime(2024, 3, 15, 22, 30, tzinfo=dt.UTC))
     assert [r.partition_key for r in result.run_requests] == ["2024-03-15"]
