@@ -92,13 +92,15 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
         instance=instance, run_config=run_config, raise_on_error=False
     ) if result.success else None
     checks = [e for r in (result, perf) if r is not None for e in r.get_asset_check_evaluations()]
+    failed = [c for c in checks if not c.passed]
     return {
         "success": result.success and (perf is None or perf.success),
         "run_id": result.run_id,
         "seconds": time.time() - t0,
         "checks_passed": sum(1 for c in checks if c.passed),
-        "checks_failed": sum(1 for c in checks if not c.passed),
-        "failed_checks": [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed],
+        "checks_failed": sum(1 for c in failed if c.severity == dg.AssetCheckSeverity.ERROR),
+        "failed_checks": [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in failed],
+        "warnings": [f"{c.check_name}: {c.description}" for c in failed if c.severity == dg.AssetCheckSeverity.WARN],
         "settings": settings,
         "sessions": sessions,
     }
@@ -137,6 +139,7 @@ def print_report(outcome: dict) -> None:
         "benchmark": benchmark,
         "checks_passed": outcome["checks_passed"],
         "checks_failed": outcome["checks_failed"],
+        "warnings": outcome["warnings"],
         "seconds": outcome["seconds"],
         "plot": plot,
     }

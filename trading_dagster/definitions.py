@@ -17,6 +17,7 @@ from trading_dagster.automation.jobs import (
 from trading_dagster.automation.sensors import raw_landing_job, raw_landing_sensor
 from trading_dagster.resources.configured import (
     BrokerResource,
+    CorporateActionsResource,
     MarketDataResource,
     QualityGateResource,
     RawStoreResource,
@@ -45,6 +46,9 @@ def build_resources(settings: Settings) -> dict:
             database=str(settings.warehouse_path), quality_gate_path=str(settings.quality_gate_path)
         ),
         "quality_gate": QualityGateResource(path=str(settings.quality_gate_path)),
+        "corporate_actions": CorporateActionsResource(
+            path=str(settings.corporate_actions_file) if settings.corporate_actions_file else None
+        ),
         "raw_store": RawStoreResource(
             kind=settings.raw_store,
             local_root=str(settings.raw_root),

@@ -69,7 +69,9 @@ def format_report(summary: dict[str, Any], facts: dict[str, Any]) -> str:
         f"max drawdown      {pct(summary['max_drawdown'])}",
         f"benchmark {facts['benchmark']:<7} {pct(summary['benchmark_cumulative_return'])} cumulative, "
         f"Sharpe {num(summary['benchmark_sharpe'])}, max drawdown {pct(summary['benchmark_max_drawdown'])}",
-        f"checks            {facts['checks_passed']} passed, {facts['checks_failed']} failed",
+        f"checks            {facts['checks_passed']} passed, {facts['checks_failed']} failed, "
+        f"{len(facts.get('warnings', []))} warning(s)",
+        *(f"  warning         {w[:110]}" for w in facts.get("warnings", [])),
         f"wall time         {facts['seconds']:.1f} s",
         "=" * 64,
     ]

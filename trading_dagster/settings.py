@@ -32,6 +32,7 @@ class Settings:
     s3_endpoint_url: str | None
     market_data: str  # "file" | "alpaca"
     market_data_file: Path
+    corporate_actions_file: Path | None
     alpaca_feed: str
     alpaca_adjustment: str
     alpaca_data_url: str | None
@@ -77,6 +78,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint_url=env.get("TRADING_DAGSTER_S3_ENDPOINT_URL") or None,
         market_data=market_data,
         market_data_file=market_file,
+        corporate_actions_file=(
+            Path(env["TRADING_DAGSTER_CORPORATE_ACTIONS_FILE"]).expanduser().resolve()
+            if env.get("TRADING_DAGSTER_CORPORATE_ACTIONS_FILE")
+            else None
+        ),
         alpaca_feed=env.get("TRADING_DAGSTER_ALPACA_FEED", "iex"),
         alpaca_adjustment=env.get("TRADING_DAGSTER_ALPACA_ADJUSTMENT", "split"),
         alpaca_data_url=env.get("TRADING_DAGSTER_ALPACA_DATA_URL") or None,

@@ -20,12 +20,17 @@ def partitioned(**kwargs: Any) -> dict[str, Any]:
     return {"partitions_def": sessions_partitions_def(), "backfill_policy": SINGLE_RUN, **kwargs}
 
 
+def is_warning(outcome: CheckOutcome) -> bool:
+    """A GX suite whose only failures are 'warning' expectations (e.g. raw rows that cleaning quarantines)."""
+    return not outcome.passed and outcome.metadata.get("severity") == "warning"
+
+
 def check_result(asset_key: list[str], name: str, outcome: CheckOutcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=dg.AssetKey(asset_key),
         check_name=name,
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.WARN if is_warning(outcome) else dg.AssetCheckSeverity.ERROR,
         description=outcome.description,
         metadata={k: v if isinstance(v, int | float) else str(v) for k, v in outcome.metadata.items()},
     )
@@ -39,11 +44,12 @@ def gated_check_results(
     outcomes: dict[str, CheckOutcome],
 ) -> list[dg.AssetCheckResult]:
     """Record the checks' verdicts per session in the quality gate (so no later run reads a failed
-    partition either: resources/quality_gate.py), then the check results for Dagster."""
+    partition either: resources/quality_gate.py), then the check results for Dagster. A warning (see
+    `is_warning`) is reported but does not close the gate, as it does not block the run."""
     gate.get().record(
         "/".join(asset_key),
         sessions,
-        {name: (o.passed, o.failed_sessions, o.description) for name, o in outcomes.items()},
+        {name: (o.passed or is_warning(o), o.failed_sessions, o.description) for name, o in outcomes.items()},
         context.run_id,
     )
     return [check_result(asset_key, name, outcome) for name, outcome in outcomes.items()]
@@ -51,6 +57,13 @@ def gated_check_results(
 
 def blocking(asset_key: list[str], name: str, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=dg.AssetKey(asset_key), blocking=True, description=description)
+
+
+def gx_suite(asset_key: list[str], stage: str) -> dg.AssetCheckSpec:
+    """The stage's Great Expectations 1.x suite (checks/gx_suites.py): schema, types, nulls, ranges, sets,
+    uniqueness, sessions in the window. Blocking at ERROR severity."""
+    name = f"{asset_key[-1]}__gx_suite"
+    return blocking(asset_key, name, f"Great Expectations suite '{stage}' (schema, types, nulls, ranges, keys)")
 
 
 def frame_metadata(df: pl.DataFrame, sessions: list[dt.date]) -> dict[str, Any]:

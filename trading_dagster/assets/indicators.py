@@ -10,11 +10,12 @@ from trading_dagster.assets._common import (
     blocking,
     frame_metadata,
     gated_check_results,
+    gx_suite,
     partitioned,
     tables,
 )
 from trading_dagster.assets.prices import CLEANED
-from trading_dagster.checks import rules
+from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain import indicators as ind
 from trading_dagster.domain.strategies import generate_signals
 from trading_dagster.partitions import (
@@ -23,7 +24,12 @@ from trading_dagster.partitions import (
     sessions_partitions_def,
     window_sessions,
 )
-from trading_dagster.resources.configured import QualityGateResource, RawStoreResource, TradingConfigResource
+from trading_dagster.resources.configured import (
+    CorporateActionsResource,
+    QualityGateResource,
+    RawStoreResource,
+    TradingConfigResource,
+)
 
 INDICATORS = ["indicators", "indicators"]
 SIGNALS = ["signals", "signals"]
@@ -77,6 +83,7 @@ def check_lookback(loaded: pl.DataFrame, needed: list, start: "dt.date | None", 
     check_specs=[
         blocking(INDICATORS, "indicators__in_bounds", "RSI in [0, 100], Bollinger bands ordered, no NaN"),
         blocking(INDICATORS, "indicators__unique_symbol_session", "one row per (symbol, session)"),
+        gx_suite(INDICATORS, "indicators"),
     ],
     **partitioned(),
 )
@@ -85,6 +92,7 @@ def indicators(
     cleaned_prices: pl.DataFrame,
     raw_store: RawStoreResource,
     quality_gate: QualityGateResource,
+    corporate_actions: CorporateActionsResource,
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
@@ -93,7 +101,8 @@ def indicators(
     needed = cal.between(need_from, sessions[-1])
     lookback = check_lookback(cleaned_prices, needed, history_start(raw_store, needed), "indicators")
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
-    out = ind.compute_indicators_anchored(cleaned_prices, cal.sessions, sessions[0], sessions[-1])
+    # split-adjusted point in time when splits are on file (none for vendor-adjusted data: the same rows)
+    out = ind.compute_indicators_adjusted(cleaned_prices, corporate_actions.get(), cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
     yield from gated_check_results(
@@ -104,6 +113,7 @@ def indicators(
         {
             "indicators__in_bounds": rules.indicators_in_bounds(out),
             "indicators__unique_symbol_session": rules.unique_keys(out, ["symbol", "session"]),
+            "indicators__gx_suite": gx_suites.validate("indicators", out, sessions=sessions),
         },
     )
 
@@ -119,6 +129,7 @@ def indicators(
     check_specs=[
         blocking(SIGNALS, "signals__valid", "side buy|sell, strength in [0, 1], a reason"),
         blocking(SIGNALS, "signals__unique", "one row per (session, symbol, strategy)"),
+        gx_suite(SIGNALS, "signals"),
     ],
     **partitioned(),
 )
@@ -149,5 +160,8 @@ def signals(
         {
             "signals__valid": rules.signals_valid(out),
             "signals__unique": rules.unique_keys(out, ["session", "symbol", "strategy"]),
+            "signals__gx_suite": gx_suites.validate(
+                "signals", out, sessions=sessions, strategies=trading_config.strategy_specs()
+            ),
         },
     )

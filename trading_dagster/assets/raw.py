@@ -6,7 +6,8 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from trading_dagster.assets._common import Progress, blocking, gated_check_results, partitioned
+from trading_dagster.assets._common import Progress, blocking, gated_check_results, gx_suite, partitioned
+from trading_dagster.checks import gx_suites
 from trading_dagster.checks.rules import every_session_has_rows
 from trading_dagster.domain.prices import split_by_session
 from trading_dagster.partitions import session_calendar, window_sessions
@@ -42,7 +43,8 @@ class RawPricesConfig(dg.Config):
     check_specs=[
         blocking(
             RAW_PRICES, "raw_prices__every_session_has_bars", "the source delivered bars for every session"
-        )
+        ),
+        gx_suite(RAW_PRICES, "raw"),
     ],
     **partitioned(),
 )
@@ -90,5 +92,13 @@ def raw_prices(
         },
     )
     yield from gated_check_results(
-        context, quality_gate, RAW_PRICES, sessions, {"raw_prices__every_session_has_bars": outcome}
+        context,
+        quality_gate,
+        RAW_PRICES,
+        sessions,
+        {
+            "raw_prices__every_session_has_bars": outcome,
+            # rows dated on the non-session days after the window's last session were refused above
+            "raw_prices__gx_suite": gx_suites.validate("raw", bars, sessions=sessions),
+        },
     )

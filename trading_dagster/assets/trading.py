@@ -18,13 +18,14 @@ from trading_dagster.assets._common import (
     blocking,
     frame_metadata,
     gated_check_results,
+    gx_suite,
     partitioned,
     preview,
     tables,
 )
 from trading_dagster.assets.indicators import SIGNALS
 from trading_dagster.assets.prices import CLEANED
-from trading_dagster.checks import rules
+from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain.execution import opens_by_session
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
 from trading_dagster.domain.orders import orders_from_frame
@@ -53,7 +54,10 @@ MARK_LOOKBACK = 63  # sessions of closes before a P&L window (a quarter)
         "signals": dg.AssetIn(key=SIGNALS),
         "cleaned_prices": dg.AssetIn(key=CLEANED, metadata={"columns": ["symbol", "session", "open", "close"]}),
     },
-    check_specs=[blocking(ORDERS, "orders__within_limits", "0 < qty <= requested and <= quota, unique client order id")],
+    check_specs=[
+        blocking(ORDERS, "orders__within_limits", "0 < qty <= requested and <= quota, unique client order id"),
+        gx_suite(ORDERS, "orders"),
+    ],
     **partitioned(),
 )
 def orders(
@@ -96,7 +100,10 @@ def orders(
             "start_cash": float(start_state.cash),
         },
     )
-    yield from gated_check_results(context, quality_gate, ORDERS, sessions, {"orders__within_limits": outcome})
+    suite = gx_suites.validate("orders", out, sessions=sessions, strategies=trading_config.strategy_specs())
+    yield from gated_check_results(
+        context, quality_gate, ORDERS, sessions, {"orders__within_limits": outcome, "orders__gx_suite": suite}
+    )
 
 
 @dg.asset(

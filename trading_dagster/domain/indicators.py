@@ -11,6 +11,9 @@ in the last bits or more, on the bar the computation started from. `compute_indi
 start per block of sessions (see docs/design.md, "anchored recursion"), so one session computed alone and the
 same session inside a ten-year backfill are identical bit for bit.
 
+`compute_indicators_adjusted` does the same on unadjusted bars plus a list of splits: each session's
+lookback is split-adjusted as known on that session (point in time), with the same bit-for-bit guarantee.
+
 TA-Lib has global "unstable period" settings (`talib.set_unstable_period`); this module assumes the default
 (0), which is what the null-until-lookback contract describes.
 """
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import talib
+
+from trading_dagster.domain.corporate_actions import normalize_corporate_actions
 
 ANCHOR_BLOCK = 252
 """Sessions per anchor block: every session of a block is computed from the same first bar."""
@@ -129,6 +134,10 @@ def _prepare(prices: pl.DataFrame) -> _Bars:
 
 def _epoch_day(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days
+
+
+def _from_epoch_day(days: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=days)
 
 
 def _symbol_indicators(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -274,3 +283,124 @@ def compute_indicators_anchored(
             )
         )
     return _compute(bars, windows)
+
+
+def _split_factors(days: np.ndarray, ex_days: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """Per bar day: the product of the ratios of the actions dated after it (`ex_days` sorted, all known).
+
+    The product is taken from the latest action backwards, so a bar's factor depends only on the actions in
+    (bar, as_of], multiplied in one fixed order, and is exactly 1.0 when there are none. That is what lets a
+    one-day run (whose input starts later) reproduce a range run bit for bit.
+    """
+    suffix = np.ones(ex_days.size + 1)
+    suffix[:-1] = np.cumprod(ratios[::-1])[::-1]
+    return suffix[np.searchsorted(ex_days, days, side="right")]
+
+
+def compute_indicators_adjusted(
+    cleaned: pl.DataFrame,
+    actions: pl.DataFrame | None,
+    cal_sessions: Sequence[dt.date],
+    start: dt.date,
+    end: dt.date,
+    anchor_block: int = ANCHOR_BLOCK,
+    warmup: int = WARMUP,
+) -> pl.DataFrame:
+    """`compute_indicators_anchored` on prices split-adjusted point in time.
+
+    `cleaned` holds bars as delivered (unadjusted), `actions` splits in anything
+    `corporate_actions.normalize_corporate_actions` accepts (None or empty: no splits). The row of session D
+    is computed from its anchored lookback back-adjusted as known on D, the rule of
+    `corporate_actions.back_adjust(bars, actions, as_of=D)`: a bar dated before an action's ex_date, with
+    ex_date <= D, has high/low/close divided by the ratio (compounded over several actions). An action after
+    D never touches D's row, and D's own close is never adjusted (no known action is dated after it).
+
+    Everything is first computed unadjusted in one `compute_indicators_anchored` call (with no action in
+    (first input session, end] that is the result, exactly). A symbol with actions has [start, end] cut into
+    segments at its ex_dates; a segment is computed on its bars adjusted as of the segment's last day, which
+    for every day of the segment is the same adjustment, and its rows replace the unadjusted ones. The adjustment factor of
+    a bar is the product of only the ratios in (bar, as_of] (see `_split_factors`), so a one-day run gives
+    the rows of a range run bit for bit, given `cleaned` from `required_input_start(cal_sessions, start)`.
+    The output has OUTPUT_COLUMNS, sorted by (session, symbol).
+    """
+    if start > end:
+        raise ValueError(f"start {start} is after end {end}")
+    if actions is None or actions.height == 0 or cleaned.height == 0:
+        return compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+    first_input = cleaned.select(pl.col("session").cast(pl.Date).min()).item()
+    relevant = normalize_corporate_actions(actions).filter(
+        (pl.col("ex_date") > first_input) & (pl.col("ex_date") <= end)
+    )
+    if relevant.height == 0:
+        return compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+
+    slow_symbols = relevant["symbol"].unique()
+    is_slow = pl.col("symbol").cast(pl.Utf8).is_in(slow_symbols.implode())
+    # Every row, unadjusted, already in output order; the rows of symbols with splits are overwritten below
+    # (computing them twice costs less than merging two frames of millions of rows by a string key).
+    out = compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+    slow_bars = (
+        cleaned.filter(is_slow)
+        .select(
+            pl.col("symbol").cast(pl.Utf8),
+            pl.col("session").cast(pl.Date),
+            *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
+        )
+        .sort("symbol", "session")
+    )
+    by_symbol = slow_bars.partition_by("symbol", as_dict=True, maintain_order=True)
+    ex_by_symbol = {
+        key[0]: (
+            group["ex_date"].to_physical().to_numpy().astype(np.int64),
+            group["ratio"].to_numpy().astype(np.float64),
+        )
+        for key, group in relevant.sort("symbol", "ex_date").partition_by("symbol", as_dict=True).items()
+    }
+
+    # One pseudo-symbol per (symbol, segment): its bars from the segment's required input start to the
+    # segment's last day, adjusted as of that day. All pieces go through one anchored computation.
+    one_day = dt.timedelta(days=1)
+    pieces: list[pl.DataFrame] = []
+    spans: list[tuple[str, str, dt.date, dt.date]] = []
+    for (symbol,), bars in by_symbol.items():
+        ex_days, ratios = ex_by_symbol[symbol]
+        days = bars["session"].to_physical().to_numpy().astype(np.int64)
+        breaks = [_from_epoch_day(int(d)) for d in ex_days if d > _epoch_day(start)]
+        for lo, hi in zip([start, *breaks], [*(b - one_day for b in breaks), end], strict=True):
+            if bisect.bisect_left(cal_sessions, lo) >= bisect.bisect_right(cal_sessions, hi):
+                continue  # no session in this segment
+            first = _epoch_day(required_input_start(cal_sessions, lo, anchor_block, warmup))
+            a = int(np.searchsorted(days, first, side="left"))
+            b = int(np.searchsorted(days, _epoch_day(hi), side="right"))
+            if a >= b:
+                continue
+            known = ex_days <= _epoch_day(hi)
+            factor = pl.Series(_split_factors(days[a:b], ex_days[known], ratios[known]))
+            pseudo = f"{len(spans):09d}"
+            spans.append((pseudo, symbol, lo, hi))
+            pieces.append(
+                bars.slice(a, b - a).with_columns(
+                    pl.lit(pseudo).alias("symbol"), *(pl.col(c) / factor for c in ("high", "low", "close"))
+                )
+            )
+    slow_at = out.select(pl.col("symbol").is_in(slow_symbols.implode()).arg_true()).to_series()
+    if not pieces:
+        slow = out.clear()
+    else:
+        span_frame = pl.DataFrame(
+            spans,
+            schema={"_pseudo": pl.Utf8, "_symbol": pl.Utf8, "_lo": pl.Date, "_hi": pl.Date},
+            orient="row",
+        )
+        slow = (
+            compute_indicators_anchored(pl.concat(pieces), cal_sessions, start, end, anchor_block, warmup)
+            .join(span_frame, left_on="symbol", right_on="_pseudo", how="inner")
+            .filter(pl.col("session").is_between(pl.col("_lo"), pl.col("_hi")))
+            .with_columns(pl.col("_symbol").alias("symbol"))
+            .select(OUTPUT_COLUMNS)
+            .sort("session", "symbol")
+        )
+    # Both are in (session, symbol) order, so the k-th adjusted row replaces the k-th row of those symbols.
+    if not slow.select("symbol", "session").equals(out[slow_at].select("symbol", "session")):
+        raise ValueError("prices hold bars off the session calendar: cannot place the split-adjusted rows")
+    return out.with_columns(out[c].clone().scatter(slow_at, slow[c]) for c in ("close", *INDICATOR_COLUMNS))

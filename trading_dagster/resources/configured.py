@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel
@@ -42,6 +43,19 @@ class RawStoreResource(dg.ConfigurableResource):
             client = S3Resource(region_name=self.region_name, endpoint_url=self.endpoint_url).get_client()
             return S3RawStore(client, self.bucket, self.prefix)
         raise ValueError(f"unknown raw store kind {self.kind!r}: expected 'local' or 's3'")
+
+
+class CorporateActionsResource(dg.ConfigurableResource):
+    """Splits on file (a user CSV/Parquet: symbol, ex_date, ratio), so cleaning explains a split's price
+    break instead of quarantining it and indicators see split-adjusted prices point in time. Only for data
+    that is NOT already split-adjusted by its vendor (the shipped sample is)."""
+
+    path: str | None = Field(default=None, description="corporate-actions file; none: no actions on file")
+
+    def get(self) -> pl.DataFrame:
+        from trading_dagster.domain.corporate_actions import empty_actions, read_corporate_actions
+
+        return read_corporate_actions(self.path) if self.path else empty_actions()
 
 
 class QualityGateResource(dg.ConfigurableResource):

@@ -41,17 +41,23 @@ def test_definitions_snapshot(tmp_path):
         "trading/orders",
     ]
     assert checks == [
+        "indicators/indicators:indicators__gx_suite",
         "indicators/indicators:indicators__in_bounds",
         "indicators/indicators:indicators__unique_symbol_session",
         "pnl/equity:equity__accounting_identity",
         "prices/cleaned_prices:cleaned_prices__every_session_has_rows",
+        "prices/cleaned_prices:cleaned_prices__gx_suite",
+        "prices/cleaned_prices:cleaned_prices__no_outage",
         "prices/cleaned_prices:cleaned_prices__ohlc_sane",
         "prices/cleaned_prices:cleaned_prices__unique_symbol_session",
         "raw/raw_prices:raw_prices__every_session_has_bars",
+        "raw/raw_prices:raw_prices__gx_suite",
+        "signals/signals:signals__gx_suite",
         "signals/signals:signals__unique",
         "signals/signals:signals__valid",
         "trading/executions:executions__match_orders",
         "trading/executions:executions__monthly_quota",
+        "trading/orders:orders__gx_suite",
         "trading/orders:orders__within_limits",
     ]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
