@@ -101,6 +101,34 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     fills = events.filter(pl.col("event") == "filled")
     _, equity = timed("pnl", mark_to_market, PortfolioState.initial(risk.initial_cash), fills, cleaned, sessions, "SPY")
     summary = timed("performance", performance_summary, equity)
+
+    def checks():
+        """Every check the Dagster run evaluates, on the same full frames: polars rules, GX suites, outages."""
+        from trading_dagster.checks import gx_suites, rules
+        from trading_dagster.domain.quality import flag_outages
+
+        gx_suites.warm_up()  # the one-off GX import (~3.5 s) counts too
+        strategies = DEFAULT_STRATEGIES
+        rules.every_session_has_rows(raw.rename({"date": "session"}), sessions)
+        gx_suites.validate("raw", raw, sessions=sessions)
+        rules.unique_keys(cleaned, ["symbol", "session"])
+        rules.cleaned_prices_sane(cleaned)
+        rules.every_session_has_rows(cleaned, sessions)
+        gx_suites.validate("cleaned", cleaned, sessions=sessions)
+        flag_outages(raw, sessions)
+        rules.indicators_in_bounds(indicators)
+        rules.unique_keys(indicators, ["symbol", "session"])
+        gx_suites.validate("indicators", indicators, sessions=sessions)
+        rules.signals_valid(signals)
+        rules.unique_keys(signals, ["session", "symbol", "strategy"])
+        gx_suites.validate("signals", signals, sessions=sessions, strategies=strategies)
+        rules.orders_within_limits(orders, risk.monthly_share_limit)
+        gx_suites.validate("orders", orders, sessions=sessions, strategies=strategies)
+        rules.executions_match_orders(events, orders)
+        rules.fills_within_monthly_quota(events, risk.monthly_share_limit)
+        rules.equity_identity(equity)
+
+    timed("checks", checks)
     return {
         "times": times,
         "total_s": sum(times.values()),
@@ -177,12 +205,24 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
     t = time.perf_counter()
     daily = run_backfill(sessions[-1], sessions[-1])
     daily_s = time.perf_counter() - t
+    # the same session again as a scheduled run meets it: a fresh process (imports, GX's ~3.5 s included)
+    t = time.perf_counter()
+    cold = subprocess.run(
+        [sys.executable, "-m", "trading_dagster.cli", "backfill", "--start", str(sessions[-1]), "--end", str(sessions[-1])],
+        capture_output=True, text=True,
+    )
+    cold_s = time.perf_counter() - t
+    if cold.returncode != 0:
+        raise SystemExit(f"daily run in a fresh process failed:\n{cold.stdout[-3000:]}\n{cold.stderr[-3000:]}")
+    cold_run = instance.get_runs(limit=2)[1]  # the pipeline run (the latest is the performance run)
     return {
         "storage": storage,
         "full_s": full_s,
         "steps": steps,
         "run_events": events,
         "daily_s": daily_s,
+        "daily_cold_s": cold_s,
+        "daily_cold_steps": step_times(instance, cold_run.run_id),
         "daily_steps": step_times(instance, daily["run_id"]),
         "daily_success": daily["success"],
         "checks_passed": full["checks_passed"],
@@ -213,7 +253,7 @@ def report(pure: dict, dag: list[dict]) -> None:
     head = f"{'stage':<14}{'pure s':>9}" + "".join(f"{'dagster/' + d['storage'] + ' s':>{w}}" for d in dag)
     print(head)
     print("-" * len(head))
-    merged = {"load_source": "raw", "raw_write": "raw", "raw_read": "clean", "performance": None}
+    merged = {"load_source": "raw", "raw_write": "raw", "raw_read": "clean", "performance": None, "checks": None}
     shown = set()
     for st in stages:
         stage = merged.get(st, st)
@@ -227,17 +267,24 @@ def report(pure: dict, dag: list[dict]) -> None:
     print("-" * len(head))
     print(f"{'total':<14}{pure['total_s']:>9.2f}" + "".join(f"{d['full_s']:>{w}.2f}" for d in dag))
     print(f"{'peak RSS GiB':<14}{pure['peak_rss_gib']:>9.2f}" + "".join(f"{d['peak_rss_gib']:>{w}.2f}" for d in dag))
+    quality = pure["times"]["clean"] + pure["times"]["checks"]
+    rest = pure["total_s"] - quality
+    print(f"\ncleaning + all checks (pure): {quality:.1f} s (clean {pure['times']['clean']:.1f} s, checks "
+          f"{pure['times']['checks']:.1f} s) = +{100 * quality / rest:.0f}% on the rest of the pure backfill ({rest:.1f} s)"
+          + "".join(f"; {100 * quality / d['full_s']:.0f}% of the Dagster/{d['storage']} backfill" for d in dag)
+          + " (target: at most +30%)")
     for d in dag:
         steps_sum = sum(d["steps"].values())
         print(f"\ndagster on {d['storage']}: {d['full_s']:.1f} s = {d['full_s'] / pure['total_s']:.1f}x pure compute; "
               f"steps {steps_sum:.1f} s, run creation and the rest {d['full_s'] - steps_sum:.1f} s; "
               f"{d['run_events']:,} events in the run's log; checks {d['checks_passed']} passed, {d['checks_failed']} failed")
-        print(f"  one daily session through all stages: {d['daily_s']:.1f} s (steps: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in d["daily_steps"].items()) + ")")
+        print(f"  one daily session through all stages: {d['daily_cold_s']:.1f} s in a fresh process, as a "
+              f"scheduled run meets it (steps: " + ", ".join(f"{k} {v:.2f}" for k, v in d["daily_cold_steps"].items())
+              + f"); {d['daily_s']:.1f} s in the warm benchmark process")
         verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
         print(f"  targets: full backfill < {TARGETS['full_backfill_s']:.0f} s: {verdict(d['full_s'] < TARGETS['full_backfill_s'])}; "
               f"peak RSS < {TARGETS['peak_rss_gib']:.0f} GiB: {verdict(d['peak_rss_gib'] < TARGETS['peak_rss_gib'])}; "
-              f"daily session < {TARGETS['daily_session_s']:.0f} s: {verdict(d['daily_s'] < TARGETS['daily_session_s'])}")
+              f"daily session < {TARGETS['daily_session_s']:.0f} s: {verdict(d['daily_cold_s'] < TARGETS['daily_session_s'])}")
 
 
 def main() -> None:
