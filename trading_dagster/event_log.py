@@ -28,7 +28,7 @@ from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._serdes import serialize_value
 
 _FAST_PATH = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
@@ -47,24 +47,22 @@ class BatchedSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
         serialized = serialize_value(event)
         timestamp = self._event_insert_timestamp(event)
-        with self.index_connection() as conn:
-            conn.execute(
-                AssetCheckExecutionsTable.insert().values(
-                    [
-                        dict(
-                            asset_key=planned.asset_key.to_string(),
-                            check_name=planned.check_name,
-                            partition=partition_key,
-                            run_id=event.run_id,
-                            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
-                            evaluation_event=serialized,
-                            evaluation_event_timestamp=timestamp,
-                            evaluation_event_storage_id=event_id,
-                        )
-                        for partition_key in partition_keys
-                    ]
-                )
+        rows = [
+            dict(
+                asset_key=planned.asset_key.to_string(),
+                check_name=planned.check_name,
+                partition=partition_key,
+                run_id=event.run_id,
+                execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                evaluation_event=serialized,
+                evaluation_event_timestamp=timestamp,
+                evaluation_event_storage_id=event_id,
             )
+            for partition_key in partition_keys
+        ]
+        with self.index_connection() as conn:
+            # executemany: one compiled statement (a 2,485-row VALUES list took ~1 s per check to compile)
+            conn.execute(AssetCheckExecutionsTable.insert(), rows)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         events = [e for e in events if not e.get_dagster_event().is_asset_failed_to_materialize]
@@ -75,7 +73,11 @@ class BatchedSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
             super().store_event_batch(events)
             return
         with self._connect() as conn:  # one connection, one transaction (see `_connect`)
-            event_ids = [conn.execute(self.prepare_insert_event(e)).inserted_primary_key[0] for e in events]
+            # one compiled INSERT for the batch, ids back in the rows' order (SQLite >= 3.35 RETURNING)
+            insert = SqlEventLogStorageTable.insert().returning(
+                SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+            )
+            event_ids = [row[0] for row in conn.execute(insert, [self._event_to_row(e) for e in events])]
             if any(event_id is None for event_id in event_ids):
                 raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
             self._store_asset_event_tags(conn, events, event_ids)

@@ -14,9 +14,11 @@ from trading_dagster.assets._common import (
     partitioned,
     tables,
 )
-from trading_dagster.assets.prices import CLEANED
+from trading_dagster.assets.prices import CLEANED, QUARANTINE
 from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain import indicators as ind
+from trading_dagster.domain.prices import UNEXPLAINED_SPLIT
+from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS, hold_out_unexplained_breaks
 from trading_dagster.domain.strategies import generate_signals
 from trading_dagster.partitions import (
     lookback_mapping,
@@ -125,7 +127,15 @@ def indicators(
     metadata=PARTITION_EXPR,
     description="One row per session, symbol and strategy that fires: side, strength, reason. Strategies are "
     "configuration (trading_dagster.toml or the launchpad).",
-    ins={"indicators": dg.AssetIn(key=INDICATORS, partition_mapping=lookback_mapping(1))},
+    ins={
+        "indicators": dg.AssetIn(key=INDICATORS, partition_mapping=lookback_mapping(1)),
+        # unexplained splits in the last 52 weeks hold a symbol's signals out (domain/quality.py)
+        "price_quarantine": dg.AssetIn(
+            key=QUARANTINE,
+            partition_mapping=lookback_mapping(BREAK_HOLD_SESSIONS),
+            metadata={"where": f"reason = '{UNEXPLAINED_SPLIT}'", "columns": ["symbol", "session"]},
+        ),
+    },
     check_specs=[
         blocking(SIGNALS, "signals__valid", "side buy|sell, strength in [0, 1], a reason"),
         blocking(SIGNALS, "signals__unique", "one row per (session, symbol, strategy)"),
@@ -136,6 +146,7 @@ def indicators(
 def signals(
     context: dg.AssetExecutionContext,
     indicators: pl.DataFrame,
+    price_quarantine: pl.DataFrame,
     trading_config: TradingConfigResource,
     raw_store: RawStoreResource,
     quality_gate: QualityGateResource,
@@ -145,12 +156,19 @@ def signals(
     prev = cal.previous_session(sessions[0])
     needed = cal.between(prev, sessions[-1]) if prev and prev >= sessions_partitions_def().start.date() else sessions
     lookback = check_lookback(indicators, needed, history_start(raw_store, needed), "signals")
-    out = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
-    context.log.info(f"signals: {out.height:,} fired")
+    fired = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
+    out, held = hold_out_unexplained_breaks(fired, price_quarantine, cal.sessions)
+    context.log.info(f"signals: {out.height:,} fired" + (f", {held.height:,} held out (unexplained split)" if held.height else ""))
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
     yield dg.Output(
         out,
-        metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, by_strategy=(by_strategy, 20))},
+        metadata={
+            **frame_metadata(out, sessions),
+            **lookback,
+            "held_out_unexplained_split": held.height,
+            "held_out_symbols": ", ".join(sorted(set(held["symbol"].to_list()))[:30]) if held.height else "",
+            **tables(context, sessions, by_strategy=(by_strategy, 20)),
+        },
     )
     yield from gated_check_results(
         context,

@@ -9,7 +9,7 @@ from pydantic import Field
 from trading_dagster.assets._common import Progress, blocking, gated_check_results, gx_suite, partitioned
 from trading_dagster.checks import gx_suites
 from trading_dagster.checks.rules import every_session_has_rows
-from trading_dagster.domain.prices import split_by_session
+from trading_dagster.domain.prices import PriceDataError, split_by_session
 from trading_dagster.partitions import session_calendar, window_sessions
 from trading_dagster.resources.configured import MarketDataResource, QualityGateResource, RawStoreResource
 from trading_dagster.resources.raw_store import require_within
@@ -69,9 +69,13 @@ def raw_prices(
         require_within(bars, sessions[0], last_day, f"landing file {store.location(config.landing_key)}")
         source = store.location(config.landing_key)
     else:
-        bars = market_data.get().fetch_bars(sessions[0], last_day, None)
-        source = "market_data"
-    by_session = split_by_session(bars, session_calendar())  # rows on non-sessions raise, never dropped
+        source_obj = market_data.get()
+        bars = source_obj.fetch_bars(sessions[0], last_day, None)
+        source = source_obj.describe()
+    try:
+        by_session = split_by_session(bars, session_calendar())  # rows on non-sessions raise, never dropped
+    except PriceDataError as exc:
+        raise PriceDataError(f"{source}: {exc}") from exc
     progress = Progress(context.log, "raw_prices written", len(sessions))
     keys = []
     for i, session in enumerate(sessions, 1):

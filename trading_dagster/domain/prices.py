@@ -300,7 +300,14 @@ def _date_candidates(text: pl.Series) -> Iterator[pl.Series]:
     yield _parse_datetime_text(text)
 
 
+_SLASH_DATE = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
+
+
 def _parse_datetime_text(text: pl.Series) -> pl.Series:
+    """ISO-like timestamps (with a time, a 'T', an offset). Never a day/month or month/day date: polars would
+    guess its order (06/01/2017 read as 6 January), so those stay unparsed and are refused by the caller."""
+    if text.drop_nulls().str.contains(_SLASH_DATE.pattern).any():
+        return pl.Series(text.name, [None] * len(text), dtype=pl.Date)
     try:
         parsed = text.str.to_datetime(strict=False, time_unit="us")
     except pl.exceptions.PolarsError:  # polars could not infer any datetime pattern from the values
@@ -369,6 +376,10 @@ def sniff_format(path: Path) -> str:
         )
     if head.startswith(b"\x1f\x8b"):
         raise PriceDataError(f"{path}: the file is gzip-compressed; decompress it first")
+    if head.startswith(b"PK\x03\x04"):
+        raise PriceDataError(f"{path}: the file is a zip archive (or an Excel .xlsx); extract or export it as CSV first")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise PriceDataError(f"{path}: the file is UTF-16 text (an Excel 'Unicode text' export?); save it as UTF-8 CSV")
     if path.suffix.lower() in (".parquet", ".pq"):
         raise PriceDataError(f"{path}: named like Parquet but has no Parquet header: {_snippet(text)!r}")
     return "csv"

@@ -194,3 +194,42 @@ def flag_outages(
     return flag_outage_sessions(
         session_counts(pl.concat(frames)), window=window, history_sessions=history_sessions
     )
+
+
+BREAK_HOLD_SESSIONS = 252  # the longest indicator window (the 52-week high): after it no indicator spans the break
+
+
+def hold_out_unexplained_breaks(
+    signals: pl.DataFrame, breaks: pl.DataFrame, cal_sessions: Sequence[dt.date], hold: int = BREAK_HOLD_SESSIONS
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Signals minus those of a symbol with an UNEXPLAINED_SPLIT in its last `hold` sessions (that session
+    included): (kept, held out).
+
+    The split bar itself is quarantined, but the bars after it are valid bars on a new price basis, so every
+    indicator whose window spans the break (a 52-week high from before a 2:1 split reads as a 50% dip) is
+    garbage until a corporate action explains the break and the partitions are re-run. Point in time: a
+    signal of session D looks at breaks dated in the `hold` sessions up to D only, so a range run and a
+    one-day run hold out the same signals. `breaks` holds `symbol` and `session` (quarantine rows).
+    """
+    if signals.is_empty() or breaks.is_empty():
+        return signals, signals.clear()
+    index = {s: i for i, s in enumerate(cal_sessions)}
+    spans = (
+        breaks.select("symbol", "session")
+        .unique()
+        .with_columns(
+            pl.col("session").replace_strict(index, return_dtype=pl.Int64).alias("from_i"),
+        )
+    )
+    keyed = signals.with_columns(pl.col("session").replace_strict(index, return_dtype=pl.Int64).alias("_i"))
+    held_keys = (
+        keyed.select("symbol", "session", "_i")
+        .unique()
+        .join(spans.select("symbol", "from_i"), on="symbol")
+        .filter((pl.col("_i") >= pl.col("from_i")) & (pl.col("_i") < pl.col("from_i") + hold))
+        .select("symbol", "session")
+        .unique()
+    )
+    held = signals.join(held_keys, on=["symbol", "session"], how="semi")
+    kept = signals.join(held_keys, on=["symbol", "session"], how="anti")
+    return kept, held

@@ -518,6 +518,9 @@ class AlpacaMarketDataSource(MarketDataSource):
             )
         return list(self.symbols)
 
+    def describe(self) -> str:
+        return f"Alpaca market data at {self.url} (feed {self.feed}, adjustment {self.adjustment})"
+
     def fetch_bars(self, start: dt.date, end: dt.date, symbols: Sequence[str] | None = None) -> pl.DataFrame:
         """Bars for sessions start <= date <= end (New York dates), sorted by (date, symbol); raw schema.
 

@@ -31,6 +31,10 @@ class MarketDataSource(abc.ABC):
     def fetch_bars(self, start: dt.date, end: dt.date, symbols: Sequence[str] | None = None) -> pl.DataFrame:
         """Bars dated start <= date <= end, for `symbols` (all the source has when None), raw schema."""
 
+    def describe(self) -> str:
+        """Where the bars come from, for error messages (a file path, an API)."""
+        return type(self).__name__
+
 
 def _check_range(start: dt.date, end: dt.date) -> None:
     if start > end:
@@ -41,6 +45,15 @@ def _normalize_symbols(symbols: Sequence[str]) -> list[str]:
     if isinstance(symbols, str):  # a bare "SPY" would otherwise be read as ['S', 'P', 'Y']
         raise TypeError("symbols must be a sequence of tickers, not a single string")
     return sorted({s.strip().upper() for s in symbols})
+
+
+def _refuse_missing_dates(path: Path, missing: int, rows: int, example: pl.DataFrame | None) -> None:
+    if missing:
+        first = example.head(1).to_dicts()[0] if example is not None and example.height else {}
+        raise PriceDataError(
+            f"{path}: {missing} row(s) have no 'date' (of {rows}), e.g. {first}; every bar needs its session "
+            "(nothing is dropped)"
+        )
 
 
 class FileMarketDataSource(MarketDataSource):
@@ -58,21 +71,48 @@ class FileMarketDataSource(MarketDataSource):
         self._frame: pl.DataFrame | None = None
         self._date_column: str | None | bool = False  # False: not probed yet; None: no lazy path
 
+    def describe(self) -> str:
+        return str(self.path)
+
     def load(self) -> pl.DataFrame:
-        """The whole file in the raw schema, sorted by (date, symbol); cached."""
+        """The whole file in the raw schema, sorted by (date, symbol); cached. Rows without a date are an
+        error (a range filter would drop them silently)."""
         if self._frame is None:
-            self._frame = read_ohlcv_file(self.path).sort("date", "symbol")
+            frame = read_ohlcv_file(self.path)
+            missing = frame["date"].null_count()
+            _refuse_missing_dates(self.path, missing, frame.height, frame.filter(pl.col("date").is_null()) if missing else None)
+            self._frame = frame.sort("date", "symbol")
         return self._frame
 
     def _lazy_date_column(self) -> str | None:
-        """The Parquet column holding typed dates, or None when the file must be read whole."""
+        """The Parquet column holding typed dates, or None when the file must be read whole. Checked once:
+        the file must parse, hold rows, and have a date on every row."""
         if self._date_column is False:
             self._date_column = None
             if self.path.is_file() and sniff_format(self.path) == "parquet":
-                schema = pl.scan_parquet(self.path).collect_schema()
-                column = resolve_columns(schema.names())["date"]
-                if schema[column] == pl.Date:
-                    self._date_column = column
+                try:
+                    schema = pl.scan_parquet(self.path).collect_schema()
+                    column = resolve_columns(schema.names())["date"]
+                    if schema[column] == pl.Date:
+                        rows, missing = (
+                            pl.scan_parquet(self.path)
+                            .select(pl.len(), pl.col(column).null_count())
+                            .collect()
+                            .row(0)
+                        )
+                        if rows == 0:
+                            raise PriceDataError("the file holds no data rows")
+                        example = (
+                            pl.scan_parquet(self.path).filter(pl.col(column).is_null()).head(1).collect()
+                            if missing
+                            else None
+                        )
+                        _refuse_missing_dates(self.path, missing, rows, example)
+                        self._date_column = column
+                except PriceDataError as exc:
+                    raise exc if str(exc).startswith(str(self.path)) else PriceDataError(f"{self.path}: {exc}") from exc
+                except (pl.exceptions.PolarsError, OSError) as exc:
+                    raise PriceDataError(f"{self.path}: cannot be read as parquet: {exc}") from exc
         return self._date_column  # type: ignore[return-value]
 
     def _scan(self) -> pl.LazyFrame:
