@@ -333,7 +333,7 @@ def test_requested_runs_write_the_files_sessions(env):
     runs = by_key(env.tick())
     single = env.execute(runs[env.key("single.csv")])
     assert single.success
-    assert [e.passed for e in single.get_asset_check_evaluations()] == [True]
+    assert [e.passed for e in single.get_asset_check_evaluations()] == [True, True]  # bars for every session; GX suite
     (mat,) = single.get_asset_materialization_events()
     assert mat.materialization.metadata["source"].value == env.store.location(env.key("single.csv"))
     assert env.store.list_sessions() == [dt.date(2024, 1, 3)]
@@ -379,5 +379,5 @@ def test_without_landing_config_raw_prices_still_reads_the_market_data_source(lo
     )
     assert result.success
     (mat,) = result.get_asset_materialization_events()
-    assert mat.materialization.metadata["source"].value == "market_data"
+    assert mat.materialization.metadata["source"].value == str(local.settings.market_data_file)  # the sample
     assert local.store.list_sessions() == [dt.date(2008, 1, 2)]
