@@ -27,9 +27,6 @@ from trading_dagster.resources.quality_gate import QualityGate
 
 
 class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
-    def __init__(self, quality_gate_path: str | None = None) -> None:
-        self.gate = QualityGate(quality_gate_path) if quality_gate_path else None
-
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection) -> None:
         obj_arrow = obj.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan below)
         target = f"{table_slice.schema}.{table_slice.table}"
@@ -48,12 +45,6 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
 
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pl.DataFrame:
-        if self.gate is not None and context.has_asset_partitions:
-            # refuse partitions that failed a blocking check, in this run or any earlier one
-            start, end = context.asset_partitions_time_window
-            last = (end - dt.timedelta(days=1)).date()  # the window's end is exclusive
-            reader = context.op_def.name if context._op_def is not None else ""  # noqa: SLF001
-            self.gate.require(context.asset_key.to_user_string(), start.date(), last, reader=reader)
         where = (context.definition_metadata or {}).get("where")
         if where is None:
             return super().load_input(context, table_slice, connection)
@@ -76,11 +67,30 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
         return [WarehouseTypeHandler()]
 
     def create_io_manager(self, context) -> DbIOManager:
-        return DbIOManager(
+        return GatedDbIOManager(
+            gate=QualityGate(self.quality_gate_path) if self.quality_gate_path else None,
             db_client=DuckDbClient(),
             database=self.database,
             schema=self.schema_,
-            type_handlers=[WarehouseTypeHandler(self.quality_gate_path)],
+            type_handlers=self.type_handlers(),
             default_load_type=self.default_load_type(),
             io_manager_name="DuckDBIOManager",
         )
+
+
+class GatedDbIOManager(DbIOManager):
+    """Refuses partitions that failed a blocking check, in this run or any earlier one, BEFORE it opens a
+    DuckDB connection (dagster-duckdb's `connect` does not close its connection when the body raises, and a
+    leaked read-write connection makes every later read-only open of the file in this process fail)."""
+
+    def __init__(self, *, gate: QualityGate | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._gate = gate
+
+    def load_input(self, context: InputContext):
+        if self._gate is not None and context.has_asset_partitions:
+            start, end = context.asset_partitions_time_window
+            last = (end - dt.timedelta(days=1)).date()  # the window's end is exclusive
+            reader = context.op_def.name if context._op_def is not None else ""  # noqa: SLF001
+            self._gate.require(context.asset_key.to_user_string(), start.date(), last, reader=reader)
+        return super().load_input(context)

@@ -39,8 +39,9 @@ from trading_dagster.domain.prices import (
     read_ohlcv_file,
     split_by_session,
 )
+from trading_dagster_tests.shared_data import FILE_NAME, MISSING_REASON, shared_data_file
 
-SHARED_DATA = Path(__file__).parents[2].parent / "shared/data/us_equities_etfs_daily_2008_2017.parquet"
+SHARED_DATA = shared_data_file() or Path("/nonexistent") / FILE_NAME
 
 D1, D2, D3 = dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)
 SATURDAY, MLK_DAY = dt.date(2024, 1, 6), dt.date(2024, 1, 15)
@@ -478,7 +479,7 @@ HIGH_BELOW_LOW_ROWS = {
 ZERO_PRICE_ROWS = {("FLAT", "2010-08-24"), ("IWV", "2008-09-19"), ("MLN", "2009-04-20")}
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared dataset not present at {SHARED_DATA}")
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason=MISSING_REASON)
 def test_real_dataset_glitches_land_in_quarantine():
     raw = pl.read_parquet(SHARED_DATA, columns=["ticker", "date", "open", "high", "low", "close", "volume"])
     sessions = raw["date"].unique().sort().to_list()

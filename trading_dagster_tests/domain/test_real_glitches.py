@@ -11,9 +11,7 @@ The data is found through TRADING_DAGSTER_SHARED_DATA (a folder), else /work/sha
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -37,24 +35,10 @@ from trading_dagster.domain.quality import (
     outage_sessions,
     session_counts,
 )
+from trading_dagster_tests.shared_data import MISSING_REASON, shared_data_file
 
-FILE_NAME = "us_equities_etfs_daily_2008_2017.parquet"
-
-
-def _shared_data() -> Path | None:
-    candidates = []
-    if os.environ.get("TRADING_DAGSTER_SHARED_DATA"):
-        candidates.append(Path(os.environ["TRADING_DAGSTER_SHARED_DATA"]))
-    candidates += [Path("/work/shared/data"), Path(__file__).resolve().parents[2].parent / "shared/data"]
-    return next((p / FILE_NAME for p in candidates if (p / FILE_NAME).is_file()), None)
-
-
-DATA = _shared_data()
-pytestmark = pytest.mark.skipif(
-    DATA is None,
-    reason=f"shared dataset {FILE_NAME} not found: set TRADING_DAGSTER_SHARED_DATA to its folder "
-    "(looked in $TRADING_DAGSTER_SHARED_DATA, /work/shared/data and <repo>/../shared/data)",
-)
+DATA = shared_data_file()
+pytestmark = pytest.mark.skipif(DATA is None, reason=MISSING_REASON)
 
 
 def _keys(text: str) -> set[tuple[str, dt.date]]:
