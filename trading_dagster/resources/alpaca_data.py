@@ -4,7 +4,7 @@
 the raw-prices asset does not know which one it runs on. `AlpacaCorporateActions` reads forward and reverse
 splits (`fetch_splits`), for checking the split detection in the cleaned prices against the vendor's record.
 
-What alpaca-py does and does not do for us (0.44.0, see /work/shared/docs/alpaca-notes.md):
+What alpaca-py does and does not do for us (0.44.0, see ../shared/docs/alpaca-notes.md):
 
 * Pagination: `get_stock_bars` / `get_corporate_actions` follow `next_page_token` until it is null and merge
   the pages per symbol, *unless* the request carries a `limit`, in which case they stop once that many items
@@ -342,6 +342,41 @@ def empty_splits_frame() -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _client_and_call(
+    client_cls: Any,
+    api: str,
+    client: Any,
+    api_key: str,
+    secret_key: str,
+    url_override: str | None,
+    retry_attempts: int,
+    retry_wait_seconds: float,
+    retry_codes: Sequence[int],
+    timeout_seconds: float,
+) -> tuple[Any, _AlpacaCall]:
+    """The alpaca-py client (built and configured unless one is given, which is used as is) and the call
+    wrapper that translates its errors, for one Alpaca API."""
+    if client is None:
+        client = client_cls(api_key=api_key, secret_key=secret_key, url_override=url_override)
+        _configure_client(
+            client,
+            retry_attempts=retry_attempts,
+            retry_wait_seconds=retry_wait_seconds,
+            retry_codes=retry_codes,
+            timeout=timeout_seconds,
+        )
+    call = _AlpacaCall(
+        api=api,
+        base_url=url_override or DEFAULT_DATA_URL,
+        key_id=api_key,
+        secret_key=secret_key,
+        retry_attempts=getattr(client, "_retry", 0),
+        retry_codes=getattr(client, "_retry_codes", ()),
+        timeout=timeout_seconds,
+    )
+    return client, call
+
+
 class AlpacaCorporateActions:
     """Forward and reverse splits from `GET /v1/corporate-actions` (alpaca-py's CorporateActionsClient)."""
 
@@ -365,25 +400,10 @@ class AlpacaCorporateActions:
         self.url = url_override or DEFAULT_DATA_URL
         self.max_symbols_per_request = max_symbols_per_request
         self._key_id = api_key
-        if client is None:
-            client = CorporateActionsClient(api_key=api_key, secret_key=secret_key, url_override=url_override)
-            _configure_client(
-                client,
-                retry_attempts=retry_attempts,
-                retry_wait_seconds=retry_wait_seconds,
-                retry_codes=retry_codes,
-                timeout=timeout_seconds,
-            )
-        self._client = client
-        self._call = _AlpacaCall(
-            api="corporate actions API",
-            base_url=self.url,
-            key_id=api_key,
-            secret_key=secret_key,
-            retry_attempts=getattr(client, "_retry", 0),
-            retry_codes=getattr(client, "_retry_codes", ()),
-            timeout=timeout_seconds,
-        )
+        self._client, self._call = _client_and_call(
+            CorporateActionsClient, "corporate actions API", client, api_key, secret_key, url_override,
+            retry_attempts, retry_wait_seconds, retry_codes, timeout_seconds,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"AlpacaCorporateActions(url={self.url!r}, key_id={_mask(self._key_id)!r})"
@@ -469,27 +489,10 @@ class AlpacaMarketDataSource(MarketDataSource):
         self.symbols: tuple[str, ...] | None = None if symbols is None else tuple(_normalize_symbols(symbols))
         self.max_symbols_per_request = max_symbols_per_request
         self._key_id = api_key
-        if client is None:
-            client = StockHistoricalDataClient(
-                api_key=api_key, secret_key=secret_key, url_override=url_override
-            )
-            _configure_client(
-                client,
-                retry_attempts=retry_attempts,
-                retry_wait_seconds=retry_wait_seconds,
-                retry_codes=retry_codes,
-                timeout=timeout_seconds,
-            )
-        self._client = client
-        self._call = _AlpacaCall(
-            api="market data API",
-            base_url=self.url,
-            key_id=api_key,
-            secret_key=secret_key,
-            retry_attempts=getattr(client, "_retry", 0),
-            retry_codes=getattr(client, "_retry_codes", ()),
-            timeout=timeout_seconds,
-        )
+        self._client, self._call = _client_and_call(
+            StockHistoricalDataClient, "market data API", client, api_key, secret_key, url_override,
+            retry_attempts, retry_wait_seconds, retry_codes, timeout_seconds,
+        )  # fmt: skip
         self._corporate_actions = corporate_actions or AlpacaCorporateActions(
             api_key,
             secret_key,

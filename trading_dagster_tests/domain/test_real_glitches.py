@@ -4,8 +4,8 @@ The dataset's README lists its glitches; here every one of them must land in qua
 be flagged), and the false alarms on liquid, well-known tickers are counted. The expected rows are written
 out rather than derived with the comparison under test.
 
-The data is found through TRADING_DAGSTER_SHARED_DATA (a folder), else /work/shared/data, else
-<repo>/../shared/data; without it the tests are skipped.
+The data is found through TRADING_DAGSTER_SHARED_DATA (a folder), else
+<repo>/../shared/data (trading_dagster_tests/shared_data.py); without it the tests are skipped.
 """
 
 from __future__ import annotations

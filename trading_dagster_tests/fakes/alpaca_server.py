@@ -9,7 +9,7 @@ What it serves (market-data API, the part the pipeline uses today):
 It is a small class with a route table (`add_route`), so the trading API (`/v2/account`, `/v2/orders`, ...)
 can be added to the same server later: alpaca-py's data and trading clients can both point at one port.
 
-Faithfulness (see /work/shared/docs/alpaca-notes.md): paths, query encodings and the JSON shapes follow what
+Faithfulness (see ../shared/docs/alpaca-notes.md): paths, query encodings and the JSON shapes follow what
 alpaca-py 0.44.0 sends and parses (bars `{"bars": {"SYM": [{t,o,h,l,c,v,n,vw}]}, "next_page_token"}`, `bars`
 is `{}` when empty, `n`/`vw` always present, daily bars stamped at midnight New York in UTC; corporate actions
 `{"corporate_actions": {"forward_splits": [...], "reverse_splits": [...]}, "next_page_token"}` with UUID ids
