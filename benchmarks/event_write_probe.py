@@ -1,6 +1,7 @@
 """Dagster's cost per recorded partition materialization, by instance storage, with no pipeline work at all.
 
     uv run --group bench python benchmarks/event_write_probe.py [--partitions 300] [--assets 2] [--repeat 2]
+    uv run --no-sync python benchmarks/event_write_probe.py --single 300
 
 Materializes trivial daily-partitioned assets (BackfillPolicy.single_run, MaterializeResult: no IO manager) over
 N partitions as ONE run, and over 1 partition as another, each in a fresh child process on a fresh on-disk
@@ -118,6 +119,46 @@ def measure(label: str, args, yaml_fn, env: dict[str, str]) -> None:
           f"store_event {info['store_event']}, store_event_batch {info['store_event_batch']}", flush=True)
 
 
+def single_events(n: int) -> None:
+    """ms per event stored alone (a step's start, logs, output, success: a daily run's ~150 events), stock
+    consolidated SQLite against ours, each on a fresh file, same process, fastest of 3."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from dagster._core.event_api import EventLogEntry
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+    from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
+
+    from trading_dagster.event_log import BatchedSqliteEventLogStorage
+
+    def entry(i: int) -> EventLogEntry:
+        event = DagsterEvent(
+            event_type_value=DagsterEventType.ENGINE_EVENT.value,
+            job_name="probe",
+            message=f"event {i}",
+            event_specific_data=EngineEventData(),
+        )
+        return EventLogEntry(
+            error_info=None, level=20, user_message="", run_id="probe", timestamp=time.time(), dagster_event=event
+        )
+
+    print(f"{n} events stored one by one (fastest of 3)")
+    for label, cls in (("stock consolidated sqlite", ConsolidatedSqliteEventLogStorage),
+                       ("ours (pooled connections)", BatchedSqliteEventLogStorage)):
+        best = float("inf")
+        for _ in range(3):
+            with tempfile.TemporaryDirectory() as tmp:
+                storage = cls(base_dir=tmp)
+                storage.store_event(entry(-1))  # creates the tables' connection state
+                t = time.perf_counter()
+                for i in range(n):
+                    storage.store_event(entry(i))
+                best = min(best, time.perf_counter() - t)
+                assert len(storage.get_logs_for_run("probe")) == n + 1
+                storage.dispose()
+        print(f"  {label:<28}{1000 * best / n:>8.2f} ms/event")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--partitions", type=int, default=300)
@@ -126,9 +167,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=500, help="DAGSTER_EVENT_BATCH_SIZE for the batched cells")
     p.add_argument("--cells", default="ours-batch,ours,sqlite,sqlite-batch,sqlite-nosubset,sqlite-default,pg,pg-batch,pg-nosync,"
                    "pg-nosync-batch", help="comma-separated, from the table in main()")
+    p.add_argument("--single", type=int, metavar="N", help="only: N events stored one by one, stock vs ours")
     p.add_argument("--child", action="store_true")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    if args.single:
+        single_events(args.single)
+        return
     if args.child:
         args.out.write_text(json.dumps(child(args.partitions, args.assets)))
         return

@@ -119,3 +119,39 @@ def test_without_batch_size_every_event_is_stored_alone(tmp_path, monkeypatch):
     out = _run(tmp_path / "h", DAGSTER_YAML, monkeypatch, batch=None)
     assert calls == []
     assert out["downstream"]["materialized"] == KEYS
+
+
+def _engine_event(run_id: str, i: int):
+    import time
+
+    from dagster._core.event_api import EventLogEntry
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ENGINE_EVENT.value,
+        job_name="job",
+        message=f"event {i}",
+        event_specific_data=EngineEventData(),
+    )
+    return EventLogEntry(
+        error_info=None, level=20, user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
+    )
+
+
+def test_pooled_connections_serve_threads_and_a_second_storage_on_the_same_file(tmp_path):
+    """Connections are pooled per process (not one per event): threads storing at once lose nothing, and
+    another storage on the same file (the webserver next to a run) reads every event back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda i: storage.store_event(_engine_event(f"run-{i % 4}", i)), range(120)))
+    reader = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    try:
+        messages = {e.dagster_event.message for run in range(4) for e in reader.get_logs_for_run(f"run-{run}")}
+        assert messages == {f"event {i}" for i in range(120)}
+        assert storage._engine[1].pool.checkedout() == 0  # every connection went back to the pool
+    finally:
+        storage.dispose()
+        reader.dispose()
+    assert storage._engine is None

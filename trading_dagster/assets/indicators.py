@@ -50,7 +50,8 @@ def history_start(raw_store: RawStoreResource, needed: list) -> "dt.date | None"
     are not missing, they never existed.
     """
     store = raw_store.get()
-    if store.list_sessions(end=needed[0]):
+    first = store.first_session()
+    if first is not None and first <= needed[0]:
         return needed[0]
     inside = store.list_sessions(start=needed[0], end=needed[-1])
     return inside[0] if inside else None

@@ -269,6 +269,15 @@ class RawStore(abc.ABC):
                 out.append(session)
         return out
 
+    def first_session(self) -> dt.date | None:
+        """The earliest session with an object (None for an empty store), from the start of one listing."""
+        base = self.sessions_prefix
+        for key in self._iter_keys(base, None, 100):
+            match = _KEY_PATTERN.fullmatch(key[len(base) :])
+            if match:
+                return dt.date.fromisoformat(match.group(1))
+        return None
+
     def read_sessions(self, sessions: Iterable[dt.date], max_workers: int = DEFAULT_WORKERS) -> pl.DataFrame:
         """All rows of the given sessions, concatenated in session order.
 
@@ -400,8 +409,21 @@ class LocalRawStore(RawStore):
         base = self._path(prefix)
         if not base.is_dir():
             return iter(())
-        keys = sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-        return (k for k in keys if start_after is None or k > start_after)
+        return self._walk(base, start_after)
+
+    def _walk(self, directory: Path, start_after: str | None) -> Iterator[str]:
+        """Keys under `directory` after `start_after`, lazily, each folder's entries in name order (for
+        the layout's keys, `date=YYYY-MM-DD/prices.parquet`, the order S3 lists them in). Folders whose
+        keys all sort at or before `start_after` are skipped unread, so a daily run's listing touches a
+        few folders, not ten years of them (a full walk was ~0.2 s per listing on 2,485 sessions)."""
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            key = Path(entry.path).relative_to(self.root).as_posix()
+            if entry.is_dir():
+                inside = key + "/"
+                if start_after is None or inside > start_after or start_after.startswith(inside):
+                    yield from self._walk(Path(entry.path), start_after)
+            elif entry.is_file() and (start_after is None or key > start_after):
+                yield key
 
     @staticmethod
     def _version(st: os.stat_result) -> str:

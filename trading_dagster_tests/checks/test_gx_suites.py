@@ -335,11 +335,10 @@ def test_parameters_are_checked_before_any_work():
         validate("fills", pl.DataFrame())
 
 
-def test_auto_uses_gx_for_small_frames_and_the_split_above_the_threshold(gx, frames, monkeypatch):
+def test_auto_is_the_split_and_gx_runs_the_whole_suite_on_request(gx, frames):
     df, params = frames["cleaned"]
-    assert validate("cleaned", df, **params).metadata["engine"] == "gx"
-    monkeypatch.setattr(gx_suites, "GX_MAX_ROWS", df.height - 1)
     assert validate("cleaned", df, **params).metadata["engine"] == "split"
+    assert validate("cleaned", df, engine="gx", **params).metadata["engine"] == "gx"
 
 
 def test_labels_are_unique_within_a_suite():
