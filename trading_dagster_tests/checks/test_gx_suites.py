@@ -1,6 +1,6 @@
 """The GX suites: every stage passes on real sample data (the shipped sample run through the domain functions),
 and each kind of bad frame fails naming the expectation that caught it, with the same verdict and counts
-from both engines (whole suite in GX, and the split used for large frames: GX for schema/types/sets,
+from both engines (whole suite in GX, and the split "auto" runs: GX for schema/types/sets,
 polars for the rows).
 
 GX is imported once (module-scoped `gx` fixture); every other fixture is module-scoped too.
@@ -9,6 +9,8 @@ GX is imported once (module-scoped `gx` fixture); every other fixture is module-
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -398,3 +400,27 @@ def test_failed_sessions_name_the_offending_sessions_or_the_whole_window(gx, fra
         validate("raw", _set_row("date", None)(raw), **raw_params).failed_sessions == ()
     )  # a row without one
     assert validate("indicators", df, **params).failed_sessions == ()
+
+
+def test_gx_imports_without_its_unused_heavy_modules_which_still_work_when_used():
+    """In a fresh interpreter: after warm_up, scipy.stats and altair are stand-ins (their import is what
+    the deferral saves), GX still validates, and the modules work on first use, from GX's own references
+    and from a plain import alike."""
+    code = """
+import sys
+from trading_dagster.checks import gx_suites
+gx_suites.warm_up()
+assert all(type(sys.modules[m]).__name__ == "_Deferred" for m in gx_suites.DEFERRED_IMPORTS), [
+    type(sys.modules[m]) for m in gx_suites.DEFERRED_IMPORTS]
+import polars as pl
+assert not gx_suites.validate("raw", pl.DataFrame({"x": [1]}), sessions=None).passed  # wrong schema: GX ran
+from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl
+assert abs(kl.stats.entropy([0.5, 0.5], [0.9, 0.1]) - 0.5108256) < 1e-6
+assert type(sys.modules["scipy.stats"]).__name__ == "module"
+import scipy.stats
+assert scipy.stats.norm.cdf(0.0) == 0.5
+assert kl.alt.Chart.__name__ == "Chart"
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
