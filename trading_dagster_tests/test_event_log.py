@@ -155,3 +155,13 @@ def test_pooled_connections_serve_threads_and_a_second_storage_on_the_same_file(
         storage.dispose()
         reader.dispose()
     assert storage._engine is None
+
+
+def test_connections_commit_in_wal_with_normal_sync(tmp_path):
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    try:
+        with storage._connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        storage.dispose()

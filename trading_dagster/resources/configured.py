@@ -61,7 +61,7 @@ class CorporateActionsResource(dg.ConfigurableResource):
 class QualityGateResource(dg.ConfigurableResource):
     """Per-session verdicts of the blocking checks, read before any gated partition is consumed."""
 
-    path: str = ".data/quality.duckdb"
+    path: str = ".data/quality_gate.sqlite"
 
     def get(self) -> QualityGate:
         return QualityGate(self.path)
