@@ -8,6 +8,7 @@ from trading_dagster.assets.indicators import indicators, signals
 from trading_dagster.assets.prices import cleaned_prices
 from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.trading import executions, orders, performance, pnl
+from trading_dagster.automation.alerts import raw_freshness_sensor, run_failure_alert_sensor
 from trading_dagster.automation.jobs import (
     daily_pipeline_schedule,
     performance_after_pipeline_sensor,
@@ -15,6 +16,7 @@ from trading_dagster.automation.jobs import (
     pipeline_job,
 )
 from trading_dagster.automation.sensors import raw_landing_job, raw_landing_sensor
+from trading_dagster.resources.alerts import alerts_resource
 from trading_dagster.resources.configured import (
     BrokerResource,
     CorporateActionsResource,
@@ -25,7 +27,7 @@ from trading_dagster.resources.configured import (
     TradingConfigResource,
 )
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster.settings import Settings, load_settings, universe_symbols
+from trading_dagster.settings import Settings, load_settings, universe_rule, universe_symbols
 
 ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance]
 
@@ -33,12 +35,15 @@ ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, p
 def build_resources(settings: Settings) -> dict:
     cfg = settings.config
     account, risk, costs = cfg.get("account", {}), cfg.get("risk", {}), cfg.get("costs", {})
+    universe = universe_rule(cfg)  # SettingsError for a bad [universe], before anything is created
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     trading_config = TradingConfigResource(
         account=str(account.get("name", "paper")),
         benchmark=str(account.get("benchmark", "SPY")),
         initial_cash=float(account.get("initial_cash", 100_000)),
         strategies=[StrategyConfig(**s) for s in cfg.get("strategies", [])],
+        min_median_dollar_volume=universe.min_median_dollar_volume,
+        liquidity_window=universe.liquidity_window,
         **{k: risk[k] for k in risk},
     )
     return {
@@ -47,7 +52,18 @@ def build_resources(settings: Settings) -> dict:
         ),
         "quality_gate": QualityGateResource(path=str(settings.quality_gate_path)),
         "corporate_actions": CorporateActionsResource(
-            path=str(settings.corporate_actions_file) if settings.corporate_actions_file else None
+            kind=settings.corporate_actions,
+            path=str(settings.corporate_actions_file) if settings.corporate_actions_file else None,
+            **(
+                {
+                    "symbols": universe_symbols(settings.config),
+                    "alpaca_key_id": dg.EnvVar("APCA_API_KEY_ID"),
+                    "alpaca_secret_key": dg.EnvVar("APCA_API_SECRET_KEY"),
+                    "alpaca_data_url": settings.alpaca_data_url,
+                }
+                if settings.corporate_actions == "alpaca"
+                else {}
+            ),
         ),
         "raw_store": RawStoreResource(
             kind=settings.raw_store,
@@ -67,10 +83,12 @@ def build_resources(settings: Settings) -> dict:
             commission_per_share=float(costs.get("commission_per_share", 0.005)),
         ),
         "trading_config": trading_config,
+        "alerts": alerts_resource(settings.data_dir, cfg.get("alerts", {})),
     }
 
 
 def market_data_resource(settings: Settings) -> MarketDataResource:
+    """The configured source, fetching only the `[universe] symbols` (every symbol of the file when none)."""
     if settings.market_data == "alpaca":
         return MarketDataResource(
             kind="alpaca",
@@ -81,7 +99,9 @@ def market_data_resource(settings: Settings) -> MarketDataResource:
             alpaca_adjustment=settings.alpaca_adjustment,
             alpaca_data_url=settings.alpaca_data_url,
         )
-    return MarketDataResource(kind="file", path=str(settings.market_data_file))
+    return MarketDataResource(
+        kind="file", path=str(settings.market_data_file), symbols=universe_symbols(settings.config)
+    )
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -90,7 +110,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=ASSETS,
         jobs=[pipeline_job, performance_job, raw_landing_job],
         schedules=[daily_pipeline_schedule],
-        sensors=[performance_after_pipeline_sensor, raw_landing_sensor],
+        sensors=[
+            performance_after_pipeline_sensor,
+            raw_landing_sensor,
+            raw_freshness_sensor,
+            run_failure_alert_sensor,
+        ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

@@ -5,12 +5,15 @@ own credential chain reads them, so they cannot leak into settings, logs or meta
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trading_dagster.domain.universe import DEFAULT_LIQUIDITY_WINDOW, MAX_LIQUIDITY_WINDOW, UniverseRule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "us_equities_sample_2008_2017.parquet"
@@ -33,6 +36,7 @@ class Settings:
     market_data: str  # "file" | "alpaca"
     market_data_file: Path
     corporate_actions_file: Path | None
+    corporate_actions: str  # "none" | "file" | "alpaca"
     alpaca_feed: str
     alpaca_adjustment: str
     alpaca_data_url: str | None
@@ -68,6 +72,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"TRADING_DAGSTER_MARKET_DATA=alpaca needs the symbols to fetch: [universe] symbols = [...] in {config_file}"
         )
     market_file = Path(env.get("TRADING_DAGSTER_MARKET_DATA_FILE", SAMPLE_FILE)).expanduser().resolve()
+    corporate_actions, corporate_actions_file = corporate_actions_source(
+        env, market_data=market_data, config=config, config_file=config_file
+    )
     return Settings(
         data_dir=data_dir,
         raw_store=raw_store,
@@ -78,11 +85,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint_url=env.get("TRADING_DAGSTER_S3_ENDPOINT_URL") or None,
         market_data=market_data,
         market_data_file=market_file,
-        corporate_actions_file=(
-            Path(env["TRADING_DAGSTER_CORPORATE_ACTIONS_FILE"]).expanduser().resolve()
-            if env.get("TRADING_DAGSTER_CORPORATE_ACTIONS_FILE")
-            else None
-        ),
+        corporate_actions_file=corporate_actions_file,
+        corporate_actions=corporate_actions,
         alpaca_feed=env.get("TRADING_DAGSTER_ALPACA_FEED", "iex"),
         alpaca_adjustment=env.get("TRADING_DAGSTER_ALPACA_ADJUSTMENT", "split"),
         alpaca_data_url=env.get("TRADING_DAGSTER_ALPACA_DATA_URL") or None,
@@ -93,6 +97,62 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         config_file=config_file,
         config=config,
     )
+
+
+CORPORATE_ACTIONS_SOURCES = ("none", "file", "alpaca")
+# Alpaca bar adjustments that already apply splits: split actions on top of them would adjust twice.
+SPLIT_ADJUSTED_ALPACA_BARS = ("split", "all")
+
+
+def corporate_actions_source(
+    env: Mapping[str, str],
+    *,
+    market_data: str,
+    config: Mapping[str, Any],
+    config_file: Path,
+) -> tuple[str, Path | None]:
+    """TRADING_DAGSTER_CORPORATE_ACTIONS (`none`, `file` or `alpaca`; unset: `file` when
+    TRADING_DAGSTER_CORPORATE_ACTIONS_FILE is set, else `none`) and the file, validated.
+
+    Splits describe bars that are NOT split-adjusted. Alpaca's bars are, unless
+    TRADING_DAGSTER_ALPACA_ADJUSTMENT is `raw` (or `dividend`, which adjusts dividends only): actions on top
+    of them would adjust every split twice (a quarantined "unexplained split" on each ex-date, indicators
+    divided by the ratio once more), so that combination is refused. Bars from a file (the market-data file,
+    an `import`, a landing drop) cannot be checked here: the shipped sample is split-adjusted, a user's
+    export may not be; that is the user's call, as it always was for the corporate-actions file.
+    """
+    file_text = env.get("TRADING_DAGSTER_CORPORATE_ACTIONS_FILE") or None
+    path = Path(file_text).expanduser().resolve() if file_text else None
+    kind = (env.get("TRADING_DAGSTER_CORPORATE_ACTIONS") or ("file" if path else "none")).strip().lower()
+    if kind not in CORPORATE_ACTIONS_SOURCES:
+        raise SettingsError(
+            f"TRADING_DAGSTER_CORPORATE_ACTIONS must be 'none', 'file' or 'alpaca', not {kind!r}"
+        )
+    if kind == "file" and path is None:
+        raise SettingsError(
+            "TRADING_DAGSTER_CORPORATE_ACTIONS=file needs TRADING_DAGSTER_CORPORATE_ACTIONS_FILE"
+        )
+    if kind != "file" and path is not None:
+        raise SettingsError(
+            f"TRADING_DAGSTER_CORPORATE_ACTIONS={kind} but TRADING_DAGSTER_CORPORATE_ACTIONS_FILE is set too: "
+            "unset the file, or set TRADING_DAGSTER_CORPORATE_ACTIONS=file"
+        )
+    if kind == "none":
+        return kind, None
+    if kind == "alpaca" and not universe_symbols(config):
+        raise SettingsError(
+            f"TRADING_DAGSTER_CORPORATE_ACTIONS=alpaca needs the symbols whose splits to fetch: "
+            f"[universe] symbols = [...] in {config_file}"
+        )
+    adjustment = env.get("TRADING_DAGSTER_ALPACA_ADJUSTMENT", "split").strip().lower()
+    if market_data == "alpaca" and adjustment in SPLIT_ADJUSTED_ALPACA_BARS:
+        raise SettingsError(
+            f"TRADING_DAGSTER_CORPORATE_ACTIONS={kind} with Alpaca bars adjusted for splits "
+            f"(TRADING_DAGSTER_ALPACA_ADJUSTMENT={adjustment}) would adjust every split twice: set "
+            "TRADING_DAGSTER_ALPACA_ADJUSTMENT=raw to apply the splits here, or "
+            "TRADING_DAGSTER_CORPORATE_ACTIONS=none to keep Alpaca's adjusted bars"
+        )
+    return kind, path
 
 
 def read_config(path: Path) -> Mapping[str, Any]:
@@ -111,3 +171,37 @@ def universe_symbols(config: Mapping[str, Any]) -> list[str]:
     if isinstance(symbols, str) or not all(isinstance(s, str) for s in symbols):
         raise SettingsError("[universe] symbols must be a list of tickers, e.g. symbols = [\"SPY\", \"AAPL\"]")
     return list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
+
+
+UNIVERSE_KEYS = ("symbols", "min_median_dollar_volume", "liquidity_window")
+
+
+def universe_rule(config: Mapping[str, Any]) -> UniverseRule:
+    """`[universe]` of the config as a validated `UniverseRule`: the symbols (`universe_symbols`) and the
+    liquidity rule, `min_median_dollar_volume` (USD, default 0 = off) over `liquidity_window` sessions
+    (default 60, at most 252). An unknown key is an error: a misspelt rule must not silently turn it off."""
+    section = config.get("universe", {})
+    if not isinstance(section, Mapping):
+        raise SettingsError(f"[universe] must be a table with some of {list(UNIVERSE_KEYS)}")
+    unknown = sorted(set(section) - set(UNIVERSE_KEYS))
+    if unknown:
+        raise SettingsError(f"[universe] has unknown keys {unknown}; expected some of {list(UNIVERSE_KEYS)}")
+    minimum = section.get("min_median_dollar_volume", 0)
+    if isinstance(minimum, bool) or not isinstance(minimum, int | float) or not math.isfinite(minimum):
+        raise SettingsError(
+            f"[universe] min_median_dollar_volume must be a number of USD (0 = off), not {minimum!r}"
+        )
+    if minimum < 0:
+        raise SettingsError(f"[universe] min_median_dollar_volume must be >= 0 (0 = off), not {minimum!r}")
+    window = section.get("liquidity_window", DEFAULT_LIQUIDITY_WINDOW)
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise SettingsError(f"[universe] liquidity_window must be a whole number of sessions, not {window!r}")
+    if not 1 <= window <= MAX_LIQUIDITY_WINDOW:
+        raise SettingsError(
+            f"[universe] liquidity_window must be in 1..{MAX_LIQUIDITY_WINDOW} sessions, not {window}"
+        )
+    return UniverseRule(
+        symbols=tuple(universe_symbols(config)),
+        min_median_dollar_volume=minimum,
+        liquidity_window=window,
+    )

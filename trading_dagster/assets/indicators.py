@@ -17,6 +17,7 @@ from trading_dagster.assets._common import (
 from trading_dagster.assets.prices import CLEANED, QUARANTINE
 from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain import indicators as ind
+from trading_dagster.domain import universe
 from trading_dagster.domain.prices import UNEXPLAINED_SPLIT
 from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS, hold_out_unexplained_breaks
 from trading_dagster.domain.strategies import generate_signals
@@ -82,7 +83,13 @@ def check_lookback(loaded: pl.DataFrame, needed: list, start: "dt.date | None", 
     description="SMA 20/50/200, EMA 12/26, RSI 14 (Wilder), MACD 12/26/9, Bollinger 20/2, ATR 14, 52-week high "
     "and % below it, per symbol and session; null until the full lookback is there. Anchored so that any run "
     "gives the same values (docs/design.md).",
-    ins={"cleaned_prices": dg.AssetIn(key=CLEANED, partition_mapping=lookback_mapping(ind.LOOKBACK_SESSIONS))},
+    ins={
+        "cleaned_prices": dg.AssetIn(
+            key=CLEANED,
+            partition_mapping=lookback_mapping(ind.LOOKBACK_SESSIONS),
+            metadata={"columns": ["symbol", "session", "high", "low", "close"]},  # what the indicators read
+        )
+    },
     check_specs=[
         blocking(INDICATORS, "indicators__in_bounds", "RSI in [0, 100], Bollinger bands ordered, no NaN"),
         blocking(INDICATORS, "indicators__unique_symbol_session", "one row per (symbol, session)"),
@@ -105,7 +112,8 @@ def indicators(
     lookback = check_lookback(cleaned_prices, needed, history_start(raw_store, needed), "indicators")
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     # split-adjusted point in time when splits are on file (none for vendor-adjusted data: the same rows)
-    out = ind.compute_indicators_adjusted(cleaned_prices, corporate_actions.get(), cal.sessions, sessions[0], sessions[-1])
+    actions = corporate_actions.get(need_from, sessions[-1])  # the splits that can touch this lookback
+    out = ind.compute_indicators_adjusted(cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
     yield from gated_check_results(
@@ -127,14 +135,26 @@ def indicators(
     kinds={"duckdb", "polars"},
     metadata=PARTITION_EXPR,
     description="One row per session, symbol and strategy that fires: side, strength, reason. Strategies are "
-    "configuration (trading_dagster.toml or the launchpad).",
+    "configuration (trading_dagster.toml or the launchpad). With a liquidity rule ([universe] "
+    "min_median_dollar_volume), a symbol whose median dollar volume on the session is below it (or has too "
+    "little history) gets no signal (domain/universe.py).",
     ins={
         "indicators": dg.AssetIn(key=INDICATORS, partition_mapping=lookback_mapping(1)),
+        # the liquidity rule's median dollar volume, computed here from the bars (domain/universe.py says why)
+        "cleaned_prices": dg.AssetIn(
+            key=CLEANED,
+            partition_mapping=lookback_mapping(universe.LIQUIDITY_LOOKBACK_SESSIONS),
+            metadata={"columns": ["symbol", "session", "close", "volume"]},
+        ),
         # unexplained splits in the last 52 weeks hold a symbol's signals out (domain/quality.py)
         "price_quarantine": dg.AssetIn(
             key=QUARANTINE,
             partition_mapping=lookback_mapping(BREAK_HOLD_SESSIONS),
-            metadata={"where": f"reason = '{UNEXPLAINED_SPLIT}'", "columns": ["symbol", "session"]},
+            # the break's row, also when a higher-priority code took it (the detail then says "also ...")
+            metadata={
+                "where": f"reason = '{UNEXPLAINED_SPLIT}' OR detail LIKE '%{UNEXPLAINED_SPLIT}%'",
+                "columns": ["symbol", "session"],
+            },
         ),
     },
     check_specs=[
@@ -147,6 +167,7 @@ def indicators(
 def signals(
     context: dg.AssetExecutionContext,
     indicators: pl.DataFrame,
+    cleaned_prices: pl.DataFrame,
     price_quarantine: pl.DataFrame,
     trading_config: TradingConfigResource,
     raw_store: RawStoreResource,
@@ -157,9 +178,32 @@ def signals(
     prev = cal.previous_session(sessions[0])
     needed = cal.between(prev, sessions[-1]) if prev and prev >= sessions_partitions_def().start.date() else sessions
     lookback = check_lookback(indicators, needed, history_start(raw_store, needed), "signals")
+    rule = trading_config.universe_rule()  # ValueError for a bad rule set in the launchpad, before any work
     fired = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
     out, held = hold_out_unexplained_breaks(fired, price_quarantine, cal.sessions)
     context.log.info(f"signals: {out.height:,} fired" + (f", {held.height:,} held out (unexplained split)" if held.height else ""))
+    liquidity = pl.DataFrame(schema=universe.LIQUIDITY_SCHEMA)
+    if rule.liquidity_rule_on:
+        need_from = max(
+            universe.required_input_start(cal.sessions, sessions[0], rule.liquidity_window),
+            sessions_partitions_def().start.date(),
+        )
+        bars_needed = cal.between(need_from, sessions[-1])
+        check_lookback(
+            cleaned_prices, bars_needed, history_start(raw_store, bars_needed), "signals (liquidity rule)"
+        )
+        liquidity = universe.median_dollar_volume(
+            cleaned_prices, rule.liquidity_window, cal.sessions, sessions[0], sessions[-1]
+        )
+    out, excluded = universe.apply_liquidity_rule(out, liquidity, rule)
+    if rule.liquidity_rule_on:
+        context.log.info(
+            f"signals: liquidity rule (median dollar volume over {rule.liquidity_window} bars >= "
+            f"${rule.min_median_dollar_volume:,.0f}) excluded {excluded['universe_excluded_symbol_sessions']:,} of "
+            f"{excluded['universe_symbol_sessions']:,} symbol-sessions ({excluded['universe_excluded_symbols']} "
+            f"symbols; {excluded['universe_excluded_no_history']:,} without the history), "
+            f"{excluded['universe_excluded_signals']:,} signals dropped"
+        )
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
     yield dg.Output(
         out,
@@ -168,6 +212,9 @@ def signals(
             **lookback,
             "held_out_unexplained_split": held.height,
             "held_out_symbols": ", ".join(sorted(set(held["symbol"].to_list()))[:30]) if held.height else "",
+            "universe_min_median_dollar_volume": rule.min_median_dollar_volume,
+            "universe_liquidity_window": rule.liquidity_window,
+            **excluded,
             **tables(context, sessions, by_strategy=(by_strategy, 20)),
         },
     )

@@ -78,7 +78,7 @@ def cleaned_prices(
     before = before[-HISTORY_SESSIONS:]
     history_sessions = store.list_sessions(start=before[0], end=before[-1]) if before else []
     history = store.read_sessions(history_sessions) if history_sessions else None
-    actions = corporate_actions.get()
+    actions = corporate_actions.get((before or sessions)[0], sessions[-1])
     result = clean_prices(raw, sessions, history=history, actions=actions)
     cleaned, quarantine = result.cleaned, result.quarantine
     context.log.info(f"cleaned_prices: {cleaned.height:,} rows kept, {quarantine.height:,} quarantined")

@@ -115,6 +115,22 @@ MIN_RATIO_PRICE = 0.5
 TRUSTED_PREVIOUS_FACTOR = 2.0
 # FIELD_OUTLIER: high, low or open more than this factor away from the open/close of the same bar.
 FIELD_OUTLIER_FACTOR = 5.0
+# A decimal-factor move that does not revert is a split, not a glitch (an unadjusted 10:1 or 100:1 split, or a
+# 1-for-10 or 1-for-100 reverse split, with no action on file). On the break day the two look the same, and
+# a causal rule cannot wait for the next session, so: the median reference keeps the old level on the break
+# day and the BREAK_CONFIRM_SESSIONS - 1 sessions after it (a median of REFERENCE_BARS moves once more than
+# half of its closes are at the new level), and those bars are DECIMAL_SHIFT whether the move reverts or
+# not: quarantined, nothing trades on them. On the next session, when the new level has held for
+# BREAK_CONFIRM_SESSIONS closes, that bar is UNEXPLAINED_SPLIT (its detail names the break day), which holds
+# the symbol's signals out like any unexplained split (quality.hold_out_unexplained_breaks); the bars after it
+# are kept, on the new basis. A move that reverts within BREAK_CONFIRM_SESSIONS sessions stays DECIMAL_SHIFT.
+BREAK_CONFIRM_SESSIONS = REFERENCE_BARS // 2 + 1
+# A price is "at the level" of a decimal factor k of a reference when it lies in [k / (1 + LEVEL_TOLERANCE),
+# k * (1 + LEVEL_TOLERANCE)] of it. Wider than RATIO_TOLERANCE because a level is held over several days of
+# ordinary moves (a split day can also be a +5% day), and safe because the decimal factors lie far from each
+# other and from every split factor (x0.1 +-15% is 0.087..0.115; 1:8 and 1:15 splits are x0.125 and x0.067).
+# Used for whole bars (open and close at the level) and for the level a break holds.
+LEVEL_TOLERANCE = 0.15
 
 # Column spellings we accept, keyed by the canonical name. Names are compared after `_canonical_name`
 # (lower case, spaces and dashes as underscores), so "Close", " close " and "CLOSE" are all "close".
@@ -552,7 +568,20 @@ _HISTORY_COLUMNS: dict[str, pl.DataType] = {
     "_do_ref": pl.Float64(),  # the same two for the open
     "_do_prev": pl.Float64(),
     "_split": pl.Float64(),  # split price factor the whole bar matches (see _match_columns)
+    "_break": pl.Float64(),  # decimal factor of a level held BREAK_CONFIRM_SESSIONS closes (see _match_columns)
+    "_old_today": pl.Float64(),  # the level before that break: median of the closes before it, today's units
+    "_nold": pl.Int32(),  # how many closes that median used
+    "_break_date": pl.Date(),  # the session of the break (BREAK_CONFIRM_SESSIONS usable bars back)
+    "_break_action": pl.Float64(),  # the ratio of a split on file on that session
 }
+# The previous closes a row looks at (all dated within REFERENCE_DAYS before it): `_p1` (the previous one)
+# to `_p{PREVIOUS_BARS}`. The first REFERENCE_BARS make the median reference; for the break rule the first
+# BREAK_CONFIRM_SESSIONS are the run since a possible break and the REFERENCE_BARS after them the level
+# before it.
+PREVIOUS_BARS = BREAK_CONFIRM_SESSIONS + REFERENCE_BARS
+_PREVIOUS = tuple(f"_p{k}" for k in range(1, PREVIOUS_BARS + 1))
+_RUN = _PREVIOUS[:BREAK_CONFIRM_SESSIONS]
+_BEFORE_RUN = _PREVIOUS[BREAK_CONFIRM_SESSIONS:]
 # A 5-input sorting network (9 compare-exchanges), checked against all 5^5 inputs: the median of up to 5
 # columns with elementwise min/max is far faster than building a list per row.
 _SORT5: tuple[tuple[int, int], ...] = ((0, 1), (3, 4), (2, 4), (2, 3), (1, 4), (0, 3), (0, 2), (1, 3), (1, 2))
@@ -585,73 +614,99 @@ def _prepare_history(history: pl.DataFrame, first_session: dt.date | None) -> pl
     return h.filter(_usable_for_reference(h, conflict)).select("symbol", "date", "open", "close")
 
 
-def _median_of_previous(rows: pl.DataFrame) -> pl.DataFrame:
-    """`_ref`, `_prev`, `_nref` for `rows` sorted by (symbol, date) with `_sym` and `_nc`.
-
-    The previous k-th bar counts when it is the same symbol and at most REFERENCE_DAYS days older.
-    """
-    names = [f"_p{k}" for k in range(1, REFERENCE_BARS + 1)]
-    day = pl.col("date").cast(pl.Int32)
-    prev = rows.select(
-        [
-            pl.when((pl.col("_sym") == pl.col("_sym").shift(k)) & (day - day.shift(k) <= REFERENCE_DAYS))
-            .then(pl.col("_nc").shift(k))
-            .alias(name)
-            for k, name in enumerate(names, start=1)
-        ]
-    )
-    nref = prev.select(pl.sum_horizontal([pl.col(c).is_not_null().cast(pl.Int32) for c in names])).to_series()
-    if REFERENCE_BARS != 5:  # pragma: no cover - the sorting network below is for 5 values
-        ref = prev.select(pl.concat_list(names).list.median()).to_series()
+def _median(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.Series]:
+    """The median of the non-null values of the REFERENCE_BARS columns `names` of each row (null with fewer
+    than MIN_REFERENCE_BARS of them), and how many there were."""
+    names = list(names)
+    n = frame.select(pl.sum_horizontal([pl.col(c).is_not_null().cast(pl.Int32) for c in names])).to_series()
+    if len(names) != 5:  # pragma: no cover - the sorting network below is for 5 values
+        median = frame.select(pl.concat_list(names).list.median()).to_series()
     else:
-        s = prev.select([pl.col(c).fill_null(float("inf")) for c in names])
+        s = frame.select([pl.col(c).fill_null(float("inf")) for c in names])
         for i, j in _SORT5:
             a, b = names[i], names[j]
             s = s.with_columns(pl.min_horizontal(a, b).alias(a), pl.max_horizontal(a, b).alias(b))
-        ref = s.select(
-            pl.when(nref == 5)
+        median = s.select(
+            pl.when(n == 5)
             .then(pl.col(names[2]))
-            .when(nref == 4)
+            .when(n == 4)
             .then((pl.col(names[1]) + pl.col(names[2])) / 2)
-            .when(nref == 3)
+            .when(n == 3)
             .then(pl.col(names[1]))
         ).to_series()
-    ref = pl.select(pl.when(nref >= MIN_REFERENCE_BARS).then(ref)).to_series()
-    return pl.DataFrame([ref.alias("_ref"), prev[names[0]].alias("_prev"), nref.alias("_nref")])
+    return pl.select(pl.when(n >= MIN_REFERENCE_BARS).then(median)).to_series(), n
 
 
-def _near(ratio: pl.Expr, factor: float) -> pl.Expr:
-    tol = 1.0 + RATIO_TOLERANCE
+def _median_of_previous(rows: pl.DataFrame) -> pl.DataFrame:
+    """`_ref`, `_nref`, the previous closes `_p1`.. `_p{PREVIOUS_BARS}` and `_break_date` (the date of
+    `_p{BREAK_CONFIRM_SESSIONS}`) for `rows` sorted by (symbol, date) with `_sym` and `_nc`.
+
+    The previous k-th bar counts when it is the same symbol and at most REFERENCE_DAYS days older.
+    """
+    day = pl.col("date").cast(pl.Int32)
+
+    def reachable(k: int) -> pl.Expr:
+        return (pl.col("_sym") == pl.col("_sym").shift(k)) & (day - day.shift(k) <= REFERENCE_DAYS)
+
+    prev = rows.select(
+        [
+            pl.when(reachable(k)).then(pl.col("_nc").shift(k)).alias(name)
+            for k, name in enumerate(_PREVIOUS, start=1)
+        ]
+        + [
+            pl.when(reachable(BREAK_CONFIRM_SESSIONS))
+            .then(pl.col("date").shift(BREAK_CONFIRM_SESSIONS))
+            .alias("_break_date")
+        ]
+    )
+    ref, nref = _median(prev, _PREVIOUS[:REFERENCE_BARS])
+    return prev.with_columns(ref.alias("_ref"), nref.alias("_nref"))
+
+
+def _near(ratio: pl.Expr, factor: float, tolerance: float = RATIO_TOLERANCE) -> pl.Expr:
+    tol = 1.0 + tolerance
     return ratio.is_between(factor / tol, factor * tol)
 
 
-def _matched_factor(ratio: pl.Expr, factors: Sequence[float]) -> pl.Expr:
-    """The first of `factors` that `ratio` matches within RATIO_TOLERANCE, or null."""
+def _matched_factor(ratio: pl.Expr, factors: Sequence[float], tolerance: float = RATIO_TOLERANCE) -> pl.Expr:
+    """The first of `factors` that `ratio` matches within `tolerance`, or null."""
     expr: Any = pl
     for k in factors:
-        expr = expr.when(_near(ratio, k)).then(pl.lit(k))
+        expr = expr.when(_near(ratio, k, tolerance)).then(pl.lit(k))
     return expr.otherwise(pl.lit(None, dtype=pl.Float64))
 
 
 def _match_columns() -> list[pl.Expr]:
-    """The history rules' matched factors (null = no match), from `_ref_today`, `_prev_today` and the bar.
+    """The history rules' matched factors (null = no match), from `_ref_today`, `_prev_today`,
+    `_old_today` and the previous closes `_p*`, and the bar.
 
-    `_d{c,o}_ref`: the decimal factor the close/open matches against the median reference;
+    `_d{c,o}_ref`: the decimal factor the close/open matches against the median reference, within
+    RATIO_TOLERANCE, or, when open and close are both at one decimal level of it, within LEVEL_TOLERANCE
+    (the whole bar moved: a split day or a whole-bar glitch that also moved a few percent);
     `_d{c,o}_prev`: the same against the previous close, used only when that close is trusted (within
     TRUSTED_PREVIOUS_FACTOR of the median: otherwise it is itself the glitch, or a crash) - it catches a
     glitch right after a real move that the median of 5 has not caught up with (PXD 2013-08-05);
     `_split`: the split price factor that open AND close match against the median AND the close matches
     against the previous close. The whole bar moved (a one-field glitch or an intraday crash does not),
     and moved on this session: the days after a real crash, which still differ from the median, do not.
+    `_break`: the decimal factor k of a break that has not reverted (see BREAK_CONFIRM_SESSIONS): the bar's
+    open and close and the BREAK_CONFIRM_SESSIONS closes before it are all at level k of the median of the
+    REFERENCE_BARS closes before those (`_old_today`), and none of those is at that level itself (the level is
+    new, so the bar is the first to confirm it, and a return from an earlier glitch does not count).
     """
     ref, prev = pl.col("_ref_today"), pl.col("_prev_today")
     trusted = (prev / ref).is_between(1.0 / TRUSTED_PREVIOUS_FACTOR, TRUSTED_PREVIOUS_FACTOR)
     out: list[pl.Expr] = []
+    level_close = _matched_factor(pl.col("close") / ref, DECIMAL_SHIFT_FACTORS, LEVEL_TOLERANCE)
+    level_open = _matched_factor(pl.col("open") / ref, DECIMAL_SHIFT_FACTORS, LEVEL_TOLERANCE)
+    whole_bar = pl.when(level_close == level_open).then(level_close)
     for c, name in (("c", "close"), ("o", "open")):
         field = pl.col(name)
         priced = ref >= MIN_RATIO_PRICE
         out.append(
-            pl.when(priced).then(_matched_factor(field / ref, DECIMAL_SHIFT_FACTORS)).alias(f"_d{c}_ref")
+            pl.when(priced)
+            .then(pl.coalesce(_matched_factor(field / ref, DECIMAL_SHIFT_FACTORS), whole_bar))
+            .alias(f"_d{c}_ref")
         )
         out.append(
             pl.when(priced & trusted)
@@ -664,6 +719,19 @@ def _match_columns() -> list[pl.Expr]:
         split = split.when(_near(rc, k) & _near(ro, k) & _near(pc, k)).then(pl.lit(k))
     priced = ref >= MIN_RATIO_PRICE
     out.append(pl.when(priced).then(split.otherwise(pl.lit(None, dtype=pl.Float64))).alias("_split"))
+
+    old_today, old = pl.col("_old_today"), pl.col("_old")
+    held: Any = pl
+    for k in DECIMAL_SHIFT_FACTORS:
+        at_level = [_near(pl.col(name) / old_today, k, LEVEL_TOLERANCE) for name in ("open", "close")]
+        at_level += [_near(pl.col(p) / old, k, LEVEL_TOLERANCE) for p in _RUN]
+        new_level = [~_near(pl.col(p) / old, k, LEVEL_TOLERANCE).fill_null(False) for p in _BEFORE_RUN]
+        held = held.when(pl.all_horizontal(*at_level, *new_level)).then(pl.lit(k))
+    out.append(
+        pl.when(old_today >= MIN_RATIO_PRICE)
+        .then(held.otherwise(pl.lit(None, dtype=pl.Float64)))
+        .alias("_break")
+    )
     return out
 
 
@@ -682,6 +750,9 @@ def _history_columns(
     ex_date <= the bar's date), so a split on file is not a jump. Each row's values depend only on rows
     dated in the REFERENCE_DAYS days before it, whether those come from `history` or from the
     window, so a range run equals day-by-day runs and nothing depends on a later session.
+
+    The break rule (`_break`) compares a row with the REFERENCE_BARS closes before its previous
+    BREAK_CONFIRM_SESSIONS closes, all within the same REFERENCE_DAYS, so the same holds for it.
 
     Fast path: the factor matching runs only on the few rows whose ratios are far enough from 1 to match
     any factor; the result is scattered back into null columns.
@@ -709,25 +780,48 @@ def _history_columns(
     )
     rows = pl.concat([rows, _median_of_previous(rows)], how="horizontal").filter(pl.col("_row").is_not_null())
     ref_today = pl.col("_ref") / pl.col("_factor")
-    prev_today = pl.col("_prev") / pl.col("_factor")
+    prev_today = pl.col("_p1") / pl.col("_factor")
     factors = (*DECIMAL_SHIFT_FACTORS, *SPLIT_PRICE_FACTORS)
+    # (the decimal levels of a whole bar, within LEVEL_TOLERANCE, lie far outside [lo, hi] too)
     lo = max(k for k in factors if k < 1) * (1 + RATIO_TOLERANCE)
     hi = min(k for k in factors if k > 1) / (1 + RATIO_TOLERANCE)
     far = [
         ~(r.is_between(lo, hi))
         for r in (pl.col(c) / base for c in ("open", "close") for base in (ref_today, prev_today))
     ]
-    candidates = rows.filter(pl.any_horizontal(far).fill_null(False)).with_columns(
-        ref_today.alias("_ref_today"), prev_today.alias("_prev_today")
+    # a break: the close against the closes before the run (their median lies between their min and max)
+    level_lo = max(k for k in DECIMAL_SHIFT_FACTORS if k < 1) * (1 + LEVEL_TOLERANCE)
+    level_hi = min(k for k in DECIMAL_SHIFT_FACTORS if k > 1) / (1 + LEVEL_TOLERANCE)
+    far += [
+        pl.col("_nc") / pl.max_horizontal(_BEFORE_RUN) < level_lo,
+        pl.col("_nc") / pl.min_horizontal(_BEFORE_RUN) > level_hi,
+    ]
+    candidates = rows.filter(pl.any_horizontal(far).fill_null(False))
+    old, nold = _median(candidates, _BEFORE_RUN)
+    candidates = candidates.with_columns(
+        ref_today.alias("_ref_today"),
+        prev_today.alias("_prev_today"),
+        old.alias("_old"),
+        nold.alias("_nold"),
+        (old / candidates["_factor"]).alias("_old_today"),
     )
     if has_actions and candidates.height:
-        on_day = actions.select("symbol", pl.col("ex_date").alias("date"), pl.col("ratio").alias("_action"))
-        candidates = candidates.join(on_day, on=["symbol", "date"], how="left", maintain_order="left")
+        ratio = pl.col("ratio")
+        on_day = actions.select("symbol", pl.col("ex_date").alias("date"), ratio.alias("_action"))
+        on_break = actions.select(
+            "symbol", pl.col("ex_date").alias("_break_date"), ratio.alias("_break_action")
+        )
+        candidates = candidates.join(on_day, on=["symbol", "date"], how="left", maintain_order="left").join(
+            on_break, on=["symbol", "_break_date"], how="left", maintain_order="left"
+        )
     else:
-        candidates = candidates.with_columns(pl.lit(None, dtype=pl.Float64).alias("_action"))
+        none = pl.lit(None, dtype=pl.Float64)
+        candidates = candidates.with_columns(none.alias("_action"), none.alias("_break_action"))
     matched = candidates.with_columns(_match_columns())
     matched = matched.filter(
-        pl.any_horizontal(pl.col("_dc_ref", "_dc_prev", "_do_ref", "_do_prev", "_split").is_not_null())
+        pl.any_horizontal(
+            pl.col("_dc_ref", "_dc_prev", "_do_ref", "_do_prev", "_split", "_break").is_not_null()
+        )
     )
     index = matched["_row"]
     out = []
@@ -781,7 +875,7 @@ def _flag_exprs() -> dict[str, pl.Expr]:
         FIELD_OUTLIER: pl.any_horizontal([t[0] for t in _outlier_terms().values()]),
         CLOSE_OUTSIDE_RANGE: (pl.col("close") < low) | (pl.col("close") > high),
         OPEN_OUTSIDE_RANGE: (pl.col("open") < low) | (pl.col("open") > high),
-        UNEXPLAINED_SPLIT: pl.col("_split").is_not_null(),
+        UNEXPLAINED_SPLIT: pl.col("_split").is_not_null() | pl.col("_break").is_not_null(),
         NEGATIVE_VOLUME: pl.col("volume") < 0,
         ZERO_VOLUME: pl.col("volume") == 0,
     }
@@ -802,6 +896,22 @@ def _sig(expr: pl.Expr) -> pl.Expr:
     return expr.round_sig_figs(4)
 
 
+def _price(name: str) -> pl.Expr:
+    """A price as the vendor would print it: 10 significant digits drop the binary noise of arithmetic on
+    the way (5.1370000000000005 is 5.137) and keep every digit a real price has."""
+    return pl.col(name).round_sig_figs(10)
+
+
+def _factor_text(factor: pl.Expr) -> pl.Expr:
+    """A matched decimal factor as text: "0.1", "10", "0.01", "100" (never "10.0" or float noise)."""
+    return factor.replace_strict(
+        list(DECIMAL_SHIFT_FACTORS),
+        [f"{k:g}" for k in DECIMAL_SHIFT_FACTORS],
+        default=None,
+        return_dtype=pl.Utf8,
+    )
+
+
 def _reference_text() -> pl.Expr:
     return pl.format(
         "the reference {} (median of the {} previous closes)", _sig(pl.col("_ref_today")), pl.col("_nref")
@@ -818,17 +928,17 @@ def _decimal_detail() -> pl.Expr:
     for c, name in (("c", "close"), ("o", "open")):
         by_ref = pl.format(
             f"{name}={{}} is x{{}} of {{}}, ~x{{}}",
-            pl.col(name),
+            _price(name),
             _sig(pl.col(name) / pl.col("_ref_today")),
             _reference_text(),
-            pl.col(f"_d{c}_ref"),
+            _factor_text(pl.col(f"_d{c}_ref")),
         )
         by_prev = pl.format(
             f"{name}={{}} is x{{}} of the previous close {{}}, ~x{{}} ({{}})",
-            pl.col(name),
+            _price(name),
             _sig(pl.col(name) / pl.col("_prev_today")),
             _sig(pl.col("_prev_today")),
-            pl.col(f"_d{c}_prev"),
+            _factor_text(pl.col(f"_d{c}_prev")),
             _median_text(),
         )
         parts.append(
@@ -845,9 +955,9 @@ def _decimal_detail() -> pl.Expr:
 
 
 def _split_name(price_factor: pl.Expr) -> pl.Expr:
-    """ "4:1 split" for a price factor of 1/4, "1-for-4 reverse split" for 4."""
+    """ "4:1 split" for a price factor of 1/4, "1-for-4 reverse split" for 4 (10 and 100 too)."""
     expr: Any = pl
-    for r in SPLIT_SHARE_RATIOS:
+    for r in (*SPLIT_SHARE_RATIOS, *(k for k in DECIMAL_SHIFT_FACTORS if k > 1)):
         n = f"{r:g}"
         expr = expr.when(price_factor == 1.0 / r).then(pl.lit(f"{n}:1 split"))
         expr = expr.when(price_factor == r).then(pl.lit(f"1-for-{n} reverse split"))
@@ -863,14 +973,44 @@ def _split_detail() -> pl.Expr:
     return pl.format(
         "open={}, close={} are x{}, x{} of {} and the close is x{} of the previous close {}: looks like a {}, "
         "but {}",
-        pl.col("open"),
-        pl.col("close"),
+        _price("open"),
+        _price("close"),
         _sig(pl.col("open") / pl.col("_ref_today")),
         _sig(pl.col("close") / pl.col("_ref_today")),
         _reference_text(),
         _sig(pl.col("close") / pl.col("_prev_today")),
         _sig(pl.col("_prev_today")),
         _split_name(pl.col("_split")),
+        missing_action,
+    )
+
+
+def _break_detail() -> pl.Expr:
+    """UNEXPLAINED_SPLIT from a decimal-factor level that has held since its break (`_break`)."""
+    missing_action = (
+        pl.when(pl.col("_break_action").is_null())
+        .then(pl.format("no corporate action on file for {} on {}", pl.col("symbol"), pl.col("_break_date")))
+        .otherwise(
+            pl.format(
+                "the corporate action on file then (ratio {}) does not match it", pl.col("_break_action")
+            )
+        )
+    )
+    return pl.format(
+        "open={}, close={} are x{}, x{} of the level before {} ({}, median of the {} closes before it), as were "
+        "the {} closes from {} on: a x{} move that has not reverted looks like a {} on {}, but {}",
+        _price("open"),
+        _price("close"),
+        _sig(pl.col("open") / pl.col("_old_today")),
+        _sig(pl.col("close") / pl.col("_old_today")),
+        pl.col("_break_date"),
+        _sig(pl.col("_old_today")),
+        pl.col("_nold"),
+        pl.lit(BREAK_CONFIRM_SESSIONS),
+        pl.col("_break_date"),
+        _factor_text(pl.col("_break")),
+        _split_name(pl.col("_break")),
+        pl.col("_break_date"),
         missing_action,
     )
 
@@ -919,7 +1059,7 @@ def _detail_expr() -> pl.Expr:
         .when(reason == OPEN_OUTSIDE_RANGE)
         .then(pl.format("open={} outside {}", pl.col("open"), range_))
         .when(reason == UNEXPLAINED_SPLIT)
-        .then(_split_detail())
+        .then(pl.when(pl.col("_break").is_not_null()).then(_break_detail()).otherwise(_split_detail()))
         .when(reason == NEGATIVE_VOLUME)
         .then(pl.format("volume={} < 0", pl.col("volume")))
         .when(reason == ZERO_VOLUME)

@@ -210,6 +210,11 @@ def hold_out_unexplained_breaks(
     garbage until a corporate action explains the break and the partitions are re-run. Point in time: a
     signal of session D looks at breaks dated in the `hold` sessions up to D only, so a range run and a
     one-day run hold out the same signals. `breaks` holds `symbol` and `session` (quarantine rows).
+
+    A break by a decimal factor (an unadjusted 10:1 or 1-for-100 split: prices.BREAK_CONFIRM_SESSIONS) is
+    dated on the session that confirmed it, BREAK_CONFIRM_SESSIONS after the break: the bars in between are
+    DECIMAL_SHIFT, so they have no indicators and no signal to hold, and the hold runs from the confirmation
+    (a few sessions longer than from the break itself, never shorter).
     """
     if signals.is_empty() or breaks.is_empty():
         return signals, signals.clear()

@@ -2,7 +2,8 @@
 
 `AlpacaMarketDataSource` is the `MarketDataSource` for paper/live: the same raw schema as the file source, so
 the raw-prices asset does not know which one it runs on. `AlpacaCorporateActions` reads forward and reverse
-splits (`fetch_splits`), for checking the split detection in the cleaned prices against the vendor's record.
+splits (`fetch_splits`, and `splits_by_ex_date` for a window of sessions): the corporate-actions source of
+cleaning and indicators when the bars are not split-adjusted (`TRADING_DAGSTER_CORPORATE_ACTIONS=alpaca`).
 
 What alpaca-py does and does not do for us (0.44.0, see ../shared/docs/alpaca-notes.md):
 
@@ -63,6 +64,10 @@ DEFAULT_RETRY_ATTEMPTS = 3  # as alpaca-py: 4 attempts in all
 DEFAULT_RETRY_WAIT_SECONDS = 3.0  # as alpaca-py: a fixed sleep between attempts
 DEFAULT_RETRY_CODES = (429, 500, 502, 503, 504)  # alpaca-py alone: 429, 504
 DEFAULT_TIMEOUT_SECONDS = 30.0
+# Alpaca's corporate-actions window filters on the process date, which for splits has been observed equal
+# to the ex-date [REPORT]; `splits_by_ex_date` asks for this many extra days on each side so that a split
+# processed a few days off its ex-date is still found, then keeps the ex-dates of the window.
+EX_DATE_PAD_DAYS = 7
 
 SPLIT_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8(),
@@ -439,6 +444,24 @@ class AlpacaCorporateActions:
                 actions = self._client.get_corporate_actions(request)
             frames.append(splits_to_frame(actions))  # type: ignore[arg-type]
         return pl.concat(frames).sort("ex_date", "symbol")
+
+    def splits_by_ex_date(
+        self,
+        start: dt.date,
+        end: dt.date,
+        symbols: Sequence[str] | None = None,
+        *,
+        pad_days: int = EX_DATE_PAD_DAYS,
+    ) -> pl.DataFrame:
+        """Splits with start <= ex_date <= end: what the sessions start..end need (`fetch_splits` filters on
+        Alpaca's process date, so the request is widened by `pad_days` on each side and the answer cut to the
+        ex-dates of the window). The same frame whatever the padding found outside it."""
+        _check_range(start, end)
+        if pad_days < 0:
+            raise ValueError("pad_days must be >= 0")
+        pad = dt.timedelta(days=pad_days)
+        found = self.fetch_splits(start - pad, end + pad, symbols)
+        return found.filter(pl.col("ex_date").is_between(start, end))
 
 
 # --------------------------------------------------------------------------------------------------------

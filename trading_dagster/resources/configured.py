@@ -6,6 +6,7 @@ runs is configuration (settings at definitions load, or run config in the UI's l
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,14 +17,29 @@ from pydantic import Field
 from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.domain.strategies import StrategySpec, parse_strategies
+from trading_dagster.domain.universe import DEFAULT_LIQUIDITY_WINDOW, UniverseRule
 from trading_dagster.resources.broker import Broker, PaperBroker
 from trading_dagster.resources.market_data import FileMarketDataSource, MarketDataSource
 from trading_dagster.resources.quality_gate import QualityGate
-from trading_dagster.resources.raw_store import LocalRawStore, RawStore, S3RawStore
+from trading_dagster.resources.raw_store import (
+    S3_CONNECT_TIMEOUT_SECONDS,
+    S3_MAX_ATTEMPTS,
+    S3_READ_TIMEOUT_SECONDS,
+    LocalRawStore,
+    RawStore,
+    S3RawStore,
+    s3_client,
+)
 
 
 class RawStoreResource(dg.ConfigurableResource):
-    """Raw price objects under `raw/prices/date=YYYY-MM-DD/`: a local folder or an S3 bucket, same keys."""
+    """Raw price objects under `raw/prices/date=YYYY-MM-DD/`: a local folder or an S3 bucket, same keys.
+
+    The S3 client has bounded connect and read timeouts and a bounded number of tries, so an endpoint that
+    drops packets fails a request in seconds with an error naming it, instead of hanging for minutes. It is
+    built with boto3 directly (`raw_store.s3_client`): dagster-aws's S3Resource builds its botocore Config
+    itself, with retries only, and has no field or hook for timeouts. Credentials come from boto3's chain.
+    """
 
     kind: str = Field(default="local", description="'local' or 's3'")
     local_root: str = Field(default=".data/lake", description="root folder of the local store")
@@ -31,31 +47,107 @@ class RawStoreResource(dg.ConfigurableResource):
     prefix: str = ""
     region_name: str | None = None
     endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, moto)")
+    connect_timeout: float = Field(
+        default=S3_CONNECT_TIMEOUT_SECONDS, description="seconds to wait for a connection to the S3 endpoint"
+    )
+    read_timeout: float = Field(
+        default=S3_READ_TIMEOUT_SECONDS, description="seconds to wait for the S3 endpoint to send data"
+    )
+    max_attempts: int = Field(
+        default=S3_MAX_ATTEMPTS,
+        description="tries per S3 request, the first included (botocore's standard retry mode, with backoff)",
+    )
 
     def get(self) -> RawStore:
         if self.kind == "local":
             return LocalRawStore(Path(self.local_root))
         if self.kind == "s3":
-            from dagster_aws.s3 import S3Resource
-
             if not self.bucket:
                 raise ValueError("the s3 raw store needs a bucket")
-            client = S3Resource(region_name=self.region_name, endpoint_url=self.endpoint_url).get_client()
+            client = s3_client(
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_attempts=self.max_attempts,
+            )
             return S3RawStore(client, self.bucket, self.prefix)
         raise ValueError(f"unknown raw store kind {self.kind!r}: expected 'local' or 's3'")
 
 
 class CorporateActionsResource(dg.ConfigurableResource):
-    """Splits on file (a user CSV/Parquet: symbol, ex_date, ratio), so cleaning explains a split's price
-    break instead of quarantining it and indicators see split-adjusted prices point in time. Only for data
-    that is NOT already split-adjusted by its vendor (the shipped sample is)."""
+    """Splits, so cleaning explains a split's price break instead of quarantining it and indicators see
+    split-adjusted prices point in time: none, a user file (CSV/Parquet: symbol, ex_date, ratio), or Alpaca's
+    corporate-actions API for the universe. Only for bars that are NOT already split-adjusted by their vendor
+    (the shipped sample is; Alpaca's bars are unless TRADING_DAGSTER_ALPACA_ADJUSTMENT=raw): settings refuse
+    the combinations that would adjust twice.
 
-    path: str | None = Field(default=None, description="corporate-actions file; none: no actions on file")
+    Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), as for market data.
+    Alpaca does not guarantee when a corporate action appears in its API: a split not known yet when its
+    ex-date is cleaned is flagged UNEXPLAINED_SPLIT (quarantined, the symbol's signals held out), as a split
+    missing from a file would be; re-materialize those partitions once Alpaca lists it.
+    """
 
-    def get(self) -> pl.DataFrame:
-        from trading_dagster.domain.corporate_actions import empty_actions, read_corporate_actions
+    kind: str | None = Field(
+        default=None,
+        description="'none', 'file' or 'alpaca'; unset: 'file' when a path is given, else 'none'",
+    )
+    path: str | None = Field(default=None, description="corporate-actions file, for kind 'file'")
+    symbols: list[str] = Field(default=[], description="the universe whose splits Alpaca is asked for")
+    alpaca_key_id: str | None = None
+    alpaca_secret_key: str | None = None
+    alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
+    alpaca_first_day: str = Field(
+        default="2008-01-01",
+        description="for kind 'alpaca', where get() without a window starts asking (YYYY-MM-DD); it ends today",
+    )
 
-        return read_corporate_actions(self.path) if self.path else empty_actions()
+    def source_kind(self) -> str:
+        kind = (self.kind or ("file" if self.path else "none")).strip().lower()
+        if kind not in ("none", "file", "alpaca"):
+            raise ValueError(
+                f"unknown corporate-actions source {kind!r}: expected 'none', 'file' or 'alpaca'"
+            )
+        return kind
+
+    def get(self, start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
+        """Splits (CORPORATE_ACTIONS_SCHEMA) covering the sessions start..end: every split with an ex_date in
+        that window is in the frame. A file gives all its rows whatever the window; Alpaca is asked for the
+        window only, or, without one, for every split from `alpaca_first_day` to today (New York)."""
+        from trading_dagster.domain.corporate_actions import (
+            empty_actions,
+            normalize_corporate_actions,
+            read_corporate_actions,
+        )
+
+        if (start is None) != (end is None):
+            raise ValueError("give both start and end, or neither")
+        kind = self.source_kind()
+        if kind == "none":
+            return empty_actions()
+        if kind == "file":
+            if not self.path:
+                raise ValueError(
+                    "the file corporate-actions source needs a path (TRADING_DAGSTER_CORPORATE_ACTIONS_FILE)"
+                )
+            return read_corporate_actions(self.path)
+        from trading_dagster.resources.alpaca_data import NEW_YORK, AlpacaCorporateActions
+
+        if not (self.alpaca_key_id and self.alpaca_secret_key):
+            raise ValueError(
+                "Alpaca corporate actions need APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment"
+            )
+        if not self.symbols:
+            raise ValueError(
+                "Alpaca corporate actions need the universe: [universe] symbols = [...] in the config"
+            )
+        if start is None or end is None:
+            start = dt.date.fromisoformat(self.alpaca_first_day)
+            end = dt.datetime.now(NEW_YORK).date()
+        client = AlpacaCorporateActions(
+            api_key=self.alpaca_key_id, secret_key=self.alpaca_secret_key, url_override=self.alpaca_data_url
+        )
+        return normalize_corporate_actions(client.splits_by_ex_date(start, end, self.symbols))
 
 
 class QualityGateResource(dg.ConfigurableResource):
@@ -76,7 +168,11 @@ class MarketDataResource(dg.ConfigurableResource):
 
     kind: str = Field(default="file", description="'file' (an OHLCV CSV/Parquet file) or 'alpaca'")
     path: str | None = Field(default=None, description="the OHLCV file, for kind 'file'")
-    symbols: list[str] = Field(default=[], description="the universe to fetch (Alpaca has no 'all symbols' call)")
+    symbols: list[str] = Field(
+        default=[],
+        description="the universe ([universe] symbols): the only symbols fetched; empty = every symbol of the "
+        "file (Alpaca has no 'all symbols' call, so it needs the list)",
+    )
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
     alpaca_feed: str = Field(default="iex", description="'iex' (free), 'sip' (paid plan) or 'delayed_sip'")
@@ -87,7 +183,7 @@ class MarketDataResource(dg.ConfigurableResource):
         if self.kind == "file":
             if not self.path:
                 raise ValueError("the file market-data source needs a path (TRADING_DAGSTER_MARKET_DATA_FILE)")
-            return FileMarketDataSource(Path(self.path))
+            return FileMarketDataSource(Path(self.path), symbols=self.symbols or None)
         if self.kind == "alpaca":
             from trading_dagster.resources.alpaca_data import AlpacaMarketDataSource
 
@@ -153,9 +249,24 @@ class TradingConfigResource(dg.ConfigurableResource):
     long_only: bool = True
     monthly_share_limit: int = 4
     strategies: list[StrategyConfig] = []
+    min_median_dollar_volume: float = Field(
+        default=0.0,
+        description="[universe] liquidity rule: a symbol is tradeable on session D only if the median of "
+        "close x volume over its last liquidity_window bars is at least this many USD; 0 = off",
+    )
+    liquidity_window: int = Field(
+        default=DEFAULT_LIQUIDITY_WINDOW, description="[universe] bars in the median dollar volume (1..252)"
+    )
 
     def strategy_specs(self) -> tuple[StrategySpec, ...]:
         return parse_strategies([s.model_dump() for s in self.strategies])
+
+    def universe_rule(self) -> UniverseRule:
+        """The liquidity rule, validated (ValueError naming the field). Symbols are not part of it here: the
+        market-data resource applies them where bars come in."""
+        return UniverseRule(
+            min_median_dollar_volume=self.min_median_dollar_volume, liquidity_window=self.liquidity_window
+        )
 
     def risk_config(self) -> RiskConfig:
         return RiskConfig(

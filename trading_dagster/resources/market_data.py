@@ -64,12 +64,22 @@ class FileMarketDataSource(MarketDataSource):
     the ten-year file in ~0.1 s instead of loading all 3.8 M rows (~4 s). A CSV, or a Parquet file with
     text dates, is read and normalized whole on first use and kept in memory (`load`), so a file is
     parsed once however many ranges are asked of it.
+
+    `symbols` is the configured universe (`[universe] symbols`): `fetch_bars(symbols=None)` returns only
+    those (None or empty: every symbol in the file), as the Alpaca source does; an explicit `symbols`
+    argument is used as given. A universe symbol that the file holds on no date at all is an error naming
+    it (`PriceDataError`, on the first fetch), not a warning: the check is against the whole file, not the
+    fetched range, so a stock that lists or delists during the ten years (no bar in a given range) is fine,
+    and what remains is a typo or the wrong file, which would otherwise be a silently missing stock for
+    every session of the backtest.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, symbols: Sequence[str] | None = None) -> None:
         self.path = Path(path)
+        self.symbols: tuple[str, ...] | None = tuple(_normalize_symbols(symbols)) if symbols else None
         self._frame: pl.DataFrame | None = None
         self._date_column: str | None | bool = False  # False: not probed yet; None: no lazy path
+        self._universe_checked = False
 
     def describe(self) -> str:
         return str(self.path)
@@ -119,9 +129,38 @@ class FileMarketDataSource(MarketDataSource):
         mapping = resolve_columns(pl.scan_parquet(self.path).collect_schema().names())
         return pl.scan_parquet(self.path).select(list(mapping.values()))
 
+    def file_symbols(self) -> list[str]:
+        """Every symbol in the file, on any date, as `normalize_ohlcv` spells them (sorted)."""
+        column = None if self._frame is not None else self._lazy_date_column()
+        if column is None:
+            symbols = self.load()["symbol"]
+        else:
+            raw = resolve_columns(pl.scan_parquet(self.path).collect_schema().names())["symbol"]
+            try:
+                symbols = pl.scan_parquet(self.path).select(pl.col(raw).unique()).collect().to_series()
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise PriceDataError(f"{self.path}: cannot be read as parquet: {exc}") from exc
+            symbols = symbols.cast(pl.Utf8).str.strip_chars().str.to_uppercase()
+        return sorted(s for s in symbols.drop_nulls().unique().to_list() if s)
+
+    def _universe(self) -> list[str] | None:
+        """The configured universe, checked once against the whole file (see the class docstring)."""
+        if self.symbols is None:
+            return None
+        if not self._universe_checked:
+            absent = sorted(set(self.symbols) - set(self.file_symbols()))
+            if absent:
+                raise PriceDataError(
+                    f"{self.path}: {len(absent)} symbol(s) of the configured universe ([universe] symbols) "
+                    f"have no bar in the file on any date: {', '.join(absent)}. Fix the list or the file; "
+                    "a symbol that lists or delists during the file's period only needs some bar in it."
+                )
+            self._universe_checked = True
+        return list(self.symbols)
+
     def fetch_bars(self, start: dt.date, end: dt.date, symbols: Sequence[str] | None = None) -> pl.DataFrame:
         _check_range(start, end)
-        wanted = None if symbols is None else _normalize_symbols(symbols)
+        wanted = self._universe() if symbols is None else _normalize_symbols(symbols)
         column = None if self._frame is not None else self._lazy_date_column()
         if column is None:
             predicate = pl.col("date").is_between(start, end)

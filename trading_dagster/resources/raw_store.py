@@ -480,6 +480,45 @@ _CREDENTIAL_CODES = frozenset(
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
+# An S3 client that cannot hang: botocore's defaults are 60 s for connect and read, and dagster-aws's
+# S3Resource adds 5 retries, so an endpoint that drops packets held a request for minutes. Worst case with
+# these: S3_MAX_ATTEMPTS x (connect or read timeout) plus botocore's backoff (standard mode, at most 1 + 2 s).
+S3_CONNECT_TIMEOUT_SECONDS = 5.0
+S3_READ_TIMEOUT_SECONDS = 30.0  # between two reads of the socket, not for a whole object
+S3_MAX_ATTEMPTS = 3  # per request, the first try included
+
+
+def s3_client(
+    *,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+    connect_timeout: float = S3_CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = S3_READ_TIMEOUT_SECONDS,
+    max_attempts: int = S3_MAX_ATTEMPTS,
+) -> Any:
+    """A boto3 S3 client with bounded connect and read timeouts and a bounded number of tries.
+
+    Credentials come from boto3's own chain (environment, profile, role), never from arguments, so they
+    cannot leak through our settings, logs or metadata. Retries use botocore's standard mode (throttling,
+    5xx, connection errors and timeouts, with jittered exponential backoff); `max_attempts` counts every
+    try (botocore's `total_max_attempts`).
+    """
+    import boto3
+    from botocore.config import Config
+
+    if not (connect_timeout > 0 and read_timeout > 0):
+        raise ValueError(f"S3 timeouts must be > 0 s, got connect {connect_timeout}, read {read_timeout}")
+    if max_attempts < 1:
+        raise ValueError(f"S3 max_attempts must be >= 1 (the first try included), got {max_attempts}")
+    config = Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+    )
+    return boto3.session.Session().client(
+        "s3", region_name=region_name, endpoint_url=endpoint_url, config=config
+    )
+
 
 class S3RawStore(RawStore):
     """The raw zone in an S3 bucket (or any S3-compatible endpoint) through a boto3 S3 client.
@@ -608,7 +647,14 @@ class _TranslateErrors:
 
 def translate_s3_error(exc: BaseException, store: S3RawStore, action: str, key: str) -> RawStoreError | None:
     """The RawStoreError for a botocore exception (None if it is not one we know how to explain)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ReadTimeoutError,
+    )
 
     where = f"s3://{store.bucket}/{key} at endpoint {store.endpoint}"
     if isinstance(exc, ClientError):
@@ -633,6 +679,11 @@ def translate_s3_error(exc: BaseException, store: S3RawStore, action: str, key: 
         text = f"S3 {action} of {where} failed: {code}: {message} - {hint}"
     elif isinstance(exc, NoCredentialsError | PartialCredentialsError):
         text = f"S3 {action} of {where} failed: no usable AWS credentials were configured ({exc})"
+    elif isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        text = (
+            f"S3 {action} of {where} failed: the endpoint did not {_timeout_text(exc, store)} "
+            f"({type(exc).__name__}: {exc}); check the endpoint URL, the network and that the service is up"
+        )
     elif isinstance(exc, BotoCoreError):  # EndpointConnectionError, timeouts, SSL errors, ...
         text = (
             f"S3 {action} of {where} failed: cannot reach the endpoint ({type(exc).__name__}: {exc}); "
@@ -641,3 +692,19 @@ def translate_s3_error(exc: BaseException, store: S3RawStore, action: str, key: 
     else:
         return None
     return RawStoreError(store.redact(text))
+
+
+def _timeout_text(exc: BaseException, store: S3RawStore) -> str:
+    """ "answer within the read timeout of 30 s (3 tries)", from the client's own config when it has one."""
+    from botocore.exceptions import ConnectTimeoutError
+
+    config = getattr(getattr(store.client, "meta", None), "config", None)
+    connect = isinstance(exc, ConnectTimeoutError)
+    what = "accept a connection" if connect else "answer"
+    seconds = getattr(config, "connect_timeout" if connect else "read_timeout", None)
+    retries = getattr(config, "retries", None) or {}
+    tries = retries.get("total_max_attempts")
+    limit = f" within the {'connect' if connect else 'read'} timeout of {seconds:g} s" if seconds else ""
+    return f"{what}{limit}" + (
+        f" (up to {tries} tr{'y' if tries == 1 else 'ies'} per request)" if tries else ""
+    )

@@ -1,4 +1,5 @@
-"""Vendor-outage sessions: row counts against the previous sessions, zero-volume shares (domain/quality)."""
+"""Vendor-outage sessions: row counts against the previous sessions, zero-volume shares; and the signals
+held out after an unexplained split (domain/quality)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import polars as pl
 import pytest
 
 from trading_dagster.domain.calendar import nyse_calendar
+from trading_dagster.domain.prices import DECIMAL_SHIFT, RAW_SCHEMA, UNEXPLAINED_SPLIT, clean_prices
 from trading_dagster.domain.quality import (
+    BREAK_HOLD_SESSIONS,
     COUNTS_SCHEMA,
     OUTAGE_LOOKBACK,
     OUTAGE_MISSING_SYMBOLS,
@@ -17,6 +20,7 @@ from trading_dagster.domain.quality import (
     OUTAGE_ZERO_VOLUME,
     flag_outage_sessions,
     flag_outages,
+    hold_out_unexplained_breaks,
     missing_symbols,
     outage_sessions,
     session_counts,
@@ -157,3 +161,44 @@ def test_flag_outages_of_a_partition_with_its_history():
         OUTAGE_MISSING_SYMBOLS,
     )
     assert flag_outages(raw, [day])["reason"].to_list() == [OUTAGE_ZERO_VOLUME]  # no history: 1 of 5 at 0
+
+
+# ------------------------------------------------------------------------------------ unexplained breaks
+
+
+def _walk(symbol: str, closes: list[float]) -> list[dict]:
+    return [
+        {"symbol": symbol, "date": d, "open": c, "high": c * 1.01, "low": c * 0.99, "close": c, "volume": 100}
+        for d, c in zip(SESSIONS[: len(closes)], closes, strict=True)
+    ]
+
+
+def test_a_decimal_break_that_held_holds_the_signals_from_its_confirmation_on():
+    """An unadjusted 10:1 split with no action on file: its first BREAK_CONFIRM_SESSIONS bars are decimal
+    shifts (no bar, so no signal), the next one is the UNEXPLAINED_SPLIT, and from that session on the
+    symbol's signals are held out for `hold` sessions; a one-day glitch holds nothing."""
+    n = 20
+    split = [100.0 + i % 3 for i in range(6)] + [10.0 + (i % 3) / 10 for i in range(n - 6)]
+    glitch = [50.0 + i % 2 for i in range(n)]
+    glitch[6] = glitch[6] / 10
+    raw = pl.DataFrame(_walk("SPLIT", split) + _walk("GLITCH", glitch), schema=RAW_SCHEMA)
+    quarantine = clean_prices(raw, SESSIONS[:n]).quarantine
+    assert quarantine.select("symbol", "session", "reason").sort("symbol", "session").rows() == [
+        ("GLITCH", SESSIONS[6], DECIMAL_SHIFT),
+        ("SPLIT", SESSIONS[6], DECIMAL_SHIFT),
+        ("SPLIT", SESSIONS[7], DECIMAL_SHIFT),
+        ("SPLIT", SESSIONS[8], DECIMAL_SHIFT),
+        ("SPLIT", SESSIONS[9], UNEXPLAINED_SPLIT),
+    ]
+    breaks = quarantine.filter(pl.col("reason") == UNEXPLAINED_SPLIT)  # what the signals asset reads
+    signals = pl.DataFrame(
+        [(d, s, "sma_cross") for s in ("SPLIT", "GLITCH") for d in SESSIONS[:n]],
+        schema={"session": pl.Date, "symbol": pl.Utf8, "strategy": pl.Utf8},
+        orient="row",
+    )
+    kept, held = hold_out_unexplained_breaks(signals, breaks, SESSIONS, hold=5)
+    assert held.select("symbol", "session").rows() == [("SPLIT", d) for d in SESSIONS[9:14]]
+    assert kept.height + held.height == signals.height
+    assert BREAK_HOLD_SESSIONS == 252  # the default: the 52-week high no longer spans the break
+    _, default = hold_out_unexplained_breaks(signals, breaks, SESSIONS)
+    assert default.select("symbol", "session").rows() == [("SPLIT", d) for d in SESSIONS[9:n]]

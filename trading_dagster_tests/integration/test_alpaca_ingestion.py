@@ -1,4 +1,5 @@
-"""Raw partitions filled from Alpaca's market-data API: settings -> definitions -> raw_prices -> raw store.
+"""Raw partitions filled from Alpaca's market-data API: settings -> definitions -> raw_prices -> raw store;
+and Alpaca's splits as the corporate-actions source of cleaning and indicators, on unadjusted bars.
 
 The Alpaca-compatible server of trading_dagster_tests/fakes serves the shipped sample on 127.0.0.1; the
 keys come from the environment through dg.EnvVar and must not appear anywhere in the run's event log.
@@ -10,13 +11,17 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from trading_dagster.definitions import build_definitions
+from trading_dagster.domain.indicators import INDICATOR_COLUMNS, compute_indicators_anchored
+from trading_dagster.domain.prices import UNEXPLAINED_SPLIT, clean_prices, normalize_ohlcv
+from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.raw_store import LocalRawStore
 from trading_dagster.settings import SettingsError
 from trading_dagster_tests.fakes import alpaca_server as fake_alpaca
 from trading_dagster_tests.fakes.alpaca_server import TEST_KEY_ID, TEST_SECRET_KEY
-from trading_dagster_tests.integration.conftest import make_settings
+from trading_dagster_tests.integration.conftest import make_settings, read_table
 
 alpaca_server = fake_alpaca.alpaca_server
 
@@ -88,3 +93,173 @@ def test_alpaca_without_keys_fails_the_run_with_a_clear_error(tmp_path, alpaca_s
             asset_selection=[dg.AssetKey(["raw", "raw_prices"])],
             partition_key=SESSIONS[1],
         )
+
+
+# ------------------------------------------------------------------------------------ splits from Alpaca
+
+SPLIT_SYMBOL = "MSFT"
+PRICES = ("open", "high", "low", "close")
+
+
+def test_splits_from_alpaca_explain_an_unadjusted_split_end_to_end(tmp_path, alpaca_server, monkeypatch):
+    """Raw (unadjusted) Alpaca bars in which MSFT splits 4:1, and the split in Alpaca's corporate actions:
+    cleaning quarantines nothing, and from the ex-date on MSFT's indicators are exactly those of the
+    vendor-adjusted series (before it, point in time, those of the prices as they traded)."""
+    cal = session_calendar()
+    window = cal.between(dt.date(2017, 8, 1), dt.date(2017, 11, 10))
+    ex_date = window[50]
+    adjusted = pl.read_parquet(SAMPLE).filter(
+        pl.col("ticker").is_in(UNIVERSE) & pl.col("date").is_between(window[0], window[-1])
+    )
+    # what the vendor sends unadjusted: before the split MSFT traded at 4x, on a quarter of the shares
+    before_split = (pl.col("ticker") == SPLIT_SYMBOL) & (pl.col("date") < ex_date)
+    raw = adjusted.with_columns(
+        *[pl.when(before_split).then(pl.col(c) * 4).otherwise(pl.col(c)).alias(c) for c in PRICES],
+        pl.when(before_split).then(pl.col("volume") // 4).otherwise(pl.col("volume")).alias("volume"),
+    )
+    alpaca_server.set_bars(raw)
+    alpaca_server.set_splits(
+        pl.DataFrame({"symbol": [SPLIT_SYMBOL], "ex_date": [ex_date], "new_rate": [4], "old_rate": [1]})
+    )
+    monkeypatch.setenv("APCA_API_KEY_ID", TEST_KEY_ID)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", TEST_SECRET_KEY)
+    settings = make_settings(
+        tmp_path / "data",
+        TRADING_DAGSTER_MARKET_DATA="alpaca",
+        TRADING_DAGSTER_ALPACA_DATA_URL=alpaca_server.url,
+        TRADING_DAGSTER_ALPACA_ADJUSTMENT="raw",
+        TRADING_DAGSTER_CORPORATE_ACTIONS="alpaca",
+        TRADING_DAGSTER_CONFIG=str(_config(tmp_path, UNIVERSE)),
+    )
+    assert settings.corporate_actions == "alpaca"
+    instance = dg.DagsterInstance.ephemeral()
+    result = (
+        build_definitions(settings)
+        .resolve_job_def("pipeline_job")
+        .execute_in_process(
+            instance=instance,
+            asset_selection=[
+                dg.AssetKey(["raw", "raw_prices"]),
+                dg.AssetKey(["prices", "cleaned_prices"]),
+                dg.AssetKey(["prices", "price_quarantine"]),
+                dg.AssetKey(["indicators", "indicators"]),
+            ],
+            tags={
+                "dagster/asset_partition_range_start": window[0].isoformat(),
+                "dagster/asset_partition_range_end": window[-1].isoformat(),
+            },
+        )
+    )
+    assert result.success
+
+    # the raw store holds the unadjusted bars, and without the split they would quarantine the ex-date
+    stored = LocalRawStore(settings.raw_root).read_sessions(window)
+    msft = stored.filter(pl.col("symbol") == SPLIT_SYMBOL).sort("date")
+    assert (
+        msft.filter(pl.col("date") == window[49])["close"].item()
+        > 3 * msft.filter(pl.col("date") == ex_date)["close"].item()
+    )
+    no_actions = clean_prices(stored, window).quarantine
+    assert no_actions.select("symbol", "session", "reason").rows() == [
+        (SPLIT_SYMBOL, ex_date, UNEXPLAINED_SPLIT)
+    ]
+
+    # with Alpaca's splits: nothing quarantined, every bar kept as it traded
+    assert read_table(settings, "prices.price_quarantine").is_empty()
+    cleaned = read_table(settings, "prices.cleaned_prices")
+    assert cleaned.height == stored.height == raw.height
+
+    # indicators: split-adjusted point in time
+    got = (
+        read_table(settings, "indicators.indicators").filter(pl.col("symbol") == SPLIT_SYMBOL).sort("session")
+    )
+    vendor = normalize_ohlcv(adjusted).rename({"date": "session"})
+    expected = compute_indicators_anchored(vendor, cal.sessions, window[0], window[-1]).filter(
+        pl.col("symbol") == SPLIT_SYMBOL
+    )
+    columns = ["symbol", "session", "close", *INDICATOR_COLUMNS]
+    after = pl.col("session") >= ex_date
+    assert_frame_equal(got.filter(after).select(columns), expected.filter(after).select(columns), rtol=1e-9)
+    assert got.filter(after)["sma_20"].drop_nulls().len() > 0  # not vacuous: the 20 sessions before are there
+    # before the ex-date the split was not known yet: the indicators of the prices as they traded (x4)
+    day_before = got.filter(pl.col("session") == window[49])
+    assert day_before["close"].item() == pytest.approx(
+        4 * expected.filter(pl.col("session") == window[49])["close"].item()
+    )
+
+    # Alpaca was asked for the universe's splits, covering cleaning's sessions and its history
+    calls = alpaca_server.requests_to("/v1/corporate-actions")
+    assert calls and all(c.params["symbols"] == ",".join(sorted(UNIVERSE)) for c in calls)
+    assert any(
+        dt.date.fromisoformat(c.params["start"]) <= cal.offset(window[0], -10)
+        and dt.date.fromisoformat(c.params["end"]) >= window[-1]
+        for c in calls
+    )
+
+    logged = " ".join(str(e) for e in instance.all_logs(result.run_id))
+    assert TEST_SECRET_KEY not in logged and TEST_KEY_ID not in logged
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TRADING_DAGSTER_CORPORATE_ACTIONS": "vendor"},
+            r"must be 'none', 'file' or 'alpaca', not 'vendor'",
+        ),
+        (
+            {"TRADING_DAGSTER_CORPORATE_ACTIONS": "file"},
+            r"=file needs TRADING_DAGSTER_CORPORATE_ACTIONS_FILE",
+        ),
+        (
+            {
+                "TRADING_DAGSTER_CORPORATE_ACTIONS": "alpaca",
+                "TRADING_DAGSTER_CORPORATE_ACTIONS_FILE": "splits.csv",
+            },
+            r"=alpaca but TRADING_DAGSTER_CORPORATE_ACTIONS_FILE is set too",
+        ),
+        (  # Alpaca's bars are split-adjusted by default: Alpaca's splits on top would adjust twice
+            {"TRADING_DAGSTER_MARKET_DATA": "alpaca", "TRADING_DAGSTER_CORPORATE_ACTIONS": "alpaca"},
+            r"ALPACA_ADJUSTMENT=split\) would adjust every split twice: set TRADING_DAGSTER_ALPACA_ADJUSTMENT=raw",
+        ),
+        (
+            {
+                "TRADING_DAGSTER_MARKET_DATA": "alpaca",
+                "TRADING_DAGSTER_ALPACA_ADJUSTMENT": "all",
+                "TRADING_DAGSTER_CORPORATE_ACTIONS_FILE": "splits.csv",
+            },
+            r"CORPORATE_ACTIONS=file with Alpaca bars adjusted for splits \(TRADING_DAGSTER_ALPACA_ADJUSTMENT=all",
+        ),
+    ],
+)
+def test_corporate_actions_settings_that_make_no_sense_are_refused(tmp_path, env, message):
+    config = str(_config(tmp_path, UNIVERSE))
+    with pytest.raises(SettingsError, match=message):
+        make_settings(tmp_path, TRADING_DAGSTER_CONFIG=config, **env)
+
+
+def test_corporate_actions_settings(tmp_path):
+    config = str(_config(tmp_path, UNIVERSE))
+    assert make_settings(tmp_path).corporate_actions == "none"
+    with_file = make_settings(tmp_path, TRADING_DAGSTER_CORPORATE_ACTIONS_FILE="splits.csv")
+    assert (with_file.corporate_actions, with_file.corporate_actions_file.name) == ("file", "splits.csv")
+    # bars from a file (or an import, a landing drop) may be unadjusted: the user's call
+    assert make_settings(tmp_path, TRADING_DAGSTER_CONFIG=config, TRADING_DAGSTER_CORPORATE_ACTIONS="alpaca")
+    dividend_only = make_settings(
+        tmp_path,
+        TRADING_DAGSTER_CONFIG=config,
+        TRADING_DAGSTER_MARKET_DATA="alpaca",
+        TRADING_DAGSTER_ALPACA_ADJUSTMENT="dividend",  # not split-adjusted
+        TRADING_DAGSTER_CORPORATE_ACTIONS="alpaca",
+    )
+    assert dividend_only.corporate_actions == "alpaca"
+    alpaca = make_settings(
+        tmp_path,
+        TRADING_DAGSTER_CONFIG=config,
+        TRADING_DAGSTER_MARKET_DATA="alpaca",
+        TRADING_DAGSTER_ALPACA_ADJUSTMENT="raw",
+        TRADING_DAGSTER_CORPORATE_ACTIONS="Alpaca",
+    )
+    assert (alpaca.corporate_actions, alpaca.corporate_actions_file) == ("alpaca", None)
+    with pytest.raises(SettingsError, match=r"CORPORATE_ACTIONS=alpaca needs the symbols"):
+        make_settings(tmp_path, TRADING_DAGSTER_CORPORATE_ACTIONS="alpaca")

@@ -66,7 +66,12 @@ def test_definitions_snapshot(tmp_path):
         "raw_landing_job",
     ]
     assert [s.name for s in repo.schedule_defs] == ["daily_pipeline_schedule"]
-    assert [s.name for s in repo.sensor_defs] == ["performance_after_pipeline_sensor", "raw_landing_sensor"]
+    assert [s.name for s in repo.sensor_defs] == [
+        "performance_after_pipeline_sensor",
+        "raw_freshness_sensor",
+        "raw_landing_sensor",
+        "run_failure_alert_sensor",
+    ]
     for key in repo.asset_graph.get_all_asset_keys():
         node = repo.asset_graph.get(key)
         if node.partitions_def is not None:

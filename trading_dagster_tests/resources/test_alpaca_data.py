@@ -394,6 +394,71 @@ def test_splits_for_the_universe_through_the_source(alpaca_server):
         source.fetch_splits(dt.date(2014, 1, 1), dt.date(2014, 12, 31))
 
 
+def test_splits_by_ex_date_cover_a_window_of_sessions(alpaca_server):
+    """Alpaca filters on the process date: the request is padded, the answer cut to the window's ex-dates."""
+    alpaca_server.set_splits(
+        pl.DataFrame(
+            {
+                "symbol": ["EARLY", "LATE", "OUT"],
+                "ex_date": [dt.date(2024, 3, 4), dt.date(2024, 3, 8), dt.date(2024, 3, 11)],
+                "process_date": [dt.date(2024, 2, 29), dt.date(2024, 3, 11), dt.date(2024, 3, 8)],
+                "new_rate": [4, 1, 2],
+                "old_rate": [1, 10, 1],
+            }
+        )
+    )
+    actions = AlpacaCorporateActions(TEST_KEY_ID, TEST_SECRET_KEY, url_override=alpaca_server.url)
+    window = (dt.date(2024, 3, 4), dt.date(2024, 3, 8))
+    assert actions.fetch_splits(*window)["symbol"].to_list() == ["OUT"]  # by process date: the wrong one
+    got = actions.splits_by_ex_date(*window)
+    assert got.rows() == [
+        ("EARLY", dt.date(2024, 3, 4), 4.0, "alpaca"),
+        ("LATE", dt.date(2024, 3, 8), 0.1, "alpaca"),
+    ]
+    params = alpaca_server.requests_to("/v1/corporate-actions")[-1].params
+    assert (params["start"], params["end"]) == ("2024-02-26", "2024-03-15")  # 7 days each side
+    assert actions.splits_by_ex_date(*window, ["late"])["symbol"].to_list() == ["LATE"]
+    with pytest.raises(ValueError, match="pad_days"):
+        actions.splits_by_ex_date(*window, pad_days=-1)
+
+
+def test_corporate_actions_resource_sources(alpaca_server, tmp_path):
+    from trading_dagster.resources.configured import CorporateActionsResource
+
+    alpaca_server.set_splits(SPLITS)
+    alpaca = CorporateActionsResource(
+        kind="alpaca",
+        symbols=["AAPL", "XYZ"],
+        alpaca_key_id=TEST_KEY_ID,
+        alpaca_secret_key=TEST_SECRET_KEY,
+        alpaca_data_url=alpaca_server.url,
+    )
+    window = alpaca.get(dt.date(2014, 6, 1), dt.date(2014, 6, 30))
+    assert window.select("symbol", "ex_date", "ratio").rows() == [
+        ("AAPL", dt.date(2014, 6, 9), 7.0),
+        ("XYZ", dt.date(2014, 6, 10), 0.1),
+    ]
+    everything = alpaca.get()  # from alpaca_first_day to today
+    assert everything.select("symbol", "ratio").rows() == [("AAPL", 7.0), ("AAPL", 4.0), ("XYZ", 0.1)]
+    assert alpaca_server.requests_to("/v1/corporate-actions")[-1].params["start"] == "2007-12-25"
+    with pytest.raises(ValueError, match="both start and end"):
+        alpaca.get(dt.date(2014, 6, 1))
+    no_keys = CorporateActionsResource(kind="alpaca", symbols=["AAPL"], alpaca_data_url=alpaca_server.url)
+    with pytest.raises(ValueError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
+        no_keys.get()
+    alpaca_server.fail_next(1, 401, {"message": "unauthorized"})
+    with pytest.raises(MarketDataError, match="check APCA key id / secret") as failed:
+        alpaca.get(dt.date(2014, 6, 1), dt.date(2014, 6, 30))
+    assert TEST_SECRET_KEY not in str(failed.value)
+
+    path = tmp_path / "splits.csv"
+    path.write_text("symbol,ex_date,ratio\nKO,2012-08-13,2:1\n")
+    on_file = CorporateActionsResource(path=str(path)).get(dt.date(2020, 1, 1), dt.date(2020, 1, 31))
+    assert on_file.select("symbol", "ratio").rows() == [("KO", 2.0)]  # a file gives all its rows
+    assert CorporateActionsResource().get().is_empty()
+    assert CorporateActionsResource(kind="none").get(dt.date(2014, 6, 1), dt.date(2014, 6, 30)).is_empty()
+
+
 def test_alpaca_py_default_limit_would_cut_splits_at_1000(alpaca_server):
     """CorporateActionsRequest.limit defaults to 1000 and alpaca-py stops paging once it holds that many."""
     many = pl.DataFrame(

@@ -1,8 +1,8 @@
 """The raw store contract, run against every implementation: a local directory and S3 (a moto server).
 
 Then the store as the definitions build it from environment variables (settings -> RawStoreResource ->
-dagster-aws S3Resource -> boto3), against the same moto server: the layout, errors for a missing bucket,
-an endpoint that is down, and credentials the server rejects (moto's IAM emulation, switched on per test).
+boto3 with bounded timeouts and tries), against the same moto server: the layout, errors for a missing
+bucket, an endpoint that is down or accepts connections and never answers, and credentials the server rejects (moto's IAM emulation, switched on per test).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import socket
+import threading
 import time
 import urllib.request
 import uuid
@@ -28,6 +29,7 @@ from dagster_aws.s3 import S3Resource
 from trading_dagster.definitions import build_resources
 from trading_dagster.domain.calendar import SessionCalendar
 from trading_dagster.domain.prices import RAW_SCHEMA, PriceDataError
+from trading_dagster.resources.configured import RawStoreResource
 from trading_dagster.resources.raw_store import (
     LandingVersionChanged,
     LocalRawStore,
@@ -500,8 +502,8 @@ def test_s3_from_environment_missing_bucket(s3_endpoint, tmp_path):
 
 
 def test_s3_from_environment_endpoint_down(tmp_path):
-    """The deployed client (S3Resource's default 5 retries): a refused connection is retried with botocore's
-    short backoff for connection errors (about 1 s in all), then a RawStoreError naming the endpoint."""
+    """The deployed client (3 tries per request): a refused connection is retried with botocore's standard
+    jittered backoff (at most 1 + 2 s), then a RawStoreError naming the endpoint."""
     endpoint = f"http://127.0.0.1:{closed_port()}"
     store = store_from_env(tmp_path, **s3_env(endpoint, "raw-bucket"))
     attempts: list[str] = []
@@ -510,7 +512,7 @@ def test_s3_from_environment_endpoint_down(tmp_path):
     with pytest.raises(RawStoreError) as err:
         store.list_landing()
     assert time.monotonic() - started < 10
-    assert len(attempts) == 6  # botocore's legacy `max_attempts` counts retries: 1 try + 5 retries
+    assert len(attempts) == 3  # total_max_attempts: the first try and 2 retries
     msg = str(err.value)
     assert "cannot reach the endpoint" in msg and endpoint in msg and "raw-bucket" in msg
     assert "testing" not in msg  # the session's dummy secret
@@ -623,3 +625,88 @@ def test_s3_credentials_rejected_by_the_server_are_a_store_error_without_secrets
         assert code in msg and bucket in msg and s3_endpoint in msg and "credentials were rejected" in msg
         assert f"ending {key_id[-4:]!r}" in msg
         assert secret not in msg and moto_iam.secret not in msg and key_id not in msg
+
+
+# ----------------------------------------------------------------------- an endpoint that never answers
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte (an endpoint behind a
+    firewall that drops packets looks the same to a client once connected); its URL and the connections."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", held
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_s3_endpoint_that_never_answers_fails_in_seconds_naming_it(silent_endpoint, monkeypatch):
+    endpoint, held = silent_endpoint
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTSILENT000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never look for credentials off this machine
+    for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    resource = RawStoreResource(
+        kind="s3",
+        bucket="raw-bucket",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        read_timeout=0.5,
+        max_attempts=2,
+    )
+    store = resource.get()
+    attempts: list[str] = []
+    store.client.meta.events.register("before-send.s3.*", lambda **kw: attempts.append("sent"))
+    for call in (
+        lambda: store.read_session(D1),
+        store.list_sessions,
+        lambda: store.write_session(D1, bars(D1)),
+    ):
+        attempts.clear()
+        started = time.monotonic()
+        with pytest.raises(RawStoreError) as err:
+            call()
+        elapsed = time.monotonic() - started
+        # 2 tries of 0.5 s and at most 1 s of backoff, where botocore's defaults (60 s, and dagster-aws's 5
+        # retries) would have waited minutes
+        assert 1.0 <= elapsed < 5, elapsed
+        assert len(attempts) == 2
+        msg = str(err.value)
+        assert endpoint in msg and "raw-bucket" in msg, msg
+        assert "did not answer within the read timeout of 0.5 s (up to 2 tries per request)" in msg, msg
+        assert "ReadTimeoutError" in msg
+        assert SECRET not in msg and "AKIATESTSILENT000001" not in msg
+    assert len(held) >= 6  # it was the silence that failed them: every try got a connection
+
+
+def test_the_deployed_s3_client_has_bounded_timeouts_and_tries(tmp_path):
+    store = store_from_env(tmp_path, **s3_env("http://127.0.0.1:1", "raw-bucket"))
+    config = store.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5.0, 30.0)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+    with pytest.raises(ValueError, match="timeouts must be > 0"):
+        RawStoreResource(kind="s3", bucket="b", read_timeout=0).get()
+    with pytest.raises(ValueError, match="max_attempts must be >= 1"):
+        RawStoreResource(kind="s3", bucket="b", max_attempts=0).get()
