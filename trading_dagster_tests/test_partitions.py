@@ -54,3 +54,12 @@ def test_lookback_is_clipped_at_the_first_session():
         pdef.subset_with_partition_keys(["2008-01-04"]), pdef, pdef
     )
     assert mapped.partitions_subset.get_partition_keys() == ["2008-01-02", "2008-01-03", "2008-01-04"]
+
+
+def test_sessions_before_a_day_skip_holidays_and_stop_at_the_first_session():
+    cal = session_calendar()
+    # 2024-07-05: the 4th was a holiday and 06-29/30 a weekend
+    assert cal.before(dt.date(2024, 7, 5), 4) == [dt.date(2024, 6, 28), dt.date(2024, 7, 1), dt.date(2024, 7, 2), dt.date(2024, 7, 3)]
+    assert cal.before(dt.date(2024, 7, 4), 1) == [dt.date(2024, 7, 3)]  # a non-session day works too
+    assert cal.before(cal.first, 10) == []
+    assert cal.before(cal.sessions[2], 10) == list(cal.sessions[:2])

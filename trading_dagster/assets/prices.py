@@ -1,8 +1,6 @@
 """prices/cleaned_prices and prices/price_quarantine: typed, de-duplicated, sane bars; the rest with a reason."""
 
 
-import datetime as dt
-
 import dagster as dg
 import polars as pl
 
@@ -73,11 +71,8 @@ def cleaned_prices(
     raw = store.read_sessions(sessions)
     # the raw bars of the sessions just before the window: the reference for decimal shifts and splits and
     # for outage counts, so a one-day run judges a bar exactly as a ten-year run does
-    # (30 calendar days always hold more than HISTORY_SESSIONS sessions)
-    before = [s for s in session_calendar().between(sessions[0] - dt.timedelta(days=30), sessions[0]) if s < sessions[0]]
-    before = before[-HISTORY_SESSIONS:]
-    history_sessions = store.list_sessions(start=before[0], end=before[-1]) if before else []
-    history = store.read_sessions(history_sessions) if history_sessions else None
+    before = session_calendar().before(sessions[0], HISTORY_SESSIONS)
+    history_sessions, history = store.read_existing(before)
     actions = corporate_actions.get((before or sessions)[0], sessions[-1])
     result = clean_prices(raw, sessions, history=history, actions=actions)
     cleaned, quarantine = result.cleaned, result.quarantine

@@ -58,6 +58,11 @@ class SessionCalendar:
         i = bisect.bisect_left(self.sessions, day)
         return self.sessions[i - 1] if i > 0 else None
 
+    def before(self, day: dt.date, n: int) -> list[dt.date]:
+        """The (up to) n sessions strictly before `day`, ascending; fewer near the calendar's start."""
+        i = bisect.bisect_left(self.sessions, day)
+        return list(self.sessions[max(0, i - n) : i])
+
     def offset(self, day: dt.date, n: int) -> dt.date | None:
         """The session n sessions after (n > 0) or before (n < 0) the session `day`."""
         i = self.index(day) + n

@@ -278,6 +278,13 @@ class RawStore(abc.ABC):
                 return dt.date.fromisoformat(match.group(1))
         return None
 
+    def read_existing(self, sessions: Sequence[dt.date]) -> tuple[list[dt.date], pl.DataFrame | None]:
+        """(the sessions of `sessions` that have an object, their rows), or ([], None): for reference history,
+        where a session before the data begins is not missing, it never existed."""
+        wanted = set(sessions)
+        present = [s for s in self.list_sessions(start=min(sessions), end=max(sessions)) if s in wanted] if sessions else []
+        return present, (self.read_sessions(present) if present else None)
+
     def read_sessions(self, sessions: Iterable[dt.date], max_workers: int = DEFAULT_WORKERS) -> pl.DataFrame:
         """All rows of the given sessions, concatenated in session order.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -175,6 +176,33 @@ def test_list_sessions_filters_and_ignores_stray_keys(case):
 
 def test_list_sessions_of_an_empty_store(store):
     assert store.list_sessions() == []
+    assert store.first_session() is None
+    assert store.read_existing([D1, D2]) == ([], None)
+
+
+def test_first_session_and_reading_the_existing_part_of_a_history(case):
+    store, put = case
+    put(f"{store.prefix}raw/prices/_SUCCESS", b"")  # sorts before the sessions' keys: not a session
+    for s in (D3, D2, D5):
+        store.write_session(s, bars(s))
+    assert store.first_session() == D2
+    present, rows = store.read_existing([D1, D2, D3, D4])  # D1 and D4 never existed: no error
+    assert present == [D2, D3]
+    assert rows is not None and sorted(set(rows["date"].to_list())) == [D2, D3]
+    assert store.read_existing([]) == ([], None)
+
+
+def test_local_listing_skips_folders_before_the_start(tmp_path, monkeypatch):
+    """A listing from a start reads the folders at or after it only (a daily run lists a few sessions of a
+    ten-year store), with the same answer as a full walk."""
+    store = LocalRawStore(tmp_path)
+    for s in SESSIONS:
+        store.write_session(s, bars(s))
+    opened: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: opened.append(Path(path).name) or real_scandir(path))
+    assert store.list_sessions(start=SESSIONS[-2]) == list(SESSIONS[-2:])
+    assert [name for name in opened if name.startswith("date=")] == [f"date={s}" for s in SESSIONS[-2:]]
 
 
 def test_list_sessions_paginates(store):
