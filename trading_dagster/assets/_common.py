@@ -55,6 +55,14 @@ def gated_check_results(
     return [check_result(asset_key, name, outcome) for name, outcome in outcomes.items()]
 
 
+def gate_pending(
+    context: dg.AssetExecutionContext, gate: QualityGateResource, asset_key: list[str], sessions: list[dt.date]
+) -> None:
+    """Call before a gated asset writes: its sessions are refused by every reader until
+    `gated_check_results` records its checks (resources/quality_gate.py, `mark_pending`)."""
+    gate.get().mark_pending("/".join(asset_key), sessions, context.run_id)
+
+
 def blocking(asset_key: list[str], name: str, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=dg.AssetKey(asset_key), blocking=True, description=description)
 

@@ -9,6 +9,7 @@ from trading_dagster.assets._common import (
     PARTITION_EXPR,
     blocking,
     frame_metadata,
+    gate_pending,
     gated_check_results,
     gx_suite,
     partitioned,
@@ -115,6 +116,7 @@ def indicators(
     actions = corporate_actions.get(need_from, sessions[-1])  # the splits that can touch this lookback
     out = ind.compute_indicators_adjusted(cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
+    gate_pending(context, quality_gate, INDICATORS, sessions)
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
     yield from gated_check_results(
         context,
@@ -205,6 +207,7 @@ def signals(
             f"{excluded['universe_excluded_signals']:,} signals dropped"
         )
     by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
+    gate_pending(context, quality_gate, SIGNALS, sessions)
     yield dg.Output(
         out,
         metadata={

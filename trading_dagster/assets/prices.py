@@ -8,6 +8,7 @@ from trading_dagster.assets._common import (
     PARTITION_EXPR,
     blocking,
     frame_metadata,
+    gate_pending,
     gated_check_results,
     gx_suite,
     partitioned,
@@ -80,6 +81,7 @@ def cleaned_prices(
     reasons = quarantine.group_by("reason").len().sort("len", descending=True) if quarantine.height else quarantine
     flags = outage_sessions(flag_outages(raw, sessions, history=history, history_sessions=history_sessions))
     outage = _outage_check(flags, raw if history is None else pl.concat([history, raw], how="diagonal_relaxed"))
+    gate_pending(context, quality_gate, CLEANED, sessions)
     yield dg.Output(cleaned, "cleaned_prices", metadata={**frame_metadata(cleaned, sessions), "raw_rows": raw.height})
     yield dg.Output(
         quarantine,

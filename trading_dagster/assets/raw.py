@@ -7,7 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 from pydantic import Field
 
-from trading_dagster.assets._common import Progress, blocking, gated_check_results, gx_suite, partitioned
+from trading_dagster.assets._common import (
+    Progress,
+    blocking,
+    gate_pending,
+    gated_check_results,
+    gx_suite,
+    partitioned,
+)
 from trading_dagster.checks import gx_suites
 from trading_dagster.checks.rules import every_session_has_rows
 from trading_dagster.domain.prices import PriceDataError, split_by_session
@@ -82,6 +89,7 @@ def raw_prices(
     parts = [(s, by_session[s]) for s in sessions if s in by_session and by_session[s].height]
     progress = Progress(context.log, "raw_prices written", len(parts))
     keys = []
+    gate_pending(context, quality_gate, RAW_PRICES, sessions)
     with ThreadPoolExecutor(max_workers=DEFAULT_WORKERS) as pool:
         for i, key in enumerate(pool.map(lambda item: store.write_session(*item), parts), 1):
             keys.append(key)

@@ -17,6 +17,7 @@ from trading_dagster.assets._common import (
     Progress,
     blocking,
     frame_metadata,
+    gate_pending,
     gated_check_results,
     gx_suite,
     partitioned,
@@ -90,6 +91,7 @@ def orders(
     context.log.info(f"orders: {n_ok:,} approved, {out.height - n_ok:,} denied (kept with a reason code)")
     counts = out.group_by("status", "reason_code").len().sort("len", descending=True) if out.height else out
     outcome = rules.orders_within_limits(out, risk.monthly_share_limit)
+    gate_pending(context, quality_gate, ORDERS, sessions)
     yield dg.Output(
         out,
         metadata={
@@ -148,6 +150,7 @@ def executions(
         events = b.events(sessions[0], sessions[-1])
     context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
     counts = events.group_by("event").len().sort("event") if events.height else events
+    gate_pending(context, quality_gate, EXECUTIONS, sessions)
     yield dg.Output(
         events, metadata={**frame_metadata(events, sessions), **tables(context, sessions, by_event=(counts, 10))}
     )
@@ -203,6 +206,7 @@ def pnl(
     positions, equity = mark_to_market(start_state, fills, cleaned_prices, sessions, trading_config.benchmark)
     last = equity.tail(1).to_dicts()[0] if equity.height else {}
     context.log.info(f"pnl: equity ${last.get('equity', 0.0):,.2f} at {last.get('session')}")
+    gate_pending(context, quality_gate, EQUITY, sessions)
     yield dg.Output(positions, "positions", metadata=frame_metadata(positions, sessions))
     yield dg.Output(
         equity,

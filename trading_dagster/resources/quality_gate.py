@@ -6,7 +6,9 @@ as tomorrow's daily run whose indicators look back 651 sessions, would read that
 had happened. So every gated asset records its checks' verdict per session here, and every read of a
 gated asset's partitions goes through `require`, which refuses (with the asset, sessions, checks and the run
 that failed them) when any of them failed its latest evaluation. Re-materializing a partition replaces
-its verdicts, so fixing the data and re-running is how a partition is released.
+its verdicts, so fixing the data and re-running is how a partition is released. A gated asset marks its
+sessions pending before it writes (`mark_pending`), so a run that dies between writing and recording its
+checks leaves them refused, not unjudged.
 
 A check's verdict is attributed to the sessions of its offending rows (`CheckOutcome.failed_sessions`);
 a failed check that cannot name sessions fails every session of the window it checked.
@@ -35,6 +37,8 @@ CREATE TABLE IF NOT EXISTS check_verdicts (
 """
 _FAILURES_SCHEMA = {"session": pl.Date, "check_name": pl.String, "run_id": pl.String, "description": pl.String}
 _LISTED = 10
+PENDING_CHECK = "checks_not_recorded"
+"""The verdict a gated asset records before it writes (`mark_pending`), replaced by its checks' verdicts."""
 
 
 class QualityGateError(RuntimeError):
@@ -91,6 +95,18 @@ class QualityGate:
                 con.executemany("INSERT INTO check_verdicts VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         finally:
             con.close()
+
+    def mark_pending(self, asset: str, sessions: Sequence[dt.date], run_id: str) -> None:
+        """Before `asset` writes `sessions`: they count as failed (PENDING_CHECK) until `record` replaces the
+        window's verdicts with its checks'. A run stopped between the write and the checks (killed, out of
+        memory, terminated from the UI) thus leaves sessions that no reader takes, instead of written
+        partitions that no check has judged."""
+        self.record(
+            asset,
+            sessions,
+            {PENDING_CHECK: (False, sessions, f"run {run_id} wrote these sessions and stopped before its checks recorded a verdict")},
+            run_id,
+        )
 
     def failures(self, asset: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Failed verdicts of `asset` for sessions in [start, end]: session, check_name, run_id, description."""

@@ -93,3 +93,39 @@ def test_verdicts_are_per_session_and_replaced_by_a_rerun(tmp_path):
     gate.require("a/b", days[1], days[2])
     with pytest.raises(QualityGateError, match="c3"):
         gate.require("a/b", days[2], days[3])
+
+
+def test_a_run_that_dies_between_writing_and_checking_leaves_its_sessions_refused(warm_copy, monkeypatch):
+    """The cleaned rows are written, then the step dies before its checks record a verdict (killed, out of
+    memory, terminated): those sessions stay pending, and a later reader refuses them until re-materialized."""
+    settings, sessions = warm_copy
+    window = sessions[:2]
+    defs = build_definitions(settings)
+    assert run_range(defs, window[0], window[-1], selection=RAW).success
+
+    from trading_dagster.checks import gx_suites
+
+    real_validate = gx_suites.validate
+
+    def dies(stage, *args, **kwargs):
+        if stage == "cleaned":
+            raise MemoryError("killed while checking")  # after cleaned_prices was written
+        return real_validate(stage, *args, **kwargs)
+
+    monkeypatch.setattr(gx_suites, "validate", dies)
+    died = run_range(defs, window[0], window[-1], selection=CLEANED, raise_on_error=False)
+    assert not died.success
+    written = read_table(settings, "prices.cleaned_prices").filter(pl.col("session").is_in(window))
+    assert written["session"].n_unique() == 2  # the partitions were written ...
+    pending = QualityGate(settings.quality_gate_path).failures("prices/cleaned_prices", window[0], window[-1])
+    assert pending.select("session", "check_name").rows() == [(s, "checks_not_recorded") for s in window]
+    assert all(died.run_id in d for d in pending["description"])
+
+    blocked = run_range(defs, window[0], window[-1], selection=INDICATORS, raise_on_error=False)
+    assert not blocked.success and "checks_not_recorded" in _errors(blocked)  # ... and nobody reads them
+    assert blocked.get_asset_materialization_events() == []
+
+    monkeypatch.setattr(gx_suites, "validate", real_validate)
+    assert run_range(defs, window[0], window[-1], selection=CLEANED).success  # a full run releases them
+    assert QualityGate(settings.quality_gate_path).failures("prices/cleaned_prices", window[0], window[-1]).is_empty()
+    assert run_range(defs, window[0], window[-1], selection=INDICATORS).success
