@@ -416,19 +416,19 @@ class LocalRawStore(RawStore):
         base = self._path(prefix)
         if not base.is_dir():
             return iter(())
-        return self._walk(base, start_after)
+        return self._walk(base, base.relative_to(self.root).as_posix() + "/", start_after)
 
-    def _walk(self, directory: Path, start_after: str | None) -> Iterator[str]:
+    def _walk(self, directory: Path, key_prefix: str, start_after: str | None) -> Iterator[str]:
         """Keys under `directory` after `start_after`, lazily, each folder's entries in name order (for
         the layout's keys, `date=YYYY-MM-DD/prices.parquet`, the order S3 lists them in). Folders whose
         keys all sort at or before `start_after` are skipped unread, so a daily run's listing touches a
         few folders, not ten years of them (a full walk was ~0.2 s per listing on 2,485 sessions)."""
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-            key = Path(entry.path).relative_to(self.root).as_posix()
+            key = key_prefix + entry.name
             if entry.is_dir():
                 inside = key + "/"
                 if start_after is None or inside > start_after or start_after.startswith(inside):
-                    yield from self._walk(Path(entry.path), start_after)
+                    yield from self._walk(Path(entry.path), inside, start_after)
             elif entry.is_file() and (start_after is None or key > start_after):
                 yield key
 

@@ -420,6 +420,15 @@ assert type(sys.modules["scipy.stats"]).__name__ == "module"
 import scipy.stats
 assert scipy.stats.norm.cdf(0.0) == 0.5
 assert kl.alt.Chart.__name__ == "Chart"
+import boto3  # the S3 raw store's first use, after GX deferred it
+client = boto3.client("s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                      aws_access_key_id="k", aws_secret_access_key="s")
+assert client.meta.endpoint_url == "http://127.0.0.1:9"
+import boto3.session
+assert isinstance(boto3.session.Session(region_name="eu-west-1").region_name, str)
+import jsonschema, tzlocal
+jsonschema.validate({"a": 1}, {"type": "object"})
+assert tzlocal.get_localzone_name()
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
