@@ -139,7 +139,7 @@ def indicators(
     description="One row per session, symbol and strategy that fires: side, strength, reason. Strategies are "
     "configuration (trading_dagster.toml or the launchpad). With a liquidity rule ([universe] "
     "min_median_dollar_volume), a symbol whose median dollar volume on the session is below it (or has too "
-    "little history) gets no signal (domain/universe.py).",
+    "little history) gets no buy signal; sells pass, so a position stays closable (domain/universe.py).",
     ins={
         "indicators": dg.AssetIn(key=INDICATORS, partition_mapping=lookback_mapping(1)),
         # the liquidity rule's median dollar volume, computed here from the bars (domain/universe.py says why)

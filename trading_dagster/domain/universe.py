@@ -12,7 +12,8 @@ Two parts, applied at two places:
   missing bars (an outage day, a quarantined glitch) do not reset a symbol's history, but a symbol that has
   been absent for most of that span has none. Without that history the median is null and the symbol is
   not tradeable (never a guess). Nothing after D is read, so D's verdict never changes when later data
-  arrives. A minimum of 0 turns the rule off.
+  arrives. A minimum of 0 turns the rule off. The rule gates entries: buy signals outside it are dropped,
+  sells pass (`apply_liquidity_rule`), so a position in a stock that turned illiquid stays closable.
 
 Where the median is computed: in the signals asset, from a lookback of cleaned prices, not as a column of
 the indicators table. The rule is trading configuration, like the strategies that read the indicators. As

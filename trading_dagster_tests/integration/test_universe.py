@@ -1,5 +1,5 @@
 """The liquidity rule through Dagster, on the shipped sample after the warm history: a symbol below the minimum
-gets no signal and so no order on that session while the others still do, the signals asset counts what it
+gets no buy signal and so no buy order on that session (sells pass) while the others still trade, the signals asset counts what it
 excluded, and a single-run range gives the same signals as the same sessions run one by one.
 
 The expected verdicts come from an independent reference (numpy over the cleaned-prices table), and the
