@@ -5,15 +5,15 @@ own credential chain reads them, so they cannot leak into settings, logs or meta
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trading_dagster.domain.universe import DEFAULT_LIQUIDITY_WINDOW, MAX_LIQUIDITY_WINDOW, UniverseRule
+if TYPE_CHECKING:
+    from trading_dagster.domain.universe import UniverseRule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "us_equities_sample_2008_2017.parquet"
@@ -186,22 +186,16 @@ def universe_rule(config: Mapping[str, Any]) -> UniverseRule:
     unknown = sorted(set(section) - set(UNIVERSE_KEYS))
     if unknown:
         raise SettingsError(f"[universe] has unknown keys {unknown}; expected some of {list(UNIVERSE_KEYS)}")
-    minimum = section.get("min_median_dollar_volume", 0)
-    if isinstance(minimum, bool) or not isinstance(minimum, int | float) or not math.isfinite(minimum):
-        raise SettingsError(
-            f"[universe] min_median_dollar_volume must be a number of USD (0 = off), not {minimum!r}"
-        )
-    if minimum < 0:
-        raise SettingsError(f"[universe] min_median_dollar_volume must be >= 0 (0 = off), not {minimum!r}")
-    window = section.get("liquidity_window", DEFAULT_LIQUIDITY_WINDOW)
-    if isinstance(window, bool) or not isinstance(window, int):
-        raise SettingsError(f"[universe] liquidity_window must be a whole number of sessions, not {window!r}")
-    if not 1 <= window <= MAX_LIQUIDITY_WINDOW:
-        raise SettingsError(
-            f"[universe] liquidity_window must be in 1..{MAX_LIQUIDITY_WINDOW} sessions, not {window}"
-        )
-    return UniverseRule(
-        symbols=tuple(universe_symbols(config)),
-        min_median_dollar_volume=minimum,
-        liquidity_window=window,
+    from trading_dagster.domain.universe import (  # polars: not at import
+        DEFAULT_LIQUIDITY_WINDOW,
+        UniverseRule,
     )
+
+    try:  # UniverseRule validates the values (the launchpad's TradingConfigResource builds one too)
+        return UniverseRule(
+            symbols=tuple(universe_symbols(config)),
+            min_median_dollar_volume=section.get("min_median_dollar_volume", 0),
+            liquidity_window=section.get("liquidity_window", DEFAULT_LIQUIDITY_WINDOW),
+        )
+    except ValueError as exc:
+        raise SettingsError(f"[universe] {exc}") from exc

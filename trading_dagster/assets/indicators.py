@@ -59,9 +59,14 @@ def history_start(raw_store: RawStoreResource, needed: list) -> "dt.date | None"
     return inside[0] if inside else None
 
 
-def check_lookback(loaded: pl.DataFrame, needed: list, start: "dt.date | None", label: str) -> dict:
-    """Fail when an upstream partition inside the lookback is missing; report a lookback cut short where
-    history begins (indicators that need earlier bars are null there, never guessed)."""
+def check_lookback(
+    loaded: pl.DataFrame, first: "dt.date", last: "dt.date", raw_store: RawStoreResource, label: str
+) -> dict:
+    """Fail when an upstream partition of the sessions first..last (`first` clipped at the first partition)
+    is missing from `loaded`; report a lookback cut short where history begins (indicators that need
+    earlier bars are null there, never guessed)."""
+    needed = session_calendar().between(max(first, sessions_partitions_def().start.date()), last)
+    start = history_start(raw_store, needed)
     present = set(loaded["session"].unique().to_list()) if loaded.height else set()
     if start is None:
         raise LookbackIncomplete(f"{label}: the raw store holds no session in {needed[0]}..{needed[-1]}")
@@ -107,10 +112,8 @@ def indicators(
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
-    first_partition = sessions_partitions_def().start.date()
-    need_from = max(ind.required_input_start(cal.sessions, sessions[0]), first_partition)
-    needed = cal.between(need_from, sessions[-1])
-    lookback = check_lookback(cleaned_prices, needed, history_start(raw_store, needed), "indicators")
+    need_from = ind.required_input_start(cal.sessions, sessions[0])
+    lookback = check_lookback(cleaned_prices, need_from, sessions[-1], raw_store, "indicators")
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     # split-adjusted point in time when splits are on file (none for vendor-adjusted data: the same rows)
     actions = corporate_actions.get(need_from, sessions[-1])  # the splits that can touch this lookback
@@ -177,23 +180,17 @@ def signals(
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
-    prev = cal.previous_session(sessions[0])
-    needed = cal.between(prev, sessions[-1]) if prev and prev >= sessions_partitions_def().start.date() else sessions
-    lookback = check_lookback(indicators, needed, history_start(raw_store, needed), "signals")
+    lookback = check_lookback(
+        indicators, cal.previous_session(sessions[0]) or sessions[0], sessions[-1], raw_store, "signals"
+    )
     rule = trading_config.universe_rule()  # ValueError for a bad rule set in the launchpad, before any work
     fired = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
     out, held = hold_out_unexplained_breaks(fired, price_quarantine, cal.sessions)
     context.log.info(f"signals: {out.height:,} fired" + (f", {held.height:,} held out (unexplained split)" if held.height else ""))
     liquidity = pl.DataFrame(schema=universe.LIQUIDITY_SCHEMA)
     if rule.liquidity_rule_on:
-        need_from = max(
-            universe.required_input_start(cal.sessions, sessions[0], rule.liquidity_window),
-            sessions_partitions_def().start.date(),
-        )
-        bars_needed = cal.between(need_from, sessions[-1])
-        check_lookback(
-            cleaned_prices, bars_needed, history_start(raw_store, bars_needed), "signals (liquidity rule)"
-        )
+        need_from = universe.required_input_start(cal.sessions, sessions[0], rule.liquidity_window)
+        check_lookback(cleaned_prices, need_from, sessions[-1], raw_store, "signals (liquidity rule)")
         liquidity = universe.median_dollar_volume(
             cleaned_prices, rule.liquidity_window, cal.sessions, sessions[0], sessions[-1]
         )

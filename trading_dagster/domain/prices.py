@@ -964,12 +964,18 @@ def _split_name(price_factor: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit("split"))
 
 
-def _split_detail() -> pl.Expr:
-    missing_action = (
-        pl.when(pl.col("_action").is_null())
-        .then(pl.format("no corporate action on file for {} on {}", pl.col("symbol"), pl.col("session")))
-        .otherwise(pl.format("the corporate action on file (ratio {}) does not match it", pl.col("_action")))
+def _action_text(action: str, day: str, when: str) -> pl.Expr:
+    """Why a split-like break is unexplained: no corporate action on file for the symbol on `day`, or the
+    one on file (ratio in column `action`) does not match the break."""
+    return (
+        pl.when(pl.col(action).is_null())
+        .then(pl.format("no corporate action on file for {} on {}", pl.col("symbol"), pl.col(day)))
+        .otherwise(pl.format(f"the corporate action on file{when} (ratio {{}}) does not match it", pl.col(action)))
     )
+
+
+def _split_detail() -> pl.Expr:
+    missing_action = _action_text("_action", "session", "")
     return pl.format(
         "open={}, close={} are x{}, x{} of {} and the close is x{} of the previous close {}: looks like a {}, "
         "but {}",
@@ -987,15 +993,7 @@ def _split_detail() -> pl.Expr:
 
 def _break_detail() -> pl.Expr:
     """UNEXPLAINED_SPLIT from a decimal-factor level that has held since its break (`_break`)."""
-    missing_action = (
-        pl.when(pl.col("_break_action").is_null())
-        .then(pl.format("no corporate action on file for {} on {}", pl.col("symbol"), pl.col("_break_date")))
-        .otherwise(
-            pl.format(
-                "the corporate action on file then (ratio {}) does not match it", pl.col("_break_action")
-            )
-        )
-    )
+    missing_action = _action_text("_break_action", "_break_date", " then")
     return pl.format(
         "open={}, close={} are x{}, x{} of the level before {} ({}, median of the {} closes before it), as were "
         "the {} closes from {} on: a x{} move that has not reverted looks like a {} on {}, but {}",

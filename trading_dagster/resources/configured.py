@@ -97,10 +97,6 @@ class CorporateActionsResource(dg.ConfigurableResource):
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
     alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
-    alpaca_first_day: str = Field(
-        default="2008-01-01",
-        description="for kind 'alpaca', where get() without a window starts asking (YYYY-MM-DD); it ends today",
-    )
 
     def source_kind(self) -> str:
         kind = (self.kind or ("file" if self.path else "none")).strip().lower()
@@ -110,18 +106,16 @@ class CorporateActionsResource(dg.ConfigurableResource):
             )
         return kind
 
-    def get(self, start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
-        """Splits (CORPORATE_ACTIONS_SCHEMA) covering the sessions start..end: every split with an ex_date in
-        that window is in the frame. A file gives all its rows whatever the window; Alpaca is asked for the
-        window only, or, without one, for every split from `alpaca_first_day` to today (New York)."""
+    def get(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Splits (CORPORATE_ACTIONS_SCHEMA) covering the sessions start..end (an asset's window with its
+        lookback): every split with an ex_date in that window is in the frame. A file gives all its rows
+        whatever the window; Alpaca is asked for the window only."""
         from trading_dagster.domain.corporate_actions import (
             empty_actions,
             normalize_corporate_actions,
             read_corporate_actions,
         )
 
-        if (start is None) != (end is None):
-            raise ValueError("give both start and end, or neither")
         kind = self.source_kind()
         if kind == "none":
             return empty_actions()
@@ -131,7 +125,7 @@ class CorporateActionsResource(dg.ConfigurableResource):
                     "the file corporate-actions source needs a path (TRADING_DAGSTER_CORPORATE_ACTIONS_FILE)"
                 )
             return read_corporate_actions(self.path)
-        from trading_dagster.resources.alpaca_data import NEW_YORK, AlpacaCorporateActions
+        from trading_dagster.resources.alpaca_data import AlpacaCorporateActions
 
         if not (self.alpaca_key_id and self.alpaca_secret_key):
             raise ValueError(
@@ -141,9 +135,6 @@ class CorporateActionsResource(dg.ConfigurableResource):
             raise ValueError(
                 "Alpaca corporate actions need the universe: [universe] symbols = [...] in the config"
             )
-        if start is None or end is None:
-            start = dt.date.fromisoformat(self.alpaca_first_day)
-            end = dt.datetime.now(NEW_YORK).date()
         client = AlpacaCorporateActions(
             api_key=self.alpaca_key_id, secret_key=self.alpaca_secret_key, url_override=self.alpaca_data_url
         )

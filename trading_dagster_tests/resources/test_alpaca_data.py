@@ -438,14 +438,12 @@ def test_corporate_actions_resource_sources(alpaca_server, tmp_path):
         ("AAPL", dt.date(2014, 6, 9), 7.0),
         ("XYZ", dt.date(2014, 6, 10), 0.1),
     ]
-    everything = alpaca.get()  # from alpaca_first_day to today
+    everything = alpaca.get(dt.date(2008, 1, 2), dt.date(2020, 12, 31))
     assert everything.select("symbol", "ratio").rows() == [("AAPL", 7.0), ("AAPL", 4.0), ("XYZ", 0.1)]
-    assert alpaca_server.requests_to("/v1/corporate-actions")[-1].params["start"] == "2007-12-25"
-    with pytest.raises(ValueError, match="both start and end"):
-        alpaca.get(dt.date(2014, 6, 1))
+    assert alpaca_server.requests_to("/v1/corporate-actions")[-1].params["start"] == "2007-12-26"  # padded
     no_keys = CorporateActionsResource(kind="alpaca", symbols=["AAPL"], alpaca_data_url=alpaca_server.url)
     with pytest.raises(ValueError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
-        no_keys.get()
+        no_keys.get(dt.date(2014, 6, 1), dt.date(2014, 6, 30))
     alpaca_server.fail_next(1, 401, {"message": "unauthorized"})
     with pytest.raises(MarketDataError, match="check APCA key id / secret") as failed:
         alpaca.get(dt.date(2014, 6, 1), dt.date(2014, 6, 30))
@@ -455,7 +453,7 @@ def test_corporate_actions_resource_sources(alpaca_server, tmp_path):
     path.write_text("symbol,ex_date,ratio\nKO,2012-08-13,2:1\n")
     on_file = CorporateActionsResource(path=str(path)).get(dt.date(2020, 1, 1), dt.date(2020, 1, 31))
     assert on_file.select("symbol", "ratio").rows() == [("KO", 2.0)]  # a file gives all its rows
-    assert CorporateActionsResource().get().is_empty()
+    assert CorporateActionsResource().get(dt.date(2012, 8, 1), dt.date(2012, 8, 31)).is_empty()
     assert CorporateActionsResource(kind="none").get(dt.date(2014, 6, 1), dt.date(2014, 6, 30)).is_empty()
 
 
