@@ -184,7 +184,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from trading_dagster.definitions import build_definitions
-    from trading_dagster.domain.prices import PriceDataError, check_sessions
+    from trading_dagster.domain.bars import PriceDataError, check_sessions
     from trading_dagster.partitions import session_calendar
     from trading_dagster.resources.market_data import FileMarketDataSource
     from trading_dagster.settings import load_settings

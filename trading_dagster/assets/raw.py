@@ -17,7 +17,7 @@ from trading_dagster.assets._common import (
 )
 from trading_dagster.checks import gx_suites
 from trading_dagster.checks.rules import every_session_has_rows
-from trading_dagster.domain.prices import PriceDataError, split_by_session
+from trading_dagster.domain.bars import PriceDataError, split_by_session
 from trading_dagster.partitions import session_calendar, window_sessions
 from trading_dagster.resources.configured import MarketDataResource, QualityGateResource, RawStoreResource
 from trading_dagster.resources.raw_store import DEFAULT_WORKERS, require_within

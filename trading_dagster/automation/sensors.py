@@ -37,8 +37,8 @@ import dagster as dg
 import polars as pl
 
 from trading_dagster.assets.raw import RAW_PRICES, RawPricesConfig, raw_prices
+from trading_dagster.domain.bars import PriceDataError, split_by_session
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.domain.prices import PriceDataError, split_by_session
 from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
 from trading_dagster.resources.configured import RawStoreResource
 from trading_dagster.resources.raw_store import LandingFile, LandingVersionChanged, RawObjectMissing, RawStore

@@ -70,9 +70,9 @@ from typing import Any, Literal
 import polars as pl
 
 from trading_dagster.checks.rules import EXAMPLES, CheckOutcome
+from trading_dagster.domain.bars import CLEAN_SCHEMA, PRICE_COLUMNS, RAW_SCHEMA
 from trading_dagster.domain.indicators import OUTPUT_SCHEMA as INDICATOR_SCHEMA
 from trading_dagster.domain.orders import ID_PREFIX, ORDER_SCHEMA, SIDES
-from trading_dagster.domain.prices import CLEAN_SCHEMA, PRICE_COLUMNS, RAW_SCHEMA
 from trading_dagster.domain.risk import REASON_CODES
 from trading_dagster.domain.strategies import SIGNAL_SCHEMA
 

@@ -48,7 +48,8 @@ from alpaca.data.requests import CorporateActionsRequest, StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from requests.adapters import HTTPAdapter
 
-from trading_dagster.domain.prices import RAW_COLUMNS, PriceDataError, empty_raw_frame, normalize_ohlcv
+from trading_dagster.domain.bars import RAW_COLUMNS, PriceDataError, empty_raw_frame
+from trading_dagster.domain.vendor_files import normalize_ohlcv
 from trading_dagster.resources.market_data import MarketDataSource, _check_range, _normalize_symbols
 
 log = logging.getLogger(__name__)

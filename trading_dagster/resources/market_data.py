@@ -13,10 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from trading_dagster.domain.prices import (
-    RAW_COLUMNS,
-    PriceDataError,
-    empty_raw_frame,
+from trading_dagster.domain.bars import RAW_COLUMNS, PriceDataError, empty_raw_frame
+from trading_dagster.domain.vendor_files import (
     normalize_ohlcv,
     read_ohlcv_file,
     resolve_columns,

@@ -43,8 +43,9 @@ from typing import Any
 
 import polars as pl
 
+from trading_dagster.domain.bars import PriceDataError, empty_raw_frame, split_by_session
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.domain.prices import PriceDataError, empty_raw_frame, read_ohlcv_file, split_by_session
+from trading_dagster.domain.vendor_files import read_ohlcv_file
 
 RAW_PRICES_DIR = "raw/prices/"
 LANDING_PRICES_DIR = "landing/prices/"

@@ -15,7 +15,8 @@ from trading_dagster.assets.indicators import INDICATORS, SIGNALS, LookbackIncom
 from trading_dagster.assets.prices import CLEANED, QUARANTINE
 from trading_dagster.assets.raw import RAW_PRICES
 from trading_dagster.definitions import ASSETS, build_resources
-from trading_dagster.domain.prices import HIGH_BELOW_LOW, PriceDataError
+from trading_dagster.domain.bars import PriceDataError
+from trading_dagster.domain.prices import HIGH_BELOW_LOW
 from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.raw_store import LocalRawStore
 from trading_dagster.settings import SAMPLE_FILE, Settings

@@ -20,11 +20,11 @@ import pytest
 
 from trading_dagster.checks import gx_suites
 from trading_dagster.checks.gx_suites import PARAMS, SUITES, label, validate
+from trading_dagster.domain.bars import RAW_SCHEMA
 from trading_dagster.domain.calendar import nyse_calendar
 from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.indicators import compute_indicators
 from trading_dagster.domain.portfolio import PortfolioState, plan_orders
-from trading_dagster.domain.prices import RAW_SCHEMA
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.domain.strategies import DEFAULT_STRATEGIES, generate_signals
 

@@ -11,11 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trading_dagster.domain.bars import (
+    CLEAN_SCHEMA,
+    RAW_COLUMNS,
+    RAW_SCHEMA,
+    PriceDataError,
+    check_sessions,
+    split_by_session,
+)
 from trading_dagster.domain.calendar import SessionCalendar, nyse_calendar
 from trading_dagster.domain.corporate_actions import CORPORATE_ACTIONS_SCHEMA
 from trading_dagster.domain.prices import (
     BREAK_CONFIRM_SESSIONS,
-    CLEAN_SCHEMA,
     CLOSE_OUTSIDE_RANGE,
     DECIMAL_SHIFT,
     DUPLICATE_CONFLICT,
@@ -27,19 +34,13 @@ from trading_dagster.domain.prices import (
     NULL_VALUE,
     OPEN_OUTSIDE_RANGE,
     QUARANTINE_SCHEMA,
-    RAW_COLUMNS,
-    RAW_SCHEMA,
     REASON_CODES,
     REFERENCE_DAYS,
     UNEXPLAINED_SPLIT,
     ZERO_VOLUME,
-    PriceDataError,
-    check_sessions,
     clean_prices,
-    normalize_ohlcv,
-    read_ohlcv_file,
-    split_by_session,
 )
+from trading_dagster.domain.vendor_files import normalize_ohlcv, read_ohlcv_file
 from trading_dagster_tests.shared_data import FILE_NAME, MISSING_REASON, shared_data_file
 
 SHARED_DATA = shared_data_file() or Path("/nonexistent") / FILE_NAME

@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from trading_dagster.domain.bars import RAW_SCHEMA
 from trading_dagster.domain.calendar import nyse_calendar
-from trading_dagster.domain.prices import DECIMAL_SHIFT, RAW_SCHEMA, UNEXPLAINED_SPLIT, clean_prices
+from trading_dagster.domain.prices import DECIMAL_SHIFT, UNEXPLAINED_SPLIT, clean_prices
 from trading_dagster.domain.quality import (
     BREAK_HOLD_SESSIONS,
     COUNTS_SCHEMA,

@@ -15,7 +15,8 @@ from polars.testing import assert_frame_equal
 
 from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.indicators import INDICATOR_COLUMNS, compute_indicators_anchored
-from trading_dagster.domain.prices import UNEXPLAINED_SPLIT, clean_prices, normalize_ohlcv
+from trading_dagster.domain.prices import UNEXPLAINED_SPLIT, clean_prices
+from trading_dagster.domain.vendor_files import normalize_ohlcv
 from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.raw_store import LocalRawStore
 from trading_dagster.settings import SettingsError

@@ -19,7 +19,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from trading_dagster.definitions import build_definitions
-from trading_dagster.domain.prices import PriceDataError
+from trading_dagster.domain.bars import PriceDataError
 from trading_dagster.partitions import session_calendar
 from trading_dagster.settings import DEFAULT_CONFIG_FILE, Settings
 from trading_dagster_tests.integration.conftest import WARM_ASSETS, make_settings, read_table, run_range

@@ -16,7 +16,7 @@ from alpaca.data.models import BarSet
 from alpaca.data.models.corporate_actions import CorporateActionsSet
 from alpaca.data.requests import CorporateActionsRequest
 
-from trading_dagster.domain.prices import RAW_SCHEMA, PriceDataError
+from trading_dagster.domain.bars import RAW_SCHEMA, PriceDataError
 from trading_dagster.resources.alpaca_data import (
     SPLIT_SCHEMA,
     AlpacaCorporateActions,

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from trading_dagster.domain.prices import RAW_SCHEMA, PriceDataError
+from trading_dagster.domain.bars import RAW_SCHEMA, PriceDataError
 from trading_dagster.resources.market_data import FileMarketDataSource, MarketDataSource
 
 SAMPLE = Path(__file__).parents[2] / "data/sample/us_equities_sample_2008_2017.parquet"

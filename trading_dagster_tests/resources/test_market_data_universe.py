@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from trading_dagster.domain.prices import PriceDataError
+from trading_dagster.domain.bars import PriceDataError
 from trading_dagster.resources.configured import MarketDataResource
 from trading_dagster.resources.market_data import FileMarketDataSource
 

@@ -28,8 +28,8 @@ from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 
 from trading_dagster.definitions import build_resources
+from trading_dagster.domain.bars import RAW_SCHEMA, PriceDataError
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.domain.prices import RAW_SCHEMA, PriceDataError
 from trading_dagster.resources.configured import RawStoreResource
 from trading_dagster.resources.raw_store import (
     LandingVersionChanged,
