@@ -27,7 +27,7 @@ from trading_dagster.resources.configured import (
     TradingConfigResource,
 )
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster.settings import Settings, load_settings, universe_rule, universe_symbols
+from trading_dagster.settings import Settings, data_policy, load_settings, universe_rule, universe_symbols
 
 ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance]
 
@@ -44,6 +44,7 @@ def build_resources(settings: Settings) -> dict:
         strategies=[StrategyConfig(**s) for s in cfg.get("strategies", [])],
         min_median_dollar_volume=universe.min_median_dollar_volume,
         liquidity_window=universe.liquidity_window,
+        **data_policy(cfg),
         **{k: risk[k] for k in risk},
     )
     return {

@@ -44,6 +44,7 @@ class Settings:
     quality_gate_path: Path
     broker: str  # "paper"
     broker_ledger_path: Path
+    security_master: Path | None  # TRADING_DAGSTER_SECURITY_MASTER: LEAN map-file folder or CSV (decision 0004)
     config_file: Path
     config: Mapping[str, Any] = field(repr=False)
 
@@ -94,9 +95,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         quality_gate_path=data_dir / "quality_gate.sqlite",
         broker=broker,
         broker_ledger_path=data_dir / "paper_broker.duckdb",
+        security_master=_optional_path(env, "TRADING_DAGSTER_SECURITY_MASTER"),
         config_file=config_file,
         config=config,
     )
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    """An optional path setting; one that is set must exist (a typo must not silently switch a feature off)."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    path = Path(text).expanduser().resolve()
+    if not path.exists():
+        raise SettingsError(f"{name}={text}: {path} does not exist")
+    return path
 
 
 CORPORATE_ACTIONS_SOURCES = ("none", "file", "alpaca")
@@ -199,3 +212,23 @@ def universe_rule(config: Mapping[str, Any]) -> UniverseRule:
         )
     except ValueError as exc:
         raise SettingsError(f"[universe] {exc}") from exc
+
+
+DATA_KEYS = ("on_missing_session",)
+ON_MISSING_SESSION = ("outage", "halt")
+
+
+def data_policy(config: Mapping[str, Any]) -> dict[str, str]:
+    """`[data]` of the config: what a session the vendor delivered nothing for does (decision 0004, section 2).
+    `on_missing_session = "outage"` (the default: recorded, alerted, shown at WARN severity; the pipeline goes
+    on, the symbols missing downstream) or `"halt"` (a blocking check failure, as before)."""
+    section = config.get("data", {})
+    if not isinstance(section, Mapping):
+        raise SettingsError(f"[data] must be a table with some of {list(DATA_KEYS)}")
+    unknown = sorted(set(section) - set(DATA_KEYS))
+    if unknown:
+        raise SettingsError(f"[data] has unknown keys {unknown}; expected some of {list(DATA_KEYS)}")
+    mode = section.get("on_missing_session", "outage")
+    if mode not in ON_MISSING_SESSION:
+        raise SettingsError(f"[data] on_missing_session must be one of {list(ON_MISSING_SESSION)}, not {mode!r}")
+    return {"on_missing_session": mode}

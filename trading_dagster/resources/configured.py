@@ -248,6 +248,17 @@ class TradingConfigResource(dg.ConfigurableResource):
     liquidity_window: int = Field(
         default=DEFAULT_LIQUIDITY_WINDOW, description="[universe] bars in the median dollar volume (1..252)"
     )
+    on_missing_session: str = Field(
+        default="outage",
+        description="[data] a session the vendor delivered no usable bar for: 'outage' (recorded, alerted, a "
+        "WARN check; the pipeline goes on) or 'halt' (a blocking check failure)",
+    )
+
+    @property
+    def halt_on_missing_session(self) -> bool:
+        if self.on_missing_session not in ("outage", "halt"):
+            raise ValueError(f"on_missing_session must be 'outage' or 'halt', not {self.on_missing_session!r}")
+        return self.on_missing_session == "halt"
 
     def strategy_specs(self) -> tuple[StrategySpec, ...]:
         return parse_strategies([s.model_dump() for s in self.strategies])
