@@ -26,6 +26,15 @@ event_log_storage:
   class: BatchedSqliteEventLogStorage
   config:
     base_dir: {home}/history
+# One writing run at a time: runs launched from the UI, schedules and sensors wait in the queue while
+# another run of the pipeline's jobs is in progress (decision 0004, section 6).
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    tag_concurrency_limits:
+      - key: "trading_dagster/writer"
+        limit: 1
 telemetry:
   enabled: false
 """

@@ -9,6 +9,7 @@ import dagster as dg
 
 from trading_dagster.assets.trading import PERFORMANCE
 from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
+from trading_dagster.resources.writer_lock import WRITER_TAG
 
 PIPELINE_ASSETS = dg.AssetSelection.groups("raw", "prices", "indicators", "signals", "trading", "pnl") - dg.AssetSelection.assets(
     PERFORMANCE
@@ -19,6 +20,7 @@ pipeline_job = dg.define_asset_job(
     selection=PIPELINE_ASSETS,
     partitions_def=sessions_partitions_def(),
     description="Raw prices to P&L for a session, or a range of sessions in one run (the backtest).",
+    tags={WRITER_TAG: "pipeline"},  # queued behind any other writing run (resources/writer_lock.py)
 )
 
 performance_job = dg.define_asset_job(

@@ -6,7 +6,9 @@ runs is configuration (settings at definitions load, or run config in the UI's l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from trading_dagster.resources.raw_store import (
     S3RawStore,
     s3_client,
 )
+from trading_dagster.resources.writer_lock import WriterLock
 
 
 class RawStoreResource(dg.ConfigurableResource):
@@ -142,12 +145,42 @@ class CorporateActionsResource(dg.ConfigurableResource):
 
 
 class QualityGateResource(dg.ConfigurableResource):
-    """Per-session verdicts of the blocking checks, read before any gated partition is consumed."""
+    """Per-session verdicts of the blocking checks, read before any gated partition is consumed.
+
+    The gate also admits one writing run at a time: every gated asset takes this resource, so a run that
+    materializes any of them holds the writer lock (`resources/writer_lock.py`, beside the gate's file) from
+    its start to its end, and a second run is refused naming the first (decision 0004, section 6)."""
 
     path: str = ".data/quality_gate.sqlite"
 
     def get(self) -> QualityGate:
         return QualityGate(self.path)
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[QualityGateResource]:
+        run = context.dagster_run
+        if run is None:  # built outside a run (a sensor, a direct call): nothing to hold
+            yield self
+            return
+        tags = run.tags or {}
+        lock = WriterLock(Path(self.path).with_name("writer.lock"))
+        lock.acquire(
+            run_id=run.run_id,
+            job=run.job_name,
+            sessions=_run_sessions(tags),
+        )
+        try:
+            yield self
+        finally:
+            lock.release()
+
+
+def _run_sessions(tags: Mapping[str, str]) -> str:
+    """The sessions a run writes, from its tags ("" when it names none)."""
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    if start and end:
+        return f"{start}..{end}"
+    return tags.get("dagster/partition", "")
 
 
 class MarketDataResource(dg.ConfigurableResource):
