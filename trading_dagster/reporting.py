@@ -67,8 +67,7 @@ def format_report(summary: dict[str, Any], facts: dict[str, Any]) -> str:
         f"cumulative return {pct(summary['cumulative_return'])}   annualized {pct(summary['annualized_return'])}",
         f"Sharpe (ann.)     {num(summary['sharpe'])}",
         f"max drawdown      {pct(summary['max_drawdown'])}",
-        f"benchmark {facts['benchmark']:<7} {pct(summary['benchmark_cumulative_return'])} cumulative, "
-        f"Sharpe {num(summary['benchmark_sharpe'])}, max drawdown {pct(summary['benchmark_max_drawdown'])}",
+        benchmark_line(summary, facts["benchmark"], pct, num),
         f"checks            {facts['checks_passed']} passed, {facts['checks_failed']} failed, "
         f"{len(facts.get('warnings', []))} warning(s)",
         *(f"  warning         {w[:110]}" for w in facts.get("warnings", [])),
@@ -83,6 +82,20 @@ def format_report(summary: dict[str, Any], facts: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def benchmark_line(summary: dict[str, Any], benchmark: str, pct: Any, num: Any) -> str:
+    """The report's benchmark line, or a warning that says why there is no comparison (a benchmark symbol
+    the data does not hold for the period would otherwise print a silent "n/a")."""
+    if summary.get("benchmark_cumulative_return") is None:
+        return (
+            f"benchmark {benchmark:<7} WARNING: no close of {benchmark} in the cleaned prices of this period, so "
+            "there is no buy-and-hold comparison; set [account] benchmark to a symbol your data holds"
+        )
+    return (
+        f"benchmark {benchmark:<7} {pct(summary['benchmark_cumulative_return'])} cumulative, "
+        f"Sharpe {num(summary['benchmark_sharpe'])}, max drawdown {pct(summary['benchmark_max_drawdown'])}"
+    )
 
 
 def write_plot(equity: pl.DataFrame, benchmark: str, path: Path) -> Path:
