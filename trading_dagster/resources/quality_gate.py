@@ -124,6 +124,25 @@ class QualityGate:
         frame = pl.DataFrame(rows, schema={**_FAILURES_SCHEMA, "session": pl.String}, orient="row")
         return frame.with_columns(pl.col("session").str.to_date())
 
+    def recorded(self, asset: str) -> pl.DataFrame:
+        """When `asset` last recorded verdicts for each session, and by which run: `session, recorded_at
+        (UTC), run_id`, one row per session (what staleness compares with the raw store's changes)."""
+        schema = {"session": pl.Date(), "recorded_at": pl.Datetime("us"), "run_id": pl.String()}
+        if not self.path.exists():
+            return pl.DataFrame(schema=schema)
+        con = self._connect()
+        try:  # SQLite takes the bare run_id from the row holding the MAX
+            rows = con.execute(
+                "SELECT session, MAX(recorded_at), run_id FROM check_verdicts WHERE asset = ? GROUP BY session",
+                (asset,),
+            ).fetchall()
+        finally:
+            con.close()
+        frame = pl.DataFrame(rows, schema={k: pl.String() for k in schema}, orient="row")
+        return frame.with_columns(
+            pl.col("session").str.to_date(), pl.col("recorded_at").str.to_datetime(time_unit="us")
+        ).sort("session")
+
     def require(self, asset: str, start: dt.date, end: dt.date, reader: str = "") -> None:
         """Raise QualityGateError if any session of `asset` in [start, end] failed a blocking check."""
         failed = self.failures(asset, start, end)
