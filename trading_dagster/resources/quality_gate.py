@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS check_verdicts (
     PRIMARY KEY (asset, session, check_name)
 )
 """
+_CHANGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_changes (
+    session TEXT PRIMARY KEY, changed_at TEXT NOT NULL, run_id TEXT
+)
+"""
 _FAILURES_SCHEMA = {"session": pl.Date, "check_name": pl.String, "run_id": pl.String, "description": pl.String}
 _LISTED = 10
 PENDING_CHECK = "checks_not_recorded"
@@ -61,6 +66,7 @@ class QualityGate:
         con.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
         con.execute("PRAGMA synchronous=FULL")  # a recorded failure survives a power loss: it is what blocks
         con.execute(_SCHEMA)
+        con.execute(_CHANGES_SCHEMA)
         return con
 
     def record(
@@ -123,6 +129,34 @@ class QualityGate:
             con.close()
         frame = pl.DataFrame(rows, schema={**_FAILURES_SCHEMA, "session": pl.String}, orient="row")
         return frame.with_columns(pl.col("session").str.to_date())
+
+    def record_changes(self, sessions: Iterable[dt.date], run_id: str | None) -> None:
+        """Raw sessions whose content changed (bars added or revised) now, in run `run_id`: what makes the
+        partitions computed from them stale (domain/staleness.py). An import that changed nothing records
+        nothing."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+        rows = [(s.isoformat(), now, run_id) for s in sorted(set(sessions))]
+        if not rows:
+            return
+        con = self._connect()
+        try:
+            with con:
+                con.executemany("INSERT OR REPLACE INTO raw_changes VALUES (?, ?, ?)", rows)
+        finally:
+            con.close()
+
+    def changes(self) -> pl.DataFrame:
+        """`session, changed_at (UTC), run_id`: when each raw session's content last changed."""
+        schema = {"session": pl.Date(), "changed_at": pl.Datetime("us"), "run_id": pl.String()}
+        if not self.path.exists():
+            return pl.DataFrame(schema=schema)
+        con = self._connect()
+        try:
+            rows = con.execute("SELECT session, changed_at, run_id FROM raw_changes ORDER BY session").fetchall()
+        finally:
+            con.close()
+        frame = pl.DataFrame(rows, schema={k: pl.String() for k in schema}, orient="row")
+        return frame.with_columns(pl.col("session").str.to_date(), pl.col("changed_at").str.to_datetime(time_unit="us"))
 
     def recorded(self, asset: str) -> pl.DataFrame:
         """When `asset` last recorded verdicts for each session, and by which run: `session, recorded_at
