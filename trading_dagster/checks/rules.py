@@ -62,17 +62,40 @@ def cleaned_prices_sane(df: pl.DataFrame) -> CheckOutcome:
     return _offenders(bad, "prices that fail OHLC sanity", df.height)
 
 
-def every_session_has_rows(df: pl.DataFrame, sessions: list) -> CheckOutcome:
+def every_session_has_rows(df: pl.DataFrame, sessions: list, *, outages=None) -> CheckOutcome:
+    """Every session of the window has at least one row.
+
+    `outages`: the sessions whose emptiness is a recorded data outage (the vendor delivered no usable bar:
+    decision 0004, section 2). When every empty session is one of them the outcome is a warning
+    (`metadata["severity"] == "warning"`: reported at WARN, it does not close the quality gate); an empty
+    session that is not an outage fails at ERROR, and `failed_sessions` names only those. None (the
+    default, and what `[data] on_missing_session = "halt"` passes) makes every empty session an error.
+    """
     present = set(df["session"].unique().to_list()) if not df.is_empty() else set()
     missing = [s for s in sessions if s not in present]
-    if missing:
+    if not missing:
+        return CheckOutcome(True, "every session in the window has rows", {"sessions": len(sessions)})
+    allowed = set(outages) if outages is not None else set()
+    errors = [s for s in missing if s not in allowed]
+    meta = {"missing_sessions": ", ".join(map(str, missing[:20])), "count": len(missing)}
+    if not errors:
+        meta["severity"] = "warning"
         return CheckOutcome(
             False,
-            f"{len(missing)} sessions have no rows",
-            {"missing_sessions": ", ".join(map(str, missing[:20])), "count": len(missing)},
+            f"{len(missing)} sessions have no rows: data outage(s), the vendor delivered no usable bar "
+            f"({', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''})",
+            meta,
             tuple(missing),
         )
-    return CheckOutcome(True, "every session in the window has rows", {"sessions": len(sessions)})
+    if len(errors) == len(missing):
+        return CheckOutcome(False, f"{len(missing)} sessions have no rows", meta, tuple(errors))
+    meta["outage_sessions"] = ", ".join(str(s) for s in missing if s in allowed)
+    return CheckOutcome(
+        False,
+        f"{len(errors)} sessions have no rows and are no data outage; {len(missing) - len(errors)} more are outages",
+        meta,
+        tuple(errors),
+    )
 
 
 def indicators_in_bounds(df: pl.DataFrame) -> CheckOutcome:
