@@ -4,6 +4,8 @@
                                          through P&L in one run, print the report
     trading-dagster backfill --start D --end D [--skip-raw]
     trading-dagster import FILE [--run]  split your OHLCV file (CSV/Parquet) into raw session partitions
+    trading-dagster status               what a data revision made stale
+    trading-dagster refresh [--dry-run]  re-run exactly the stale partitions, upstream first
     trading-dagster ui [--port 3000]     the Dagster UI on the same history
 """
 
@@ -236,6 +238,74 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """What a revision made stale (decision 0004 section 5), and the runs that would refresh it."""
+    from trading_dagster.automation.staleness import describe, refresh_plan, stale_report
+    from trading_dagster.resources.quality_gate import QualityGate
+    from trading_dagster.settings import load_settings
+
+    ensure_dagster_home(args.dagster_home)
+    report = stale_report(QualityGate(load_settings().quality_gate_path))
+    if not report:
+        print("up to date: no partition was computed from data that changed since")
+        return 0
+    print("stale (computed from raw data that has changed since):")
+    for line in describe(report):
+        print(f"  {line}")
+    print("refresh runs, in order (`trading-dagster refresh` runs them):")
+    for run in refresh_plan(report):
+        print(f"  {run.label}")
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    """Re-run exactly the stale partitions, upstream first, each stage as one single-run range."""
+    import dagster as dg
+
+    from trading_dagster.automation.staleness import (
+        describe,
+        range_tags,
+        refresh_plan,
+        selection_for,
+        stale_report,
+    )
+    from trading_dagster.definitions import build_definitions
+    from trading_dagster.resources.quality_gate import QualityGate
+    from trading_dagster.settings import load_settings
+
+    _quiet_warnings()
+    ensure_dagster_home(args.dagster_home)
+    settings = load_settings()
+    gate = QualityGate(settings.quality_gate_path)
+    plan = refresh_plan(stale_report(gate))
+    if not plan:
+        print("up to date: nothing to refresh")
+        return 0
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("pipeline_job")
+    graph = defs.resolve_asset_graph()
+    for i, run in enumerate(plan, 1):
+        print(f"refresh {i}/{len(plan)}: {run.label}", flush=True)
+        if args.dry_run:
+            continue
+        result = job.execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            asset_selection=selection_for(graph, run.assets),
+            tags=range_tags(run),
+            raise_on_error=False,
+        )
+        if not result.success:
+            print(f"refresh run {result.run_id} failed; see the errors above. Nothing after it ran.", file=sys.stderr)
+            return 1
+    if args.dry_run:
+        return 0
+    left = stale_report(gate)
+    for line in describe(left):
+        print(f"still stale: {line}", file=sys.stderr)
+    print("refreshed." if not left else "some partitions are still stale (above).")
+    return 0 if not left else 1
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from trading_dagster.settings import REPO_ROOT
 
@@ -264,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file")
     p.add_argument("--run", action="store_true", help="then run the pipeline over the imported sessions")
     p.set_defaults(func=cmd_import)
+    p = sub.add_parser("status", help="what a data revision made stale, and the runs that would refresh it")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("refresh", help="re-run exactly the partitions a data revision made stale, upstream first")
+    p.add_argument("--dry-run", action="store_true", help="print the runs without running them")
+    p.set_defaults(func=cmd_refresh)
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the same history")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

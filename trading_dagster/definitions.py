@@ -16,6 +16,11 @@ from trading_dagster.automation.jobs import (
     pipeline_job,
 )
 from trading_dagster.automation.sensors import raw_landing_job, raw_landing_sensor
+from trading_dagster.automation.staleness import (
+    UP_TO_DATE_CHECKS,
+    refresh_stale_sensor,
+    stale_partitions_sensor,
+)
 from trading_dagster.resources.alerts import alerts_resource
 from trading_dagster.resources.configured import (
     BrokerResource,
@@ -109,6 +114,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions(
         assets=ASSETS,
+        asset_checks=UP_TO_DATE_CHECKS,
         jobs=[pipeline_job, performance_job, raw_landing_job],
         schedules=[daily_pipeline_schedule],
         sensors=[
@@ -116,6 +122,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             raw_landing_sensor,
             raw_freshness_sensor,
             run_failure_alert_sensor,
+            stale_partitions_sensor,
+            refresh_stale_sensor,
         ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

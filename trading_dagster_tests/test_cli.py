@@ -17,6 +17,7 @@ import pytest
 from trading_dagster.cli import main
 from trading_dagster.definitions import build_definitions
 from trading_dagster.settings import SAMPLE_FILE, load_settings
+from trading_dagster_tests.integration.conftest import check_count
 
 SYMBOLS = ["AAPL", "MSFT", "SPY"]
 # 2017-07-03 (Mon) .. 2017-07-07 (Fri): four sessions around Independence Day (Tue 2017-07-04, closed)
@@ -154,7 +155,7 @@ def test_demo_on_five_sessions_prints_the_report(cli_env, capsys):
     assert "period            2008-01-02 .. 2008-01-08 (5 sessions)" in out
     checks = re.search(r"^checks +(\d+) passed, (\d+) failed, 0 warning\(s\)$", out, re.MULTILINE)
     assert checks is not None, out
-    n_checks = len(build_definitions(load_settings()).get_repository_def().asset_graph.asset_check_keys)
+    n_checks = check_count(build_definitions(load_settings()))
     assert int(checks.group(1)) == n_checks and int(checks.group(2)) == 0  # every check ran, none failed
     traded = pl.read_parquet(SAMPLE_FILE).filter(pl.col("date") <= dt.date(2008, 1, 8))["ticker"].n_unique()
     assert re.search(rf"^symbols +{traded}$", out, re.MULTILINE), out  # every ticker the sample has then

@@ -8,11 +8,16 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from trading_dagster.assets.trading import PERFORMANCE
+from trading_dagster.automation.staleness import UP_TO_DATE_CHECKS
 from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
 from trading_dagster.resources.writer_lock import WRITER_TAG
 
-PIPELINE_ASSETS = dg.AssetSelection.groups("raw", "prices", "indicators", "signals", "trading", "pnl") - dg.AssetSelection.assets(
-    PERFORMANCE
+# the assets from raw to P&L with their checks, except the `__up_to_date` checks: the sensor reports those,
+# so a daily run pays nothing for them (automation/staleness.py)
+PIPELINE_ASSETS = (
+    dg.AssetSelection.groups("raw", "prices", "indicators", "signals", "trading", "pnl")
+    - dg.AssetSelection.assets(PERFORMANCE)
+    - dg.AssetSelection.checks(*UP_TO_DATE_CHECKS)
 )
 
 pipeline_job = dg.define_asset_job(

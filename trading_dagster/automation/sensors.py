@@ -42,6 +42,7 @@ from trading_dagster.domain.calendar import SessionCalendar
 from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
 from trading_dagster.resources.configured import RawStoreResource
 from trading_dagster.resources.raw_store import LandingFile, LandingVersionChanged, RawObjectMissing, RawStore
+from trading_dagster.resources.writer_lock import WRITER_TAG
 
 LANDING_KEY_TAG = "trading_dagster/landing_key"
 LANDING_VERSION_TAG = "trading_dagster/landing_version"
@@ -56,6 +57,7 @@ raw_landing_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(RAW_PRICES),
     partitions_def=sessions_partitions_def(),
     description="raw_prices (and its check) from one landing file: the runs raw_landing_sensor launches.",
+    tags={WRITER_TAG: "raw"},  # queued behind any other writing run (resources/writer_lock.py)
 )
 
 
