@@ -25,6 +25,7 @@ MAX_POSITION = "MAX_POSITION"
 INSUFFICIENT_BUYING_POWER = "INSUFFICIENT_BUYING_POWER"
 SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
 NO_PRICE = "NO_PRICE"
+PRICE_BELOW_MINIMUM = "PRICE_BELOW_MINIMUM"
 REASON_CODES = (
     SIZE_BELOW_ONE_SHARE,
     QTY_OVER_MONTHLY_LIMIT,
@@ -32,7 +33,9 @@ REASON_CODES = (
     INSUFFICIENT_BUYING_POWER,
     SHORT_NOT_ALLOWED,
     NO_PRICE,
+    PRICE_BELOW_MINIMUM,
 )
+DEFAULT_MIN_PRICE = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class RiskConfig:
 
     monthly_share_limit: at most this many shares bought per stock per calendar month, months taken from
     the *fill* session, counting filled plus pending buys; None disables the control.
+    min_price: a buy needs a reference price (the signal session's close) of at least this many USD
+    (default $1: a sub-dollar or bogus near-zero close would size thousands to millions of shares); sells
+    are never held back by it. None or 0 disables the control.
     """
 
     sizing: Sizing = "fixed_notional"
@@ -50,10 +56,15 @@ class RiskConfig:
     long_only: bool = True
     monthly_share_limit: int | None = 4
     initial_cash: Decimal = Decimal(100_000)
+    min_price: Decimal | None = DEFAULT_MIN_PRICE
 
     def __post_init__(self) -> None:
         for name in ("notional", "pct_equity", "max_position_pct_equity", "initial_cash"):
             object.__setattr__(self, name, as_decimal(getattr(self, name)))
+        if self.min_price is not None:
+            object.__setattr__(self, "min_price", as_decimal(self.min_price))
+            if self.min_price < 0:
+                raise ValueError(f"min_price must be >= 0 or None, got {self.min_price}")
         if self.sizing not in ("fixed_notional", "pct_equity"):
             raise ValueError(f"sizing must be 'fixed_notional' or 'pct_equity', got {self.sizing!r}")
         if self.notional <= 0 or self.pct_equity <= 0 or self.max_position_pct_equity <= 0:
@@ -115,12 +126,31 @@ def _limit(intent: OrderIntent, allowed: int, reason: str) -> Decision:
     return Decision(max(allowed, 0), reason)
 
 
+def _no_price(price: Decimal | None) -> bool:
+    return price is None or price <= 0
+
+
 @dataclass(frozen=True)
 class NoPrice:
-    """Without D's close we can neither size nor value the order."""
+    """Without D's close (or with a close that is not positive, which cleaning never passes) we can neither
+    size nor value the order."""
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
-        return Decision(0, NO_PRICE) if intent.ref_price is None else Decision(intent.qty)
+        return Decision(0, NO_PRICE) if _no_price(intent.ref_price) else Decision(intent.qty)
+
+
+@dataclass(frozen=True)
+class MinimumPrice:
+    """A buy needs a reference price of at least `min_price`. A price like 0.0001 (a collapsed stock, or a
+    bogus bar) would otherwise size a fixed notional into millions of shares; sells are never held back,
+    so a position in a collapsing stock stays closable."""
+
+    min_price: Decimal
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side == "buy" and intent.ref_price is not None and intent.ref_price < self.min_price:
+            return Decision(0, PRICE_BELOW_MINIMUM)
+        return Decision(intent.qty)
 
 
 @dataclass(frozen=True)
@@ -193,7 +223,10 @@ def default_controls(
     config: RiskConfig, slippage: SlippageModel, commission: CommissionModel
 ) -> tuple[PreTradeControl, ...]:
     """The controls in the order they run: cheap denials first, then the clipping limits."""
-    controls: list[PreTradeControl] = [NoPrice(), LongOnly(), MinimumSize()]
+    controls: list[PreTradeControl] = [NoPrice(), LongOnly()]
+    if config.min_price:  # None or 0: off
+        controls.append(MinimumPrice(config.min_price))
+    controls.append(MinimumSize())
     if config.monthly_share_limit is not None:
         controls.append(MonthlyShareLimit(config.monthly_share_limit))
     controls += [MaxPosition(config.max_position_pct_equity), BuyingPower(slippage, commission)]
@@ -227,8 +260,9 @@ class EarlyDenial:
     test below is exactly one control's denial and every control before it passes the intent with >= 1
     share (the reason of a denial is the denying control's, whatever clipped before):
 
-    * NoPrice denies first without a price;
+    * NoPrice denies first without a (positive) price;
     * LongOnly passes buys, and denies a sell when nothing held is left to sell;
+    * MinimumPrice (present iff the config has a min_price) denies a buy below it;
     * MinimumSize denies a buy under one share;
     * MonthlyShareLimit (present iff the config has a limit) clips a buy of >= 1 share to
       max(remaining, 0): a denial when remaining <= 0;
@@ -242,6 +276,7 @@ class EarlyDenial:
     """
 
     monthly_share_limit: int | None
+    min_price: Decimal | None
     max_position: MaxPosition
     buying_power: BuyingPower
 
@@ -260,15 +295,17 @@ class EarlyDenial:
             return None
         max_position, buying_power = default[-2:]  # the chain's own last two controls
         assert isinstance(max_position, MaxPosition) and isinstance(buying_power, BuyingPower)
-        return cls(config.monthly_share_limit, max_position, buying_power)
+        return cls(config.monthly_share_limit, config.min_price or None, max_position, buying_power)
 
     def reason(self, intent: OrderIntent, ctx: RiskContext) -> str | None:
-        if intent.ref_price is None:
+        if intent.ref_price is None or intent.ref_price <= 0:
             return NO_PRICE
         if intent.side == "sell":
             return SHORT_NOT_ALLOWED if ctx.held - ctx.pending_sell_qty <= 0 else None
         if intent.side != "buy":
             return None  # not a side the chain knows: let it decide
+        if self.min_price is not None and intent.ref_price < self.min_price:
+            return PRICE_BELOW_MINIMUM
         if intent.qty < 1:
             return SIZE_BELOW_ONE_SHARE
         limit = self.monthly_share_limit
@@ -280,11 +317,17 @@ class EarlyDenial:
 
 
 def size_order(side: Side, ref_price: Decimal | None, equity: Decimal, held: int, config: RiskConfig) -> int:
-    """Requested quantity: whole shares for the configured notional / equity share; sells sell all held."""
+    """Requested quantity: whole shares for the configured notional / equity share; sells sell all held.
+
+    A buy without a positive price, or below the configured `min_price`, asks for nothing (the controls
+    deny it with NO_PRICE / PRICE_BELOW_MINIMUM): with the default $1 minimum a buy never asks for more
+    than notional (or pct_equity of equity) / $1 shares, never the ten million a 0.0001 bar would size.
+    """
     if side == "sell":
         return held
-    if ref_price is None:
+    if _no_price(ref_price) or (config.min_price and ref_price < config.min_price):
         return 0
+    assert ref_price is not None
     budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
     return max(int(budget // ref_price), 0)
 

@@ -272,6 +272,11 @@ class TradingConfigResource(dg.ConfigurableResource):
     max_position_pct_equity: float = 10.0
     long_only: bool = True
     monthly_share_limit: int = 4
+    min_price: float | None = Field(
+        default=1.0,
+        description="[risk] buys need a reference price (the signal session's close) of at least this many USD "
+        "(reason PRICE_BELOW_MINIMUM); sells are never held back. 0 or null = off",
+    )
     strategies: list[StrategyConfig] = []
     min_median_dollar_volume: float = Field(
         default=0.0,
@@ -312,4 +317,5 @@ class TradingConfigResource(dg.ConfigurableResource):
             long_only=self.long_only,
             monthly_share_limit=self.monthly_share_limit,
             initial_cash=Decimal(str(self.initial_cash)),
+            min_price=None if self.min_price is None else Decimal(str(self.min_price)),
         )

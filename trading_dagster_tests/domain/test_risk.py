@@ -13,6 +13,7 @@ from trading_dagster.domain.risk import (
     INSUFFICIENT_BUYING_POWER,
     MAX_POSITION,
     NO_PRICE,
+    PRICE_BELOW_MINIMUM,
     QTY_OVER_MONTHLY_LIMIT,
     SHORT_NOT_ALLOWED,
     SIZE_BELOW_ONE_SHARE,
@@ -21,6 +22,7 @@ from trading_dagster.domain.risk import (
     EarlyDenial,
     LongOnly,
     MaxPosition,
+    MinimumPrice,
     MinimumSize,
     MonthlyShareLimit,
     NoPrice,
@@ -65,11 +67,13 @@ def test_config_defaults_and_exact_conversion():
         4,
     )
     assert cfg.initial_cash == Decimal(100_000) and cfg.long_only
+    assert cfg.min_price == Decimal(1) and RiskConfig(min_price=0.5).min_price == Decimal("0.5")
     assert RiskConfig(notional=1234.5).notional == Decimal("1234.5")
 
 
 @pytest.mark.parametrize(
-    "kw", [{"sizing": "kelly"}, {"notional": 0}, {"long_only": False}, {"monthly_share_limit": -1}]
+    "kw",
+    [{"sizing": "kelly"}, {"notional": 0}, {"long_only": False}, {"monthly_share_limit": -1}, {"min_price": -1}],
 )
 def test_config_rejects_what_we_do_not_model(kw):
     with pytest.raises(ValueError):
@@ -90,6 +94,7 @@ def test_each_control_approves_within_its_limit():
     for control in (
         NoPrice(),
         LongOnly(),
+        MinimumPrice(Decimal(1)),
         MinimumSize(),
         MonthlyShareLimit(4),
         MaxPosition(Decimal(10)),
@@ -100,6 +105,52 @@ def test_each_control_approves_within_its_limit():
 
 def test_no_price_denies():
     assert _run(_buy(0, price=None), _ctx()) == Decision(0, NO_PRICE)
+
+
+def test_a_price_that_is_not_positive_is_no_price():
+    assert _run(_buy(5, price="0"), _ctx()) == Decision(0, NO_PRICE)
+    assert size_order("buy", Decimal(0), Decimal(100_000), 0, RiskConfig()) == 0  # no division by zero
+    assert size_order("buy", Decimal(-3), Decimal(100_000), 0, RiskConfig(min_price=None)) == 0
+
+
+# Finding 8 of issue 8: a close of 24.93 followed by a bar at 0.0001 sized a $1,000 buy into 10,000,000 shares.
+COLLAPSED = "0.0001"
+
+
+def test_a_buy_below_the_minimum_price_is_denied_and_asks_for_nothing():
+    requested = size_order("buy", Decimal(COLLAPSED), Decimal(100_000), 0, RiskConfig())
+    assert requested == 0  # never the ten million shares $1,000 / 0.0001 would be
+    assert _run(_buy(requested, price=COLLAPSED), _ctx()) == Decision(0, PRICE_BELOW_MINIMUM)
+    assert _run(_buy(5, price="0.99"), _ctx()) == Decision(0, PRICE_BELOW_MINIMUM)  # whatever the size
+    assert _run(_buy(5, price="1.00"), _ctx()) == Decision(4, QTY_OVER_MONTHLY_LIMIT)  # $1 itself passes
+
+
+def test_selling_below_the_minimum_price_is_still_allowed():
+    sell = OrderIntent("AAPL", "sell", 300, Decimal(COLLAPSED))
+    assert _run(sell, _ctx(held=300)) == Decision(300)
+
+
+def test_the_minimum_price_is_configurable_and_can_be_off():
+    assert _run(_buy(5, price="4.99"), _ctx(), RiskConfig(min_price=Decimal(5))) == Decision(0, PRICE_BELOW_MINIMUM)
+    for off in (None, 0):
+        config = RiskConfig(min_price=off, monthly_share_limit=None)
+        assert not any(isinstance(c, MinimumPrice) for c in default_controls(config, SLIP, FEE))
+        assert _run(_buy(5, price="0.5"), _ctx(), config) == Decision(5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    price=st.decimals(min_value="0.0001", max_value=5_000, places=4),
+    equity=st.decimals(min_value=0, max_value=10_000_000, places=2),
+    config=st.sampled_from(
+        [RiskConfig(), RiskConfig(sizing="pct_equity", pct_equity=Decimal(5)), RiskConfig(min_price=Decimal(5))]
+    ),
+)
+def test_sizing_never_asks_for_more_than_the_budget_at_the_minimum_price(price, equity, config):
+    qty = size_order("buy", price, equity, 0, config)
+    budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
+    assert 0 <= qty <= budget / config.min_price
+    assert qty * price <= budget
 
 
 def test_below_one_share_denies():
@@ -154,7 +205,7 @@ _money = st.decimals(min_value=-50, max_value=5_000, places=2, allow_nan=False, 
 @given(
     side=st.sampled_from(["buy", "sell"]),
     qty=st.integers(0, 60),
-    price=st.one_of(st.none(), st.decimals(min_value="0.0100", max_value=900, places=4)),
+    price=st.one_of(st.none(), st.decimals(min_value="0.0000", max_value=900, places=4)),
     held=st.integers(0, 30),
     pending_buy=st.integers(0, 6),
     pending_sell=st.integers(0, 30),
@@ -165,11 +216,12 @@ _money = st.decimals(min_value=-50, max_value=5_000, places=2, allow_nan=False, 
     pct=st.sampled_from([Decimal("0.5"), Decimal(10), Decimal(100)]),
     slip=st.sampled_from([SLIP, SlippageModel(bps=Decimal(0)), SlippageModel(bps=Decimal(80))]),
     fee=st.sampled_from([FEE, CommissionModel(minimum=Decimal(1))]),
+    min_price=st.sampled_from([None, Decimal(1), Decimal(20)]),
 )
 def test_early_denial_is_the_default_chains_decision(
-    side, qty, price, held, pending_buy, pending_sell, bought, equity, cash, limit, pct, slip, fee
+    side, qty, price, held, pending_buy, pending_sell, bought, equity, cash, limit, pct, slip, fee, min_price
 ):
-    config = RiskConfig(monthly_share_limit=limit, max_position_pct_equity=pct)
+    config = RiskConfig(monthly_share_limit=limit, max_position_pct_equity=pct, min_price=min_price)
     chain = default_controls(config, slip, fee)
     shortcut = EarlyDenial.for_chain(chain, config, slip, fee)
     assert shortcut is not None
@@ -195,6 +247,9 @@ def test_early_denial_covers_each_early_reason():
     assert shortcut is not None
     cases = [
         (_buy(5, price=None), _ctx(), NO_PRICE),
+        (_buy(5, price="0"), _ctx(), NO_PRICE),
+        (_buy(0, price=COLLAPSED), _ctx(), PRICE_BELOW_MINIMUM),
+        (OrderIntent("AAPL", "sell", 5, Decimal(COLLAPSED)), _ctx(held=5), None),
         (OrderIntent("AAPL", "sell", 0, Decimal(100)), _ctx(), SHORT_NOT_ALLOWED),
         (_buy(0), _ctx(), SIZE_BELOW_ONE_SHARE),
         (_buy(5), _ctx(bought_in_fill_month=3, pending_buy_qty=1), QTY_OVER_MONTHLY_LIMIT),
