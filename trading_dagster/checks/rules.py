@@ -1,8 +1,14 @@
-"""The rules. Each returns CheckOutcome(passed, description, metadata)."""
+"""The rules. Each returns CheckOutcome(passed, description, metadata, failed_sessions).
+
+A rule with several conditions names the ones that failed, with their row counts, in its description and
+in `metadata["failed_conditions"]`, so an operator sees which property broke (and a test can prove each
+condition fails on its own: trading_dagster_tests/checks/).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -21,18 +27,44 @@ class CheckOutcome:
     failed_sessions: tuple = ()
 
 
-def _offenders(bad: pl.DataFrame, what: str, total: int) -> CheckOutcome:
+def _offenders(
+    bad: pl.DataFrame, what: str, total: int, conditions: dict[str, int] | None = None
+) -> CheckOutcome:
     if bad.is_empty():
         return CheckOutcome(True, f"no {what}", {"rows_checked": total, "offending_rows": 0})
     meta: dict[str, Any] = {"rows_checked": total, "offending_rows": bad.height}
+    description = f"{bad.height} rows with {what}"
+    if conditions:
+        meta["failed_conditions"] = ", ".join(f"{name}: {n}" for name, n in conditions.items())
+        description += f" ({meta['failed_conditions']})"
     if "symbol" in bad.columns:
-        meta["symbols"] = ", ".join(sorted(bad["symbol"].unique().to_list())[:20])
+        meta["symbols"] = ", ".join(sorted(bad["symbol"].drop_nulls().unique().to_list())[:20])
     if "session" in bad.columns:
         s = bad["session"]
         meta["sessions"] = f"{s.min()}..{s.max()} ({s.n_unique()} sessions)"
     meta["example"] = str(bad.head(EXAMPLES).to_dicts())
-    failed = tuple(bad["session"].unique().sort().to_list()) if "session" in bad.columns else ()
-    return CheckOutcome(False, f"{bad.height} rows with {what}", meta, failed)
+    # a row without a session cannot be placed: then the whole window fails (no sessions named)
+    named = "session" in bad.columns and bad["session"].null_count() == 0
+    failed = tuple(bad["session"].unique().sort().to_list()) if named else ()
+    return CheckOutcome(False, description, meta, failed)
+
+
+def _rows_failing(
+    df: pl.DataFrame, conditions: dict[str, pl.Expr], what: str, total: int | None = None
+) -> CheckOutcome:
+    """The rows of `df` for which any named condition is true. A condition that is null on a row (a null
+    input) does not fail it: where a null is itself bad, it has a condition of its own. `total`: the rows
+    checked, when `df` is a selection of them."""
+    total = df.height if total is None else total
+    if df.is_empty():
+        return _offenders(df, what, total)
+    flags = [f"__{name}" for name in conditions]
+    marked = df.with_columns(
+        e.fill_null(False).alias(f) for f, e in zip(flags, conditions.values(), strict=True)
+    )
+    bad = marked.filter(pl.any_horizontal(flags))
+    counts = {name: int(bad[f].sum()) for name, f in zip(conditions, flags, strict=True)}
+    return _offenders(bad.drop(flags), what, total, {k: n for k, n in counts.items() if n})
 
 
 def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
@@ -42,24 +74,35 @@ def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
 
 
 def no_nulls(df: pl.DataFrame, columns: list[str]) -> CheckOutcome:
-    bad = df.filter(pl.any_horizontal(pl.col(c).is_null() for c in columns))
-    return _offenders(bad, f"nulls in {columns}", df.height)
+    """No null in `columns` (for the stages without a GX suite, whose suites check nulls themselves)."""
+    return _rows_failing(df, {f"null_{c}": pl.col(c).is_null() for c in columns}, f"nulls in {columns}")
 
 
 def sessions_in_window(df: pl.DataFrame, sessions: list) -> CheckOutcome:
-    bad = df.filter(~pl.col("session").is_in(sessions))
-    return _offenders(bad, "sessions outside the partition window", df.height)
+    """Every row's session is one of the partition window's `sessions` (a null session is not). The IO
+    manager replaces a window's rows by session, so a row outside it would land in another partition."""
+    outside = ~pl.col("session").is_in(sessions).fill_null(False)
+    return _rows_failing(df, {"session_outside_window": outside}, "sessions outside the partition window")
+
+
+OHLC = ("open", "high", "low", "close")
 
 
 def cleaned_prices_sane(df: pl.DataFrame) -> CheckOutcome:
-    bad = df.filter(
-        (pl.min_horizontal("open", "high", "low", "close") <= 0)
-        | (pl.col("high") < pl.col("low"))
-        | ~pl.col("close").is_between(pl.col("low"), pl.col("high"))
-        | ~pl.col("open").is_between(pl.col("low"), pl.col("high"))
-        | (pl.col("volume") < 0)
+    """Positive finite prices, low <= open, close <= high, volume >= 0, nothing missing."""
+    return _rows_failing(
+        df,
+        {
+            "missing_or_non_finite": ~pl.all_horizontal(pl.col(c).is_finite() for c in OHLC).fill_null(False)
+            | pl.col("volume").is_null(),
+            "price_not_positive": pl.min_horizontal(*OHLC) <= 0,
+            "high_below_low": pl.col("high") < pl.col("low"),
+            "close_outside_low_high": ~pl.col("close").is_between(pl.col("low"), pl.col("high")),
+            "open_outside_low_high": ~pl.col("open").is_between(pl.col("low"), pl.col("high")),
+            "negative_volume": pl.col("volume") < 0,
+        },
+        "prices that fail OHLC sanity",
     )
-    return _offenders(bad, "prices that fail OHLC sanity", df.height)
 
 
 def every_session_has_rows(df: pl.DataFrame, sessions: list, *, outages=None) -> CheckOutcome:
@@ -99,22 +142,33 @@ def every_session_has_rows(df: pl.DataFrame, sessions: list, *, outages=None) ->
 
 
 def indicators_in_bounds(df: pl.DataFrame) -> CheckOutcome:
-    bad = df.filter(
-        ~pl.col("rsi_14").is_between(0, 100)
-        | (pl.col("bb_lower") > pl.col("bb_middle"))
-        | (pl.col("bb_middle") > pl.col("bb_upper"))
-        | (pl.col("atr_14") < 0)
-        | (pl.col("pct_below_high_52w") < 0)
-        | pl.any_horizontal(pl.selectors.float().is_nan())
+    """Nulls are allowed (an indicator's warm-up); NaN is not. pct_below_high_52w is a percent below the
+    52-week high, which includes the session's own close: in [0, 100]."""
+    return _rows_failing(
+        df,
+        {
+            "rsi_outside_0_100": ~pl.col("rsi_14").is_between(0, 100),
+            "bb_lower_above_middle": pl.col("bb_lower") > pl.col("bb_middle"),
+            "bb_middle_above_upper": pl.col("bb_middle") > pl.col("bb_upper"),
+            "negative_atr": pl.col("atr_14") < 0,
+            "pct_below_high_outside_0_100": ~pl.col("pct_below_high_52w").is_between(0, 100),
+            "nan": pl.any_horizontal(pl.selectors.float().is_nan()),
+        },
+        "indicator values out of bounds or NaN",
     )
-    return _offenders(bad, "indicator values out of bounds or NaN", df.height)
 
 
 def signals_valid(df: pl.DataFrame) -> CheckOutcome:
-    bad = df.filter(
-        ~pl.col("side").is_in(["buy", "sell"]) | ~pl.col("strength").is_between(0, 1) | pl.col("reason").is_null()
+    """Side buy or sell, strength in [0, 1] where given (no strength counts as 0), a reason."""
+    return _rows_failing(
+        df,
+        {
+            "side_not_buy_or_sell": ~pl.col("side").is_in(["buy", "sell"]).fill_null(False),
+            "strength_outside_0_1": ~pl.col("strength").is_between(0, 1),
+            "no_reason": pl.col("reason").is_null(),
+        },
+        "invalid side, strength outside [0, 1] or no reason",
     )
-    return _offenders(bad, "invalid side, strength outside [0, 1] or no reason", df.height)
 
 
 def orders_within_limits(df: pl.DataFrame, monthly_share_limit: int | None) -> CheckOutcome:
@@ -123,43 +177,192 @@ def orders_within_limits(df: pl.DataFrame, monthly_share_limit: int | None) -> C
     next open expires and uses none of it, so it is checked on executions.)"""
     approved = df.filter(pl.col("status") == "approved")
     too_big = pl.col("qty") > monthly_share_limit if monthly_share_limit is not None else pl.lit(False)
-    bad = approved.filter(
-        (pl.col("qty") <= 0)
-        | (pl.col("qty") > pl.col("requested_qty"))
-        | pl.col("client_order_id").is_duplicated()
-        | ((pl.col("side") == "buy") & too_big)
+    return _rows_failing(
+        approved,
+        {
+            "qty_not_positive": pl.col("qty") <= 0,
+            "qty_above_request": pl.col("qty") > pl.col("requested_qty"),
+            "duplicate_client_order_id": pl.col("client_order_id").is_duplicated(),
+            "buy_above_monthly_quota": (pl.col("side") == "buy") & too_big,
+        },
+        "qty <= 0 or above request or quota, or a duplicate client order id",
+        total=df.height,
     )
-    return _offenders(bad, "qty <= 0 or above request or quota, or a duplicate client order id", df.height)
 
 
 def fills_within_monthly_quota(events: pl.DataFrame, monthly_share_limit: int | None) -> CheckOutcome:
-    """Shares bought per symbol and calendar month of the fill, within the window, never above the quota."""
+    """Shares bought per symbol and calendar month of the fill never above the quota. The offending rows are
+    (symbol, session) with the shares bought that session: the session whose fills take the month's
+    running total past the quota, and every later one of that month with buys.
+
+    Only the fills in `events` count: give it the events since the start of the window's first month, or a
+    one-session run sees only that session's buys."""
     if monthly_share_limit is None:
         return CheckOutcome(True, "no monthly share limit configured", {"rows_checked": events.height})
+    month = pl.col("session").dt.strftime("%Y-%m")
     over = (
         events.filter((pl.col("event") == "filled") & (pl.col("side") == "buy"))
-        .group_by("symbol", pl.col("session").dt.strftime("%Y-%m").alias("month"))
-        .agg(pl.col("qty").sum().alias("shares"), pl.col("session").min())
-        .filter(pl.col("shares") > monthly_share_limit)
+        .group_by("symbol", "session")
+        .agg(pl.col("qty").sum().alias("shares"))
+        .sort("symbol", "session")
+        .with_columns(shares_in_month=pl.col("shares").cum_sum().over("symbol", month))
+        .filter(pl.col("shares_in_month") > monthly_share_limit)
     )
     return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", events.height)
 
 
 def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> CheckOutcome:
-    """Every accepted order is an approved order of the window with the same quantity."""
-    accepted = executions.filter(pl.col("event") == "accepted")
-    joined = accepted.join(
-        orders.filter(pl.col("status") == "approved").select("client_order_id", pl.col("qty").alias("order_qty")),
-        on="client_order_id",
-        how="left",
+    """Every accepted order is an approved order of the window with the same symbol, side and quantity, and
+    the broker fills (or expires) no more than it accepted.
+
+    A fill or expiry is held to its accepted event when its order session is on or after the frame's first
+    session: the broker dates `accepted` at the order session, so that acceptance is in the frame (an
+    order from before the window was accepted, and checked, in an earlier one)."""
+    if executions.is_empty():
+        return _offenders(executions, "broker events that match no approved order", 0)
+    key = ["client_order_id", "symbol", "side"]
+    approved = orders.filter(pl.col("status") == "approved").select(
+        "client_order_id",
+        pl.col("symbol").alias("order_symbol"),
+        pl.col("side").alias("order_side"),
+        pl.col("qty").alias("order_qty"),
     )
-    bad = joined.filter(pl.col("order_qty").is_null() | (pl.col("order_qty") != pl.col("qty")))
-    return _offenders(bad, "broker events that match no approved order", executions.height)
+    accepted = (
+        executions.filter(pl.col("event") == "accepted")
+        .join(approved, on="client_order_id", how="left")
+        .with_columns(times_accepted=pl.len().over("client_order_id"))
+    )
+    worked = executions.filter(
+        pl.col("event").is_in(["filled", "expired"])
+        & (pl.col("order_session") >= executions["session"].min())
+    )
+    accepted_qty = (
+        executions.filter(pl.col("event") == "accepted")
+        .group_by(key)
+        .agg(pl.col("qty").sum().alias("accepted_qty"))
+    )
+    worked = worked.join(accepted_qty, on=key, how="left").with_columns(
+        worked_qty=pl.col("qty").sum().over(key)
+    )
+    return _rows_failing(
+        pl.concat([accepted, worked], how="diagonal"),
+        {
+            "accepted_without_approved_order": (pl.col("event") == "accepted")
+            & pl.col("order_qty").is_null(),
+            "accepted_more_than_once": (pl.col("event") == "accepted") & (pl.col("times_accepted") > 1),
+            "accepted_differs_from_order": (pl.col("event") == "accepted")
+            & (
+                (pl.col("qty") != pl.col("order_qty"))
+                | (pl.col("symbol") != pl.col("order_symbol"))
+                | (pl.col("side") != pl.col("order_side"))
+            ),
+            "worked_without_accepted_order": (pl.col("event") != "accepted")
+            & pl.col("accepted_qty").is_null(),
+            "worked_more_than_accepted": (pl.col("event") != "accepted")
+            & (pl.col("worked_qty") > pl.col("accepted_qty")),
+        },
+        "broker events that match no approved order, or fill more than it",
+    )
 
 
 def equity_identity(equity: pl.DataFrame, tolerance: float = 0.01) -> CheckOutcome:
-    """equity = cash + market value to the cent, and cash never negative (long only, no margin)."""
-    bad = equity.filter(
-        ((pl.col("cash") + pl.col("market_value") - pl.col("equity")).abs() > tolerance) | (pl.col("cash") < -tolerance)
+    """equity = cash + market value to the cent, and cash never negative (long only, no margin). The frame
+    against itself: `equity_matches_fills` recomputes cash and market value from the fills and positions."""
+    return _rows_failing(
+        equity,
+        {
+            "equity_not_cash_plus_market_value": (
+                (pl.col("cash") + pl.col("market_value") - pl.col("equity")).abs() > tolerance
+            )
+            | pl.any_horizontal(pl.col("cash", "market_value", "equity").is_null()),
+            "negative_cash": pl.col("cash") < -tolerance,
+        },
+        "equity != cash + market value, or negative cash",
     )
-    return _offenders(bad, "equity != cash + market value, or negative cash", equity.height)
+
+
+def equity_matches_fills(
+    equity: pl.DataFrame,
+    positions: pl.DataFrame,
+    executions: pl.DataFrame,
+    start_cash: float | Decimal,
+    *,
+    extra_cash_movements: pl.DataFrame | None = None,
+    tolerance: float = 0.01,
+) -> CheckOutcome:
+    """The equity frame against what its inputs say, per session, to `tolerance` (a cent):
+
+    * cash = `start_cash` (the book's cash before the first session's fills) + every fill of the window up
+      to and including that session: a buy takes qty x price + commission out, a sell brings qty x price -
+      commission in; plus `extra_cash_movements` (session, amount: positive into the account), for cash
+      the book moves without a fill (cash in lieu of fractional shares on a split);
+    * market_value = the sum over that session's positions of qty x close, and each position's own
+      market_value is its qty x close;
+    * equity = that cash + that market value.
+
+    `executions` is the window's broker events (only `filled` rows inside the equity frame's sessions
+    count; earlier fills are in `start_cash`). A fill with a missing quantity, price, commission or an
+    unknown side cannot be accounted for and fails its session, as does every session whose cash it
+    would have changed. Rows named: equity rows (symbol null) and position rows."""
+    what = "equity that the fills and positions do not account for"
+    if equity.is_empty():
+        return _offenders(equity, what, 0)
+    first, last = equity["session"].min(), equity["session"].max()
+    amount = pl.col("qty") * pl.col("price")
+    filled = executions.filter(pl.col("event") == "filled")
+    undated = filled["session"].null_count() > 0  # a fill that cannot be placed: no session's cash is known
+    fills = filled.filter(pl.col("session").is_between(first, last))
+    flows = fills.select(
+        "session",
+        "symbol",
+        pl.when(pl.col("side") == "buy")
+        .then(-(amount + pl.col("commission")))
+        .when(pl.col("side") == "sell")
+        .then(amount - pl.col("commission"))
+        .alias("amount"),
+    )
+    if extra_cash_movements is not None:
+        extra = extra_cash_movements.filter(pl.col("session").is_between(first, last))
+        flows = pl.concat([flows, extra.select("session", pl.lit(None, pl.String).alias("symbol"), "amount")])
+    flows = flows.with_columns(pl.col("session").cast(pl.Date), pl.col("amount").cast(pl.Float64))
+    # cumulative flows up to each equity session (a flow dated between sessions counts from the next one)
+    by_session = (
+        flows.group_by("session")
+        .agg(pl.col("amount").sum(), pl.col("amount").is_null().any().alias("unaccountable"))
+        .sort("session")
+        .select("session", pl.col("amount").cum_sum().alias("flows"), pl.col("unaccountable").cum_max())
+    )
+    marks = positions.group_by("session").agg(
+        (pl.col("qty") * pl.col("close")).sum().alias("positions_value")
+    )
+    checked = (
+        equity.sort("session")
+        .join_asof(by_session, on="session", strategy="backward")
+        .join(marks, on="session", how="left")
+        .with_columns(
+            expected_cash=float(start_cash) + pl.col("flows").fill_null(0.0),
+            positions_value=pl.col("positions_value").fill_null(0.0),
+            unaccountable=pl.col("unaccountable").fill_null(False) | undated,
+        )
+    )
+    off = lambda a, b: ((a - b).abs() > tolerance).fill_null(True)  # noqa: E731
+    equity_rows = checked.select(
+        "session",
+        pl.lit(None, pl.String).alias("symbol"),
+        (pl.col("unaccountable") | off(pl.col("cash"), pl.col("expected_cash"))).alias("cash_not_from_fills"),
+        off(pl.col("market_value"), pl.col("positions_value")).alias("market_value_not_positions"),
+        off(pl.col("equity"), pl.col("expected_cash") + pl.col("positions_value")).alias(
+            "equity_not_cash_plus_positions"
+        ),
+        pl.lit(False).alias("position_value_not_qty_times_close"),
+    )
+    position_rows = positions.filter(pl.col("session").is_between(first, last)).select(
+        "session",
+        "symbol",
+        *(pl.lit(False).alias(c) for c in equity_rows.columns[2:5]),
+        off(pl.col("market_value"), pl.col("qty") * pl.col("close")).alias(
+            "position_value_not_qty_times_close"
+        ),
+    )
+    rows = pl.concat([equity_rows, position_rows])
+    return _rows_failing(rows, {c: pl.col(c) for c in rows.columns[2:]}, what, total=rows.height)

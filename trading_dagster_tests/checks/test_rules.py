@@ -1,13 +1,298 @@
-"""The quota rules on small frames, including the case that once failed on real data: HFBL 2008-03, two
-approved 4-share buys in one month whose next sessions had no bar, so both expired and bought nothing."""
+"""Every rule in checks/rules.py fails on a bad frame and passes on a good one as close to it as possible.
+
+The frames are real rows (the shipped sample, and the stages built from it in conftest.py); a bad frame is
+a good one with one value changed, and each condition of a rule is broken on its own, so a rule that lost a
+condition (or could not fail at all) turns a test red. Each failure names the sessions the quality gate
+blocks (`failed_sessions`) and the conditions that failed (`metadata["failed_conditions"]`).
+
+Also the quota case that once failed on real data: HFBL 2008-03, two approved 4-share buys in one month
+whose next sessions had no bar, so both expired and bought nothing.
+"""
+
+from __future__ import annotations
 
 import datetime as dt
 
 import polars as pl
+import pytest
 
-from trading_dagster.checks.rules import fills_within_monthly_quota, orders_within_limits
+from trading_dagster.checks.rules import (
+    cleaned_prices_sane,
+    equity_identity,
+    executions_match_orders,
+    fills_within_monthly_quota,
+    indicators_in_bounds,
+    no_nulls,
+    orders_within_limits,
+    sessions_in_window,
+    signals_valid,
+    unique_keys,
+)
+from trading_dagster.domain.indicators import compute_indicators
+from trading_dagster_tests.checks.outcomes import assert_fails, assert_passes, at, conditions, with_values
 
 D = dt.date
+NAN, INF = float("nan"), float("inf")
+
+
+# ------------------------------------------------------------------------------------- cleaned prices
+
+BAR = ("KO", D(2017, 11, 9))  # open 46.12, high 46.385, low 46.02, close 46.23, volume 6,525,071
+
+
+@pytest.fixture(scope="module")
+def bars(cleaned: pl.DataFrame) -> pl.DataFrame:
+    """AAPL, KO and SPY over 2017-11-07..10: 12 real cleaned rows."""
+    return cleaned.filter(
+        pl.col("symbol").is_in(["AAPL", "KO", "SPY"])
+        & pl.col("session").is_between(D(2017, 11, 7), D(2017, 11, 10))
+    )
+
+
+def test_the_real_sample_is_sane_to_the_last_row(cleaned):
+    assert_passes(cleaned_prices_sane(cleaned), rows=cleaned.height)
+    assert cleaned.height > 100_000
+
+
+@pytest.mark.parametrize(
+    ("values", "failed"),
+    [
+        ({"open": 0.0, "high": 0.0, "low": 0.0, "close": 0.0}, "price_not_positive"),
+        ({"low": -0.01}, "price_not_positive"),
+        ({"high": pl.col("low") - 0.01}, "high_below_low close_outside_low_high open_outside_low_high"),
+        ({"close": pl.col("high") + 0.01}, "close_outside_low_high"),
+        ({"close": pl.col("low") - 0.01}, "close_outside_low_high"),
+        ({"open": pl.col("high") + 0.01}, "open_outside_low_high"),
+        ({"open": pl.col("low") - 0.01}, "open_outside_low_high"),
+        ({"volume": -1}, "negative_volume"),
+        ({"high": NAN}, "missing_or_non_finite"),  # NaN sorts above every number: no range test sees it
+        ({"high": INF}, "missing_or_non_finite"),
+        ({"close": None}, "missing_or_non_finite"),
+        ({"open": None}, "missing_or_non_finite"),
+        ({"volume": None}, "missing_or_non_finite"),
+    ],
+    ids=lambda v: str(v).replace(" ", "") if isinstance(v, dict) else v.split()[0],
+)
+def test_cleaned_prices_fail_each_sanity_condition_on_its_own(bars, values, failed):
+    assert_passes(cleaned_prices_sane(bars), rows=12)
+    bad = with_values(bars, at(*BAR), **values)
+    assert_fails(cleaned_prices_sane(bad), (BAR[1],), dict.fromkeys(failed.split(), 1))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"close": pl.col("high")},
+        {"close": pl.col("low")},
+        {"open": pl.col("high")},
+        {"open": pl.col("low")},
+        {"open": pl.col("low"), "high": pl.col("low"), "close": pl.col("low")},  # a flat bar
+        {"volume": 0},
+        {"open": 0.0001, "high": 0.0001, "low": 0.0001, "close": 0.0001},  # tiny is not zero
+    ],
+)
+def test_cleaned_prices_at_each_bound_pass(bars, values):
+    assert_passes(cleaned_prices_sane(with_values(bars, at(*BAR), **values)))
+
+
+def test_real_bars_on_the_bounds_pass(cleaned):
+    """open = low (AAPL 2017-11-07), close = high (AAPL 2017-11-08), open = high and close = low (XOM
+    2015-06-25), volume 0 (the vendor's whole session of 2010-04-26)."""
+    rows = cleaned.filter(
+        at("AAPL", D(2017, 11, 7))
+        | at("AAPL", D(2017, 11, 8))
+        | at("XOM", D(2015, 6, 25))
+        | (pl.col("session") == D(2010, 4, 26))
+    )
+    assert (rows["open"] == rows["low"]).any() and (rows["close"] == rows["high"]).any()
+    assert (rows["volume"] == 0).sum() > 30
+    assert_passes(cleaned_prices_sane(rows))
+
+
+def test_every_bad_row_is_named_with_its_session(bars):
+    bad = with_values(bars, at("AAPL", D(2017, 11, 7)), volume=-5)
+    bad = with_values(bad, at("SPY", D(2017, 11, 10)), close=pl.col("high") * 2)
+    outcome = cleaned_prices_sane(bad)
+    assert_fails(
+        outcome,
+        (D(2017, 11, 7), D(2017, 11, 10)),
+        {"negative_volume": 1, "close_outside_low_high": 1},
+        rows=2,
+    )
+    assert outcome.metadata["symbols"] == "AAPL, SPY" and outcome.metadata["rows_checked"] == 12
+    assert outcome.metadata["sessions"] == "2017-11-07..2017-11-10 (2 sessions)"
+    assert "'volume': -5" in outcome.metadata["example"]
+
+
+def test_an_empty_frame_passes(bars):
+    assert_passes(cleaned_prices_sane(bars.head(0)), rows=0)
+
+
+# ------------------------------------------------------------------------------------------ unique keys
+
+
+def test_a_second_bar_for_a_symbol_and_session_is_a_duplicate(bars):
+    keys = ["symbol", "session"]
+    assert_passes(unique_keys(bars, keys), rows=12)
+    revised = bars.filter(at(*BAR)).with_columns(volume=pl.col("volume") + 100)  # a later revision of the bar
+    outcome = unique_keys(pl.concat([bars, revised]), keys)
+    assert_fails(outcome, (BAR[1],), rows=2)
+    assert outcome.metadata["symbols"] == "KO" and outcome.metadata["rows_checked"] == 13
+    assert "duplicate ('symbol', 'session')" in outcome.description
+
+
+def test_keys_are_judged_together_not_one_by_one(bars):
+    """The same bar on a session the frame does not hold yet is no duplicate; keyed by symbol alone it is."""
+    moved = bars.filter(at(*BAR)).with_columns(session=pl.lit(D(2017, 11, 13)))
+    assert_passes(unique_keys(pl.concat([bars, moved]), ["symbol", "session"]))
+    by_symbol = unique_keys(bars, ["symbol"])
+    assert_fails(by_symbol, (D(2017, 11, 7), D(2017, 11, 8), D(2017, 11, 9), D(2017, 11, 10)), rows=12)
+
+
+def test_unique_signals_per_strategy(stages):
+    keys = ["session", "symbol", "strategy"]
+    signals = stages.signals
+    assert_passes(unique_keys(signals, keys), rows=signals.height)
+    first = signals.head(1)
+    assert_fails(unique_keys(pl.concat([signals, first]), keys), (first["session"][0],), rows=2)
+    other_strategy = first.with_columns(strategy=pl.lit("another_strategy"))
+    assert_passes(unique_keys(pl.concat([signals, other_strategy]), keys))
+    assert_passes(unique_keys(signals.head(0), keys), rows=0)
+
+
+# ------------------------------------------------------------------------------------ nulls and window
+
+
+@pytest.mark.parametrize("column", ["symbol", "close", "volume"])
+def test_a_null_in_a_listed_column_fails(bars, column):
+    columns = ["symbol", "close", "volume"]
+    assert_passes(no_nulls(bars, columns), rows=12)
+    outcome = no_nulls(with_values(bars, at(*BAR), **{column: None}), columns)
+    assert_fails(outcome, (BAR[1],), {f"null_{column}": 1})
+
+
+def test_a_null_in_a_column_not_listed_passes(bars):
+    assert_passes(no_nulls(with_values(bars, at(*BAR), open=None), ["symbol", "close"]))
+
+
+def test_a_row_with_a_null_session_fails_the_whole_window(bars):
+    outcome = no_nulls(with_values(bars, at(*BAR), session=None), ["session"])
+    assert_fails(outcome, (), {"null_session": 1})  # () = every session of the window (see CheckOutcome)
+
+
+def test_rows_outside_the_partition_window_fail_naming_their_sessions(bars):
+    window = [D(2017, 11, 7), D(2017, 11, 8), D(2017, 11, 9), D(2017, 11, 10)]
+    assert_passes(sessions_in_window(bars, window), rows=12)
+    outcome = sessions_in_window(bars, window[:-1])
+    assert_fails(outcome, (D(2017, 11, 10),), {"session_outside_window": 3}, rows=3)
+    assert_fails(sessions_in_window(bars, window[1:]), (D(2017, 11, 7),), rows=3)
+    no_session = sessions_in_window(with_values(bars, at(*BAR), session=None), window)
+    assert_fails(no_session, (), {"session_outside_window": 1})
+    assert_passes(sessions_in_window(bars.head(0), window), rows=0)
+
+
+# ---------------------------------------------------------------------------------------- indicators
+
+IND = ("AAPL", D(2017, 11, 9))
+
+
+@pytest.fixture(scope="module")
+def indicators(stages) -> pl.DataFrame:
+    return stages.indicators.filter(pl.col("session") >= D(2017, 11, 6))
+
+
+def test_real_indicators_and_their_warm_up_pass(stages, cleaned):
+    assert_passes(indicators_in_bounds(stages.indicators), rows=stages.indicators.height)
+    warm_up = compute_indicators(cleaned.filter(pl.col("symbol") == "KO").head(260))
+    assert warm_up["sma_200"].null_count() == 199 and warm_up["rsi_14"].null_count() > 0
+    assert_passes(indicators_in_bounds(warm_up))
+
+
+@pytest.mark.parametrize(
+    ("values", "failed"),
+    [
+        ({"rsi_14": -0.01}, "rsi_outside_0_100"),
+        ({"rsi_14": 100.01}, "rsi_outside_0_100"),
+        ({"bb_lower": pl.col("bb_middle") + 0.01}, "bb_lower_above_middle"),
+        ({"bb_middle": pl.col("bb_upper") + 0.01}, "bb_middle_above_upper"),
+        ({"atr_14": -0.01}, "negative_atr"),
+        ({"pct_below_high_52w": -0.01}, "pct_below_high_outside_0_100"),
+        ({"pct_below_high_52w": 100.01}, "pct_below_high_outside_0_100"),
+        ({"sma_50": NAN}, "nan"),
+        ({"close": NAN}, "nan"),
+    ],
+    ids=lambda v: str(v).replace(" ", "") if isinstance(v, dict) else v,
+)
+def test_indicators_fail_each_bound_on_its_own(indicators, values, failed):
+    assert_passes(indicators_in_bounds(indicators))
+    bad = with_values(indicators, at(*IND), **values)
+    assert_fails(indicators_in_bounds(bad), (IND[1],), {failed: 1})
+
+
+@pytest.mark.parametrize("column", ["close", "sma_20", "ema_12", "rsi_14", "bb_upper", "atr_14", "high_52w"])
+def test_nan_in_any_indicator_column_fails(indicators, column):
+    outcome = indicators_in_bounds(with_values(indicators, at(*IND), **{column: NAN}))
+    assert_fails(outcome, (IND[1],))
+    assert "nan" in conditions(outcome)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"rsi_14": 0.0},
+        {"rsi_14": 100.0},
+        {"rsi_14": None},  # warm-up
+        {"bb_lower": pl.col("bb_middle"), "bb_upper": pl.col("bb_middle")},  # a flat band
+        {"atr_14": 0.0},
+        {"pct_below_high_52w": 0.0},  # a new 52-week high
+        {"pct_below_high_52w": 100.0},
+    ],
+    ids=lambda v: str(v).replace(" ", ""),
+)
+def test_indicators_on_each_bound_pass(indicators, values):
+    assert_passes(indicators_in_bounds(with_values(indicators, at(*IND), **values)))
+
+
+# ------------------------------------------------------------------------------------------- signals
+
+
+@pytest.fixture(scope="module")
+def signal(stages) -> tuple[pl.DataFrame, pl.Expr, dt.date]:
+    """The real signals, and the first one's row."""
+    first = stages.signals.row(0, named=True)
+    where = at(first["symbol"], first["session"]) & (pl.col("strategy") == first["strategy"])
+    return stages.signals, where, first["session"]
+
+
+@pytest.mark.parametrize(
+    ("values", "failed"),
+    [
+        ({"side": "hold"}, "side_not_buy_or_sell"),
+        ({"side": "BUY"}, "side_not_buy_or_sell"),
+        ({"side": None}, "side_not_buy_or_sell"),
+        ({"strength": -0.01}, "strength_outside_0_1"),
+        ({"strength": 1.01}, "strength_outside_0_1"),
+        ({"reason": None}, "no_reason"),
+    ],
+    ids=str,
+)
+def test_signals_fail_each_condition_on_its_own(signal, values, failed):
+    signals, where, session = signal
+    assert_passes(signals_valid(signals), rows=signals.height)
+    assert_fails(signals_valid(with_values(signals, where, **values)), (session,), {failed: 1})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"strength": 0.0}, {"strength": 1.0}, {"strength": None}, {"side": "buy"}, {"side": "sell"}],
+    ids=str,
+)
+def test_signals_on_each_bound_pass(signal, values):
+    signals, where, _ = signal
+    assert_passes(signals_valid(with_values(signals, where, **values)))
+
+
+# -------------------------------------------------------------------------------------------- orders
 
 
 def orders(*rows):
@@ -25,13 +310,21 @@ def test_two_full_quota_orders_in_a_month_are_fine_until_they_fill():
         (D(2008, 3, 24), "HFBL", "buy", 126, 4, "approved", "a"),
         (D(2008, 3, 27), "HFBL", "buy", 126, 4, "approved", "b"),
     )
-    assert orders_within_limits(o, 4).passed
-    expired = events((D(2008, 3, 25), "HFBL", "buy", "expired", 4), (D(2008, 3, 28), "HFBL", "buy", "expired", 4))
-    assert fills_within_monthly_quota(expired, 4).passed
-    filled = events((D(2008, 3, 25), "HFBL", "buy", "filled", 4), (D(2008, 3, 28), "HFBL", "buy", "filled", 4))
+    assert_passes(orders_within_limits(o, 4))
+    expired = events(
+        (D(2008, 3, 25), "HFBL", "buy", "expired", 4), (D(2008, 3, 28), "HFBL", "buy", "expired", 4)
+    )
+    assert_passes(fills_within_monthly_quota(expired, 4))
+    filled = events(
+        (D(2008, 3, 25), "HFBL", "buy", "filled", 4), (D(2008, 3, 28), "HFBL", "buy", "filled", 4)
+    )
     outcome = fills_within_monthly_quota(filled, 4)
-    assert not outcome.passed
-    assert outcome.metadata["offending_rows"] == 1 and outcome.metadata["symbols"] == "HFBL"
+    # the session whose fill took the month past the quota, not the one before it
+    assert_fails(outcome, (D(2008, 3, 28),))
+    assert (
+        outcome.metadata["symbols"] == "HFBL"
+        and "more than 4 shares bought in a month" in outcome.description
+    )
 
 
 def test_fills_in_different_months_or_sells_do_not_add_up():
@@ -39,18 +332,238 @@ def test_fills_in_different_months_or_sells_do_not_add_up():
         (D(2017, 1, 31), "AAPL", "buy", "filled", 4),
         (D(2017, 2, 1), "AAPL", "buy", "filled", 4),
         (D(2017, 2, 2), "AAPL", "sell", "filled", 8),
+        (D(2017, 2, 2), "MSFT", "buy", "filled", 4),
     )
-    assert fills_within_monthly_quota(e, 4).passed
-    assert fills_within_monthly_quota(e, None).passed
+    assert_passes(fills_within_monthly_quota(e, 4), rows=4)
+    none = fills_within_monthly_quota(e, None)
+    assert none.passed and none.description == "no monthly share limit configured"
+
+
+def test_the_quota_binds_on_the_running_total_of_the_month():
+    e = events(
+        (D(2017, 3, 1), "KO", "buy", "filled", 2),
+        (D(2017, 3, 2), "KO", "buy", "filled", 2),  # 4: at the quota
+        (D(2017, 3, 3), "KO", "sell", "filled", 4),
+    )
+    assert_passes(fills_within_monthly_quota(e, 4))
+    more = pl.concat(
+        [e, events((D(2017, 3, 6), "KO", "buy", "filled", 1), (D(2017, 3, 7), "KO", "buy", "filled", 1))]
+    )
+    assert_fails(fills_within_monthly_quota(more, 4), (D(2017, 3, 6), D(2017, 3, 7)), rows=2)
+    assert_passes(fills_within_monthly_quota(more, 6))
+    same_day = events((D(2017, 3, 1), "KO", "buy", "filled", 3), (D(2017, 3, 1), "KO", "buy", "filled", 2))
+    assert_fails(fills_within_monthly_quota(same_day, 4), (D(2017, 3, 1),))
+
+
+def test_the_real_fills_are_within_the_quota(stages):
+    assert_passes(fills_within_monthly_quota(stages.executions, 4), rows=stages.executions.height)
 
 
 def test_an_order_above_the_quota_request_or_zero_fails():
-    assert not orders_within_limits(orders((D(2017, 1, 3), "KO", "buy", 10, 5, "approved", "a")), 4).passed
-    assert not orders_within_limits(orders((D(2017, 1, 3), "KO", "buy", 3, 4, "approved", "a")), 4).passed
-    assert not orders_within_limits(orders((D(2017, 1, 3), "KO", "sell", 0, 0, "approved", "a")), 4).passed
-    dup = orders((D(2017, 1, 3), "KO", "buy", 4, 4, "approved", "x"), (D(2017, 1, 3), "PEP", "buy", 4, 4, "approved", "x"))
-    assert not orders_within_limits(dup, 4).passed
-    # a denied order is not held to the approved-order rules
-    assert orders_within_limits(orders((D(2017, 1, 3), "KO", "buy", 10, 0, "denied", "a")), 4).passed
+    def outcome(*rows, limit=4):
+        return orders_within_limits(orders(*rows), limit)
+
+    a = D(2017, 1, 3)
+    assert_passes(outcome((a, "KO", "buy", 4, 4, "approved", "a")))  # at the quota and the request
+    assert_fails(outcome((a, "KO", "buy", 10, 5, "approved", "a")), (a,), {"buy_above_monthly_quota": 1})
+    assert_passes(outcome((a, "KO", "buy", 10, 5, "approved", "a"), limit=None))  # no quota configured
+    assert_passes(outcome((a, "KO", "buy", 10, 5, "approved", "a"), limit=5))
+    assert_fails(outcome((a, "KO", "sell", 3, 4, "approved", "a")), (a,), {"qty_above_request": 1})
+    assert_fails(outcome((a, "KO", "sell", 0, 0, "approved", "a")), (a,), {"qty_not_positive": 1})
+    assert_fails(outcome((a, "KO", "sell", 3, -1, "approved", "a")), (a,), {"qty_not_positive": 1})
+    b = D(2017, 1, 4)
+    dup = outcome((a, "KO", "buy", 4, 4, "approved", "x"), (b, "PEP", "buy", 4, 4, "approved", "x"))
+    assert_fails(dup, (a, b), {"duplicate_client_order_id": 2}, rows=2)
+    # a denied order is not held to the approved-order rules, nor does it duplicate an approved one
+    assert_passes(outcome((a, "KO", "buy", 10, 0, "denied", "a")))
+    assert_passes(
+        outcome((a, "KO", "buy", 4, 4, "approved", "x"), (a, "KO", "buy", 4, 0, "denied", "x")), rows=2
+    )
     # sells are not bound by the buy quota
-    assert orders_within_limits(orders((D(2017, 1, 3), "KO", "sell", 9, 9, "approved", "a")), 4).passed
+    assert_passes(outcome((a, "KO", "sell", 9, 9, "approved", "a")))
+
+
+def test_real_orders_pass_and_one_changed_order_fails(stages):
+    o = stages.orders
+    assert_passes(orders_within_limits(o, 4), rows=o.height)
+    buy = o.filter(
+        (pl.col("status") == "approved") & (pl.col("side") == "buy") & (pl.col("requested_qty") > 5)
+    ).row(0, named=True)
+    where = pl.col("client_order_id") == buy["client_order_id"]
+    assert_fails(
+        orders_within_limits(with_values(o, where, qty=5), 4),
+        (buy["session"],),
+        {"buy_above_monthly_quota": 1},
+    )
+
+
+# ---------------------------------------------------------------------------------------- executions
+
+
+@pytest.fixture(scope="module")
+def last_order(stages) -> dict:
+    """An approved order of the window's last session: accepted, not filled inside the window."""
+    last = stages.executions.filter(
+        (pl.col("event") == "accepted") & (pl.col("session") == stages.sessions[-1])
+    )
+    return last.row(0, named=True)
+
+
+@pytest.fixture(scope="module")
+def filled_order(stages) -> tuple[dict, dict]:
+    """(accepted event, fill) of a real sell filled inside the window."""
+    ex = stages.executions
+    fill = ex.filter((pl.col("event") == "filled") & (pl.col("side") == "sell")).row(3, named=True)
+    accepted = ex.filter(
+        (pl.col("event") == "accepted") & (pl.col("client_order_id") == fill["client_order_id"])
+    )
+    return accepted.row(0, named=True), fill
+
+
+def event(ev: str, client_order_id: str) -> pl.Expr:
+    return (pl.col("event") == ev) & (pl.col("client_order_id") == client_order_id)
+
+
+def test_real_executions_match_their_orders(stages, last_order):
+    assert_passes(executions_match_orders(stages.executions, stages.orders), rows=stages.executions.height)
+    assert stages.executions.filter(pl.col("client_order_id") == last_order["client_order_id"]).height == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"qty": pl.col("qty") + 1},
+        {"symbol": "ZZZZ"},
+        {"side": pl.when(pl.col("side") == "buy").then(pl.lit("sell")).otherwise(pl.lit("buy"))},
+    ],
+    ids=["qty", "symbol", "side"],
+)
+def test_an_accepted_event_that_differs_from_its_order_fails(stages, last_order, values):
+    bad = with_values(stages.executions, event("accepted", last_order["client_order_id"]), **values)
+    outcome = executions_match_orders(bad, stages.orders)
+    assert_fails(outcome, (last_order["session"],), {"accepted_differs_from_order": 1})
+
+
+def test_an_accepted_event_without_an_approved_order_fails(stages, last_order):
+    cid = last_order["client_order_id"]
+    dropped = stages.orders.filter(pl.col("client_order_id") != cid)
+    assert_fails(
+        executions_match_orders(stages.executions, dropped),
+        (last_order["session"],),
+        {"accepted_without_approved_order": 1},
+    )
+    denied = with_values(stages.orders, pl.col("client_order_id") == cid, status="denied", qty=0)
+    assert_fails(
+        executions_match_orders(stages.executions, denied),
+        (last_order["session"],),
+        {"accepted_without_approved_order": 1},
+    )
+
+
+def test_an_order_accepted_twice_fails(stages, last_order):
+    twice = pl.concat(
+        [stages.executions, stages.executions.filter(event("accepted", last_order["client_order_id"]))]
+    )
+    assert_fails(
+        executions_match_orders(twice, stages.orders),
+        (last_order["session"],),
+        {"accepted_more_than_once": 2},
+        rows=2,
+    )
+
+
+def test_a_fill_the_broker_never_accepted_fails(stages, filled_order):
+    accepted, fill = filled_order
+    ex = stages.executions.filter(~event("accepted", fill["client_order_id"]))
+    outcome = executions_match_orders(ex, stages.orders)
+    assert_fails(outcome, (fill["session"],), {"worked_without_accepted_order": 1})
+
+
+@pytest.mark.parametrize("extra_event", ["filled", "expired"])
+def test_filling_or_expiring_more_than_was_accepted_fails(stages, filled_order, extra_event):
+    accepted, fill = filled_order
+    bigger = with_values(stages.executions, event("filled", fill["client_order_id"]), qty=pl.col("qty") + 1)
+    assert_fails(
+        executions_match_orders(bigger, stages.orders), (fill["session"],), {"worked_more_than_accepted": 1}
+    )
+    # a second event for the same order: the two together are more than the order
+    again = pl.DataFrame([{**fill, "event": extra_event, "qty": 1}], schema=stages.executions.schema)
+    outcome = executions_match_orders(pl.concat([stages.executions, again]), stages.orders)
+    assert_fails(outcome, (fill["session"],), {"worked_more_than_accepted": 2}, rows=2)
+
+
+def test_a_partial_fill_and_the_expired_rest_pass(stages, filled_order):
+    accepted, fill = filled_order
+    assert fill["qty"] >= 2
+    part = with_values(stages.executions, event("filled", fill["client_order_id"]), qty=pl.col("qty") - 1)
+    rest = pl.DataFrame(
+        [{**fill, "event": "expired", "qty": 1, "price": None, "commission": 0.0}], schema=part.schema
+    )
+    assert_passes(executions_match_orders(pl.concat([part, rest]), stages.orders))
+
+
+def test_a_fill_of_an_order_from_before_the_window_is_not_held_to_this_window(stages, filled_order):
+    """A window that starts at the fill's session holds the fill but not its acceptance (the session
+    before): that order was checked with the window it was accepted in."""
+    accepted, fill = filled_order
+    later = stages.executions.filter(pl.col("session") >= fill["session"])
+    orders_later = stages.orders.filter(pl.col("session") >= fill["session"])
+    assert later.filter(event("accepted", fill["client_order_id"])).is_empty()
+    assert_passes(executions_match_orders(later, orders_later))
+    # ... while the same frame with the acceptance's session still in it fails without it
+    from_acceptance = stages.executions.filter(pl.col("session") >= accepted["session"])
+    assert_fails(
+        executions_match_orders(
+            from_acceptance.filter(~event("accepted", fill["client_order_id"])), stages.orders
+        ),
+        (fill["session"],),
+        {"worked_without_accepted_order": 1},
+    )
+
+
+def test_no_executions_pass(stages):
+    assert_passes(executions_match_orders(stages.executions.head(0), stages.orders), rows=0)
+
+
+# ------------------------------------------------------------------------------------ equity identity
+
+
+@pytest.fixture(scope="module")
+def equity_day(stages) -> tuple[pl.DataFrame, pl.Expr, dt.date]:
+    day = stages.sessions[40]
+    return stages.equity, pl.col("session") == day, day
+
+
+def test_real_equity_is_cash_plus_market_value(stages):
+    assert_passes(equity_identity(stages.equity), rows=stages.equity.height)
+
+
+@pytest.mark.parametrize(
+    ("values", "failed"),
+    [
+        ({"cash": pl.col("cash") + 1.0}, "equity_not_cash_plus_market_value"),
+        ({"market_value": pl.col("market_value") - 0.02}, "equity_not_cash_plus_market_value"),
+        ({"equity": pl.col("equity") + 0.02}, "equity_not_cash_plus_market_value"),
+        ({"equity": None}, "equity_not_cash_plus_market_value"),
+        ({"cash": None}, "equity_not_cash_plus_market_value"),
+        ({"cash": -1.0, "equity": pl.col("market_value") - 1.0}, "negative_cash"),
+    ],
+    ids=str,
+)
+def test_equity_identity_fails_each_condition_on_its_own(equity_day, values, failed):
+    equity, where, day = equity_day
+    assert_fails(equity_identity(with_values(equity, where, **values)), (day,), {failed: 1})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"equity": pl.col("equity") + 0.009},  # within the cent
+        {"cash": -0.009, "equity": pl.col("market_value") - 0.009},
+        {"cash": 0.0, "equity": pl.col("market_value")},
+    ],
+    ids=str,
+)
+def test_equity_identity_within_the_tolerance_passes(equity_day, values):
+    equity, where, _ = equity_day
+    assert_passes(equity_identity(with_values(equity, where, **values)))
