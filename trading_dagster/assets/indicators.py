@@ -60,22 +60,37 @@ def history_start(raw_store: RawStoreResource, needed: list) -> "dt.date | None"
 
 
 def check_lookback(
-    loaded: pl.DataFrame, first: "dt.date", last: "dt.date", raw_store: RawStoreResource, label: str
+    first: "dt.date",
+    last: "dt.date",
+    raw_store: RawStoreResource,
+    quality_gate: QualityGateResource,
+    upstream: list[str],
+    label: str,
 ) -> dict:
-    """Fail when an upstream partition of the sessions first..last (`first` clipped at the first partition)
-    is missing from `loaded`; report a lookback cut short where history begins (indicators that need
-    earlier bars are null there, never guessed)."""
+    """Fail when a partition of `upstream` for the sessions first..last (`first` clipped at the first
+    partition) is missing; report a lookback cut short where history begins (indicators that need earlier
+    bars are null there, never guessed).
+
+    Present means judged: the upstream asset recorded verdicts for the session in the quality gate and none
+    failed (`QualityGate.passed_sessions`), not that the loaded frame has rows on it. A data outage (a
+    session the vendor delivered no usable bar for) is a materialized, judged partition with no rows, and
+    must not stop every later run whose lookback reaches it (decision 0004, section 2). A session that
+    failed a blocking check never gets here: the IO manager refused it before loading."""
     needed = session_calendar().between(max(first, sessions_partitions_def().start.date()), last)
     start = history_start(raw_store, needed)
-    present = set(loaded["session"].unique().to_list()) if loaded.height else set()
     if start is None:
         raise LookbackIncomplete(f"{label}: the raw store holds no session in {needed[0]}..{needed[-1]}")
+    asset = "/".join(upstream)
+    present = set(quality_gate.get().passed_sessions(asset, max(start, needed[0]), needed[-1]))
     missing = [s for s in needed if s >= start and s not in present]
     if missing:
         raise LookbackIncomplete(
             f"{label}: upstream partitions missing inside the lookback: {len(missing)} sessions, "
             f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}. The raw store holds history "
-            f"from {start} or earlier, so these are not the start of history: materialize them first."
+            f"from {start} or earlier, so these are not the start of history: materialize {asset} for "
+            f"{missing[0]}..{missing[-1]} first (a pipeline_job backfill of that range does), then re-run this. "
+            "(Missing means no verdict in the quality gate: never materialized, or its run stopped before "
+            "its checks.)"
         )
     truncated = sum(1 for s in needed if s < start)
     return {"lookback_sessions": len(needed), "lookback_truncated_sessions": truncated, "history_start": str(start)}
@@ -113,7 +128,7 @@ def indicators(
     sessions = window_sessions(context)
     cal = session_calendar()
     need_from = ind.required_input_start(cal.sessions, sessions[0])
-    lookback = check_lookback(cleaned_prices, need_from, sessions[-1], raw_store, "indicators")
+    lookback = check_lookback(need_from, sessions[-1], raw_store, quality_gate, CLEANED, "indicators")
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     # split-adjusted point in time when splits are on file (none for vendor-adjusted data: the same rows)
     actions = corporate_actions.get(need_from, sessions[-1])  # the splits that can touch this lookback
@@ -181,7 +196,7 @@ def signals(
     sessions = window_sessions(context)
     cal = session_calendar()
     lookback = check_lookback(
-        indicators, cal.previous_session(sessions[0]) or sessions[0], sessions[-1], raw_store, "signals"
+        cal.previous_session(sessions[0]) or sessions[0], sessions[-1], raw_store, quality_gate, INDICATORS, "signals"
     )
     rule = trading_config.universe_rule()  # ValueError for a bad rule set in the launchpad, before any work
     fired = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1])
@@ -190,7 +205,7 @@ def signals(
     liquidity = pl.DataFrame(schema=universe.LIQUIDITY_SCHEMA)
     if rule.liquidity_rule_on:
         need_from = universe.required_input_start(cal.sessions, sessions[0], rule.liquidity_window)
-        check_lookback(cleaned_prices, need_from, sessions[-1], raw_store, "signals (liquidity rule)")
+        check_lookback(need_from, sessions[-1], raw_store, quality_gate, CLEANED, "signals (liquidity rule)")
         liquidity = universe.median_dollar_volume(
             cleaned_prices, rule.liquidity_window, cal.sessions, sessions[0], sessions[-1]
         )

@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS raw_changes (
     session TEXT PRIMARY KEY, changed_at TEXT NOT NULL, run_id TEXT
 )
 """
+_REPORTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reported (key TEXT PRIMARY KEY, run_id TEXT NOT NULL, reported_at TEXT NOT NULL)
+"""
 _FAILURES_SCHEMA = {"session": pl.Date, "check_name": pl.String, "run_id": pl.String, "description": pl.String}
 _LISTED = 10
 PENDING_CHECK = "checks_not_recorded"
@@ -129,6 +132,60 @@ class QualityGate:
             con.close()
         frame = pl.DataFrame(rows, schema={**_FAILURES_SCHEMA, "session": pl.String}, orient="row")
         return frame.with_columns(pl.col("session").str.to_date())
+
+    def passed_sessions(self, asset: str, start: dt.date, end: dt.date) -> list[dt.date]:
+        """Sessions of `asset` in [start, end] for which it recorded verdicts and none failed, ascending.
+
+        What a lookback counts as present (decision 0004, section 2): a materialized partition whose checks
+        passed, also when it has no rows (a data outage: its check failed at WARN, which is recorded as
+        passed). A session that was never materialized (no verdict) or is refused (a failed or pending
+        verdict) is absent."""
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT session FROM check_verdicts WHERE asset = ? AND session BETWEEN ? AND ? "
+                "GROUP BY session HAVING MIN(passed) = 1 ORDER BY session",
+                (asset, start.isoformat(), end.isoformat()),
+            ).fetchall()
+        finally:
+            con.close()
+        return [dt.date.fromisoformat(r[0]) for r in rows]
+
+    def claim_reports(self, keys: Iterable[str], run_id: str) -> list[str]:
+        """The keys of `keys` never claimed before, now claimed by `run_id` (one transaction): what an alert
+        per *new* finding sends (a re-run of the same partitions finds the same outages and alerts nothing).
+        `release_reports` gives keys back when their alert could not be delivered."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return []
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+        con = self._connect()
+        try:
+            con.execute(_REPORTS_SCHEMA)
+            with con:
+                new = []
+                for key in wanted:
+                    cur = con.execute("INSERT OR IGNORE INTO reported VALUES (?, ?, ?)", (key, run_id, now))
+                    if cur.rowcount:
+                        new.append(key)
+        finally:
+            con.close()
+        return new
+
+    def release_reports(self, keys: Iterable[str]) -> None:
+        """Forget claimed keys (their alert was not delivered: the next run claims and sends them again)."""
+        wanted = [(k,) for k in dict.fromkeys(keys)]
+        if not wanted or not self.path.exists():
+            return
+        con = self._connect()
+        try:
+            con.execute(_REPORTS_SCHEMA)
+            with con:
+                con.executemany("DELETE FROM reported WHERE key = ?", wanted)
+        finally:
+            con.close()
 
     def record_changes(self, sessions: Iterable[dt.date], run_id: str | None) -> None:
         """Raw sessions whose content changed (bars added or revised) now, in run `run_id`: what makes the

@@ -27,13 +27,12 @@ from trading_dagster.domain.prices import (
     CleanResult,
     clean_prices,
 )
+from trading_dagster.domain.calendar import nyse_calendar
 from trading_dagster.domain.quality import (
     OUTAGE_MISSING_SYMBOLS,
     OUTAGE_ZERO_VOLUME,
-    flag_outage_sessions,
-    missing_symbols,
+    flag_outages,
     outage_sessions,
-    session_counts,
 )
 from trading_dagster_tests.shared_data import MISSING_REASON, shared_data_file
 
@@ -186,18 +185,24 @@ def test_no_false_alarms_on_well_known_tickers_or_known_splits(result, reasons):
     assert not KNOWN_SPLITS & set(reasons)
 
 
-def test_outage_sessions(raw):
+def test_outage_sessions(raw, sessions):
+    """The whole file as one window against the robust baseline (domain/quality.py): exactly the two outages
+    of the README (trading_dagster_tests/domain/test_quality_real.py has the NASDAQ file too)."""
     start = time.perf_counter()
-    flags = flag_outage_sessions(session_counts(raw))
+    flags = flag_outages(raw, sessions, None, nyse_calendar())
     print(f"\noutage flags: {time.perf_counter() - start:.2f} s")
     out = outage_sessions(flags)
     assert dict(out.select("session", "reason").iter_rows()) == {
-        OUTAGE_DAY_ZERO_VOLUME: OUTAGE_ZERO_VOLUME,  # 317 of 1,339 rows with volume 0
-        OUTAGE_DAY_MISSING: OUTAGE_MISSING_SYMBOLS,  # 374 rows against ~1,392
+        OUTAGE_DAY_ZERO_VOLUME: OUTAGE_ZERO_VOLUME,  # 317 of the 1,332 usually trading symbols at volume 0
+        OUTAGE_DAY_MISSING: OUTAGE_MISSING_SYMBOLS,  # 374 rows: 1,019 of 1,390 active symbols missing
     }
     assert out.select("rows", "zero_volume_rows").rows() == [(1339, 317), (374, 0)]
-    gone = missing_symbols(raw, OUTAGE_DAY_MISSING)
-    assert {"SPY", "IWM", "DIA"} <= set(gone) and not {"AAPL", "MSFT"} & set(gone)
+    assert out.select("active_symbols", "missing_count").rows()[1] == (1390, 1019)
+    gone = out.filter(pl.col("session") == OUTAGE_DAY_MISSING)["missing_sample"].item()
+    assert gone.startswith("AAN, AAP, AAXJ, ABB, ACC, ")  # alphabetical, the first 20 named, and the count
+    assert gone.endswith("... (1019 in all)")
+    day = raw.filter(pl.col("date") == OUTAGE_DAY_MISSING)["symbol"]
+    assert not {"SPY", "IWM", "DIA", "AAN"} & set(day) and {"AAPL", "MSFT"} <= set(day)  # README
 
 
 @pytest.mark.parametrize(

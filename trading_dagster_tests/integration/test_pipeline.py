@@ -34,6 +34,7 @@ def test_definitions_snapshot(tmp_path):
         "pnl/performance",
         "pnl/positions",
         "prices/cleaned_prices",
+        "prices/data_outages",
         "prices/price_quarantine",
         "raw/raw_prices",
         "signals/signals",

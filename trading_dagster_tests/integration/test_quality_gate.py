@@ -95,6 +95,30 @@ def test_verdicts_are_per_session_and_replaced_by_a_rerun(tmp_path):
         gate.require("a/b", days[2], days[3])
 
 
+def test_passed_sessions_are_those_judged_with_no_failed_verdict(tmp_path):
+    """What a lookback counts as present (assets/indicators.py `check_lookback`): verdicts recorded and none
+    failed. A warning is recorded as passed; a pending or failed session and a session never judged are not."""
+    gate = QualityGate(tmp_path / "q.sqlite")
+    days = [dt.date(2011, 2, d) for d in (14, 15, 16, 17, 18)]
+    assert gate.passed_sessions("a/b", days[0], days[-1]) == []  # no file yet
+    gate.record("a/b", days[:3], {"c1": (True, [], "ok"), "c2": (False, [days[1]], "bad row")}, "r1")
+    gate.mark_pending("a/b", [days[3]], "r2")  # written, its checks not recorded (yet)
+    gate.record("other/asset", [days[4]], {"c1": (True, [], "ok")}, "r3")
+    assert gate.passed_sessions("a/b", days[0], days[-1]) == [days[0], days[2]]
+    assert gate.passed_sessions("a/b", days[1], days[2]) == [days[2]]
+    gate.record("a/b", days[1:4], {"c1": (True, [], "ok")}, "r4")  # re-run: released, judged
+    assert gate.passed_sessions("a/b", days[0], days[-1]) == days[:4]  # days[4] never judged for a/b
+
+
+def test_reports_are_claimed_once_and_released_when_undelivered(tmp_path):
+    gate = QualityGate(tmp_path / "q.sqlite")
+    assert gate.claim_reports(["k1", "k2", "k1"], "r1") == ["k1", "k2"]
+    assert gate.claim_reports(["k2", "k3"], "r2") == ["k3"]  # a re-run reports only what is new
+    gate.release_reports(["k3"])
+    assert gate.claim_reports(["k3"], "r3") == ["k3"]
+    assert gate.claim_reports([], "r4") == []
+
+
 def test_a_run_that_dies_between_writing_and_checking_leaves_its_sessions_refused(warm_copy, monkeypatch):
     """The cleaned rows are written, then the step dies before its checks record a verdict (killed, out of
     memory, terminated): those sessions stay pending, and a later reader refuses them until re-materialized."""
