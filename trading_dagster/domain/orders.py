@@ -24,6 +24,10 @@ import polars as pl
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["approved", "denied"]
 EventType = Literal["accepted", "filled", "expired"]
+BOOK_EVENT_TYPES: tuple[str, ...] = ("split", "delisted_close", "renamed")
+"""Ledger events of the executions frame that are no market fill (a split, a delisted security closed at its
+last close, a ticker change: `book_events.py`); their rows are described in `broker._book_event_row`."""
+EXECUTION_EVENT_TYPES: tuple[str, ...] = ("accepted", "filled", "expired", *BOOK_EVENT_TYPES)
 
 SIDES: tuple[str, ...] = ("buy", "sell")
 ID_PREFIX = "td"

@@ -2,7 +2,9 @@
 
 Nothing here is stored state: positions are a replay of fills (the broker's, or the planner's
 projection) marked at each session's close. The arithmetic is Decimal (the same `apply_fills` as the
-broker) and only the output frames are float64.
+broker) and only the output frames are float64. Book events (splits, delistings, renames) apply before
+their session's fills with the broker's own `portfolio.apply_book_events`, and the marks follow them
+(`portfolio.LastCloses`), so a position held across a split books no jump.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from decimal import Decimal
 
 import polars as pl
 
-from trading_dagster.domain.orders import Fill, as_decimal, fills_from_frame
-from trading_dagster.domain.portfolio import PortfolioState
+from trading_dagster.domain.book_events import BookEvent, Rename, event_order, events_between
+from trading_dagster.domain.orders import Fill, fills_from_frame
+from trading_dagster.domain.portfolio import LastCloses, PortfolioState, apply_book_events, last_closes_before
 
 POSITION_SCHEMA: dict[str, pl.DataType] = {
     "session": pl.Date(),
@@ -60,23 +63,17 @@ def _fills_by_session(
 
 def _closes(
     prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date]
-) -> tuple[dict[str, float], dict[dt.date, dict[str, float]]]:
+) -> tuple[LastCloses, dict[dt.date, dict[str, float]]]:
     """(last close before the window per symbol, {session: {symbol: close}} inside it)."""
     px = prices.select("symbol", "session", "close").filter(
         pl.col("symbol").is_in(sorted(symbols))
         & (pl.col("session") <= sessions[-1])
         & pl.col("close").is_not_null()
     )
-    before = (
-        px.filter(pl.col("session") < sessions[0])
-        .sort("session")
-        .group_by("symbol")
-        .agg(pl.col("close").last())
-    )
     by_session: dict[dt.date, dict[str, float]] = defaultdict(dict)
     for symbol, session, close in px.filter(pl.col("session") >= sessions[0]).iter_rows():
         by_session[session][symbol] = close
-    return dict(before.iter_rows()), by_session
+    return last_closes_before(px, symbols, sessions[0]), by_session
 
 
 def mark_to_market(
@@ -85,6 +82,7 @@ def mark_to_market(
     prices: pl.DataFrame,
     sessions: Sequence[dt.date],
     benchmark_symbol: str = "SPY",
+    events: Sequence[BookEvent] = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(positions frame, equity frame) for the window `sessions`.
 
@@ -96,34 +94,48 @@ def mark_to_market(
     same last-known closes (and the previous equity for daily_return) as a range run; daily_return of the
     first session is null when a held position has no close before the window.
     benchmark_close is the benchmark's close, carried forward over a missing bar (null if never seen).
+    `events` (`book_events.book_events`): those of a session of the window apply before its fills, as the
+    broker applied them; earlier ones (already in start_state) bring the closes before the window into the
+    book's share basis, so give the events of the price lookback too.
     """
     sessions = list(sessions)
     if not sessions:
         return pl.DataFrame(schema=POSITION_SCHEMA), pl.DataFrame(schema=EQUITY_SCHEMA)
     by_session = _fills_by_session(fills, sessions)
+    events = sorted(events, key=event_order)
     symbols = (
-        set(start_state.positions) | {f.symbol for fs in by_session.values() for f in fs} | {benchmark_symbol}
+        set(start_state.positions)
+        | {f.symbol for fs in by_session.values() for f in fs}
+        | {benchmark_symbol}
+        | {e.new_symbol for e in events if isinstance(e, Rename)}
     )
     last_close, closes = _closes(prices, symbols, sessions)
+    before = sessions[0] - dt.timedelta(days=1)
+    last_close.apply(events_between(events, None, before))  # already in start_state
 
     prev_equity: Decimal | None = None
     if all(s in last_close for s in start_state.positions):
-        marks = {s: as_decimal(last_close[s]) for s in start_state.positions}
+        marks = {s: last_close.exact(s) for s in start_state.positions}
         prev_equity = start_state.cash + start_state.market_value(marks)
 
     state = start_state
     position_rows: list[tuple] = []
     equity_rows: list[tuple] = []
     for session in sessions:
+        todays = events_between(events, before, session)
+        before = session
+        if todays:
+            state = apply_book_events(state, todays, session).state
+            last_close.apply(todays)
         day_fills = by_session.get(session, [])
         state = state.apply_fills(day_fills)
         day = closes.get(session, {})
-        last_close.update(day)
+        last_close.update(session, day)
         market_value = unrealized = Decimal(0)
         for symbol in sorted(state.positions):
             pos = state.positions[symbol]
             stale = symbol not in day
-            close = as_decimal(last_close[symbol]) if symbol in last_close else pos.avg_cost
+            close = last_close.exact(symbol) if symbol in last_close else pos.avg_cost
             value = pos.qty * close
             pnl = value - pos.qty * pos.avg_cost
             market_value += value

@@ -5,6 +5,10 @@ which are the fills of D-1's orders. `plan_orders` reproduces that loop in pure 
 fills what is pending at the open with exactly the fill model the paper broker uses
 (`execution.execute_open`), then sizes and risk-checks the session's signals at the close. Driving the
 paper broker one session at a time therefore yields the same orders and fills as planning a whole window.
+
+Book events (splits, delistings, renames: `book_events.py`) change the book without a trade. They apply
+before the fills of their session, through one function, `apply_book_events`, which the planner, the paper
+broker and mark-to-market all call; `LastCloses` keeps the marks in the book's share basis across them.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
 import polars as pl
 
-from trading_dagster.domain.execution import CommissionModel, SlippageModel, execute_open
+from trading_dagster.domain.book_events import BookEvent, Delisting, Rename, Split, event_order, events_between
+from trading_dagster.domain.execution import CENT, CommissionModel, SlippageModel, execute_open
 from trading_dagster.domain.orders import (
     Fill,
     Order,
@@ -160,6 +165,180 @@ class PortfolioState:
         monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= (last.year, last.month)}
         return PortfolioState._computed(cash, positions, realized, monthly)
 
+    def apply_event(self, event: BookEvent) -> tuple[PortfolioState, EventEffect | None]:
+        """New state after one book event, and what it did to a held position (None when none was held).
+
+        * Split new:old: shares x new/old, rounded down; average cost x old/new (the cost basis is kept).
+          A fraction of a share is paid out as cash in lieu at the event's price (the last close before the
+          ex-date, split-adjusted; the new average cost without one), rounded to the cent: a sale of the
+          fraction, so realized P&L moves by exactly that cash less the fraction's cost, and by nothing when
+          the ratio leaves no fraction. The month's purchase counts of the symbol are scaled to post-split
+          shares (rounded up: the quota never gains room from rounding).
+        * Delisting: the position is closed at the event's price (its average cost without one), no
+          commission: cash in, realized P&L as for a sale. The symbol's purchase counts are dropped (the
+          ticker's next security is another stock).
+        * Rename: the position and the month's purchase counts move to the new ticker unchanged.
+        """
+        positions = dict(self.positions)
+        monthly = dict(self.monthly_buys)
+        cash, realized = self.cash, self.realized_pnl
+        held = positions.get(event.symbol)
+        effect = None
+        if isinstance(event, Split):
+            for key, n in monthly.items():
+                if key[0] == event.symbol:
+                    monthly[key] = -(-n * event.new // event.old)
+            if held is not None:
+                whole, rest = divmod(held.qty * event.new, event.old)
+                avg_cost = event.adjust_price(held.avg_cost)
+                paid = price = Decimal(0)
+                if rest:
+                    price = avg_cost if event.price is None else event.price
+                    paid = (rest * price / event.old).quantize(CENT, rounding=ROUND_HALF_UP)
+                    cash += paid
+                    realized += paid - rest * avg_cost / event.old
+                if whole:
+                    positions[event.symbol] = Position(whole, avg_cost)
+                else:
+                    del positions[event.symbol]
+                effect = EventEffect(event, held.qty, whole, paid, price)
+        elif isinstance(event, Delisting):
+            monthly = {k: v for k, v in monthly.items() if k[0] != event.symbol}
+            if held is not None:
+                price = held.avg_cost if event.price is None else event.price
+                cash += held.qty * price
+                realized += (price - held.avg_cost) * held.qty
+                del positions[event.symbol]
+                effect = EventEffect(event, held.qty, 0, held.qty * price, price)
+        elif isinstance(event, Rename):
+            for (symbol, year, month), n in list(monthly.items()):
+                if symbol == event.symbol:
+                    del monthly[(symbol, year, month)]
+                    key = (event.new_symbol, year, month)
+                    monthly[key] = monthly.get(key, 0) + n
+            if held is not None:
+                if event.new_symbol in positions:
+                    raise ValueError(
+                        f"{event.security_id} goes on as {event.new_symbol} on {event.session}, but the book "
+                        f"already holds {event.new_symbol}: the security master must end the security that "
+                        f"used {event.new_symbol} before"
+                    )
+                positions[event.new_symbol] = positions.pop(event.symbol)
+                effect = EventEffect(event, held.qty, held.qty, Decimal(0), Decimal(0))
+        else:  # pragma: no cover - the union is closed
+            raise TypeError(f"not a book event: {event!r}")
+        return PortfolioState._computed(cash, positions, realized, monthly), effect
+
+
+class EventEffect(NamedTuple):
+    """What a book event did to a held position: shares before and after, the cash it paid (cash in lieu of
+    a split's fraction, a delisting's proceeds) and the price per share it was paid at (0 when none)."""
+
+    event: BookEvent
+    qty_before: int
+    qty_after: int
+    cash: Decimal
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class BookEventsOutcome:
+    """`apply_book_events`' result: the new state, the pending orders that still go to the open (a sell
+    across a split scaled to post-split shares), the orders the events expired, and the effects on held
+    positions."""
+
+    state: PortfolioState
+    pending: list[Order]
+    expired: list[OrderEvent]
+    effects: list[EventEffect]
+
+
+def apply_book_events(
+    state: PortfolioState, events: Sequence[BookEvent], session: dt.date, pending: Sequence[Order] = ()
+) -> BookEventsOutcome:
+    """Apply book events (in `event_order`) before `session`'s open: to the state, and to the pending orders
+    placed before an event's session on its symbol, which were sized on the old basis:
+
+    * a split scales a sell to post-split shares (rounded down: selling the whole position stays selling the
+      whole position) and expires a buy (its size, quota and cash were reckoned in old shares; the session's
+      signals decide again on the new basis);
+    * a delisting or a rename expires every such order (never filled at another security's price, or under
+      a ticker that no longer means the security).
+
+    Expired orders are dated `session`, the open that would have worked them. One definition for the planner,
+    the paper broker and mark-to-market (which passes no orders).
+    """
+    orders = list(pending)
+    expired: list[OrderEvent] = []
+    effects: list[EventEffect] = []
+    for event in sorted(events, key=event_order):
+        state, effect = state.apply_event(event)
+        if effect is not None:
+            effects.append(effect)
+        kept = []
+        for order in orders:
+            if order.symbol != event.symbol or order.session >= event.session:
+                kept.append(order)
+            elif isinstance(event, Split) and order.side == "sell" and order.qty * event.new // event.old >= 1:
+                qty = order.qty * event.new // event.old
+                kept.append(replace(order, qty=qty, requested_qty=max(qty, order.requested_qty * event.new // event.old)))
+            else:
+                expired.append(OrderEvent.expired(order, session, order.qty))
+        orders = kept
+    return BookEventsOutcome(state, orders, expired, effects)
+
+
+class LastCloses:
+    """The last known close per symbol and its session, expressed in the book's current share basis: a
+    split divides a close dated before its ex-date by the ratio when it applies (exactly: the close becomes
+    a Decimal), and a rename carries the old ticker's close to the new one. The planner marks equity for
+    sizing with it and mark-to-market marks positions with it, so a position held across a split is worth
+    the same before and after it, also on a session without a bar (a split confirmed by cleaning has none:
+    its bars are quarantined until then)."""
+
+    __slots__ = ("close", "day")
+
+    def __init__(self, last: Mapping[str, tuple[dt.date, float | Decimal]] | None = None) -> None:
+        self.close: dict[str, float | Decimal] = {s: c for s, (_, c) in (last or {}).items()}
+        self.day: dict[str, dt.date] = {s: d for s, (d, _) in (last or {}).items()}
+
+    def update(self, session: dt.date, closes: Mapping[str, float]) -> None:
+        self.close.update(closes)
+        self.day.update(dict.fromkeys(closes, session))
+
+    def get(self, symbol: str) -> float | Decimal | None:
+        return self.close.get(symbol)
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self.close
+
+    def exact(self, symbol: str) -> Decimal:
+        value = self.close[symbol]
+        return value if isinstance(value, Decimal) else as_decimal(value)
+
+    def apply(self, events: Iterable[BookEvent]) -> None:
+        for event in sorted(events, key=event_order):
+            symbol = event.symbol
+            if isinstance(event, Split):
+                if symbol in self.close and self.day[symbol] < event.ex_date:
+                    self.close[symbol] = event.adjust_price(self.exact(symbol))
+            elif isinstance(event, Rename) and symbol in self.close:
+                new = event.new_symbol
+                if new not in self.day or self.day[new] < event.session:  # the new ticker's own closes win
+                    self.close[new], self.day[new] = self.close[symbol], self.day[symbol]
+
+
+def last_closes_before(prices: pl.DataFrame, symbols: set[str], day: dt.date) -> LastCloses:
+    """The last non-null close before `day` of each of `symbols` in a cleaned-prices frame, with its session."""
+    before = (
+        prices.select("symbol", "session", "close")
+        .filter(pl.col("symbol").is_in(sorted(symbols)) & (pl.col("session") < day) & pl.col("close").is_not_null())
+        .sort("session")
+        .group_by("symbol")
+        .agg(pl.col("session").last(), pl.col("close").last())
+    )
+    return LastCloses({symbol: (session, close) for symbol, session, close in before.iter_rows()})
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -167,7 +346,8 @@ class Projection:
 
     `orders_frame` is the planned orders as the `orders` frame, `orders` the same as records (built on
     demand, exactly: see `orders_from_frame`); `pending` are the approved orders of the window's last
-    session (they fill after the window); `end_state` is the book after the last session's open fills.
+    session (they fill after the window); `end_state` is the book after the last session's open fills;
+    `effects` what the window's book events did to held positions.
     """
 
     orders_frame: pl.DataFrame
@@ -175,6 +355,7 @@ class Projection:
     expired: list[OrderEvent]
     end_state: PortfolioState
     pending: list[Order]
+    effects: list[EventEffect] = field(default_factory=list)
 
     @property
     def orders(self) -> list[Order]:
@@ -252,36 +433,32 @@ _NO_BARS = _Bars({}, {})
 
 def _bars(
     prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date]
-) -> tuple[dict[str, float], dict[dt.date, pl.DataFrame]]:
+) -> tuple[LastCloses, dict[dt.date, pl.DataFrame]]:
     """(last close before the window per symbol, {session: its (symbol, open, close) rows} inside it)."""
     px = prices.select("symbol", "session", "open", "close").filter(
         pl.col("symbol").is_in(sorted(symbols)) & (pl.col("session") <= sessions[-1])
     )
-    before = (
-        px.filter((pl.col("session") < sessions[0]) & pl.col("close").is_not_null())
-        .sort("session")
-        .group_by("symbol")
-        .agg(pl.col("close").last())
-    )
-    last_close = dict(before.iter_rows())
+    last_close = last_closes_before(px, symbols, sessions[0])
     inside = px.filter(pl.col("session").is_in(sessions))
     parts = inside.partition_by("session", as_dict=True, maintain_order=True, include_key=False)
     return last_close, {key[0]: part for key, part in parts.items()}
 
 
 def _session_bars(part: pl.DataFrame | None) -> _Bars:
-    """_Bars from one session's (symbol, open, close) rows; a later row wins on a repeated symbol."""
+    """_Bars from one session's (symbol, open, close) rows; a later row wins on a repeated symbol. A price
+    that is not positive counts as none (cleaning never passes one; an order needs a positive price)."""
     if part is None:
         return _NO_BARS
     symbols = part["symbol"].to_list()  # one str per symbol, shared by both dicts
     opens, closes = (dict(zip(symbols, part[c].to_list(), strict=True)) for c in ("open", "close"))
-    return _Bars(_non_null(opens), _non_null(closes))
+    return _Bars(_positive(opens), _positive(closes))
 
 
-def _non_null(prices: dict[str, float | None]) -> dict[str, float]:
-    if None not in prices.values():
+def _positive(prices: dict[str, float | None]) -> dict[str, float]:
+    values = prices.values()
+    if None not in values and min(values, default=1.0) > 0:
         return prices  # type: ignore[return-value]
-    return {s: p for s, p in prices.items() if p is not None}
+    return {s: p for s, p in prices.items() if p is not None and p > 0}
 
 
 class _ExactPrices(dict):
@@ -326,14 +503,19 @@ class _SessionPlanner:
         rows: Sequence[SignalRow],
         state: PortfolioState,
         closes: Mapping[str, float],
-        last_close: Mapping[str, float],
+        last_close: LastCloses,
         session: dt.date,
         fill_session: dt.date,
     ) -> tuple[list[OrderRow], list[Order]]:
         """Size and risk-check one session's signals (in processing order) against the book: every order as
         a row (see `OrderRow`), and the approved ones also as records (they go to the next open)."""
         exact, shortcut = self.exact, self.shortcut
-        marks = {s: exact[last_close[s]] for s in state.positions if s in last_close}
+        known = last_close.close
+        marks = {
+            s: v if isinstance(v, Decimal) else exact[v]
+            for s in state.positions
+            if (v := known.get(s)) is not None
+        }
         equity = state.cash + state.market_value(marks)
         order_id = order_ids_for(self.account, session)
         pending_buy: dict[str, int] = {}
@@ -391,13 +573,17 @@ def simulate(
     *,
     next_session: dt.date | None = None,
     controls: Sequence[PreTradeControl] | None = None,
+    events: Sequence[BookEvent] = (),
 ) -> Projection:
     """Walk the window's sessions in order (see `plan_orders`) and return orders plus projected fills.
 
-    start_state is the book at the first session *after* its open (nothing pending). Prices may hold
-    sessions before the window (the last close before it values held positions) but nothing after the
-    last session is read (point in time). `next_session` is the session after the window (the fill month
-    of the last session's orders, for the monthly quota); default: the next NYSE session.
+    start_state is the book at the first session *after* its open (nothing pending), book events of that
+    session and before included. Prices may hold sessions before the window (the last close before it
+    values held positions) but nothing after the last session is read (point in time). `next_session` is
+    the session after the window (the fill month of the last session's orders, for the monthly quota);
+    default: the next NYSE session. `events` (`book_events.book_events`): those of a later session of the
+    window apply before its open's fills (`apply_book_events`); earlier ones only bring the closes before
+    the window into the book's share basis.
     """
     sessions = list(sessions)
     if not sessions:
@@ -410,28 +596,41 @@ def simulate(
     by_session = _signals_by_session(signals, sessions)
     symbols = {s for part in by_session.values() for s in part["symbol"].unique().to_list()}
     symbols |= set(start_state.positions)
+    events = sorted(events, key=event_order)
+    symbols |= {e.new_symbol for e in events if isinstance(e, Rename)}
     last_close, bars = _bars(prices, symbols, sessions)
+    last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
     after_last = next_session or _next_session(sessions[-1])
 
     state, pending = start_state, []
     orders = _FrameInChunks()
     fills: list[Fill] = []
     expired: list[OrderEvent] = []
+    effects: list[EventEffect] = []
+    upcoming = [e for e in events if e.session > sessions[0]]
     for i, session in enumerate(sessions):
         day = _session_bars(bars.get(session))
+        if upcoming and upcoming[0].session <= session:
+            todays = [e for e in upcoming if e.session <= session]
+            upcoming = upcoming[len(todays) :]
+            outcome = apply_book_events(state, todays, session, pending)
+            state, pending = outcome.state, outcome.pending
+            expired += outcome.expired
+            effects += outcome.effects
+            last_close.apply(todays)
         if pending:
             opens = _opens(pending, day.opens, planner.exact)
             result = execute_open(pending, opens, session, state.cash, state.held(), slippage, commission)
             state = state.apply_fills(result.fills)
             fills += result.fills
             expired += result.expired
-        last_close.update(day.closes)
+        last_close.update(session, day.closes)
         fill_session = sessions[i + 1] if i + 1 < len(sessions) else after_last
         signals_today = by_session.get(session)
         rows = _in_processing_order(signals_today) if signals_today is not None else []
         planned, pending = planner.plan(rows, state, day.closes, last_close, session, fill_session)
         orders.add(planned)
-    return Projection(orders.frame(), fills, expired, state, pending)
+    return Projection(orders.frame(), fills, expired, state, pending, effects)
 
 
 class _FrameInChunks:
@@ -465,6 +664,8 @@ def plan_orders(
     account: str,
     *,
     next_session: dt.date | None = None,
+    events: Sequence[BookEvent] = (),
+    as_of: dt.date | None = None,
 ) -> pl.DataFrame:
     """The `orders` frame for the signals' sessions.
 
@@ -476,8 +677,10 @@ def plan_orders(
     sessions from the first to the last signal session are walked (nothing before the first signal can
     create an order, nothing after the last one can change one), and the element after the last walked
     session is its fill session (for the monthly quota; `next_session` or the NYSE calendar when the list
-    ends there). start_state is the book at the first signal session after its open. Signals outside the
-    list's range are ignored; a signal inside it on a date that is not in the list is an error.
+    ends there). start_state is the book after the open of `as_of` (default: the first signal session),
+    book events up to it included; `events` of later sessions apply on their session (see `simulate`).
+    Signals outside the list's range are ignored; a signal inside it on a date that is not in the list is
+    an error.
     """
     sessions = list(sessions)
     if not sessions or signals.height == 0:
@@ -492,6 +695,8 @@ def plan_orders(
     lo = bisect.bisect_left(sessions, in_range.min())
     hi = bisect.bisect_left(sessions, in_range.max())
     after = sessions[hi + 1] if hi + 1 < len(sessions) else next_session
+    if as_of is not None and as_of < sessions[lo]:  # nothing pending between: only the events move the book
+        start_state = apply_book_events(start_state, events_between(events, as_of, sessions[lo]), sessions[lo]).state
     projection = simulate(
         signals,
         prices,
@@ -502,5 +707,6 @@ def plan_orders(
         commission,
         account,
         next_session=after,
+        events=events,
     )
     return projection.orders_frame

@@ -5,6 +5,9 @@ to work pending orders at an open (`sync`), read the account, submit orders and 
 paper broker keeps its ledger (orders, fills, expiries) in a DuckDB file so the account survives between
 runs like a real broker's, and fills with exactly the planner's fill model (`execution.execute_open`).
 It serves every call from an in-memory mirror and writes the ledger file in batches (see `PaperBroker`).
+Book events (splits, delistings, renames: `domain/book_events.py`) reach the broker through `sync`; the paper
+broker applies them with the planner's own `portfolio.apply_book_events` and records them in its ledger, so a
+reopened ledger replays them and its account snapshots stay consistent.
 
 Plain Python, no Dagster: `resources/configured.py` wraps it in a ConfigurableResource.
 """
@@ -14,12 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 import duckdb
 import polars as pl
 
+from trading_dagster.domain.book_events import BookEvent, Delisting, Rename, Split, event_order, events_between
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, execute_open
 from trading_dagster.domain.orders import (
     EXECUTION_SCHEMA,
@@ -29,7 +33,7 @@ from trading_dagster.domain.orders import (
     as_decimal,
     orders_from_frame,
 )
-from trading_dagster.domain.portfolio import PortfolioState, fill_apply_order
+from trading_dagster.domain.portfolio import EventEffect, PortfolioState, apply_book_events, fill_apply_order
 
 
 class Broker(ABC):
@@ -41,8 +45,14 @@ class Broker(ABC):
         """The account the client order ids are derived for."""
 
     @abstractmethod
-    def sync(self, session: dt.date, opens: Mapping[str, Decimal]) -> list[Fill]:
-        """Work the orders pending from sessions before `session` at its open; return the new fills."""
+    def sync(
+        self, session: dt.date, opens: Mapping[str, Decimal], events: Sequence[BookEvent] = ()
+    ) -> list[Fill]:
+        """Work the orders pending from sessions before `session` at its open; return the new fills.
+
+        `events`: the book events (splits, delistings, renames) known up to `session`; those the account has
+        not seen yet take effect before the open's fills (`portfolio.apply_book_events`). A live broker books
+        corporate actions itself and only reports them."""
 
     @abstractmethod
     def account(self, session: dt.date) -> PortfolioState:
@@ -88,6 +98,11 @@ CREATE TABLE IF NOT EXISTS expirations (
     symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS account_snapshots (session DATE PRIMARY KEY, state VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS book_events (
+    session DATE NOT NULL, event_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, side VARCHAR,
+    event VARCHAR NOT NULL, ref_date DATE NOT NULL, qty BIGINT NOT NULL, price VARCHAR,
+    held BOOLEAN NOT NULL, record VARCHAR NOT NULL
+);
 """
 
 # Money is stored as exact decimal text (a DECIMAL column would come back with its scale's trailing
@@ -122,11 +137,35 @@ _EXPIRY_COLS = {
     "qty": pl.Int64(),
 }
 
+# A book event as the ledger keeps it: `record` is the event itself (exact JSON, replayed on open), the other
+# columns are its row of the executions frame (see `_book_event_row`); `held`: it touched a position.
+_BOOK_EVENT_COLS = {
+    "session": pl.Date(),
+    "event_id": pl.String(),
+    "symbol": pl.String(),
+    "side": pl.String(),
+    "event": pl.String(),
+    "ref_date": pl.Date(),
+    "qty": pl.Int64(),
+    "price": pl.String(),
+    "held": pl.Boolean(),
+    "record": pl.String(),
+}
+
 _VALUES_BATCH = 200
 _FLUSH_ROWS = 50_000  # buffered ledger rows that trigger a write without waiting for events()/close()
-_TABLE_COLS = {"orders": _ORDER_COLS, "fills": _FILL_COLS, "expirations": _EXPIRY_COLS}
+_TABLE_COLS = {
+    "orders": _ORDER_COLS,
+    "fills": _FILL_COLS,
+    "expirations": _EXPIRY_COLS,
+    "book_events": _BOOK_EVENT_COLS,
+}
 
 _EVENTS_SQL = """
+SELECT session, event_id AS client_order_id, symbol, side, event, ref_date AS order_session, qty,
+       CAST(price AS DOUBLE) AS price, CAST(0 AS DOUBLE) AS commission, -1 AS rank
+FROM book_events WHERE held AND session BETWEEN $start AND $end
+UNION ALL
 SELECT session, client_order_id, symbol, side, 'accepted' AS event, session AS order_session, qty,
        CAST(NULL AS DOUBLE) AS price, CAST(0 AS DOUBLE) AS commission, 1 AS rank
 FROM orders WHERE session BETWEEN $start AND $end
@@ -148,7 +187,7 @@ def _sql_literal(value: object) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, bool):
-        raise TypeError("no boolean columns in the ledger")
+        return "TRUE" if value else "FALSE"
     if isinstance(value, int):
         return str(int(value))
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
@@ -197,6 +236,66 @@ def _due_opens(due: Iterable[Order], opens: Mapping[str, Decimal | float | None]
         if price is not None:
             out[order.symbol] = as_decimal(price)
     return out
+
+
+def _event_to_json(event: BookEvent) -> str:
+    """A book event as exact text (Decimals as strings), for the ledger's replay."""
+    fields: dict[str, object] = {"kind": event.kind, "symbol": event.symbol, "session": event.session.isoformat()}
+    if isinstance(event, Split):
+        fields |= {
+            "ex_date": event.ex_date.isoformat(),
+            "new": event.new,
+            "old": event.old,
+            "price": None if event.price is None else str(event.price),
+            "source": event.source,
+        }
+    elif isinstance(event, Delisting):
+        fields |= {
+            "valid_to": event.valid_to.isoformat(),
+            "security_id": event.security_id,
+            "price": None if event.price is None else str(event.price),
+        }
+    else:
+        fields |= {
+            "valid_to": event.valid_to.isoformat(),
+            "security_id": event.security_id,
+            "new_symbol": event.new_symbol,
+        }
+    return json.dumps(fields, sort_keys=True)
+
+
+def _event_from_json(text: str) -> BookEvent:
+    data = json.loads(text)
+    day = dt.date.fromisoformat
+    price = None if data.get("price") is None else Decimal(data["price"])
+    if data["kind"] == "split":
+        return Split(
+            data["symbol"], day(data["session"]), day(data["ex_date"]), data["new"], data["old"], price, data["source"]
+        )
+    if data["kind"] == "delisting":
+        return Delisting(data["symbol"], day(data["session"]), day(data["valid_to"]), data["security_id"], price)
+    return Rename(data["symbol"], day(data["session"]), day(data["valid_to"]), data["security_id"], data["new_symbol"])
+
+
+def _book_event_row(event: BookEvent, effect: EventEffect | None) -> tuple:
+    """The ledger row of a book event that changed the account; its executions-frame columns:
+
+    * `split`: qty = shares held after the split, price = cash paid in lieu of the fraction (an amount in
+      USD, 0 when the ratio left none), order_session = the ex-date;
+    * `delisted_close`: side 'sell', qty = shares closed, price = the close they were closed at,
+      order_session = the security's valid_to;
+    * `renamed`: qty = shares moved, price null, order_session = valid_to; the id names the new ticker.
+    """
+    held = effect is not None
+    if isinstance(event, Split):
+        qty, price = (effect.qty_after, str(effect.cash)) if effect else (0, "0")
+        row = (None, "split", event.ex_date, qty, price)
+    elif isinstance(event, Delisting):
+        row = ("sell", "delisted_close", event.valid_to, effect.qty_before if effect else 0, str(effect.price) if effect else None)
+    else:
+        row = (None, "renamed", event.valid_to, effect.qty_before if effect else 0, None)
+    side, name, ref_date, qty, price = row
+    return (event.session, event.event_id, event.symbol, side, name, ref_date, qty, price, held, _event_to_json(event))
 
 
 def _state_to_json(state: PortfolioState) -> str:
@@ -296,12 +395,15 @@ class PaperBroker(Broker):
         }
         self._pending: dict[str, Order] = dict(self._orders)
         (self._last_event_session,) = self._con.execute(
-            "SELECT max(s) FROM (SELECT max(session) AS s FROM fills UNION ALL SELECT max(session) FROM expirations)"
+            "SELECT max(s) FROM (SELECT max(session) AS s FROM fills UNION ALL SELECT max(session) FROM expirations "
+            "UNION ALL SELECT max(session) FROM book_events)"
         ).fetchone()
-        (last_fill,) = self._con.execute("SELECT max(session) FROM fills").fetchone()
+        (last_change,) = self._con.execute(
+            "SELECT max(s) FROM (SELECT max(session) AS s FROM fills UNION ALL SELECT max(session) FROM book_events)"
+        ).fetchone()
         (self._last_order_session,) = self._con.execute("SELECT max(session) FROM orders").fetchone()
-        self._state_session: dt.date | None = last_fill
-        self._state = self._state_at(last_fill) if last_fill is not None else self._initial
+        self._state_session: dt.date | None = last_change
+        self._state = self._state_at(last_change) if last_change is not None else self._initial
 
     def _select_orders(self, where: str, params: dict | None = None) -> list[Order]:
         rows = self._con.execute(
@@ -324,8 +426,9 @@ class PaperBroker(Broker):
         ]
 
     def _state_at(self, session: dt.date) -> PortfolioState:
-        """The account after every fill with fill session <= `session`, from the file (flushed): the latest
-        snapshot at or before `session`, then the fills after it, in the canonical order."""
+        """The account after every fill and book event with session <= `session`, from the file (flushed):
+        the latest snapshot at or before `session`, then session by session after it the book events (before
+        the open) and the fills, in the canonical order: exactly what `sync` did."""
         snap = self._con.execute(
             "SELECT session, state FROM account_snapshots WHERE session <= $s ORDER BY session DESC LIMIT 1",
             {"s": session},
@@ -335,11 +438,21 @@ class PaperBroker(Broker):
             f"SELECT {', '.join(_FILL_COLS)} FROM fills WHERE session <= $s AND ($a IS NULL OR session > $a)",
             {"s": session, "a": after},
         ).fetchall()
-        fills = [
-            Fill(cid, osess, sess, sym, side, qty, Decimal(price), Decimal(comm))
-            for cid, osess, sess, sym, side, qty, price, comm in rows
-        ]
-        return base.apply_fills(sorted(fills, key=fill_apply_order))
+        fills: dict[dt.date, list[Fill]] = {}
+        for cid, osess, sess, sym, side, qty, price, comm in rows:
+            fills.setdefault(sess, []).append(Fill(cid, osess, sess, sym, side, qty, Decimal(price), Decimal(comm)))
+        events: dict[dt.date, list[BookEvent]] = {}
+        for sess, record in self._con.execute(
+            "SELECT session, record FROM book_events WHERE session <= $s AND ($a IS NULL OR session > $a)",
+            {"s": session, "a": after},
+        ).fetchall():
+            events.setdefault(sess, []).append(_event_from_json(record))
+        state = base
+        for day in sorted(fills.keys() | events.keys()):
+            if day in events:
+                state = apply_book_events(state, events[day], day).state
+            state = state.apply_fills(sorted(fills.get(day, []), key=fill_apply_order))
+        return state
 
     def _insert(self, table: str, rows: list[tuple], schema: dict[str, pl.DataType]) -> None:
         """One INSERT per batch: a literal multi-row VALUES statement for a session's handful of rows (about
@@ -373,7 +486,7 @@ class PaperBroker(Broker):
         try:
             for table, rows, schema in batches:
                 self._insert(table, rows, schema)
-            if self._buffer["fills"] and self._state_session is not None:
+            if (self._buffer["fills"] or self._buffer["book_events"]) and self._state_session is not None:
                 # the account after the last fill session: what the next open of the ledger starts from
                 self._con.execute(
                     "INSERT OR REPLACE INTO account_snapshots VALUES ($s, $state)",
@@ -392,32 +505,54 @@ class PaperBroker(Broker):
     def account_id(self) -> str:
         return self._account_id
 
-    def sync(self, session: dt.date, opens: Mapping[str, Decimal | float]) -> list[Fill]:
+    def sync(
+        self, session: dt.date, opens: Mapping[str, Decimal | float], events: Sequence[BookEvent] = ()
+    ) -> list[Fill]:
+        """Apply the book events dated after the ledger's last event and up to `session` (those at or before
+        it are in the account already: nothing traded since, so applying them now is applying them on their
+        own session), then work the due orders at the open. A book event is recorded when it changed the
+        account (a position, or the month's purchase counts)."""
         due = [o for o in self._pending.values() if o.session < session]
-        if not due:
+        todays = sorted(
+            (e for e in events_between(events, self._last_event_session, session)), key=event_order
+        )
+        if not due and not todays:
             return []
-        if self._last_event_session is not None and self._last_event_session > session:
+        if due and self._last_event_session is not None and self._last_event_session > session:
             raise ValueError(f"sync({session}) after events at {self._last_event_session}: reset_from first")
+        state, changed = self._state, False
+        booked: list[tuple] = []
+        expired: list[OrderEvent] = []
+        working = due
+        for event in todays:
+            outcome = apply_book_events(state, [event], session, working)
+            if outcome.state != state:
+                booked.append(_book_event_row(event, outcome.effects[0] if outcome.effects else None))
+                changed = True
+            state, working = outcome.state, outcome.pending
+            expired += outcome.expired
         result = execute_open(
-            due,
-            _due_opens(due, opens),
+            working,
+            _due_opens(working, opens),
             session,
-            self._state.cash,
-            self._state.held(),
+            state.cash,
+            state.held(),
             self.slippage,
             self.commission,
         )
         new = sorted(result.fills, key=fill_apply_order)
-        state = self._state.apply_fills(new)
+        state = state.apply_fills(new)
         for order in due:
             del self._pending[order.client_order_id]
-        if new:
+        if new or changed:
             self._state, self._state_session = state, session
-        self._last_event_session = session
+        if due or booked:
+            self._last_event_session = session
         self._write(
             {
+                "book_events": booked,
                 "fills": [_fill_row(f) for f in result.fills],
-                "expirations": [_expiry_row(e) for e in result.expired],
+                "expirations": [_expiry_row(e) for e in [*expired, *result.expired]],
             }
         )
         return result.fills
@@ -476,8 +611,9 @@ class PaperBroker(Broker):
 
     def reset_from(self, session: dt.date) -> None:
         """Make the ledger what it was right after session-1's close: delete the orders of `session` and
-        later with their fills and expiries, and also undo what the opens from `session` on did to earlier
-        orders (those become pending again, so the next `sync(session, ...)` works them afresh)."""
+        later with their fills and expiries, the book events from `session` on, and also undo what the opens
+        from `session` on did to earlier orders (those become pending again, so the next `sync(session, ...)`
+        works them afresh)."""
         self._flush()
         self._con.execute("BEGIN TRANSACTION")
         try:
@@ -485,6 +621,7 @@ class PaperBroker(Broker):
                 self._con.execute(
                     f"DELETE FROM {table} WHERE order_session >= $s OR session >= $s", {"s": session}
                 )
+            self._con.execute("DELETE FROM book_events WHERE session >= $s", {"s": session})
             self._con.execute("DELETE FROM orders WHERE session >= $s", {"s": session})
             self._con.execute("DELETE FROM account_snapshots WHERE session >= $s", {"s": session})
             self._con.execute("COMMIT")

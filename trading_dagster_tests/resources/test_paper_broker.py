@@ -1,5 +1,6 @@
 """The paper broker: idempotent submission, fills at the next open, its DuckDB ledger, and the property the
-pipeline relies on: planning a window equals driving the broker one session at a time."""
+pipeline relies on: planning a window equals driving the broker one session at a time, also across splits
+(book events the broker applies and records in its ledger)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trading_dagster.domain.book_events import BookEvent, book_events
 from trading_dagster.domain.calendar import nyse_calendar
+from trading_dagster.domain.corporate_actions import normalize_corporate_actions
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, opens_at
 from trading_dagster.domain.orders import (
     EXECUTION_SCHEMA,
@@ -23,6 +26,7 @@ from trading_dagster.domain.orders import (
     fills_from_frame,
     orders_from_frame,
 )
+from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import PortfolioState, fill_apply_order, plan_orders, simulate
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.resources.broker import Broker, PaperBroker
@@ -35,8 +39,9 @@ DAYS = CAL.between(dt.date(2017, 3, 1), dt.date(2017, 3, 31))[:10]
 NEXT = CAL.next_session(DAYS[-1])
 
 
-def _market(seed: int = 7) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Prices (random walks with gaps; EEE has no bar on DAYS[3]) and buy/sell signals of two strategies."""
+def _market(seed: int = 7, splits: dict[str, tuple[int, float]] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Prices (random walks with gaps; EEE has no bar on DAYS[3]) and buy/sell signals of two strategies.
+    `splits` {symbol: (index in DAYS of the ex-date, ratio)}: the bars from the ex-date on are unadjusted (/ ratio)."""
     rng = np.random.default_rng(seed)
     rows = []
     for sym, price in {"AAA": 12.0, "BBB": 95.0, "CCC": 310.0, "DDD": 0.9, "EEE": 40.0}.items():
@@ -48,6 +53,12 @@ def _market(seed: int = 7) -> tuple[pl.DataFrame, pl.DataFrame]:
     prices = pl.DataFrame(
         rows, schema=["symbol", "session", "open", "high", "low", "close", "volume"], orient="row"
     ).cast({"session": pl.Date, "volume": pl.Int64})
+    for sym, (i, ratio) in (splits or {}).items():
+        after = (pl.col("symbol") == sym) & (pl.col("session") >= DAYS[i])
+        prices = prices.with_columns(
+            pl.when(after).then((pl.col(c) / ratio).round(2)).otherwise(pl.col(c)).alias(c)
+            for c in ("open", "high", "low", "close")
+        )
     sig = [
         (day, sym, strat, side, float(rng.random()), "test")
         for day in DAYS
@@ -70,21 +81,31 @@ def _broker(path: str | None = None, cash: Decimal = CASH) -> PaperBroker:
     return PaperBroker(path, initial_cash=cash, slippage=SLIP, commission=FEE)
 
 
+def _events(prices: pl.DataFrame, splits: dict[str, tuple[int, float]]) -> list[BookEvent]:
+    actions = normalize_corporate_actions(
+        pl.DataFrame(
+            {"symbol": list(splits), "ex_date": [DAYS[i] for i, _ in splits.values()], "ratio": [r for _, r in splits.values()]}
+        )
+    ) if splits else None
+    return book_events(actions, None, None, prices, CAL.sessions, DAYS[0], NEXT)
+
+
 def _drive(
     broker: Broker,
     days: list[dt.date],
     risk: RiskConfig = RISK,
     prices: pl.DataFrame = PRICES,
     signals: pl.DataFrame = SIGNALS,
+    events: list[BookEvent] | tuple = (),
 ) -> pl.DataFrame:
     """What a live loop does each session: sync the open, read the account, plan the close, submit."""
     planned = []
     for day in days:
-        broker.sync(day, opens_at(prices, day))
+        broker.sync(day, opens_at(prices, day), events)
         state = broker.account(day)
         following = CAL.next_session(day)
         orders = plan_orders(
-            signals, prices, state, [day], risk, SLIP, FEE, broker.account_id, next_session=following
+            signals, prices, state, [day], risk, SLIP, FEE, broker.account_id, next_session=following, events=events
         )
         broker.submit(orders_from_frame(orders), day)
         planned.append(orders)
@@ -97,35 +118,47 @@ def _order(symbol: str = "AAA", qty: int = 3, session: dt.date = DAYS[0], side: 
 
 
 def _check_plan_equals_driven(
-    prices: pl.DataFrame, signals: pl.DataFrame, risk: RiskConfig, cash: Decimal
+    prices: pl.DataFrame,
+    signals: pl.DataFrame,
+    risk: RiskConfig,
+    cash: Decimal,
+    book: list[BookEvent] | tuple = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Plan the window the pipeline's way and drive a second broker the live way; both must agree on every
-    order, every broker event, the account, and the planner's projected fills. Returns (orders, events)."""
+    order, every broker event, the account, and the planner's projected fills; and mark-to-market over the
+    broker's fills ends on the broker's account. Returns (orders, events)."""
     # the pipeline: plan the window from the broker's account at its first open, then submit day by day
     with _broker(cash=cash) as pipeline, _broker(cash=cash) as live:
-        pipeline.sync(DAYS[0], opens_at(prices, DAYS[0]))
+        pipeline.sync(DAYS[0], opens_at(prices, DAYS[0]), book)
         start = pipeline.account(DAYS[0])
         planned = plan_orders(
-            signals, prices, start, DAYS, risk, SLIP, FEE, pipeline.account_id, next_session=NEXT
+            signals, prices, start, CAL.sessions, risk, SLIP, FEE, pipeline.account_id, events=book, as_of=DAYS[0]
         )
         approved = planned.filter(pl.col("status") == "approved")
         by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
         for day in DAYS:
-            pipeline.sync(day, opens_at(prices, day))
+            pipeline.sync(day, opens_at(prices, day), book)
             if day in by_session:
                 pipeline.submit(orders_from_frame(by_session[day]), day)
 
-        driven = _drive(live, DAYS, risk, prices, signals)
+        driven = _drive(live, DAYS, risk, prices, signals, book)
 
         assert driven.equals(planned)
         events = live.events(DAYS[0], NEXT)
         assert events.equals(pipeline.events(DAYS[0], NEXT))
         assert live.account(DAYS[-1]) == pipeline.account(DAYS[-1])
         # and the planner's projected fills are the broker's fills, to the cent
-        projection = simulate(signals, prices, start, DAYS, risk, SLIP, FEE, "paper", next_session=NEXT)
+        projection = simulate(signals, prices, start, DAYS, risk, SLIP, FEE, "paper", next_session=NEXT, events=book)
         broker_fills = fills_from_frame(live.events(DAYS[0], DAYS[-1]))
         assert sorted(projection.fills, key=_by_id) == sorted(broker_fills, key=_by_id)
         assert projection.end_state == live.account(DAYS[-1])
+        # mark-to-market replays the broker's fills and the same book events to the broker's account
+        before = CAL.previous_session(DAYS[0])
+        positions, equity = mark_to_market(live.account(before), broker_fills, prices, DAYS, "AAA", events=book)
+        end = live.account(DAYS[-1])
+        assert equity["cash"][-1] == float(end.cash) and equity["realized_pnl"][-1] == float(end.realized_pnl)
+        last = positions.filter(pl.col("session") == DAYS[-1])
+        assert dict(last.select("symbol", "qty").iter_rows()) == end.held()
     return planned, events
 
 
@@ -133,13 +166,16 @@ def _by_id(f: Fill) -> tuple[dt.date, str]:
     return (f.session, f.client_order_id)
 
 
-TIGHT_CASH = RiskConfig(notional=Decimal(1500), max_position_pct_equity=Decimal(30), monthly_share_limit=None)
+# no minimum price: DDD trades below $1 (sub-dollar ticks), RISK keeps the default $1 minimum (DDD denied)
+TIGHT_CASH = RiskConfig(
+    notional=Decimal(1500), max_position_pct_equity=Decimal(30), monthly_share_limit=None, min_price=None
+)
 
 
 @pytest.mark.parametrize(
     ("risk", "reasons"),
     [
-        (RISK, {"QTY_OVER_MONTHLY_LIMIT", "SHORT_NOT_ALLOWED", "NO_PRICE"}),
+        (RISK, {"QTY_OVER_MONTHLY_LIMIT", "SHORT_NOT_ALLOWED", "NO_PRICE", "PRICE_BELOW_MINIMUM"}),
         (TIGHT_CASH, {"INSUFFICIENT_BUYING_POWER", "MAX_POSITION", "SHORT_NOT_ALLOWED", "NO_PRICE"}),
     ],
     ids=["monthly_quota", "tight_cash"],
@@ -161,6 +197,64 @@ def test_plan_orders_over_a_window_equals_driving_the_broker_session_by_session(
 def test_plan_equals_driven_broker_on_random_markets(seed, risk, cash):
     prices, signals = _market(seed)
     _check_plan_equals_driven(prices, signals, risk, cash)
+
+
+SPLITS = {"AAA": (3, 0.1), "BBB": (5, 1.5), "CCC": (7, 2.0)}  # 1:10 reverse, 3:2, 2:1 inside the window
+
+
+@pytest.mark.parametrize("risk", [RISK, TIGHT_CASH], ids=["monthly_quota", "tight_cash"])
+def test_plan_equals_driven_broker_across_splits(risk):
+    prices, signals = _market(7, SPLITS)
+    book = _events(prices, SPLITS)
+    assert [(e.symbol, e.session, e.ratio) for e in book] == [
+        ("AAA", DAYS[3], Decimal("0.1")), ("BBB", DAYS[5], Decimal("1.5")), ("CCC", DAYS[7], 2)
+    ]
+    _, events = _check_plan_equals_driven(prices, signals, risk, CASH, book)
+    splits = events.filter(pl.col("event") == "split")
+    assert splits.height >= 2  # the scenario holds split positions...
+    if risk is TIGHT_CASH:
+        assert splits.filter(pl.col("price") > 0).height >= 1  # ...and pays cash in lieu of a fraction
+    assert set(splits["client_order_id"].str.slice(0, 6)) == {"split-"}
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    risk=st.sampled_from([RISK, TIGHT_CASH]),
+    day=st.integers(1, len(DAYS) - 1),
+    ratio=st.sampled_from([0.1, 0.5, 1.5, 2.0, 3.0, 7.0]),
+)
+def test_plan_equals_driven_broker_across_random_splits(seed, risk, day, ratio):
+    splits = {"AAA": (day, ratio), "BBB": (len(DAYS) - day, 1 / ratio if ratio > 1 else 4.0)}
+    prices, signals = _market(seed, splits)
+    _check_plan_equals_driven(prices, signals, risk, CASH, _events(prices, splits))
+
+
+def test_the_ledger_records_a_split_and_a_reopened_ledger_replays_it(tmp_path: Path):
+    prices, signals = _market(7, SPLITS)
+    book = _events(prices, SPLITS)
+    path = str(tmp_path / "ledger.duckdb")
+    with _broker(path, cash=CASH) as broker:
+        _drive(broker, DAYS[:6], TIGHT_CASH, prices, signals, book)
+        accounts = [broker.account(day) for day in DAYS[:6]]
+        events = broker.events(DAYS[0], NEXT)
+    assert events.filter(pl.col("event") == "split").height >= 1
+    with _broker(path, cash=CASH) as reopened:
+        assert [reopened.account(day) for day in DAYS[:6]] == accounts  # snapshot + replay
+        reopened._con.execute("DELETE FROM account_snapshots")
+    with _broker(path, cash=CASH) as reopened:
+        assert [reopened.account(day) for day in DAYS[:6]] == accounts  # replay from the start
+        assert reopened.events(DAYS[0], NEXT).equals(events)
+        _drive(reopened, DAYS[6:], TIGHT_CASH, prices, signals, book)
+        resumed = reopened.events(DAYS[0], NEXT), reopened.account(DAYS[-1])
+        reopened.reset_from(DAYS[3])  # the AAA split's session: undone, and done again by the re-run
+        assert reopened.account(DAYS[-1]) == accounts[2]
+        _drive(reopened, DAYS[3:], TIGHT_CASH, prices, signals, book)
+        assert reopened.events(DAYS[0], NEXT).equals(resumed[0])
+        assert reopened.account(DAYS[-1]) == resumed[1]
+    uninterrupted = _broker(cash=CASH)
+    _drive(uninterrupted, DAYS, TIGHT_CASH, prices, signals, book)
+    assert uninterrupted.events(DAYS[0], NEXT).equals(resumed[0])
 
 
 def test_resubmitting_creates_no_duplicate():
