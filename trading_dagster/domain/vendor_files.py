@@ -4,12 +4,20 @@ the raw schema, or say exactly what is wrong with it (which column, how many val
 Never guess what a vendor meant: column spellings are mapped only from an explicit alias table; adjusted
 prices are never used in place of raw ones; ambiguous inputs (two columns for one field, a date column in
 several formats) are errors, not heuristics. Pure polars, no Dagster.
+
+Besides the raw columns a file may carry what orders its rows (decision 0004, section 1): a revision
+timestamp column (`REVISION_TIME_ALIASES`, parsed to `revision_time`, UTC) and a line-number column
+(`LINE_NUMBER_ALIASES`, parsed to `line_number`); `read_vendor_file` keeps them, with `source_row` (the
+row's 0-based position in the file) and `source` (the file), for `domain/raw_merge.py` to tell the later
+row of a (symbol, session) from the earlier. Every other column is named as ignored, never dropped
+silently.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -33,6 +41,25 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "close": ("close", "c"),
     "volume": ("volume", "vol", "v"),
 }
+# Columns that order the rows of one (symbol, session) within a delivery (`domain/raw_merge.py`): the later
+# revision time wins; without one, the higher line number; without either, the later row of the file.
+REVISION_TIME_ALIASES: tuple[str, ...] = (
+    "revision_time",
+    "revision_timestamp",
+    "revised_at",
+    "updated_at",
+    "update_time",
+    "last_updated",
+    "as_of",
+    "asof",
+    "fetched_at",
+    "retrieved_at",
+)
+LINE_NUMBER_ALIASES: tuple[str, ...] = ("line", "line_number", "line_no", "lineno", "row_number", "row_no", "rownum")
+REVISION_TIME = "revision_time"
+LINE_NUMBER = "line_number"
+# polars reads a repeated CSV header `close,close` as `close` and `close_duplicated_0`
+_DUPLICATED = re.compile(r"^(?P<base>.+)_duplicated_\d+$")
 _ADJUSTED_NAME = re.compile(r"^adj(usted)?_?(open|high|low|close|volume)$")
 # Cell texts that mean "no value" in vendor CSVs; they become null (and so NULL_VALUE in quarantine),
 # whereas any other text that does not parse is an error.
@@ -49,22 +76,47 @@ def _canonical_name(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def resolve_columns(columns: Sequence[str]) -> dict[str, str]:
-    """Map each raw column to the source column that holds it, or raise a PriceDataError that says why not.
+@dataclass(frozen=True)
+class VendorColumns:
+    """What each column of a vendor file is: a raw field, the revision time, the line number, or ignored."""
 
-    Kept separate from `normalize_ohlcv` so a lazy Parquet scan can select just these columns.
+    mapping: dict[str, str]  # raw field -> source column
+    revision_time: str | None = None  # the source column holding revision timestamps
+    line_number: str | None = None  # the source column holding line numbers
+    ignored: tuple[str, ...] = ()  # every other column, in file order
+
+    @property
+    def used(self) -> list[str]:
+        return [*self.mapping.values(), *(c for c in (self.revision_time, self.line_number) if c)]
+
+
+def classify_columns(columns: Sequence[str]) -> VendorColumns:
+    """Say what each column is, or raise a PriceDataError that says why the columns cannot be used.
+
+    Two columns for one role are refused, naming both: two spellings (`Close` and `close`) or one header
+    repeated (`close,close`, which polars reads as `close` and `close_duplicated_0`).
     """
-    by_alias = {alias: canon for canon, aliases in COLUMN_ALIASES.items() for alias in aliases}
+    roles = {alias: canon for canon, aliases in COLUMN_ALIASES.items() for alias in aliases}
+    roles.update({alias: REVISION_TIME for alias in REVISION_TIME_ALIASES})
+    roles.update({alias: LINE_NUMBER for alias in LINE_NUMBER_ALIASES})
+    present = set(columns)
     found: dict[str, list[str]] = {}
+    ignored: list[str] = []
     for col in columns:
-        canon = by_alias.get(_canonical_name(col))
-        if canon is not None:
-            found.setdefault(canon, []).append(col)
+        duplicate = _DUPLICATED.match(col)
+        name = duplicate.group("base") if duplicate and duplicate.group("base") in present else col
+        role = roles.get(_canonical_name(name))
+        if role is None:
+            ignored.append(col)
+        else:
+            found.setdefault(role, []).append(col)
 
-    ambiguous = {canon: cols for canon, cols in found.items() if len(cols) > 1}
+    ambiguous = {role: cols for role, cols in found.items() if len(cols) > 1}
     if ambiguous:
-        parts = "; ".join(f"{canon!r} from {cols}" for canon, cols in ambiguous.items())
-        raise PriceDataError(f"ambiguous price columns: {parts}. Keep exactly one source column per field.")
+        parts = "; ".join(f"{role!r} from {cols}{_repeated_note(cols)}" for role, cols in ambiguous.items())
+        raise PriceDataError(
+            f"ambiguous price columns: {parts}. Keep exactly one source column per field."
+        )
 
     missing = [c for c in RAW_COLUMNS if c not in found]
     if missing:
@@ -80,7 +132,27 @@ def resolve_columns(columns: Sequence[str]) -> dict[str, str]:
             f"missing required price column(s) {missing}. Found columns: {list(columns)}. "
             f"Expected: {list(RAW_COLUMNS)} (accepted spellings, case-insensitive: {accepted}).{hint}"
         )
-    return {canon: cols[0] for canon, cols in found.items()}
+    return VendorColumns(
+        mapping={canon: found[canon][0] for canon in RAW_COLUMNS},
+        revision_time=found.get(REVISION_TIME, [None])[0],
+        line_number=found.get(LINE_NUMBER, [None])[0],
+        ignored=tuple(ignored),
+    )
+
+
+def _repeated_note(cols: Sequence[str]) -> str:
+    repeated = [c for c in cols if _DUPLICATED.match(c)]
+    if not repeated:
+        return ""
+    return f" (the header repeats a name: {repeated} is how the reader names its second occurrence)"
+
+
+def resolve_columns(columns: Sequence[str]) -> dict[str, str]:
+    """Map each raw column to the source column that holds it, or raise a PriceDataError that says why not.
+
+    Kept separate from `normalize_ohlcv` so a lazy Parquet scan can select just these columns.
+    """
+    return classify_columns(columns).mapping
 
 
 def _raise_unparseable(
@@ -205,23 +277,82 @@ def _parse_datetime_text(text: pl.Series) -> pl.Series:
     return parsed.dt.date()
 
 
-def normalize_ohlcv(df: pl.DataFrame) -> pl.DataFrame:
-    """Rename and cast a vendor OHLCV frame to the raw schema, or raise a PriceDataError that says why.
+def _parse_revision_time(source: pl.DataFrame, column: str, s: pl.Series) -> pl.Series:
+    """Revision timestamps as Datetime(us, UTC). Zone-less values are taken as UTC; dates are midnight UTC.
+    Numbers are refused (seconds, milliseconds or nanoseconds since 1970 cannot be told apart)."""
+    if s.dtype == pl.Null:
+        return s.cast(pl.Datetime("us", "UTC"))
+    if isinstance(s.dtype, pl.Datetime):
+        out = s.dt.cast_time_unit("us")
+    elif s.dtype == pl.Date:
+        out = s.cast(pl.Datetime("us"))
+    elif s.dtype == pl.Utf8:
+        text = _blank_to_null(s)
+        try:
+            out = text.str.to_datetime(strict=False, time_unit="us")
+        except pl.exceptions.PolarsError:  # no datetime pattern could be inferred at all
+            out = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us"))
+        _raise_unparseable(
+            source,
+            column,
+            out.is_null() & text.is_not_null(),
+            "a revision timestamp",
+            " (one ISO format per column, e.g. 2024-01-02T21:05:00Z)",
+        )
+    else:
+        raise PriceDataError(
+            f"column {column!r} has type {s.dtype}; expected revision timestamps (ISO date-times)"
+        )
+    if out.dtype.time_zone is None:  # type: ignore[union-attr]
+        return out.dt.replace_time_zone("UTC")
+    return out.dt.convert_time_zone("UTC")
 
-    Symbols are stripped and upper-cased; blank cells and "NA"/"NaN"/"null" become null (the cleaning step
-    quarantines them as NULL_VALUE); any other value that does not parse is an error naming the column,
-    the number of bad values and an example row. Columns outside the raw schema (e.g. `asset_type`, `vwap`)
-    are dropped; rows never are.
-    """
-    mapping = resolve_columns(df.columns)
+
+def _parse_line_number(source: pl.DataFrame, column: str, s: pl.Series) -> pl.Series:
+    if s.dtype.is_integer() or s.dtype == pl.Null:
+        return s.cast(pl.Int64)
+    as_float = _parse_float(source, column, s)
+    fractional = as_float.is_not_null() & (as_float.is_infinite() | (as_float != as_float.floor()))
+    _raise_unparseable(source, column, fractional.fill_null(False), "a line number")
+    return as_float.cast(pl.Int64, strict=False)
+
+
+@dataclass(frozen=True)
+class VendorFrame:
+    """A vendor frame in the raw schema plus `revision_time` / `line_number` when the file has them."""
+
+    bars: pl.DataFrame
+    columns: VendorColumns
+
+
+def normalize_vendor_frame(df: pl.DataFrame) -> VendorFrame:
+    """`normalize_ohlcv`, keeping the columns that order rows (see the module docstring)."""
+    cols = classify_columns(df.columns)
+    mapping = cols.mapping
     columns = {
         "symbol": _parse_symbol(df[mapping["symbol"]]),
         "date": _parse_date(df, mapping["date"], df[mapping["date"]]),
         **{c: _parse_float(df, mapping[c], df[mapping[c]]) for c in PRICE_COLUMNS},
         "volume": _parse_volume(df, mapping["volume"], df[mapping["volume"]]),
     }
-    return pl.DataFrame([s.alias(name) for name, s in columns.items()]).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    bars = pl.DataFrame([s.alias(name) for name, s in columns.items()]).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    extra = []
+    if cols.revision_time:
+        extra.append(_parse_revision_time(df, cols.revision_time, df[cols.revision_time]).alias(REVISION_TIME))
+    if cols.line_number:
+        extra.append(_parse_line_number(df, cols.line_number, df[cols.line_number]).alias(LINE_NUMBER))
+    return VendorFrame(bars.with_columns(extra) if extra else bars, cols)
 
+
+def normalize_ohlcv(df: pl.DataFrame) -> pl.DataFrame:
+    """Rename and cast a vendor OHLCV frame to the raw schema, or raise a PriceDataError that says why.
+
+    Symbols are stripped and upper-cased; blank cells and "NA"/"NaN"/"null" become null (the cleaning step
+    quarantines them as NULL_VALUE); any other value that does not parse is an error naming the column,
+    the number of bad values and an example row. Columns outside the raw schema (e.g. `asset_type`, `vwap`)
+    are not in the result (`normalize_vendor_frame` names them); rows are never dropped.
+    """
+    return normalize_vendor_frame(df).bars.select(RAW_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -277,11 +408,13 @@ def _csv_separator(path: Path) -> str:
     return max(counts, key=lambda k: counts[k]) if any(counts.values()) else ","
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
+def _read_parquet(path: Path) -> tuple[pl.DataFrame, list[str]]:
     lf = pl.scan_parquet(path)
-    mapping = resolve_columns(lf.collect_schema().names())
-    # Project only the price columns: the shared 3.8M-row file also carries `asset_type`.
-    return lf.select([pl.col(src).alias(src) for src in mapping.values()]).collect()
+    names = lf.collect_schema().names()
+    # Project only the columns that are used: the shared 3.8M-row file also carries `asset_type`. The
+    # ignored ones are still named (VendorFrame.columns.ignored).
+    used = classify_columns(names).used
+    return lf.select([pl.col(src) for src in names if src in used]).collect(), names
 
 
 def _read_csv(path: Path) -> pl.DataFrame:
@@ -290,21 +423,154 @@ def _read_csv(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False, separator=_csv_separator(path), encoding="utf8-lossy")
 
 
-def read_ohlcv_file(path: str | Path) -> pl.DataFrame:
-    """Read an OHLCV CSV or Parquet file (format from its content) and normalize it to the raw schema."""
+class VendorFileError(PriceDataError):
+    """A vendor file that cannot be imported at all (file-level garbage): `path` and what is wrong."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path, self.detail = str(path), detail
+
+
+def read_vendor_file(path: str | Path) -> VendorFrame:
+    """Read an OHLCV CSV or Parquet file (format from its content) and normalize it (`normalize_vendor_frame`);
+    a VendorFileError (a PriceDataError) naming the file if it cannot be."""
     path = Path(path)
     if not path.is_file():
-        raise PriceDataError(f"{path}: no such file")
-    fmt = sniff_format(path)
+        raise VendorFileError(path, "no such file")
     try:
-        df = _read_parquet(path) if fmt == "parquet" else _read_csv(path)
-    except PriceDataError:
+        fmt = sniff_format(path)
+        try:
+            if fmt == "parquet":
+                df, names = _read_parquet(path)
+            else:
+                df = _read_csv(path)
+                names = df.columns
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise PriceDataError(f"cannot be read as {fmt}: {exc}") from exc
+        if df.height == 0:
+            raise PriceDataError(f"has a header ({names}) but no data rows")
+        frame = normalize_vendor_frame(df)
+    except VendorFileError:
         raise
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise PriceDataError(f"{path}: cannot be read as {fmt}: {exc}") from exc
-    if df.height == 0:
-        raise PriceDataError(f"{path}: has a header ({df.columns}) but no data rows")
-    try:
-        return normalize_ohlcv(df)
     except PriceDataError as exc:
-        raise PriceDataError(f"{path}: {exc}") from exc
+        detail = str(exc)
+        detail = detail[len(f"{path}: ") :] if detail.startswith(f"{path}: ") else detail
+        raise VendorFileError(path, detail) from None
+    if fmt == "parquet" and len(names) != len(df.columns):  # the projection: name what it left out
+        frame = VendorFrame(frame.bars, classify_columns(names))
+    return frame
+
+
+def read_ohlcv_file(path: str | Path) -> pl.DataFrame:
+    """Read an OHLCV CSV or Parquet file (format from its content) and normalize it to the raw schema."""
+    return read_vendor_file(path).bars.select(RAW_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Deliveries: several files read as one
+# --------------------------------------------------------------------------------------------------------
+
+SOURCE = "source"
+SOURCE_ROW = "source_row"
+DELIVERY_SCHEMA: dict[str, pl.DataType] = {
+    **RAW_SCHEMA,
+    REVISION_TIME: pl.Datetime("us", "UTC"),
+    LINE_NUMBER: pl.Int64(),
+    SOURCE: pl.Utf8(),
+    SOURCE_ROW: pl.Int64(),
+}
+"""A delivery's rows: the raw columns, what orders them (null when a file has no such column), the file
+they came from and their 0-based position in it (header excluded). `domain/raw_merge.py` takes this."""
+
+
+def delivery_rows(frame: VendorFrame | pl.DataFrame, source: str) -> pl.DataFrame:
+    """A file's (or a source's) rows as DELIVERY_SCHEMA."""
+    bars = frame.bars if isinstance(frame, VendorFrame) else frame
+    missing = [pl.lit(None, dtype=DELIVERY_SCHEMA[c]).alias(c) for c in (REVISION_TIME, LINE_NUMBER) if c not in bars.columns]
+    return bars.with_columns(
+        *missing,
+        pl.lit(source, dtype=pl.Utf8).alias(SOURCE),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(SOURCE_ROW),
+    ).select(list(DELIVERY_SCHEMA))
+
+
+@dataclass(frozen=True)
+class VendorDelivery:
+    """The files of one delivery, read: their rows in file order (DELIVERY_SCHEMA) and what each holds."""
+
+    rows: pl.DataFrame
+    files: tuple[tuple[str, int, VendorColumns], ...]  # (file, rows, its columns)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.files)
+
+    @property
+    def ignored_columns(self) -> dict[str, list[str]]:
+        """{ignored column: the files that have it}, in first-seen order."""
+        out: dict[str, list[str]] = {}
+        for name, _, cols in self.files:
+            for col in cols.ignored:
+                out.setdefault(col, []).append(name)
+        return out
+
+    @property
+    def order_columns(self) -> dict[str, list[str]]:
+        """{'revision_time' | 'line_number': the source columns that held it}."""
+        out: dict[str, list[str]] = {}
+        for _, _, cols in self.files:
+            for role, col in ((REVISION_TIME, cols.revision_time), (LINE_NUMBER, cols.line_number)):
+                if col and col not in out.get(role, []):
+                    out.setdefault(role, []).append(col)
+        return out
+
+
+def single_file_delivery(frame: VendorFrame, source: str) -> VendorDelivery:
+    return VendorDelivery(delivery_rows(frame, source), ((source, frame.bars.height, frame.columns),))
+
+
+def read_delivery(paths: Sequence[str | Path]) -> VendorDelivery:
+    """Read every file as one delivery (rows in the order of `paths`, then file order); the first file that
+    cannot be read raises its VendorFileError: a delivery is imported whole or not at all."""
+    frames, files = [], []
+    for path in paths:
+        frame = read_vendor_file(path)
+        frames.append(delivery_rows(frame, str(path)))
+        files.append((str(path), frame.bars.height, frame.columns))
+    rows = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=DELIVERY_SCHEMA)
+    return VendorDelivery(rows, tuple(files))
+
+
+VENDOR_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def find_vendor_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files a user named: each file as given, and every .csv/.parquet below each folder (by path, names
+    starting with '.' or '_' skipped: temp files, `_SUCCESS` markers). A path that does not exist, or a
+    folder with no such file, is a VendorFileError."""
+    out: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in VENDOR_SUFFIXES
+                and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+            )
+            if not found:
+                raise VendorFileError(path, f"the folder holds no {'/'.join(VENDOR_SUFFIXES)} file")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise VendorFileError(path, "no such file or folder")
+    seen: set[Path] = set()
+    unique = []
+    for p in out:  # a file named twice (directly and through its folder) is read once
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
