@@ -13,6 +13,8 @@ same session inside a ten-year backfill are identical bit for bit.
 
 `compute_indicators_adjusted` does the same on unadjusted bars plus a list of splits: each session's
 lookback is split-adjusted as known on that session (point in time), with the same bit-for-bit guarantee.
+Given a security master it computes each series per (symbol, security): the bars of a ticker's earlier
+company never enter the SMA, the 52-week high or any other indicator of the company that reuses the ticker.
 
 TA-Lib has global "unstable period" settings (`talib.set_unstable_period`); this module assumes the default
 (0), which is what the null-until-lookback contract describes.
@@ -30,6 +32,7 @@ import polars as pl
 import talib
 
 from trading_dagster.domain.corporate_actions import normalize_corporate_actions
+from trading_dagster.domain.security_master import SecurityMaster
 
 ANCHOR_BLOCK = 252
 """Sessions per anchor block: every session of a block is computed from the same first bar."""
@@ -297,7 +300,67 @@ def _split_factors(days: np.ndarray, ex_days: np.ndarray, ratios: np.ndarray) ->
     return suffix[np.searchsorted(ex_days, days, side="right")]
 
 
+_SECURITY_SEP = "\x1f"  # symbol + SEP + security: sorts right after the symbol, before any printable suffix
+
+
+def _by_security(
+    cleaned: pl.DataFrame, actions: pl.DataFrame | None, securities: SecurityMaster
+) -> tuple[pl.DataFrame, pl.DataFrame | None, bool]:
+    """(bars, actions, renamed): a symbol whose bars belong to more than one security (per
+    `SecurityMaster.segment_keys`) becomes one pseudo-symbol per security, `symbol + SEP + security`, and a
+    split is moved to the pseudo-symbol of the security that traded on its ex-date. Nothing changes (and
+    nothing is copied) when no symbol in the input spans two securities."""
+    keys = securities.segment_keys(cleaned.select("symbol", "session"))
+    if keys.null_count() == keys.len():
+        return cleaned, actions, False
+    keyed = cleaned.with_columns(keys.alias("_security"))
+    spanning = (
+        keyed.filter(pl.col("_security").is_not_null())
+        .group_by("symbol")
+        .agg(pl.col("_security").n_unique().alias("_n"))
+        .filter(pl.col("_n") > 1)["symbol"]
+    )
+    if spanning.len() == 0:
+        return cleaned, actions, False
+    split = pl.col("symbol").is_in(spanning.implode())
+    pseudo = pl.when(split).then(pl.col("symbol") + _SECURITY_SEP + pl.col("_security")).otherwise(pl.col("symbol"))
+    bars = keyed.with_columns(pseudo.alias("symbol")).drop("_security")
+    if actions is not None and actions.height:
+        actions = normalize_corporate_actions(actions)
+        on_ex = securities.segment_keys(actions.select("symbol", "ex_date"), date_column="ex_date")
+        actions = actions.with_columns(on_ex.alias("_security")).with_columns(pseudo.alias("symbol")).drop("_security")
+    return bars, actions, True
+
+
 def compute_indicators_adjusted(
+    cleaned: pl.DataFrame,
+    actions: pl.DataFrame | None,
+    cal_sessions: Sequence[dt.date],
+    start: dt.date,
+    end: dt.date,
+    anchor_block: int = ANCHOR_BLOCK,
+    warmup: int = WARMUP,
+    securities: SecurityMaster | None = None,
+) -> pl.DataFrame:
+    """`compute_indicators_anchored` on prices split-adjusted point in time, per security.
+
+    With `securities` (a security master), a symbol whose bars belong to two securities (a reused ticker)
+    has each security's bars computed as a series of its own (`_by_security`): indicators of the later
+    security start null and fill in from its own first bar, exactly as for an IPO. Each series is still
+    anchored (a security's value for D depends only on its bars in D's anchor window), so a range run equals
+    day-by-day runs bit for bit. Without a master, or when no symbol of the input spans two securities,
+    this is the computation below, unchanged.
+    """
+    if securities is not None and cleaned.height:
+        bars, actions, renamed = _by_security(cleaned, actions, securities)
+        if renamed:
+            out = compute_indicators_adjusted(bars, actions, cal_sessions, start, end, anchor_block, warmup)
+            # (session, pseudo-symbol) order is (session, symbol) order: SEP sorts below every printable
+            return out.with_columns(pl.col("symbol").str.split(_SECURITY_SEP).list.first())
+    return _compute_adjusted(cleaned, actions, cal_sessions, start, end, anchor_block, warmup)
+
+
+def _compute_adjusted(
     cleaned: pl.DataFrame,
     actions: pl.DataFrame | None,
     cal_sessions: Sequence[dt.date],
