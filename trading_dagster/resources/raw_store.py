@@ -3,7 +3,10 @@ where vendor files arrive.
 
 Layout (docs/design.md), the same keys in a bucket and under a local root:
 
-    {prefix}raw/prices/date=YYYY-MM-DD/prices.parquet   one object per session, written by raw_prices
+    {prefix}raw/prices/date=YYYY-MM-DD/prices.parquet   one object per session: the merged view of it
+    {prefix}raw/revisions/date=YYYY-MM-DD/<import_id>.parquet   the bars that import superseded
+    {prefix}raw/rejected/<import_id>.parquet            the rows of that delivery that belong to no session
+    {prefix}raw/imports/<import_id>.json                what that delivery did (its manifest)
     {prefix}landing/prices/<any/path>/<name>.csv        vendor file drops (CSV or Parquet, any column
     {prefix}landing/prices/<any/path>/<name>.parquet    spelling `normalize_ohlcv` accepts), read only
 
@@ -19,6 +22,17 @@ unversioned buckets) and `<mtime_ns>-<size>-<inode>` locally. `read_landing(key,
 the bytes it returns are that version, so a run never ingests a file other than the one it was asked
 for. Landing files are never modified or deleted here; expire them with a bucket lifecycle rule.
 
+Writes merge (decision 0004, section 1; the rules are `domain/raw_merge.py`): `import_delivery` adds or
+revises bars per (symbol, session) and never deletes one it does not hold. A first import into an empty store
+lists the sessions once and reads no object. Two writers merging into one session object must not lose
+each other's bars: locally a lock file per session (`raw/.locks/`, fcntl, so one host; not across NFS
+clients) serializes read-merge-write; on S3 the write is conditional (`If-Match` on the ETag read, or
+`If-None-Match: *` for a new object) and a conflict re-reads and merges again. An S3-compatible endpoint
+that ignores those headers (older MinIO) gives no such guarantee: there one writer at a time is enforced a
+level up (decision 0004, section 6). The revisions of an import are written before its session object and
+its manifest last, so a crash can leave a revisions or rejected object of an import with no manifest (its
+bars were not, or not all, written), never a superseded bar that is kept nowhere.
+
 These classes are Dagster-free on purpose: the Dagster resources wrap them, and tests exercise them against
 a real local S3 endpoint (moto) and a temporary directory with the same contract suite.
 
@@ -30,12 +44,15 @@ bytes and translate its errors.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import io
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,11 +60,36 @@ from typing import Any
 
 import polars as pl
 
-from trading_dagster.domain.bars import PriceDataError, empty_raw_frame, split_by_session
+from trading_dagster.domain.bars import RAW_COLUMNS, PriceDataError, empty_raw_frame
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.domain.vendor_files import read_ohlcv_file
+from trading_dagster.domain.raw_merge import (
+    REJECTED_SCHEMA,
+    REVISION_SCHEMA,
+    VALUE_COLUMNS,
+    Delivery,
+    SessionOutcome,
+    build_manifest,
+    check_within,
+    conform_session_frame,
+    make_import_id,
+    merge_session,
+    prepare_delivery,
+    session_delivery,
+)
+from trading_dagster.domain.vendor_files import (
+    VendorDelivery,
+    delivery_rows,
+    read_vendor_file,
+    single_file_delivery,
+)
 
 RAW_PRICES_DIR = "raw/prices/"
+REVISIONS_DIR = "raw/revisions/"
+REJECTED_DIR = "raw/rejected/"
+IMPORTS_DIR = "raw/imports/"
+LOCKS_DIR = "raw/.locks/"
+PARQUET_TYPE = "application/vnd.apache.parquet"
+MAX_WRITE_CONFLICTS = 8  # S3: re-read and merge again this many times before giving up
 LANDING_PRICES_DIR = "landing/prices/"
 LANDING_SUFFIXES = (".csv", ".parquet")
 _KEY_PATTERN = re.compile(r"date=(\d{4}-\d{2}-\d{2})/prices\.parquet$")
@@ -66,6 +108,24 @@ class RawObjectMissing(RawStoreError, LookupError):
         super().__init__(message)
         self.keys = tuple(keys)
         self.sessions = tuple(sessions)
+
+
+class WriteConflict(RawStoreError):
+    """A conditional write lost: the object changed (or appeared) after it was read. Retried by the merge."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What `RawStore.import_delivery` did: the manifest it wrote and each touched session's outcome."""
+
+    import_id: str
+    manifest: dict[str, Any]
+    outcomes: dict[dt.date, SessionOutcome]
+
+    @property
+    def changed_sessions(self) -> list[dt.date]:
+        """Sessions whose object was written with bars added or revised (what makes downstream stale)."""
+        return sorted(s for s, o in self.outcomes.items() if o.changed and (o.added or o.revised))
 
 
 class LandingVersionChanged(RawStoreError):
@@ -96,8 +156,8 @@ def is_landing_name(relative_key: str) -> bool:
     return path.suffix.lower() in LANDING_SUFFIXES
 
 
-def read_ohlcv_bytes(data: bytes, name: str) -> pl.DataFrame:
-    """`read_ohlcv_file` for bytes (a landing object): the same sniffing, parsing and messages.
+def read_vendor_bytes(data: bytes, name: str) -> VendorDelivery:
+    """`read_vendor_file` for bytes (a landing object), as a one-file delivery whose source is `name`.
 
     The bytes go to a private temporary file named with `name`'s suffix, so CSV and Parquet are told apart
     exactly as for a file on disk; the temporary path is replaced by `name` in any error.
@@ -107,9 +167,14 @@ def read_ohlcv_bytes(data: bytes, name: str) -> pl.DataFrame:
         path = Path(tmp) / f"landing{suffix}"
         path.write_bytes(data)
         try:
-            return read_ohlcv_file(path)
+            return single_file_delivery(read_vendor_file(path), name)
         except PriceDataError as exc:
             raise PriceDataError(str(exc).replace(str(path), name)) from None
+
+
+def read_ohlcv_bytes(data: bytes, name: str) -> pl.DataFrame:
+    """`read_ohlcv_file` for bytes: the raw columns of `read_vendor_bytes`."""
+    return read_vendor_bytes(data, name).rows.select(RAW_COLUMNS)
 
 
 def require_within(bars: pl.DataFrame, first: dt.date, last: dt.date, source: str) -> None:
@@ -118,18 +183,12 @@ def require_within(bars: pl.DataFrame, first: dt.date, last: dt.date, source: st
     A run that ingests a given file must hold all of it: a row outside the run's window would otherwise be
     dropped silently or written into a partition the run does not own.
     """
-    outside = bars.filter(pl.col("date").is_null() | ~pl.col("date").is_between(first, last))
-    if outside.height:
-        counts = outside.group_by("date").len().sort("date")
-        dates = ", ".join(
-            f"{d} ({n} row{'s' if n != 1 else ''})" for d, n in counts.head(_MAX_LISTED).iter_rows()
-        )
-        more = f", and {counts.height - _MAX_LISTED} more date(s)" if counts.height > _MAX_LISTED else ""
-        raise PriceDataError(
-            f"{source}: {outside.height} row(s) are dated outside this run's window {first}..{last}: "
-            f"{dates}{more}. Run it for the sessions the file covers (the landing sensor does); "
-            "nothing was written."
-        )
+    try:
+        check_within(bars.filter(pl.col("date").is_not_null()), first, last)
+    except PriceDataError as exc:
+        raise PriceDataError(f"{source}: {exc}") from None
+    if bars["date"].null_count():
+        raise PriceDataError(f"{source}: {bars['date'].null_count()} row(s) have no date; nothing was written.")
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -148,23 +207,19 @@ def _to_parquet_bytes(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _from_parquet_bytes(data: bytes, key: str) -> pl.DataFrame:
+def _from_parquet_bytes(data: bytes, key: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
     try:
-        return pl.read_parquet(io.BytesIO(data))
+        return pl.read_parquet(io.BytesIO(data), columns=list(columns) if columns is not None else None)
     except pl.exceptions.PolarsError as exc:
-        raise RawStoreError(f"raw object {key!r} is not readable Parquet: {exc}") from exc
+        raise RawStoreError(f"raw object {key!r} is not readable Parquet (or lacks columns {columns}): {exc}") from exc
 
 
-def _check_single_session(session: dt.date, df: pl.DataFrame) -> None:
-    """A session object must hold only that session's rows, or partitions would silently overlap."""
-    if "date" not in df.columns:
-        raise PriceDataError(f"cannot write session {session}: the frame has no 'date' column ({df.columns})")
-    other = df.filter(pl.col("date").is_null() | (pl.col("date") != session))
-    if other.height:
-        dates = sorted({str(d) for d in other["date"].unique().to_list()})
-        raise PriceDataError(
-            f"cannot write session {session}: {other.height} row(s) are dated {dates[:_MAX_LISTED]} instead"
-        )
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_import_id(now: dt.datetime) -> str:
+    return make_import_id(now, uuid.uuid4().hex)
 
 
 class RawStore(abc.ABC):
@@ -176,7 +231,7 @@ class RawStore(abc.ABC):
     # -- the primitives a backend implements ------------------------------------------------------------
 
     @abc.abstractmethod
-    def _put(self, key: str, data: bytes) -> None: ...
+    def _put(self, key: str, data: bytes, content_type: str = PARQUET_TYPE) -> None: ...
 
     @abc.abstractmethod
     def _get(self, key: str) -> bytes:
@@ -214,26 +269,153 @@ class RawStore(abc.ABC):
     def key_for(self, session: dt.date) -> str:
         return f"{self.prefix}raw/prices/date={session:%Y-%m-%d}/prices.parquet"
 
-    def write_session(self, session: dt.date, df: pl.DataFrame) -> str:
-        """Write (or overwrite) one session's object as zstd Parquet; returns its key."""
-        _check_single_session(session, df)
+    def revisions_key(self, session: dt.date, import_id: str) -> str:
+        return f"{self.prefix}{REVISIONS_DIR}date={session:%Y-%m-%d}/{import_id}.parquet"
+
+    def rejected_key(self, import_id: str) -> str:
+        return f"{self.prefix}{REJECTED_DIR}{import_id}.parquet"
+
+    def manifest_key(self, import_id: str) -> str:
+        return f"{self.prefix}{IMPORTS_DIR}{import_id}.json"
+
+    # -- writes: every one is a merge --------------------------------------------------------------------
+
+    def _session_lock(self, session: dt.date) -> contextlib.AbstractContextManager[None]:
+        """Held while one session is read, merged and written (a no-op where writes are conditional)."""
+        return contextlib.nullcontext()
+
+    def _get_for_update(self, key: str, known_absent: bool) -> tuple[bytes | None, str | None]:
+        """(bytes, version) of an object about to be merged into, or (None, None) if it does not exist.
+        `known_absent`: a listing just said so, so a backend whose write checks existence need not ask."""
+        try:
+            data, version = self._get_versioned(key)
+        except RawObjectMissing:
+            return None, None
+        return data, version
+
+    def _put_if(self, key: str, data: bytes, version: str | None) -> None:
+        """Write `key` only if it is still at `version` (None: only if it does not exist); WriteConflict if
+        not. The base class holds `_session_lock` around the read and the write, so a plain put does."""
+        self._put(key, data)
+
+    def import_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        import_id: str | None = None,
+        imported_at: dt.datetime | None = None,
+        max_workers: int = DEFAULT_WORKERS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportResult:
+        """Merge a delivery (`raw_merge.prepare_delivery`) into the store: every session with bars or earlier
+        rows, and an empty object for each empty session that has none; then its rejected rows and its
+        manifest. One listing of the delivery's sessions first, so no object that does not exist is read.
+        `progress(done, total)` is called as sessions complete."""
+        imported_at = imported_at or _utcnow()
+        import_id = import_id or new_import_id(imported_at)
+        bars = _by_date(delivery.bars)
+        earlier = _by_date(delivery.earlier)
+        targets = sorted(set(bars) | set(earlier) | set(delivery.empty_sessions))
+        present = set(self.list_sessions(targets[0], targets[-1])) if targets else set()
+
+        def merge(session: dt.date) -> SessionOutcome:
+            return self._merge_session(
+                session, bars.get(session), earlier.get(session), session in present, import_id, imported_at
+            )
+
+        outcomes: dict[dt.date, SessionOutcome] = {}
+        with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+            for i, outcome in enumerate(pool.map(merge, targets), 1):
+                outcomes[outcome.session] = outcome
+                if progress:
+                    progress(i, len(targets))
+        rejected_key = None
+        if delivery.rejected.height:
+            rejected_key = self.rejected_key(import_id)
+            rejected = delivery.rejected.with_columns(
+                pl.lit(import_id).alias("import_id"), pl.lit(imported_at).alias("imported_at")
+            ).select([pl.col(c).cast(t) for c, t in REJECTED_SCHEMA.items()])
+            self._put(rejected_key, _to_parquet_bytes(rejected))
+        manifest = build_manifest(
+            delivery,
+            list(outcomes.values()),
+            import_id=import_id,
+            imported_at=imported_at,
+            store=self.describe(),
+            rejected_key=rejected_key,
+            manifest_key=self.manifest_key(import_id),
+        )
+        self._put(
+            self.manifest_key(import_id), json.dumps(manifest, indent=1).encode(), content_type="application/json"
+        )
+        return ImportResult(import_id, manifest, outcomes)
+
+    def _merge_session(
+        self,
+        session: dt.date,
+        incoming: pl.DataFrame | None,
+        earlier: pl.DataFrame | None,
+        listed: bool,
+        import_id: str,
+        imported_at: dt.datetime,
+    ) -> SessionOutcome:
         key = self.key_for(session)
-        self._put(key, _to_parquet_bytes(df))
-        return key
+        wrote_revisions = False
+        with self._session_lock(session):
+            for _ in range(MAX_WRITE_CONFLICTS):
+                if incoming is None and earlier is None and listed:
+                    return SessionOutcome(session, created=False, changed=False)  # empty, has an object: as is
+                data, version = self._get_for_update(key, known_absent=not listed)
+                existing = _from_parquet_bytes(data, key) if data is not None else None
+                if existing is not None and incoming is None and earlier is None:
+                    return SessionOutcome(session, created=False, changed=False)
+                merged = merge_session(
+                    session, existing, incoming, earlier, import_id=import_id, imported_at=imported_at
+                )
+                if merged.superseded.height or wrote_revisions:  # a retry rewrites this import's own object
+                    self._put(self.revisions_key(session, import_id), _to_parquet_bytes(merged.superseded))
+                    wrote_revisions = True
+                if not merged.outcome.changed:
+                    return merged.outcome
+                try:
+                    self._put_if(key, _to_parquet_bytes(merged.merged), version)
+                except WriteConflict:
+                    listed = True  # it exists now: read it and merge again
+                    continue
+                return merged.outcome
+        raise RawStoreError(
+            f"session {session}: {MAX_WRITE_CONFLICTS} conditional writes of {self.location(key)} in a row lost "
+            "to another writer; nothing of this import was lost, run it again"
+        )
+
+    def write_session(self, session: dt.date, df: pl.DataFrame, *, source: str = "direct write") -> str:
+        """Merge one session's rows (the raw columns) into its object, as a one-session delivery with its
+        own manifest: bars of other symbols are kept. Returns the object's key."""
+        if "date" not in df.columns:
+            raise PriceDataError(f"cannot write session {session}: the frame has no 'date' column ({df.columns})")
+        now = _utcnow()
+        self.import_delivery(session_delivery(df, session, now, source), imported_at=now)
+        return self.key_for(session)
 
     def write_sessions(
-        self, df: pl.DataFrame, calendar: SessionCalendar, max_workers: int = DEFAULT_WORKERS
+        self,
+        df: pl.DataFrame,
+        calendar: SessionCalendar,
+        max_workers: int = DEFAULT_WORKERS,
+        *,
+        source: str = "direct write",
     ) -> list[str]:
-        """Split a multi-session raw frame and write one object per session; returns the keys in order.
+        """Merge a multi-session raw frame as one delivery (rows on no session are rejected and kept, as for
+        any import); returns the keys of the sessions that got bars, in order."""
+        now = _utcnow()
+        delivery = prepare_delivery(delivery_rows(df, source), calendar, now, sources=(source,))
+        self.import_delivery(delivery, imported_at=now, max_workers=max_workers)
+        return [self.key_for(s) for s in delivery.sessions]
 
-        Every row is checked against the calendar before anything is written, so a frame with a weekend
-        row writes nothing rather than half of the partitions.
-        """
-        parts = split_by_session(df, calendar)
-        with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-            return list(pool.map(lambda item: self.write_session(*item), parts.items()))
+    # -- reads -------------------------------------------------------------------------------------------
 
-    def read_session(self, session: dt.date) -> pl.DataFrame:
+    def read_session(self, session: dt.date, *, provenance: bool = False) -> pl.DataFrame:
+        """The session's bars: the raw columns, or with `provenance` every column (SESSION_SCHEMA)."""
         key = self.key_for(session)
         try:
             data = self._get(key)
@@ -243,7 +425,50 @@ class RawStore(abc.ABC):
                 keys=[key],
                 sessions=[session],
             ) from exc
-        return _from_parquet_bytes(data, key)
+        if provenance:
+            return conform_session_frame(_from_parquet_bytes(data, key))
+        return _from_parquet_bytes(data, key, RAW_COLUMNS)
+
+    def read_manifest(self, import_id: str) -> dict[str, Any]:
+        key = self.manifest_key(import_id)
+        return json.loads(self._get(key))
+
+    def list_imports(self) -> list[str]:
+        """The import ids with a manifest, oldest first (ids sort by import time)."""
+        base = f"{self.prefix}{IMPORTS_DIR}"
+        return [k[len(base) : -len(".json")] for k in self._iter_keys(base, None, None) if k.endswith(".json")]
+
+    def read_rejected(self, import_id: str) -> pl.DataFrame:
+        """The rejected rows of an import (REJECTED_SCHEMA; none when it rejected nothing)."""
+        key = self.rejected_key(import_id)
+        try:
+            return _from_parquet_bytes(self._get(key), key)
+        except RawObjectMissing:
+            return pl.DataFrame(schema=REJECTED_SCHEMA)
+
+    def read_revisions(self, session: dt.date) -> pl.DataFrame:
+        """Every bar ever superseded in `session` (REVISION_SCHEMA), oldest import first."""
+        base = f"{self.prefix}{REVISIONS_DIR}date={session:%Y-%m-%d}/"
+        frames = [_from_parquet_bytes(self._get(k), k) for k in self._iter_keys(base, None, None) if k.endswith(".parquet")]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=REVISION_SCHEMA)
+
+    def bar_counts(self, sessions: Sequence[dt.date]) -> dict[dt.date, tuple[int, int] | None]:
+        """{session: (rows, rows with some value) of its object, or None when it has none}: one listing,
+        then a read of the value columns of the sessions that have an object."""
+        if not sessions:
+            return {}
+        present = set(self.list_sessions(min(sessions), max(sessions)))
+        out: dict[dt.date, tuple[int, int] | None] = {s: None for s in sessions}
+
+        def count(session: dt.date) -> tuple[dt.date, tuple[int, int]]:
+            key = self.key_for(session)
+            frame = _from_parquet_bytes(self._get(key), key, VALUE_COLUMNS)
+            null = frame.select(pl.all_horizontal(pl.col(c).is_null() for c in VALUE_COLUMNS).sum()).item()
+            return session, (frame.height, frame.height - int(null))
+
+        with ThreadPoolExecutor(max_workers=DEFAULT_WORKERS) as pool:
+            out.update(pool.map(count, [s for s in sessions if s in present]))
+        return out
 
     def exists(self, session: dt.date) -> bool:
         return self._has(self.key_for(session))
@@ -286,8 +511,11 @@ class RawStore(abc.ABC):
         present = [s for s in self.list_sessions(start=min(sessions), end=max(sessions)) if s in wanted] if sessions else []
         return present, (self.read_sessions(present) if present else None)
 
-    def read_sessions(self, sessions: Iterable[dt.date], max_workers: int = DEFAULT_WORKERS) -> pl.DataFrame:
-        """All rows of the given sessions, concatenated in session order.
+    def read_sessions(
+        self, sessions: Iterable[dt.date], max_workers: int = DEFAULT_WORKERS, *, provenance: bool = False
+    ) -> pl.DataFrame:
+        """All rows of the given sessions, concatenated in session order: the raw columns (or, with
+        `provenance`, SESSION_SCHEMA). Objects written before provenance existed read the same.
 
         Raises RawObjectMissing naming EVERY missing session (found with one listing, before any
         download), so a backfill reports its whole gap at once instead of one day per retry.
@@ -307,7 +535,7 @@ class RawStore(abc.ABC):
                 sessions=missing,
             )
         with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-            frames = list(pool.map(self.read_session, wanted))
+            frames = list(pool.map(lambda s: self.read_session(s, provenance=provenance), wanted))
         return _concat_sessions(wanted, frames)
 
     # -- the landing zone -------------------------------------------------------------------------------
@@ -353,6 +581,14 @@ class RawStore(abc.ABC):
         """A landing file parsed to the raw schema (PriceDataError naming the file if it cannot be)."""
         return read_ohlcv_bytes(self.read_landing(key, version), f"landing file {self.location(key)}")
 
+    def read_landing_delivery(self, key: str, version: str | None = None) -> VendorDelivery:
+        """A landing file read as a one-file delivery: its rows, what orders them, its ignored columns.
+        The rows' source is the file's location; a PriceDataError names it."""
+        data = self.read_landing(key, version)
+        delivery = read_vendor_bytes(data, f"landing file {self.location(key)}")
+        rows = delivery.rows.with_columns(pl.lit(self.location(key)).alias("source"))
+        return VendorDelivery(rows, ((self.location(key), *delivery.files[0][1:]),))
+
     def _check_landing_key(self, key: str) -> None:
         base = self.landing_prefix
         if not key.startswith(base) or not is_landing_name(key[len(base) :]):
@@ -360,6 +596,12 @@ class RawStore(abc.ABC):
                 f"{key!r} is not a landing file key: expected {base}<name>.csv or {base}<name>.parquet "
                 "(no '..', no name starting with '.' or '_')"
             )
+
+
+def _by_date(frame: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+    if not frame.height:
+        return {}
+    return {key[0]: part for key, part in frame.partition_by("date", as_dict=True, maintain_order=True).items()}
 
 
 def _concat_sessions(sessions: Sequence[dt.date], frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -389,11 +631,11 @@ class LocalRawStore(RawStore):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes, content_type: str = PARQUET_TYPE) -> None:
         # Write to a temp file in the same directory, then rename: a reader never sees half an object.
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -412,6 +654,30 @@ class LocalRawStore(RawStore):
 
     def _has(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    @contextlib.contextmanager
+    def _session_lock(self, session: dt.date) -> Iterator[None]:
+        """An exclusive fcntl lock on `raw/.locks/date=D.lock` (created once, never deleted: deleting a lock
+        file races with a process about to lock it). Other processes on this host wait for it."""
+        import fcntl
+
+        path = self.root / f"{self.prefix}{LOCKS_DIR}date={session:%Y-%m-%d}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _get_for_update(self, key: str, known_absent: bool) -> tuple[bytes | None, str | None]:
+        path = self._path(key)
+        if known_absent and not path.exists():  # a stat under the lock: another writer may have created it
+            return None, None
+        try:
+            return path.read_bytes(), None
+        except FileNotFoundError:
+            return None, None
 
     def _iter_keys(self, prefix: str, start_after: str | None, page_size: int | None) -> Iterator[str]:
         base = self._path(prefix)
@@ -553,11 +819,42 @@ class S3RawStore(RawStore):
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes, content_type: str = PARQUET_TYPE) -> None:
         with self._translated("write", key):
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType="application/vnd.apache.parquet"
-            )
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def _get_for_update(self, key: str, known_absent: bool) -> tuple[bytes | None, str | None]:
+        if known_absent:  # the conditional write (If-None-Match) catches an object created since the listing
+            return None, None
+        try:
+            with self._translated("read", key):
+                resp = self.client.get_object(Bucket=self.bucket, Key=key)
+                return resp["Body"].read(), resp["ETag"]
+        except RawObjectMissing:
+            return None, None
+
+    def _put_if(self, key: str, data: bytes, version: str | None) -> None:
+        """PUT with `If-Match: <ETag read>` or, for a new object, `If-None-Match: *` (S3 conditional writes;
+        moto and AWS honour both). A 412, a 409 (a concurrent conditional write) or, for If-Match, a 404
+        (deleted since) is a WriteConflict."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfMatch": version} if version else {"IfNoneMatch": "*"}
+        try:
+            with self._translated("write", key):
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=key, Body=data, ContentType=PARQUET_TYPE, **condition
+                    )
+                except ClientError as exc:
+                    error = exc.response.get("Error", {})
+                    code = str(error.get("Code", ""))
+                    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                        raise WriteConflict(f"{self.location(key)} changed since it was read ({code})") from exc
+                    raise
+        except RawObjectMissing as exc:  # If-Match on an object deleted since it was read
+            raise WriteConflict(f"{self.location(key)} was deleted since it was read") from exc
 
     def _get(self, key: str) -> bytes:
         with self._translated("read", key):

@@ -38,6 +38,7 @@ from trading_dagster.resources.raw_store import (
     RawStore,
     RawStoreError,
     S3RawStore,
+    WriteConflict,
 )
 from trading_dagster.settings import load_settings
 
@@ -151,13 +152,17 @@ def test_objects_are_zstd_parquet_at_the_documented_key(case, tmp_path):
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
-def test_overwrite_a_partition(store):
+def test_a_second_write_merges_into_the_partition(store):
+    """Writes merge per (symbol, session): a write of IBM keeps AAPL and MSFT; a changed bar is revised."""
     store.write_session(D1, bars(D1, close=10.5))
-    store.write_session(D1, bars(D1, symbols=("IBM",), close=99.0))
+    store.write_session(D1, bars(D1, symbols=("IBM", "MSFT"), close=99.0))
     out = store.read_session(D1)
-    assert out["symbol"].to_list() == ["IBM"]
-    assert out["close"].to_list() == [99.0]
+    assert out["symbol"].to_list() == ["AAPL", "IBM", "MSFT"]
+    assert out["close"].to_list() == [10.5, 99.0, 99.0]
     assert store.list_sessions() == [D1]
+    assert store.read_revisions(D1).select("symbol", "close", "revision_reason").rows() == [
+        ("MSFT", 10.5, "revised by a later import")
+    ]
 
 
 def test_list_sessions_filters_and_ignores_stray_keys(case):
@@ -272,11 +277,14 @@ def test_write_sessions_splits_by_session(store):
     assert store.read_sessions([D1, D2]).height == 3
 
 
-def test_write_sessions_with_a_weekend_row_writes_nothing(store):
-    df = pl.concat([bars(D1), bars(dt.date(2024, 1, 6))])
-    with pytest.raises(PriceDataError, match="2024-01-06 \\(Saturday, 2 rows\\)"):
-        store.write_sessions(df, CALENDAR)
-    assert store.list_sessions() == []
+def test_write_sessions_keeps_a_weekend_row_as_a_rejected_row_and_writes_the_rest(store):
+    df = pl.concat([bars(D1), bars(dt.date(2024, 1, 6), symbols=("AAPL",))])
+    assert store.write_sessions(df, CALENDAR) == [store.key_for(D1)]
+    assert store.list_sessions() == [D1]
+    (import_id,) = store.list_imports()
+    rejected = store.read_rejected(import_id)
+    assert rejected.select("symbol", "date", "reason").rows() == [("AAPL", dt.date(2024, 1, 6), "NON_SESSION_DATE")]
+    assert "Saturday" in rejected["detail"][0]
 
 
 # ------------------------------------------------------------------------------------------------ S3 errors
@@ -344,6 +352,15 @@ class RejectingS3Client:
 
     def put_object(self, **kwargs):
         self._reject("PutObject")
+
+    def get_paginator(self, name: str):
+        reject = self._reject
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                reject("ListObjectsV2")
+
+        return Paginator()
 
 
 @pytest.mark.parametrize("code", ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"])
@@ -503,10 +520,10 @@ def test_s3_from_environment_upload_list_read_overwrite_missing(s3_endpoint, s3,
     # list and read back
     assert store.list_sessions() == [D1, D2]
     assert store.read_session(D1).equals(bars(D1))
-    # overwrite a partition: the new content wins, no duplicate rows, still one object
-    store.write_session(D1, bars(D1, symbols=("IBM",), close=99.0))
-    assert store.read_session(D1).equals(bars(D1, symbols=("IBM",), close=99.0))
-    assert store.read_sessions([D1, D2])["symbol"].to_list() == ["IBM", "AAPL", "MSFT"]
+    # a second write merges: IBM is added, AAPL revised, MSFT kept; no duplicate rows, still one object
+    store.write_session(D1, bars(D1, symbols=("IBM", "AAPL"), close=99.0))
+    assert store.read_session(D1).select("symbol", "close").rows() == [("AAPL", 99.0), ("IBM", 99.0), ("MSFT", 10.5)]
+    assert store.read_sessions([D1, D2])["symbol"].to_list() == ["AAPL", "IBM", "MSFT", "AAPL", "MSFT"]
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/v1/raw/prices/")["Contents"]
     assert [o["Key"] for o in listed] == [store.key_for(D1), store.key_for(D2)]
     # a missing object names its key and session
@@ -738,3 +755,297 @@ def test_the_deployed_s3_client_has_bounded_timeouts_and_tries(tmp_path):
         RawStoreResource(kind="s3", bucket="b", read_timeout=0).get()
     with pytest.raises(ValueError, match="max_attempts must be >= 1"):
         RawStoreResource(kind="s3", bucket="b", max_attempts=0).get()
+
+
+# ----------------------------------------------------------------------------------- merge (decision 0004)
+# The same contract on all four stores (local and S3, with and without a prefix), on real rows of the repo's
+# sample (cut from the shared main dataset): AAPL, MSFT and SPY around Independence Day 2017.
+
+JULY = [dt.date(2017, 7, 3), dt.date(2017, 7, 5), dt.date(2017, 7, 6), dt.date(2017, 7, 7)]
+
+
+def real(symbols=("AAPL", "MSFT", "SPY"), first: dt.date = JULY[0], last: dt.date = JULY[-1]) -> pl.DataFrame:
+    from trading_dagster.settings import SAMPLE_FILE
+
+    return (
+        pl.read_parquet(SAMPLE_FILE)
+        .filter(pl.col("ticker").is_in(list(symbols)) & pl.col("date").is_between(first, last))
+        .rename({"ticker": "symbol"})
+        .select(list(RAW_SCHEMA))
+        .sort("date", "symbol")
+    )
+
+
+def deliver(store: RawStore, vendor: pl.DataFrame, source: str, as_of: dt.datetime | None = None, **kw):
+    """One delivery of `vendor` (raw columns, plus optional ordering columns) as an import would make it."""
+    from trading_dagster.domain.raw_merge import prepare_delivery
+    from trading_dagster.domain.vendor_files import delivery_rows
+    from trading_dagster.partitions import session_calendar
+
+    delivery = prepare_delivery(
+        delivery_rows(vendor, source), session_calendar(), as_of or dt.datetime(2026, 1, 5, tzinfo=dt.UTC), sources=(source,), **kw
+    )
+    return store.import_delivery(delivery)
+
+
+class Counting:
+    """Counts the store's object writes and reads by key (wraps the byte-level primitives)."""
+
+    def __init__(self, store: RawStore, monkeypatch) -> None:
+        self.puts: list[str] = []
+        self.reads: list[str] = []
+        put, put_if, get = store._put, store._put_if, store._get_for_update
+        inside: list[bool] = []  # the local store's conditional put is a plain put under the lock: count once
+
+        def counted_put(key, data, *a, **k):
+            if not inside:
+                self.puts.append(key)
+            return put(key, data, *a, **k)
+
+        def counted_put_if(key, data, version):
+            self.puts.append(key)
+            inside.append(True)
+            try:
+                return put_if(key, data, version)
+            finally:
+                inside.pop()
+
+        monkeypatch.setattr(store, "_put", counted_put)
+        monkeypatch.setattr(store, "_put_if", counted_put_if)
+
+        def counted_get(key, known_absent):
+            data, version = get(key, known_absent)
+            if data is not None or not known_absent:
+                self.reads.append(key)
+            return data, version
+
+        monkeypatch.setattr(store, "_get_for_update", counted_get)
+
+    def session_puts(self, store: RawStore) -> list[str]:
+        return [k for k in self.puts if k.startswith(store.sessions_prefix)]
+
+
+def test_two_per_symbol_imports_keep_both(store):
+    deliver(store, real(["AAPL"]), "AAPL.csv")
+    deliver(store, real(["MSFT"]), "MSFT.csv")
+    out = store.read_sessions(JULY, provenance=True)
+    assert out.select("symbol", "date").sort("date", "symbol").rows() == real(["AAPL", "MSFT"]).select("symbol", "date").rows()
+    assert set(out.filter(pl.col("symbol") == "AAPL")["source"]) == {"AAPL.csv"}
+    assert set(out.filter(pl.col("symbol") == "MSFT")["source"]) == {"MSFT.csv"}
+    assert store.read_sessions(JULY).select(list(RAW_SCHEMA)).sort("date", "symbol").equals(real(["AAPL", "MSFT"]))
+
+
+def test_a_one_session_file_with_only_spy_keeps_the_other_symbols(store):
+    deliver(store, real(), "week.csv")
+    spy = real(["SPY"], JULY[1], JULY[1]).with_columns(close=pl.col("close") + 0.01)  # a corrected SPY close
+    result = deliver(store, spy, "spy_fix.csv")
+    assert store.read_session(JULY[1])["symbol"].to_list() == ["AAPL", "MSFT", "SPY"]
+    assert store.read_session(JULY[1]).filter(pl.col("symbol") == "SPY")["close"].to_list() == spy["close"].to_list()
+    assert result.manifest["sessions_revised"] == [str(JULY[1])] and result.manifest["span"]["sessions"] == 1
+    assert result.manifest["empty_sessions"] == []  # a one-session file's span is its session only
+    assert result.changed_sessions == [JULY[1]]
+
+
+def test_preliminary_and_final_rows_in_one_file_keep_the_final_and_the_preliminary_in_revisions(store):
+    final = real(["AAPL", "MSFT"], JULY[2], JULY[2])
+    prelim = final.filter(pl.col("symbol") == "AAPL").with_columns(volume=(pl.col("volume") * 0.8).cast(pl.Int64))
+    result = deliver(store, pl.concat([prelim, final]), "feed.csv")
+    assert store.read_session(JULY[2]).equals(final)
+    revised = store.read_revisions(JULY[2])
+    assert revised.select("symbol", "volume", "revision_reason", "superseded_by", "source").rows() == [
+        ("AAPL", prelim["volume"][0], "earlier row of the same delivery", result.import_id, "feed.csv")
+    ]
+    assert result.manifest["earlier_rows"] == 1
+
+
+def test_a_reimport_with_a_changed_bar_moves_the_old_bar_to_revisions_with_its_source_and_time(store):
+    first = deliver(store, real(), "vendor_monday.csv")
+    fixed = real().with_columns(
+        close=pl.when((pl.col("symbol") == "MSFT") & (pl.col("date") == JULY[3])).then(pl.col("close") * 1.01).otherwise(pl.col("close"))
+    )
+    second = deliver(store, fixed, "vendor_tuesday.csv")
+    assert second.manifest["sessions_revised"] == [str(JULY[3])]
+    assert second.manifest["sessions_unchanged"] == [str(s) for s in JULY[:3]]
+    assert second.manifest["bars"] == {"delivered": 12, "added": 0, "revised": 1, "unchanged": 11, "kept_on_file": 0}
+    (old,) = store.read_revisions(JULY[3]).iter_rows(named=True)
+    assert (old["symbol"], old["close"], old["source"], old["import_id"]) == (
+        "MSFT", real(["MSFT"], JULY[3], JULY[3])["close"][0], "vendor_monday.csv", first.import_id
+    )
+    assert old["imported_at"] == dt.datetime.fromisoformat(first.manifest["imported_at"])
+    assert (old["superseded_by"], old["revision_reason"]) == (second.import_id, "revised by a later import")
+    assert old["superseded_at"] == dt.datetime.fromisoformat(second.manifest["imported_at"])
+    now = store.read_session(JULY[3], provenance=True).filter(pl.col("symbol") == "MSFT").row(0, named=True)
+    assert (now["source"], now["import_id"]) == ("vendor_tuesday.csv", second.import_id)
+
+
+def test_an_identical_reimport_rewrites_nothing(case, monkeypatch):
+    store, _ = case
+    deliver(store, real(), "a.csv")
+    before = {s: store._get(store.key_for(s)) for s in JULY}
+    counted = Counting(store, monkeypatch)
+    again = deliver(store, real(), "a_again.csv")
+    assert counted.session_puts(store) == []  # not one session object written...
+    assert [k for k in counted.puts if "/revisions/" in k] == []  # ...nor a revision
+    assert counted.puts == [store.manifest_key(again.import_id)]  # only the delivery's record
+    assert {s: store._get(store.key_for(s)) for s in JULY} == before
+    assert again.manifest["sessions_unchanged"] == [str(s) for s in JULY] and again.changed_sessions == []
+
+
+def test_a_first_import_into_an_empty_store_lists_once_and_reads_no_object(case, monkeypatch):
+    store, _ = case
+    lists: list[str] = []
+    real_iter = store._iter_keys
+    monkeypatch.setattr(store, "_iter_keys", lambda *a: lists.append(a[0]) or real_iter(*a))
+    counted = Counting(store, monkeypatch)
+    deliver(store, real(), "a.csv")
+    assert lists == [store.sessions_prefix] and counted.reads == []
+    assert sorted(counted.session_puts(store)) == [store.key_for(s) for s in JULY]  # one write per session
+
+
+def test_many_files_of_one_delivery_write_each_session_once(case, monkeypatch, tmp_path):
+    """A per-symbol export read as one delivery (the import command's several files): one merge per session,
+    not one per file."""
+    from trading_dagster.domain.raw_merge import prepare_delivery
+    from trading_dagster.domain.vendor_files import read_delivery
+    from trading_dagster.partitions import session_calendar
+
+    store, _ = case
+    paths = []
+    for symbol in ("AAPL", "MSFT", "SPY"):
+        paths.append(tmp_path / f"{symbol}.csv")
+        real([symbol]).rename({"symbol": "Ticker"}).write_csv(paths[-1])
+    vendor = read_delivery(paths)
+    counted = Counting(store, monkeypatch)
+    delivery = prepare_delivery(vendor.rows, session_calendar(), dt.datetime(2026, 1, 5, tzinfo=dt.UTC), sources=vendor.sources)
+    store.import_delivery(delivery)
+    assert sorted(counted.session_puts(store)) == [store.key_for(s) for s in JULY]
+    assert store.read_sessions(JULY).sort("date", "symbol").equals(real())
+
+
+def test_rejected_rows_empty_and_all_null_sessions_are_recorded(case):
+    """Real rows with the defects applied: a holiday row (Independence Day), nothing on 07-05, every value
+    null on 07-06. The rest imports; 07-05 gets an empty object; the manifest names it all."""
+    store, _ = case
+    rows = real()
+    holiday = rows.filter(pl.col("date") == JULY[0]).head(1).with_columns(date=pl.lit(dt.date(2017, 7, 4)))
+    null_day = pl.col("date") == JULY[2]
+    vendor = pl.concat([rows.filter(pl.col("date") != JULY[1]), holiday]).with_columns(
+        [pl.when(null_day).then(None).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close", "volume")]
+    )
+    result = deliver(store, vendor.with_columns(adj_close=pl.col("close")), "vendor.csv", ignored_columns={"adj_close": ["vendor.csv"]})
+    manifest = store.read_manifest(result.import_id)
+    assert manifest == result.manifest
+    assert manifest["empty_sessions"] == manifest["empty_sessions_recorded"] == [str(JULY[1])]
+    assert manifest["all_null_sessions"] == [str(JULY[2])]
+    assert manifest["rejected"] == {"NON_SESSION_DATE": 1} and manifest["ignored_columns"] == {"adj_close": ["vendor.csv"]}
+    assert store.list_sessions() == JULY
+    assert store.read_session(JULY[1]).height == 0  # the record that the vendor delivered nothing
+    assert store.read_session(JULY[2])["close"].null_count() == 3  # kept as delivered
+    rejected = store.read_rejected(result.import_id)
+    assert rejected.select("symbol", "date", "reason", "source").rows() == [("AAPL", dt.date(2017, 7, 4), "NON_SESSION_DATE", "vendor.csv")]
+    assert store.bar_counts(JULY) == {JULY[0]: (3, 3), JULY[1]: (0, 0), JULY[2]: (3, 0), JULY[3]: (3, 3)}
+    # the vendor delivers 07-05 later: the empty object is filled (a late-added session: revised)
+    late = deliver(store, real(first=JULY[1], last=JULY[1]), "late.csv")
+    assert late.manifest["sessions_revised"] == [str(JULY[1])] and store.read_session(JULY[1]).height == 3
+
+
+def test_a_future_session_row_is_rejected_and_the_rest_imports(case):
+    store, _ = case
+    as_of = dt.datetime(2017, 7, 7, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=-4)))  # 14:30 New York
+    result = deliver(store, real(), "intraday.csv", as_of=as_of)
+    assert store.list_sessions() == JULY[:3]
+    assert result.manifest["rejected"] == {"FUTURE_SESSION": 3}
+    assert store.read_rejected(result.import_id)["date"].unique().to_list() == [JULY[3]]
+
+
+# --------------------------------------------------------------------------------------------- concurrency
+
+
+def test_s3_writes_are_conditional(s3):
+    store = S3RawStore(s3, new_bucket(s3))
+    key = store.key_for(D1)
+    store._put_if(key, b"one", None)  # If-None-Match: *
+    with pytest.raises(WriteConflict):
+        store._put_if(key, b"two", None)  # it exists now
+    data, etag = store._get_for_update(key, known_absent=False)
+    with pytest.raises(WriteConflict):
+        store._put_if(key, b"two", '"0123456789abcdef0123456789abcdef"')  # another version
+    store._put_if(key, b"two", etag)
+    assert store._get(key) == b"two"
+
+
+def test_a_merge_that_loses_a_race_on_s3_merges_again_and_loses_nothing(s3, monkeypatch):
+    """Import B writes the session between import A's read and A's write: A's conditional write fails, A
+    reads again and merges onto B's object. Without the condition A would overwrite B's MSFT bars."""
+    store = S3RawStore(s3, new_bucket(s3))
+    deliver(store, real(["SPY"]), "spy.csv")
+    reads: list[str] = []
+    real_get = store._get_for_update
+
+    def get_then_let_b_in(key, known_absent):
+        out = real_get(key, known_absent)
+        if key == store.key_for(JULY[0]) and not reads:
+            reads.append(key)
+            other = S3RawStore(store.client, store.bucket)  # another process, as far as S3 can tell
+            deliver(other, real(["MSFT"], JULY[0], JULY[0]), "msft.csv")
+        return out
+
+    monkeypatch.setattr(store, "_get_for_update", get_then_let_b_in)
+    deliver(store, real(["AAPL"], JULY[0], JULY[0]), "aapl.csv")
+    assert store.read_session(JULY[0])["symbol"].to_list() == ["AAPL", "MSFT", "SPY"]
+
+
+def test_a_local_merge_waits_for_the_session_lock(tmp_path, monkeypatch):
+    """While import A holds session D's lock between its read and its write, import B (another thread: a
+    separate open file, so flock excludes it as it would another process) waits, then merges onto A's result."""
+    store = LocalRawStore(tmp_path)
+    deliver(store, real(["SPY"]), "spy.csv")
+    other = LocalRawStore(tmp_path)
+    b = threading.Thread(target=deliver, args=(other, real(["MSFT"], JULY[0], JULY[0]), "msft.csv"))
+    real_get = store._get_for_update
+    waited: list[bool] = []
+
+    def get_then_start_b(key, known_absent):
+        out = real_get(key, known_absent)
+        if key == store.key_for(JULY[0]) and not waited:
+            b.start()
+            b.join(timeout=0.5)  # B must still be waiting for the lock A holds
+            waited.append(b.is_alive())
+        return out
+
+    monkeypatch.setattr(store, "_get_for_update", get_then_start_b)
+    deliver(store, real(["AAPL"], JULY[0], JULY[0]), "aapl.csv")
+    b.join()
+    assert waited == [True]
+    assert store.read_session(JULY[0])["symbol"].to_list() == ["AAPL", "MSFT", "SPY"]
+
+
+def _merge_symbols_in_a_process(root: str, symbols: list[str]) -> None:
+    store = LocalRawStore(root)
+    for symbol in symbols:  # one import per symbol: as many read-merge-write cycles as possible
+        frame = real([symbol], JULY[0], JULY[1]) if symbol in ("AAPL", "MSFT", "SPY") else None
+        if frame is None:
+            frame = real(["SPY"], JULY[0], JULY[1]).with_columns(symbol=pl.lit(symbol))
+        store.write_sessions(frame, _calendar(), source=f"{symbol}.csv")
+
+
+def _calendar() -> SessionCalendar:
+    return SessionCalendar(tuple(JULY))
+
+
+def test_two_processes_merging_into_the_same_sessions_lose_nothing(tmp_path):
+    import multiprocessing
+
+    names = [[f"P{i}S{j}" for j in range(12)] for i in range(2)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_merge_symbols_in_a_process, args=(str(tmp_path), n)) for n in names]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = LocalRawStore(tmp_path)
+    want = sorted(names[0] + names[1])
+    for session in JULY[:2]:
+        assert store.read_session(session)["symbol"].to_list() == want
+    assert len(store.list_imports()) == 24
