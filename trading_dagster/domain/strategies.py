@@ -166,6 +166,8 @@ def _with_previous_session(frame: pl.DataFrame, indicators: pl.DataFrame) -> pl.
     symbol that has no bar on the previous session gets no cross that day. That is what a one-session run
     (input = [previous session, D]) can see, so a range run must see the same.
     """
+    if "prev_session" in frame.columns:  # from the exchange calendar (generate_signals' `sessions`)
+        return frame
     days = indicators.select(pl.col("session").unique().sort())
     previous = days.with_columns(prev_session=pl.col("session").shift(1))
     return frame.join(previous, on="session", how="left")
@@ -272,13 +274,21 @@ def required_columns(spec: StrategySpec) -> tuple[str, ...]:
 
 
 def generate_signals(
-    indicators: pl.DataFrame, strategies: Sequence[StrategySpec], out_start: dt.date, out_end: dt.date
+    indicators: pl.DataFrame,
+    strategies: Sequence[StrategySpec],
+    out_start: dt.date,
+    out_end: dt.date,
+    sessions: Sequence[dt.date] | None = None,
 ) -> pl.DataFrame:
     """Signals of every strategy for the sessions in [out_start, out_end], sorted (session, symbol, strategy).
 
     `indicators` is the indicators table for [previous session of out_start, out_end] (more is allowed,
     and ignored). A signal for session D reads D's row and, for a cross, the symbol's row on the session
     before D, never a later row. A null indicator gives no signal.
+
+    `sessions`: the exchange calendar. With it, "the session before D" is the calendar's, also when no row
+    has it (a data outage: no indicators that day), so a cross never spans a missing session and a range
+    run equals day-by-day runs across an outage; without it, the sessions present in `indicators`.
     """
     if out_start > out_end:
         raise ValueError(f"out_start {out_start} is after out_end {out_end}")
@@ -290,6 +300,10 @@ def generate_signals(
     current = indicators.filter(pl.col("session").is_between(out_start, out_end))
     if current.height != current.n_unique(subset=["symbol", "session"]):
         raise ValueError("indicators are not unique on (symbol, session)")
+    if sessions is not None:
+        days = pl.Series("session", list(sessions), dtype=pl.Date)
+        calendar = pl.DataFrame({"session": days, "prev_session": days.shift(1)})
+        current = current.join(calendar, on="session", how="left")
     frames = [
         _EVALUATORS[spec.kind](spec, current, indicators).select(
             "session", "symbol", strategy=pl.lit(spec.name), side="side", strength="strength", reason="reason"
