@@ -34,7 +34,6 @@ from trading_dagster.resources.configured import (
     RawStoreResource,
     TradingConfigResource,
 )
-from trading_dagster.resources.security_master import SecurityMasterResource
 
 INDICATORS = ["indicators", "indicators"]
 SIGNALS = ["signals", "signals"]
@@ -125,7 +124,6 @@ def indicators(
     raw_store: RawStoreResource,
     quality_gate: QualityGateResource,
     corporate_actions: CorporateActionsResource,
-    security_master: SecurityMasterResource,
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
@@ -134,11 +132,7 @@ def indicators(
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     # split-adjusted point in time when splits are on file (none for vendor-adjusted data: the same rows)
     actions = corporate_actions.get(need_from, sessions[-1])  # the splits that can touch this lookback
-    # per (symbol, security) with a security master: a reused ticker's bars of its earlier company never enter
-    # the indicators of the later one
-    out = ind.compute_indicators_adjusted(
-        cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1], securities=security_master.get()
-    )
+    out = ind.compute_indicators_adjusted(cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1])
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     gate_pending(context, quality_gate, INDICATORS, sessions)
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
