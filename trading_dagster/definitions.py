@@ -31,6 +31,7 @@ from trading_dagster.resources.configured import (
     StrategyConfig,
     TradingConfigResource,
 )
+from trading_dagster.resources.security_master import SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import Settings, data_policy, load_settings, universe_rule, universe_symbols
 
@@ -70,6 +71,9 @@ def build_resources(settings: Settings) -> dict:
                 if settings.corporate_actions == "alpaca"
                 else {}
             ),
+        ),
+        "security_master": SecurityMasterResource(
+            path=str(settings.security_master) if settings.security_master else None
         ),
         "raw_store": RawStoreResource(
             kind=settings.raw_store,

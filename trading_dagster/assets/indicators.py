@@ -34,6 +34,7 @@ from trading_dagster.resources.configured import (
     RawStoreResource,
     TradingConfigResource,
 )
+from trading_dagster.resources.security_master import SecurityMasterResource
 
 INDICATORS = ["indicators", "indicators"]
 SIGNALS = ["signals", "signals"]
@@ -124,6 +125,7 @@ def indicators(
     raw_store: RawStoreResource,
     quality_gate: QualityGateResource,
     corporate_actions: CorporateActionsResource,
+    security_master: SecurityMasterResource,
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
@@ -132,7 +134,11 @@ def indicators(
     context.log.info(f"indicators: {cleaned_prices.height:,} input bars for {len(sessions)} sessions")
     # split-adjusted point in time when splits are on file (none for vendor-adjusted data: the same rows)
     actions = corporate_actions.get(need_from, sessions[-1])  # the splits that can touch this lookback
-    out = ind.compute_indicators_adjusted(cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1])
+    # per (symbol, security) with a security master: a reused ticker's bars of its earlier company never enter
+    # the indicators of the later one
+    out = ind.compute_indicators_adjusted(
+        cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1], securities=security_master.get()
+    )
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     gate_pending(context, quality_gate, INDICATORS, sessions)
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})

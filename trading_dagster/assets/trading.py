@@ -4,6 +4,10 @@ The portfolio is path dependent, so its state lives where it lives in real tradi
 for window [a, b] start from the broker's account at a's open and project the paper fills of their own
 orders inside the window with the broker's own fill model; executions submit them (idempotent by client
 order id); P&L replays the window's fills from the broker's account before a. See docs/design.md.
+
+Book events (splits from corporate actions and confirmed price breaks, delistings and renames from the
+security master: `domain/book_events.py`) are built by each of the three from the same inputs with the same
+pure function, and applied before their session's fills by the planner, the broker and mark-to-market alike.
 """
 
 
@@ -11,6 +15,9 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
+
+from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
+from trading_dagster.resources.security_master import SecurityMasterResource
 
 from trading_dagster.assets._common import (
     PARTITION_EXPR,
@@ -27,6 +34,7 @@ from trading_dagster.assets._common import (
 from trading_dagster.assets.indicators import SIGNALS
 from trading_dagster.assets.prices import CLEANED
 from trading_dagster.checks import gx_suites, rules
+from trading_dagster.domain.book_events import BookEvent, book_events, empty_breaks
 from trading_dagster.domain.execution import opens_by_session
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
 from trading_dagster.domain.orders import orders_from_frame
@@ -34,14 +42,61 @@ from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import plan_orders
 from trading_dagster.partitions import lookback_mapping, session_calendar, window_sessions
 from trading_dagster.reporting import equity_plot_markdown
-from trading_dagster.resources.configured import BrokerResource, QualityGateResource, TradingConfigResource
+from trading_dagster.resources.configured import (
+    BrokerResource,
+    CorporateActionsResource,
+    QualityGateResource,
+    TradingConfigResource,
+)
 
 ORDERS = ["trading", "orders"]
 EXECUTIONS = ["trading", "executions"]
 POSITIONS = ["pnl", "positions"]
 EQUITY = ["pnl", "equity"]
 PERFORMANCE = ["pnl", "performance"]
-MARK_LOOKBACK = 63  # sessions of closes before a P&L window (a quarter)
+MARK_LOOKBACK = 63  # sessions of closes before a trading or P&L window (a quarter)
+# the cleaned prices every trading asset reads: the window and MARK_LOOKBACK sessions before it, for the marks
+# of a symbol without a bar, the cash-in-lieu price of a split and a delisted security's last close
+TRADING_PRICES = dg.AssetIn(
+    key=CLEANED,
+    partition_mapping=lookback_mapping(MARK_LOOKBACK),
+    metadata={"columns": ["symbol", "session", "open", "close"]},
+)
+
+
+def window_book_events(
+    context: dg.AssetExecutionContext,
+    sessions: list[dt.date],
+    cleaned_prices: pl.DataFrame,
+    price_breaks: pl.DataFrame,
+    corporate_actions: CorporateActionsResource,
+    security_master: SecurityMasterResource,
+) -> list[BookEvent]:
+    """The book events of the window and of the MARK_LOOKBACK sessions before it (the marks before the window
+    follow those): the same list in orders, executions and pnl for the same window. `price_breaks` is the
+    confirmed breaks frame (BREAKS_SCHEMA) over the same sessions."""
+    cal = session_calendar()
+    start = (cal.before(sessions[0], MARK_LOOKBACK) or [sessions[0]])[0]
+    actions = corporate_actions.get(start, sessions[-1])
+    events = book_events(
+        actions, price_breaks, security_master.get(), cleaned_prices, cal.sessions, start, sessions[-1]
+    )
+    inside = [e for e in events if e.session >= sessions[0]]
+    if inside:
+        context.log.info(
+            f"book events in the window: {len(inside)} ("
+            + ", ".join(f"{e.kind} {e.symbol} {e.session}" for e in inside[:10])
+            + (" ..." if len(inside) > 10 else "")
+            + ")"
+        )
+    return events
+
+
+def price_breaks_frame() -> pl.DataFrame:
+    """Confirmed price breaks (decision 0004, section 3). Until the `prices/price_breaks` asset exists this is
+    an empty frame; that asset plugs in here as an input of orders, executions and pnl with the lookback of
+    TRADING_PRICES (`lookback_mapping(MARK_LOOKBACK)`), replacing this call."""
+    return empty_breaks()
 
 
 @dg.asset(
@@ -51,10 +106,7 @@ MARK_LOOKBACK = 63  # sessions of closes before a P&L window (a quarter)
     metadata=PARTITION_EXPR,
     description="Risk-checked orders from session D's signals, to fill at D+1's open. Denied orders are kept "
     "with a reason code; client order ids are deterministic.",
-    ins={
-        "signals": dg.AssetIn(key=SIGNALS),
-        "cleaned_prices": dg.AssetIn(key=CLEANED, metadata={"columns": ["symbol", "session", "open", "close"]}),
-    },
+    ins={"signals": dg.AssetIn(key=SIGNALS), "cleaned_prices": TRADING_PRICES},
     check_specs=[
         blocking(ORDERS, "orders__within_limits", "0 < qty <= requested and <= quota, unique client order id"),
         gx_suite(ORDERS, "orders"),
@@ -68,12 +120,18 @@ def orders(
     broker: BrokerResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
+    corporate_actions: CorporateActionsResource,
+    security_master: SecurityMasterResource,
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
     opens = opens_by_session(cleaned_prices)
+    events = window_book_events(
+        context, sessions, cleaned_prices, price_breaks_frame(), corporate_actions, security_master
+    )
     with broker.get() as b:
-        b.sync(sessions[0], opens.get(sessions[0], {}))  # fills what an earlier run left pending at a's open
+        # fills what an earlier run left pending at a's open, after the book events up to a
+        b.sync(sessions[0], opens.get(sessions[0], {}), events)
         start_state = b.account(sessions[0])
         account_id = b.account_id
     risk = trading_config.risk_config()
@@ -86,6 +144,8 @@ def orders(
         broker.slippage_model(),
         broker.commission_model(),
         account_id,
+        events=events,
+        as_of=sessions[0],
     )
     n_ok = out.filter(pl.col("status") == "approved").height if out.height else 0
     context.log.info(f"orders: {n_ok:,} approved, {out.height - n_ok:,} denied (kept with a reason code)")
@@ -114,12 +174,11 @@ def orders(
     kinds={"duckdb", "polars"},
     metadata=PARTITION_EXPR,
     description="Broker events by session: orders accepted on D, filled (or expired) at D+1's open. The built-in "
-    "paper broker fills with slippage and commission.",
-    # only what the broker needs: approved orders (not the ~35x more denials) and the opens
-    ins={
-        "orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}),
-        "cleaned_prices": dg.AssetIn(key=CLEANED, metadata={"columns": ["symbol", "session", "open"]}),
-    },
+    "paper broker fills with slippage and commission. Ledger events that are no trade come first in a session: "
+    "'split' (qty = shares after, price = cash in lieu paid), 'delisted_close' (a security past its valid_to "
+    "closed at its last close, alerted) and 'renamed'.",
+    # only what the broker needs: approved orders (not the ~35x more denials) and the prices
+    ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES},
     check_specs=[
         blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
         blocking(EXECUTIONS, "executions__monthly_quota", "shares bought per stock and month within the quota"),
@@ -133,16 +192,20 @@ def executions(
     broker: BrokerResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
+    corporate_actions: CorporateActionsResource,
+    security_master: SecurityMasterResource,
+    alerts: AlertsResource,
 ):
     sessions = window_sessions(context)
     opens = opens_by_session(cleaned_prices)
+    book = window_book_events(context, sessions, cleaned_prices, price_breaks_frame(), corporate_actions, security_master)
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
     progress = Progress(context.log, "executions", len(sessions))
     with broker.get() as b:
         b.reset_from(sessions[0])
         for i, session in enumerate(sessions, 1):
-            b.sync(session, opens.get(session, {}))
+            b.sync(session, opens.get(session, {}), book)
             todays = by_session.get(session)
             if todays is not None:
                 b.submit(orders_from_frame(todays), session)
@@ -150,6 +213,7 @@ def executions(
         events = b.events(sessions[0], sessions[-1])
     context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
     counts = events.group_by("event").len().sort("event") if events.height else events
+    alert_ledger_events(context, alerts, events)
     gate_pending(context, quality_gate, EXECUTIONS, sessions)
     yield dg.Output(
         events, metadata={**frame_metadata(events, sessions), **tables(context, sessions, by_event=(counts, 10))}
@@ -179,15 +243,20 @@ def executions(
     # closes before the window mark a held symbol that has no bar on a session (an outage day), the same
     # way in a one-day run and a range run, as long as its last bar is within MARK_LOOKBACK sessions
     ins={
-        "executions": dg.AssetIn(key=EXECUTIONS, metadata={"where": "event = 'filled'"}),
-        "cleaned_prices": dg.AssetIn(
-            key=CLEANED,
-            partition_mapping=lookback_mapping(MARK_LOOKBACK),
-            metadata={"columns": ["symbol", "session", "close"]},
-        ),
+        # the fills, and the ledger events that move cash without one (for the equity check)
+        "executions": dg.AssetIn(key=EXECUTIONS, metadata={"where": "event IN ('filled', 'split', 'delisted_close')"}),
+        "cleaned_prices": TRADING_PRICES,
     },
     group_name="pnl",
-    check_specs=[blocking(EQUITY, "equity__accounting_identity", "equity = cash + market value; cash >= 0")],
+    check_specs=[
+        blocking(EQUITY, "equity__accounting_identity", "equity = cash + market value; cash >= 0"),
+        blocking(
+            EQUITY,
+            "equity__matches_fills",
+            "cash = the book's cash before the window + the broker's fills and ledger cash (cash in lieu, "
+            "delisted closes); market value = positions' qty x close",
+        ),
+    ],
     **partitioned(),
 )
 def pnl(
@@ -197,13 +266,18 @@ def pnl(
     broker: BrokerResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
+    corporate_actions: CorporateActionsResource,
+    security_master: SecurityMasterResource,
 ):
     sessions = window_sessions(context)
     prev = session_calendar().previous_session(sessions[0])
+    book = window_book_events(context, sessions, cleaned_prices, price_breaks_frame(), corporate_actions, security_master)
     with broker.get() as b:
         start_state = b.account(prev or sessions[0] - dt.timedelta(days=1))
     fills = executions.filter(pl.col("event") == "filled") if executions.height else executions
-    positions, equity = mark_to_market(start_state, fills, cleaned_prices, sessions, trading_config.benchmark)
+    positions, equity = mark_to_market(
+        start_state, fills, cleaned_prices, sessions, trading_config.benchmark, events=book
+    )
     last = equity.tail(1).to_dicts()[0] if equity.height else {}
     context.log.info(f"pnl: equity ${last.get('equity', 0.0):,.2f} at {last.get('session')}")
     gate_pending(context, quality_gate, EQUITY, sessions)
@@ -218,7 +292,65 @@ def pnl(
         },
     )
     identity = rules.equity_identity(equity)
-    yield from gated_check_results(context, quality_gate, EQUITY, sessions, {"equity__accounting_identity": identity})
+    matches = rules.equity_matches_fills(
+        equity, positions, executions, start_state.cash, extra_cash_movements=ledger_cash_movements(executions)
+    )
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        EQUITY,
+        sessions,
+        {"equity__accounting_identity": identity, "equity__matches_fills": matches},
+    )
+
+
+def ledger_cash_movements(executions: pl.DataFrame) -> pl.DataFrame:
+    """(session, amount) of the cash the broker's ledger events moved without a fill: cash in lieu of a
+    split's fraction (a `split` row's price is that amount) and a delisted security's close (qty x price)."""
+    if executions.is_empty():
+        return pl.DataFrame(schema={"session": pl.Date, "amount": pl.Float64})
+    return executions.filter(pl.col("event").is_in(["split", "delisted_close"])).select(
+        "session",
+        pl.when(pl.col("event") == "split")
+        .then(pl.col("price").fill_null(0.0))
+        .otherwise(pl.col("qty") * pl.col("price"))
+        .alias("amount"),
+    )
+
+
+def alert_ledger_events(context: dg.AssetExecutionContext, alerts: AlertsResource, events: pl.DataFrame) -> None:
+    """An alert for each position the broker closed because its security ended (or moved to a new ticker):
+    a person should know the book sold something no signal asked for. Splits are logged."""
+    if events.is_empty():
+        return
+    for row in events.filter(pl.col("event").is_in(["split", "delisted_close", "renamed"])).iter_rows(named=True):
+        if row["event"] == "split":
+            context.log.info(
+                f"split: {row['symbol']} on {row['session']} (ex-date {row['order_session']}): {row['qty']} shares "
+                f"held after it, ${row['price']:,.2f} cash in lieu"
+            )
+            continue
+        if row["event"] == "delisted_close":
+            title = f"{row['symbol']}: position closed, its security ended on {row['order_session']}"
+            text = (
+                f"{row['qty']} shares closed at their last close ${row['price']:,.4f} on {row['session']} "
+                "(security master: the ticker no longer means this security); no order was sent"
+            )
+        else:
+            title = f"{row['symbol']}: position moved to a new ticker ({row['client_order_id']})"
+            text = f"{row['qty']} shares, effective {row['session']} (security master)"
+        alert = Alert(
+            kind=row["event"],
+            key=f"{row['event']}:{row['symbol']}:{row['session']}",
+            title=title,
+            text=text,
+            details={k: str(v) for k, v in row.items()},
+            severity="WARNING",
+        )
+        try:
+            alerts.sink(context.log).send(alert)
+        except AlertDeliveryError as exc:  # the ledger event stands; the alert is in the log and alerts.jsonl
+            context.log.warning(f"alert not delivered everywhere: {exc}")
 
 
 @dg.asset(

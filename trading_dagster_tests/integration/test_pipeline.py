@@ -46,6 +46,7 @@ def test_definitions_snapshot(tmp_path):
         "indicators/indicators:indicators__in_bounds",
         "indicators/indicators:indicators__unique_symbol_session",
         "pnl/equity:equity__accounting_identity",
+        "pnl/equity:equity__matches_fills",
         "prices/cleaned_prices:cleaned_prices__every_session_has_rows",
         "prices/cleaned_prices:cleaned_prices__gx_suite",
         "prices/cleaned_prices:cleaned_prices__no_outage",
