@@ -2,6 +2,11 @@
 
 `s3_endpoint`: a real S3 endpoint (moto's threaded server on 127.0.0.1) for the whole test session, so S3
 code is tested over HTTP through boto3 instead of with a patched client. Tests create their own buckets.
+
+`dummy_aws_environment` (every test): the same AWS variables for each test, set and undone around it. They
+used to be set by `s3_endpoint` from its first use to the end of the session, so a test that builds a client
+from the environment passed after an S3 test and failed alone (no credentials: boto3 then looked for them
+on the network and gave up with NoCredentialsError).
 """
 
 from __future__ import annotations
@@ -12,15 +17,24 @@ from collections.abc import Iterator
 
 import pytest
 
-# Dummy credentials, set only while the server runs: boto3 must never pick up real ones from the
-# environment or ~/.aws while tests talk to S3.
+# Dummy credentials for every test: boto3 must never pick up real ones from the environment or ~/.aws, nor
+# ask an instance-metadata endpoint for them.
 _DUMMY_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
 }
+
+
+@pytest.fixture(autouse=True)
+def dummy_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy AWS credentials and region, no profile, for the test (a test may override them)."""
+    for name, value in _DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -29,18 +43,14 @@ def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer  # imported lazily: only S3 tests pay for it
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in _DUMMY_AWS_ENV.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_PROFILE", raising=False)
-        # Port 0: the OS picks a free port when the server binds, so there is no find-then-bind race.
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+    # Port 0: the OS picks a free port when the server binds, so there is no find-then-bind race.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 # One planned-materialization event per asset for a range run (as the CLI does): halves Dagster's per-run
