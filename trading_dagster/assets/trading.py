@@ -175,8 +175,8 @@ def orders(
     metadata=PARTITION_EXPR,
     description="Broker events by session: orders accepted on D, filled (or expired) at D+1's open. The built-in "
     "paper broker fills with slippage and commission. Ledger events that are no trade come first in a session: "
-    "'split' (qty = shares after, price = cash in lieu paid), 'delisted_close' (a security past its valid_to "
-    "closed at its last close, alerted) and 'renamed'.",
+    "'split' (qty = shares after, price = the ratio), 'cash_in_lieu' (price = the amount), 'delisted_close' (a "
+    "security past its valid_to closed at its last close, alerted) and 'renamed'.",
     # only what the broker needs: approved orders (not the ~35x more denials) and the prices
     ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES},
     check_specs=[
@@ -244,7 +244,7 @@ def executions(
     # way in a one-day run and a range run, as long as its last bar is within MARK_LOOKBACK sessions
     ins={
         # the fills, and the ledger events that move cash without one (for the equity check)
-        "executions": dg.AssetIn(key=EXECUTIONS, metadata={"where": "event IN ('filled', 'split', 'delisted_close')"}),
+        "executions": dg.AssetIn(key=EXECUTIONS, metadata={"where": "event IN ('filled', 'cash_in_lieu', 'delisted_close')"}),
         "cleaned_prices": TRADING_PRICES,
     },
     group_name="pnl",
@@ -306,13 +306,13 @@ def pnl(
 
 def ledger_cash_movements(executions: pl.DataFrame) -> pl.DataFrame:
     """(session, amount) of the cash the broker's ledger events moved without a fill: cash in lieu of a
-    split's fraction (a `split` row's price is that amount) and a delisted security's close (qty x price)."""
+    split's fraction (a `cash_in_lieu` row's price is the amount) and a delisted security's close (qty x price)."""
     if executions.is_empty():
         return pl.DataFrame(schema={"session": pl.Date, "amount": pl.Float64})
-    return executions.filter(pl.col("event").is_in(["split", "delisted_close"])).select(
+    return executions.filter(pl.col("event").is_in(["cash_in_lieu", "delisted_close"])).select(
         "session",
-        pl.when(pl.col("event") == "split")
-        .then(pl.col("price").fill_null(0.0))
+        pl.when(pl.col("event") == "cash_in_lieu")
+        .then(pl.col("price"))
         .otherwise(pl.col("qty") * pl.col("price"))
         .alias("amount"),
     )
@@ -326,8 +326,8 @@ def alert_ledger_events(context: dg.AssetExecutionContext, alerts: AlertsResourc
     for row in events.filter(pl.col("event").is_in(["split", "delisted_close", "renamed"])).iter_rows(named=True):
         if row["event"] == "split":
             context.log.info(
-                f"split: {row['symbol']} on {row['session']} (ex-date {row['order_session']}): {row['qty']} shares "
-                f"held after it, ${row['price']:,.2f} cash in lieu"
+                f"split: {row['symbol']} on {row['session']} (ex-date {row['order_session']}, {row['price']:g} new "
+                f"shares per old): {row['qty']} shares held after it"
             )
             continue
         if row["event"] == "delisted_close":

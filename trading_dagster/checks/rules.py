@@ -190,23 +190,44 @@ def orders_within_limits(df: pl.DataFrame, monthly_share_limit: int | None) -> C
     )
 
 
+def _split_basis(keys: pl.DataFrame, events: pl.DataFrame, on: str = "session") -> pl.Expr | pl.Series:
+    """Per row of `keys` (symbol, `on`): the product of the ratios of the symbol's `split` rows in `events`
+    dated on or before it (a split row's price is its ratio, new shares per old; it takes effect before its
+    session's fills), 1.0 without one. Two such bases divide a quantity from one share basis into another."""
+    splits = events.filter(pl.col("event") == "split")
+    if splits.is_empty() or keys.is_empty():
+        return pl.lit(1.0)
+    table = splits.sort("session").select(
+        "symbol", pl.col("session").alias("_on"), pl.col("price").cum_prod().over("symbol").alias("_basis")
+    )
+    left = keys.select("symbol", pl.col(on).alias("_on")).with_row_index("_row").sort("_on")
+    joined = left.join_asof(table, on="_on", by="symbol", strategy="backward", check_sortedness=False)
+    return joined.sort("_row")["_basis"].fill_null(1.0)
+
+
 def fills_within_monthly_quota(events: pl.DataFrame, monthly_share_limit: int | None) -> CheckOutcome:
     """Shares bought per symbol and calendar month of the fill never above the quota. The offending rows are
     (symbol, session) with the shares bought that session: the session whose fills take the month's
     running total past the quota, and every later one of that month with buys.
 
     Only the fills in `events` count: give it the events since the start of the window's first month, or a
-    one-session run sees only that session's buys."""
+    one-session run sees only that session's buys. Across a split (a `split` row) the month's earlier buys
+    count in post-split shares, as the book counts them (`portfolio.PortfolioState.apply_event`)."""
     if monthly_share_limit is None:
         return CheckOutcome(True, "no monthly share limit configured", {"rows_checked": events.height})
     month = pl.col("session").dt.strftime("%Y-%m")
-    over = (
+    bought = (
         events.filter((pl.col("event") == "filled") & (pl.col("side") == "buy"))
         .group_by("symbol", "session")
         .agg(pl.col("qty").sum().alias("shares"))
         .sort("symbol", "session")
-        .with_columns(shares_in_month=pl.col("shares").cum_sum().over("symbol", month))
-        .filter(pl.col("shares_in_month") > monthly_share_limit)
+    )
+    basis = pl.col("_basis")  # the month's buys in the share basis of each session: cum(shares / basis) * basis
+    over = (
+        bought.with_columns(_split_basis(bought, events).alias("_basis"))
+        .with_columns(shares_in_month=(pl.col("shares") / basis).cum_sum().over("symbol", month) * basis)
+        .filter(pl.col("shares_in_month") > monthly_share_limit + 1e-9)
+        .drop("_basis")
     )
     return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", events.height)
 
@@ -244,6 +265,11 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
     worked = worked.join(accepted_qty, on=key, how="left").with_columns(
         worked_qty=pl.col("qty").sum().over(key)
     )
+    # a split between an order's session and the open that works it scales a sell to post-split shares (a sell
+    # of the whole position stays the whole position) or expires the order in its own shares
+    # (portfolio.apply_book_events): either basis is what was accepted
+    factor = _split_basis(worked, executions) / _split_basis(worked, executions, on="order_session")
+    worked = worked.with_columns(accepted_qty=pl.col("accepted_qty") * pl.max_horizontal(pl.lit(1.0), factor))
     return _rows_failing(
         pl.concat([accepted, worked], how="diagonal"),
         {
@@ -259,7 +285,7 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
             "worked_without_accepted_order": (pl.col("event") != "accepted")
             & pl.col("accepted_qty").is_null(),
             "worked_more_than_accepted": (pl.col("event") != "accepted")
-            & (pl.col("worked_qty") > pl.col("accepted_qty")),
+            & (pl.col("worked_qty") > pl.col("accepted_qty") + 1e-9),
         },
         "broker events that match no approved order, or fill more than it",
     )

@@ -24,9 +24,12 @@ import polars as pl
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["approved", "denied"]
 EventType = Literal["accepted", "filled", "expired"]
-BOOK_EVENT_TYPES: tuple[str, ...] = ("split", "delisted_close", "renamed")
-"""Ledger events of the executions frame that are no market fill (a split, a delisted security closed at its
-last close, a ticker change: `book_events.py`); their rows are described in `broker._book_event_row`."""
+BOOK_EVENT_TYPES: tuple[str, ...] = ("split", "cash_in_lieu", "delisted_close", "renamed")
+"""Ledger events of the executions frame that are no market fill (`book_events.py`), first in their session:
+`split` (qty = shares held after, price = the ratio, new shares per old, order_session = the ex-date),
+`cash_in_lieu` (side sell, qty 0, price = the amount paid for the fraction of a share), `delisted_close` (side
+sell, qty at price, no commission: a security past its valid_to closed at its last close; order_session = the
+valid_to) and `renamed` (qty moved; the client_order_id names the new ticker)."""
 EXECUTION_EVENT_TYPES: tuple[str, ...] = ("accepted", "filled", "expired", *BOOK_EVENT_TYPES)
 
 SIDES: tuple[str, ...] = ("buy", "sell")

@@ -175,8 +175,8 @@ class PortfolioState:
           the ratio leaves no fraction. The month's purchase counts of the symbol are scaled to post-split
           shares (rounded up: the quota never gains room from rounding).
         * Delisting: the position is closed at the event's price (its average cost without one), no
-          commission: cash in, realized P&L as for a sale. The symbol's purchase counts are dropped (the
-          ticker's next security is another stock).
+          commission: cash in, realized P&L as for a sale. The month's purchase counts of the ticker stay
+          (the quota is per ticker and month; a security listed under it in the same month shares it).
         * Rename: the position and the month's purchase counts move to the new ticker unchanged.
         """
         positions = dict(self.positions)
@@ -203,7 +203,6 @@ class PortfolioState:
                     del positions[event.symbol]
                 effect = EventEffect(event, held.qty, whole, paid, price)
         elif isinstance(event, Delisting):
-            monthly = {k: v for k, v in monthly.items() if k[0] != event.symbol}
             if held is not None:
                 price = held.avg_cost if event.price is None else event.price
                 cash += held.qty * price

@@ -99,9 +99,9 @@ CREATE TABLE IF NOT EXISTS expirations (
 );
 CREATE TABLE IF NOT EXISTS account_snapshots (session DATE PRIMARY KEY, state VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS book_events (
-    session DATE NOT NULL, event_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, side VARCHAR,
-    event VARCHAR NOT NULL, ref_date DATE NOT NULL, qty BIGINT NOT NULL, price VARCHAR,
-    held BOOLEAN NOT NULL, record VARCHAR NOT NULL
+    session DATE NOT NULL, event_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    ref_date DATE NOT NULL, qty_before BIGINT NOT NULL, qty_after BIGINT NOT NULL, ratio VARCHAR,
+    price VARCHAR, cash VARCHAR NOT NULL, held BOOLEAN NOT NULL, record VARCHAR NOT NULL
 );
 """
 
@@ -138,16 +138,18 @@ _EXPIRY_COLS = {
 }
 
 # A book event as the ledger keeps it: `record` is the event itself (exact JSON, replayed on open), the other
-# columns are its row of the executions frame (see `_book_event_row`); `held`: it touched a position.
+# columns what it did, for the executions frame (`_EVENTS_SQL`); `held`: it touched a position.
 _BOOK_EVENT_COLS = {
     "session": pl.Date(),
     "event_id": pl.String(),
     "symbol": pl.String(),
-    "side": pl.String(),
-    "event": pl.String(),
+    "kind": pl.String(),
     "ref_date": pl.Date(),
-    "qty": pl.Int64(),
+    "qty_before": pl.Int64(),
+    "qty_after": pl.Int64(),
+    "ratio": pl.String(),
     "price": pl.String(),
+    "cash": pl.String(),
     "held": pl.Boolean(),
     "record": pl.String(),
 }
@@ -161,10 +163,26 @@ _TABLE_COLS = {
     "book_events": _BOOK_EVENT_COLS,
 }
 
+# The ledger events of a session come first (they take effect before its open): a split (qty = shares after,
+# price = the ratio, new per old; also with no position, when it only rescaled the month's purchase counts,
+# which the quota check reads), its cash in lieu (qty 0, price = the amount paid), a delisted security's close
+# (a sell of qty at price, no commission) and a rename (the id names the new ticker).
 _EVENTS_SQL = """
-SELECT session, event_id AS client_order_id, symbol, side, event, ref_date AS order_session, qty,
-       CAST(price AS DOUBLE) AS price, CAST(0 AS DOUBLE) AS commission, -1 AS rank
-FROM book_events WHERE held AND session BETWEEN $start AND $end
+SELECT session, event_id AS client_order_id, symbol, CAST(NULL AS VARCHAR) AS side, 'split' AS event,
+       ref_date AS order_session, qty_after AS qty, CAST(ratio AS DOUBLE) AS price,
+       CAST(0 AS DOUBLE) AS commission, -1 AS rank
+FROM book_events WHERE kind = 'split' AND session BETWEEN $start AND $end
+UNION ALL
+SELECT session, 'cash-in-lieu-' || strftime(session, '%Y%m%d') || '-' || symbol, symbol, 'sell', 'cash_in_lieu',
+       ref_date, 0, CAST(cash AS DOUBLE), 0, -1
+FROM book_events WHERE held AND kind = 'split' AND CAST(cash AS DECIMAL(38, 10)) > 0
+  AND session BETWEEN $start AND $end
+UNION ALL
+SELECT session, event_id, symbol, 'sell', 'delisted_close', ref_date, qty_before, CAST(price AS DOUBLE), 0, -1
+FROM book_events WHERE held AND kind = 'delisting' AND session BETWEEN $start AND $end
+UNION ALL
+SELECT session, event_id, symbol, NULL, 'renamed', ref_date, qty_before, NULL, 0, -1
+FROM book_events WHERE held AND kind = 'rename' AND session BETWEEN $start AND $end
 UNION ALL
 SELECT session, client_order_id, symbol, side, 'accepted' AS event, session AS order_session, qty,
        CAST(NULL AS DOUBLE) AS price, CAST(0 AS DOUBLE) AS commission, 1 AS rank
@@ -278,24 +296,17 @@ def _event_from_json(text: str) -> BookEvent:
 
 
 def _book_event_row(event: BookEvent, effect: EventEffect | None) -> tuple:
-    """The ledger row of a book event that changed the account; its executions-frame columns:
-
-    * `split`: qty = shares held after the split, price = cash paid in lieu of the fraction (an amount in
-      USD, 0 when the ratio left none), order_session = the ex-date;
-    * `delisted_close`: side 'sell', qty = shares closed, price = the close they were closed at,
-      order_session = the security's valid_to;
-    * `renamed`: qty = shares moved, price null, order_session = valid_to; the id names the new ticker.
-    """
-    held = effect is not None
-    if isinstance(event, Split):
-        qty, price = (effect.qty_after, str(effect.cash)) if effect else (0, "0")
-        row = (None, "split", event.ex_date, qty, price)
-    elif isinstance(event, Delisting):
-        row = ("sell", "delisted_close", event.valid_to, effect.qty_before if effect else 0, str(effect.price) if effect else None)
-    else:
-        row = (None, "renamed", event.valid_to, effect.qty_before if effect else 0, None)
-    side, name, ref_date, qty, price = row
-    return (event.session, event.event_id, event.symbol, side, name, ref_date, qty, price, held, _event_to_json(event))
+    """The ledger row of a book event that changed the account (a position, or only the month's purchase
+    counts: `held` false, no executions row). ref_date: a split's ex-date, a security's valid_to."""
+    ref_date = event.ex_date if isinstance(event, Split) else event.valid_to
+    ratio = str(Decimal(event.new) / Decimal(event.old)) if isinstance(event, Split) else None
+    before, after, price, cash = (
+        (effect.qty_before, effect.qty_after, str(effect.price), str(effect.cash)) if effect else (0, 0, None, "0")
+    )
+    return (
+        event.session, event.event_id, event.symbol, event.kind, ref_date, before, after, ratio, price, cash,
+        effect is not None, _event_to_json(event),
+    )
 
 
 def _state_to_json(state: PortfolioState) -> str:

@@ -246,7 +246,7 @@ def test_a_delisting_closes_at_its_price_and_a_rename_moves_the_position():
     state = PortfolioState(cash=Decimal(0), positions={"OLD": Position(10, Decimal(5))}, monthly_buys={("OLD", 2014, 6): 2})
     closed, effect = state.apply_event(Delisting("OLD", EX, BEFORE_EX, "old-co", Decimal("3.50")))
     assert closed.positions == {} and closed.cash == Decimal("35.00") and closed.realized_pnl == Decimal(-15)
-    assert closed.monthly_buys == {} and effect is not None and effect.cash == Decimal("35.00")
+    assert closed.monthly_buys == {("OLD", 2014, 6): 2} and effect is not None and effect.cash == Decimal("35.00")
     moved, _ = state.apply_event(Rename("OLD", EX, BEFORE_EX, "old-co", "NEW"))
     assert moved.positions == {"NEW": Position(10, Decimal(5))} and moved.monthly_buys == {("NEW", 2014, 6): 2}
     with pytest.raises(ValueError, match="already holds NEW"):

@@ -83,8 +83,9 @@ def test_the_position_follows_the_split_with_no_jump(range_run):
     executions = read_table(settings, "trading.executions")
     split = executions.filter(pl.col("event") == "split")
     assert split.select("session", "client_order_id", "symbol", "order_session", "qty", "price").rows() == [
-        (EX, "split-20140609-AAPL", "AAPL", EX, held[EX], 0.0)
+        (EX, "split-20140609-AAPL", "AAPL", EX, held[EX], 7.0)  # price: the ratio
     ]
+    assert executions.filter(pl.col("event") == "cash_in_lieu").is_empty()  # 7:1 leaves no fraction
     # the quota counted in post-split shares: June's 4 pre-split shares are 28, no buy of AAPL filled after
     june_buys = executions.filter(
         (pl.col("event") == "filled") & (pl.col("symbol") == "AAPL") & (pl.col("session").dt.month() == 6)

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trading_dagster.assets.trading import ledger_cash_movements
+from trading_dagster.checks import rules
 from trading_dagster.domain.book_events import BookEvent, book_events
 from trading_dagster.domain.calendar import nyse_calendar
 from trading_dagster.domain.corporate_actions import normalize_corporate_actions
@@ -159,6 +161,14 @@ def _check_plan_equals_driven(
         assert equity["cash"][-1] == float(end.cash) and equity["realized_pnl"][-1] == float(end.realized_pnl)
         last = positions.filter(pl.col("session") == DAYS[-1])
         assert dict(last.select("symbol", "qty").iter_rows()) == end.held()
+        # the pipeline's blocking checks hold on the broker's events, across splits too
+        window = live.events(DAYS[0], DAYS[-1])
+        assert rules.executions_match_orders(window, planned).passed
+        assert rules.fills_within_monthly_quota(window, risk.monthly_share_limit).passed
+        start_cash = live.account(before).cash
+        assert rules.equity_matches_fills(
+            equity, positions, window, start_cash, extra_cash_movements=ledger_cash_movements(window)
+        ).passed
     return planned, events
 
 
@@ -212,8 +222,10 @@ def test_plan_equals_driven_broker_across_splits(risk):
     _, events = _check_plan_equals_driven(prices, signals, risk, CASH, book)
     splits = events.filter(pl.col("event") == "split")
     assert splits.height >= 2  # the scenario holds split positions...
-    if risk is TIGHT_CASH:
-        assert splits.filter(pl.col("price") > 0).height >= 1  # ...and pays cash in lieu of a fraction
+    assert set(splits["price"]) <= {0.1, 1.5, 2.0}  # a split row's price is its ratio
+    if risk is TIGHT_CASH:  # ...and pays cash in lieu of a fraction
+        cash = events.filter(pl.col("event") == "cash_in_lieu")
+        assert cash.height >= 1 and (cash["price"] > 0).all() and (cash["qty"] == 0).all()
     assert set(splits["client_order_id"].str.slice(0, 6)) == {"split-"}
 
 
