@@ -13,16 +13,25 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
 
+from trading_dagster.assets.prices import _send_outage_alerts
 from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.prices import NULL_VALUE
-from trading_dagster.domain.quality import OUTAGE_MISSING_SYMBOLS, OUTAGE_NO_BARS
+from trading_dagster.domain.quality import (
+    OUTAGE_MISSING_SYMBOLS,
+    OUTAGE_NO_BARS,
+    OUTAGE_SCHEMA,
+    outage_stretches,
+)
 from trading_dagster.partitions import session_calendar
+from trading_dagster.resources.alerts import AlertDeliveryError, AlertsResource
+from trading_dagster.resources.configured import QualityGateResource
 from trading_dagster.resources.quality_gate import QualityGate
 from trading_dagster.resources.raw_store import LocalRawStore
 from trading_dagster.settings import DEFAULT_CONFIG_FILE, SAMPLE_FILE, Settings
@@ -175,12 +184,45 @@ def test_a_degraded_stretch_is_flagged_as_one_stretch_and_a_range_equals_day_by_
     description = _evaluations(result)["cleaned_prices__no_outage"].description
     start = table["stretch_start"].drop_nulls().min()
     assert f"{start}..{table['session'].max()} " in description and "degraded stretch" in description
+    [alert] = _alerts(settings)  # one stretch, one alert
+    assert alert["title"].startswith(f"Data outage: {start}..{table['session'].max()} ")
+    assert alert["details"]["sessions"] == [str(d) for d in table["session"]]
 
     daily = build_definitions(make_settings(daily_dir, TRADING_DAGSTER_MARKET_DATA_FILE=str(source)))
     for day in window:
         assert run_range(daily, day, day, selection=raw_and_cleaned).success
     other = read_table(make_settings(daily_dir), "prices.data_outages").sort("session")
     assert other.equals(table)
+
+
+class _Down(AlertsResource):
+    def sink(self, log):  # a webhook that is down
+        class Sink:
+            def send(self, alert):
+                raise AlertDeliveryError("the webhook at hooks.example did not take the alert")
+
+        return Sink()
+
+
+def test_an_undelivered_outage_alert_is_logged_and_sent_again_by_the_next_run(tmp_path):
+    gate = QualityGateResource(path=str(tmp_path / "gate.sqlite"))
+    day = dt.date(2011, 2, 17)
+    outages = pl.DataFrame(
+        [{"session": day, "reason": OUTAGE_MISSING_SYMBOLS, "rows": 374, "null_rows": 0, "active_symbols": 1390,
+          "missing_count": 1019, "missing_share": 0.733, "zero_volume_rows": 0, "missing_sample": "DIA, IWM, SPY",
+          "stretch_start": None, "detail": "1019 of 1390 active symbols have no usable bar"}],
+        schema=OUTAGE_SCHEMA,
+    )
+    warnings = []
+    context = SimpleNamespace(run_id="r1", log=SimpleNamespace(warning=warnings.append, error=lambda _: None))
+    _send_outage_alerts(context, gate, _Down(), outages, outage_stretches(outages))
+    assert "not delivered" in warnings[0] and "the next run sends it again" in warnings[0]
+    sent = tmp_path / "alerts.jsonl"
+    _send_outage_alerts(context, gate, AlertsResource(jsonl_path=str(sent)), outages, outage_stretches(outages))
+    [alert] = [json.loads(line) for line in sent.read_text().splitlines()]
+    assert alert["key"] == f"data_outage:{day}" and "missing on 2011-02-17: DIA, IWM, SPY" in alert["text"]
+    _send_outage_alerts(context, gate, AlertsResource(jsonl_path=str(sent)), outages, outage_stretches(outages))
+    assert len(sent.read_text().splitlines()) == 1  # delivered once: not again
 
 
 # ------------------------------------------------------------------------------------- the whole pipeline
