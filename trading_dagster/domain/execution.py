@@ -38,7 +38,8 @@ class SlippageModel:
     """Fixed slippage in basis points against us: buys pay more, sells receive less.
 
     The slipped price is rounded away from us (up for buys, down for sells) so tick rounding can never
-    turn slippage into price improvement.
+    turn slippage into price improvement; a sell never fills below one tick ($0.0001): rounding a price
+    of 0.0001 down would make it 0, which no fill can have.
     """
 
     bps: Decimal = Decimal(5)
@@ -56,7 +57,7 @@ class SlippageModel:
         reference = as_decimal(reference)
         if side == "buy":
             return round_price(reference * self._buy_factor, ROUND_CEILING)
-        return round_price(reference * self._sell_factor, ROUND_FLOOR)
+        return max(round_price(reference * self._sell_factor, ROUND_FLOOR), SUB_DOLLAR_TICK)
 
 
 @dataclass(frozen=True)

@@ -247,11 +247,12 @@ def _expiry_row(e: OrderEvent) -> tuple:
 
 def _due_opens(due: Iterable[Order], opens: Mapping[str, Decimal | float | None]) -> dict[str, Decimal]:
     """Exact opens of the due orders' symbols only: `execute_open` looks up nothing else, and a session's
-    opens hold every listed symbol (~1,900 float -> Decimal conversions a session if all were taken)."""
+    opens hold every listed symbol (~1,900 float -> Decimal conversions a session if all were taken). An
+    open that is not positive is no open (the order expires), as in the planner."""
     out = {}
     for order in due:
         price = opens.get(order.symbol)
-        if price is not None:
+        if price is not None and price > 0:
             out[order.symbol] = as_decimal(price)
     return out
 

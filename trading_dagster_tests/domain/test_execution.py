@@ -73,6 +73,13 @@ def test_slippage_is_against_us_and_rounds_away_from_us():
     assert SlippageModel(bps=10.0).bps == Decimal(10)  # floats convert exactly
 
 
+def test_a_sell_at_a_near_zero_open_fills_at_one_tick_not_at_zero():
+    """0.0001 less 5 bps rounds down to 0.0000, which no fill can have: the floor is one tick."""
+    assert SlippageModel().fill_price("sell", Decimal("0.0001")) == Decimal("0.0001")
+    assert SlippageModel().fill_price("sell", Decimal("0.0003")) == Decimal("0.0002")  # still against us
+    assert SlippageModel().fill_price("buy", Decimal("0.0001")) == Decimal("0.0002")
+
+
 def test_commission_per_share_with_minimum_rounded_to_cents():
     fee = CommissionModel()
     assert fee.cost(37, Decimal("10")) == Decimal("0.19")  # 0.185 half up

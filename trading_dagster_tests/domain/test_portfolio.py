@@ -329,3 +329,30 @@ def test_the_default_chains_shortcut_plans_what_the_full_chain_plans(scenario):
     full = simulate(signals, prices, start, days, risk, slip, fee, "paper", controls=full_chain)
     assert fast.orders_frame.equals(full.orders_frame)
     assert (fast.fills, fast.expired, fast.end_state) == (full.fills, full.expired, full.end_state)
+
+
+# -- a collapsing price (issue 8, finding 8) ---------------------------------------------------------------
+
+
+def test_a_buy_on_a_near_zero_bar_is_denied_and_the_position_can_still_be_sold():
+    """24.93, then a bar at 0.0001: $1,000 used to size into 10,000,000 shares. The buy is denied (nothing
+    asked), the sell of the held position goes through, and a bar at 0 (never cleaned through) is no price."""
+    days = sessions_between(dt.date(2017, 3, 1), dt.date(2017, 3, 6))
+    prices = prices_frame(
+        {
+            "AAA": {days[0]: (24.9, 24.93), days[1]: (0.0001, 0.0001), days[2]: (0.0001, 0.0001)},
+            "BBB": {days[0]: (5.0, 5.0), days[1]: (0.0, 0.0), days[2]: (5.0, 5.0)},
+        }
+    )
+    start = PortfolioState(cash=Decimal(10_000), positions={"AAA": (10, Decimal("24.00"))})
+    signals = signals_frame(
+        [(days[1], "AAA", "dip", "buy"), (days[1], "AAA", "exit", "sell"), (days[1], "BBB", "dip", "buy")]
+    )
+    proj = simulate(signals, prices, start, days, RiskConfig(), SLIP, FEE, "paper")
+    assert [(o.symbol, o.side, o.requested_qty, o.qty, o.reason_code, o.ref_price) for o in proj.orders] == [
+        ("AAA", "sell", 10, 10, None, Decimal("0.0001")),
+        ("AAA", "buy", 0, 0, "PRICE_BELOW_MINIMUM", Decimal("0.0001")),
+        ("BBB", "buy", 0, 0, "NO_PRICE", None),
+    ]
+    assert [(f.symbol, f.side, f.qty) for f in proj.fills] == [("AAA", "sell", 10)]
+    assert max(o.requested_qty for o in proj.orders) < 10_000_000
