@@ -116,7 +116,7 @@ class OutageStretch:
         span = str(self.last) if not self.is_stretch else f"{self.first}..{self.last}"
         what = " ".join(self.reasons)
         if self.is_stretch:
-            what += f" (degraded stretch, {len(self.sessions)} flagged session(s))"
+            what += f" (degraded stretch, {len(self.sessions)} session(s) flagged in this run)"
         return f"{span} {what}"
 
 

@@ -189,7 +189,7 @@ def test_the_baseline_does_not_sink_with_a_degraded_feed():
     assert out.filter(pl.col("session").is_in(bad))["active_symbols"].min() >= 90
     [stretch] = outage_stretches(outage_sessions(out))
     assert (stretch.first, stretch.last) == (short[0], short[-1])
-    assert stretch.label() == f"{short[0]}..{short[-1]} OUTAGE_MISSING_SYMBOLS (degraded stretch, {len(short)} flagged session(s))"
+    assert stretch.label() == f"{short[0]}..{short[-1]} OUTAGE_MISSING_SYMBOLS (degraded stretch, {len(short)} session(s) flagged in this run)"
     detail = row(out, short[-1])["detail"]
     assert "(also OUTAGE_DEGRADED: degraded stretch since " in detail
 
