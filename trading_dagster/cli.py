@@ -3,7 +3,7 @@
     trading-dagster demo                 load the shipped sample into the raw store, backfill every session
                                          through P&L in one run, print the report
     trading-dagster backfill --start D --end D [--skip-raw]
-    trading-dagster import FILE [--run]  split your OHLCV file (CSV/Parquet) into raw session partitions
+    trading-dagster import FILE.. [--run] merge your OHLCV files/folders (CSV/Parquet) into raw session partitions
     trading-dagster status               what a data revision made stale
     trading-dagster refresh [--dry-run]  re-run exactly the stale partitions, upstream first
     trading-dagster ui [--port 3000]     the Dagster UI on the same history
@@ -191,35 +191,69 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_errors(result: object) -> str:
+    """The step failures of a run as one line each: the user's exception at the end of each cause chain."""
+    lines = []
+    for event in result.all_events:  # type: ignore[attr-defined]
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            if error is not None:
+                lines.append(f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}")
+    return "\n".join(lines) or "the run failed (see it in the UI: trading-dagster ui)"
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    """Merge vendor files into the raw store as ONE delivery (decision 0004, sections 1 and 2): every file
+    and folder named is read first; file-level garbage refuses the whole delivery (exit 2) before anything is
+    written; otherwise one raw_prices run merges it per (symbol, session), and the import's manifest is
+    printed: sessions added / revised / unchanged, empty and all-null sessions, rejected rows with reasons
+    and examples, ignored columns."""
     import dagster as dg
 
     from trading_dagster.definitions import build_definitions
-    from trading_dagster.domain.bars import PriceDataError, check_sessions
+    from trading_dagster.domain.bars import PriceDataError
+    from trading_dagster.domain.raw_merge import format_import, prepare_delivery, refuse_if_nothing_accepted
+    from trading_dagster.domain.vendor_files import VendorFileError, find_vendor_files, read_delivery
     from trading_dagster.partitions import session_calendar
-    from trading_dagster.resources.market_data import FileMarketDataSource
     from trading_dagster.settings import load_settings
 
     _quiet_warnings()
     ensure_dagster_home(args.dagster_home)
-    path = Path(args.file).expanduser().resolve()
+    now = dt.datetime.now(dt.UTC)
     try:
-        source = FileMarketDataSource(path)
-        start, end = source.date_range()
-        # Every row, not just those the run below reads: raw_prices fetches the sessions between the first
-        # and last date, so a weekend or holiday row at either end would otherwise be dropped silently.
-        check_sessions(source.load(), session_calendar())
-    except (PriceDataError, FileNotFoundError) as e:
-        print(f"cannot import {path}: {e}", file=sys.stderr)
+        paths = [p.resolve() for p in find_vendor_files(args.files)]
+        vendor = read_delivery(paths)
+    except VendorFileError as e:
+        print(f"cannot import {e.path}: {e.detail}", file=sys.stderr)
         return 2
-    environ = {**os.environ, "TRADING_DAGSTER_MARKET_DATA_FILE": str(path)}
-    defs = build_definitions(load_settings(environ))
-    sessions = session_calendar().between(start, end)
-    print(f"importing {path.name}: {len(sessions)} sessions {sessions[0]}..{sessions[-1]} into the raw store")
-    raw = dg.AssetKey(["raw", "raw_prices"])
+    label = paths[0].name if len(paths) == 1 else f"{len(paths)} files ({paths[0].name} .. {paths[-1].name})"
+    try:
+        delivery = prepare_delivery(
+            vendor.rows,
+            session_calendar(),
+            now,
+            order_columns=vendor.order_columns,
+            ignored_columns=vendor.ignored_columns,
+            sources=vendor.sources,
+        )
+        refuse_if_nothing_accepted(delivery)
+    except PriceDataError as e:
+        print(f"cannot import {paths[0] if len(paths) == 1 else label}: {e}", file=sys.stderr)
+        return 2
+    sessions = delivery.span
+    print(f"importing {label}: {len(sessions)} sessions {sessions[0]}..{sessions[-1]} into the raw store", flush=True)
+    defs = build_definitions(load_settings())
+    config = {"import_paths": [str(p) for p in paths], "as_of": now.isoformat()}
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dg.DagsterInstance.get(),
-        asset_selection=[raw],
+        asset_selection=[dg.AssetKey(["raw", "raw_prices"])],
+        run_config={
+            "ops": {"raw__raw_prices": {"config": config}},
+            # the manifest below is the report; Dagster's own lines (and any stack trace) stay in the run's log
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        },
         tags={
             "dagster/asset_partition_range_start": sessions[0].isoformat(),
             "dagster/asset_partition_range_end": sessions[-1].isoformat(),
@@ -227,8 +261,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise_on_error=False,
     )
     if not result.success:
-        print("import failed; see the errors above", file=sys.stderr)
+        print(f"import failed (run {result.run_id}, nothing was lost):\n{_run_errors(result)}", file=sys.stderr)
         return 1
+    (first, *_) = result.get_asset_materialization_events()
+    store = defs.resources["raw_store"].get()
+    for line in format_import(store.read_manifest(str(first.materialization.metadata["import_id"].value))):
+        print(line)
     print("imported. Run the pipeline on it with:")
     print(f"    uv run trading-dagster backfill --start {sessions[0]} --end {sessions[-1]} --skip-raw")
     if args.run:
@@ -330,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end", type=dt.date.fromisoformat, required=True)
     p.add_argument("--skip-raw", action="store_true", help="use the raw partitions already in the store")
     p.set_defaults(func=cmd_backfill)
-    p = sub.add_parser("import", help="split an OHLCV file (CSV or Parquet) into raw session partitions")
-    p.add_argument("file")
+    p = sub.add_parser(
+        "import",
+        help="merge OHLCV files (CSV or Parquet; files and folders, one delivery) into the raw session partitions",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER")
     p.add_argument("--run", action="store_true", help="then run the pipeline over the imported sessions")
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("status", help="what a data revision made stale, and the runs that would refresh it")

@@ -5,16 +5,20 @@ bucket, or the local folder with the same keys; layout in resources/raw_store.py
 lists that prefix and, for each file *version* it has not seen yet (oldest first, at most
 `MAX_FILES_PER_TICK` per tick so a backlog cannot time a tick out):
 
-1. reads and parses it (`normalize_ohlcv` through `read_ohlcv_bytes`) and finds the NYSE sessions it
-   covers (`split_by_session`);
+1. reads and parses it (`RawStore.read_landing_delivery`) and sorts its rows as the run will
+   (`raw_merge.prepare_delivery`, judged at the tick's time): rows on no closed session (a weekend or
+   holiday, a future or partial session) are rejected rows the run keeps and names, never a reason to skip
+   the file; the sessions it covers are its first..last accepted session, gaps included (the run records a
+   gap as an outage, decision 0004 section 2);
 2. if the file is usable, requests ONE run of `raw_landing_job` (raw_prices only) for those sessions:
    `partition_key` for a one-session file, a single-run range (the `dagster/asset_partition_range_*`
    tags, the idiom of docs/dagster-notes.md: RunRequest has no `partition_key_range` argument in 1.13)
-   for several sessions. The run config points raw_prices at the file and its version, the run key
+   for several sessions. The run config points raw_prices at the file, its version and the tick's time
+   (`as_of`, so the run rejects exactly the rows the tick did), and it merges like any import; the run key
    `{key}@{version}` makes a re-tick or a reset cursor harmless, and tags name the file;
-3. if it is not (unparseable, a row on a non-session, a gap inside its session span, sessions with no
-   partition yet), it requests nothing, logs why, and remembers the version so the file is not re-read
-   every minute; a new version of the file is looked at again.
+3. if it is not (file-level garbage: unparseable, two columns for one field, dates shifted onto closed
+   days, no row on any closed session), it requests nothing, logs why, and remembers the version so the
+   file is not re-read every minute; a new version of the file is looked at again.
 
 A file that vanishes or changes between the listing and the read is left for the next tick; a store that
 cannot be reached fails the tick (the cursor does not move). The cursor is JSON:
@@ -31,15 +35,15 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import polars as pl
 
 from trading_dagster.assets.raw import RAW_PRICES, RawPricesConfig, raw_prices
-from trading_dagster.domain.bars import PriceDataError, split_by_session
+from trading_dagster.domain.bars import PriceDataError
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
+from trading_dagster.domain.raw_merge import prepare_delivery, refuse_if_nothing_accepted
+from trading_dagster.partitions import session_calendar, sessions_partitions_def
 from trading_dagster.resources.configured import RawStoreResource
 from trading_dagster.resources.raw_store import LandingFile, LandingVersionChanged, RawObjectMissing, RawStore
 from trading_dagster.resources.writer_lock import WRITER_TAG
@@ -66,34 +70,43 @@ raw_landing_job = dg.define_asset_job(
 
 @dataclass(frozen=True)
 class LandingPlan:
-    """What one landing file version asks for: the contiguous sessions it covers."""
+    """What one landing file version asks for: the contiguous sessions it covers (first..last accepted)."""
 
     file: LandingFile
     sessions: tuple[dt.date, ...]
     rows: int
+    as_of: dt.datetime  # the tick's time: the run judges future sessions against it, as the tick did
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> rows the run will reject
+    empty: tuple[dt.date, ...] = ()  # sessions in the span without a row: outages the run will record
 
     @property
     def run_key(self) -> str:
         return f"{self.file.key}@{self.file.version}"
 
+    def describe(self) -> str:
+        span = f"{self.sessions[0]}..{self.sessions[-1]}" if len(self.sessions) > 1 else f"{self.sessions[0]}"
+        text = f"{self.rows} rows, {span}"
+        if self.rejected:
+            text += "; rejected rows: " + ", ".join(f"{r} {n}" for r, n in self.rejected.items())
+        if self.empty:
+            text += f"; sessions without a row (outages): {_listed(self.empty)}"
+        return text
+
     def run_request(self) -> dg.RunRequest:
-        config = RawPricesConfig(landing_key=self.file.key, landing_version=self.file.version)
+        config = RawPricesConfig(
+            landing_key=self.file.key, landing_version=self.file.version, as_of=self.as_of.isoformat()
+        )
         tags = {LANDING_KEY_TAG: self.file.key, LANDING_VERSION_TAG: self.file.version}
         run_config = dg.RunConfig(ops={raw_prices.op.name: config})
         first, last = self.sessions[0].isoformat(), self.sessions[-1].isoformat()
         if first == last:
             return dg.RunRequest(run_key=self.run_key, run_config=run_config, tags=tags, partition_key=first)
-        # one run for the whole file: the window must hold every row (raw_prices refuses rows outside it)
+        # one run for the whole file: the window must hold every bar (raw_prices refuses bars outside it)
         return dg.RunRequest(
             run_key=self.run_key,
             run_config=run_config,
             tags={**tags, RANGE_START_TAG: first, RANGE_END_TAG: last},
         )
-
-
-def latest_partition_session(today: dt.date, calendar: SessionCalendar) -> dt.date | None:
-    """The newest session that is a partition on `today` (New York): today's if it is a session."""
-    return today if calendar.is_session(today) else calendar.previous_session(today)
 
 
 def _listed(days: Sequence[dt.date]) -> str:
@@ -102,32 +115,28 @@ def _listed(days: Sequence[dt.date]) -> str:
 
 
 def plan_landing_file(
-    store: RawStore, file: LandingFile, calendar: SessionCalendar, latest_session: dt.date | None
+    store: RawStore, file: LandingFile, calendar: SessionCalendar, now: dt.datetime
 ) -> LandingPlan:
-    """Read and check one landing file version; PriceDataError (naming the file) if no run may ingest it."""
-    bars = store.read_landing_bars(file.key, file.version)
+    """Read and sort one landing file version as its run will (at `now`); PriceDataError (naming the file)
+    if no run may ingest it."""
+    vendor = store.read_landing_delivery(file.key, file.version)
     where = f"landing file {store.location(file.key)}"
     try:
-        parts = split_by_session(bars, calendar)  # a row on a weekend, a holiday or with no date raises
+        delivery = prepare_delivery(vendor.rows, calendar, now)
+        refuse_if_nothing_accepted(delivery)
     except PriceDataError as exc:
         raise PriceDataError(f"{where}: {exc}") from None
-    sessions = tuple(parts)
-    if not sessions:
+    if not delivery.span:
         raise PriceDataError(f"{where}: holds no rows")
-    gaps = [s for s in calendar.between(sessions[0], sessions[-1]) if s not in parts]
-    if gaps:
-        raise PriceDataError(
-            f"{where}: covers {sessions[0]}..{sessions[-1]} but has no rows for {len(gaps)} session(s) in "
-            f"between: {_listed(gaps)}. One run ingests a whole file, so a file must cover consecutive "
-            "sessions; ask the vendor for the missing days or split the file."
-        )
-    if latest_session is None or sessions[-1] > latest_session:
-        future = [s for s in sessions if latest_session is None or s > latest_session]
-        raise PriceDataError(
-            f"{where}: has rows for session(s) that have no partition yet (latest is {latest_session}): "
-            f"{_listed(future)}"
-        )
-    return LandingPlan(file=file, sessions=sessions, rows=bars.height)
+    rejected = dict(delivery.rejected.group_by("reason").len().sort("reason").iter_rows())
+    return LandingPlan(
+        file=file,
+        sessions=delivery.span,
+        rows=delivery.rows_read,
+        as_of=now,
+        rejected=rejected,
+        empty=delivery.empty_sessions,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ cursor
@@ -205,11 +214,12 @@ def evaluate_landing(
     store: RawStore,
     cursor: LandingCursor,
     calendar: SessionCalendar,
-    latest_session: dt.date | None,
+    now: dt.datetime,
     max_files: int = MAX_FILES_PER_TICK,
     max_tracked: int = MAX_TRACKED_FILES,
 ) -> LandingTick:
-    """One sensor tick without Dagster's context: what to run, what to reject, the next cursor."""
+    """One sensor tick without Dagster's context: what to run, what to reject, the next cursor. `now`
+    (timezone-aware): the tick's time, which the future-session rule judges against."""
     listing = store.list_landing()
     new = sorted((f for f in listing if cursor.is_new(f)), key=lambda f: (f.modified, f.key))
     seen = dict(cursor.seen)
@@ -218,7 +228,7 @@ def evaluate_landing(
     deferred: list[str] = []
     for file in new[:max_files]:
         try:
-            plan = plan_landing_file(store, file, calendar, latest_session)
+            plan = plan_landing_file(store, file, calendar, now)
         except (RawObjectMissing, LandingVersionChanged) as exc:
             deferred.append(f"looked at again next tick: {exc}")
             continue
@@ -249,11 +259,7 @@ def evaluate_landing(
 )
 def raw_landing_sensor(context: dg.SensorEvaluationContext, raw_store: RawStoreResource) -> dg.SensorResult:
     store = raw_store.get()
-    calendar = session_calendar()
-    today = dt.datetime.now(ZoneInfo(SESSION_TIMEZONE)).date()
-    tick = evaluate_landing(
-        store, LandingCursor.parse(context.cursor), calendar, latest_partition_session(today, calendar)
-    )
+    tick = evaluate_landing(store, LandingCursor.parse(context.cursor), session_calendar(), dt.datetime.now(dt.UTC))
     for message in tick.rejected:
         context.log.warning(message)
     for message in tick.deferred:
@@ -261,8 +267,7 @@ def raw_landing_sensor(context: dg.SensorEvaluationContext, raw_store: RawStoreR
     if tick.pending:
         context.log.info(f"{tick.pending} more new landing file(s) left for the next tick")
     for plan in tick.plans:
-        span = f"{plan.sessions[0]}..{plan.sessions[-1]}" if len(plan.sessions) > 1 else f"{plan.sessions[0]}"
-        context.log.info(f"requesting a raw_landing_job run for {plan.run_key}: {plan.rows} rows, {span}")
+        context.log.info(f"requesting a raw_landing_job run for {plan.run_key}: {plan.describe()}")
     if tick.plans:
         return dg.SensorResult(run_requests=tick.run_requests, cursor=tick.cursor.dumps())
     skip = tick.skip_reason(store.location(store.landing_prefix))

@@ -462,8 +462,12 @@ def read_vendor_file(path: str | Path) -> VendorFrame:
 
 
 def read_ohlcv_file(path: str | Path) -> pl.DataFrame:
-    """Read an OHLCV CSV or Parquet file (format from its content) and normalize it to the raw schema."""
-    return read_vendor_file(path).bars.select(RAW_COLUMNS)
+    """Read an OHLCV CSV or Parquet file (format from its content) and normalize it to the raw schema; a
+    PriceDataError naming the file if it cannot be."""
+    try:
+        return read_vendor_file(path).bars.select(RAW_COLUMNS)
+    except VendorFileError as exc:
+        raise PriceDataError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ the warehouse IO manager: the behaviour of each asset at its edges, without the 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -15,11 +14,11 @@ from trading_dagster.assets.indicators import INDICATORS, SIGNALS, LookbackIncom
 from trading_dagster.assets.prices import CLEANED, QUARANTINE
 from trading_dagster.assets.raw import RAW_PRICES
 from trading_dagster.definitions import ASSETS, build_resources
-from trading_dagster.domain.bars import PriceDataError
 from trading_dagster.domain.prices import HIGH_BELOW_LOW
 from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.raw_store import LocalRawStore
 from trading_dagster.settings import SAMPLE_FILE, Settings
+from trading_dagster_tests.halt_config import halt_config
 from trading_dagster_tests.integration.conftest import make_settings, read_table
 
 SYMBOLS = ["AAPL", "MSFT", "SPY"]
@@ -140,10 +139,14 @@ def test_cleaned_prices_quarantine_a_high_below_low_bar(tmp_path):
 
 
 def test_a_session_missing_from_the_source_fails_raw_and_stops_everything_downstream(tmp_path):
+    """With [data] on_missing_session = "halt" (the default records it as an outage at WARN severity:
+    trading_dagster_tests/assets/test_raw_prices.py)."""
     first, last, hole = dt.date(2017, 6, 1), dt.date(2017, 6, 7), dt.date(2017, 6, 5)
     source = tmp_path / "vendor.parquet"
     sample_bars(first, last).filter(pl.col("date") != hole).write_parquet(source)
-    settings = make_settings(tmp_path / "data", TRADING_DAGSTER_MARKET_DATA_FILE=str(source))
+    settings = make_settings(
+        tmp_path / "data", TRADING_DAGSTER_MARKET_DATA_FILE=str(source), TRADING_DAGSTER_CONFIG=halt_config(tmp_path)
+    )
 
     result = materialize(settings, [RAW_KEY, CLEANED_KEY, QUARANTINE_KEY], first, last, raise_on_error=False)
 
@@ -169,9 +172,10 @@ def test_a_session_missing_from_the_source_fails_raw_and_stops_everything_downst
         (dt.date(2017, 7, 3), dt.date(2017, 7, 4), "a weekday the exchange is closed"),  # Independence Day
     ],
 )
-def test_raw_refuses_a_non_session_row_just_after_the_window(tmp_path, last, off_day, what):
-    """The day after a window's last session belongs to that window's partition: its row must fail the run,
-    not fall between two partitions and disappear."""
+def test_raw_rejects_a_non_session_row_just_after_the_window_and_keeps_it(tmp_path, last, off_day, what):
+    """The day after a window's last session belongs to that window's partition: its row is a rejected row
+    of that run (kept with its reason in raw/rejected/, named in the manifest), never a bar, and does not
+    fall between two partitions and disappear (decision 0004 section 1)."""
     first = session_calendar().offset(last, -1)
     bars = sample_bars(first, last)
     extra = bars.filter(pl.col("date") == last).head(1).with_columns(date=pl.lit(off_day))
@@ -179,7 +183,13 @@ def test_raw_refuses_a_non_session_row_just_after_the_window(tmp_path, last, off
     pl.concat([bars, extra]).write_parquet(source)
     settings = make_settings(tmp_path / "data", TRADING_DAGSTER_MARKET_DATA_FILE=str(source))
 
-    with pytest.raises(PriceDataError, match=rf"{off_day} \({what}, 1 row\)"):
-        materialize(settings, [RAW_KEY], first, last)
+    assert materialize(settings, [RAW_KEY], first, last).success
 
-    assert not Path(settings.raw_root).exists() or not any(Path(settings.raw_root).rglob("*.parquet"))
+    store = LocalRawStore(settings.raw_root)
+    (import_id,) = store.list_imports()
+    rejected = store.read_rejected(import_id)
+    assert rejected.select("symbol", "date", "reason").rows() == [(extra["symbol"][0], off_day, "NON_SESSION_DATE")]
+    assert what in rejected["detail"][0]
+    assert store.list_sessions() == [first, last]
+    assert store.read_sessions([first, last]).height == bars.height  # the rest imported, nothing on off_day
+    assert store.read_manifest(import_id)["rejected"] == {"NON_SESSION_DATE": 1}

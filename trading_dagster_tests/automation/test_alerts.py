@@ -357,11 +357,18 @@ def test_a_dead_webhook_shows_on_the_tick_and_the_failure_stays_on_record(tmp_pa
 
 def test_a_failed_blocking_check_in_a_pipeline_run_alerts_with_the_check(tmp_path):
     """A real raw_landing_job range run whose source has no bars for one session: the blocking check fails,
-    which fails the run, and the alert names the check and what it found."""
+    which fails the run, and the alert names the check and what it found. ([data] on_missing_session =
+    "halt": by default a session without bars is an outage reported at WARN severity, and the run goes on.)"""
+    from trading_dagster_tests.halt_config import halt_config
+
     source = tmp_path / "bars.csv"
     source.write_text("symbol,date,open,high,low,close,volume\nAAPL,2024-01-02,10,11,9,10.5,1000\n")
     settings = load_settings(
-        {"TRADING_DAGSTER_DATA_DIR": str(tmp_path / "data"), "TRADING_DAGSTER_MARKET_DATA_FILE": str(source)}
+        {
+            "TRADING_DAGSTER_DATA_DIR": str(tmp_path / "data"),
+            "TRADING_DAGSTER_MARKET_DATA_FILE": str(source),
+            "TRADING_DAGSTER_CONFIG": halt_config(tmp_path),
+        }
     )
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.ephemeral()

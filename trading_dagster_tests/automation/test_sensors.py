@@ -36,7 +36,7 @@ from trading_dagster.settings import Settings, load_settings
 
 HEADER = "Ticker,Date,Open,High,Low,Close,Volume\n"
 D1, D2, D3, D4 = "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"
-LATEST = dt.date(2024, 1, 31)
+NOW = dt.datetime(2024, 1, 31, 23, tzinfo=dt.UTC)  # 18:00 New York: 2024-01-31's session has closed
 
 
 def vendor_csv(*days: str, symbols=("AAPL", "MSFT"), close: float = 10.5) -> bytes:
@@ -174,7 +174,9 @@ def test_first_tick_requests_one_run_per_file_with_its_sessions(env):
     assert one.partition_key == D1
     assert one.job_name in (None, "raw_landing_job")
     assert one.tags[LANDING_KEY_TAG] == single and one.tags[LANDING_VERSION_TAG] == version
-    assert landing_config(one) == {"landing_key": single, "landing_version": version}
+    config = landing_config(one)
+    assert {k: config[k] for k in ("landing_key", "landing_version")} == {"landing_key": single, "landing_version": version}
+    assert dt.datetime.fromisoformat(config["as_of"]).tzinfo is not None  # the run judges rows at the tick's time
 
     rng = runs[week]
     assert rng.run_key == f"{week}@{env.version('weekly/2024-w01.csv')}"
@@ -223,22 +225,23 @@ def test_a_new_file_next_to_seen_ones_is_the_only_request(env):
         (b"<html><body>502 Bad Gateway</body></html>", "HTML/XML, not price data"),
         (b"foo,bar\n1,2\n", "symbol"),
         (HEADER.encode(), "no data rows"),
-        (vendor_csv(D1, "2024-01-06"), "2024-01-06 (Saturday"),  # a weekend row
-        (vendor_csv(D1, "2024-01-15"), "a weekday the exchange is closed"),  # MLK day
-        (vendor_csv(D1, D3), "has no rows for 1 session(s) in between: 2024-01-03"),  # a gap
-        (vendor_csv("2024-02-01"), "no partition yet"),  # after the latest session (LATEST in evaluate)
+        (b"Ticker,Date,Open,High,Low,Close,Close,Volume\nAAPL,2024-01-02,10,11,9,10.5,10.6,1000\n", "'close' from ['Close', 'Close_duplicated_0']"),
+        (vendor_csv("2024-02-01"), "none of its 2 row(s) belongs to a session that has closed (FUTURE_SESSION 2)"),
+        (vendor_csv("2024-01-06", "2024-01-07"), "none of its 4 row(s) belongs to a session"),  # a weekend only
+        # every session stamped a day late (an evening New York time written in UTC): Friday's on Saturday
+        (vendor_csv(*(f"2024-01-{d:02d}" for d in (3, 4, 5, 6, 9, 10, 11, 12, 13)), symbols=tuple("ABCDE")), "dates look shifted"),
     ],
 )
 def test_an_unusable_file_is_skipped_with_a_message_and_remembered(local, content, why):
     key = local.drop("bad.csv", content)
-    tick = evaluate_landing(local.store, LandingCursor(), session_calendar(), LATEST)
+    tick = evaluate_landing(local.store, LandingCursor(), session_calendar(), NOW)
     assert tick.run_requests == []
     (message,) = tick.rejected
     assert f"landing file {local.store.location(key)}: " in message and why in message
     assert tick.cursor.seen == {key: local.version("bad.csv")}  # not re-read every tick...
-    assert evaluate_landing(local.store, tick.cursor, session_calendar(), LATEST).rejected == []
+    assert evaluate_landing(local.store, tick.cursor, session_calendar(), NOW).rejected == []
     local.drop("bad.csv", vendor_csv(D1))  # ...until a new version arrives
-    fixed = evaluate_landing(local.store, tick.cursor, session_calendar(), LATEST)
+    fixed = evaluate_landing(local.store, tick.cursor, session_calendar(), NOW)
     assert [r.partition_key for r in fixed.run_requests] == [D1] and fixed.rejected == []
 
 
@@ -285,14 +288,14 @@ def test_cursor_is_bounded_and_a_floor_keeps_dropped_files_seen(local):
         keys.append(local.drop(f"f{i}.csv", vendor_csv(day)))
         path = local.settings.raw_root / keys[-1]
         os.utime(path, ns=(1_700_000_000_000_000_000 + i * 10**9,) * 2)  # distinct, ordered mtimes
-    tick = evaluate_landing(local.store, LandingCursor(), cal, LATEST, max_tracked=2)
+    tick = evaluate_landing(local.store, LandingCursor(), cal, NOW, max_tracked=2)
     assert len(tick.run_requests) == 4
     assert sorted(tick.cursor.seen) == keys[2:]  # the two newest are kept...
     assert tick.cursor.floor == dt.datetime.fromtimestamp(1_700_000_001, tz=dt.UTC)
     # ...and the two dropped ones are older than the floor: still seen, never requested again
     restored = LandingCursor.parse(tick.cursor.dumps())
     assert restored == tick.cursor
-    assert evaluate_landing(local.store, restored, cal, LATEST, max_tracked=2).run_requests == []
+    assert evaluate_landing(local.store, restored, cal, NOW, max_tracked=2).run_requests == []
 
 
 def test_a_backlog_is_worked_off_oldest_first_a_few_files_per_tick(local):
@@ -300,9 +303,9 @@ def test_a_backlog_is_worked_off_oldest_first_a_few_files_per_tick(local):
     for i, day in enumerate((D4, D3, D2, D1)):
         key = local.drop(f"f{i}.csv", vendor_csv(day))
         os.utime(local.settings.raw_root / key, ns=(1_700_000_000_000_000_000 + i * 10**9,) * 2)
-    first = evaluate_landing(local.store, LandingCursor(), cal, LATEST, max_files=3)
+    first = evaluate_landing(local.store, LandingCursor(), cal, NOW, max_files=3)
     assert [r.partition_key for r in first.run_requests] == [D4, D3, D2] and first.pending == 1
-    second = evaluate_landing(local.store, first.cursor, cal, LATEST, max_files=3)
+    second = evaluate_landing(local.store, first.cursor, cal, NOW, max_files=3)
     assert [r.partition_key for r in second.run_requests] == [D1] and second.pending == 0
 
 
@@ -320,10 +323,53 @@ def test_an_unreachable_store_fails_the_tick(tmp_path):
         endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", max_attempts=1
     ).get_client()
     with pytest.raises(RawStoreError, match="cannot reach the endpoint"):
-        evaluate_landing(S3RawStore(client, "bucket"), LandingCursor(), session_calendar(), LATEST)
+        evaluate_landing(S3RawStore(client, "bucket"), LandingCursor(), session_calendar(), NOW)
 
 
 # ------------------------------------------------------------------------------------ the requested runs
+
+
+@pytest.mark.parametrize(
+    ("content", "sessions", "rejected", "empty"),
+    [
+        (vendor_csv(D1, "2024-01-06", D4, symbols=("AAPL",)), (D1, D4), {"NON_SESSION_DATE": 1}, (D2, D3)),  # a weekend row
+        (vendor_csv(D1, "2024-01-15"), (D1,), {"NON_SESSION_DATE": 2}, ()),  # MLK day
+        (vendor_csv(D1, D3), (D1, D3), {}, (D2,)),  # a gap: an outage the run records, no reason to skip
+        (vendor_csv("2024-01-31", "2024-02-01"), ("2024-01-31",), {"FUTURE_SESSION": 2}, ()),  # after NOW
+    ],
+)
+def test_a_file_with_rows_on_no_session_or_a_gap_is_planned_with_what_the_run_will_reject(local, content, sessions, rejected, empty):
+    key = local.drop("vendor.csv", content)
+    tick = evaluate_landing(local.store, LandingCursor(), session_calendar(), NOW)
+    assert tick.rejected == []
+    (plan,) = tick.plans
+    assert (plan.sessions[0].isoformat(), plan.sessions[-1].isoformat()) == (sessions[0], sessions[-1])
+    assert plan.rejected == rejected and tuple(d.isoformat() for d in plan.empty) == empty
+    assert plan.file.key == key and plan.as_of == NOW
+
+
+def test_the_run_rejects_what_the_tick_saw_as_future_and_records_the_gap(local):
+    """The tick at 14:00 New York on 2024-01-05 sees that day's rows as partial bars; its run, whenever it
+    runs, judges them at the tick's time too: it writes 01-02 and 01-04, keeps 01-05's rows as rejected, and
+    records 01-03 (no row) as an outage at WARN severity."""
+    local.drop("vendor.csv", vendor_csv(D1, D3, D4))
+    tick = evaluate_landing(local.store, LandingCursor(), session_calendar(), dt.datetime(2024, 1, 5, 19, tzinfo=dt.UTC))
+    (request,) = tick.run_requests
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (D1, D3)
+    result = local.execute(request)
+    assert result.success
+    store = local.store
+    assert store.list_sessions() == [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)]
+    assert store.read_session(dt.date(2024, 1, 3)).height == 0  # the record that the vendor delivered nothing
+    (import_id,) = store.list_imports()
+    assert store.read_rejected(import_id).select("date", "reason").unique().rows() == [(dt.date(2024, 1, 5), "FUTURE_SESSION")]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    bars_check = checks["raw_prices__every_session_has_bars"]
+    assert not bars_check.passed and bars_check.severity == dg.AssetCheckSeverity.WARN
+    assert bars_check.metadata["missing_sessions"].value == D2
+    assert checks["raw_prices__gx_suite"].passed
+    (mat,) = result.get_asset_materialization_events()[:1]
+    assert mat.materialization.metadata["rejected_by_reason"].value == "FUTURE_SESSION 2"
 
 
 def test_requested_runs_write_the_files_sessions(env):
@@ -343,9 +389,13 @@ def test_requested_runs_write_the_files_sessions(env):
     week = env.execute(runs[env.key("week.csv")])
     assert week.success
     sessions = [dt.date(2024, 1, d) for d in (2, 3, 4, 5)]
-    assert env.store.list_sessions() == sessions  # the week's run overwrote 01-03 with its own rows
+    assert env.store.list_sessions() == sessions  # the week's run merged into 01-03: nothing was deleted
     out = env.store.read_sessions(sessions)
-    assert out["symbol"].to_list() == ["SPY"] * 4 and out["date"].to_list() == sessions
+    assert out.select("date", "symbol").rows() == [
+        (sessions[0], "SPY"), (sessions[1], "AAPL"), (sessions[1], "MSFT"), (sessions[1], "SPY"),
+        (sessions[2], "SPY"), (sessions[3], "SPY"),
+    ]
+    assert len(env.store.list_imports()) == 2  # one manifest per delivery
 
 
 def test_a_run_for_a_window_that_does_not_hold_the_file_fails_and_writes_nothing(local):

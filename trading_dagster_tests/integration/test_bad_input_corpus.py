@@ -12,6 +12,13 @@ the landing zone and names it in the run config), runs `pipeline_job` over the w
   for its (symbol, session), in the orders table or in the broker's ledger. The good rows flow on: the run
   succeeds. Every targeted (symbol, session) has an order when the file is not tampered with
   (`test_the_targets_trade_on_clean_data`), so "no order" is not vacuous.
+* `Rejected`: rows that belong to no session (a weekend or holiday date: decision 0004, section 1). The
+  rest of the file imports and the run succeeds; each such row is kept in the raw store's rejected rows
+  (`raw/rejected/<import_id>.parquet`) with its reason, named in the import's manifest, and nothing
+  downstream comes from it: no bar, no cleaned row, no signal, no order on that date.
+* `Revised`: one (symbol, session) delivered twice with different values (a preliminary and a final bar):
+  the later row is the bar (cleaned, it may trade); the earlier is kept in `raw/revisions/` with its reason,
+  never quarantined as a conflict; an identical pair is one bar.
 * `NoTrade`: data that is fine as data but must not trade (a symbol with no history).
 * `Outage`: most symbols missing on a session: the cleaned_prices__no_outage check fails at WARN severity
   naming the session; the missing symbols have no bar and no order that session.
@@ -85,6 +92,19 @@ class Quarantined:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    rows: tuple[tuple[str, dt.date, str], ...]  # (symbol, date, reason) in raw/rejected/
+
+
+@dataclass(frozen=True)
+class Revised:
+    symbol: str
+    session: int  # index into the window
+    close_factor: float  # the later row's close over the earlier's
+    identical: tuple[tuple[str, int], ...] = ()  # (symbol, session index) delivered twice, identically
+
+
+@dataclass(frozen=True)
 class NoTrade:
     symbol: str
 
@@ -103,7 +123,7 @@ Fault = Callable[[pl.DataFrame, list[dt.date]], pl.DataFrame]  # (window's rows,
 class Case:
     kind: str
     make: Builder | Fault  # a Builder for Refused cases, a Fault (written as Parquet) for the others
-    expect: Refused | Quarantined | NoTrade | Outage
+    expect: Refused | Quarantined | Rejected | Revised | NoTrade | Outage
     landing: bool = False  # ingest through the landing zone and run config instead of the market-data file
     sessions: int = 3  # the window: this many sessions from the first one after the warm history
     shared: bool = False  # a Fault on symbols of its own, run in the one shared file
@@ -238,10 +258,14 @@ def zip_csv(w, d):
     return _bytes(buf.getvalue(), d, "vendor.csv")
 
 
-def saturday_row(w, d):
+
+
+def two_close_columns(w, d):
+    """A header naming `close` twice (a vendor that appends a corrected close): which one is the close?"""
     df = _rows(w)
-    extra = df.filter(pl.col("date") == w[1]).head(1).with_columns(date=pl.lit(dt.date(2017, 6, 3)))
-    return _parquet(pl.concat([df, extra]), d)
+    text = _csv_bytes(df.with_columns(close_2=pl.col("close") * 1.01)).decode()
+    header, rest = text.split("\n", 1)
+    return _bytes((header.replace("close_2", "close") + "\n" + rest).encode(), d, "vendor.csv")
 
 
 def empty_date_cell(w, d):
@@ -284,6 +308,7 @@ def high_below_low(df, w):
 
 
 def duplicates(df, w):
+    # AMGN's bar of the 2nd session again, later in the file, revised (a preliminary bar, then the final one)
     conflicting = df.filter(_at("AMGN", w[1])).with_columns(
         close=pl.col("close") * 1.02, high=pl.col("high") * 1.02
     )
@@ -306,6 +331,12 @@ def unadjusted_ten_for_one_split(df, w):
     # it looks exactly like a decimal-point glitch
     after = (pl.col("ticker") == "GS") & (pl.col("date") >= w[1])
     return _set(df, after, **{c: pl.col(c) / 10 for c in PRICES})
+
+
+def saturday_row(df, w):
+    # the 2nd session's first bar again, dated the Saturday after it (a vendor that fills weekends forward)
+    extra = df.filter(pl.col("date") == w[1]).head(1).with_columns(date=pl.lit(dt.date(2017, 6, 3)))
+    return pl.concat([df, extra])
 
 
 def zero_volume(df, w):
@@ -373,7 +404,9 @@ CORPUS = [
     ),
     Case("gzip_compressed", gzip_csv, Refused((r"gzip-compressed; decompress it first",))),
     Case("zip_archive", zip_csv, Refused((r"(?i)\bzip\b",))),
-    Case("saturday_row", saturday_row, Refused((r"2017-06-03 \(Saturday, 1 row\)",))),
+    Case("two_close_columns", two_close_columns, Refused((r"'close' from \['close', 'close_duplicated_0'\]",))),
+    # -- a row on no session: rejected with its reason, the rest of the file imports
+    Case("saturday_row", saturday_row, Rejected((("AAPL", dt.date(2017, 6, 3), "NON_SESSION_DATE"),))),
     Case("empty_date_cell", empty_date_cell, Refused((r"1 row\(s\) have no 'date'", "IBM"))),
     Case("us_month_first_dates", us_month_first_dates, Refused((r"'date'", r"ambiguous"))),
     Case(
@@ -416,12 +449,9 @@ CORPUS = [
         shared=True,
     ),
     Case(
-        "duplicates",  # two bars that disagree (neither is kept) and two identical ones (collapsed to one)
+        "duplicates",  # a preliminary and a final bar (the later row wins) and two identical ones (one bar)
         duplicates,
-        Quarantined(
-            (Bad("AMGN", 1, DUPLICATE_CONFLICT, "2 different rows for (AMGN, 2017-06-02); none kept"),) * 2,
-            kept=(("KO", 1),),
-        ),
+        Revised("AMGN", 1, close_factor=1.02, identical=(("KO", 1),)),
         shared=True,
     ),
     Case(
@@ -494,6 +524,8 @@ def test_the_corpus_is_complete():
     symbols = [
         {b.symbol for b in c.expect.rows} | {k for k, _ in c.expect.kept}
         if isinstance(c.expect, Quarantined)
+        else {c.expect.symbol, *(k for k, _ in c.expect.identical)}
+        if isinstance(c.expect, Revised)
         else {c.expect.symbol}
         for c in SHARED
     ]
@@ -681,6 +713,29 @@ def test_bad_vendor_file(case: Case, request, tmp_path):
         for symbol, i in expect.held:
             key = (symbol, window[i])
             assert key not in signals and key not in traded, f"{key} produced a signal or an order"
+
+    elif isinstance(expect, Rejected):
+        store = LocalRawStore(settings.raw_root)
+        rejected = pl.concat([store.read_rejected(i) for i in store.list_imports()])
+        assert sorted(rejected.select("symbol", "date", "reason").rows()) == sorted(expect.rows), rejected
+        assert all(d for d in rejected["detail"]), rejected  # each with why (e.g. "2017-06-03 is Saturday")
+        for symbol, day, _ in expect.rows:  # nothing downstream comes from it
+            assert day not in store.list_sessions(day, day)
+            assert (symbol, day) not in _pairs(cleaned) | traded | _pairs(_table(settings, "signals.signals", [day]))
+        assert cleaned["session"].unique().sort().to_list() == window  # the rest of the file imported
+        assert traded  # and trades
+
+    elif isinstance(expect, Revised):
+        store = LocalRawStore(settings.raw_root)
+        day = window[expect.session]
+        original = _rows(window).filter(_at(expect.symbol, day))["close"][0]
+        bar = cleaned.filter((pl.col("symbol") == expect.symbol) & (pl.col("session") == day))
+        assert bar["close"].to_list() == [original * expect.close_factor]  # the later row is the bar
+        revisions = store.read_revisions(day).filter(pl.col("symbol") == expect.symbol)
+        assert revisions.select("close", "revision_reason").rows() == [(original, "earlier row of the same delivery")]
+        for symbol, i in expect.identical:
+            assert cleaned.filter((pl.col("symbol") == symbol) & (pl.col("session") == window[i])).height == 1
+        assert quarantine.filter(pl.col("reason") == DUPLICATE_CONFLICT).is_empty()
 
     elif isinstance(expect, NoTrade):
         assert cleaned.filter(pl.col("symbol") == expect.symbol).height == len(window)  # it is data

@@ -30,7 +30,14 @@ def test_a_raw_session_that_failed_its_check_blocks_cleaning_in_later_runs(warm_
     window = sessions[:4]
     gap_file = tmp_path / "gap.parquet"
     pl.read_parquet(SAMPLE).filter(pl.col("date") != window[1]).write_parquet(gap_file)  # a vendor gap day
-    gappy = build_definitions(make_settings(settings.data_dir, TRADING_DAGSTER_MARKET_DATA_FILE=str(gap_file)))
+    # halt: a session without bars is a blocking failure (by default it is an outage at WARN severity)
+    from trading_dagster_tests.halt_config import halt_config
+
+    gappy = build_definitions(
+        make_settings(
+            settings.data_dir, TRADING_DAGSTER_MARKET_DATA_FILE=str(gap_file), TRADING_DAGSTER_CONFIG=halt_config(tmp_path)
+        )
+    )
 
     first = run_range(gappy, window[0], window[-1], selection=RAW + CLEANED, raise_on_error=False)
     assert not first.success  # raw_prices__every_session_has_bars failed; cleaning did not run
