@@ -33,6 +33,7 @@ from trading_dagster_tests.checks.outcomes import assert_fails, assert_passes, a
 
 D = dt.date
 NAN, INF = float("nan"), float("inf")
+P = pytest.param
 
 
 # ------------------------------------------------------------------------------------- cleaned prices
@@ -57,21 +58,25 @@ def test_the_real_sample_is_sane_to_the_last_row(cleaned):
 @pytest.mark.parametrize(
     ("values", "failed"),
     [
-        ({"open": 0.0, "high": 0.0, "low": 0.0, "close": 0.0}, "price_not_positive"),
-        ({"low": -0.01}, "price_not_positive"),
-        ({"high": pl.col("low") - 0.01}, "high_below_low close_outside_low_high open_outside_low_high"),
-        ({"close": pl.col("high") + 0.01}, "close_outside_low_high"),
-        ({"close": pl.col("low") - 0.01}, "close_outside_low_high"),
-        ({"open": pl.col("high") + 0.01}, "open_outside_low_high"),
-        ({"open": pl.col("low") - 0.01}, "open_outside_low_high"),
-        ({"volume": -1}, "negative_volume"),
-        ({"high": NAN}, "missing_or_non_finite"),  # NaN sorts above every number: no range test sees it
-        ({"high": INF}, "missing_or_non_finite"),
-        ({"close": None}, "missing_or_non_finite"),
-        ({"open": None}, "missing_or_non_finite"),
-        ({"volume": None}, "missing_or_non_finite"),
+        P({"open": 0.0, "high": 0.0, "low": 0.0, "close": 0.0}, "price_not_positive", id="zero bar"),
+        P({"low": -0.01}, "price_not_positive", id="negative low"),
+        P(
+            {"high": pl.col("low") - 0.01},
+            "high_below_low close_outside_low_high open_outside_low_high",
+            id="high < low",
+        ),
+        P({"close": pl.col("high") + 0.01}, "close_outside_low_high", id="close > high"),
+        P({"close": pl.col("low") - 0.01}, "close_outside_low_high", id="close < low"),
+        P({"open": pl.col("high") + 0.01}, "open_outside_low_high", id="open > high"),
+        P({"open": pl.col("low") - 0.01}, "open_outside_low_high", id="open < low"),
+        P({"volume": -1}, "negative_volume", id="negative volume"),
+        # NaN sorts above every number: no range test sees it
+        P({"high": NAN}, "missing_or_non_finite", id="NaN high"),
+        P({"high": INF}, "missing_or_non_finite", id="inf high"),
+        P({"close": None}, "missing_or_non_finite", id="null close"),
+        P({"open": None}, "missing_or_non_finite", id="null open"),
+        P({"volume": None}, "missing_or_non_finite", id="null volume"),
     ],
-    ids=lambda v: str(v).replace(" ", "") if isinstance(v, dict) else v.split()[0],
 )
 def test_cleaned_prices_fail_each_sanity_condition_on_its_own(bars, values, failed):
     assert_passes(cleaned_prices_sane(bars), rows=12)
@@ -82,13 +87,13 @@ def test_cleaned_prices_fail_each_sanity_condition_on_its_own(bars, values, fail
 @pytest.mark.parametrize(
     "values",
     [
-        {"close": pl.col("high")},
-        {"close": pl.col("low")},
-        {"open": pl.col("high")},
-        {"open": pl.col("low")},
-        {"open": pl.col("low"), "high": pl.col("low"), "close": pl.col("low")},  # a flat bar
-        {"volume": 0},
-        {"open": 0.0001, "high": 0.0001, "low": 0.0001, "close": 0.0001},  # tiny is not zero
+        P({"close": pl.col("high")}, id="close = high"),
+        P({"close": pl.col("low")}, id="close = low"),
+        P({"open": pl.col("high")}, id="open = high"),
+        P({"open": pl.col("low")}, id="open = low"),
+        P({"open": pl.col("low"), "high": pl.col("low"), "close": pl.col("low")}, id="flat bar"),
+        P({"volume": 0}, id="volume 0"),
+        P({"open": 0.0001, "high": 0.0001, "low": 0.0001, "close": 0.0001}, id="tiny, not zero"),
     ],
 )
 def test_cleaned_prices_at_each_bound_pass(bars, values):
@@ -211,17 +216,16 @@ def test_real_indicators_and_their_warm_up_pass(stages, cleaned):
 @pytest.mark.parametrize(
     ("values", "failed"),
     [
-        ({"rsi_14": -0.01}, "rsi_outside_0_100"),
-        ({"rsi_14": 100.01}, "rsi_outside_0_100"),
-        ({"bb_lower": pl.col("bb_middle") + 0.01}, "bb_lower_above_middle"),
-        ({"bb_middle": pl.col("bb_upper") + 0.01}, "bb_middle_above_upper"),
-        ({"atr_14": -0.01}, "negative_atr"),
-        ({"pct_below_high_52w": -0.01}, "pct_below_high_outside_0_100"),
-        ({"pct_below_high_52w": 100.01}, "pct_below_high_outside_0_100"),
-        ({"sma_50": NAN}, "nan"),
-        ({"close": NAN}, "nan"),
+        P({"rsi_14": -0.01}, "rsi_outside_0_100", id="rsi < 0"),
+        P({"rsi_14": 100.01}, "rsi_outside_0_100", id="rsi > 100"),
+        P({"bb_lower": pl.col("bb_middle") + 0.01}, "bb_lower_above_middle", id="bb lower > middle"),
+        P({"bb_middle": pl.col("bb_upper") + 0.01}, "bb_middle_above_upper", id="bb middle > upper"),
+        P({"atr_14": -0.01}, "negative_atr", id="atr < 0"),
+        P({"pct_below_high_52w": -0.01}, "pct_below_high_outside_0_100", id="pct below high < 0"),
+        P({"pct_below_high_52w": 100.01}, "pct_below_high_outside_0_100", id="pct below high > 100"),
+        P({"sma_50": NAN}, "nan", id="NaN sma_50"),
+        P({"close": NAN}, "nan", id="NaN close"),
     ],
-    ids=lambda v: str(v).replace(" ", "") if isinstance(v, dict) else v,
 )
 def test_indicators_fail_each_bound_on_its_own(indicators, values, failed):
     assert_passes(indicators_in_bounds(indicators))
@@ -239,15 +243,14 @@ def test_nan_in_any_indicator_column_fails(indicators, column):
 @pytest.mark.parametrize(
     "values",
     [
-        {"rsi_14": 0.0},
-        {"rsi_14": 100.0},
-        {"rsi_14": None},  # warm-up
-        {"bb_lower": pl.col("bb_middle"), "bb_upper": pl.col("bb_middle")},  # a flat band
-        {"atr_14": 0.0},
-        {"pct_below_high_52w": 0.0},  # a new 52-week high
-        {"pct_below_high_52w": 100.0},
+        P({"rsi_14": 0.0}, id="rsi 0"),
+        P({"rsi_14": 100.0}, id="rsi 100"),
+        P({"rsi_14": None}, id="rsi null (warm-up)"),
+        P({"bb_lower": pl.col("bb_middle"), "bb_upper": pl.col("bb_middle")}, id="flat band"),
+        P({"atr_14": 0.0}, id="atr 0"),
+        P({"pct_below_high_52w": 0.0}, id="new 52-week high"),
+        P({"pct_below_high_52w": 100.0}, id="pct below high 100"),
     ],
-    ids=lambda v: str(v).replace(" ", ""),
 )
 def test_indicators_on_each_bound_pass(indicators, values):
     assert_passes(indicators_in_bounds(with_values(indicators, at(*IND), **values)))
@@ -267,14 +270,13 @@ def signal(stages) -> tuple[pl.DataFrame, pl.Expr, dt.date]:
 @pytest.mark.parametrize(
     ("values", "failed"),
     [
-        ({"side": "hold"}, "side_not_buy_or_sell"),
-        ({"side": "BUY"}, "side_not_buy_or_sell"),
-        ({"side": None}, "side_not_buy_or_sell"),
-        ({"strength": -0.01}, "strength_outside_0_1"),
-        ({"strength": 1.01}, "strength_outside_0_1"),
-        ({"reason": None}, "no_reason"),
+        P({"side": "hold"}, "side_not_buy_or_sell", id="side hold"),
+        P({"side": "BUY"}, "side_not_buy_or_sell", id="side BUY"),
+        P({"side": None}, "side_not_buy_or_sell", id="side null"),
+        P({"strength": -0.01}, "strength_outside_0_1", id="strength < 0"),
+        P({"strength": 1.01}, "strength_outside_0_1", id="strength > 1"),
+        P({"reason": None}, "no_reason", id="reason null"),
     ],
-    ids=str,
 )
 def test_signals_fail_each_condition_on_its_own(signal, values, failed):
     signals, where, session = signal
@@ -285,7 +287,7 @@ def test_signals_fail_each_condition_on_its_own(signal, values, failed):
 @pytest.mark.parametrize(
     "values",
     [{"strength": 0.0}, {"strength": 1.0}, {"strength": None}, {"side": "buy"}, {"side": "sell"}],
-    ids=str,
+    ids=["strength 0", "strength 1", "strength null", "buy", "sell"],
 )
 def test_signals_on_each_bound_pass(signal, values):
     signals, where, _ = signal
@@ -541,14 +543,17 @@ def test_real_equity_is_cash_plus_market_value(stages):
 @pytest.mark.parametrize(
     ("values", "failed"),
     [
-        ({"cash": pl.col("cash") + 1.0}, "equity_not_cash_plus_market_value"),
-        ({"market_value": pl.col("market_value") - 0.02}, "equity_not_cash_plus_market_value"),
-        ({"equity": pl.col("equity") + 0.02}, "equity_not_cash_plus_market_value"),
-        ({"equity": None}, "equity_not_cash_plus_market_value"),
-        ({"cash": None}, "equity_not_cash_plus_market_value"),
-        ({"cash": -1.0, "equity": pl.col("market_value") - 1.0}, "negative_cash"),
+        P({"cash": pl.col("cash") + 1.0}, "equity_not_cash_plus_market_value", id="cash + 1"),
+        P(
+            {"market_value": pl.col("market_value") - 0.02},
+            "equity_not_cash_plus_market_value",
+            id="mv - 0.02",
+        ),
+        P({"equity": pl.col("equity") + 0.02}, "equity_not_cash_plus_market_value", id="equity + 0.02"),
+        P({"equity": None}, "equity_not_cash_plus_market_value", id="equity null"),
+        P({"cash": None}, "equity_not_cash_plus_market_value", id="cash null"),
+        P({"cash": -1.0, "equity": pl.col("market_value") - 1.0}, "negative_cash", id="cash -1"),
     ],
-    ids=str,
 )
 def test_equity_identity_fails_each_condition_on_its_own(equity_day, values, failed):
     equity, where, day = equity_day
@@ -558,11 +563,10 @@ def test_equity_identity_fails_each_condition_on_its_own(equity_day, values, fai
 @pytest.mark.parametrize(
     "values",
     [
-        {"equity": pl.col("equity") + 0.009},  # within the cent
-        {"cash": -0.009, "equity": pl.col("market_value") - 0.009},
-        {"cash": 0.0, "equity": pl.col("market_value")},
+        P({"equity": pl.col("equity") + 0.009}, id="equity off by less than a cent"),
+        P({"cash": -0.009, "equity": pl.col("market_value") - 0.009}, id="cash -0.009"),
+        P({"cash": 0.0, "equity": pl.col("market_value")}, id="cash 0"),
     ],
-    ids=str,
 )
 def test_equity_identity_within_the_tolerance_passes(equity_day, values):
     equity, where, _ = equity_day
