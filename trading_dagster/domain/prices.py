@@ -1,23 +1,38 @@
 """Cleaning raw bars: one trusted row per (symbol, session), every other row quarantined with a reason.
 
 Reading vendor files lives in `vendor_files`, the shared schemas and the split by session in `bars`.
-Everything here is pure polars (no Dagster, no I/O), so the cleaned-price asset stays thin and every rule
-below is unit-tested on tiny frames.
+Everything here is pure (polars, and numpy on the few rows near a price break; no Dagster, no I/O), so the
+cleaned-price asset stays thin and every rule below is unit-tested on tiny frames.
 
 **Never lose a row silently.** A row dated outside its partition raises `PriceDataError`; a row that
 parses but is not a believable bar goes to the quarantine frame with a reason code. `clean_prices` checks
 that cleaned + quarantine account for every de-duplicated input row.
 
 Quarantine: the raw columns renamed as in cleaned (`date` is `session`), plus `reason` and `detail`.
+Breaks (`BREAKS_SCHEMA`): one row per confirmed price break (an unexplained split or a collapse that held).
+
+**Splits, glitches and collapses are told apart by what happens next** (decision 0004 section 3). A bar
+whose whole bar moved from the previous close by a split ratio or a decimal factor cannot be told, on its
+own day, from a vendor glitch: it is UNCONFIRMED_BREAK (quarantined, nothing trades on it) on the break day
+and while its level holds, for BREAK_CONFIRM_SESSIONS closes. A move that reverts within them was a
+glitch, whatever its ratio: those bars stay quarantined and the bars after the reversion are clean. A level
+that held is a split: the next bar (the confirming bar, when it became known) is UNEXPLAINED_SPLIT and a row
+of `breaks`; the bars after it are kept, on the new basis. A fall of more than 80% at no split ratio is
+PRICE_COLLAPSE the same way; once it held, it is a `collapse` row of `breaks` and the bars are kept.
+Every verdict is a function of the bar and the raw bars dated in the BREAK_REACH_DAYS before it, so a
+range run equals day-by-day runs (given HISTORY_SESSIONS sessions of history) and no verdict uses a later
+bar.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from trading_dagster.domain.bars import (
@@ -33,25 +48,49 @@ from trading_dagster.domain.corporate_actions import cumulative_factor, normaliz
 from trading_dagster.domain.vendor_files import normalize_ohlcv
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {**CLEAN_SCHEMA, "reason": pl.Utf8(), "detail": pl.Utf8()}
+# One row per confirmed break: `session` is the confirming session (when the break became known, and when
+# the book applies it), `break_date` the first bar at the new level (the ex-date of a split), `share_ratio`
+# new shares per old share (2.0 for a 2:1 split, 0.05 for a 1-for-20 reverse split; null for a collapse),
+# `kind` 'split' | 'collapse'. Only unexplained splits (none on file) and collapses: a split on file is no
+# break at all (prices are compared in units of the original share).
+BREAKS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(),
+    "session": pl.Date(),
+    "break_date": pl.Date(),
+    "share_ratio": pl.Float64(),
+    "kind": pl.Utf8(),
+    "detail": pl.Utf8(),
+}
+BREAK_KINDS: tuple[str, ...] = ("split", "collapse")
 
 # Quarantine reason codes. A row with several problems gets the FIRST of SANITY_PRIORITY: a missing value
-# makes every comparison meaningless, a non-positive price is the most basic impossibility, high < low makes
-# the [low, high] range empty (so close/open "outside" it is a consequence, not a separate fault). A decimal
-# shift comes next because it names the broken field (a close of 0.8997 in a 90-dollar stock also puts the
-# close outside the range and makes the open look 100x the close, which are consequences); FIELD_OUTLIER
-# (one field absurdly far from the rest of the bar) comes before the plain range checks for the same reason.
-# The open is checked after the close because the close is what every indicator consumes. An unexplained
-# split is a whole-bar move, so it comes after the checks inside the bar; volume problems come last.
+# makes every comparison meaningless, a non-positive price is the most basic impossibility, and a price
+# below NEAR_ZERO_THRESHOLD is the same fault one step removed (a placeholder such as 0.0001 for "no
+# price": every ratio against it, a x0.000004 "collapse", an open 250,000x the close, is a consequence).
+# high < low makes the [low, high] range empty (so close/open "outside" it is a consequence, not a separate
+# fault). A decimal shift comes next because it names the broken field (a close of 0.8997 in a 90-dollar
+# stock also puts the close outside the range and makes the open look 100x the close, which are
+# consequences); FIELD_OUTLIER (one field absurdly far from the rest of the bar) comes before the plain
+# range checks for the same reason. The open is checked after the close because the close is what every
+# indicator consumes. The three break codes come after every check inside the bar: they are about a bar
+# that is consistent in itself but sits at a surprising level (the whole bar moved), so a bar whose fields
+# disagree with each other is named by that first. They exclude each other (one state per bar: a fall
+# pending confirmation, a split-ratio move pending confirmation, or the bar that confirmed a split), so
+# their order among themselves is only the reading order: fall, pending break, confirmed split. Volume
+# problems come last: the prices of such a bar can be fine.
 # The other codes that also apply are named in `detail`. DUPLICATE_CONFLICT is decided per (symbol,
 # session) before any of these: when a vendor sends two different bars for one key we cannot tell which
 # one is right, so none is kept.
 NULL_VALUE = "NULL_VALUE"
 NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"
+NEAR_ZERO_PRICE = "NEAR_ZERO_PRICE"
 HIGH_BELOW_LOW = "HIGH_BELOW_LOW"
 DECIMAL_SHIFT = "DECIMAL_SHIFT"
 FIELD_OUTLIER = "FIELD_OUTLIER"
 CLOSE_OUTSIDE_RANGE = "CLOSE_OUTSIDE_RANGE"
 OPEN_OUTSIDE_RANGE = "OPEN_OUTSIDE_RANGE"
+PRICE_COLLAPSE = "PRICE_COLLAPSE"
+UNCONFIRMED_BREAK = "UNCONFIRMED_BREAK"
 UNEXPLAINED_SPLIT = "UNEXPLAINED_SPLIT"
 NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
 ZERO_VOLUME = "ZERO_VOLUME"
@@ -59,11 +98,14 @@ DUPLICATE_CONFLICT = "DUPLICATE_CONFLICT"
 SANITY_PRIORITY: tuple[str, ...] = (
     NULL_VALUE,
     NON_POSITIVE_PRICE,
+    NEAR_ZERO_PRICE,
     HIGH_BELOW_LOW,
     DECIMAL_SHIFT,
     FIELD_OUTLIER,
     CLOSE_OUTSIDE_RANGE,
     OPEN_OUTSIDE_RANGE,
+    PRICE_COLLAPSE,
+    UNCONFIRMED_BREAK,
     UNEXPLAINED_SPLIT,
     NEGATIVE_VOLUME,
     ZERO_VOLUME,
@@ -71,65 +113,106 @@ SANITY_PRIORITY: tuple[str, ...] = (
 REASON_CODES: tuple[str, ...] = (DUPLICATE_CONFLICT, *SANITY_PRIORITY)
 # Codes whose verdict needs earlier bars (the `history` argument of clean_prices); the others look at
 # one row only.
-HISTORY_CODES: tuple[str, ...] = (DECIMAL_SHIFT, UNEXPLAINED_SPLIT)
+HISTORY_CODES: tuple[str, ...] = (DECIMAL_SHIFT, PRICE_COLLAPSE, UNCONFIRMED_BREAK, UNEXPLAINED_SPLIT)
 
-# Thresholds of the history rules, measured on the shared 2008-2017 dataset (the counts are asserted in
-# trading_dagster_tests/domain/test_real_glitches.py).
+# Below this a positive price is no price (NEAR_ZERO_PRICE). Measured (strictly positive prices of any
+# field): in the 2008-2017 file 453 rows of 5 tickers are below $0.01 (449 of them CYHHZ, a right trading
+# at 0.4-2.3 cents) but only 1 below $0.001 (CYHHZ 2016-03-23, open = low = 0.0002 against a close of
+# 0.006, already a FIELD_OUTLIER); in the 2017-2023 NASDAQ file 59 rows of 22 tickers (warrants, rights,
+# OTC names: ALPP, COOLW, ADALW) are below $0.01 and none below $0.001. Sub-penny prices are real; a
+# hundredth of a cent (24.93 -> 0.0001) is a placeholder.
+NEAR_ZERO_THRESHOLD = 0.001
+
+# Thresholds of the decimal-shift rule, measured on the shared 2008-2017 dataset (the counts are asserted
+# in trading_dagster_tests/domain/test_real_glitches.py).
 # The reference of a bar is the median close of its symbol's previous REFERENCE_BARS usable raw bars
 # (close > 0; duplicate conflicts excluded) dated within REFERENCE_DAYS calendar days before it; with
-# fewer than MIN_REFERENCE_BARS of them there is no reference and the history rules do not apply. A median
+# fewer than MIN_REFERENCE_BARS of them there is no reference and the rule does not apply. A median
 # of 5 is not moved by one or two glitches among them.
 # The reach is in calendar days, not in sessions, so that it is a function of the dates alone: a session
 # with no rows at all (an outage, a tiny universe) cannot shift it, and a range run equals day-by-day runs
-# whatever sessions the history happens to contain. 14 days are 10 sessions in a week without holidays.
+# whatever sessions the history happens to contain.
 REFERENCE_DAYS = 14
-# What the caller passes as `history`: the raw rows of this many sessions before the window. Ten sessions
-# always reach back at least REFERENCE_DAYS (ten weekdays are two weeks, holidays only push them further).
-HISTORY_SESSIONS = 10
 REFERENCE_BARS = 5
 MIN_REFERENCE_BARS = 3
-# A ratio "matches" factor k when it lies in [k / (1 + tol), k * (1 + tol)].
+# A ratio "matches" decimal factor k when it lies in [k / (1 + tol), k * (1 + tol)]: one field off by a
+# decimal point is off by the factor itself, to the cent.
 RATIO_TOLERANCE = 0.03
-# Price factors of a decimal-point error (x0.1 = a digit lost, x10 = one gained).
+# Price factors of a decimal-point error in one field (x0.1 = a digit lost, x10 = one gained).
 DECIMAL_SHIFT_FACTORS: tuple[float, ...] = (0.01, 0.1, 10.0, 100.0)
-# Share ratios (new per old) of splits we recognise; both directions are checked (a 4:1 split moves the
-# price x1/4, a 1-for-4 reverse split x4). 10 and 100 are DECIMAL_SHIFT_FACTORS. 3:2 is left out on
-# purpose: it would catch ordinary -33%/+50% days (3 of them on real crashes and rallies in 2008-2017).
-SPLIT_SHARE_RATIOS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
-# Prices so low that one cent is a big step (0.01 -> 0.02 is "x2") say nothing about splits or decimal
-# points: the ratio rules need a reference (in today's share units) of at least this many dollars. Only
-# the reference: a 30-dollar stock printed at 0.30 is still a decimal shift.
-MIN_RATIO_PRICE = 0.5
+# Open and close both at one decimal level of the reference within this tolerance: the whole bar moved,
+# which is the break rule's to judge (a split, or a whole-bar glitch), not a one-field DECIMAL_SHIFT.
+LEVEL_TOLERANCE = 0.15
 # The previous close may stand in for the median reference (it reacts at once to a real move that the
 # median of 5 has not caught up with) only if it is itself within this factor of the median: otherwise
 # it is the glitch, or a crash, and not a reference.
 TRUSTED_PREVIOUS_FACTOR = 2.0
 # FIELD_OUTLIER: high, low or open more than this factor away from the open/close of the same bar.
 FIELD_OUTLIER_FACTOR = 5.0
-# A decimal-factor move that does not revert is a split, not a glitch (an unadjusted 10:1 or 100:1 split, or a
-# 1-for-10 or 1-for-100 reverse split, with no action on file). On the break day the two look the same, and
-# a causal rule cannot wait for the next session, so: the median reference keeps the old level on the break
-# day and the BREAK_CONFIRM_SESSIONS - 1 sessions after it (a median of REFERENCE_BARS moves once more than
-# half of its closes are at the new level), and those bars are DECIMAL_SHIFT whether the move reverts or
-# not: quarantined, nothing trades on them. On the next session, when the new level has held for
-# BREAK_CONFIRM_SESSIONS closes, that bar is UNEXPLAINED_SPLIT (its detail names the break day), which holds
-# the symbol's signals out like any unexplained split (quality.hold_out_unexplained_breaks); the bars after it
-# are kept, on the new basis. A move that reverts within BREAK_CONFIRM_SESSIONS sessions stays DECIMAL_SHIFT.
-BREAK_CONFIRM_SESSIONS = REFERENCE_BARS // 2 + 1
-# A price is "at the level" of a decimal factor k of a reference when it lies in [k / (1 + LEVEL_TOLERANCE),
-# k * (1 + LEVEL_TOLERANCE)] of it. Wider than RATIO_TOLERANCE because a level is held over several days of
-# ordinary moves (a split day can also be a +5% day), and safe because the decimal factors lie far from each
-# other and from every split factor (x0.1 +-15% is 0.087..0.115; 1:8 and 1:15 splits are x0.125 and x0.067).
-# Used for whole bars (open and close at the level) and for the level a break holds.
-LEVEL_TOLERANCE = 0.15
+
+# ---- the break rule (decision 0004 section 3) ----
+# Share ratios (new shares per old share) of the splits we recognise, both directions (a 4:1 split moves the
+# price x1/4, a 1-for-4 reverse split x4); 100 only as a decimal factor (a 100:1 split or a digit error).
+SPLIT_SHARE_RATIOS: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 20.0, 50.0)
+BREAK_FACTORS: tuple[float, ...] = tuple(
+    sorted({1.0 / r for r in SPLIT_SHARE_RATIOS} | set(SPLIT_SHARE_RATIOS) | set(DECIMAL_SHIFT_FACTORS))
+)
+# A break's close matches the NEAREST factor k (in log distance) when close / previous close lies within
+# k's band, and the open the same factor likewise (the whole bar moved). A split day also moves with the
+# market: the ratio is k times that day's move, so the band is as wide as it can be without two bands
+# overlapping: BREAK_BAND_SHARE of the way (in log) to halfway to the nearest other factor or to 1. That is
+# +-6.2% for x7 and x8 (8/7 = 1.143), +-10.6% for x4, x5, x10 (a 10:1 split on a +8% day) and +-37% for x20,
+# x50, x100 (AIG's 1-for-20 reverse split moved -22% on its ex-date 2009-07-01, as distressed companies
+# that reverse-split that far do), and the reverses alike. Where real news moves are common, at x2/3,
+# x1/2, x1/3 and their reverses (-33%, -50%, +50%, x2 on earnings), the band is at most BREAK_TOLERANCE:
+# measured, the 9 real splits of the task list moved -4.2% (MNST 3:1 2016-11-10) to +4.6% (BRK-B 50:1
+# 2010-01-21) on their ex-date, liquid names move more than 6% on TODO% of their sessions, and the false
+# alarms on the split-adjusted 2008-2017 file grow with the band (test_real_glitches.py).
+BREAK_TOLERANCE = 0.06
+BREAK_BAND_SHARE = 0.9
+# The factors from x1/3 to x3 are those of common real moves (the bound lies between x3 and x4).
+COMMON_MOVES = 3.5
+# A fall of more than 80% in a day (close < 0.2 x the previous close) that matches no factor is a collapse.
+COLLAPSE_RATIO = 0.2
+# The level before a break: the median of the LONG_REFERENCE_BARS traded closes before the break bar (at
+# least MIN_REFERENCE_BARS of them). A break must have LEFT that level: its close is more than
+# OLD_LEVEL_BAND (sqrt(1.5), halfway in log between 1 and the nearest factors 2/3 and 3/2) away from it.
+# This is what tells a split from the good bar right after a one-field glitch (EIX's close of 2.73 in a
+# 27-dollar stock makes the next bar look x10 of its previous close). A run of up to BREAK_CONFIRM_SESSIONS
+# bars at another level cannot move a median of 2 * 3 + 1 closes; and a bar that returns from a pending
+# break (BREAK_CONFIRM_SESSIONS bars back at most) is never a break itself, however few bars came before.
+BREAK_CONFIRM_SESSIONS = 3
+LONG_REFERENCE_BARS = 2 * BREAK_CONFIRM_SESSIONS + 1
+OLD_LEVEL_BAND = math.sqrt(1.5)
+# A whole-bar move at a factor on volume more than REAL_MOVE_VOLUME x the median of the 5 bars before, in
+# shares AND in dollars, is a real move (news: a crash or a rally), not a split or a glitch: a split scales
+# the share volume by its ratio and leaves the dollar volume where it was; a glitch in the prices leaves the
+# share volume where it was. Measured: the dollar volume of the 9 real split days was x0.13 to x1.5 of the
+# 5 days before; of the 51 whole-bar moves at a factor that held 3 sessions in the split-adjusted 2008-2017
+# file (all real moves, most -33% / +50% on earnings), 41 had more than 3x in both (TRIB 2016-10-04, a -50%
+# gap: x76). A fall of more than 80% on such volume is still a collapse.
+REAL_MOVE_VOLUME = 3.0
+# Prices so low that one cent is a big step (0.01 -> 0.02 is "x2"), or where +-50% is an ordinary day, say
+# nothing about splits or decimal points: the decimal rule needs a reference of at least this many dollars,
+# the break rule both sides of a move from x1/3 to x3 (one side of a farther one: a 1-for-20 reverse split
+# of a 30-cent stock is a break, and so is a 30-dollar stock printed at 0.30).
+MIN_RATIO_PRICE = 0.5
+# What the caller passes as `history`: the raw rows of this many sessions before the window. A verdict
+# reads the bars dated within BREAK_REACH_DAYS calendar days before it: the confirming bar needs the break
+# BREAK_CONFIRM_SESSIONS bars back and the LONG_REFERENCE_BARS before that, 11 traded bars, and 28 days
+# hold 19 or 20 sessions, so a name may miss 8 of them and still be judged. 20 sessions always reach back
+# at least 28 days (20 weekdays are four weeks, holidays only push them further); REFERENCE_DAYS is shorter.
+BREAK_REACH_DAYS = 28
+HISTORY_SESSIONS = 20
 
 
 @dataclass(frozen=True)
 class CleanResult:
-    """The output of `clean_prices`: usable bars and the rejected rows with their reason."""
+    """The output of `clean_prices`: usable bars, the rejected rows with their reason, confirmed breaks."""
 
     cleaned: pl.DataFrame
     quarantine: pl.DataFrame
+    breaks: pl.DataFrame
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -181,34 +264,34 @@ def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     return df, (repeated & df["symbol"].is_not_null()).alias("conflict")
 
 
-SPLIT_PRICE_FACTORS: tuple[float, ...] = tuple(
-    sorted({1.0 / r for r in SPLIT_SHARE_RATIOS} | set(SPLIT_SHARE_RATIOS))
-)
 # Columns the history rules add to each window row (null where the rule does not fire).
 _HISTORY_COLUMNS: dict[str, pl.DataType] = {
     "_ref_today": pl.Float64(),  # the median reference in units of today's share
     "_prev_today": pl.Float64(),  # the previous usable close, same units
     "_nref": pl.Int32(),  # how many closes the median used
     "_action": pl.Float64(),  # the ratio of a split on file on exactly this session
-    "_dc_ref": pl.Float64(),  # decimal factor the close matches against the median reference
+    "_dc_ref": pl.Float64(),  # decimal factor the close alone matches against the median reference
     "_dc_prev": pl.Float64(),  # ... against the trusted previous close
     "_do_ref": pl.Float64(),  # the same two for the open
     "_do_prev": pl.Float64(),
-    "_split": pl.Float64(),  # split price factor the whole bar matches (see _match_columns)
-    "_break": pl.Float64(),  # decimal factor of a level held BREAK_CONFIRM_SESSIONS closes (see _match_columns)
-    "_old_today": pl.Float64(),  # the level before that break: median of the closes before it, today's units
-    "_nold": pl.Int32(),  # how many closes that median used
-    "_break_date": pl.Date(),  # the session of the break (BREAK_CONFIRM_SESSIONS usable bars back)
-    "_break_action": pl.Float64(),  # the ratio of a split on file on that session
 }
-# The previous closes a row looks at (all dated within REFERENCE_DAYS before it): `_p1` (the previous one)
-# to `_p{PREVIOUS_BARS}`. The first REFERENCE_BARS make the median reference; for the break rule the first
-# BREAK_CONFIRM_SESSIONS are the run since a possible break and the REFERENCE_BARS after them the level
-# before it.
-PREVIOUS_BARS = BREAK_CONFIRM_SESSIONS + REFERENCE_BARS
-_PREVIOUS = tuple(f"_p{k}" for k in range(1, PREVIOUS_BARS + 1))
-_RUN = _PREVIOUS[:BREAK_CONFIRM_SESSIONS]
-_BEFORE_RUN = _PREVIOUS[BREAK_CONFIRM_SESSIONS:]
+# Columns of the break rule (see _break_columns), null where the bar is not in a break.
+_BREAK_COLUMNS: dict[str, pl.DataType] = {
+    "_bstate": pl.Int8(),  # one of the _STATE_* values below
+    "_bk": pl.Float64(),  # the price factor of the break (0.5 for a 2:1 split); null for a fall
+    "_bj": pl.Int32(),  # how many bars after the break this one is (0: the break bar itself)
+    "_bdate": pl.Date(),  # the break bar's date
+    "_bprev": pl.Float64(),  # the close before the break, in units of this bar's share
+    "_bratio": pl.Float64(),  # the break bar's close / the close before it
+    "_bdv": pl.Float64(),  # the break bar's dollar volume / the median of the 5 bars before it
+    "_baction": pl.Float64(),  # the ratio of a split on file on the break date (one that does not explain it)
+}
+_STATE_PENDING_COLLAPSE = 1
+_STATE_PENDING_BREAK = 2
+_STATE_SPLIT = 3  # the confirming bar of a split
+_STATE_COLLAPSE = 4  # the confirming bar of a collapse: kept, and a `collapse` row of breaks
+# The previous closes a row looks at for the decimal rule (all dated within REFERENCE_DAYS before it).
+_PREVIOUS = tuple(f"_p{k}" for k in range(1, REFERENCE_BARS + 1))
 # A 5-input sorting network (9 compare-exchanges), checked against all 5^5 inputs: the median of up to 5
 # columns with elementwise min/max is far faster than building a list per row.
 _SORT5: tuple[tuple[int, int], ...] = ((0, 1), (3, 4), (2, 4), (2, 3), (1, 4), (0, 3), (0, 2), (1, 3), (1, 2))
@@ -221,7 +304,7 @@ def _usable_for_reference(df: pl.DataFrame, conflict: pl.Series) -> pl.Series:
 
 
 def _prepare_history(history: pl.DataFrame, first_session: dt.date | None) -> pl.DataFrame:
-    """Usable (symbol, date, open, close) rows of `history` dated within REFERENCE_DAYS before the window.
+    """Usable (symbol, date, open, close, volume) rows of `history` dated within the reach of the window.
 
     History must end before the window: a row dated inside or after it would let a verdict depend on
     itself or on the future, and would make a range run differ from day-by-day runs.
@@ -236,9 +319,10 @@ def _prepare_history(history: pl.DataFrame, first_session: dt.date | None) -> pl
                 f"{first_session}: {_list_dates(_date_counts(late, 'date'))}. History is the raw rows of the "
                 f"{HISTORY_SESSIONS} sessions before the window, never the window itself or later."
             )
-        h = h.filter(pl.col("date") >= first_session - dt.timedelta(days=REFERENCE_DAYS))
+        reach = max(REFERENCE_DAYS, BREAK_REACH_DAYS)
+        h = h.filter(pl.col("date") >= first_session - dt.timedelta(days=reach))
     h, conflict = _deduplicate(h)
-    return h.filter(_usable_for_reference(h, conflict)).select("symbol", "date", "open", "close")
+    return h.filter(_usable_for_reference(h, conflict)).select("symbol", "date", *PRICE_COLUMNS, "volume")
 
 
 def _median(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.Series]:
@@ -265,11 +349,9 @@ def _median(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.Se
 
 
 def _median_of_previous(rows: pl.DataFrame) -> pl.DataFrame:
-    """`_ref`, `_nref`, the previous closes `_p1`.. `_p{PREVIOUS_BARS}` and `_break_date` (the date of
-    `_p{BREAK_CONFIRM_SESSIONS}`) for `rows` sorted by (symbol, date) with `_sym` and `_nc`.
-
-    The previous k-th bar counts when it is the same symbol and at most REFERENCE_DAYS days older.
-    """
+    """`_ref`, `_nref` and the previous closes `_p1`.. `_p{REFERENCE_BARS}` for `rows` sorted by (symbol,
+    date) with `_sym` and `_nc`. The previous k-th bar counts when it is the same symbol and at most
+    REFERENCE_DAYS days older."""
     day = pl.col("date").cast(pl.Int32)
 
     def reachable(k: int) -> pl.Expr:
@@ -280,13 +362,8 @@ def _median_of_previous(rows: pl.DataFrame) -> pl.DataFrame:
             pl.when(reachable(k)).then(pl.col("_nc").shift(k)).alias(name)
             for k, name in enumerate(_PREVIOUS, start=1)
         ]
-        + [
-            pl.when(reachable(BREAK_CONFIRM_SESSIONS))
-            .then(pl.col("date").shift(BREAK_CONFIRM_SESSIONS))
-            .alias("_break_date")
-        ]
     )
-    ref, nref = _median(prev, _PREVIOUS[:REFERENCE_BARS])
+    ref, nref = _median(prev, _PREVIOUS)
     return prev.with_columns(ref.alias("_ref"), nref.alias("_nref"))
 
 
@@ -304,62 +381,50 @@ def _matched_factor(ratio: pl.Expr, factors: Sequence[float], tolerance: float =
 
 
 def _match_columns() -> list[pl.Expr]:
-    """The history rules' matched factors (null = no match), from `_ref_today`, `_prev_today`,
-    `_old_today` and the previous closes `_p*`, and the bar.
+    """The decimal-shift rule's matched factors (null = no match), from `_ref_today`, `_prev_today` and the
+    bar.
 
     `_d{c,o}_ref`: the decimal factor the close/open matches against the median reference, within
-    RATIO_TOLERANCE, or, when open and close are both at one decimal level of it, within LEVEL_TOLERANCE
-    (the whole bar moved: a split day or a whole-bar glitch that also moved a few percent);
-    `_d{c,o}_prev`: the same against the previous close, used only when that close is trusted (within
-    TRUSTED_PREVIOUS_FACTOR of the median: otherwise it is itself the glitch, or a crash) - it catches a
-    glitch right after a real move that the median of 5 has not caught up with (PXD 2013-08-05);
-    `_split`: the split price factor that open AND close match against the median AND the close matches
-    against the previous close. The whole bar moved (a one-field glitch or an intraday crash does not),
-    and moved on this session: the days after a real crash, which still differ from the median, do not.
-    `_break`: the decimal factor k of a break that has not reverted (see BREAK_CONFIRM_SESSIONS): the bar's
-    open and close and the BREAK_CONFIRM_SESSIONS closes before it are all at level k of the median of the
-    REFERENCE_BARS closes before those (`_old_today`), and none of those is at that level itself (the level is
-    new, so the bar is the first to confirm it, and a return from an earlier glitch does not count).
+    RATIO_TOLERANCE; `_d{c,o}_prev`: the same against the previous close, used only when that close is
+    trusted (within TRUSTED_PREVIOUS_FACTOR of the median: otherwise it is itself the glitch, or a crash) -
+    it catches a glitch right after a real move that the median of 5 has not caught up with (PXD
+    2013-08-05). Both are null when the open and the close are at one decimal level of the reference
+    (within LEVEL_TOLERANCE): the whole bar moved, which is a break (or the return from one) for the break
+    rule to judge, not one broken field.
     """
     ref, prev = pl.col("_ref_today"), pl.col("_prev_today")
     trusted = (prev / ref).is_between(1.0 / TRUSTED_PREVIOUS_FACTOR, TRUSTED_PREVIOUS_FACTOR)
+    priced = ref >= MIN_RATIO_PRICE
     out: list[pl.Expr] = []
     level_close = _matched_factor(pl.col("close") / ref, DECIMAL_SHIFT_FACTORS, LEVEL_TOLERANCE)
     level_open = _matched_factor(pl.col("open") / ref, DECIMAL_SHIFT_FACTORS, LEVEL_TOLERANCE)
-    whole_bar = pl.when(level_close == level_open).then(level_close)
+    one_field = (level_close != level_open).fill_null(True)
     for c, name in (("c", "close"), ("o", "open")):
         field = pl.col(name)
-        priced = ref >= MIN_RATIO_PRICE
         out.append(
-            pl.when(priced)
-            .then(pl.coalesce(_matched_factor(field / ref, DECIMAL_SHIFT_FACTORS), whole_bar))
+            pl.when(priced & one_field)
+            .then(_matched_factor(field / ref, DECIMAL_SHIFT_FACTORS))
             .alias(f"_d{c}_ref")
         )
         out.append(
-            pl.when(priced & trusted)
+            pl.when(priced & trusted & one_field)
             .then(_matched_factor(field / prev, DECIMAL_SHIFT_FACTORS))
             .alias(f"_d{c}_prev")
         )
-    rc, ro, pc = pl.col("close") / ref, pl.col("open") / ref, pl.col("close") / prev
-    split: Any = pl
-    for k in SPLIT_PRICE_FACTORS:
-        split = split.when(_near(rc, k) & _near(ro, k) & _near(pc, k)).then(pl.lit(k))
-    priced = ref >= MIN_RATIO_PRICE
-    out.append(pl.when(priced).then(split.otherwise(pl.lit(None, dtype=pl.Float64))).alias("_split"))
-
-    old_today, old = pl.col("_old_today"), pl.col("_old")
-    held: Any = pl
-    for k in DECIMAL_SHIFT_FACTORS:
-        at_level = [_near(pl.col(name) / old_today, k, LEVEL_TOLERANCE) for name in ("open", "close")]
-        at_level += [_near(pl.col(p) / old, k, LEVEL_TOLERANCE) for p in _RUN]
-        new_level = [~_near(pl.col(p) / old, k, LEVEL_TOLERANCE).fill_null(False) for p in _BEFORE_RUN]
-        held = held.when(pl.all_horizontal(*at_level, *new_level)).then(pl.lit(k))
-    out.append(
-        pl.when(old_today >= MIN_RATIO_PRICE)
-        .then(held.otherwise(pl.lit(None, dtype=pl.Float64)))
-        .alias("_break")
-    )
     return out
+
+
+def _break_level() -> pl.Expr:
+    """The bars the break rule reads: traded (a bar on no trade is a carried quote: ZERO_VOLUME) and
+    consistent in itself (all four prices positive, high >= low, open and close inside it, no field
+    FIELD_OUTLIER_FACTOR away), so that the previous close of a bar is a close someone traded at. A bar that
+    fails them is quarantined by its own code; a split on it is found on the next good bar."""
+    prices = [pl.col(c) for c in PRICE_COLUMNS]
+    low, high = pl.col("low"), pl.col("high")
+    sane = [p.is_finite() & (p > 0) for p in prices]
+    sane += [high >= low, pl.col("close").is_between(low, high), pl.col("open").is_between(low, high)]
+    sane += [~flag for flag, _ in _outlier_terms().values()]
+    return (pl.col("volume") > 0) & pl.all_horizontal(sane).fill_null(False)
 
 
 def _history_columns(
@@ -369,17 +434,15 @@ def _history_columns(
     actions: pl.DataFrame | None,
     expected_sessions: Sequence[dt.date],
 ) -> pl.DataFrame:
-    """_HISTORY_COLUMNS for each row of `window` (deduplicated, in its (date, symbol) order).
+    """_HISTORY_COLUMNS and _BREAK_COLUMNS for each row of `window` (deduplicated, in its (date, symbol)
+    order).
 
-    The reference of a row is the median of the previous REFERENCE_BARS usable closes of its symbol dated
-    within REFERENCE_DAYS days before it (null with fewer than MIN_REFERENCE_BARS). Prices are
+    The decimal reference of a row is the median of the previous REFERENCE_BARS usable closes of its symbol
+    dated within REFERENCE_DAYS days before it (null with fewer than MIN_REFERENCE_BARS). Prices are
     compared in units of the symbol's original share (price x the product of its split ratios with
     ex_date <= the bar's date), so a split on file is not a jump. Each row's values depend only on rows
-    dated in the REFERENCE_DAYS days before it, whether those come from `history` or from the
-    window, so a range run equals day-by-day runs and nothing depends on a later session.
-
-    The break rule (`_break`) compares a row with the REFERENCE_BARS closes before its previous
-    BREAK_CONFIRM_SESSIONS closes, all within the same REFERENCE_DAYS, so the same holds for it.
+    dated in the BREAK_REACH_DAYS days before it, whether those come from `history` or from the window, so
+    a range run equals day-by-day runs and nothing depends on a later session.
 
     Fast path: the factor matching runs only on the few rows whose ratios are far enough from 1 to match
     any factor; the result is scattered back into null columns.
@@ -387,7 +450,7 @@ def _history_columns(
     n = window.height
     first = min(expected_sessions) if len(expected_sessions) else None
     usable = _usable_for_reference(window, conflict)
-    w = window.select("symbol", "date", "open", "close").with_row_index("_row").filter(usable)
+    w = window.select("symbol", "date", *PRICE_COLUMNS, "volume").with_row_index("_row").filter(usable)
     parts = [w]
     if history is not None:
         h = _prepare_history(history, first)
@@ -405,57 +468,278 @@ def _history_columns(
         # without sorting strings.
         .sort("_sym", maintain_order=True)
     )
+    breaks = _break_columns(rows.filter(_break_level()))
     rows = pl.concat([rows, _median_of_previous(rows)], how="horizontal").filter(pl.col("_row").is_not_null())
     ref_today = pl.col("_ref") / pl.col("_factor")
     prev_today = pl.col("_p1") / pl.col("_factor")
-    factors = (*DECIMAL_SHIFT_FACTORS, *SPLIT_PRICE_FACTORS)
-    # (the decimal levels of a whole bar, within LEVEL_TOLERANCE, lie far outside [lo, hi] too)
-    lo = max(k for k in factors if k < 1) * (1 + RATIO_TOLERANCE)
-    hi = min(k for k in factors if k > 1) / (1 + RATIO_TOLERANCE)
+    lo = max(k for k in DECIMAL_SHIFT_FACTORS if k < 1) * (1 + RATIO_TOLERANCE)
+    hi = min(k for k in DECIMAL_SHIFT_FACTORS if k > 1) / (1 + RATIO_TOLERANCE)
     far = [
         ~(r.is_between(lo, hi))
         for r in (pl.col(c) / base for c in ("open", "close") for base in (ref_today, prev_today))
     ]
-    # a break: the close against the closes before the run (their median lies between their min and max)
-    level_lo = max(k for k in DECIMAL_SHIFT_FACTORS if k < 1) * (1 + LEVEL_TOLERANCE)
-    level_hi = min(k for k in DECIMAL_SHIFT_FACTORS if k > 1) / (1 + LEVEL_TOLERANCE)
-    far += [
-        pl.col("_nc") / pl.max_horizontal(_BEFORE_RUN) < level_lo,
-        pl.col("_nc") / pl.min_horizontal(_BEFORE_RUN) > level_hi,
-    ]
-    candidates = rows.filter(pl.any_horizontal(far).fill_null(False))
-    old, nold = _median(candidates, _BEFORE_RUN)
-    candidates = candidates.with_columns(
-        ref_today.alias("_ref_today"),
-        prev_today.alias("_prev_today"),
-        old.alias("_old"),
-        nold.alias("_nold"),
-        (old / candidates["_factor"]).alias("_old_today"),
+    candidates = rows.filter(pl.any_horizontal(far).fill_null(False)).with_columns(
+        ref_today.alias("_ref_today"), prev_today.alias("_prev_today")
     )
     if has_actions and candidates.height:
-        ratio = pl.col("ratio")
-        on_day = actions.select("symbol", pl.col("ex_date").alias("date"), ratio.alias("_action"))
-        on_break = actions.select(
-            "symbol", pl.col("ex_date").alias("_break_date"), ratio.alias("_break_action")
-        )
-        candidates = candidates.join(on_day, on=["symbol", "date"], how="left", maintain_order="left").join(
-            on_break, on=["symbol", "_break_date"], how="left", maintain_order="left"
-        )
+        on_day = actions.select("symbol", pl.col("ex_date").alias("date"), pl.col("ratio").alias("_action"))
+        candidates = candidates.join(on_day, on=["symbol", "date"], how="left", maintain_order="left")
     else:
-        none = pl.lit(None, dtype=pl.Float64)
-        candidates = candidates.with_columns(none.alias("_action"), none.alias("_break_action"))
+        candidates = candidates.with_columns(pl.lit(None, dtype=pl.Float64).alias("_action"))
     matched = candidates.with_columns(_match_columns())
     matched = matched.filter(
-        pl.any_horizontal(
-            pl.col("_dc_ref", "_dc_prev", "_do_ref", "_do_prev", "_split", "_break").is_not_null()
-        )
+        pl.any_horizontal(pl.col("_dc_ref", "_dc_prev", "_do_ref", "_do_prev").is_not_null())
     )
-    index = matched["_row"]
+    if has_actions and breaks.height:
+        on_break = actions.select(
+            "symbol", pl.col("ex_date").alias("_bdate"), pl.col("ratio").alias("_baction")
+        )
+        breaks = breaks.join(on_break, on=["symbol", "_bdate"], how="left", maintain_order="left")
+    else:
+        breaks = breaks.with_columns(pl.lit(None, dtype=pl.Float64).alias("_baction"))
     out = []
-    for name, dtype in _HISTORY_COLUMNS.items():
-        column = pl.Series(name, [], dtype=dtype).extend_constant(None, n)
-        out.append(column.scatter(index, matched[name].cast(dtype)) if index.len() else column)
+    for frame, columns in ((matched, _HISTORY_COLUMNS), (breaks, _BREAK_COLUMNS)):
+        index = frame["_row"]
+        for name, dtype in columns.items():
+            column = pl.Series(name, [], dtype=dtype).extend_constant(None, n)
+            out.append(column.scatter(index, frame[name].cast(dtype)) if index.len() else column)
     return pl.DataFrame(out)
+
+
+# The break rule looks for a break on rows whose close moved from the previous close by at least as much as
+# the factors nearest 1 (x2/3, x3/2) less their band, with a small margin for rounding: a move inside
+# (_MOVE_LO, _MOVE_HI) matches no factor and is no fall of 80%.
+_MOVE_LO = (2.0 / 3.0) * (1.0 + BREAK_TOLERANCE) * 1.001
+_MOVE_HI = 1.5 / (1.0 + BREAK_TOLERANCE) / 1.001
+# The factors to find the nearest of: BREAK_FACTORS and 1 (no move), so that an open at the old level is
+# never "nearest" a factor.
+_NEAREST = np.array(sorted({*BREAK_FACTORS, 1.0}))
+_LOG_FACTORS = np.log(_NEAREST)
+
+
+def _log_band(price_factor: float) -> float:
+    """The half-width in log of a break factor's band (see BREAK_BAND_SHARE); 1 (no move) has none."""
+    if price_factor == 1.0:
+        return -math.inf
+    gap = min(abs(math.log(price_factor / other)) for other in _NEAREST if other != price_factor)
+    band = BREAK_BAND_SHARE * gap / 2
+    if 1.0 / COMMON_MOVES < price_factor < COMMON_MOVES:
+        band = min(band, math.log1p(BREAK_TOLERANCE))
+    return band
+
+
+def break_tolerance(price_factor: float) -> float:
+    """The band of a break factor as a relative tolerance: it matches ratios in [k / (1 + t), k * (1 + t)]."""
+    return math.expm1(_log_band(price_factor))
+
+
+_LOG_TOLERANCE = np.array([_log_band(k) for k in _NEAREST])
+
+
+def _nearest_factor(ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per value: the nearest of _NEAREST (in log distance), that distance (inf where the ratio is not a
+    positive number) and whether it lies within that factor's band (never for 1)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distance = np.abs(np.log(ratio)[:, None] - _LOG_FACTORS[None, :])
+    distance = np.where(np.isnan(distance), np.inf, distance)
+    index = distance.argmin(axis=1)
+    near = distance[np.arange(len(index)), index]
+    return _NEAREST[index], near, near <= _LOG_TOLERANCE[index]
+
+
+def _row_median(block: np.ndarray, minimum: int) -> np.ndarray:
+    """The median of the non-NaN values of each row (NaN with fewer than `minimum` of them)."""
+    count = (~np.isnan(block)).sum(axis=1)
+    out = np.full(block.shape[0], np.nan)
+    enough = count >= max(minimum, 1)
+    if enough.any():
+        out[enough] = np.nanmedian(block[enough], axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class _BreakTest:
+    """The break test of one bar offset (see _break_columns), per candidate row."""
+
+    split: np.ndarray  # a whole-bar move by a factor, no real move's volume
+    collapse: np.ndarray  # a fall of more than 80% that is no split
+    k: np.ndarray  # the nearest factor of close / previous close
+    ratio: np.ndarray  # close / previous close
+    dollar_ratio: np.ndarray  # dollar volume / the median of the 5 bars before
+
+
+def _break_test(
+    b: int,
+    closes: np.ndarray,
+    opens: np.ndarray,
+    shares: np.ndarray,
+    dollars: np.ndarray,
+    factors: np.ndarray,
+) -> _BreakTest:
+    """Did the bar at offset `b` (columns of the gathered bars: 0 is the bar judged, 1 the one before, ...)
+    break from its previous close? Arrays in units of the original share, NaN where there is no bar."""
+    close, prev = closes[:, b], closes[:, b + 1]
+    old = _row_median(closes[:, b + 1 : b + 1 + LONG_REFERENCE_BARS], MIN_REFERENCE_BARS)
+    ratio = close / prev
+    k, _, at_factor = _nearest_factor(ratio)
+    k_open, _, open_at_factor = _nearest_factor(opens[:, b] / prev)
+    whole_bar = (k_open == k) & open_at_factor
+    left = np.abs(np.log(close / old)) > math.log(OLD_LEVEL_BAND)
+    # x1/3 .. x3 need both sides of the move priced (penny stocks make such moves); a farther factor one
+    # side (a 1-for-20 reverse split of a 30-cent stock, the return from a glitch to 8 cents)
+    common = (k > 1.0 / COMMON_MOVES) & (k < COMMON_MOVES)
+    priced = np.where(common, np.fmin(prev, close), np.fmax(prev, close)) / factors[:, b] >= MIN_RATIO_PRICE
+    share_median = _row_median(shares[:, b + 1 : b + 6], 1)
+    dollar_median = _row_median(dollars[:, b + 1 : b + 6], 1)
+    dollar_ratio = dollars[:, b] / dollar_median
+    real = (shares[:, b] > REAL_MOVE_VOLUME * share_median) & (dollar_ratio > REAL_MOVE_VOLUME)
+    real &= (share_median > 0) & (dollar_median > 0)
+    split = priced & left & at_factor & whole_bar & ~real
+    # a fall at no factor, or at one on a real move's volume, or in the close alone (an intraday collapse);
+    # but the close alone at a decimal factor is a digit lost (DECIMAL_SHIFT)
+    one_field_decimal = at_factor & ~whole_bar & np.isin(k, DECIMAL_SHIFT_FACTORS)
+    collapse = priced & left & (ratio < COLLAPSE_RATIO) & ~split & ~one_field_decimal
+    return _BreakTest(split=split, collapse=collapse, k=k, ratio=ratio, dollar_ratio=dollar_ratio)
+
+
+def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
+    """The break rule: `_row`, `symbol` and _BREAK_COLUMNS (but `_baction`) for the window rows in a break.
+
+    `rows`: the usable bars (history and window) sorted by (symbol, date), with `_sym`, `_row` (null for
+    history), `_nc` (the close in units of the original share) and `_factor`. For a bar t and each
+    j = BREAK_CONFIRM_SESSIONS .. 0, the hypothesis "the bar j bars back (b = t - j) broke, and the level
+    has held since" is checked on the bars dated within BREAK_REACH_DAYS before t:
+
+    * b broke: its previous close R is at least MIN_RATIO_PRICE, and b's close / R is within
+      BREAK_TOLERANCE of the nearest of BREAK_FACTORS, its open / R nearest the same factor (the whole bar
+      moved), its close has left the old level (more than OLD_LEVEL_BAND from the median of the
+      LONG_REFERENCE_BARS closes before b), and its volume is no real move's (REAL_MOVE_VOLUME). Or b fell
+      below COLLAPSE_RATIO x R at no factor (or at one, on a real move's volume) and left the old level:
+      a collapse.
+    * b is no return from a pending break: no break 1 .. BREAK_CONFIRM_SESSIONS bars before b whose level
+      held until b and that b left again (b ends a glitch).
+    * held: every close from b + 1 to t is nearer (in log) to b's close than to R.
+
+    The largest j that holds wins: j = BREAK_CONFIRM_SESSIONS is the confirming bar (_STATE_SPLIT or
+    _STATE_COLLAPSE), a smaller j a pending one. A bar that returned to R's side ends the hypothesis: the
+    move was a glitch, and that bar is clean. Everything is a function of the bars within BREAK_REACH_DAYS
+    of t (the "is no return" test reaches 2 * BREAK_CONFIRM_SESSIONS bars back, plus the references), so
+    range and day-by-day runs agree.
+
+    Fast path: only bars with a move from the previous close that could match a factor or a fall, on
+    themselves or on one of the BREAK_CONFIRM_SESSIONS bars before, are judged (a few thousand of 3.8M),
+    on arrays gathered for them alone.
+    """
+    empty = pl.DataFrame(
+        schema={"_row": pl.UInt32(), "symbol": pl.Utf8()}
+        | {k: v for k, v in _BREAK_COLUMNS.items() if k != "_baction"}
+    )
+    n = rows.height
+    if n == 0:
+        return empty
+    sym = rows["_sym"].to_numpy()
+    nc = rows["_nc"].to_numpy()
+    same = np.zeros(n, dtype=bool)
+    same[1:] = sym[1:] == sym[:-1]
+    move = np.ones(n)
+    move[1:] = nc[1:] / nc[:-1]
+    possible = same & ((move <= _MOVE_LO) | (move >= _MOVE_HI))
+    target = possible.copy()
+    for j in range(1, BREAK_CONFIRM_SESSIONS + 1):
+        target[j:] |= possible[:-j] & (sym[j:] == sym[:-j])
+    target &= rows["_row"].is_not_null().to_numpy()
+    at = np.flatnonzero(target)
+    if at.size == 0:
+        return empty
+
+    day = rows["date"].cast(pl.Int32).to_numpy()
+    factor = rows["_factor"].cast(pl.Float64).to_numpy()
+    opens = (rows["open"] * rows["_factor"]).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    volume = rows["volume"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    shares = volume / factor  # in units of the original share
+    dollars = rows["close"].to_numpy() * volume
+    confirm = BREAK_CONFIRM_SESSIONS
+    # offsets 0 .. 2 * confirm may be a break bar (up to confirm back, or a run that one of those reverts),
+    # each needs its previous close and the LONG_REFERENCE_BARS before that
+    span = 2 * confirm + 1 + LONG_REFERENCE_BARS
+    index = at[:, None] - np.arange(span + 1)[None, :]
+    valid = index >= 0
+    index = np.where(valid, index, 0)
+    valid &= (sym[index] == sym[at][:, None]) & (day[at][:, None] - day[index] <= BREAK_REACH_DAYS)
+
+    def take(values: np.ndarray) -> np.ndarray:
+        out = values[index].astype(np.float64)
+        out[~valid] = np.nan
+        return out
+
+    closes, factors = take(nc), take(factor)
+    m = at.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tests = [
+            _break_test(b, closes, take(opens), take(shares), take(dollars), factors)
+            for b in range(2 * confirm + 1)
+        ]
+
+        def held(i: int, b: int) -> np.ndarray:
+            """Bar i (after break bar b) is nearer (in log) to b's close than to the close before b."""
+            after = closes[:, i]
+            return np.abs(np.log(after / closes[:, b])) < np.abs(np.log(after / closes[:, b + 1]))
+
+        def run_held(b: int, last: int) -> np.ndarray:
+            """Bars b - 1 .. last all held the level of break bar b."""
+            out = np.ones(m, dtype=bool)
+            for i in range(last, b):
+                out &= held(i, b)
+            return out
+
+        def breaks_at(b: int) -> tuple[np.ndarray, np.ndarray]:
+            """(split, collapse) of bar b, unless it returned from a pending break 1..confirm bars before it:
+            then it is the end of a glitch, not a break."""
+            split, collapse = tests[b].split, tests[b].collapse
+            reversion = np.zeros(m, dtype=bool)
+            for i in range(1, confirm + 1):
+                first = b + i
+                if first > 2 * confirm:
+                    break
+                pending = (tests[first].split | tests[first].collapse) & run_held(first, b + 1)
+                reversion |= pending & ~held(b, first)
+            return split & ~reversion, collapse & ~reversion
+
+        state = np.zeros(m, dtype=np.int8)
+        out_k, out_j = np.full(m, np.nan), np.full(m, -1, dtype=np.int32)
+        out_prev, out_ratio, out_dv = np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan)
+        out_day = np.zeros(m, dtype=np.int32)
+        for j in range(confirm, -1, -1):
+            split, collapse = breaks_at(j)
+            hit = (split | collapse) & run_held(j, 0) & (state == 0)
+            if not hit.any():
+                continue
+            test = tests[j]
+            state[hit & split] = _STATE_SPLIT if j == confirm else _STATE_PENDING_BREAK
+            state[hit & collapse] = _STATE_COLLAPSE if j == confirm else _STATE_PENDING_COLLAPSE
+            out_k[hit & split] = test.k[hit & split]
+            out_j[hit] = j
+            out_day[hit] = day[index[hit, j]]
+            out_prev[hit] = closes[hit, j + 1] / factors[hit, 0]
+            out_ratio[hit] = test.ratio[hit]
+            out_dv[hit] = test.dollar_ratio[hit]
+    keep = state > 0
+    if not keep.any():
+        return empty
+    picked = at[keep]
+    return pl.DataFrame(
+        {
+            "_row": rows["_row"].gather(picked),
+            "symbol": rows["symbol"].gather(picked),
+            "_bstate": pl.Series(state[keep], dtype=pl.Int8),
+            "_bk": pl.Series(out_k[keep], dtype=pl.Float64).fill_nan(None),
+            "_bj": pl.Series(out_j[keep], dtype=pl.Int32),
+            "_bdate": pl.Series(out_day[keep], dtype=pl.Int32).cast(pl.Date),
+            "_bprev": pl.Series(out_prev[keep], dtype=pl.Float64),
+            "_bratio": pl.Series(out_ratio[keep], dtype=pl.Float64),
+            "_bdv": pl.Series(out_dv[keep], dtype=pl.Float64).fill_nan(None),
+        }
+    )
 
 
 def _outlier_terms() -> dict[str, tuple[pl.Expr, pl.Expr]]:
@@ -487,22 +771,30 @@ def _outlier_terms() -> dict[str, tuple[pl.Expr, pl.Expr]]:
     return terms
 
 
+def _near_zero(name: str) -> pl.Expr:
+    return (pl.col(name) > 0) & (pl.col(name) < NEAR_ZERO_THRESHOLD)
+
+
 def _flag_exprs() -> dict[str, pl.Expr]:
-    """One boolean expression per SANITY_PRIORITY code; the reference columns must be present."""
+    """One boolean expression per SANITY_PRIORITY code; the history columns must be present."""
     prices = [pl.col(c) for c in PRICE_COLUMNS]
     missing = [pl.col("symbol").is_null(), pl.col("volume").is_null()]
     missing += [p.is_null() | ~p.is_finite() for p in prices]
     low, high = pl.col("low"), pl.col("high")
     decimal = [pl.col(f"_d{c}_{r}").is_not_null() for c in ("c", "o") for r in ("ref", "prev")]
+    state = pl.col("_bstate")
     return {
         NULL_VALUE: pl.any_horizontal(missing),
         NON_POSITIVE_PRICE: pl.any_horizontal([p <= 0 for p in prices]),
+        NEAR_ZERO_PRICE: pl.any_horizontal([_near_zero(c) for c in PRICE_COLUMNS]),
         HIGH_BELOW_LOW: high < low,
         DECIMAL_SHIFT: pl.any_horizontal(decimal),
         FIELD_OUTLIER: pl.any_horizontal([t[0] for t in _outlier_terms().values()]),
         CLOSE_OUTSIDE_RANGE: (pl.col("close") < low) | (pl.col("close") > high),
         OPEN_OUTSIDE_RANGE: (pl.col("open") < low) | (pl.col("open") > high),
-        UNEXPLAINED_SPLIT: pl.col("_split").is_not_null() | pl.col("_break").is_not_null(),
+        PRICE_COLLAPSE: state == _STATE_PENDING_COLLAPSE,
+        UNCONFIRMED_BREAK: state == _STATE_PENDING_BREAK,
+        UNEXPLAINED_SPLIT: state == _STATE_SPLIT,
         NEGATIVE_VOLUME: pl.col("volume") < 0,
         ZERO_VOLUME: pl.col("volume") == 0,
     }
@@ -581,62 +873,126 @@ def _decimal_detail() -> pl.Expr:
     return pl.concat_str([text, action.otherwise(pl.lit(""))])
 
 
+def _ratio_text(share_ratio: float) -> str:
+    """A share ratio as a split's name: "2:1", "3:2", "1-for-20" (reverse), "2-for-3" (reverse of 3:2)."""
+    for new, old in (
+        (share_ratio, 1.0),
+        (share_ratio * 2, 2.0),
+        (1.0, 1.0 / share_ratio),
+        (2.0, 2.0 / share_ratio),
+    ):
+        if abs(new - round(new)) < 1e-9 and abs(old - round(old)) < 1e-9:
+            n, o = round(new), round(old)
+            return f"{n}:{o}" if n > o else f"{n}-for-{o}"
+    return f"{share_ratio:g}:1"  # pragma: no cover - every BREAK_FACTORS value has a name above
+
+
 def _split_name(price_factor: pl.Expr) -> pl.Expr:
-    """ "4:1 split" for a price factor of 1/4, "1-for-4 reverse split" for 4 (10 and 100 too)."""
-    expr: Any = pl
-    for r in (*SPLIT_SHARE_RATIOS, *(k for k in DECIMAL_SHIFT_FACTORS if k > 1)):
-        n = f"{r:g}"
-        expr = expr.when(price_factor == 1.0 / r).then(pl.lit(f"{n}:1 split"))
-        expr = expr.when(price_factor == r).then(pl.lit(f"1-for-{n} reverse split"))
-    return expr.otherwise(pl.lit("split"))
+    """ "2:1 split" for a price factor of 1/2, "1-for-20 reverse split" for 20, "3:2 split" for 2/3."""
+    names = [
+        f"{_ratio_text(1.0 / k)} split" if k < 1 else f"{_ratio_text(1.0 / k)} reverse split"
+        for k in BREAK_FACTORS
+    ]
+    return price_factor.replace_strict(list(BREAK_FACTORS), names, default="split", return_dtype=pl.Utf8)
 
 
-def _action_text(action: str, day: str, when: str) -> pl.Expr:
-    """Why a split-like break is unexplained: no corporate action on file for the symbol on `day`, or the
-    one on file (ratio in column `action`) does not match the break."""
-    return (
-        pl.when(pl.col(action).is_null())
-        .then(pl.format("no corporate action on file for {} on {}", pl.col("symbol"), pl.col(day)))
-        .otherwise(pl.format(f"the corporate action on file{when} (ratio {{}}) does not match it", pl.col(action)))
+def _k_text(price_factor: pl.Expr) -> pl.Expr:
+    """A break factor as the price moved: "x0.5", "x0.3333", "x20"."""
+    return pl.format("x{}", _sig(price_factor))
+
+
+def _level_text(what: str) -> pl.Expr:
+    """'close=41.92 is x0.3166 of 132.4, the close before the break on 2016-11-10'"""
+    return pl.format(
+        f"close={{}} is x{{}} of {{}}, the close before the {what} on {{}}",
+        _price("close"),
+        _sig(pl.col("close") / pl.col("_bprev")),
+        _sig(pl.col("_bprev")),
+        pl.col("_bdate"),
     )
 
 
-def _split_detail() -> pl.Expr:
-    missing_action = _action_text("_action", "session", "")
+def _break_action_text() -> pl.Expr:
+    return (
+        pl.when(pl.col("_baction").is_null())
+        .then(pl.format("no corporate action on file for {} on {}", pl.col("symbol"), pl.col("_bdate")))
+        .otherwise(
+            pl.format("the corporate action on file then (ratio {}) does not match it", pl.col("_baction"))
+        )
+    )
+
+
+def _pending_text() -> pl.Expr:
+    """How far a pending break or fall has got, and what confirms it."""
     return pl.format(
-        "open={}, close={} are x{}, x{} of {} and the close is x{} of the previous close {}: looks like a {}, "
-        "but {}",
-        _price("open"),
-        _price("close"),
-        _sig(pl.col("open") / pl.col("_ref_today")),
-        _sig(pl.col("close") / pl.col("_ref_today")),
-        _reference_text(),
-        _sig(pl.col("close") / pl.col("_prev_today")),
-        _sig(pl.col("_prev_today")),
-        _split_name(pl.col("_split")),
-        missing_action,
+        "close {} of the {} the new level must hold before the next bar at it confirms it; quarantined until "
+        "then",
+        pl.col("_bj") + 1,
+        pl.lit(BREAK_CONFIRM_SESSIONS),
     )
 
 
 def _break_detail() -> pl.Expr:
-    """UNEXPLAINED_SPLIT from a decimal-factor level that has held since its break (`_break`)."""
-    missing_action = _action_text("_break_action", "_break_date", " then")
-    return pl.format(
-        "open={}, close={} are x{}, x{} of the level before {} ({}, median of the {} closes before it), as were "
-        "the {} closes from {} on: a x{} move that has not reverted looks like a {} on {}, but {}",
+    """UNCONFIRMED_BREAK: the break day (`_bj` = 0) names the move, the bars after it the level held."""
+    first = pl.format(
+        "open={}, close={} are x{}, x{} of the previous close {} (dollar volume x{} of the 5 bars before): "
+        "a whole-bar move by a {} ({}) or a glitch; {}",
         _price("open"),
         _price("close"),
-        _sig(pl.col("open") / pl.col("_old_today")),
-        _sig(pl.col("close") / pl.col("_old_today")),
-        pl.col("_break_date"),
-        _sig(pl.col("_old_today")),
-        pl.col("_nold"),
+        _sig(pl.col("open") / pl.col("_bprev")),
+        _sig(pl.col("close") / pl.col("_bprev")),
+        _sig(pl.col("_bprev")),
+        _sig(pl.col("_bdv")).cast(pl.Utf8).fill_null("?"),
+        _split_name(pl.col("_bk")),
+        _k_text(pl.col("_bk")),
+        _pending_text(),
+    )
+    later = pl.format(
+        "{}: the {} level ({}) held, {}",
+        _level_text("break"),
+        _k_text(pl.col("_bk")),
+        _split_name(pl.col("_bk")),
+        _pending_text(),
+    )
+    return pl.when(pl.col("_bj") == 0).then(first).otherwise(later)
+
+
+def _collapse_detail() -> pl.Expr:
+    first = pl.format(
+        "close={} is x{} of the previous close {}: a fall of more than {}% at no split ratio; {}",
+        _price("close"),
+        _sig(pl.col("close") / pl.col("_bprev")),
+        _sig(pl.col("_bprev")),
+        pl.lit(round((1 - COLLAPSE_RATIO) * 100)),
+        _pending_text(),
+    )
+    later = pl.format("{}: the fall held, {}", _level_text("fall"), _pending_text())
+    return pl.when(pl.col("_bj") == 0).then(first).otherwise(later)
+
+
+def _confirmed_detail() -> pl.Expr:
+    """UNEXPLAINED_SPLIT on the confirming bar (the breaks row says the same)."""
+    return pl.format(
+        "{}: the {} level has held for {} closes since {}: a {} on {} (share ratio {}), but {}",
+        _level_text("break"),
+        _k_text(pl.col("_bk")),
         pl.lit(BREAK_CONFIRM_SESSIONS),
-        pl.col("_break_date"),
-        _factor_text(pl.col("_break")),
-        _split_name(pl.col("_break")),
-        pl.col("_break_date"),
-        missing_action,
+        pl.col("_bdate"),
+        _split_name(pl.col("_bk")),
+        pl.col("_bdate"),
+        _sig(1.0 / pl.col("_bk")),
+        _break_action_text(),
+    )
+
+
+def _collapse_confirmed_detail() -> pl.Expr:
+    return pl.format(
+        "{}: the fall to x{} on {} has held for {} closes: a collapse, confirmed on {}",
+        _level_text("fall"),
+        _sig(pl.col("_bratio")),
+        pl.col("_bdate"),
+        pl.lit(BREAK_CONFIRM_SESSIONS),
+        pl.col("session"),
     )
 
 
@@ -651,6 +1007,11 @@ def _detail_expr() -> pl.Expr:
     )
     non_positive = pl.concat_str(
         [pl.when(pl.col(c) <= 0).then(_fmt(c)) for c in PRICE_COLUMNS], separator=", ", ignore_nulls=True
+    )
+    near_zero = pl.concat_str(
+        [pl.when(_near_zero(c)).then(pl.format(f"{c}={{}}", _price(c))) for c in PRICE_COLUMNS],
+        separator=", ",
+        ignore_nulls=True,
     )
     outliers = pl.concat_str(
         [pl.when(flag).then(text) for flag, text in _outlier_terms().values()],
@@ -673,6 +1034,8 @@ def _detail_expr() -> pl.Expr:
         .then(pl.format("missing or non-finite: {}", missing))
         .when(reason == NON_POSITIVE_PRICE)
         .then(pl.format("price <= 0: {}", non_positive))
+        .when(reason == NEAR_ZERO_PRICE)
+        .then(pl.format("price < {}: {}", pl.lit(f"{NEAR_ZERO_THRESHOLD:g}"), near_zero))
         .when(reason == HIGH_BELOW_LOW)
         .then(pl.format("high={} < low={}", pl.col("high"), pl.col("low")))
         .when(reason == DECIMAL_SHIFT)
@@ -683,8 +1046,12 @@ def _detail_expr() -> pl.Expr:
         .then(pl.format("close={} outside {}", pl.col("close"), range_))
         .when(reason == OPEN_OUTSIDE_RANGE)
         .then(pl.format("open={} outside {}", pl.col("open"), range_))
+        .when(reason == PRICE_COLLAPSE)
+        .then(_collapse_detail())
+        .when(reason == UNCONFIRMED_BREAK)
+        .then(_break_detail())
         .when(reason == UNEXPLAINED_SPLIT)
-        .then(pl.when(pl.col("_break").is_not_null()).then(_break_detail()).otherwise(_split_detail()))
+        .then(_confirmed_detail())
         .when(reason == NEGATIVE_VOLUME)
         .then(pl.format("volume={} < 0", pl.col("volume")))
         .when(reason == ZERO_VOLUME)
@@ -702,6 +1069,20 @@ def _detail_expr() -> pl.Expr:
     return pl.concat_str([main, also.otherwise(pl.lit(""))])
 
 
+def _breaks_frame(labelled: pl.DataFrame) -> pl.DataFrame:
+    """One BREAKS_SCHEMA row per confirming bar of the window (the bars are in (session, symbol) order)."""
+    confirmed = labelled.filter(pl.col("_bstate").is_in([_STATE_SPLIT, _STATE_COLLAPSE]))
+    split = pl.col("_bstate") == _STATE_SPLIT
+    return confirmed.select(
+        "symbol",
+        "session",
+        pl.col("_bdate").alias("break_date"),
+        pl.when(split).then(1.0 / pl.col("_bk")).alias("share_ratio"),
+        pl.when(split).then(pl.lit("split")).otherwise(pl.lit("collapse")).alias("kind"),
+        pl.when(split).then(_confirmed_detail()).otherwise(_collapse_confirmed_detail()).alias("detail"),
+    ).cast(BREAKS_SCHEMA)  # type: ignore[arg-type]
+
+
 def clean_prices(
     raw: pl.DataFrame,
     expected_sessions: Sequence[dt.date],
@@ -714,14 +1095,17 @@ def clean_prices(
       quarantine as DUPLICATE_CONFLICT (we cannot know which bar is right).
     * Other rejected rows get the first code of SANITY_PRIORITY that applies (see its comment); the
       others that apply are named in `detail`.
-    * DECIMAL_SHIFT and UNEXPLAINED_SPLIT compare a bar with the median close of its symbol's previous
-      REFERENCE_BARS raw bars dated within REFERENCE_DAYS calendar days. Pass `history`: the raw rows of
-      the HISTORY_SESSIONS sessions immediately before `expected_sessions` (any vendor spelling; rows
-      older than REFERENCE_DAYS before the window are ignored, rows dated inside the window raise).
-      Without it the first bars of the window have no reference and those two rules skip them. With it,
-      every row's verdict depends only on its own row and the rows dated in the REFERENCE_DAYS before it,
-      so cleaning a range gives exactly the rows of cleaning its sessions one by one, and no row depends on
-      a later session.
+    * The history rules (HISTORY_CODES) compare a bar with the raw bars of its symbol dated in the
+      BREAK_REACH_DAYS before it. Pass `history`: the raw rows of the HISTORY_SESSIONS sessions immediately
+      before `expected_sessions` (any vendor spelling; older rows are ignored, rows dated inside the window
+      raise). Without it the first bars of the window have no reference and those rules skip them. With
+      it, every row's verdict depends only on its own row and the rows dated in the BREAK_REACH_DAYS before
+      it, so cleaning a range gives exactly the rows of cleaning its sessions one by one (the three
+      frames), and no row depends on a later session.
+    * A break (a whole-bar move by a split ratio or a decimal factor, or a fall of more than 80%) is
+      quarantined until its level has held for BREAK_CONFIRM_SESSIONS closes; then the confirming bar of
+      a split is UNEXPLAINED_SPLIT, a collapse is kept, and both are rows of `breaks` (BREAKS_SCHEMA). A
+      move that reverts before is a glitch: its bars stay quarantined, the bars after it are clean.
     * `actions` (CORPORATE_ACTIONS_SCHEMA, or anything `normalize_corporate_actions` accepts): splits on
       file. A jump that a split on that session explains is not flagged (prices are compared in units of
       the original share). They must describe the raw data: for data that a vendor already adjusted, pass
@@ -757,7 +1141,7 @@ def clean_prices(
         .sort("session", "symbol", "reason", maintain_order=True)
     )
     _check_accounting(deduped.height, cleaned, quarantine)
-    return CleanResult(cleaned=cleaned, quarantine=quarantine)
+    return CleanResult(cleaned=cleaned, quarantine=quarantine, breaks=_breaks_frame(labelled))
 
 
 def _check_accounting(n_input: int, cleaned: pl.DataFrame, quarantine: pl.DataFrame) -> None:
