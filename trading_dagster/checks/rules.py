@@ -215,12 +215,12 @@ def fills_within_monthly_quota(events: pl.DataFrame, monthly_share_limit: int | 
     count in post-split shares, as the book counts them (`portfolio.PortfolioState.apply_event`)."""
     if monthly_share_limit is None:
         return CheckOutcome(True, "no monthly share limit configured", {"rows_checked": events.height})
-    month = pl.col("session").dt.strftime("%Y-%m")
+    month = pl.col("session").dt.truncate("1mo")
     bought = (
         events.filter((pl.col("event") == "filled") & (pl.col("side") == "buy"))
         .group_by("symbol", "session")
         .agg(pl.col("qty").sum().alias("shares"))
-        .sort("symbol", "session")
+        .sort("session")  # the running total per (symbol, month) follows this order
     )
     basis = pl.col("_basis")  # the month's buys in the share basis of each session: cum(shares / basis) * basis
     over = (
@@ -239,8 +239,9 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
     A fill or expiry is held to its accepted event when its order session is on or after the frame's first
     session: the broker dates `accepted` at the order session, so that acceptance is in the frame (an
     order from before the window was accepted, and checked, in an earlier one)."""
+    what = "broker events that match no approved order, or fill more than it"
     if executions.is_empty():
-        return _offenders(executions, "broker events that match no approved order", 0)
+        return _offenders(executions, what, 0)
     key = ["client_order_id", "symbol", "side"]
     approved = orders.filter(pl.col("status") == "approved").select(
         "client_order_id",
@@ -284,10 +285,10 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
             ),
             "worked_without_accepted_order": (pl.col("event") != "accepted")
             & pl.col("accepted_qty").is_null(),
-            "worked_more_than_accepted": (pl.col("event") != "accepted")
-            & (pl.col("worked_qty") > pl.col("accepted_qty") + 1e-9),
+            # only worked rows have a worked_qty
+            "worked_more_than_accepted": pl.col("worked_qty") > pl.col("accepted_qty") + 1e-9,
         },
-        "broker events that match no approved order, or fill more than it",
+        what,
     )
 
 
@@ -340,7 +341,6 @@ def equity_matches_fills(
     fills = filled.filter(pl.col("session").is_between(first, last))
     flows = fills.select(
         "session",
-        "symbol",
         pl.when(pl.col("side") == "buy")
         .then(-(amount + pl.col("commission")))
         .when(pl.col("side") == "sell")
@@ -349,8 +349,7 @@ def equity_matches_fills(
     )
     if extra_cash_movements is not None:
         extra = extra_cash_movements.filter(pl.col("session").is_between(first, last))
-        flows = pl.concat([flows, extra.select("session", pl.lit(None, pl.String).alias("symbol"), "amount")])
-    flows = flows.with_columns(pl.col("session").cast(pl.Date), pl.col("amount").cast(pl.Float64))
+        flows = pl.concat([flows, extra.select("session", pl.col("amount").cast(pl.Float64))])
     # cumulative flows up to each equity session (a flow dated between sessions counts from the next one)
     by_session = (
         flows.group_by("session")

@@ -30,10 +30,12 @@ def conditions(outcome: CheckOutcome) -> dict[str, int]:
     return {name: int(n) for name, n in (part.split(": ") for part in text.split(", ") if part)}
 
 
-def assert_passes(outcome: CheckOutcome, rows: int | None = None) -> None:
+def assert_passes(outcome: CheckOutcome, rows: int | None = None, what: str | None = None) -> None:
     assert outcome.passed, outcome.description
     assert outcome.failed_sessions == () and outcome.metadata["offending_rows"] == 0
     assert outcome.description.startswith("no ")
+    if what is not None:
+        assert outcome.description == f"no {what}"
     if rows is not None:
         assert outcome.metadata["rows_checked"] == rows
 

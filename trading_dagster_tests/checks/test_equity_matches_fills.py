@@ -22,6 +22,7 @@ CASH = "cash_not_from_fills"
 MV = "market_value_not_positions"
 EQ = "equity_not_cash_plus_positions"
 POS = "position_value_not_qty_times_close"
+WHAT = "equity that the fills and positions do not account for"
 
 
 def check(stages, *, executions=None, positions=None, equity=None, start_cash=START_CASH, **kwargs):
@@ -60,7 +61,7 @@ def test_the_real_book_passes(stages):
     assert set(ex["side"]) == {"buy", "sell"} and (ex["commission"] > 0).all()
     assert stages.positions.height > 0 and stages.equity["market_value"].max() > 0
     outcome = check(stages)
-    assert_passes(outcome, rows=stages.equity.height + stages.positions.height)
+    assert_passes(outcome, rows=stages.equity.height + stages.positions.height, what=WHAT)
     assert_passes(check(stages, start_cash=float(START_CASH)))
 
 
@@ -87,6 +88,8 @@ def test_a_fill_missing_from_the_executions_fails_every_session_from_it_on(stage
     outcome = check(stages, executions=stages.executions.filter(~fill_row(fill)))
     sessions = from_(stages, fill["session"])
     assert_fails(outcome, sessions, {CASH: len(sessions), EQ: len(sessions)}, rows=len(sessions))
+    n = len(sessions)
+    assert outcome.description == f"{n} rows with {WHAT} ({CASH}: {n}, {EQ}: {n})"
     assert equity_identity(stages.equity).passed  # the frame agrees with itself all along
 
 
@@ -194,6 +197,10 @@ def test_cash_in_lieu_is_an_extra_cash_movement(stages):
     )
     in_lieu = pl.DataFrame({"session": [day], "amount": [12.34]})
     assert_passes(check(stages, equity=book, extra_cash_movements=in_lieu))
+    whole_dollars = pl.DataFrame({"session": [day, day], "amount": [12, 0]})  # integer amounts
+    assert_fails(
+        check(stages, equity=book, extra_cash_movements=whole_dollars), sessions, rows=len(sessions)
+    )  # 0.34 short
     # several movements on one session add up; one out of the account (negative) takes cash away
     in_two = pl.DataFrame({"session": [day, day], "amount": [10.0, 2.34]})
     assert_passes(check(stages, equity=book, extra_cash_movements=in_two))
@@ -233,4 +240,6 @@ def test_fills_outside_the_window_are_not_counted(stages, buy):
 
 
 def test_an_empty_window_passes(stages):
-    assert_passes(check(stages, equity=stages.equity.head(0), positions=stages.positions.head(0)), rows=0)
+    empty = check(stages, equity=stages.equity.head(0), positions=stages.positions.head(0))
+    assert_passes(empty, rows=0, what=WHAT)
+    assert_passes(check(stages, equity=pl.DataFrame(), positions=pl.DataFrame()), rows=0, what=WHAT)

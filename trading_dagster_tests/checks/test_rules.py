@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from trading_dagster.checks.rules import (
+    CheckOutcome,
     cleaned_prices_sane,
     equity_identity,
     executions_match_orders,
@@ -571,3 +572,100 @@ def test_equity_identity_fails_each_condition_on_its_own(equity_day, values, fai
 def test_equity_identity_within_the_tolerance_passes(equity_day, values):
     equity, where, _ = equity_day
     assert_passes(equity_identity(with_values(equity, where, **values)))
+
+
+# ------------------------------------------------------------------------------------ what each says
+
+
+def test_each_rule_says_what_it_checked_passed_or_failed(bars, stages, signal, last_order):
+    """The description is what the Dagster UI and the quality gate's refusal show an operator."""
+    signals, signal_row, _ = signal
+    window = bars["session"].unique().to_list()
+    approved = (
+        pl.col("client_order_id")
+        == stages.orders.filter(pl.col("status") == "approved")["client_order_id"][0]
+    )
+    accepted = event("accepted", last_order["client_order_id"])
+    day = pl.col("session") == stages.sessions[40]
+    keys = ["symbol", "session"]
+    cases = [
+        (
+            lambda df: unique_keys(df, keys),
+            bars,
+            pl.concat([bars, bars.head(1)]),
+            "duplicate ('symbol', 'session')",
+        ),
+        (
+            lambda df: no_nulls(df, ["close"]),
+            bars,
+            with_values(bars, at(*BAR), close=None),
+            "nulls in ['close']",
+        ),
+        (
+            lambda df: sessions_in_window(df, window),
+            bars,
+            with_values(bars, at(*BAR), session=D(2017, 11, 13)),
+            "sessions outside the partition window",
+        ),
+        (cleaned_prices_sane, bars, with_values(bars, at(*BAR), volume=-1), "prices that fail OHLC sanity"),
+        (
+            indicators_in_bounds,
+            stages.indicators,
+            with_values(stages.indicators, at(*IND), atr_14=-1.0),
+            "indicator values out of bounds or NaN",
+        ),
+        (
+            signals_valid,
+            signals,
+            with_values(signals, signal_row, side="hold"),
+            "invalid side, strength outside [0, 1] or no reason",
+        ),
+        (
+            lambda df: orders_within_limits(df, 4),
+            stages.orders,
+            with_values(stages.orders, approved, qty=0),
+            "qty <= 0 or above request or quota, or a duplicate client order id",
+        ),
+        (
+            lambda df: executions_match_orders(df, stages.orders),
+            stages.executions,
+            with_values(stages.executions, accepted, qty=99),
+            "broker events that match no approved order, or fill more than it",
+        ),
+        (
+            equity_identity,
+            stages.equity,
+            with_values(stages.equity, day, cash=-5.0),
+            "equity != cash + market value, or negative cash",
+        ),
+    ]
+    for rule, good, bad, what in cases:
+        assert_passes(rule(good), what=what)
+        outcome = rule(bad)
+        conds = outcome.metadata.get("failed_conditions")
+        expected = f"{outcome.metadata['offending_rows']} rows with {what}" + (f" ({conds})" if conds else "")
+        assert not outcome.passed and outcome.description == expected, (what, outcome.description)
+    assert_passes(executions_match_orders(stages.executions.head(0), stages.orders), what=cases[7][3])
+
+
+def test_a_frame_without_rows_passes_even_without_columns(stages):
+    """An empty output says nothing wrong: it passes, also when it carries no schema (nothing to look up)."""
+    empty = pl.DataFrame()
+    for outcome in (
+        unique_keys(empty, ["symbol", "session"]),
+        no_nulls(empty, ["symbol"]),
+        sessions_in_window(empty, [D(2017, 11, 10)]),
+        cleaned_prices_sane(empty),
+        indicators_in_bounds(empty),
+        signals_valid(empty),
+        executions_match_orders(empty, stages.orders),
+        equity_identity(empty),
+    ):
+        assert_passes(outcome, rows=0)
+
+
+def test_with_no_quota_configured_the_fills_are_counted_but_not_judged(stages):
+    outcome = fills_within_monthly_quota(stages.executions, None)
+    assert outcome == CheckOutcome(
+        True, "no monthly share limit configured", {"rows_checked": stages.executions.height}
+    )
