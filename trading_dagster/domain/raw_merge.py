@@ -415,6 +415,15 @@ def _usable(df: pl.DataFrame) -> int:
     return df.height - int(df.select(pl.all_horizontal(pl.col(c).is_null() for c in VALUE_COLUMNS).sum()).item())
 
 
+def _same_bars(old: pl.DataFrame, new: pl.DataFrame) -> bool:
+    """Whether `new` holds exactly the symbols of `old`, in its order, with the same values (nulls equal)."""
+    return (
+        old.height == new.height
+        and old["symbol"].equals(new["symbol"])
+        and old.select(VALUE_COLUMNS).equals(new.select(VALUE_COLUMNS))
+    )
+
+
 def merge_session(
     session: dt.date,
     existing: pl.DataFrame | None,
@@ -435,11 +444,14 @@ def merge_session(
         )
     inc = _with_import(incoming, import_id, imported_at) if incoming is not None else empty_session_frame()
 
-    if existing is None:
+    old = conform_session_frame(existing) if existing is not None else None
+    if old is None:
         merged = inc.sort("symbol", maintain_order=True)
         outcome = SessionOutcome(session, created=True, changed=True, added=inc.height, earlier=n_earlier)
+    elif _same_bars(old, inc):  # the common re-import: one comparison, no join
+        merged = old
+        outcome = SessionOutcome(session, created=False, changed=False, unchanged=inc.height, earlier=n_earlier)
     else:
-        old = conform_session_frame(existing)
         on_file = (
             old.group_by("symbol", maintain_order=True)
             .agg(pl.all().last(), pl.len().alias("_n"))
