@@ -680,13 +680,13 @@ def test_an_unexplained_2_for_1_split_is_quarantined_until_it_is_confirmed(days)
     assert quarantined(result) == pending_then_split("X", days[5:])
     assert detail_of(result, "X", days[5]) == (
         "open=50.1, close=50.1 are x0.4985, x0.4985 of the previous close 100.5 (dollar volume x1.002 of the 5 "
-        "bars before): a whole-bar move by a 2:1 split (x0.5) or a glitch; close 1 of the 3 the new level must "
-        "hold before the next bar at it confirms it; quarantined until then"
+        "bars before): a whole-bar move by a 2:1 split (x0.5) or a glitch; close 1 of 3 at the new level (the next "
+        "bar that holds it after the last confirms it); quarantined until then"
     )
     assert detail_of(result, "X", days[7]) == (
         "close=49.9 is x0.4965 of 100.5, the close before the break on 2024-01-09: the x0.5 level (2:1 split) "
-        "held, close 3 of the 3 the new level must hold before the next bar at it confirms it; quarantined "
-        "until then"
+        "held, close 3 of 3 at the new level (the next bar that holds it after the last confirms it); "
+        "quarantined until then"
     )
     confirmed = (
         "close=50.2 is x0.4995 of 100.5, the close before the break on 2024-01-09: the x0.5 level has held for 3 "
@@ -819,7 +819,7 @@ def test_a_fall_of_more_than_80_percent_at_no_split_ratio_is_a_collapse(days):
     assert quarantined(result) == {("X", d): PRICE_COLLAPSE for d in days[5:8]}
     assert detail_of(result, "X", days[5]) == (
         "close=4.2 is x0.1685 of the previous close 24.93: a fall of more than 80% at no split ratio; close 1 "
-        "of the 3 the new level must hold before the next bar at it confirms it; quarantined until then"
+        "of 3 at the new level (the next bar that holds it after the last confirms it); quarantined until then"
     )
     # once it held, the confirming bar and the bars after it are real prices: kept, and a collapse row
     assert result.breaks.rows() == [
