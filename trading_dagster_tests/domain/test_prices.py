@@ -517,9 +517,9 @@ def test_real_dataset_glitches_land_in_quarantine():
         NEAR_ZERO_PRICE: 1,
         DECIMAL_SHIFT: 28,
         FIELD_OUTLIER: 16,
-        PRICE_COLLAPSE: 4,
-        UNCONFIRMED_BREAK: 19,
-        UNEXPLAINED_SPLIT: 4,
+        PRICE_COLLAPSE: 3,
+        UNCONFIRMED_BREAK: 33,
+        UNEXPLAINED_SPLIT: 7,
         ZERO_VOLUME: 1_923,
     }
     moved = q.filter(pl.col("reason") == DECIMAL_SHIFT)["detail"]
