@@ -398,9 +398,9 @@ class SessionMerge:
 
 
 def _with_import(df: pl.DataFrame, import_id: str, imported_at: dt.datetime) -> pl.DataFrame:
-    return df.with_columns(
-        pl.lit(import_id, dtype=pl.Utf8).alias("import_id"), pl.lit(imported_at, dtype=_UTC).alias("imported_at")
-    ).select([pl.col(c).cast(t) for c, t in SESSION_SCHEMA.items()])
+    # one select (one query): a merge runs once per session, thousands of times in an import
+    extra = {"import_id": pl.lit(import_id, dtype=pl.Utf8), "imported_at": pl.lit(imported_at, dtype=_UTC)}
+    return df.select([extra[c].alias(c) if c in extra else pl.col(c).cast(t) for c, t in SESSION_SCHEMA.items()])
 
 
 def _as_revisions(df: pl.DataFrame, by: pl.Expr, at: dt.datetime, reason: pl.Expr) -> pl.DataFrame:
@@ -412,7 +412,13 @@ def _as_revisions(df: pl.DataFrame, by: pl.Expr, at: dt.datetime, reason: pl.Exp
 
 
 def _usable(df: pl.DataFrame) -> int:
-    return df.height - int(df.select(pl.all_horizontal(pl.col(c).is_null() for c in VALUE_COLUMNS).sum()).item())
+    """Rows with some value (eager Series operations: no query per call)."""
+    if not df.height:
+        return 0
+    empty = df[VALUE_COLUMNS[0]].is_null()
+    for c in VALUE_COLUMNS[1:]:
+        empty = empty & df[c].is_null()
+    return df.height - int(empty.sum())
 
 
 def _same_bars(old: pl.DataFrame, new: pl.DataFrame) -> bool:
@@ -446,7 +452,7 @@ def merge_session(
 
     old = conform_session_frame(existing) if existing is not None else None
     if old is None:
-        merged = inc.sort("symbol", maintain_order=True)
+        merged = inc if inc["symbol"].is_sorted() else inc.sort("symbol", maintain_order=True)
         outcome = SessionOutcome(session, created=True, changed=True, added=inc.height, earlier=n_earlier)
     elif _same_bars(old, inc):  # the common re-import: one comparison, no join
         merged = old
