@@ -243,6 +243,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"cannot import {paths[0] if len(paths) == 1 else label}: {e}", file=sys.stderr)
         return 2
     sessions = delivery.span
+    del vendor, delivery  # the run reads the files again: do not hold a second copy of every row meanwhile
     print(f"importing {label}: {len(sessions)} sessions {sessions[0]}..{sessions[-1]} into the raw store", flush=True)
     defs = build_definitions(load_settings())
     config = {"import_paths": [str(p) for p in paths], "as_of": now.isoformat()}
