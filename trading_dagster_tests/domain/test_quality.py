@@ -21,7 +21,7 @@ import pytest
 
 from trading_dagster.domain.bars import RAW_SCHEMA
 from trading_dagster.domain.calendar import nyse_calendar
-from trading_dagster.domain.prices import DECIMAL_SHIFT, UNEXPLAINED_SPLIT, clean_prices
+from trading_dagster.domain.prices import UNCONFIRMED_BREAK, UNEXPLAINED_SPLIT, clean_prices
 from trading_dagster.domain.quality import (
     ACTIVE_SHARE,
     ACTIVE_WINDOW,
@@ -333,9 +333,9 @@ def _walk(symbol: str, closes: list[float]) -> list[dict]:
 
 
 def test_a_decimal_break_that_held_holds_the_signals_from_its_confirmation_on():
-    """An unadjusted 10:1 split with no action on file: its first BREAK_CONFIRM_SESSIONS bars are decimal
-    shifts (no bar, so no signal), the next one is the UNEXPLAINED_SPLIT, and from that session on the
-    symbol's signals are held out for `hold` sessions; a one-day glitch holds nothing."""
+    """An unadjusted 10:1 split with no action on file: its first BREAK_CONFIRM_SESSIONS bars are
+    unconfirmed breaks (no bar, so no signal), the next one is the UNEXPLAINED_SPLIT, and from that session
+    on the symbol's signals are held out for `hold` sessions; a one-day glitch holds nothing."""
     n = 20
     split = [100.0 + i % 3 for i in range(6)] + [10.0 + (i % 3) / 10 for i in range(n - 6)]
     glitch = [50.0 + i % 2 for i in range(n)]
@@ -343,10 +343,10 @@ def test_a_decimal_break_that_held_holds_the_signals_from_its_confirmation_on():
     raw = pl.DataFrame(_walk("SPLIT", split) + _walk("GLITCH", glitch), schema=RAW_SCHEMA)
     quarantine = clean_prices(raw, SESSIONS[:n]).quarantine
     assert quarantine.select("symbol", "session", "reason").sort("symbol", "session").rows() == [
-        ("GLITCH", SESSIONS[6], DECIMAL_SHIFT),
-        ("SPLIT", SESSIONS[6], DECIMAL_SHIFT),
-        ("SPLIT", SESSIONS[7], DECIMAL_SHIFT),
-        ("SPLIT", SESSIONS[8], DECIMAL_SHIFT),
+        ("GLITCH", SESSIONS[6], UNCONFIRMED_BREAK),
+        ("SPLIT", SESSIONS[6], UNCONFIRMED_BREAK),
+        ("SPLIT", SESSIONS[7], UNCONFIRMED_BREAK),
+        ("SPLIT", SESSIONS[8], UNCONFIRMED_BREAK),
         ("SPLIT", SESSIONS[9], UNEXPLAINED_SPLIT),
     ]
     breaks = quarantine.filter(pl.col("reason") == UNEXPLAINED_SPLIT)  # what the signals asset reads
