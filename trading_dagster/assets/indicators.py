@@ -15,11 +15,10 @@ from trading_dagster.assets._common import (
     partitioned,
     tables,
 )
-from trading_dagster.assets.prices import CLEANED, QUARANTINE
+from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS
 from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain import indicators as ind
 from trading_dagster.domain import universe
-from trading_dagster.domain.prices import UNEXPLAINED_SPLIT
 from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS, hold_out_unexplained_breaks
 from trading_dagster.domain.strategies import generate_signals
 from trading_dagster.partitions import (
@@ -172,15 +171,11 @@ def indicators(
             partition_mapping=lookback_mapping(universe.LIQUIDITY_LOOKBACK_SESSIONS),
             metadata={"columns": ["symbol", "session", "close", "volume"]},
         ),
-        # unexplained splits in the last 52 weeks hold a symbol's signals out (domain/quality.py)
-        "price_quarantine": dg.AssetIn(
-            key=QUARANTINE,
+        # unexplained splits confirmed in the last 52 weeks hold a symbol's new buys out (domain/quality.py)
+        "price_breaks": dg.AssetIn(
+            key=PRICE_BREAKS,
             partition_mapping=lookback_mapping(BREAK_HOLD_SESSIONS),
-            # the break's row, also when a higher-priority code took it (the detail then says "also ...")
-            metadata={
-                "where": f"reason = '{UNEXPLAINED_SPLIT}' OR detail LIKE '%{UNEXPLAINED_SPLIT}%'",
-                "columns": ["symbol", "session"],
-            },
+            metadata={"where": "kind = 'split'", "columns": ["symbol", "session", "kind"]},
         ),
     },
     check_specs=[
@@ -194,7 +189,7 @@ def signals(
     context: dg.AssetExecutionContext,
     indicators: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
-    price_quarantine: pl.DataFrame,
+    price_breaks: pl.DataFrame,
     trading_config: TradingConfigResource,
     raw_store: RawStoreResource,
     quality_gate: QualityGateResource,
@@ -207,8 +202,8 @@ def signals(
     rule = trading_config.universe_rule()  # ValueError for a bad rule set in the launchpad, before any work
     # the calendar's previous session: a cross never spans a data outage (a session without indicators)
     fired = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1], cal.sessions)
-    out, held = hold_out_unexplained_breaks(fired, price_quarantine, cal.sessions)
-    context.log.info(f"signals: {out.height:,} fired" + (f", {held.height:,} held out (unexplained split)" if held.height else ""))
+    out, held = hold_out_unexplained_breaks(fired, price_breaks, cal.sessions)
+    context.log.info(f"signals: {out.height:,} fired" + (f", {held.height:,} buys held out (unexplained split)" if held.height else ""))
     liquidity = pl.DataFrame(schema=universe.LIQUIDITY_SCHEMA)
     if rule.liquidity_rule_on:
         need_from = universe.required_input_start(cal.sessions, sessions[0], rule.liquidity_window)

@@ -38,6 +38,7 @@ from trading_dagster.resources.configured import (
 CLEANED = ["prices", "cleaned_prices"]
 QUARANTINE = ["prices", "price_quarantine"]
 DATA_OUTAGES = ["prices", "data_outages"]
+PRICE_BREAKS = ["prices", "price_breaks"]
 MAX_OUTAGE_ALERTS = 10  # alerts per run; a long backfill's further outages go into one summary alert
 
 
@@ -67,6 +68,17 @@ MAX_OUTAGE_ALERTS = 10  # alerts per run; a long backfill's further outages go i
             "or part of a degraded stretch (OUTAGE_DEGRADED, with the stretch's start); active and missing "
             "counts, a sample of the missing symbols, detail. The bars that came flow on; the missing "
             "symbols stay missing downstream.",
+        ),
+        "price_breaks": dg.AssetOut(
+            key=PRICE_BREAKS,
+            is_required=False,  # subsettable (can_subset)
+            metadata=PARTITION_EXPR,
+            kinds={"duckdb", "polars"},
+            description="Confirmed price breaks, one row each, dated on the session that confirmed them: an "
+            "unexplained split (a level that held at a split ratio for BREAK_CONFIRM_SESSIONS closes with no "
+            "corporate action on file: its break date and share ratio; the book adjusts held shares on that "
+            "session, new buys are held out, sells pass, and an alert asks for the action) or a collapse that "
+            "held (more than 80% in a day at no split ratio). Adjusts no price.",
         ),
     },
     deps=[RAW_PRICES],
@@ -118,7 +130,7 @@ def cleaned_prices(
         raw, sessions, history=price_history if price_history is not None and price_history.height else None,
         actions=actions,
     )
-    cleaned, quarantine = result.cleaned, result.quarantine
+    cleaned, quarantine, breaks = result.cleaned, result.quarantine, result.breaks
     context.log.info(f"cleaned_prices: {cleaned.height:,} rows kept, {quarantine.height:,} quarantined")
     reasons = quarantine.group_by("reason").len().sort("len", descending=True) if quarantine.height else quarantine
     flags = flag_outages(raw, sessions, history, cal)
@@ -150,6 +162,13 @@ def cleaned_prices(
             },
         )
         _send_outage_alerts(context, quality_gate, alerts, outages, stretches)
+    if "price_breaks" in selected:
+        yield dg.Output(
+            breaks,
+            "price_breaks",
+            metadata={**frame_metadata(breaks, sessions), **tables(context, sessions, breaks=(breaks, 10))},
+        )
+        _send_break_alerts(context, quality_gate, alerts, breaks)
     if "cleaned_prices" not in selected:
         return
     checks = gated_check_results(
@@ -199,6 +218,53 @@ def _outage_check(outages: pl.DataFrame, stretches: list[OutageStretch]) -> dg.A
             "table": "prices.data_outages (one row per outage session)",
         },
     )
+
+
+def _send_break_alerts(
+    context: dg.AssetExecutionContext, quality_gate: QualityGateResource, alerts: AlertsResource, breaks: pl.DataFrame
+) -> None:
+    """One alert per confirmed break not reported before (a re-run does not repeat it): an unexplained split
+    adjusts no price silently, so someone must add the corporate action (or find the vendor's error)."""
+    if breaks.is_empty():
+        return
+    gate = quality_gate.get()
+    rows = {f"price_break:{r['symbol']}:{r['break_date']}:{r['kind']}": r for r in breaks.iter_rows(named=True)}
+    new = set(gate.claim_reports(list(rows), context.run_id))
+    sink = alerts.sink(context.log)
+    try:
+        for key in sorted(new):
+            r = rows[key]
+            what = (
+                f"a {_ratio_text(r['share_ratio'])} split with no corporate action on file"
+                if r["kind"] == "split"
+                else "a collapse of more than 80% that held"
+            )
+            sink.send(
+                Alert(
+                    kind="price_break",
+                    key=key,
+                    title=f"{r['symbol']}: {what}, from {r['break_date']} (confirmed {r['session']})",
+                    text=f"{r['detail']}. New buys of {r['symbol']} are held out and a held position follows the "
+                    "ratio; add the split to the corporate-actions file (or fix the vendor data) and re-run "
+                    f"from {r['break_date']}.",
+                    details={k: str(v) for k, v in r.items()},
+                    severity="WARNING",
+                )
+            )
+    except AlertDeliveryError as exc:
+        gate.release_reports(new)
+        context.log.warning(f"cleaned_prices: a price-break alert was not delivered everywhere ({exc}); it is on "
+                            "record in prices/price_breaks and the next run sends it again")
+
+
+def _ratio_text(share_ratio: float | None) -> str:
+    """2.0 -> '2:1', 0.05 -> '1-for-20 reverse', 1.5 -> '3:2'."""
+    if not share_ratio:
+        return "?"
+    if share_ratio >= 1:
+        return "3:2" if abs(share_ratio - 1.5) < 1e-9 else f"{share_ratio:g}:1"
+    inverse = 1 / share_ratio
+    return "2:3 reverse" if abs(inverse - 1.5) < 1e-9 else f"1-for-{inverse:g} reverse"
 
 
 def _send_outage_alerts(

@@ -16,9 +16,6 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
-from trading_dagster.resources.security_master import SecurityMasterResource
-
 from trading_dagster.assets._common import (
     PARTITION_EXPR,
     Progress,
@@ -32,9 +29,9 @@ from trading_dagster.assets._common import (
     tables,
 )
 from trading_dagster.assets.indicators import SIGNALS
-from trading_dagster.assets.prices import CLEANED
+from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS
 from trading_dagster.checks import gx_suites, rules
-from trading_dagster.domain.book_events import BookEvent, book_events, empty_breaks
+from trading_dagster.domain.book_events import BookEvent, book_events
 from trading_dagster.domain.execution import opens_by_session
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
 from trading_dagster.domain.orders import orders_from_frame
@@ -42,12 +39,14 @@ from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import plan_orders
 from trading_dagster.partitions import lookback_mapping, session_calendar, window_sessions
 from trading_dagster.reporting import equity_plot_markdown
+from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
 from trading_dagster.resources.configured import (
     BrokerResource,
     CorporateActionsResource,
     QualityGateResource,
     TradingConfigResource,
 )
+from trading_dagster.resources.security_master import SecurityMasterResource
 
 ORDERS = ["trading", "orders"]
 EXECUTIONS = ["trading", "executions"]
@@ -92,11 +91,13 @@ def window_book_events(
     return events
 
 
-def price_breaks_frame() -> pl.DataFrame:
-    """Confirmed price breaks (decision 0004, section 3). Until the `prices/price_breaks` asset exists this is
-    an empty frame; that asset plugs in here as an input of orders, executions and pnl with the lookback of
-    TRADING_PRICES (`lookback_mapping(MARK_LOOKBACK)`), replacing this call."""
-    return empty_breaks()
+# confirmed splits (decision 0004, section 3) of the window and the MARK_LOOKBACK sessions before it: the book
+# adjusts held shares on the session a break was confirmed
+TRADING_BREAKS = dg.AssetIn(
+    key=PRICE_BREAKS,
+    partition_mapping=lookback_mapping(MARK_LOOKBACK),
+    metadata={"where": "kind = 'split'"},
+)
 
 
 @dg.asset(
@@ -106,7 +107,7 @@ def price_breaks_frame() -> pl.DataFrame:
     metadata=PARTITION_EXPR,
     description="Risk-checked orders from session D's signals, to fill at D+1's open. Denied orders are kept "
     "with a reason code; client order ids are deterministic.",
-    ins={"signals": dg.AssetIn(key=SIGNALS), "cleaned_prices": TRADING_PRICES},
+    ins={"signals": dg.AssetIn(key=SIGNALS), "cleaned_prices": TRADING_PRICES, "price_breaks": TRADING_BREAKS},
     check_specs=[
         blocking(ORDERS, "orders__within_limits", "0 < qty <= requested and <= quota, unique client order id"),
         gx_suite(ORDERS, "orders"),
@@ -117,6 +118,7 @@ def orders(
     context: dg.AssetExecutionContext,
     signals: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
+    price_breaks: pl.DataFrame,
     broker: BrokerResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
@@ -127,7 +129,7 @@ def orders(
     cal = session_calendar()
     opens = opens_by_session(cleaned_prices)
     events = window_book_events(
-        context, sessions, cleaned_prices, price_breaks_frame(), corporate_actions, security_master
+        context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master
     )
     with broker.get() as b:
         # fills what an earlier run left pending at a's open, after the book events up to a
@@ -178,7 +180,7 @@ def orders(
     "'split' (qty = shares after, price = the ratio), 'cash_in_lieu' (price = the amount), 'delisted_close' (a "
     "security past its valid_to closed at its last close, alerted) and 'renamed'.",
     # only what the broker needs: approved orders (not the ~35x more denials) and the prices
-    ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES},
+    ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES, "price_breaks": TRADING_BREAKS},
     check_specs=[
         blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
         blocking(EXECUTIONS, "executions__monthly_quota", "shares bought per stock and month within the quota"),
@@ -189,6 +191,7 @@ def executions(
     context: dg.AssetExecutionContext,
     orders: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
+    price_breaks: pl.DataFrame,
     broker: BrokerResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
@@ -198,7 +201,7 @@ def executions(
 ):
     sessions = window_sessions(context)
     opens = opens_by_session(cleaned_prices)
-    book = window_book_events(context, sessions, cleaned_prices, price_breaks_frame(), corporate_actions, security_master)
+    book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master)
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
     progress = Progress(context.log, "executions", len(sessions))
@@ -246,6 +249,7 @@ def executions(
         # the fills, and the ledger events that move cash without one (for the equity check)
         "executions": dg.AssetIn(key=EXECUTIONS, metadata={"where": "event IN ('filled', 'cash_in_lieu', 'delisted_close')"}),
         "cleaned_prices": TRADING_PRICES,
+        "price_breaks": TRADING_BREAKS,
     },
     group_name="pnl",
     check_specs=[
@@ -263,6 +267,7 @@ def pnl(
     context: dg.AssetExecutionContext,
     executions: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
+    price_breaks: pl.DataFrame,
     broker: BrokerResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
@@ -271,7 +276,7 @@ def pnl(
 ):
     sessions = window_sessions(context)
     prev = session_calendar().previous_session(sessions[0])
-    book = window_book_events(context, sessions, cleaned_prices, price_breaks_frame(), corporate_actions, security_master)
+    book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master)
     with broker.get() as b:
         start_state = b.account(prev or sessions[0] - dt.timedelta(days=1))
     fills = executions.filter(pl.col("event") == "filled") if executions.height else executions

@@ -31,7 +31,7 @@ from trading_dagster.assets.trading import EQUITY, EXECUTIONS, MARK_LOOKBACK, OR
 from trading_dagster.domain import indicators as ind
 from trading_dagster.domain import universe
 from trading_dagster.domain.prices import HISTORY_SESSIONS
-from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS
+from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS, OUTAGE_HISTORY_SESSIONS
 from trading_dagster.domain.staleness import Dep, Stale, contiguous_ranges, stale_partitions
 from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.configured import QualityGateResource
@@ -50,7 +50,8 @@ RAW = _name(RAW_PRICES)
 # (asset as the gate names it, what it reads and how far back), upstream first. The trading chain's reads
 # of each other's book are the path dependence `stale_partitions` handles as a whole.
 GRAPH: tuple[tuple[str, tuple[Dep, ...]], ...] = (
-    (_name(CLEANED), (Dep(RAW, back=HISTORY_SESSIONS),)),  # decimal-shift/split/outage history
+    # the raw history of the price rules (breaks) and of the outage baseline
+    (_name(CLEANED), (Dep(RAW, back=max(HISTORY_SESSIONS, OUTAGE_HISTORY_SESSIONS)),)),
     (_name(INDICATORS), (Dep(_name(CLEANED), back=ind.LOOKBACK_SESSIONS),)),
     (
         _name(SIGNALS),
@@ -60,8 +61,9 @@ GRAPH: tuple[tuple[str, tuple[Dep, ...]], ...] = (
             Dep(_name(CLEANED), back=max(universe.LIQUIDITY_LOOKBACK_SESSIONS, BREAK_HOLD_SESSIONS)),
         ),
     ),
-    (_name(ORDERS), (Dep(_name(SIGNALS)), Dep(_name(CLEANED)))),
-    (_name(EXECUTIONS), (Dep(_name(ORDERS), back=1), Dep(_name(CLEANED)))),
+    # the trading assets read cleaned prices and confirmed breaks MARK_LOOKBACK sessions back (marks, book events)
+    (_name(ORDERS), (Dep(_name(SIGNALS)), Dep(_name(CLEANED), back=MARK_LOOKBACK))),
+    (_name(EXECUTIONS), (Dep(_name(ORDERS), back=1), Dep(_name(CLEANED), back=MARK_LOOKBACK))),
     (_name(EQUITY), (Dep(_name(EXECUTIONS)), Dep(_name(CLEANED), back=MARK_LOOKBACK))),
 )
 CHAIN = (_name(ORDERS), _name(EXECUTIONS), _name(EQUITY))

@@ -389,39 +389,38 @@ BREAK_HOLD_SESSIONS = 252  # the longest indicator window (the 52-week high): af
 def hold_out_unexplained_breaks(
     signals: pl.DataFrame, breaks: pl.DataFrame, cal_sessions: Sequence[dt.date], hold: int = BREAK_HOLD_SESSIONS
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Signals minus those of a symbol with an UNEXPLAINED_SPLIT in its last `hold` sessions (that session
-    included): (kept, held out).
+    """Signals minus the BUY signals of a symbol with an unexplained split confirmed in its last `hold`
+    sessions (the confirming session included): (kept, held out). Sells pass.
 
-    The split bar itself is quarantined, but the bars after it are valid bars on a new price basis, so every
-    indicator whose window spans the break (a 52-week high from before a 2:1 split reads as a 50% dip) is
-    garbage until a corporate action explains the break and the partitions are re-run. Point in time: a
-    signal of session D looks at breaks dated in the `hold` sessions up to D only, so a range run and a
-    one-day run hold out the same signals. `breaks` holds `symbol` and `session` (quarantine rows).
-
-    A break by a decimal factor (an unadjusted 10:1 or 1-for-100 split: prices.BREAK_CONFIRM_SESSIONS) is
-    dated on the session that confirmed it, BREAK_CONFIRM_SESSIONS after the break: the bars in between are
-    DECIMAL_SHIFT, so they have no indicators and no signal to hold, and the hold runs from the confirmation
-    (a few sessions longer than from the break itself, never shorter).
+    `breaks` is the price_breaks frame (prices.BREAKS_SCHEMA: `symbol`, `session` = the confirming session,
+    `kind`); only `kind == 'split'` rows hold (a collapse that held is a real level). The bars after a split
+    are valid bars on a new price basis, so every indicator whose window spans the break (a 52-week high
+    from before a 2:1 split reads as a 50% dip) is garbage until a corporate action explains the break and
+    the partitions are re-run: no new buy may come of it. A position must stay closable, though: the book
+    follows the split's ratio (domain/book_events.py), and a sell, even one an indicator spanning the break
+    fired, only exits. Point in time: a signal of session D looks at breaks confirmed in the `hold` sessions
+    up to D only, so a range run and a one-day run hold out the same signals.
     """
     if signals.is_empty() or breaks.is_empty():
         return signals, signals.clear()
+    splits = breaks.filter(pl.col("kind") == "split") if "kind" in breaks.columns else breaks
+    if splits.is_empty():
+        return signals, signals.clear()
     index = {s: i for i, s in enumerate(cal_sessions)}
     spans = (
-        breaks.select("symbol", "session")
+        splits.select("symbol", "session")
         .unique()
-        .with_columns(
-            pl.col("session").replace_strict(index, return_dtype=pl.Int64).alias("from_i"),
-        )
+        .with_columns(pl.col("session").replace_strict(index, return_dtype=pl.Int64).alias("from_i"))
     )
-    keyed = signals.with_columns(pl.col("session").replace_strict(index, return_dtype=pl.Int64).alias("_i"))
+    buys = signals.filter(pl.col("side") == "buy").select("symbol", "session").unique()
     held_keys = (
-        keyed.select("symbol", "session", "_i")
-        .unique()
+        buys.with_columns(pl.col("session").replace_strict(index, return_dtype=pl.Int64).alias("_i"))
         .join(spans.select("symbol", "from_i"), on="symbol")
         .filter((pl.col("_i") >= pl.col("from_i")) & (pl.col("_i") < pl.col("from_i") + hold))
-        .select("symbol", "session")
+        .select("symbol", "session", pl.lit(True).alias("_held"))
         .unique()
     )
-    held = signals.join(held_keys, on=["symbol", "session"], how="semi")
-    kept = signals.join(held_keys, on=["symbol", "session"], how="anti")
-    return kept, held
+    marked = signals.join(held_keys, on=["symbol", "session"], how="left", maintain_order="left")
+    hold_it = (pl.col("side") == "buy") & pl.col("_held").fill_null(False)
+    return marked.filter(~hold_it).drop("_held"), marked.filter(hold_it).drop("_held")
+

@@ -21,6 +21,8 @@ WARM_ASSETS = [
     dg.AssetKey(["raw", "raw_prices"]),
     dg.AssetKey(["prices", "cleaned_prices"]),
     dg.AssetKey(["prices", "price_quarantine"]),
+    dg.AssetKey(["prices", "price_breaks"]),
+    dg.AssetKey(["prices", "data_outages"]),
     dg.AssetKey(["indicators", "indicators"]),
 ]
 
