@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.indicators import INDICATOR_COLUMNS, compute_indicators_anchored
-from trading_dagster.domain.prices import UNEXPLAINED_SPLIT, clean_prices
+from trading_dagster.domain.prices import UNCONFIRMED_BREAK, UNEXPLAINED_SPLIT, clean_prices
 from trading_dagster.domain.vendor_files import normalize_ohlcv
 from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.raw_store import LocalRawStore
@@ -160,9 +160,14 @@ def test_splits_from_alpaca_explain_an_unadjusted_split_end_to_end(tmp_path, alp
         msft.filter(pl.col("date") == window[49])["close"].item()
         > 3 * msft.filter(pl.col("date") == ex_date)["close"].item()
     )
-    no_actions = clean_prices(stored, window).quarantine
-    assert no_actions.select("symbol", "session", "reason").rows() == [
-        (SPLIT_SYMBOL, ex_date, UNEXPLAINED_SPLIT)
+    no_actions = clean_prices(stored, window)
+    # ... from the ex-date until the level has held BREAK_CONFIRM_SESSIONS closes, then confirmed on the next
+    assert no_actions.quarantine.select("symbol", "session", "reason").rows() == [
+        *((SPLIT_SYMBOL, d, UNCONFIRMED_BREAK) for d in window[50:53]),
+        (SPLIT_SYMBOL, window[53], UNEXPLAINED_SPLIT),
+    ]
+    assert no_actions.breaks.select("symbol", "session", "break_date", "share_ratio").rows() == [
+        (SPLIT_SYMBOL, window[53], ex_date, 4.0)
     ]
 
     # with Alpaca's splits: nothing quarantined, every bar kept as it traded
