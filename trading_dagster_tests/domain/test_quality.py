@@ -332,32 +332,40 @@ def _walk(symbol: str, closes: list[float]) -> list[dict]:
     ]
 
 
-def test_a_decimal_break_that_held_holds_the_signals_from_its_confirmation_on():
+def test_a_decimal_break_that_held_holds_new_buys_from_its_confirmation_on_and_lets_sells_through():
     """An unadjusted 10:1 split with no action on file: its first BREAK_CONFIRM_SESSIONS bars are
-    unconfirmed breaks (no bar, so no signal), the next one is the UNEXPLAINED_SPLIT, and from that session
-    on the symbol's signals are held out for `hold` sessions; a one-day glitch holds nothing."""
+    unconfirmed breaks (no bar, so no signal), the next one is the UNEXPLAINED_SPLIT and a price_breaks row,
+    and from that session on the symbol's BUY signals are held out for `hold` sessions while its sells pass
+    (a held position must stay closable); a one-day glitch holds nothing."""
     n = 20
     split = [100.0 + i % 3 for i in range(6)] + [10.0 + (i % 3) / 10 for i in range(n - 6)]
     glitch = [50.0 + i % 2 for i in range(n)]
     glitch[6] = glitch[6] / 10
     raw = pl.DataFrame(_walk("SPLIT", split) + _walk("GLITCH", glitch), schema=RAW_SCHEMA)
-    quarantine = clean_prices(raw, SESSIONS[:n]).quarantine
-    assert quarantine.select("symbol", "session", "reason").sort("symbol", "session").rows() == [
+    result = clean_prices(raw, SESSIONS[:n])
+    assert result.quarantine.select("symbol", "session", "reason").sort("symbol", "session").rows() == [
         ("GLITCH", SESSIONS[6], UNCONFIRMED_BREAK),
         ("SPLIT", SESSIONS[6], UNCONFIRMED_BREAK),
         ("SPLIT", SESSIONS[7], UNCONFIRMED_BREAK),
         ("SPLIT", SESSIONS[8], UNCONFIRMED_BREAK),
         ("SPLIT", SESSIONS[9], UNEXPLAINED_SPLIT),
     ]
-    breaks = quarantine.filter(pl.col("reason") == UNEXPLAINED_SPLIT)  # what the signals asset reads
+    breaks = result.breaks  # what the signals asset reads (prices/price_breaks)
+    assert breaks.select("symbol", "session", "break_date", "share_ratio", "kind").rows() == [
+        ("SPLIT", SESSIONS[9], SESSIONS[6], 10.0, "split")
+    ]
     signals = pl.DataFrame(
-        [(d, s, "sma_cross") for s in ("SPLIT", "GLITCH") for d in SESSIONS[:n]],
-        schema={"session": pl.Date, "symbol": pl.Utf8, "strategy": pl.Utf8},
+        [(d, s, "sma_cross", side) for s in ("SPLIT", "GLITCH") for d in SESSIONS[:n] for side in ("buy", "sell")],
+        schema={"session": pl.Date, "symbol": pl.Utf8, "strategy": pl.Utf8, "side": pl.Utf8},
         orient="row",
     )
     kept, held = hold_out_unexplained_breaks(signals, breaks, SESSIONS, hold=5)
-    assert held.select("symbol", "session").rows() == [("SPLIT", d) for d in SESSIONS[9:14]]
+    assert held.select("symbol", "session", "side").rows() == [("SPLIT", d, "buy") for d in SESSIONS[9:14]]
+    assert kept.filter(pl.col("side") == "sell").height == 2 * n  # every sell passes, the split's too
     assert kept.height + held.height == signals.height
+    assert kept.equals(signals.join(held, on=signals.columns, how="anti", maintain_order="left"))  # order kept
     assert BREAK_HOLD_SESSIONS == 252  # the default: the 52-week high no longer spans the break
     _, default = hold_out_unexplained_breaks(signals, breaks, SESSIONS)
     assert default.select("symbol", "session").rows() == [("SPLIT", d) for d in SESSIONS[9:n]]
+    collapse = breaks.with_columns(pl.lit("collapse").alias("kind"), pl.lit(None, dtype=pl.Float64).alias("share_ratio"))
+    assert hold_out_unexplained_breaks(signals, collapse, SESSIONS)[1].is_empty()  # a real level holds nothing
