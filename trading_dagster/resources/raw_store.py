@@ -69,7 +69,6 @@ from trading_dagster.domain.raw_merge import (
     Delivery,
     SessionOutcome,
     build_manifest,
-    check_within,
     conform_session_frame,
     make_import_id,
     merge_session,
@@ -175,20 +174,6 @@ def read_vendor_bytes(data: bytes, name: str) -> VendorDelivery:
 def read_ohlcv_bytes(data: bytes, name: str) -> pl.DataFrame:
     """`read_ohlcv_file` for bytes: the raw columns of `read_vendor_bytes`."""
     return read_vendor_bytes(data, name).rows.select(RAW_COLUMNS)
-
-
-def require_within(bars: pl.DataFrame, first: dt.date, last: dt.date, source: str) -> None:
-    """Raise a PriceDataError if any row of `bars` is dated outside [first, last] (or has no date).
-
-    A run that ingests a given file must hold all of it: a row outside the run's window would otherwise be
-    dropped silently or written into a partition the run does not own.
-    """
-    try:
-        check_within(bars.filter(pl.col("date").is_not_null()), first, last)
-    except PriceDataError as exc:
-        raise PriceDataError(f"{source}: {exc}") from None
-    if bars["date"].null_count():
-        raise PriceDataError(f"{source}: {bars['date'].null_count()} row(s) have no date; nothing was written.")
 
 
 def normalize_prefix(prefix: str) -> str:
