@@ -200,7 +200,8 @@ def _run_errors(result: object) -> str:
             while error is not None and error.cause is not None:
                 error = error.cause
             if error is not None:
-                lines.append(f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}")
+                first = error.message.strip().splitlines()[0] if error.message.strip() else ""
+                lines.append(f"{error.cls_name}: {first}")
     return "\n".join(lines) or "the run failed (see it in the UI: trading-dagster ui)"
 
 

@@ -83,7 +83,11 @@ def _as_of(config: RawPricesConfig, now: dt.datetime) -> dt.datetime:
 
 
 def _read_delivery(
-    config: RawPricesConfig, store: RawStore, market_data: MarketDataResource, first: dt.date, last_day: dt.date
+    config: RawPricesConfig,
+    store: RawStore,
+    market_data: MarketDataResource,
+    first: dt.date,
+    last_day: dt.date,
 ) -> tuple[VendorDelivery, str, str, bool]:
     """(the delivery's rows, its source for metadata, where it comes from for messages, whether it is files:
     a file must hold some row to import)."""
@@ -102,7 +106,9 @@ def _read_delivery(
     source = market_data.get()
     bars = source.fetch_bars(first, last_day, None)
     columns = VendorColumns(mapping={c: c for c in RAW_COLUMNS})
-    delivery = VendorDelivery(delivery_rows(bars, source.describe()), ((source.describe(), bars.height, columns),))
+    delivery = VendorDelivery(
+        delivery_rows(bars, source.describe()), ((source.describe(), bars.height, columns),)
+    )
     return delivery, source.describe(), source.describe(), False
 
 
@@ -188,7 +194,9 @@ def raw_prices(
             progress.append(Progress(context.log, "raw_prices sessions merged", total))
         progress[0].tick(done)
 
-    result: ImportResult = store.import_delivery(delivery, import_id=new_import_id(now), imported_at=now, progress=tick)
+    result: ImportResult = store.import_delivery(
+        delivery, import_id=new_import_id(now), imported_at=now, progress=tick
+    )
     quality_gate.get().record_changes(result.changed_sessions, context.run_id)  # staleness reads these
     for line in format_import(result.manifest):
         context.log.info(line)

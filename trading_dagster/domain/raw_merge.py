@@ -163,7 +163,13 @@ def _classify_dates(
         if day > today:
             rows.append((day, FUTURE_SESSION, f"{day} is after the import day {today} (New York)"))
         elif day < calendar.first or day > calendar.last:
-            rows.append((day, OUTSIDE_CALENDAR, f"{day} is outside the session calendar {calendar.first}..{calendar.last}"))
+            rows.append(
+                (
+                    day,
+                    OUTSIDE_CALENDAR,
+                    f"{day} is outside the session calendar {calendar.first}..{calendar.last}",
+                )
+            )
         elif not calendar.is_session(day):
             rows.append((day, NON_SESSION_DATE, f"{day} is {_describe_day(day, calendar)}: no session"))
         elif day == today:
@@ -212,7 +218,9 @@ def _order_text(has_revision: bool, has_line: bool, order_columns: Mapping[str, 
         return f"{what} column {', '.join(repr(c) for c in cols)}"
 
     if has_revision:
-        return named(REVISION_TIME, "revision time") + (", then " + named(LINE_NUMBER, "line number") if has_line else "")
+        return named(REVISION_TIME, "revision time") + (
+            ", then " + named(LINE_NUMBER, "line number") if has_line else ""
+        )
     if has_line:
         return named(LINE_NUMBER, "line number")
     return "row order in the delivery"
@@ -294,7 +302,13 @@ def _assemble(
     the earlier ones, and the empty and all-null sessions of `span`."""
     has_revision = accepted[REVISION_TIME].null_count() < accepted.height
     has_line = accepted[LINE_NUMBER].null_count() < accepted.height
-    keys = ["symbol", "date", *([REVISION_TIME] if has_revision else []), *([LINE_NUMBER] if has_line else []), "_seq"]
+    keys = [
+        "symbol",
+        "date",
+        *([REVISION_TIME] if has_revision else []),
+        *([LINE_NUMBER] if has_line else []),
+        "_seq",
+    ]
     ordered = accepted.sort(keys, nulls_last=False)  # a missing revision time or line number is the earliest
     last = (
         (pl.col("symbol") != pl.col("symbol").shift(-1)) | (pl.col("date") != pl.col("date").shift(-1))
@@ -306,7 +320,11 @@ def _assemble(
     present = set(bars["date"].unique().to_list()) if bars.height else set()
     null_rows = pl.all_horizontal(pl.col(c).is_null() for c in VALUE_COLUMNS)
     all_null = (
-        bars.group_by("date").agg(null_rows.all().alias("all_null")).filter("all_null")["date"].sort().to_list()
+        bars.group_by("date")
+        .agg(null_rows.all().alias("all_null"))
+        .filter("all_null")["date"]
+        .sort()
+        .to_list()
         if bars.height
         else []
     )
@@ -331,7 +349,9 @@ def session_delivery(rows: pl.DataFrame, session: dt.date, as_of: dt.datetime, s
     other = rows.filter(pl.col("date").is_null() | (pl.col("date") != session))
     if other.height:
         dates = sorted({str(d) for d in other["date"].unique().to_list()})
-        raise PriceDataError(f"cannot write session {session}: {other.height} row(s) are dated {dates[:20]} instead")
+        raise PriceDataError(
+            f"cannot write session {session}: {other.height} row(s) are dated {dates[:20]} instead"
+        )
     frame = rows.with_columns(
         [pl.lit(None, dtype=t).alias(c) for c, t in DELIVERY_SCHEMA.items() if c not in rows.columns]
     ).with_columns(pl.lit(source, dtype=pl.Utf8).alias(SOURCE))
@@ -341,7 +361,14 @@ def session_delivery(rows: pl.DataFrame, session: dt.date, as_of: dt.datetime, s
         raise PriceDataError(f"cannot write session {session}: {missing_symbol.height} row(s) have no symbol")
     rejected = pl.DataFrame(schema={**DELIVERY_SCHEMA, "reason": pl.Utf8, "detail": pl.Utf8})
     return _assemble(
-        frame, rejected, (session,), rows_read=frame.height, as_of=as_of, order_columns={}, sources=(source,), ignored_columns={}
+        frame,
+        rejected,
+        (session,),
+        rows_read=frame.height,
+        as_of=as_of,
+        order_columns={},
+        sources=(source,),
+        ignored_columns={},
     )
 
 
@@ -400,7 +427,9 @@ class SessionMerge:
 def _with_import(df: pl.DataFrame, import_id: str, imported_at: dt.datetime) -> pl.DataFrame:
     # one select (one query): a merge runs once per session, thousands of times in an import
     extra = {"import_id": pl.lit(import_id, dtype=pl.Utf8), "imported_at": pl.lit(imported_at, dtype=_UTC)}
-    return df.select([extra[c].alias(c) if c in extra else pl.col(c).cast(t) for c, t in SESSION_SCHEMA.items()])
+    return df.select(
+        [extra[c].alias(c) if c in extra else pl.col(c).cast(t) for c, t in SESSION_SCHEMA.items()]
+    )
 
 
 def _as_revisions(df: pl.DataFrame, by: pl.Expr, at: dt.datetime, reason: pl.Expr) -> pl.DataFrame:
@@ -446,7 +475,12 @@ def merge_session(
     if earlier is not None and earlier.height:
         n_earlier = earlier.height
         parts.append(
-            _as_revisions(_with_import(earlier, import_id, imported_at), pl.lit(import_id), imported_at, pl.lit(EARLIER_ROW))
+            _as_revisions(
+                _with_import(earlier, import_id, imported_at),
+                pl.lit(import_id),
+                imported_at,
+                pl.lit(EARLIER_ROW),
+            )
         )
     inc = _with_import(incoming, import_id, imported_at) if incoming is not None else empty_session_frame()
 
@@ -456,15 +490,23 @@ def merge_session(
         outcome = SessionOutcome(session, created=True, changed=True, added=inc.height, earlier=n_earlier)
     elif _same_bars(old, inc):  # the common re-import: one comparison, no join
         merged = old
-        outcome = SessionOutcome(session, created=False, changed=False, unchanged=inc.height, earlier=n_earlier)
+        outcome = SessionOutcome(
+            session, created=False, changed=False, unchanged=inc.height, earlier=n_earlier
+        )
     else:
         on_file = (
             old.group_by("symbol", maintain_order=True)
             .agg(pl.all().last(), pl.len().alias("_n"))
-            .select("symbol", *(pl.col(c).alias(f"{c}_old") for c in (*VALUE_COLUMNS, REVISION_TIME, "import_id")), "_n")
+            .select(
+                "symbol",
+                *(pl.col(c).alias(f"{c}_old") for c in (*VALUE_COLUMNS, REVISION_TIME, "import_id")),
+                "_n",
+            )
         )
         joined = inc.join(on_file, on="symbol", how="left")
-        same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in VALUE_COLUMNS) & (pl.col("_n") == 1)
+        same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in VALUE_COLUMNS) & (
+            pl.col("_n") == 1
+        )
         both_timed = pl.col(REVISION_TIME).is_not_null() & pl.col(f"{REVISION_TIME}_old").is_not_null()
         status = (
             pl.when(pl.col("_n").is_null())
@@ -500,7 +542,12 @@ def merge_session(
             parts.append(_as_revisions(replaced_old, pl.lit(import_id), imported_at, pl.col("_reason")))
         if kept.height:
             parts.append(
-                _as_revisions(kept.select(list(SESSION_SCHEMA)).with_columns(kept["import_id_old"].alias("_by")), pl.col("_by"), imported_at, pl.lit(OLDER_THAN_ON_FILE))
+                _as_revisions(
+                    kept.select(list(SESSION_SCHEMA)).with_columns(kept["import_id_old"].alias("_by")),
+                    pl.col("_by"),
+                    imported_at,
+                    pl.lit(OLDER_THAN_ON_FILE),
+                )
             )
         outcome = SessionOutcome(
             session,
@@ -544,7 +591,9 @@ def build_manifest(
     unchanged = [s for s in with_bars if not by[s].created and not by[s].changed]
     rejected = delivery.rejected
     reasons = (
-        {r: n for r, n in rejected.group_by("reason").len().sort("reason").iter_rows()} if rejected.height else {}
+        {r: n for r, n in rejected.group_by("reason").len().sort("reason").iter_rows()}
+        if rejected.height
+        else {}
     )
     examples = []
     for reason in reasons:
@@ -592,7 +641,9 @@ def build_manifest(
         "sessions_unchanged": _day_list(unchanged),
         "changes": changes,
         "empty_sessions": _day_list(delivery.empty_sessions),
-        "empty_sessions_recorded": _day_list([s for s in delivery.empty_sessions if s in by and by[s].created]),
+        "empty_sessions_recorded": _day_list(
+            [s for s in delivery.empty_sessions if s in by and by[s].created]
+        ),
         "all_null_sessions": _day_list(delivery.all_null_sessions),
         "rejected": reasons,
         "rejected_examples": examples,
@@ -609,13 +660,19 @@ def _short(days: Sequence[str], limit: int = 10) -> str:
 def format_import(manifest: Mapping[str, Any]) -> list[str]:
     """The manifest for a person: the lines the import command prints and the raw asset logs."""
     bars, span = manifest["bars"], manifest["span"]
-    sessions = f"{span['sessions']} session(s) {span['first']}..{span['last']}" if span["first"] else "no session"
+    sessions = (
+        f"{span['sessions']} session(s) {span['first']}..{span['last']}" if span["first"] else "no session"
+    )
     lines = [
         f"import {manifest['import_id']}: {manifest['rows_read']:,} row(s), {manifest['symbols']:,} symbol(s), {sessions}",
         f"  sessions: {len(manifest['sessions_added'])} added, {len(manifest['sessions_revised'])} revised, "
         f"{len(manifest['sessions_unchanged'])} unchanged",
         f"  bars: {bars['added']:,} added, {bars['revised']:,} revised, {bars['unchanged']:,} unchanged"
-        + (f", {bars['kept_on_file']:,} older than the bar on file (kept as revisions)" if bars["kept_on_file"] else ""),
+        + (
+            f", {bars['kept_on_file']:,} older than the bar on file (kept as revisions)"
+            if bars["kept_on_file"]
+            else ""
+        ),
     ]
     if manifest["sessions_revised"]:
         lines.append(f"  revised sessions: {_short(manifest['sessions_revised'])}")
@@ -626,10 +683,12 @@ def format_import(manifest: Mapping[str, Any]) -> list[str]:
         )
     empty, null = manifest["empty_sessions"], manifest["all_null_sessions"]
     lines.append(
-        f"  empty sessions (no row delivered; data outages): {len(empty)}" + (f": {_short(empty)}" if empty else "")
+        f"  empty sessions (no row delivered; data outages): {len(empty)}"
+        + (f": {_short(empty)}" if empty else "")
     )
     lines.append(
-        f"  all-null sessions (every value null; data outages): {len(null)}" + (f": {_short(null)}" if null else "")
+        f"  all-null sessions (every value null; data outages): {len(null)}"
+        + (f": {_short(null)}" if null else "")
     )
     rejected = manifest["rejected"]
     if rejected:
@@ -646,7 +705,5 @@ def format_import(manifest: Mapping[str, Any]) -> list[str]:
     else:
         lines.append("  rejected rows: none")
     ignored = manifest["ignored_columns"]
-    lines.append(
-        "  ignored columns (not imported): " + (", ".join(ignored) if ignored else "none")
-    )
+    lines.append("  ignored columns (not imported): " + (", ".join(ignored) if ignored else "none"))
     return lines

@@ -490,7 +490,9 @@ they came from and their 0-based position in it (header excluded). `domain/raw_m
 def delivery_rows(frame: VendorFrame | pl.DataFrame, source: str) -> pl.DataFrame:
     """A file's (or a source's) rows as DELIVERY_SCHEMA."""
     bars = frame.bars if isinstance(frame, VendorFrame) else frame
-    missing = [pl.lit(None, dtype=DELIVERY_SCHEMA[c]).alias(c) for c in (REVISION_TIME, LINE_NUMBER) if c not in bars.columns]
+    missing = [
+        pl.lit(None, dtype=DELIVERY_SCHEMA[c]).alias(c) for c in (REVISION_TIME, LINE_NUMBER) if c not in bars.columns
+    ]
     return bars.with_columns(
         *missing,
         pl.lit(source, dtype=pl.Utf8).alias(SOURCE),

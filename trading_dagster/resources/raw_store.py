@@ -196,7 +196,9 @@ def _from_parquet_bytes(data: bytes, key: str, columns: Sequence[str] | None = N
     try:
         return pl.read_parquet(io.BytesIO(data), columns=list(columns) if columns is not None else None)
     except pl.exceptions.PolarsError as exc:
-        raise RawStoreError(f"raw object {key!r} is not readable Parquet (or lacks columns {columns}): {exc}") from exc
+        raise RawStoreError(
+            f"raw object {key!r} is not readable Parquet (or lacks columns {columns}): {exc}"
+        ) from exc
 
 
 def _utcnow() -> dt.datetime:
@@ -434,7 +436,8 @@ class RawStore(abc.ABC):
     def read_revisions(self, session: dt.date) -> pl.DataFrame:
         """Every bar ever superseded in `session` (REVISION_SCHEMA), oldest import first."""
         base = f"{self.prefix}{REVISIONS_DIR}date={session:%Y-%m-%d}/"
-        frames = [_from_parquet_bytes(self._get(k), k) for k in self._iter_keys(base, None, None) if k.endswith(".parquet")]
+        keys = [k for k in self._iter_keys(base, None, None) if k.endswith(".parquet")]
+        frames = [_from_parquet_bytes(self._get(k), k) for k in keys]
         return pl.concat(frames) if frames else pl.DataFrame(schema=REVISION_SCHEMA)
 
     def bar_counts(self, sessions: Sequence[dt.date]) -> dict[dt.date, tuple[int, int] | None]:
