@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from trading_dagster.assets.indicators import INDICATORS, SIGNALS, LookbackIncomplete
-from trading_dagster.assets.prices import CLEANED, QUARANTINE
+from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS, QUARANTINE
 from trading_dagster.assets.raw import RAW_PRICES
 from trading_dagster.definitions import ASSETS, build_resources
 from trading_dagster.domain.prices import HIGH_BELOW_LOW
@@ -23,6 +23,7 @@ from trading_dagster_tests.integration.conftest import make_settings, read_table
 
 SYMBOLS = ["AAPL", "MSFT", "SPY"]
 RAW_KEY, CLEANED_KEY, QUARANTINE_KEY = dg.AssetKey(RAW_PRICES), dg.AssetKey(CLEANED), dg.AssetKey(QUARANTINE)
+BREAKS_KEY = dg.AssetKey(PRICE_BREAKS)  # what signals read for the unexplained-split hold-out
 
 
 def materialize(settings: Settings, keys: list[dg.AssetKey], first: dt.date, last: dt.date | None = None, **kw):
@@ -73,7 +74,7 @@ def test_signals_refuse_a_gap_in_the_indicators_lookback(tmp_path):
     source = tmp_path / "vendor.parquet"
     sample_bars(dt.date(2008, 1, 2), day).write_parquet(source)
     settings = make_settings(tmp_path / "data", TRADING_DAGSTER_MARKET_DATA_FILE=str(source))
-    assert materialize(settings, [RAW_KEY, CLEANED_KEY, QUARANTINE_KEY], dt.date(2008, 1, 2), day).success
+    assert materialize(settings, [RAW_KEY, CLEANED_KEY, QUARANTINE_KEY, BREAKS_KEY], dt.date(2008, 1, 2), day).success
     for session in (before, day):  # `gap` skipped
         assert materialize(settings, [dg.AssetKey(INDICATORS)], session).success
     assert sorted(read_table(settings, "indicators.indicators")["session"].unique().to_list()) == [before, day]
@@ -96,7 +97,7 @@ def test_signals_refuse_a_missing_partition_at_the_front_of_the_lookback(tmp_pat
     source = tmp_path / "vendor.parquet"
     sample_bars(dt.date(2008, 1, 2), day).write_parquet(source)
     settings = make_settings(tmp_path / "data", TRADING_DAGSTER_MARKET_DATA_FILE=str(source))
-    assert materialize(settings, [RAW_KEY, CLEANED_KEY, QUARANTINE_KEY], dt.date(2008, 1, 2), day).success
+    assert materialize(settings, [RAW_KEY, CLEANED_KEY, QUARANTINE_KEY, BREAKS_KEY], dt.date(2008, 1, 2), day).success
     assert materialize(settings, [dg.AssetKey(INDICATORS)], day).success  # only the window's own session
 
     with pytest.raises(LookbackIncomplete, match=r"1 sessions, 2008-01-04\. The raw store holds history from 2008-01-04 or earlier"):
