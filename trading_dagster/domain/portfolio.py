@@ -22,7 +22,14 @@ from typing import NamedTuple
 
 import polars as pl
 
-from trading_dagster.domain.book_events import BookEvent, Delisting, Rename, Split, event_order, events_between
+from trading_dagster.domain.book_events import (
+    BookEvent,
+    Delisting,
+    Rename,
+    Split,
+    event_order,
+    events_between,
+)
 from trading_dagster.domain.execution import CENT, CommissionModel, SlippageModel, execute_open
 from trading_dagster.domain.orders import (
     Fill,

@@ -23,7 +23,14 @@ from decimal import Decimal
 import duckdb
 import polars as pl
 
-from trading_dagster.domain.book_events import BookEvent, Delisting, Rename, Split, event_order, events_between
+from trading_dagster.domain.book_events import (
+    BookEvent,
+    Delisting,
+    Rename,
+    Split,
+    event_order,
+    events_between,
+)
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, execute_open
 from trading_dagster.domain.orders import (
     EXECUTION_SCHEMA,
