@@ -302,13 +302,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     """Re-run exactly the stale partitions, upstream first, each stage as one single-run range."""
     import dagster as dg
 
-    from trading_dagster.automation.staleness import (
-        describe,
-        range_tags,
-        refresh_plan,
-        selection_for,
-        stale_report,
-    )
+    from trading_dagster.automation.staleness import describe, execute_refresh, refresh_plan, stale_report
     from trading_dagster.definitions import build_definitions
     from trading_dagster.resources.quality_gate import QualityGate
     from trading_dagster.settings import load_settings
@@ -317,28 +311,18 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     ensure_dagster_home(args.dagster_home)
     settings = load_settings()
     gate = QualityGate(settings.quality_gate_path)
-    plan = refresh_plan(stale_report(gate))
+    if args.dry_run:
+        plan = refresh_plan(stale_report(gate))
+        for i, run in enumerate(plan, 1):
+            print(f"refresh {i}/{len(plan)}: {run.label}")
+        print("up to date: nothing to refresh" if not plan else "(dry run: nothing was run)")
+        return 0
+    ok, plan = execute_refresh(build_definitions(settings), dg.DagsterInstance.get(), gate, announce=lambda m: print(m, flush=True))
     if not plan:
         print("up to date: nothing to refresh")
         return 0
-    defs = build_definitions(settings)
-    job = defs.resolve_job_def("pipeline_job")
-    graph = defs.resolve_asset_graph()
-    for i, run in enumerate(plan, 1):
-        print(f"refresh {i}/{len(plan)}: {run.label}", flush=True)
-        if args.dry_run:
-            continue
-        result = job.execute_in_process(
-            instance=dg.DagsterInstance.get(),
-            asset_selection=selection_for(graph, run.assets),
-            tags=range_tags(run),
-            raise_on_error=False,
-        )
-        if not result.success:
-            print(f"refresh run {result.run_id} failed; see the errors above. Nothing after it ran.", file=sys.stderr)
-            return 1
-    if args.dry_run:
-        return 0
+    if not ok:
+        return 1
     left = stale_report(gate)
     for line in describe(left):
         print(f"still stale: {line}", file=sys.stderr)

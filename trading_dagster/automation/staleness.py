@@ -114,6 +114,25 @@ def selection_for(graph: Any, assets: Sequence[str]) -> list[dg.AssetKey]:
     return sorted(keys, key=lambda k: k.to_user_string())
 
 
+def execute_refresh(
+    defs: dg.Definitions, instance: dg.DagsterInstance, gate: QualityGate, *, announce: Any = print
+) -> tuple[bool, list[RefreshRun]]:
+    """Run the refresh plan in this process, upstream first, stopping at the first failed run:
+    (all succeeded, the plan). What `trading-dagster refresh` does; the sensor does the same one run a tick."""
+    plan = refresh_plan(stale_report(gate))
+    job = defs.resolve_job_def("pipeline_job")
+    graph = defs.resolve_asset_graph()
+    for i, run in enumerate(plan, 1):
+        announce(f"refresh {i}/{len(plan)}: {run.label}")
+        result = job.execute_in_process(
+            instance=instance, asset_selection=selection_for(graph, run.assets), tags=range_tags(run), raise_on_error=False
+        )
+        if not result.success:
+            announce(f"refresh run {result.run_id} failed; see the errors above. Nothing after it ran.")
+            return False, plan
+    return True, plan
+
+
 def range_tags(run: RefreshRun) -> dict[str, str]:
     return {RANGE_START_TAG: run.start.isoformat(), RANGE_END_TAG: run.end.isoformat(), REFRESH_TAG: run.label}
 
