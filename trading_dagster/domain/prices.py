@@ -189,27 +189,37 @@ OLD_LEVEL_BAND = math.sqrt(1.5)
 # A whole-bar move at a factor on volume more than REAL_MOVE_VOLUME x the median of the 5 bars before, in
 # shares AND in dollars, is a real move (news: a crash or a rally), not a split or a glitch: a split scales
 # the share volume by its ratio and leaves the dollar volume where it was; a glitch in the prices leaves the
-# share volume where it was. A fall of more than 80% on such volume is still a collapse. Measured: the
-# dollar volume of the 9 real split days was x0.13 to x1.5 of the 5 bars before, but a random session of a
-# liquid name is above x3 now and then (index events, news), so the gate costs splits: of 200 splits made
-# at random sessions of liquid names (benchmarks/split_detection.py), a 2:1 split is confirmed 188 times
-# with a gate at 3x, 193 at 5x, 194 at 10x and 194 without one (the rest moved more than BREAK_TOLERANCE).
-# On the split-adjusted 2008-2017 file, where every confirmed split is a false alarm (a real -33% / +50%
-# day that held: TRIB 2016-10-04 fell 50% on x76 the dollar volume), the gate leaves 5 (3x), 7 (5x), 18
-# (10x) of 35. 5x keeps nearly every split and drops 4 false alarms in 5.
-REAL_MOVE_VOLUME = 5.0
+# share volume where it was. A fall of more than 80% on such volume is still a collapse. (For a fall to k the
+# two hypotheses lie on one line, dollars = k x shares: the volume tells only how big the spike is.)
+# Measured: the dollar volume of the 10 real split days of test_real_breaks.py was x0.13 to x1.7 of the 5
+# bars before (AIG's x15 on its 1-for-20 came with x1 the shares: the vendor left the day's volume in old
+# shares), but a random session of a liquid name is above x3 on 1.8% of days, x4 on 0.9%, x5 on 0.5% (index
+# events, news), so the gate costs splits: of 200 2:1 splits made at random sessions of liquid names
+# (benchmarks/split_detection.py) it confirms 188 with a gate at 3x, 192 at 4x, 193 at 5x, 194 at 10x and
+# 194 without one (the rest moved more than BREAK_TOLERANCE). On the split-adjusted 2008-2017 file, where
+# every confirmed split is a false alarm (a real -33% / +50% day that held: TRIB 2016-10-04 fell 50% on x76
+# the dollar volume), it leaves 5 (3x), 5 (4x), 7 (5x), 18 (10x) of 35; 4x drops NFLX's -35% of 2011-10-25
+# (x4.75, in the repo's sample data) and VMW's -34% of 2008-01-29 (x4.67).
+REAL_MOVE_VOLUME = 4.0
 # Prices so low that one cent is a big step (0.01 -> 0.02 is "x2"), or where +-50% is an ordinary day, say
 # nothing about splits or decimal points: the decimal rule needs a reference of at least this many dollars,
 # the break rule both sides of a move from x1/3 to x3 (one side of a farther one: a 1-for-20 reverse split
 # of a 30-cent stock is a break, and so is a 30-dollar stock printed at 0.30).
 MIN_RATIO_PRICE = 0.5
-# What the caller passes as `history`: the raw rows of this many sessions before the window. A verdict
-# reads the bars dated within BREAK_REACH_DAYS calendar days before it: the confirming bar needs the break
-# BREAK_CONFIRM_SESSIONS bars back and the LONG_REFERENCE_BARS before that, 11 traded bars, and 28 days
-# hold 19 or 20 sessions, so a name may miss 8 of them and still be judged. 20 sessions always reach back
-# at least 28 days (20 weekdays are four weeks, holidays only push them further); REFERENCE_DAYS is shorter.
-BREAK_REACH_DAYS = 28
-HISTORY_SESSIONS = 20
+# The reach of the break rule, in calendar days (a function of the dates alone, like REFERENCE_DAYS). A break
+# bar's previous close and the LONG_REFERENCE_BARS before it must be dated within BREAK_REFERENCE_DAYS
+# before it (8 traded bars; 21 days hold 14 or 15 sessions). A break is judged by the bars after it within
+# BREAK_RUN_DAYS (the BREAK_CONFIRM_SESSIONS bars of its run and the one that confirms it), and a bar is
+# the end of a glitch when the break it returns from is within BREAK_RUN_DAYS before it. Each bar's own
+# test reads only its own reach, so a bar is a break or not whichever later bar asks.
+BREAK_REFERENCE_DAYS = 21
+BREAK_RUN_DAYS = 14
+# What a verdict reads in all: the bars dated within BREAK_REACH_DAYS before it.
+BREAK_REACH_DAYS = BREAK_REFERENCE_DAYS + 2 * BREAK_RUN_DAYS
+# What the caller passes as `history`: the raw rows of this many sessions before the window. 35 sessions
+# always reach back at least BREAK_REACH_DAYS = 49 days (35 weekdays are seven weeks, holidays only push
+# them further); REFERENCE_DAYS is shorter.
+HISTORY_SESSIONS = 35
 
 
 @dataclass(frozen=True)
@@ -576,6 +586,7 @@ class _BreakTest:
 
 def _break_test(
     b: int,
+    days: np.ndarray,
     closes: np.ndarray,
     opens: np.ndarray,
     shares: np.ndarray,
@@ -583,9 +594,16 @@ def _break_test(
     factors: np.ndarray,
 ) -> _BreakTest:
     """Did the bar at offset `b` (columns of the gathered bars: 0 is the bar judged, 1 the one before, ...)
-    break from its previous close? Arrays in units of the original share, NaN where there is no bar."""
-    close, prev = closes[:, b], closes[:, b + 1]
-    old = _row_median(closes[:, b + 1 : b + 1 + LONG_REFERENCE_BARS], MIN_REFERENCE_BARS)
+    break from its previous close? Arrays in units of the original share, NaN where there is no bar. Only
+    the bars dated within BREAK_REFERENCE_DAYS before b count, so the answer is the same whichever later
+    bar asks (b's own run, or a bar BREAK_CONFIRM_SESSIONS later)."""
+    own = days[:, b : b + 1] - days[:, b + 1 : b + 1 + LONG_REFERENCE_BARS] <= BREAK_REFERENCE_DAYS
+
+    def before(values: np.ndarray, n: int) -> np.ndarray:
+        return np.where(own[:, :n], values[:, b + 1 : b + 1 + n], np.nan)
+
+    close, prev = closes[:, b], before(closes, 1)[:, 0]
+    old = _row_median(before(closes, LONG_REFERENCE_BARS), MIN_REFERENCE_BARS)
     ratio = close / prev
     k, _, at_factor = _nearest_factor(ratio)
     k_open, _, open_at_factor = _nearest_factor(opens[:, b] / prev)
@@ -595,8 +613,8 @@ def _break_test(
     # side (a 1-for-20 reverse split of a 30-cent stock, the return from a glitch to 8 cents)
     common = (k > 1.0 / COMMON_MOVES) & (k < COMMON_MOVES)
     priced = np.where(common, np.fmin(prev, close), np.fmax(prev, close)) / factors[:, b] >= MIN_RATIO_PRICE
-    share_median = _row_median(shares[:, b + 1 : b + 6], 1)
-    dollar_median = _row_median(dollars[:, b + 1 : b + 6], 1)
+    share_median = _row_median(before(shares, 5), 1)
+    dollar_median = _row_median(before(dollars, 5), 1)
     dollar_ratio = dollars[:, b] / dollar_median
     real = (shares[:, b] > REAL_MOVE_VOLUME * share_median) & (dollar_ratio > REAL_MOVE_VOLUME)
     real &= (share_median > 0) & (dollar_median > 0)
@@ -613,24 +631,24 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
 
     `rows`: the usable bars (history and window) sorted by (symbol, date), with `_sym`, `_row` (null for
     history), `_nc` (the close in units of the original share) and `_factor`. For a bar t and each
-    j = BREAK_CONFIRM_SESSIONS .. 0, the hypothesis "the bar j bars back (b = t - j) broke, and the level
-    has held since" is checked on the bars dated within BREAK_REACH_DAYS before t:
+    j = BREAK_CONFIRM_SESSIONS .. 0, the hypothesis "the bar j bars back (b = t - j, dated within
+    BREAK_RUN_DAYS before t) broke, and the level has held since" is checked:
 
-    * b broke: its previous close R is at least MIN_RATIO_PRICE, and b's close / R is within
-      BREAK_TOLERANCE of the nearest of BREAK_FACTORS, its open / R nearest the same factor (the whole bar
-      moved), its close has left the old level (more than OLD_LEVEL_BAND from the median of the
-      LONG_REFERENCE_BARS closes before b), and its volume is no real move's (REAL_MOVE_VOLUME). Or b fell
-      below COLLAPSE_RATIO x R at no factor (or at one, on a real move's volume) and left the old level:
-      a collapse.
-    * b is no return from a pending break: no break 1 .. BREAK_CONFIRM_SESSIONS bars before b whose level
-      held until b and that b left again (b ends a glitch).
+    * b broke (_break_test, on the bars within BREAK_REFERENCE_DAYS before b): its previous close R is
+      priced (MIN_RATIO_PRICE), b's close / R lies in the band of the nearest of BREAK_FACTORS and its
+      open / R in the band of the same factor (the whole bar moved), its close has left the old level
+      (more than OLD_LEVEL_BAND from the median of the LONG_REFERENCE_BARS closes before b), and its
+      volume is no real move's (REAL_MOVE_VOLUME). Or b fell below COLLAPSE_RATIO x R at no factor (or at
+      one, on a real move's volume, or in its close alone) and left the old level: a collapse.
+    * b is no return from a pending break: no break 1 .. BREAK_CONFIRM_SESSIONS bars before b (and within
+      BREAK_RUN_DAYS) whose level held until b and that b left again (b ends a glitch).
     * held: every close from b + 1 to t is nearer (in log) to b's close than to R.
 
     The largest j that holds wins: j = BREAK_CONFIRM_SESSIONS is the confirming bar (_STATE_SPLIT or
     _STATE_COLLAPSE), a smaller j a pending one. A bar that returned to R's side ends the hypothesis: the
     move was a glitch, and that bar is clean. Everything is a function of the bars within BREAK_REACH_DAYS
-    of t (the "is no return" test reaches 2 * BREAK_CONFIRM_SESSIONS bars back, plus the references), so
-    range and day-by-day runs agree.
+    of t, and each bar's own test of its own reach, so range and day-by-day runs agree, and a bar is a
+    break or not whichever later bar asks.
 
     Fast path: only bars with a move from the previous close that could match a factor or a fall, on
     themselves or on one of the BREAK_CONFIRM_SESSIONS bars before, are judged (a few thousand of 3.8M),
@@ -665,26 +683,31 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
     shares = volume / factor  # in units of the original share
     dollars = rows["close"].to_numpy() * volume
     confirm = BREAK_CONFIRM_SESSIONS
-    # offsets 0 .. 2 * confirm may be a break bar (up to confirm back, or a run that one of those reverts),
-    # each needs its previous close and the LONG_REFERENCE_BARS before that
+    # offsets 0 .. confirm may be the break bar of the bar judged, confirm more the start of a run that one
+    # of those ends, and each needs its previous close and the LONG_REFERENCE_BARS before that
     span = 2 * confirm + 1 + LONG_REFERENCE_BARS
     index = at[:, None] - np.arange(span + 1)[None, :]
     valid = index >= 0
     index = np.where(valid, index, 0)
-    valid &= (sym[index] == sym[at][:, None]) & (day[at][:, None] - day[index] <= BREAK_REACH_DAYS)
+    valid &= sym[index] == sym[at][:, None]
 
     def take(values: np.ndarray) -> np.ndarray:
         out = values[index].astype(np.float64)
         out[~valid] = np.nan
         return out
 
-    closes, factors = take(nc), take(factor)
+    days, closes, factors = take(day), take(nc), take(factor)
+    # (the day of a missing bar is NaN, and every comparison with it is False: no bar, no reach)
     m = at.size
     with np.errstate(divide="ignore", invalid="ignore"):
         tests = [
-            _break_test(b, closes, take(opens), take(shares), take(dollars), factors)
+            _break_test(b, days, closes, take(opens), take(shares), take(dollars), factors)
             for b in range(2 * confirm + 1)
         ]
+
+        def within_run(late: int, early: int) -> np.ndarray:
+            """Bar `early` is dated within BREAK_RUN_DAYS before bar `late`."""
+            return days[:, late] - days[:, early] <= BREAK_RUN_DAYS
 
         def held(i: int, b: int) -> np.ndarray:
             """Bar i (after break bar b) is nearer (in log) to b's close than to the close before b."""
@@ -707,7 +730,8 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
                 first = b + i
                 if first > 2 * confirm:
                     break
-                pending = (tests[first].split | tests[first].collapse) & run_held(first, b + 1)
+                pending = (tests[first].split | tests[first].collapse) & within_run(b, first)
+                pending &= run_held(first, b + 1)
                 reversion |= pending & ~held(b, first)
             return split & ~reversion, collapse & ~reversion
 
@@ -717,7 +741,7 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
         out_day = np.zeros(m, dtype=np.int32)
         for j in range(confirm, -1, -1):
             split, collapse = breaks_at(j)
-            hit = (split | collapse) & run_held(j, 0) & (state == 0)
+            hit = (split | collapse) & within_run(0, j) & run_held(j, 0) & (state == 0)
             if not hit.any():
                 continue
             test = tests[j]
@@ -725,7 +749,7 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
             state[hit & collapse] = _STATE_COLLAPSE if j == confirm else _STATE_PENDING_COLLAPSE
             out_k[hit & split] = test.k[hit & split]
             out_j[hit] = j
-            out_day[hit] = day[index[hit, j]]
+            out_day[hit] = days[hit, j]
             out_prev[hit] = closes[hit, j + 1] / factors[hit, 0]
             out_ratio[hit] = test.ratio[hit]
             out_dv[hit] = test.dollar_ratio[hit]

@@ -25,6 +25,8 @@ from trading_dagster.domain.prices import (
     BREAK_CONFIRM_SESSIONS,
     BREAK_FACTORS,
     BREAK_REACH_DAYS,
+    BREAK_REFERENCE_DAYS,
+    BREAK_RUN_DAYS,
     BREAK_TOLERANCE,
     BREAKS_SCHEMA,
     CLOSE_OUTSIDE_RANGE,
@@ -518,8 +520,8 @@ def test_real_dataset_glitches_land_in_quarantine():
         DECIMAL_SHIFT: 28,
         FIELD_OUTLIER: 16,
         PRICE_COLLAPSE: 3,
-        UNCONFIRMED_BREAK: 33,
-        UNEXPLAINED_SPLIT: 7,
+        UNCONFIRMED_BREAK: 22,
+        UNEXPLAINED_SPLIT: 5,
         ZERO_VOLUME: 1_923,
     }
     moved = q.filter(pl.col("reason") == DECIMAL_SHIFT)["detail"]
@@ -930,17 +932,23 @@ def test_the_reference_only_reaches_back_reference_days(days):
     assert run(days[days.index(reach) + 1]) == {("X", days[days.index(reach) + 1]): FIELD_OUTLIER}
 
 
-def test_the_break_rule_only_reaches_back_break_reach_days(days):
-    # A whole-bar x0.5 needs its previous close and MIN_REFERENCE_BARS closes before the break (the old
-    # level) dated within BREAK_REACH_DAYS (28) calendar days before the bar judged.
+def test_the_break_rule_only_reaches_back_its_reach(days):
+    # A whole-bar x0.5 needs its previous close and MIN_REFERENCE_BARS closes before it (the old level) dated
+    # within BREAK_REFERENCE_DAYS (21) calendar days before it.
     def run(late: dt.date) -> dict:
         rows = [*walk("X", days[:5], [100.0] * 5), *walk("X", [late], [50.0])]
         return quarantined(clean_prices(frame(*rows), days[:30]))
 
-    reach = days[2] + dt.timedelta(days=BREAK_REACH_DAYS)
-    assert reach == dt.date(2024, 2, 1) and reach in days
+    reach = days[2] + dt.timedelta(days=BREAK_REFERENCE_DAYS)
+    assert reach == dt.date(2024, 1, 25) and reach in days
     assert run(reach) == {("X", reach): UNCONFIRMED_BREAK}
     assert run(days[days.index(reach) + 1]) == {}
+    # and it is confirmed by bars within BREAK_RUN_DAYS (14) of it: a name that trades every other week
+    # is never confirmed (its bars are judged on their own after the run)
+    sparse = [*walk("X", days[:8], [100.0] * 8), *walk("X", days[8:40:5], [50.0] * 7)]
+    result = clean_prices(frame(*sparse), days[:40])
+    assert set(quarantined(result).values()) == {UNCONFIRMED_BREAK} and result.breaks.is_empty()
+    assert BREAK_REACH_DAYS == BREAK_REFERENCE_DAYS + 2 * BREAK_RUN_DAYS
 
 
 @pytest.mark.parametrize(
@@ -966,17 +974,18 @@ def test_history_must_end_before_the_window(days):
         clean_prices(frame(bar(date=days[1])), [days[1]], history=frame(bar(date=days[0]), bar(date=days[1])))
 
 
-def test_a_longer_history_changes_nothing(days):
+def test_a_longer_history_changes_nothing(calendar):
     # A longer history than needed gives the same result as exactly HISTORY_SESSIONS sessions.
-    rows = walk("X", days[:30], [100.0 + (i % 3) for i in range(26)] + [10.0] * 4)
+    days = calendar.between(D1, dt.date(2024, 6, 28))[:60]
+    rows = walk("X", days, [100.0 + (i % 3) for i in range(56)] + [10.0] * 4)
     window, older = frame(*rows[-1:]), frame(*rows[:-1])
-    exact = older.filter(pl.col("date") >= days[29 - HISTORY_SESSIONS])
-    a = clean_prices(window, [days[29]], history=older)
-    b = clean_prices(window, [days[29]], history=exact)
+    exact = older.filter(pl.col("date") >= days[59 - HISTORY_SESSIONS])
+    a = clean_prices(window, [days[59]], history=older)
+    b = clean_prices(window, [days[59]], history=exact)
     assert a.quarantine.equals(b.quarantine) and a.breaks.equals(b.breaks)
-    assert quarantined(a) == {("X", days[29]): UNEXPLAINED_SPLIT}  # the 4th bar at x0.1 confirms it
-    assert breaks_of(a) == [("X", days[29], days[26], 10.0, "split")]
-    # HISTORY_SESSIONS sessions always reach back BREAK_REACH_DAYS: 20 weekdays are four weeks
+    assert quarantined(a) == {("X", days[59]): UNEXPLAINED_SPLIT}  # the 4th bar at x0.1 confirms it
+    assert breaks_of(a) == [("X", days[59], days[56], 10.0, "split")]
+    # HISTORY_SESSIONS sessions always reach back BREAK_REACH_DAYS: 35 weekdays are seven weeks
     assert HISTORY_SESSIONS >= BREAK_REACH_DAYS * 5 / 7
 
 

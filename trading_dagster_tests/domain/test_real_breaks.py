@@ -132,13 +132,13 @@ def test_an_unadjusted_split_is_judged_the_same_day_by_day_as_in_a_range(sample)
     ex_date = dt.date(2016, 11, 10)
     raw = unadjust(bars(sample, "MNST 3:1"), ex_date, 3.0)
     days = raw["date"].to_list()
-    window = days[HISTORY_SESSIONS:]
+    window = days[20:]  # the sample's first 20 bars are the range's history (there is nothing older)
     assert window[0] < ex_date < window[-1]
 
     def run(part: list[dt.date]) -> CleanResult:
         first = days.index(part[0])
         history = raw.filter(
-            pl.col("date").is_in(pl.Series(days[first - HISTORY_SESSIONS : first]).implode())
+            pl.col("date").is_in(pl.Series(days[max(0, first - HISTORY_SESSIONS) : first]).implode())
         )
         return clean_prices(
             raw.filter(pl.col("date").is_in(pl.Series(part).implode())), part, history=history
