@@ -320,7 +320,8 @@ def _usable_for_reference(df: pl.DataFrame, conflict: pl.Series) -> pl.Series:
 
 
 def _prepare_history(history: pl.DataFrame, first_session: dt.date | None) -> pl.DataFrame:
-    """Usable (symbol, date, open, close, volume) rows of `history` dated within the reach of the window.
+    """Usable (symbol, date, open, close, volume, _level) rows of `history` dated within the reach of the
+    window (`_level`: the bar is one the break rule reads, _break_level).
 
     History must end before the window: a row dated inside or after it would let a verdict depend on
     itself or on the future, and would make a range run differ from day-by-day runs.
@@ -338,7 +339,8 @@ def _prepare_history(history: pl.DataFrame, first_session: dt.date | None) -> pl
         reach = max(REFERENCE_DAYS, BREAK_REACH_DAYS)
         h = h.filter(pl.col("date") >= first_session - dt.timedelta(days=reach))
     h, conflict = _deduplicate(h)
-    return h.filter(_usable_for_reference(h, conflict)).select("symbol", "date", *PRICE_COLUMNS, "volume")
+    h = h.filter(_usable_for_reference(h, conflict))
+    return h.select("symbol", "date", "open", "close", "volume", _break_level().alias("_level"))
 
 
 def _median(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.Series]:
@@ -466,7 +468,11 @@ def _history_columns(
     n = window.height
     first = min(expected_sessions) if len(expected_sessions) else None
     usable = _usable_for_reference(window, conflict)
-    w = window.select("symbol", "date", *PRICE_COLUMNS, "volume").with_row_index("_row").filter(usable)
+    w = (
+        window.select("symbol", "date", "open", "close", "volume", _break_level().alias("_level"))
+        .with_row_index("_row")
+        .filter(usable)
+    )
     parts = [w]
     if history is not None:
         h = _prepare_history(history, first)
@@ -484,7 +490,7 @@ def _history_columns(
         # without sorting strings.
         .sort("_sym", maintain_order=True)
     )
-    breaks = _break_columns(rows.filter(_break_level()))
+    breaks = _break_columns(rows.filter("_level"))
     rows = pl.concat([rows, _median_of_previous(rows)], how="horizontal").filter(pl.col("_row").is_not_null())
     ref_today = pl.col("_ref") / pl.col("_factor")
     prev_today = pl.col("_p1") / pl.col("_factor")
