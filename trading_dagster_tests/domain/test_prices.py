@@ -427,8 +427,9 @@ def test_clean_outputs_schemas_sorting_and_accounting():
 
 def test_clean_empty_input():
     result = clean_prices(frame(), [D1])
-    assert result.cleaned.height == result.quarantine.height == 0
+    assert result.cleaned.height == result.quarantine.height == result.breaks.height == 0
     assert result.quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
+    assert result.breaks.schema == pl.Schema(BREAKS_SCHEMA)
 
 
 def test_clean_accepts_vendor_columns():
