@@ -214,14 +214,23 @@ def universe_rule(config: Mapping[str, Any]) -> UniverseRule:
         raise SettingsError(f"[universe] {exc}") from exc
 
 
-DATA_KEYS = ("on_missing_session",)
+DATA_KEYS = ("on_missing_session", "bars_split_adjusted")
 ON_MISSING_SESSION = ("outage", "halt")
+BARS_SPLIT_ADJUSTED = ("auto", "yes", "no")
 
 
 def data_policy(config: Mapping[str, Any]) -> dict[str, str]:
-    """`[data]` of the config: what a session the vendor delivered nothing for does (decision 0004, section 2).
-    `on_missing_session = "outage"` (the default: recorded, alerted, shown at WARN severity; the pipeline goes
-    on, the symbols missing downstream) or `"halt"` (a blocking check failure, as before)."""
+    """`[data]` of the config (decision 0004, sections 2 and 4).
+
+    `on_missing_session`: what a session the vendor delivered nothing for does: `"outage"` (the default:
+    recorded, alerted, shown at WARN severity; the pipeline goes on, the symbols missing downstream) or
+    `"halt"` (a blocking check failure, as before).
+
+    `bars_split_adjusted`: whether the bars are split-adjusted by their vendor: `"yes"`, `"no"` or `"auto"`
+    (the default: "no" when a corporate-actions source is configured, which is only for unadjusted bars,
+    else "yes"). On unadjusted bars a confirmed break is a split the actions are missing, and the book
+    follows it; on adjusted bars it cannot be a split (a crash that held at a split ratio, or a vendor
+    fault), and the book must not multiply held shares on it: it is alerted and holds new buys only."""
     section = config.get("data", {})
     if not isinstance(section, Mapping):
         raise SettingsError(f"[data] must be a table with some of {list(DATA_KEYS)}")
@@ -231,4 +240,11 @@ def data_policy(config: Mapping[str, Any]) -> dict[str, str]:
     mode = section.get("on_missing_session", "outage")
     if mode not in ON_MISSING_SESSION:
         raise SettingsError(f"[data] on_missing_session must be one of {list(ON_MISSING_SESSION)}, not {mode!r}")
-    return {"on_missing_session": mode}
+    adjusted = section.get("bars_split_adjusted", "auto")
+    if isinstance(adjusted, bool):
+        adjusted = "yes" if adjusted else "no"
+    if adjusted not in BARS_SPLIT_ADJUSTED:
+        raise SettingsError(
+            f"[data] bars_split_adjusted must be one of {list(BARS_SPLIT_ADJUSTED)} (or true/false), not {adjusted!r}"
+        )
+    return {"on_missing_session": mode, "bars_split_adjusted": adjusted}

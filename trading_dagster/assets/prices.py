@@ -76,9 +76,9 @@ MAX_OUTAGE_ALERTS = 10  # alerts per run; a long backfill's further outages go i
             kinds={"duckdb", "polars"},
             description="Confirmed price breaks, one row each, dated on the session that confirmed them: an "
             "unexplained split (a level that held at a split ratio for BREAK_CONFIRM_SESSIONS closes with no "
-            "corporate action on file: its break date and share ratio; the book adjusts held shares on that "
-            "session, new buys are held out, sells pass, and an alert asks for the action) or a collapse that "
-            "held (more than 80% in a day at no split ratio). Adjusts no price.",
+            "corporate action on file: its break date and share ratio; new buys are held out, sells pass, an "
+            "alert asks for the action, and on bars that are not split-adjusted the book adjusts held shares on "
+            "that session) or a collapse that held (more than 80% in a day at no split ratio). Adjusts no price.",
         ),
     },
     deps=[RAW_PRICES],
@@ -168,7 +168,8 @@ def cleaned_prices(
             "price_breaks",
             metadata={**frame_metadata(breaks, sessions), **tables(context, sessions, breaks=(breaks, 10))},
         )
-        _send_break_alerts(context, quality_gate, alerts, breaks)
+        follows = trading_config.book_follows_confirmed_breaks(corporate_actions.source_kind())
+        _send_break_alerts(context, quality_gate, alerts, breaks, follows)
     if "cleaned_prices" not in selected:
         return
     checks = gated_check_results(
@@ -221,7 +222,11 @@ def _outage_check(outages: pl.DataFrame, stretches: list[OutageStretch]) -> dg.A
 
 
 def _send_break_alerts(
-    context: dg.AssetExecutionContext, quality_gate: QualityGateResource, alerts: AlertsResource, breaks: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    quality_gate: QualityGateResource,
+    alerts: AlertsResource,
+    breaks: pl.DataFrame,
+    book_follows: bool,
 ) -> None:
     """One alert per confirmed break not reported before (a re-run does not repeat it): an unexplained split
     adjusts no price silently, so someone must add the corporate action (or find the vendor's error)."""
@@ -244,9 +249,15 @@ def _send_break_alerts(
                     kind="price_break",
                     key=key,
                     title=f"{r['symbol']}: {what}, from {r['break_date']} (confirmed {r['session']})",
-                    text=f"{r['detail']}. New buys of {r['symbol']} are held out and a held position follows the "
-                    "ratio; add the split to the corporate-actions file (or fix the vendor data) and re-run "
-                    f"from {r['break_date']}.",
+                    text=f"{r['detail']}. New buys of {r['symbol']} are held out for a year; "
+                    + (
+                        "a held position follows the ratio (the bars are not split-adjusted). Add the split to "
+                        "the corporate-actions file"
+                        if book_follows
+                        else "a held position keeps its shares (the bars are split-adjusted, so this is a crash "
+                        "or a vendor fault, not a split). Check the vendor data"
+                    )
+                    + f", then re-run from {r['break_date']}.",
                     details={k: str(v) for k, v in r.items()},
                     severity="WARNING",
                 )

@@ -70,13 +70,19 @@ def window_book_events(
     price_breaks: pl.DataFrame,
     corporate_actions: CorporateActionsResource,
     security_master: SecurityMasterResource,
+    trading_config: TradingConfigResource,
 ) -> list[BookEvent]:
     """The book events of the window and of the MARK_LOOKBACK sessions before it (the marks before the window
     follow those): the same list in orders, executions and pnl for the same window. `price_breaks` is the
-    confirmed breaks frame (BREAKS_SCHEMA) over the same sessions."""
+    confirmed breaks frame (BREAKS_SCHEMA) over the same sessions; the book follows them only on bars that are
+    not split-adjusted (`[data] bars_split_adjusted`): on adjusted bars a break that held at a split ratio is
+    a crash or a vendor fault (measured: every one in both shared files), and multiplying held shares on it
+    would hide a real loss."""
     cal = session_calendar()
     start = (cal.before(sessions[0], MARK_LOOKBACK) or [sessions[0]])[0]
     actions = corporate_actions.get(start, sessions[-1])
+    if not trading_config.book_follows_confirmed_breaks(corporate_actions.source_kind()):
+        price_breaks = price_breaks.clear()
     events = book_events(
         actions, price_breaks, security_master.get(), cleaned_prices, cal.sessions, start, sessions[-1]
     )
@@ -129,7 +135,7 @@ def orders(
     cal = session_calendar()
     opens = opens_by_session(cleaned_prices)
     events = window_book_events(
-        context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master
+        context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config
     )
     with broker.get() as b:
         # fills what an earlier run left pending at a's open, after the book events up to a
@@ -201,7 +207,7 @@ def executions(
 ):
     sessions = window_sessions(context)
     opens = opens_by_session(cleaned_prices)
-    book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master)
+    book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config)
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
     progress = Progress(context.log, "executions", len(sessions))
@@ -276,7 +282,7 @@ def pnl(
 ):
     sessions = window_sessions(context)
     prev = session_calendar().previous_session(sessions[0])
-    book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master)
+    book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config)
     with broker.get() as b:
         start_state = b.account(prev or sessions[0] - dt.timedelta(days=1))
     fills = executions.filter(pl.col("event") == "filled") if executions.height else executions

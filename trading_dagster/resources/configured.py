@@ -292,6 +292,22 @@ class TradingConfigResource(dg.ConfigurableResource):
         "WARN check; the pipeline goes on) or 'halt' (a blocking check failure)",
     )
 
+    bars_split_adjusted: str = Field(
+        default="auto",
+        description="[data] 'yes', 'no' or 'auto' (no when a corporate-actions source is set): on unadjusted "
+        "bars the book follows a confirmed break as a split; on adjusted bars it never does (a crash that "
+        "held at a split ratio must not multiply held shares)",
+    )
+
+    def book_follows_confirmed_breaks(self, corporate_actions_kind: str) -> bool:
+        """Whether held shares follow a confirmed unexplained split (decision 0004, section 4): only for bars
+        that are not split-adjusted (`bars_split_adjusted`, 'auto' = a corporate-actions source is set)."""
+        if self.bars_split_adjusted not in ("auto", "yes", "no"):
+            raise ValueError(f"bars_split_adjusted must be 'auto', 'yes' or 'no', not {self.bars_split_adjusted!r}")
+        if self.bars_split_adjusted == "auto":
+            return corporate_actions_kind != "none"
+        return self.bars_split_adjusted == "no"
+
     @property
     def halt_on_missing_session(self) -> bool:
         if self.on_missing_session not in ("outage", "halt"):

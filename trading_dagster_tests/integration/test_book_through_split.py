@@ -118,3 +118,41 @@ def book_events(settings) -> pl.DataFrame:
         return con.execute("select * from book_events order by session, event_id").pl()
     finally:
         con.close()
+
+
+def _settings_without_actions(tmp_path: Path, name: str, data_section: str = ""):
+    """The same unadjusted feed with no corporate-actions file: the 7:1 break is confirmed by cleaning."""
+    feed = tmp_path / "feed.parquet"
+    unadjusted().rename({"symbol": "ticker", "session": "date"}).write_parquet(feed)
+    config = tmp_path / f"config_{name}.toml"
+    config.write_text(CONFIG + data_section)
+    return make_settings(tmp_path / name, TRADING_DAGSTER_MARKET_DATA_FILE=str(feed), TRADING_DAGSTER_CONFIG=str(config))
+
+
+@pytest.mark.parametrize("declared", ["auto", "no"])
+def test_a_confirmed_break_moves_the_book_only_on_bars_declared_unadjusted(tmp_path, declared):
+    """No split on file: cleaning confirms AAPL's 7:1 break on the 4th bar at the new level (a price_breaks
+    row) and holds its new buys. With no corporate-actions source the bars count as split-adjusted ('auto'),
+    where a break that held is a crash or a vendor fault: held shares must not change. Declared unadjusted
+    (`[data] bars_split_adjusted = "no"`), the book follows the break on the confirming session."""
+    data = '\n[data]\nbars_split_adjusted = "no"\n' if declared == "no" else ""
+    settings = _settings_without_actions(tmp_path, declared, data)
+    assert run_range(build_definitions(settings), FIRST, LAST).success
+    breaks = read_table(settings, "prices.price_breaks")
+    assert breaks.select("symbol", "break_date", "share_ratio", "kind").rows() == [("AAPL", EX, 7.0, "split")]
+    confirmed = breaks["session"][0]
+    assert confirmed > EX
+    positions = read_table(settings, "pnl.positions").filter(pl.col("symbol") == "AAPL")
+    held = dict(positions.select("session", "qty").iter_rows())
+    before = session_calendar().previous_session(confirmed)
+    executions = read_table(settings, "trading.executions")
+    split = executions.filter(pl.col("event") == "split")
+    if declared == "no":
+        assert held[confirmed] == 7 * held[before]
+        assert split.select("session", "symbol", "price").rows() == [(confirmed, "AAPL", 7.0)]
+    else:
+        assert held[confirmed] == held[before] > 0 and split.is_empty()
+    buys_after = read_table(settings, "trading.orders").filter(
+        (pl.col("symbol") == "AAPL") & (pl.col("side") == "buy") & (pl.col("session") >= confirmed)
+    )
+    assert buys_after.is_empty()  # held out for a year from the confirmation, either way
