@@ -7,6 +7,8 @@ condition fails on its own: trading_dagster_tests/checks/).
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -205,14 +207,18 @@ def _split_basis(keys: pl.DataFrame, events: pl.DataFrame, on: str = "session") 
     return joined.sort("_row")["_basis"].fill_null(1.0)
 
 
-def fills_within_monthly_quota(events: pl.DataFrame, monthly_share_limit: int | None) -> CheckOutcome:
+def fills_within_monthly_quota(
+    events: pl.DataFrame, monthly_share_limit: int | None, *, window: Sequence[dt.date] | None = None
+) -> CheckOutcome:
     """Shares bought per symbol and calendar month of the fill never above the quota. The offending rows are
     (symbol, session) with the shares bought that session: the session whose fills take the month's
     running total past the quota, and every later one of that month with buys.
 
     Only the fills in `events` count: give it the events since the start of the window's first month, or a
-    one-session run sees only that session's buys. Across a split (a `split` row) the month's earlier buys
-    count in post-split shares, as the book counts them (`portfolio.PortfolioState.apply_event`)."""
+    one-session run sees only that session's buys. `window` (the partition's sessions): only its sessions
+    can offend; the fills before it count toward the month's totals (they were judged with their own window).
+    Across a split (a `split` row) the month's earlier buys count in post-split shares, as the book counts
+    them (`portfolio.PortfolioState.apply_event`)."""
     if monthly_share_limit is None:
         return CheckOutcome(True, "no monthly share limit configured", {"rows_checked": events.height})
     month = pl.col("session").dt.truncate("1mo")
@@ -229,6 +235,8 @@ def fills_within_monthly_quota(events: pl.DataFrame, monthly_share_limit: int | 
         .filter(pl.col("shares_in_month") > monthly_share_limit + 1e-9)
         .drop("_basis")
     )
+    if window is not None:
+        over = over.filter(pl.col("session").is_in(list(window)))
     return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", events.height)
 
 

@@ -669,3 +669,26 @@ def test_with_no_quota_configured_the_fills_are_counted_but_not_judged(stages):
     assert outcome == CheckOutcome(
         True, "no monthly share limit configured", {"rows_checked": stages.executions.height}
     )
+
+
+def test_a_one_session_window_counts_the_months_earlier_fills_and_names_only_its_own_session():
+    """The executions asset of a daily run holds one session's events: the month's earlier buys must be in
+    the events it passes (from the month's first session), and only the window's session can fail."""
+    month = events(
+        (D(2017, 3, 1), "KO", "buy", "filled", 3),
+        (D(2017, 3, 2), "PEP", "buy", "filled", 4),
+        (D(2017, 3, 3), "KO", "buy", "filled", 1),  # 4: at the quota
+    )
+    assert_passes(fills_within_monthly_quota(month.tail(1), 4, window=[D(2017, 3, 3)]))
+    assert_passes(fills_within_monthly_quota(month, 4, window=[D(2017, 3, 3)]))
+    today = pl.concat([month, events((D(2017, 3, 6), "KO", "buy", "filled", 1))])
+    assert_passes(
+        fills_within_monthly_quota(today.tail(1), 4, window=[D(2017, 3, 6)])
+    )  # alone, 1 share looks fine
+    outcome = fills_within_monthly_quota(today, 4, window=[D(2017, 3, 6)])
+    assert_fails(outcome, (D(2017, 3, 6),))
+    # a breach before the window was judged with its own window: a later window without buys is not failed
+    breached = pl.concat([month, events((D(2017, 3, 3), "KO", "buy", "filled", 2))])
+    assert_fails(fills_within_monthly_quota(breached, 4), (D(2017, 3, 3),))
+    assert_passes(fills_within_monthly_quota(breached, 4, window=[D(2017, 3, 6)]))
+    assert_fails(fills_within_monthly_quota(breached, 4, window=[D(2017, 3, 3)]), (D(2017, 3, 3),))
