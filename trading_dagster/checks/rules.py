@@ -398,4 +398,4 @@ def equity_matches_fills(
         ),
     )
     rows = pl.concat([equity_rows, position_rows])
-    return _rows_failing(rows, {c: pl.col(c) for c in rows.columns[2:]}, what, total=rows.height)
+    return _rows_failing(rows, {c: pl.col(c) for c in rows.columns[2:]}, what)

@@ -45,7 +45,7 @@ def assert_fails(
 ) -> None:
     """Failed, naming exactly `sessions` for the gate, `rows` offending rows and (when given) exactly the
     `failed` conditions with their row counts."""
-    assert not outcome.passed
+    assert outcome.passed is False  # the gate and Dagster take a bool
     assert outcome.failed_sessions == sessions
     assert outcome.metadata["offending_rows"] == rows
     assert outcome.description.startswith(f"{rows} rows with ")

@@ -243,3 +243,30 @@ def test_an_empty_window_passes(stages):
     empty = check(stages, equity=stages.equity.head(0), positions=stages.positions.head(0))
     assert_passes(empty, rows=0, what=WHAT)
     assert_passes(check(stages, equity=pl.DataFrame(), positions=pl.DataFrame()), rows=0, what=WHAT)
+
+
+@pytest.mark.parametrize("column", ["cash", "market_value", "equity"])
+def test_a_missing_value_in_the_equity_frame_fails(stages, column):
+    day = stages.sessions[30]
+    outcome = check(stages, equity=with_values(stages.equity, pl.col("session") == day, **{column: None}))
+    assert_fails(outcome, (day,))
+
+
+@pytest.mark.parametrize("column", ["qty", "close", "market_value"])
+def test_a_missing_value_in_a_position_fails(stages, column):
+    day = stages.sessions[30]
+    held = stages.positions.filter(pl.col("session") == day).row(0, named=True)
+    where = (pl.col("session") == day) & (pl.col("symbol") == held["symbol"])
+    outcome = check(stages, positions=with_values(stages.positions, where, **{column: None}))
+    assert not outcome.passed and outcome.failed_sessions == (day,)
+    assert conditions(outcome)[POS] == 1
+
+
+def test_a_difference_of_exactly_the_tolerance_passes(stages):
+    """A binary-exact tolerance, so that 'exactly' means exactly."""
+    day = stages.sessions[30]
+    half = with_values(
+        stages.equity, pl.col("session") == day, cash=pl.col("cash") + 0.5, equity=pl.col("equity") + 0.5
+    )
+    assert_passes(check(stages, equity=half, tolerance=0.5))
+    assert_fails(check(stages, equity=half, tolerance=0.25), (day,), {CASH: 1, EQ: 1})

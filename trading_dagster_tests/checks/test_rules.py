@@ -131,7 +131,15 @@ def test_every_bad_row_is_named_with_its_session(bars):
 
 
 def test_an_empty_frame_passes(bars):
-    assert_passes(cleaned_prices_sane(bars.head(0)), rows=0)
+    assert_passes(cleaned_prices_sane(bars.head(0)), rows=0, what="prices that fail OHLC sanity")
+
+
+def test_the_symbols_named_are_the_first_twenty(cleaned):
+    """Metadata stays readable when a whole session is bad: 42 symbols with a negative volume."""
+    session = cleaned.filter(pl.col("session") == D(2017, 11, 10)).with_columns(volume=pl.lit(-1, pl.Int64))
+    outcome = cleaned_prices_sane(session)
+    assert_fails(outcome, (D(2017, 11, 10),), {"negative_volume": 42}, rows=42)
+    assert outcome.metadata["symbols"].split(", ") == sorted(session["symbol"])[:20]
 
 
 # ------------------------------------------------------------------------------------------ unique keys
@@ -553,6 +561,7 @@ def test_real_equity_is_cash_plus_market_value(stages):
         P({"equity": pl.col("equity") + 0.02}, "equity_not_cash_plus_market_value", id="equity + 0.02"),
         P({"equity": None}, "equity_not_cash_plus_market_value", id="equity null"),
         P({"cash": None}, "equity_not_cash_plus_market_value", id="cash null"),
+        P({"market_value": None}, "equity_not_cash_plus_market_value", id="mv null"),
         P({"cash": -1.0, "equity": pl.col("market_value") - 1.0}, "negative_cash", id="cash -1"),
     ],
 )
@@ -692,3 +701,14 @@ def test_a_one_session_window_counts_the_months_earlier_fills_and_names_only_its
     assert_fails(fills_within_monthly_quota(breached, 4), (D(2017, 3, 3),))
     assert_passes(fills_within_monthly_quota(breached, 4, window=[D(2017, 3, 6)]))
     assert_fails(fills_within_monthly_quota(breached, 4, window=[D(2017, 3, 3)]), (D(2017, 3, 3),))
+
+
+def test_a_difference_of_exactly_the_tolerance_passes(equity_day):
+    """A binary-exact tolerance, so that 'exactly' means exactly: within is <=, and a cent is the default."""
+    equity, where, day = equity_day
+    half = with_values(equity, where, equity=pl.col("cash") + pl.col("market_value") + 0.5)
+    assert_passes(equity_identity(half, tolerance=0.5))
+    assert_fails(equity_identity(half, tolerance=0.25), (day,), {"equity_not_cash_plus_market_value": 1})
+    overdrawn = with_values(equity, where, cash=-0.5, equity=pl.col("market_value") - 0.5)
+    assert_passes(equity_identity(overdrawn, tolerance=0.5))
+    assert_fails(equity_identity(overdrawn, tolerance=0.25), (day,), {"negative_cash": 1})
