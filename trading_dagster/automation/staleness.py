@@ -106,11 +106,12 @@ def refresh_plan(report: Mapping[str, Stale]) -> list[RefreshRun]:
 
 
 def selection_for(graph: Any, assets: Sequence[str]) -> list[dg.AssetKey]:
-    """The asset keys a run of `assets` must select: whole multi-asset steps (cleaned prices come with the
-    quarantine, equity with positions). `graph`: the definitions' asset graph."""
+    """The asset keys a run of `assets` must select: every output of their steps (cleaned prices come with
+    the quarantine, the outages and the breaks, all computed from the same raw bars; equity with positions).
+    `graph`: the definitions' asset graph."""
     keys: set[dg.AssetKey] = set()
     for asset in assets:
-        keys |= set(graph.get(dg.AssetKey(asset.split("/"))).execution_set_asset_keys)
+        keys |= set(graph.assets_def_for_key(dg.AssetKey(asset.split("/"))).keys)
     return sorted(keys, key=lambda k: k.to_user_string())
 
 

@@ -76,9 +76,9 @@ def test_the_refresh_sensor_requests_the_first_stage_and_waits_for_it(tmp_path):
     gate.record_changes([sessions[30]], None)
     result = _tick(refresh_stale_sensor, settings)
     (request,) = result.run_requests
-    assert {k.to_user_string() for k in request.asset_selection} == {"prices/cleaned_prices", "prices/price_quarantine"} | (
-        {"prices/data_outages"} if "data_outages" in str(build_definitions(settings).resolve_asset_graph().get_all_asset_keys()) else set()
-    )
+    assert {k.to_user_string() for k in request.asset_selection} == {  # every output of the cleaning step
+        "prices/cleaned_prices", "prices/price_quarantine", "prices/data_outages", "prices/price_breaks"
+    }
     assert request.tags[RANGE_START_TAG] == str(sessions[30]) and REFRESH_TAG in request.tags
     plan = refresh_plan(stale_report(gate))
     assert [r.assets for r in plan] == [(CLEANED,), (INDICATORS,), (SIGNALS,), TRADING]
