@@ -24,7 +24,13 @@ from trading_dagster.domain.calendar import nyse_calendar
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, opens_at
 from trading_dagster.domain.orders import Order
 from trading_dagster.domain.pnl import mark_to_market
-from trading_dagster.domain.portfolio import PortfolioState, Position, apply_book_events, plan_orders, simulate
+from trading_dagster.domain.portfolio import (
+    PortfolioState,
+    Position,
+    apply_book_events,
+    plan_orders,
+    simulate,
+)
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.domain.security_master import (
     SecurityMaster,
