@@ -189,7 +189,13 @@ def orders(
     ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES, "price_breaks": TRADING_BREAKS},
     check_specs=[
         blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
-        blocking(EXECUTIONS, "executions__monthly_quota", "shares bought per stock and month within the quota"),
+        blocking(
+            EXECUTIONS,
+            "executions__monthly_quota",
+            "shares bought per stock and month within the quota, the month's fills before the window included",
+        ),
+        blocking(EXECUTIONS, "executions__no_nulls", "session, order id, symbol, event, order session, qty, commission"),
+        blocking(EXECUTIONS, "executions__in_window", "every event dated inside the partition window"),
     ],
     **partitioned(),
 )
@@ -220,6 +226,8 @@ def executions(
                 b.submit(orders_from_frame(todays), session)
             progress.tick(i)
         events = b.events(sessions[0], sessions[-1])
+        # the quota counts the month's fills before the window too (a daily run sees one day of events)
+        month = b.events(sessions[0].replace(day=1), sessions[-1])
     context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
     counts = events.group_by("event").len().sort("event") if events.height else events
     alert_ledger_events(context, alerts, events)
@@ -227,13 +235,20 @@ def executions(
     yield dg.Output(
         events, metadata={**frame_metadata(events, sessions), **tables(context, sessions, by_event=(counts, 10))}
     )
-    quota = rules.fills_within_monthly_quota(events, trading_config.monthly_share_limit)
+    quota = rules.fills_within_monthly_quota(month, trading_config.monthly_share_limit, window=sessions)
+    # side and price are null on acceptances, expiries and splits; the rest never is
+    keys = ["session", "client_order_id", "symbol", "event", "order_session", "qty", "commission"]
     yield from gated_check_results(
         context,
         quality_gate,
         EXECUTIONS,
         sessions,
-        {"executions__match_orders": rules.executions_match_orders(events, orders), "executions__monthly_quota": quota},
+        {
+            "executions__match_orders": rules.executions_match_orders(events, orders),
+            "executions__monthly_quota": quota,
+            "executions__no_nulls": rules.no_nulls(events, keys),
+            "executions__in_window": rules.sessions_in_window(events, sessions),
+        },
     )
 
 
@@ -259,6 +274,9 @@ def executions(
     },
     group_name="pnl",
     check_specs=[
+        blocking(POSITIONS, "positions__complete", "no null session, symbol, qty, close or market value"),
+        blocking(POSITIONS, "positions__in_window", "every position dated inside the partition window"),
+        blocking(EQUITY, "equity__in_window", "every equity row dated inside the partition window"),
         blocking(EQUITY, "equity__accounting_identity", "equity = cash + market value; cash >= 0"),
         blocking(
             EQUITY,
@@ -292,6 +310,7 @@ def pnl(
     last = equity.tail(1).to_dicts()[0] if equity.height else {}
     context.log.info(f"pnl: equity ${last.get('equity', 0.0):,.2f} at {last.get('session')}")
     gate_pending(context, quality_gate, EQUITY, sessions)
+    gate_pending(context, quality_gate, POSITIONS, sessions)
     yield dg.Output(positions, "positions", metadata=frame_metadata(positions, sessions))
     yield dg.Output(
         equity,
@@ -309,9 +328,20 @@ def pnl(
     yield from gated_check_results(
         context,
         quality_gate,
+        POSITIONS,
+        sessions,
+        {
+            "positions__complete": rules.no_nulls(positions, ["session", "symbol", "qty", "close", "market_value"]),
+            "positions__in_window": rules.sessions_in_window(positions, sessions),
+        },
+    )
+    in_window = rules.sessions_in_window(equity, sessions)
+    yield from gated_check_results(
+        context,
+        quality_gate,
         EQUITY,
         sessions,
-        {"equity__accounting_identity": identity, "equity__matches_fills": matches},
+        {"equity__in_window": in_window, "equity__accounting_identity": identity, "equity__matches_fills": matches},
     )
 
 
