@@ -99,7 +99,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
 
     events = timed("executions", execute)
     fills = events.filter(pl.col("event") == "filled")
-    _, equity = timed("pnl", mark_to_market, PortfolioState.initial(risk.initial_cash), fills, cleaned, sessions, "SPY")
+    positions, equity = timed("pnl", mark_to_market, PortfolioState.initial(risk.initial_cash), fills, cleaned, sessions, "SPY")
     summary = timed("performance", performance_summary, equity)
 
     def checks():
@@ -115,7 +115,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         rules.cleaned_prices_sane(cleaned)
         rules.every_session_has_rows(cleaned, sessions)
         gx_suites.validate("cleaned", cleaned, sessions=sessions)
-        flag_outages(raw, sessions)
+        flag_outages(raw, sessions, None, cal)
         rules.indicators_in_bounds(indicators)
         rules.unique_keys(indicators, ["symbol", "session"])
         gx_suites.validate("indicators", indicators, sessions=sessions)
@@ -125,8 +125,14 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         rules.orders_within_limits(orders, risk.monthly_share_limit)
         gx_suites.validate("orders", orders, sessions=sessions, strategies=strategies)
         rules.executions_match_orders(events, orders)
-        rules.fills_within_monthly_quota(events, risk.monthly_share_limit)
+        rules.fills_within_monthly_quota(events, risk.monthly_share_limit, window=sessions)
+        rules.no_nulls(events, ["session", "client_order_id", "symbol", "event", "order_session", "qty", "commission"])
+        rules.sessions_in_window(events, sessions)
+        rules.no_nulls(positions, ["session", "symbol", "qty", "close", "market_value"])
+        rules.sessions_in_window(positions, sessions)
+        rules.sessions_in_window(equity, sessions)
         rules.equity_identity(equity)
+        rules.equity_matches_fills(equity, positions, events, risk.initial_cash)
 
     timed("checks", checks)
     return {
