@@ -31,7 +31,7 @@ from trading_dagster.resources.configured import (
     StrategyConfig,
     TradingConfigResource,
 )
-from trading_dagster.resources.security_master import SecurityMasterResource
+from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import Settings, data_policy, load_settings, universe_rule, universe_symbols
 
@@ -72,9 +72,7 @@ def build_resources(settings: Settings) -> dict:
                 else {}
             ),
         ),
-        "security_master": SecurityMasterResource(
-            path=str(settings.security_master) if settings.security_master else None
-        ),
+        "security_master": security_master_resource(settings),
         "raw_store": RawStoreResource(
             kind=settings.raw_store,
             local_root=str(settings.raw_root),
@@ -95,6 +93,20 @@ def build_resources(settings: Settings) -> dict:
         "trading_config": trading_config,
         "alerts": alerts_resource(settings.data_dir, cfg.get("alerts", {})),
     }
+
+
+def security_master_resource(settings: Settings) -> SecurityMasterResource:
+    """LEAN map files or a CSV (a path), Alpaca's asset list (snapshots under the data dir), or none."""
+    if settings.security_master_source == "alpaca":
+        return SecurityMasterResource(
+            source="alpaca",
+            symbols=universe_symbols(settings.config),
+            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
+            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            alpaca_trading_url=settings.alpaca_trading_url,
+            snapshot_path=str(settings.data_dir / ALPACA_SNAPSHOT_FILE),
+        )
+    return SecurityMasterResource(path=str(settings.security_master) if settings.security_master else None)
 
 
 def market_data_resource(settings: Settings) -> MarketDataResource:

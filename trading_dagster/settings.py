@@ -47,6 +47,8 @@ class Settings:
     security_master: Path | None  # TRADING_DAGSTER_SECURITY_MASTER: LEAN map-file folder or CSV (decision 0004)
     config_file: Path
     config: Mapping[str, Any] = field(repr=False)
+    security_master_source: str = "none"  # "none" | "file" (security_master above) | "alpaca" (Alpaca's assets)
+    alpaca_trading_url: str | None = None  # TRADING_DAGSTER_ALPACA_TRADING_URL (default: the paper API)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +78,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     corporate_actions, corporate_actions_file = corporate_actions_source(
         env, market_data=market_data, config=config, config_file=config_file
     )
+    master_source, master_path = security_master_source(env, config=config, config_file=config_file)
     return Settings(
         data_dir=data_dir,
         raw_store=raw_store,
@@ -95,9 +98,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         quality_gate_path=data_dir / "quality_gate.sqlite",
         broker=broker,
         broker_ledger_path=data_dir / "paper_broker.duckdb",
-        security_master=_optional_path(env, "TRADING_DAGSTER_SECURITY_MASTER"),
+        security_master=master_path,
         config_file=config_file,
         config=config,
+        security_master_source=master_source,
+        alpaca_trading_url=alpaca_trading_url(env),
     )
 
 
@@ -110,6 +115,46 @@ def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
     if not path.exists():
         raise SettingsError(f"{name}={text}: {path} does not exist")
     return path
+
+
+def security_master_source(
+    env: Mapping[str, str], *, config: Mapping[str, Any], config_file: Path
+) -> tuple[str, Path | None]:
+    """TRADING_DAGSTER_SECURITY_MASTER: unset -> `none`; `alpaca` -> Alpaca's asset list, which needs the
+    universe (`[universe] symbols`: the assets recorded) and both APCA keys in the environment (checked for
+    presence only: their values are read by dg.EnvVar when the resource starts, never here); anything else is
+    a LEAN map-file folder or a CSV that must exist (a path literally named `alpaca` is written `./alpaca`)."""
+    text = (env.get("TRADING_DAGSTER_SECURITY_MASTER") or "").strip()
+    if not text:
+        return "none", None
+    if text.lower() != "alpaca":
+        return "file", _optional_path(env, "TRADING_DAGSTER_SECURITY_MASTER")
+    if not universe_symbols(config):
+        raise SettingsError(
+            "TRADING_DAGSTER_SECURITY_MASTER=alpaca needs the symbols whose assets to record: "
+            f"[universe] symbols = [...] in {config_file}"
+        )
+    missing = [name for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY") if not env.get(name)]
+    if missing:
+        raise SettingsError(f"TRADING_DAGSTER_SECURITY_MASTER=alpaca needs {' and '.join(missing)} in the environment")
+    return "alpaca", None
+
+
+def alpaca_trading_url(env: Mapping[str, str]) -> str | None:
+    """TRADING_DAGSTER_ALPACA_TRADING_URL: the trading API's host root (`http(s)://host[:port]`, no `/v2`:
+    alpaca-py adds it); unset -> None (the paper API, https://paper-api.alpaca.markets)."""
+    text = (env.get("TRADING_DAGSTER_ALPACA_TRADING_URL") or "").strip()
+    if not text:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+        raise SettingsError(
+            f"TRADING_DAGSTER_ALPACA_TRADING_URL={text!r} must be a host root such as https://api.alpaca.markets "
+            "(no path: alpaca-py adds /v2)"
+        )
+    return text.rstrip("/")
 
 
 CORPORATE_ACTIONS_SOURCES = ("none", "file", "alpaca")

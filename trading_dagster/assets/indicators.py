@@ -136,7 +136,7 @@ def indicators(
     # per (symbol, security) with a security master: a reused ticker's bars of its earlier company never enter
     # the indicators of the later one
     out = ind.compute_indicators_adjusted(
-        cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1], securities=security_master.get()
+        cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1], securities=security_master.get(sessions[-1])
     )
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     gate_pending(context, quality_gate, INDICATORS, sessions)

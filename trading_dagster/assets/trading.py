@@ -84,7 +84,7 @@ def window_book_events(
     if not trading_config.book_follows_confirmed_breaks(corporate_actions.source_kind()):
         price_breaks = price_breaks.clear()
     events = book_events(
-        actions, price_breaks, security_master.get(), cleaned_prices, cal.sessions, start, sessions[-1]
+        actions, price_breaks, security_master.get(sessions[-1]), cleaned_prices, cal.sessions, start, sessions[-1]
     )
     inside = [e for e in events if e.session >= sessions[0]]
     if inside:

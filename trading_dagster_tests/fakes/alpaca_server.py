@@ -5,6 +5,9 @@ What it serves (market-data API, the part the pipeline uses today):
 * `GET /v2/stocks/bars`: daily bars (`timeframe=1Day`) for several symbols from a polars frame, with
   `start`/`end` (RFC 3339, inclusive), `limit`, `page_token`/`next_page_token`, `feed`, `adjustment`, `sort`.
 * `GET /v1/corporate-actions`: forward and reverse splits from a polars frame, paginated the same way.
+* `GET /v2/assets` (trading API): the asset list set with `set_assets` (a list of dicts), filtered by `status`,
+  `asset_class` and `exchange` as Alpaca does; every status when `status` is not given [FAKE: Alpaca's
+  default is not documented unambiguously]. Not paginated (Alpaca returns the whole list at once).
 
 It is a small class with a route table (`add_route`), so the trading API (`/v2/account`, `/v2/orders`, ...)
 can be added to the same server later: alpaca-py's data and trading clients can both point at one port.
@@ -191,10 +194,12 @@ class AlpacaFakeServer:
         self._thread: threading.Thread | None = None
         self._bars = _bars_table(None)
         self._splits = _splits_table(None)
+        self._assets: list[dict[str, Any]] = []
         self.set_bars(bars)
         self.set_splits(splits)
         self.add_route("GET", "/v2/stocks/bars", self._get_stock_bars)
         self.add_route("GET", "/v1/corporate-actions", self._get_corporate_actions)
+        self.add_route("GET", "/v2/assets", self._get_assets, api="trading")
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -259,6 +264,14 @@ class AlpacaFakeServer:
         table = _splits_table(splits)
         with self._lock:
             self._splits = table
+
+    def set_assets(self, assets: list[Mapping[str, Any]]) -> None:
+        """The asset list `GET /v2/assets` serves: dicts with `symbol` and `id` (a UUID) and optionally `status`
+        ("active"/"inactive", default active), `tradable` (default: active), `class` (default us_equity),
+        `exchange` (default NASDAQ), `name`; the other fields alpaca-py's Asset requires get defaults."""
+        table = [_asset_json(a) for a in assets]
+        with self._lock:
+            self._assets = table
 
     def fail_next(
         self,
@@ -470,9 +483,56 @@ class AlpacaFakeServer:
         return {"corporate_actions": groups, "next_page_token": token}
 
 
+    # -- trading: assets ---------------------------------------------------------------------------------
+
+    def _get_assets(self, request: FakeRequest) -> list[dict[str, Any]]:
+        p = request.params
+        if p.get("attributes"):
+            raise FakeApiError(400, "attributes filter not supported by the fake server", 40010000)
+        status = p.get("status")
+        if status is not None and status not in ("active", "inactive"):
+            raise FakeApiError(422, f"invalid status {status!r}", 40010001)  # [FAKE] wording
+        asset_class = p.get("asset_class")
+        if asset_class is not None and asset_class not in ASSET_CLASSES:
+            raise FakeApiError(422, f"invalid asset_class {asset_class!r}", 40010001)  # [FAKE] wording
+        exchange = p.get("exchange")
+        with self._lock:
+            table = list(self._assets)
+        return [
+            a
+            for a in table
+            if (status is None or a["status"] == status)
+            and (asset_class is None or a["class"] == asset_class)
+            and (exchange is None or a["exchange"] == exchange)
+        ]
+
+
 # --------------------------------------------------------------------------------------------------------
 # Data tables
 # --------------------------------------------------------------------------------------------------------
+
+ASSET_CLASSES = ("us_equity", "us_option", "crypto")
+
+
+def _asset_json(asset: Mapping[str, Any]) -> dict[str, Any]:
+    """An Asset as Alpaca sends it (the fields alpaca-py 0.44.0 requires, with plausible defaults)."""
+    status = asset.get("status", "active")
+    if status not in ("active", "inactive"):
+        raise ValueError(f"asset status must be 'active' or 'inactive', not {status!r}")
+    return {
+        "id": str(uuid.UUID(str(asset["id"]))),  # alpaca-py requires a UUID
+        "class": asset.get("class", "us_equity"),
+        "exchange": asset.get("exchange", "NASDAQ"),
+        "symbol": asset["symbol"],
+        "name": asset.get("name", f"{asset['symbol']} Inc."),
+        "status": status,
+        "tradable": asset.get("tradable", status == "active"),
+        "marginable": asset.get("marginable", True),
+        "shortable": asset.get("shortable", True),
+        "easy_to_borrow": asset.get("easy_to_borrow", True),
+        "fractionable": asset.get("fractionable", True),
+        "attributes": list(asset.get("attributes", [])),
+    }
 
 _BARS_SCHEMA = {
     "symbol": pl.Utf8(),
@@ -730,7 +790,7 @@ def _make_handler_class(server: AlpacaFakeServer) -> type[BaseHTTPRequestHandler
 
 @pytest.fixture
 def alpaca_server() -> Iterator[AlpacaFakeServer]:
-    """A started AlpacaFakeServer with no data (tests call set_bars / set_splits); stopped afterwards.
+    """A started AlpacaFakeServer with no data (tests call set_bars / set_splits / set_assets); stopped afterwards.
 
     Fails the test if a handler raised (a bug in the fake, reported as a 500 to the client).
     """
