@@ -34,11 +34,11 @@ from trading_dagster.domain.risk import (
     NoPrice,
     OrderIntent,
     RiskConfig,
-    RiskContext,
     check_order,
     default_controls,
     size_order,
 )
+from trading_dagster_tests.domain.test_risk import _ctx
 
 SLIP, FEE = SlippageModel(), CommissionModel()
 CONFIG = RiskConfig(monthly_share_limit=4, min_price=Decimal(1))
@@ -47,16 +47,7 @@ SHORTCUT = EarlyDenial.for_chain(CHAIN, CONFIG, SLIP, FEE)
 P = pytest.param
 
 
-def ctx(**kw) -> RiskContext:
-    base = dict(
-        held=0,
-        pending_buy_qty=0,
-        pending_sell_qty=0,
-        bought_in_fill_month=0,
-        equity=Decimal(100_000),
-        available_cash=Decimal(100_000),
-    )
-    return RiskContext(**(base | kw))
+ctx = _ctx  # the book a control sees, as test_risk.py builds it
 
 
 def buy(qty: int, price: str = "100") -> OrderIntent:
