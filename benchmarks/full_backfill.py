@@ -55,7 +55,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     from trading_dagster.domain.risk import RiskConfig
     from trading_dagster.domain.strategies import DEFAULT_STRATEGIES, generate_signals
     from trading_dagster.partitions import session_calendar
-    from trading_dagster.resources.broker import PaperBroker
+    from trading_dagster.resources.backtest_book import SimulatedBook
     from trading_dagster.resources.market_data import FileMarketDataSource
     from trading_dagster.resources.raw_store import LocalRawStore
 
@@ -90,7 +90,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         opens = opens_by_session(cleaned)
         approved = orders.filter(pl.col("status") == "approved")
         by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
-        with PaperBroker(str(workdir / "ledger.duckdb"), initial_cash=Decimal(risk.initial_cash), slippage=slip, commission=comm) as b:
+        with SimulatedBook(str(workdir / "ledger.duckdb"), initial_cash=Decimal(risk.initial_cash), slippage=slip, commission=comm) as b:
             for s in sessions:
                 b.sync(s, opens.get(s, {}))
                 if s in by_session:

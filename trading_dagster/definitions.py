@@ -23,76 +23,115 @@ from trading_dagster.automation.staleness import (
 )
 from trading_dagster.resources.alerts import alerts_resource
 from trading_dagster.resources.configured import (
+    AlpacaBrokerResource,
+    AlpacaCorporateActionsResource,
+    AlpacaMarketDataResource,
+    BacktestBookResource,
     BrokerResource,
     CorporateActionsResource,
+    FileCorporateActionsResource,
+    FileMarketDataResource,
+    LocalRawStoreResource,
     MarketDataResource,
+    NoCorporateActionsResource,
+    PaperBrokerResource,
     QualityGateResource,
     RawStoreResource,
+    S3RawStoreResource,
     StrategyConfig,
     TradingConfigResource,
 )
 from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster.settings import Settings, data_policy, load_settings, universe_rule, universe_symbols
+from trading_dagster.settings import Settings, load_settings, universe_symbols
 
 ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance]
 
 
 def build_resources(settings: Settings) -> dict:
-    cfg = settings.config
-    account, risk, costs = cfg.get("account", {}), cfg.get("risk", {}), cfg.get("costs", {})
-    universe = universe_rule(cfg)  # SettingsError for a bad [universe], before anything is created
+    """Every resource, each seam's subclass chosen by the settings (decision 0005, section 3)."""
+    trading = settings.trading
+    assert trading is not None  # load_settings always parses it
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     trading_config = TradingConfigResource(
-        account=str(account.get("name", "paper")),
-        benchmark=str(account.get("benchmark", "SPY")),
-        initial_cash=float(account.get("initial_cash", 100_000)),
-        strategies=[StrategyConfig(**s) for s in cfg.get("strategies", [])],
-        min_median_dollar_volume=universe.min_median_dollar_volume,
-        liquidity_window=universe.liquidity_window,
-        **data_policy(cfg),
-        **{k: risk[k] for k in risk},
+        account=trading.account,
+        benchmark=trading.benchmark,
+        initial_cash=trading.initial_cash,
+        strategies=[StrategyConfig(**s) for s in trading.strategies],
+        min_median_dollar_volume=trading.universe.min_median_dollar_volume,
+        liquidity_window=trading.universe.liquidity_window,
+        kill_switch=trading.execution.kill_switch,
+        **trading.data,
+        **trading.risk,
     )
     return {
         "io_manager": WarehouseIOManager(
             database=str(settings.warehouse_path), quality_gate_path=str(settings.quality_gate_path)
         ),
         "quality_gate": QualityGateResource(path=str(settings.quality_gate_path)),
-        "corporate_actions": CorporateActionsResource(
-            kind=settings.corporate_actions,
-            path=str(settings.corporate_actions_file) if settings.corporate_actions_file else None,
-            **(
-                {
-                    "symbols": universe_symbols(settings.config),
-                    "alpaca_key_id": dg.EnvVar("APCA_API_KEY_ID"),
-                    "alpaca_secret_key": dg.EnvVar("APCA_API_SECRET_KEY"),
-                    "alpaca_data_url": settings.alpaca_data_url,
-                }
-                if settings.corporate_actions == "alpaca"
-                else {}
-            ),
-        ),
+        "corporate_actions": corporate_actions_resource(settings),
         "security_master": security_master_resource(settings),
-        "raw_store": RawStoreResource(
-            kind=settings.raw_store,
-            local_root=str(settings.raw_root),
+        "raw_store": raw_store_resource(settings),
+        "market_data": market_data_resource(settings),
+        "backtest_book": BacktestBookResource(
+            ledger_path=str(settings.backtest_book_path),
+            account=trading.account,
+            initial_cash=trading.initial_cash,
+            slippage_bps=trading.slippage_bps,
+            commission_per_share=trading.commission_per_share,
+        ),
+        "broker": broker_resource(settings),
+        "trading_config": trading_config,
+        "alerts": alerts_resource(settings.data_dir, trading.alerts),
+    }
+
+
+def raw_store_resource(settings: Settings) -> RawStoreResource:
+    if settings.raw_store == "s3":
+        assert settings.s3_bucket  # load_settings refuses s3 without a bucket
+        return S3RawStoreResource(
             bucket=settings.s3_bucket,
             prefix=settings.s3_prefix,
             region_name=settings.s3_region,
             endpoint_url=settings.s3_endpoint_url,
-        ),
-        "market_data": market_data_resource(settings),
-        "broker": BrokerResource(
-            kind=settings.broker,
-            ledger_path=str(settings.broker_ledger_path),
-            account=trading_config.account,
-            initial_cash=trading_config.initial_cash,
-            slippage_bps=float(costs.get("slippage_bps", 5)),
-            commission_per_share=float(costs.get("commission_per_share", 0.005)),
-        ),
-        "trading_config": trading_config,
-        "alerts": alerts_resource(settings.data_dir, cfg.get("alerts", {})),
-    }
+        )
+    return LocalRawStoreResource(local_root=str(settings.raw_root))
+
+
+def corporate_actions_resource(settings: Settings) -> CorporateActionsResource:
+    if settings.corporate_actions == "alpaca":
+        return AlpacaCorporateActionsResource(
+            symbols=universe_symbols(settings.config),
+            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
+            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            alpaca_data_url=settings.alpaca_data_url,
+        )
+    if settings.corporate_actions == "file":
+        return FileCorporateActionsResource(path=str(settings.corporate_actions_file))
+    return NoCorporateActionsResource()
+
+
+def broker_resource(settings: Settings) -> BrokerResource:
+    """The account daily runs trade on: the built-in paper broker in `dev`, Alpaca in `paper` and `live`
+    (live only after the settings' opt-in checks; the resource checks the opt-in again)."""
+    trading = settings.trading
+    assert trading is not None
+    if settings.broker == "alpaca":
+        return AlpacaBrokerResource(
+            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
+            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            url=settings.alpaca_trading_url,
+            live=settings.live_trading,
+            live_opt_in=dg.EnvVar("TRADING_DAGSTER_LIVE_TRADING") if settings.live_trading else None,
+        )
+    return PaperBrokerResource(
+        path=str(settings.paper_account_path),
+        account=trading.account,
+        initial_cash=trading.initial_cash,
+        slippage_bps=trading.slippage_bps,
+        commission_per_share=trading.commission_per_share,
+        warehouse_path=str(settings.warehouse_path),
+    )
 
 
 def security_master_resource(settings: Settings) -> SecurityMasterResource:
@@ -112,8 +151,7 @@ def security_master_resource(settings: Settings) -> SecurityMasterResource:
 def market_data_resource(settings: Settings) -> MarketDataResource:
     """The configured source, fetching only the `[universe] symbols` (every symbol of the file when none)."""
     if settings.market_data == "alpaca":
-        return MarketDataResource(
-            kind="alpaca",
+        return AlpacaMarketDataResource(
             symbols=universe_symbols(settings.config),
             alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
             alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
@@ -121,9 +159,7 @@ def market_data_resource(settings: Settings) -> MarketDataResource:
             alpaca_adjustment=settings.alpaca_adjustment,
             alpaca_data_url=settings.alpaca_data_url,
         )
-    return MarketDataResource(
-        kind="file", path=str(settings.market_data_file), symbols=universe_symbols(settings.config)
-    )
+    return FileMarketDataResource(path=str(settings.market_data_file), symbols=universe_symbols(settings.config))
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

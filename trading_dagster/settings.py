@@ -42,13 +42,47 @@ class Settings:
     alpaca_data_url: str | None
     warehouse_path: Path
     quality_gate_path: Path
-    broker: str  # "paper"
-    broker_ledger_path: Path
+    broker: str  # "paper" (built in) | "alpaca"
+    backtest_book_path: Path  # the backtest's simulated book (decision 0005, section 1)
     security_master: Path | None  # TRADING_DAGSTER_SECURITY_MASTER: LEAN map-file folder or CSV (decision 0004)
     config_file: Path
     config: Mapping[str, Any] = field(repr=False)
     security_master_source: str = "none"  # "none" | "file" (security_master above) | "alpaca" (Alpaca's assets)
     alpaca_trading_url: str | None = None  # TRADING_DAGSTER_ALPACA_TRADING_URL (default: the paper API)
+    environment: str = "dev"  # TRADING_DAGSTER_ENV: "dev" | "paper" | "live" (decision 0005, section 2)
+    live_trading: bool = False  # a live account, opted into (TRADING_DAGSTER_LIVE_TRADING) and checked
+    paper_account_path: Path | None = None  # the built-in paper broker's account file
+    trading_ledger_path: Path | None = None  # the append-only trading ledger / audit log (SQLite)
+    trading: TradingSettings | None = None  # the TOML's trading sections, parsed once
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """`[execution]`: how the trading book is driven (decision 0005, sections 4-5)."""
+
+    kill_switch: bool = False  # true: no new entries (buys) from the config, whatever the ledger says
+    approval_deadline: str = "15:30"  # New York time on D+1 after which unapproved orders expire
+    submit_cutoff_minutes: int = 15  # no submission later than this before D+1's close
+    weekly_scan_day: str = "friday"  # the scan session of strategies with cadence = "weekly"
+    reconcile_every_minutes: int = 5  # how often the reconciliation sensor polls D's orders
+
+
+@dataclass(frozen=True)
+class TradingSettings:
+    """The TOML's trading sections, validated once when the settings load: everything the trading resources,
+    jobs and commands need, so none of them reads the TOML again."""
+
+    account: str
+    initial_cash: float
+    benchmark: str
+    risk: Mapping[str, Any]
+    slippage_bps: float
+    commission_per_share: float
+    strategies: tuple[Mapping[str, Any], ...]
+    universe: UniverseRule
+    data: Mapping[str, str]
+    execution: ExecutionSettings
+    alerts: Mapping[str, Any]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,11 +94,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     bucket = env.get("TRADING_DAGSTER_S3_BUCKET") or None
     if raw_store == "s3" and not bucket:
         raise SettingsError("TRADING_DAGSTER_RAW_STORE=s3 needs TRADING_DAGSTER_S3_BUCKET")
-    broker = env.get("TRADING_DAGSTER_BROKER", "paper").lower()
-    if broker != "paper":
-        raise SettingsError(
-            f"TRADING_DAGSTER_BROKER={broker!r}: only the built-in 'paper' broker exists in this version"
-        )
+    environment, broker, live = trading_environment(env)
     config_file = Path(env.get("TRADING_DAGSTER_CONFIG", DEFAULT_CONFIG_FILE)).expanduser().resolve()
     config = read_config(config_file)
     market_data = env.get("TRADING_DAGSTER_MARKET_DATA", "file").lower()
@@ -97,12 +127,136 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         warehouse_path=data_dir / "warehouse.duckdb",
         quality_gate_path=data_dir / "quality_gate.sqlite",
         broker=broker,
-        broker_ledger_path=data_dir / "paper_broker.duckdb",
+        backtest_book_path=data_dir / "backtest_book.duckdb",
         security_master=master_path,
         config_file=config_file,
         config=config,
         security_master_source=master_source,
         alpaca_trading_url=alpaca_trading_url(env),
+        environment=environment,
+        live_trading=live,
+        paper_account_path=data_dir / "paper_account.sqlite",
+        trading_ledger_path=data_dir / "trading_ledger.sqlite",
+        trading=trading_settings(config, config_file),
+    )
+
+
+ENVIRONMENTS = ("dev", "paper", "live")
+BROKERS = ("paper", "alpaca")
+LIVE_TRADING_OPT_IN = "yes-i-understand"
+LIVE_ALPACA_URL = "https://api.alpaca.markets"
+
+
+def trading_environment(env: Mapping[str, str]) -> tuple[str, str, bool]:
+    """(environment, broker, live) from TRADING_DAGSTER_ENV, TRADING_DAGSTER_BROKER and the live opt-in.
+
+    `dev` trades on the built-in paper broker, `paper` on Alpaca's paper API, `live` on Alpaca's live API,
+    and only with `TRADING_DAGSTER_LIVE_TRADING=yes-i-understand` and `TRADING_DAGSTER_ALPACA_TRADING_URL`
+    set to the live URL: keys alone never move real money. Outside `live`, the live URL is refused."""
+    environment = (env.get("TRADING_DAGSTER_ENV") or "dev").strip().lower()
+    if environment not in ENVIRONMENTS:
+        raise SettingsError(f"TRADING_DAGSTER_ENV must be one of {list(ENVIRONMENTS)}, not {environment!r}")
+    default_broker = "paper" if environment == "dev" else "alpaca"
+    broker = (env.get("TRADING_DAGSTER_BROKER") or default_broker).strip().lower()
+    if broker not in BROKERS:
+        raise SettingsError(f"TRADING_DAGSTER_BROKER must be one of {list(BROKERS)}, not {broker!r}")
+    url = (env.get("TRADING_DAGSTER_ALPACA_TRADING_URL") or "").strip().rstrip("/")
+    live_url = url == LIVE_ALPACA_URL
+    if environment != "live":
+        if live_url and broker == "alpaca":
+            raise SettingsError(
+                f"TRADING_DAGSTER_ALPACA_TRADING_URL is the live API ({LIVE_ALPACA_URL}) but TRADING_DAGSTER_ENV="
+                f"{environment}: live trading needs TRADING_DAGSTER_ENV=live and "
+                f"TRADING_DAGSTER_LIVE_TRADING={LIVE_TRADING_OPT_IN}"
+            )
+        if broker == "alpaca":
+            _require_keys(env, "TRADING_DAGSTER_BROKER=alpaca")
+        return environment, broker, False
+    missing = []
+    if broker != "alpaca":
+        missing.append("TRADING_DAGSTER_BROKER=alpaca (the built-in paper broker has no real account)")
+    if (env.get("TRADING_DAGSTER_LIVE_TRADING") or "").strip() != LIVE_TRADING_OPT_IN:
+        missing.append(f"TRADING_DAGSTER_LIVE_TRADING={LIVE_TRADING_OPT_IN}")
+    if not live_url:
+        missing.append(f"TRADING_DAGSTER_ALPACA_TRADING_URL={LIVE_ALPACA_URL}")
+    if missing:
+        raise SettingsError("live trading refused (TRADING_DAGSTER_ENV=live): set " + " and ".join(missing))
+    _require_keys(env, "live trading")
+    return environment, broker, True
+
+
+def _require_keys(env: Mapping[str, str], what: str) -> None:
+    """Presence only: the values are read by dg.EnvVar when a resource starts, never here."""
+    missing = [name for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY") if not env.get(name)]
+    if missing:
+        raise SettingsError(f"{what} needs {' and '.join(missing)} in the environment")
+
+
+ACCOUNT_KEYS = ("name", "initial_cash", "benchmark")
+COSTS_KEYS = ("slippage_bps", "commission_per_share")
+EXECUTION_KEYS = tuple(ExecutionSettings.__dataclass_fields__)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
+
+
+def _section(config: Mapping[str, Any], name: str, keys: tuple[str, ...] | None) -> Mapping[str, Any]:
+    section = config.get(name, {})
+    if not isinstance(section, Mapping):
+        raise SettingsError(f"[{name}] must be a table")
+    if keys is not None:
+        unknown = sorted(set(section) - set(keys))
+        if unknown:
+            raise SettingsError(f"[{name}] has unknown keys {unknown}; expected some of {list(keys)}")
+    return section
+
+
+def _number(section: str, key: str, value: Any, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise SettingsError(f"[{section}] {key} must be a number >= {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSettings:
+    """[account], [risk], [costs], [[strategies]], [universe], [data], [execution] and [alerts], validated
+    (a SettingsError naming the section and key; `config_file` is named for the strategies)."""
+    from trading_dagster.domain.strategies import parse_strategies
+
+    account = _section(config, "account", ACCOUNT_KEYS)
+    costs = _section(config, "costs", COSTS_KEYS)
+    execution = _section(config, "execution", EXECUTION_KEYS)
+    strategies = config.get("strategies", [])
+    try:
+        parse_strategies(strategies)
+    except ValueError as exc:
+        raise SettingsError(f"[[strategies]] in {config_file}: {exc}") from exc
+    exec_settings = ExecutionSettings(**execution)
+    if not isinstance(exec_settings.kill_switch, bool):
+        raise SettingsError(f"[execution] kill_switch must be true or false, not {exec_settings.kill_switch!r}")
+    try:
+        hh, mm = (int(x) for x in str(exec_settings.approval_deadline).split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60):
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            f"[execution] approval_deadline must be HH:MM New York time, not {exec_settings.approval_deadline!r}"
+        ) from None
+    if str(exec_settings.weekly_scan_day).lower() not in WEEKDAYS:
+        raise SettingsError(f"[execution] weekly_scan_day must be one of {list(WEEKDAYS)}")
+    for key in ("submit_cutoff_minutes", "reconcile_every_minutes"):
+        value = getattr(exec_settings, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 390:
+            raise SettingsError(f"[execution] {key} must be whole minutes from 0 to 390, not {value!r}")
+    return TradingSettings(
+        account=str(account.get("name", "paper")),
+        initial_cash=_number("account", "initial_cash", account.get("initial_cash", 100_000)),
+        benchmark=str(account.get("benchmark", "SPY")),
+        risk=dict(_section(config, "risk", None)),
+        slippage_bps=_number("costs", "slippage_bps", costs.get("slippage_bps", 5)),
+        commission_per_share=_number("costs", "commission_per_share", costs.get("commission_per_share", 0.005)),
+        strategies=tuple(dict(s) for s in strategies),
+        universe=universe_rule(config),
+        data=data_policy(config),
+        execution=exec_settings,
+        alerts=dict(_section(config, "alerts", None)),
     )
 
 

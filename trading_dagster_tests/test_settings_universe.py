@@ -69,7 +69,7 @@ def test_the_rule_reaches_the_trading_config_and_the_symbols_the_file_source(tmp
     rule = resources["trading_config"].universe_rule()
     assert (rule.min_median_dollar_volume, rule.liquidity_window) == (1.5e8, 30)
     market = resources["market_data"]
-    assert (market.kind, market.symbols) == ("file", ["MSFT", "SPY"])
+    assert (type(market).__name__, market.symbols) == ("FileMarketDataResource", ["MSFT", "SPY"])
     assert market_data_resource(settings).symbols == ["MSFT", "SPY"]
     assert isinstance(market.get().symbols, tuple) and market.get().symbols == ("MSFT", "SPY")
 

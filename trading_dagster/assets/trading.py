@@ -1,9 +1,11 @@
 """trading/orders, trading/executions, pnl/positions, pnl/equity, pnl/performance.
 
-The portfolio is path dependent, so its state lives where it lives in real trading: in the broker. Orders
-for window [a, b] start from the broker's account at a's open and project the paper fills of their own
-orders inside the window with the broker's own fill model; executions submit them (idempotent by client
-order id); P&L replays the window's fills from the broker's account before a. See docs/design.md.
+The backtest (decision 0005, section 1). The portfolio is path dependent, so its state lives in the backtest
+book (`BacktestBookResource`, a simulated account nobody trades on). Orders for window [a, b] start from the
+book's account at a's open and project the paper fills of their own orders inside the window with the book's
+own fill model; executions submit them (idempotent by client order id); P&L replays the window's fills from
+the book's account before a. See docs/design.md. The account daily runs trade on is the broker's
+(`assets/execution.py`).
 
 Book events (splits from corporate actions and confirmed price breaks, delistings and renames from the
 security master: `domain/book_events.py`) are built by each of the three from the same inputs with the same
@@ -41,7 +43,7 @@ from trading_dagster.partitions import lookback_mapping, session_calendar, windo
 from trading_dagster.reporting import equity_plot_markdown
 from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
 from trading_dagster.resources.configured import (
-    BrokerResource,
+    BacktestBookResource,
     CorporateActionsResource,
     QualityGateResource,
     TradingConfigResource,
@@ -125,7 +127,7 @@ def orders(
     signals: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
     price_breaks: pl.DataFrame,
-    broker: BrokerResource,
+    backtest_book: BacktestBookResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
     corporate_actions: CorporateActionsResource,
@@ -137,7 +139,7 @@ def orders(
     events = window_book_events(
         context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config
     )
-    with broker.get() as b:
+    with backtest_book.get() as b:
         # fills what an earlier run left pending at a's open, after the book events up to a
         b.sync(sessions[0], opens.get(sessions[0], {}), events)
         start_state = b.account(sessions[0])
@@ -149,8 +151,8 @@ def orders(
         start_state,
         cal.sessions,
         risk,
-        broker.slippage_model(),
-        broker.commission_model(),
+        backtest_book.slippage_model(),
+        backtest_book.commission_model(),
         account_id,
         events=events,
         as_of=sessions[0],
@@ -182,10 +184,10 @@ def orders(
     kinds={"duckdb", "polars"},
     metadata=PARTITION_EXPR,
     description="Broker events by session: orders accepted on D, filled (or expired) at D+1's open. The built-in "
-    "paper broker fills with slippage and commission. Ledger events that are no trade come first in a session: "
+    "backtest book fills with slippage and commission. Ledger events that are no trade come first in a session: "
     "'split' (qty = shares after, price = the ratio), 'cash_in_lieu' (price = the amount), 'delisted_close' (a "
     "security past its valid_to closed at its last close, alerted) and 'renamed'.",
-    # only what the broker needs: approved orders (not the ~35x more denials) and the prices
+    # only what the book needs: approved orders (not the ~35x more denials) and the prices
     ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES, "price_breaks": TRADING_BREAKS},
     check_specs=[
         blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
@@ -204,7 +206,7 @@ def executions(
     orders: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
     price_breaks: pl.DataFrame,
-    broker: BrokerResource,
+    backtest_book: BacktestBookResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
     corporate_actions: CorporateActionsResource,
@@ -217,7 +219,7 @@ def executions(
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
     progress = Progress(context.log, "executions", len(sessions))
-    with broker.get() as b:
+    with backtest_book.get() as b:
         b.reset_from(sessions[0])
         for i, session in enumerate(sessions, 1):
             b.sync(session, opens.get(session, {}), book)
@@ -281,7 +283,7 @@ def executions(
         blocking(
             EQUITY,
             "equity__matches_fills",
-            "cash = the book's cash before the window + the broker's fills and ledger cash (cash in lieu, "
+            "cash = the book's cash before the window + the book's fills and ledger cash (cash in lieu, "
             "delisted closes); market value = positions' qty x close",
         ),
     ],
@@ -292,7 +294,7 @@ def pnl(
     executions: pl.DataFrame,
     cleaned_prices: pl.DataFrame,
     price_breaks: pl.DataFrame,
-    broker: BrokerResource,
+    backtest_book: BacktestBookResource,
     trading_config: TradingConfigResource,
     quality_gate: QualityGateResource,
     corporate_actions: CorporateActionsResource,
@@ -301,7 +303,7 @@ def pnl(
     sessions = window_sessions(context)
     prev = session_calendar().previous_session(sessions[0])
     book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config)
-    with broker.get() as b:
+    with backtest_book.get() as b:
         start_state = b.account(prev or sessions[0] - dt.timedelta(days=1))
     fills = executions.filter(pl.col("event") == "filled") if executions.height else executions
     positions, equity = mark_to_market(

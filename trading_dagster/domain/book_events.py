@@ -11,7 +11,7 @@
   position moves to the new ticker unchanged.
 
 An event takes effect on its `session`, *before* that session's fills. `book_events` is the one function that
-builds them; the planner (`portfolio.simulate`), the paper broker (`PaperBroker.sync`, which records them in
+builds them; the planner (`portfolio.simulate`), the paper broker (`SimulatedBook.sync`, which records them in
 its ledger) and mark-to-market (`pnl.mark_to_market`) all apply the same records with the same
 `portfolio.apply_book_events`, so a planned window, a broker driven day by day and the P&L agree to the cent.
 

@@ -37,6 +37,10 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # names end up in client order ids: no spaces
 
 
+APPROVALS = ("auto", "manual")
+CADENCES = ("daily", "weekly")
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """One configured strategy. Validated on construction, so an invalid spec cannot exist.
@@ -48,8 +52,14 @@ class StrategySpec:
     name: str
     kind: StrategyKind
     params: Mapping[str, float]
+    approval: str = "auto"  # "auto" | "manual": its live orders wait as pending_approval (decision 0005, section 5)
+    cadence: str = "daily"  # "daily" | "weekly": a weekly strategy trades its scan session's signals only
 
     def __post_init__(self) -> None:
+        if self.approval not in APPROVALS:
+            raise ValueError(f"strategy {self.name!r}: approval must be one of {APPROVALS}, got {self.approval!r}")
+        if self.cadence not in CADENCES:
+            raise ValueError(f"strategy {self.name!r}: cadence must be one of {CADENCES}, got {self.cadence!r}")
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ValueError(f"strategy name must match {_NAME.pattern!r}, got {self.name!r}")
         if self.kind not in KINDS:
@@ -116,13 +126,22 @@ def parse_strategies(configs: Sequence[Mapping[str, Any]]) -> tuple[StrategySpec
     for i, config in enumerate(configs):
         if not isinstance(config, Mapping):
             raise ValueError(f"strategy #{i} must be a mapping with name, kind, params; got {config!r}")
-        unknown = sorted(set(config) - {"name", "kind", "params"})
+        unknown = sorted(set(config) - {"name", "kind", "params", "approval", "cadence"})
         missing = [k for k in ("name", "kind", "params") if k not in config]
         if unknown or missing:
             raise ValueError(
-                f"strategy #{i}: unknown keys {unknown}, missing keys {missing}; expected name, kind, params"
+                f"strategy #{i}: unknown keys {unknown}, missing keys {missing}; expected name, kind, params "
+                "(and optionally approval, cadence)"
             )
-        specs.append(StrategySpec(name=config["name"], kind=config["kind"], params=config["params"]))
+        specs.append(
+            StrategySpec(
+                name=config["name"],
+                kind=config["kind"],
+                params=config["params"],
+                approval=config.get("approval", "auto"),
+                cadence=config.get("cadence", "daily"),
+            )
+        )
     _check_unique_names(specs)
     return tuple(specs)
 

@@ -1,13 +1,16 @@
 """Dagster resources: thin, configurable wrappers that build the plain implementations.
 
-Assets type against the small interfaces (`RawStore`, `MarketDataSource`, `Broker`); which implementation
-runs is configuration (settings at definitions load, or run config in the UI's launchpad).
+One abstract `ConfigurableResource` per seam (raw store, market data, corporate actions, broker), each with
+its built-in and real implementations as subclasses (decision 0005, section 3): assets type-hint the base,
+`definitions.py` binds the subclass the environment's settings chose, and the launchpad shows that
+subclass's fields.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +23,8 @@ from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.domain.strategies import StrategySpec, parse_strategies
 from trading_dagster.domain.universe import DEFAULT_LIQUIDITY_WINDOW, UniverseRule
-from trading_dagster.resources.broker import Broker, PaperBroker
+from trading_dagster.resources.backtest_book import SimulatedBook
+from trading_dagster.resources.brokers.base import Broker
 from trading_dagster.resources.market_data import FileMarketDataSource, MarketDataSource
 from trading_dagster.resources.quality_gate import QualityGate
 from trading_dagster.resources.raw_store import (
@@ -35,8 +39,25 @@ from trading_dagster.resources.raw_store import (
 from trading_dagster.resources.writer_lock import WriterLock
 
 
-class RawStoreResource(dg.ConfigurableResource):
+class RawStoreResource(dg.ConfigurableResource, ABC):
     """Raw price objects under `raw/prices/date=YYYY-MM-DD/`: a local folder or an S3 bucket, same keys.
+    Assets type-hint this base; the definitions bind `LocalRawStoreResource` or `S3RawStoreResource`."""
+
+    @abstractmethod
+    def get(self) -> RawStore: ...
+
+
+class LocalRawStoreResource(RawStoreResource):
+    """A local folder with the bucket's key layout (the default: `<data dir>/lake`)."""
+
+    local_root: str = Field(default=".data/lake", description="root folder of the local store")
+
+    def get(self) -> RawStore:
+        return LocalRawStore(Path(self.local_root))
+
+
+class S3RawStoreResource(RawStoreResource):
+    """An S3 bucket (or an S3-compatible endpoint: MinIO, moto).
 
     The S3 client has bounded connect and read timeouts and a bounded number of tries, so an endpoint that
     drops packets fails a request in seconds with an error naming it, instead of hanging for minutes. It is
@@ -44,9 +65,7 @@ class RawStoreResource(dg.ConfigurableResource):
     itself, with retries only, and has no field or hook for timeouts. Credentials come from boto3's chain.
     """
 
-    kind: str = Field(default="local", description="'local' or 's3'")
-    local_root: str = Field(default=".data/lake", description="root folder of the local store")
-    bucket: str | None = None
+    bucket: str = Field(description="the bucket (TRADING_DAGSTER_S3_BUCKET)")
     prefix: str = ""
     region_name: str | None = None
     endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, moto)")
@@ -62,28 +81,65 @@ class RawStoreResource(dg.ConfigurableResource):
     )
 
     def get(self) -> RawStore:
-        if self.kind == "local":
-            return LocalRawStore(Path(self.local_root))
-        if self.kind == "s3":
-            if not self.bucket:
-                raise ValueError("the s3 raw store needs a bucket")
-            client = s3_client(
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                max_attempts=self.max_attempts,
-            )
-            return S3RawStore(client, self.bucket, self.prefix)
-        raise ValueError(f"unknown raw store kind {self.kind!r}: expected 'local' or 's3'")
+        if not self.bucket:
+            raise ValueError("the s3 raw store needs a bucket")
+        client = s3_client(
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+        )
+        return S3RawStore(client, self.bucket, self.prefix)
 
 
-class CorporateActionsResource(dg.ConfigurableResource):
+class CorporateActionsResource(dg.ConfigurableResource, ABC):
     """Splits, so cleaning explains a split's price break instead of quarantining it and indicators see
     split-adjusted prices point in time: none, a user file (CSV/Parquet: symbol, ex_date, ratio), or Alpaca's
     corporate-actions API for the universe. Only for bars that are NOT already split-adjusted by their vendor
     (the shipped sample is; Alpaca's bars are unless TRADING_DAGSTER_ALPACA_ADJUSTMENT=raw): settings refuse
-    the combinations that would adjust twice.
+    the combinations that would adjust twice."""
+
+    @abstractmethod
+    def source_kind(self) -> str:
+        """'none', 'file' or 'alpaca'."""
+
+    @abstractmethod
+    def get(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Splits (CORPORATE_ACTIONS_SCHEMA) covering the sessions start..end (an asset's window with its
+        lookback): every split with an ex_date in that window is in the frame."""
+
+
+class NoCorporateActionsResource(CorporateActionsResource):
+    """No corporate actions (bars split-adjusted by their vendor, as the shipped sample is)."""
+
+    def source_kind(self) -> str:
+        return "none"
+
+    def get(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        from trading_dagster.domain.corporate_actions import empty_actions
+
+        return empty_actions()
+
+
+class FileCorporateActionsResource(CorporateActionsResource):
+    """A user file of splits; all its rows whatever the window."""
+
+    path: str = Field(description="corporate-actions file (TRADING_DAGSTER_CORPORATE_ACTIONS_FILE)")
+
+    def source_kind(self) -> str:
+        return "file"
+
+    def get(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        from trading_dagster.domain.corporate_actions import read_corporate_actions
+
+        if not self.path:
+            raise ValueError("the file corporate-actions source needs a path (TRADING_DAGSTER_CORPORATE_ACTIONS_FILE)")
+        return read_corporate_actions(self.path)
+
+
+class AlpacaCorporateActionsResource(CorporateActionsResource):
+    """Alpaca's corporate-actions API for the universe, asked for the window only.
 
     Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), as for market data.
     Alpaca does not guarantee when a corporate action appears in its API: a split not known yet when its
@@ -91,43 +147,16 @@ class CorporateActionsResource(dg.ConfigurableResource):
     missing from a file would be; re-materialize those partitions once Alpaca lists it.
     """
 
-    kind: str | None = Field(
-        default=None,
-        description="'none', 'file' or 'alpaca'; unset: 'file' when a path is given, else 'none'",
-    )
-    path: str | None = Field(default=None, description="corporate-actions file, for kind 'file'")
     symbols: list[str] = Field(default=[], description="the universe whose splits Alpaca is asked for")
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
     alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
 
     def source_kind(self) -> str:
-        kind = (self.kind or ("file" if self.path else "none")).strip().lower()
-        if kind not in ("none", "file", "alpaca"):
-            raise ValueError(
-                f"unknown corporate-actions source {kind!r}: expected 'none', 'file' or 'alpaca'"
-            )
-        return kind
+        return "alpaca"
 
     def get(self, start: dt.date, end: dt.date) -> pl.DataFrame:
-        """Splits (CORPORATE_ACTIONS_SCHEMA) covering the sessions start..end (an asset's window with its
-        lookback): every split with an ex_date in that window is in the frame. A file gives all its rows
-        whatever the window; Alpaca is asked for the window only."""
-        from trading_dagster.domain.corporate_actions import (
-            empty_actions,
-            normalize_corporate_actions,
-            read_corporate_actions,
-        )
-
-        kind = self.source_kind()
-        if kind == "none":
-            return empty_actions()
-        if kind == "file":
-            if not self.path:
-                raise ValueError(
-                    "the file corporate-actions source needs a path (TRADING_DAGSTER_CORPORATE_ACTIONS_FILE)"
-                )
-            return read_corporate_actions(self.path)
+        from trading_dagster.domain.corporate_actions import normalize_corporate_actions
         from trading_dagster.resources.alpaca_data import AlpacaCorporateActions
 
         if not (self.alpaca_key_id and self.alpaca_secret_key):
@@ -183,20 +212,32 @@ def _run_sessions(tags: Mapping[str, str]) -> str:
     return tags.get("dagster/partition", "")
 
 
-class MarketDataResource(dg.ConfigurableResource):
-    """Where raw bars come from: an OHLCV file (the shipped sample by default) or Alpaca's market-data API.
+class MarketDataResource(dg.ConfigurableResource, ABC):
+    """Where raw bars come from: an OHLCV file (the shipped sample by default) or Alpaca's market-data API."""
 
-    Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), so they are never in
-    code, settings, run config shown in the UI, logs or metadata.
-    """
-
-    kind: str = Field(default="file", description="'file' (an OHLCV CSV/Parquet file) or 'alpaca'")
-    path: str | None = Field(default=None, description="the OHLCV file, for kind 'file'")
     symbols: list[str] = Field(
         default=[],
         description="the universe ([universe] symbols): the only symbols fetched; empty = every symbol of the "
         "file (Alpaca has no 'all symbols' call, so it needs the list)",
     )
+
+    @abstractmethod
+    def get(self) -> MarketDataSource: ...
+
+
+class FileMarketDataResource(MarketDataResource):
+    path: str = Field(description="the OHLCV file (TRADING_DAGSTER_MARKET_DATA_FILE)")
+
+    def get(self) -> MarketDataSource:
+        if not self.path:
+            raise ValueError("the file market-data source needs a path (TRADING_DAGSTER_MARKET_DATA_FILE)")
+        return FileMarketDataSource(Path(self.path), symbols=self.symbols or None)
+
+
+class AlpacaMarketDataResource(MarketDataResource):
+    """Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), so they are never
+    in code, settings, run config shown in the UI, logs or metadata."""
+
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
     alpaca_feed: str = Field(default="iex", description="'iex' (free), 'sip' (paid plan) or 'delayed_sip'")
@@ -204,42 +245,34 @@ class MarketDataResource(dg.ConfigurableResource):
     alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
 
     def get(self) -> MarketDataSource:
-        if self.kind == "file":
-            if not self.path:
-                raise ValueError("the file market-data source needs a path (TRADING_DAGSTER_MARKET_DATA_FILE)")
-            return FileMarketDataSource(Path(self.path), symbols=self.symbols or None)
-        if self.kind == "alpaca":
-            from trading_dagster.resources.alpaca_data import AlpacaMarketDataSource
+        from trading_dagster.resources.alpaca_data import AlpacaMarketDataSource
 
-            if not (self.alpaca_key_id and self.alpaca_secret_key):
-                raise ValueError("Alpaca market data needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment")
-            return AlpacaMarketDataSource(
-                api_key=self.alpaca_key_id,
-                secret_key=self.alpaca_secret_key,
-                symbols=self.symbols or None,
-                feed=self.alpaca_feed,
-                adjustment=self.alpaca_adjustment,
-                url_override=self.alpaca_data_url,
-            )
-        raise ValueError(f"unknown market-data source {self.kind!r}: expected 'file' or 'alpaca'")
+        if not (self.alpaca_key_id and self.alpaca_secret_key):
+            raise ValueError("Alpaca market data needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment")
+        return AlpacaMarketDataSource(
+            api_key=self.alpaca_key_id,
+            secret_key=self.alpaca_secret_key,
+            symbols=self.symbols or None,
+            feed=self.alpaca_feed,
+            adjustment=self.alpaca_adjustment,
+            url_override=self.alpaca_data_url,
+        )
 
 
-class BrokerResource(dg.ConfigurableResource):
-    """The broker. Only the built-in paper broker exists in this version; it fills session D's orders at
-    session D+1's open with the slippage and commission models below, and keeps its ledger in DuckDB."""
+class BacktestBookResource(dg.ConfigurableResource):
+    """The backtest's simulated book (decision 0005, section 1): fills session D's orders at session D+1's
+    open with the slippage and commission models below and keeps its ledger in DuckDB. Nobody's account:
+    the book daily runs trade on is `BrokerResource`'s."""
 
-    kind: str = "paper"
-    ledger_path: str = ".data/paper_broker.duckdb"
+    ledger_path: str = ".data/backtest_book.duckdb"
     account: str = "paper"
     initial_cash: float = 100_000.0
     slippage_bps: float = 5.0
     commission_per_share: float = 0.005
 
-    def get(self) -> Broker:
-        if self.kind != "paper":
-            raise ValueError(f"unknown broker {self.kind!r}: only 'paper' is available")
+    def get(self) -> SimulatedBook:
         Path(self.ledger_path).parent.mkdir(parents=True, exist_ok=True)
-        return PaperBroker(
+        return SimulatedBook(
             path=self.ledger_path,
             initial_cash=Decimal(str(self.initial_cash)),
             slippage=self.slippage_model(),
@@ -254,10 +287,115 @@ class BrokerResource(dg.ConfigurableResource):
         return CommissionModel(per_share=Decimal(str(self.commission_per_share)))
 
 
+class BrokerResource(dg.ConfigurableResource, ABC):
+    """The brokerage account daily runs trade on (decision 0005): the built-in paper broker or Alpaca.
+    `get()` opens the plain `Broker` (resources/brokers/base.py); use it as a context manager."""
+
+    @abstractmethod
+    def get(self) -> Broker: ...
+
+
+class PaperBrokerResource(BrokerResource):
+    """The built-in paper broker (`brokers/paper.py`): a simulated account in a SQLite file, filling market
+    orders at the last close it knows (the warehouse's cleaned prices) with the backtest's slippage and
+    commission; its clock is the wall clock on the NYSE calendar unless `fixed_now` pins it (tests, demos)."""
+
+    path: str = ".data/paper_account.sqlite"
+    account: str = "paper"
+    initial_cash: float = 100_000.0
+    slippage_bps: float = 5.0
+    commission_per_share: float = 0.005
+    warehouse_path: str | None = Field(
+        default=None, description="DuckDB warehouse whose latest cleaned close is the paper fill price"
+    )
+    fixed_now: str | None = Field(
+        default=None, description="ISO datetime the broker's clock stands still at (tests, demos); unset = now"
+    )
+
+    def get(self) -> Broker:
+        from trading_dagster.resources.brokers.paper import PaperBroker
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        fixed = dt.datetime.fromisoformat(self.fixed_now) if self.fixed_now else None
+        if fixed is not None and fixed.tzinfo is None:
+            raise ValueError(f"fixed_now {self.fixed_now!r} needs a UTC offset, e.g. 2017-11-13T15:00:00+00:00")
+        return PaperBroker(
+            path=self.path,
+            account_id=self.account,
+            initial_cash=Decimal(str(self.initial_cash)),
+            clock=(lambda: fixed) if fixed is not None else None,
+            quotes=_warehouse_quotes(self.warehouse_path) if self.warehouse_path else None,
+            slippage=SlippageModel(bps=Decimal(str(self.slippage_bps))),
+            commission=CommissionModel(per_share=Decimal(str(self.commission_per_share))),
+        )
+
+
+def _warehouse_quotes(path: str):
+    """symbol -> the latest cleaned close in the warehouse (None when the symbol has none)."""
+
+    def quote(symbol: str) -> Decimal | None:
+        import duckdb
+
+        from trading_dagster.domain.orders import as_decimal
+
+        if not Path(path).exists():
+            return None
+        with duckdb.connect(path, read_only=True) as con:
+            try:
+                row = con.execute(
+                    "SELECT close FROM prices.cleaned_prices WHERE symbol = ? AND close > 0 "
+                    "ORDER BY session DESC LIMIT 1",
+                    [symbol],
+                ).fetchone()
+            except duckdb.CatalogException:
+                return None
+        return None if row is None else as_decimal(float(row[0]))
+
+    return quote
+
+
+LIVE_TRADING_OPT_IN = "yes-i-understand"
+
+
+class AlpacaBrokerResource(BrokerResource):
+    """Alpaca's Trading API through alpaca-py (`brokers/alpaca.py`): the paper API unless live trading was
+    opted into (settings check `TRADING_DAGSTER_LIVE_TRADING`; this resource checks again, so a launchpad
+    edit cannot turn a paper deployment live). Keys only through `dg.EnvVar`."""
+
+    alpaca_key_id: str | None = None
+    alpaca_secret_key: str | None = None
+    url: str | None = Field(default=None, description="TRADING_DAGSTER_ALPACA_TRADING_URL; unset = the paper API")
+    live: bool = Field(default=False, description="a live (real money) account; needs live_opt_in")
+    live_opt_in: str | None = Field(default=None, description=f"must be {LIVE_TRADING_OPT_IN!r} when live")
+    timeout_seconds: float = Field(default=10.0, description="per request (alpaca-py sets none)")
+    max_requests_per_minute: int = Field(default=190, description="client-side limit under Alpaca's 200/min")
+
+    def get(self) -> Broker:
+        from trading_dagster.domain.broker_records import LiveTradingRefused
+        from trading_dagster.resources.brokers.alpaca import AlpacaBroker
+
+        if not (self.alpaca_key_id and self.alpaca_secret_key):
+            raise ValueError("the Alpaca broker needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment")
+        if self.live and self.live_opt_in != LIVE_TRADING_OPT_IN:
+            raise LiveTradingRefused(
+                f"live trading refused: set TRADING_DAGSTER_LIVE_TRADING={LIVE_TRADING_OPT_IN} to trade real money"
+            )
+        return AlpacaBroker(
+            api_key=self.alpaca_key_id,
+            secret_key=self.alpaca_secret_key,
+            url=self.url,
+            paper=not self.live,
+            timeout_seconds=self.timeout_seconds,
+            max_requests_per_minute=self.max_requests_per_minute,
+        )
+
+
 class StrategyConfig(dg.Config):
     name: str
     kind: str
     params: dict[str, float]
+    approval: str = Field(default="auto", description="'auto' or 'manual' (live orders wait for a person)")
+    cadence: str = Field(default="daily", description="'daily' or 'weekly' (trades its weekly scan session only)")
 
 
 class TradingConfigResource(dg.ConfigurableResource):
@@ -278,6 +416,11 @@ class TradingConfigResource(dg.ConfigurableResource):
         "(reason PRICE_BELOW_MINIMUM); sells are never held back. 0 or null = off",
     )
     strategies: list[StrategyConfig] = []
+    kill_switch: bool = Field(
+        default=False,
+        description="[execution] kill_switch: no new entries (buys) reach the broker; exits still do. The "
+        "kill_switch_job engages it at run time without a config change (decision 0005, section 5)",
+    )
     min_median_dollar_volume: float = Field(
         default=0.0,
         description="[universe] liquidity rule: a symbol is tradeable on session D only if the median of "

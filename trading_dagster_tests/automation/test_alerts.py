@@ -31,7 +31,7 @@ from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.freshness import Freshness
 from trading_dagster.partitions import session_calendar
 from trading_dagster.resources.alerts import WEBHOOK_ENV_VAR, AlertDeliveryError, AlertsResource
-from trading_dagster.resources.configured import RawStoreResource
+from trading_dagster.resources.configured import LocalRawStoreResource
 from trading_dagster.resources.raw_store import LocalRawStore, RawStoreError
 from trading_dagster.settings import DEFAULT_CONFIG_FILE, load_settings
 from trading_dagster_tests.fakes.webhook_server import (
@@ -76,7 +76,7 @@ class Lake:
 
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.root = root
-        self.raw_store = RawStoreResource(kind="local", local_root=str(root / "lake"))
+        self.raw_store = LocalRawStoreResource(local_root=str(root / "lake"))
         self.store: LocalRawStore = self.raw_store.get()  # type: ignore[assignment]
         self.alerts = AlertsResource(jsonl_path=str(root / "alerts.jsonl"))
         self._monkeypatch = monkeypatch

@@ -38,7 +38,7 @@ from trading_dagster.domain.security_master import (
     parse_lean_map_file,
     read_security_master,
 )
-from trading_dagster.resources.broker import PaperBroker
+from trading_dagster.resources.backtest_book import SimulatedBook
 from trading_dagster.resources.security_master import SecurityMasterResource
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -286,7 +286,7 @@ def test_orders_pending_on_a_delisted_security_expire(csv_master):
 def test_the_broker_books_the_delisting_as_a_ledger_event(csv_master):
     prices = bars("DAVE")
     events = book_events(None, None, csv_master, prices, CAL.sessions, DAVE_WINDOW[0], DAVE_WINDOW[-1])
-    with PaperBroker(initial_cash=Decimal(1000), slippage=SLIP, commission=FEE) as broker:
+    with SimulatedBook(initial_cash=Decimal(1000), slippage=SLIP, commission=FEE) as broker:
         broker.submit(
             [Order("td-buy", DAVE_WINDOW[0], "DAVE", "test", "buy", 100, 100, Decimal("3.6"), "approved")], DAVE_WINDOW[0]
         )

@@ -601,7 +601,7 @@ def _table(settings: Settings, table: str, window: list[dt.date]) -> pl.DataFram
 
 
 def _ledger_orders(settings: Settings, window: list[dt.date]) -> pl.DataFrame:
-    return _query(settings.broker_ledger_path, "orders", window)
+    return _query(settings.backtest_book_path, "orders", window)
 
 
 def _query(path: Path, table: str, window: list[dt.date]) -> pl.DataFrame:

@@ -113,7 +113,7 @@ def test_sessions_run_one_at_a_time_across_the_split_equal_the_range_run(range_r
 
 
 def book_events(settings) -> pl.DataFrame:
-    con = duckdb.connect(str(settings.broker_ledger_path), read_only=True)
+    con = duckdb.connect(str(settings.backtest_book_path), read_only=True)
     try:
         return con.execute("select * from book_events order by session, event_id").pl()
     finally:

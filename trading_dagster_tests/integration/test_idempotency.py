@@ -18,7 +18,7 @@ WAREHOUSE = {
     "pnl.positions": ["session", "symbol"],
     "pnl.equity": ["session"],
 }
-LEDGER = {  # the paper broker's tables (resources/broker.py)
+LEDGER = {  # the paper broker's tables (resources/backtest_book.py)
     "orders": ["client_order_id"],
     "fills": ["client_order_id"],
     "expirations": ["client_order_id"],
@@ -27,7 +27,7 @@ LEDGER = {  # the paper broker's tables (resources/broker.py)
 
 
 def ledger(settings: Settings) -> dict[str, pl.DataFrame]:
-    con = duckdb.connect(str(settings.broker_ledger_path), read_only=True)
+    con = duckdb.connect(str(settings.backtest_book_path), read_only=True)
     try:
         return {t: con.execute(f"select * from {t}").pl().sort(keys) for t, keys in LEDGER.items()}
     finally:

@@ -423,11 +423,14 @@ def test_splits_by_ex_date_cover_a_window_of_sessions(alpaca_server):
 
 
 def test_corporate_actions_resource_sources(alpaca_server, tmp_path):
-    from trading_dagster.resources.configured import CorporateActionsResource
+    from trading_dagster.resources.configured import (
+        AlpacaCorporateActionsResource,
+        FileCorporateActionsResource,
+        NoCorporateActionsResource,
+    )
 
     alpaca_server.set_splits(SPLITS)
-    alpaca = CorporateActionsResource(
-        kind="alpaca",
+    alpaca = AlpacaCorporateActionsResource(
         symbols=["AAPL", "XYZ"],
         alpaca_key_id=TEST_KEY_ID,
         alpaca_secret_key=TEST_SECRET_KEY,
@@ -441,7 +444,7 @@ def test_corporate_actions_resource_sources(alpaca_server, tmp_path):
     everything = alpaca.get(dt.date(2008, 1, 2), dt.date(2020, 12, 31))
     assert everything.select("symbol", "ratio").rows() == [("AAPL", 7.0), ("AAPL", 4.0), ("XYZ", 0.1)]
     assert alpaca_server.requests_to("/v1/corporate-actions")[-1].params["start"] == "2007-12-26"  # padded
-    no_keys = CorporateActionsResource(kind="alpaca", symbols=["AAPL"], alpaca_data_url=alpaca_server.url)
+    no_keys = AlpacaCorporateActionsResource(symbols=["AAPL"], alpaca_data_url=alpaca_server.url)
     with pytest.raises(ValueError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
         no_keys.get(dt.date(2014, 6, 1), dt.date(2014, 6, 30))
     alpaca_server.fail_next(1, 401, {"message": "unauthorized"})
@@ -451,10 +454,10 @@ def test_corporate_actions_resource_sources(alpaca_server, tmp_path):
 
     path = tmp_path / "splits.csv"
     path.write_text("symbol,ex_date,ratio\nKO,2012-08-13,2:1\n")
-    on_file = CorporateActionsResource(path=str(path)).get(dt.date(2020, 1, 1), dt.date(2020, 1, 31))
+    on_file = FileCorporateActionsResource(path=str(path)).get(dt.date(2020, 1, 1), dt.date(2020, 1, 31))
     assert on_file.select("symbol", "ratio").rows() == [("KO", 2.0)]  # a file gives all its rows
-    assert CorporateActionsResource().get(dt.date(2012, 8, 1), dt.date(2012, 8, 31)).is_empty()
-    assert CorporateActionsResource(kind="none").get(dt.date(2014, 6, 1), dt.date(2014, 6, 30)).is_empty()
+    assert NoCorporateActionsResource().get(dt.date(2012, 8, 1), dt.date(2012, 8, 31)).is_empty()
+    assert NoCorporateActionsResource().source_kind() == "none" and on_file.shape[0] == 1
 
 
 def test_alpaca_py_default_limit_would_cut_splits_at_1000(alpaca_server):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from trading_dagster.domain.bars import PriceDataError
-from trading_dagster.resources.configured import MarketDataResource
+from trading_dagster.resources.configured import FileMarketDataResource
 from trading_dagster.resources.market_data import FileMarketDataSource
 
 SAMPLE = Path(__file__).parents[2] / "data/sample/us_equities_sample_2008_2017.parquet"
@@ -77,10 +77,10 @@ def test_a_symbol_listed_later_is_not_an_error_in_a_range_before_it(tmp_path):
 
 
 def test_the_resource_passes_its_symbols_to_the_file_source():
-    resource = MarketDataResource(kind="file", path=str(SAMPLE), symbols=["KO", "SPY"])
+    resource = FileMarketDataResource(path=str(SAMPLE), symbols=["KO", "SPY"])
     assert resource.get().fetch_bars(DAY, DAY)["symbol"].to_list() == ["KO", "SPY"]
     assert (
-        MarketDataResource(kind="file", path=str(SAMPLE)).get().fetch_bars(DAY, DAY)["symbol"].n_unique() > 2
+        FileMarketDataResource(path=str(SAMPLE)).get().fetch_bars(DAY, DAY)["symbol"].n_unique() > 2
     )
     with pytest.raises(PriceDataError, match="NOPE"):
-        MarketDataResource(kind="file", path=str(SAMPLE), symbols=["NOPE"]).get().fetch_bars(DAY, DAY)
+        FileMarketDataResource(path=str(SAMPLE), symbols=["NOPE"]).get().fetch_bars(DAY, DAY)

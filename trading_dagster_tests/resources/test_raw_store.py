@@ -29,7 +29,7 @@ from dagster_aws.s3 import S3Resource
 from trading_dagster.definitions import build_resources
 from trading_dagster.domain.bars import RAW_SCHEMA, PriceDataError
 from trading_dagster.domain.calendar import SessionCalendar
-from trading_dagster.resources.configured import RawStoreResource
+from trading_dagster.resources.configured import S3RawStoreResource
 from trading_dagster.resources.raw_store import (
     LandingVersionChanged,
     LocalRawStore,
@@ -714,8 +714,7 @@ def test_s3_endpoint_that_never_answers_fails_in_seconds_naming_it(silent_endpoi
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never look for credentials off this machine
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    resource = RawStoreResource(
-        kind="s3",
+    resource = S3RawStoreResource(
         bucket="raw-bucket",
         endpoint_url=endpoint,
         region_name="us-east-1",
@@ -753,9 +752,9 @@ def test_the_deployed_s3_client_has_bounded_timeouts_and_tries(tmp_path):
     assert (config.connect_timeout, config.read_timeout) == (5.0, 30.0)
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
     with pytest.raises(ValueError, match="timeouts must be > 0"):
-        RawStoreResource(kind="s3", bucket="b", read_timeout=0).get()
+        S3RawStoreResource(bucket="b", read_timeout=0).get()
     with pytest.raises(ValueError, match="max_attempts must be >= 1"):
-        RawStoreResource(kind="s3", bucket="b", max_attempts=0).get()
+        S3RawStoreResource(bucket="b", max_attempts=0).get()
 
 
 # ----------------------------------------------------------------------------------- merge (decision 0004)

@@ -31,7 +31,7 @@ from trading_dagster.domain.orders import (
 from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import PortfolioState, fill_apply_order, plan_orders, simulate
 from trading_dagster.domain.risk import RiskConfig
-from trading_dagster.resources.broker import Broker, PaperBroker
+from trading_dagster.resources.backtest_book import BacktestBook, SimulatedBook
 
 SLIP, FEE = SlippageModel(), CommissionModel()
 CASH = Decimal(5_000)
@@ -79,8 +79,8 @@ def _market(seed: int = 7, splits: dict[str, tuple[int, float]] | None = None) -
 PRICES, SIGNALS = _market()
 
 
-def _broker(path: str | None = None, cash: Decimal = CASH) -> PaperBroker:
-    return PaperBroker(path, initial_cash=cash, slippage=SLIP, commission=FEE)
+def _broker(path: str | None = None, cash: Decimal = CASH) -> SimulatedBook:
+    return SimulatedBook(path, initial_cash=cash, slippage=SLIP, commission=FEE)
 
 
 def _events(prices: pl.DataFrame, splits: dict[str, tuple[int, float]]) -> list[BookEvent]:
@@ -93,7 +93,7 @@ def _events(prices: pl.DataFrame, splits: dict[str, tuple[int, float]]) -> list[
 
 
 def _drive(
-    broker: Broker,
+    broker: BacktestBook,
     days: list[dt.date],
     risk: RiskConfig = RISK,
     prices: pl.DataFrame = PRICES,
@@ -380,9 +380,9 @@ def test_a_ledger_belongs_to_one_account_and_starting_cash(tmp_path: Path):
     path = str(tmp_path / "ledger.duckdb")
     _broker(path).close()
     with pytest.raises(ValueError):
-        PaperBroker(path, initial_cash=Decimal(1), slippage=SLIP, commission=FEE)
+        SimulatedBook(path, initial_cash=Decimal(1), slippage=SLIP, commission=FEE)
     with pytest.raises(ValueError):
-        PaperBroker(path, initial_cash=CASH, slippage=SLIP, commission=FEE, account="other")
+        SimulatedBook(path, initial_cash=CASH, slippage=SLIP, commission=FEE, account="other")
 
 
 def test_a_gap_up_open_is_filled_only_as_far_as_the_cash_goes():

@@ -1,10 +1,13 @@
-"""The broker interface and the built-in paper broker.
+"""The backtest book: the simulated account of the partitioned trading assets (decision 0005, section 1).
 
-The portfolio's state lives in the broker, as in real trading (docs/design.md, "Trading"): assets ask it
-to work pending orders at an open (`sync`), read the account, submit orders and read back events. The
-paper broker keeps its ledger (orders, fills, expiries) in a DuckDB file so the account survives between
-runs like a real broker's, and fills with exactly the planner's fill model (`execution.execute_open`).
-It serves every call from an in-memory mirror and writes the ledger file in batches (see `PaperBroker`).
+It is nobody's brokerage account: the book daily runs trade on is the broker's (`resources/brokers/`), and
+nothing here can reach it. The backtest's state lives in this book, as it would in a broker (docs/design.md,
+"Trading"): assets ask it to work pending orders at an open (`sync`), read the account, submit orders and
+read back events. It keeps its ledger (orders, fills, expiries) in a DuckDB file
+(`.data/backtest_book.duckdb`) so a backtest can go on session by session between runs, may rewind itself
+(`reset_from`) when a range is re-run, and fills with exactly the planner's fill model
+(`execution.execute_open`).
+It serves every call from an in-memory mirror and writes the ledger file in batches (see `SimulatedBook`).
 Book events (splits, delistings, renames: `domain/book_events.py`) reach the broker through `sync`; the paper
 broker applies them with the planner's own `portfolio.apply_book_events` and records them in its ledger, so a
 reopened ledger replays them and its account snapshots stay consistent.
@@ -43,8 +46,8 @@ from trading_dagster.domain.orders import (
 from trading_dagster.domain.portfolio import EventEffect, PortfolioState, apply_book_events, fill_apply_order
 
 
-class Broker(ABC):
-    """What the trading assets need from a broker (paper or live)."""
+class BacktestBook(ABC):
+    """What the partitioned trading assets need from their simulated book."""
 
     @property
     @abstractmethod
@@ -81,7 +84,7 @@ class Broker(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release connections (nothing to do by default)."""
 
-    def __enter__(self) -> Broker:
+    def __enter__(self) -> BacktestBook:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -339,7 +342,7 @@ def _state_from_json(text: str) -> PortfolioState:
     )
 
 
-class PaperBroker(Broker):
+class SimulatedBook(BacktestBook):
     """A simulated broker for a cash account (long only, no margin) with a DuckDB ledger at `path`
     (in memory when None or ':memory:').
 
@@ -395,7 +398,7 @@ class PaperBroker(Broker):
         finally:
             self._con.close()
 
-    def __enter__(self) -> PaperBroker:
+    def __enter__(self) -> SimulatedBook:
         return self
 
     def _load(self) -> None:
