@@ -15,7 +15,7 @@ so re-running a session, a retried run or two runs at once append nothing new:
 
 * an order's pipeline events: the kind, session and client order id (plus the quantity and reason code of a
   decision or denial: a re-plan that decided differently is a new fact and is recorded beside the first);
-* a fill: the broker's execution id; a cancel: the broker's order id (`ref`);
+* a fill: the broker's execution id; a cancel: the broker's order id (`ref`) and its outcome code;
 * a person's act (approval, refusal, kill switch, flatten step): also when it happened and who did it, so
   engaging the switch twice is two events, while the same act handed in twice is one.
 
@@ -64,7 +64,7 @@ IDENTITY: Mapping[str, tuple[str, ...]] = {
     "submission": ("session", "client_order_id"),
     "rejection": ("session", "client_order_id"),
     "fill": (),  # ref = the execution id
-    "cancel": (),  # ref = the broker's order id
+    "cancel": ("reason_code",),  # ref = the broker's order id; a failed then a granted request: two events
     "kill_switch": ("occurred_at", "actor", "reason_code"),
     "flatten": ("occurred_at", "actor", "symbol", "reason_code"),
 }
