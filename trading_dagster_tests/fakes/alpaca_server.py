@@ -23,7 +23,9 @@ corporate-actions `start`/`end` window applies to `process_date`.
 Test hooks: `fail_next` (the next N requests get 429/500/504/... before reaching a route; 429 is what
 alpaca-py retries), `stall_next` (answer late, for client timeouts), `requests` (a log of what arrived, the
 secret header never recorded) and `errors` (exceptions raised inside handlers: a fake bug, asserted empty by
-the fixture).
+the fixture). For the trading API (`alpaca_trading.py`): `add_before_hook` (runs before faults and routes: a
+server-side rate limit), `FakeResponse(drop_connection=True)` (the socket closes without a reply; logged with
+status 0) and `sleep` (a slow answer that ends when the server stops).
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class FakeResponse:
     body: Any = None  # JSON-serialisable; a str is sent as is (e.g. an HTML gateway page)
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    # Close the socket without answering (a dropped connection: the client sees a ConnectionError).
+    drop_connection: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,8 @@ class _Fault:
 
 
 Handler = Callable[[FakeRequest], "FakeResponse | dict[str, Any] | list[Any]"]
+# Runs before the faults and the routes (method, path, key id sent): a FakeResponse answers instead of them.
+BeforeHook = Callable[[str, str, "str | None"], "FakeResponse | None"]
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ class AlpacaFakeServer:
         self._faults: list[_Fault] = []
         self._errors: list[BaseException] = []
         self._routes: list[_Route] = []
+        self._before: list[BeforeHook] = []
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -251,6 +258,16 @@ class AlpacaFakeServer:
         route = _Route(method.upper(), _compile_template(template), handler, api)
         with self._lock:
             self._routes.append(route)
+
+    def add_before_hook(self, hook: BeforeHook) -> None:
+        """Run `hook(method, path, key_id)` on every request before the faults and the routes; a FakeResponse it
+        returns is the answer (e.g. a server-side rate limit)."""
+        with self._lock:
+            self._before.append(hook)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait in a handler (a slow answer); returns early when the server stops."""
+        self._stopping.wait(seconds)
 
     def set_bars(self, bars: pl.DataFrame | None) -> None:
         """Daily bars to serve: symbol (or ticker), date, open, high, low, close, volume[, trade_count, vwap]."""
@@ -355,10 +372,9 @@ class AlpacaFakeServer:
         authorized = self._authorized(headers)
         response = self._respond(method, path, params, headers, raw_body, authorized)
         logged_headers_key = headers.get(KEY_HEADER)
+        status = 0 if response.drop_connection else response.status  # 0: no answer at all
         with self._lock:
-            self._log.append(
-                LoggedRequest(method, path, params, logged_headers_key, authorized, response.status)
-            )
+            self._log.append(LoggedRequest(method, path, params, logged_headers_key, authorized, status))
         return response
 
     def _respond(
@@ -370,6 +386,12 @@ class AlpacaFakeServer:
         raw_body: bytes,
         authorized: bool,
     ) -> FakeResponse:
+        with self._lock:
+            before = list(self._before)
+        for hook in before:
+            answer = hook(method, path, headers.get(KEY_HEADER))
+            if answer is not None:
+                return answer
         fault = self._take_fault(path)
         if fault is not None:
             if fault.delay:
@@ -755,6 +777,9 @@ def _make_handler_class(server: AlpacaFakeServer) -> type[BaseHTTPRequestHandler
             raw_body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items()}
             response = server.dispatch(self.command, self.path, headers, raw_body)
+            if response.drop_connection:
+                self.close_connection = True  # no status line at all: the socket just closes
+                return
             if isinstance(response.body, str):
                 payload = response.body.encode()
                 content_type = "text/html; charset=utf-8"
