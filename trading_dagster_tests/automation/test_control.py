@@ -340,3 +340,78 @@ def test_decisions_change_until_the_deadline(tmp_path):
         decide_orders(ledger, d, [], "maybe", "ada", now=t, deadline=deadline)
     with pytest.raises(ControlError, match="no order of session 2017-06-05 is pending"):
         decide_orders(ledger, dt.date(2017, 6, 5), [], "approve", "ada", now=t, deadline=deadline)
+
+
+# -------------------------------------------------------------------------------------------------------- CLI
+
+
+def cli(env_, *argv):
+    import argparse
+
+    from trading_dagster.cli_control import add_control_commands
+
+    parser = argparse.ArgumentParser(prog="trading-dagster")
+    add_control_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return args.func(args, env=env_)
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    from trading_dagster.cli_control import ControlEnv
+    from trading_dagster.resources.alerts import LogAlertSink
+
+    class Quiet:
+        def error(self, message):
+            pass
+
+    holder = {}
+    env_ = ControlEnv(
+        ledger=TradingLedger(tmp_path / "ledger.sqlite", tmp_path / "audit"),
+        open_broker=lambda: holder["broker"],
+        alerts=LogAlertSink(tmp_path / "alerts.jsonl", Quiet()),
+        now=lambda: dt.datetime(2017, 6, 2, 14, 0, tzinfo=dt.UTC),
+        sleep=lambda s: None,
+    )
+    return env_, holder
+
+
+def test_cli_approve(cli_env, capsys):
+    env_, _ = cli_env
+    d = dt.date(2017, 6, 1)  # deadline 2017-06-02 15:30 New York; the env's clock says 14:00 UTC
+    env_.ledger.append([pending(d, "a"), pending(d, "b")])
+    assert cli(env_, "approve", "2017-06-01") == 2  # neither ids nor --all
+    assert cli(env_, "approve", "2017-06-01", "a", "--all") == 2
+    assert cli(env_, "approve", "2017-06-01", "a", "--actor", "ada", "--reason", "ok") == 0
+    assert "approved 1 order(s) of session 2017-06-01 (deadline 2017-06-02 19:30Z): a" in capsys.readouterr().out
+    assert cli(env_, "approve", "2017-06-01", "--all", "--refuse", "--actor", "bob") == 0
+    assert env_.ledger.decisions(d) == {"a": "refusal", "b": "refusal"}
+    assert cli(env_, "approve", "2017-06-01", "x", "--actor", "bob") == 1
+    assert "x: no such order in the trading ledger" in capsys.readouterr().err
+
+
+def test_cli_kill_switch(cli_env, capsys, tmp_path):
+    env_, _ = cli_env
+    assert cli(env_, "kill-switch", "status") == 0
+    assert "released (never set)" in capsys.readouterr().out
+    assert cli(env_, "kill-switch", "on", "--actor", "ada", "--reason", "halt") == 0
+    assert env_.ledger.kill_switch().engaged
+    assert cli(env_, "kill-switch", "status") == 0
+    assert "kill switch ENGAGED since 2017-06-02 14:00:00Z by ada: halt" in capsys.readouterr().out
+    assert cli(env_, "kill-switch", "off", "--actor", "pipeline") == 1
+    assert cli(env_, "kill-switch", "off", "--actor", "bob") == 0
+    assert not env_.ledger.kill_switch().engaged
+    assert len(alerts(tmp_path)) == 2
+
+
+def test_cli_flatten(cli_env, capsys):
+    env_, holder = cli_env
+    holder["broker"] = FakeBroker({"AAPL": 10, "MSFT": 5}, refuse_close={"MSFT"})
+    assert cli(env_, "flatten", "--actor", "ada") == 2  # no --yes
+    assert holder["broker"].calls == []
+    assert cli(env_, "flatten", "--yes", "--actor", "ada", "--timeout", "1", "--poll-interval", "0.01") == 1
+    err = capsys.readouterr().err
+    assert "NOT flat" in err and "position MSFT 5" in err
+    holder["broker"] = FakeBrokerWithClose({"AAPL": 10, "MSFT": 5}, refuse_close={"MSFT"})
+    assert cli(env_, "flatten", "--yes", "--actor", "ada", "--timeout", "1", "--poll-interval", "0.01") == 0
+    assert "the account is flat" in capsys.readouterr().out
