@@ -7,6 +7,11 @@
   errors. The URL is a secret (a Slack webhook URL is its own credential): it comes only from
   `dg.EnvVar("TRADING_DAGSTER_ALERT_WEBHOOK_URL")`, is never logged or put in metadata, and is redacted
   from every error this module raises (only its host is named).
+- `SlackAlertSink`: the same to a Slack incoming webhook, from `TRADING_DAGSTER_SLACK_WEBHOOK_URL`.
+- `TelegramAlertSink`: a bot's sendMessage (`{api}/bot<token>/sendMessage`, chat id and text), from
+  `TRADING_DAGSTER_TELEGRAM_BOT_TOKEN` and `TRADING_DAGSTER_TELEGRAM_CHAT_ID` (both or neither). The token
+  is in the URL path, so the same redaction applies: never in a log line, an exception, `alerts.jsonl`
+  or the resource's repr (a resolved resource shows `<redacted>`).
 - `FanOutAlertSink`: every sink in turn, the built-in one first so an alert is on record even when the
   webhook is down; then an `AlertDeliveryError` naming the sinks that failed.
 
@@ -34,6 +39,10 @@ from pydantic import Field
 from trading_dagster.settings import SettingsError
 
 WEBHOOK_ENV_VAR = "TRADING_DAGSTER_ALERT_WEBHOOK_URL"
+SLACK_ENV_VAR = "TRADING_DAGSTER_SLACK_WEBHOOK_URL"
+TELEGRAM_TOKEN_ENV_VAR = "TRADING_DAGSTER_TELEGRAM_BOT_TOKEN"
+TELEGRAM_CHAT_ENV_VAR = "TRADING_DAGSTER_TELEGRAM_CHAT_ID"
+TELEGRAM_API_URL = "https://api.telegram.org"
 ALERTS_FILE_NAME = "alerts.jsonl"
 REDACTED = "<redacted>"
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -104,17 +113,20 @@ class LogAlertSink(AlertSink):
             raise AlertDeliveryError(f"cannot append the alert to {self.path}: {exc}") from exc
 
 
-class WebhookAlertSink(AlertSink):
-    """POST `{"text": ...}` as JSON to a webhook URL (a secret: see the module docstring).
+class _HttpJsonSink(AlertSink):
+    """POST one JSON document per alert to a URL that is itself a secret (it holds a token).
 
     Up to `retries` more attempts after the first on a network error, a timeout, 408/425/429 or a 5xx,
     `backoff_seconds` apart, doubling; any other status (a 4xx: a revoked or mistyped URL) fails at once.
-    """
+    Every error it raises has the URL and each secret fragment replaced by `<redacted>`, and chains no
+    exception (urllib's errors carry the URL)."""
 
     def __init__(
         self,
         url: str,
         *,
+        env_var: str,
+        secrets: Sequence[str] = (),
         timeout_seconds: float = 5.0,
         retries: int = 2,
         backoff_seconds: float = 0.5,
@@ -123,11 +135,12 @@ class WebhookAlertSink(AlertSink):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             # not even the scheme is echoed: a value pasted into the wrong variable could be any secret
-            raise ValueError(f"{WEBHOOK_ENV_VAR} must be an http(s) URL with a host")
+            raise ValueError(f"{env_var} must be an http(s) URL with a host")
         if timeout_seconds <= 0 or retries < 0:
             raise ValueError("the webhook timeout must be positive and the retries at least 0")
         self._url = url
-        self._secrets = _secret_fragments(url)
+        extra = [v for s in secrets for v in _variants(s)]
+        self._secrets = sorted(set(_secret_fragments(url) + extra), key=len, reverse=True)
         self.host = parts.hostname
         self.timeout_seconds = timeout_seconds
         self.retries = retries
@@ -135,19 +148,20 @@ class WebhookAlertSink(AlertSink):
         self._sleep = sleep
 
     def __repr__(self) -> str:
-        return f"WebhookAlertSink(host={self.host!r}, url={REDACTED!r})"
+        return f"{type(self).__name__}(host={self.host!r}, url={REDACTED!r})"
 
-    def describe(self) -> str:
-        return f"the webhook at {self.host}"
+    @abc.abstractmethod
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        """The JSON document posted for the alert."""
 
     def redact(self, text: str) -> str:
-        """`text` with the URL and every secret part of it (path, query, credentials) replaced."""
+        """`text` with the URL and every secret part of it (path, query, credentials, tokens) replaced."""
         for fragment in self._secrets:
             text = text.replace(fragment, REDACTED)
         return text
 
     def send(self, alert: Alert) -> None:
-        body = json.dumps({"text": alert.message()}).encode()
+        body = json.dumps(self.payload(alert)).encode()
         attempts = self.retries + 1
         problem = ""
         for attempt in range(1, attempts + 1):
@@ -186,6 +200,78 @@ class WebhookAlertSink(AlertSink):
             return True, self.redact(f"{type(reason).__name__}: {reason}")
 
 
+class WebhookAlertSink(_HttpJsonSink):
+    """POST `{"text": ...}` as JSON to a generic webhook URL (a secret: see the module docstring)."""
+
+    def __init__(self, url: str, *, env_var: str = WEBHOOK_ENV_VAR, **kwargs: Any) -> None:
+        super().__init__(url, env_var=env_var, **kwargs)
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        return {"text": alert.message()}
+
+    def describe(self) -> str:
+        return f"the webhook at {self.host}"
+
+
+class SlackAlertSink(WebhookAlertSink):
+    """A Slack incoming webhook (`https://hooks.slack.com/services/T.../B.../<token>`): `{"text": ...}`."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, env_var=SLACK_ENV_VAR, **kwargs)
+
+    def describe(self) -> str:
+        return f"the Slack webhook at {self.host}"
+
+
+class TelegramAlertSink(_HttpJsonSink):
+    """A Telegram bot's `sendMessage` (POST `{api_url}/bot<token>/sendMessage` with `chat_id` and `text`).
+
+    The bot token is a credential and sits in the URL path, where urllib's errors would repeat it: it is
+    kept only in the private URL, and redacted (as is, URL-quoted, and as `bot<token>`) from every error;
+    the chat id is treated the same way. `api_url` is https://api.telegram.org unless a test points it at a
+    local server. Texts are cut to Telegram's 4096 characters."""
+
+    MAX_TEXT = 4096
+
+    def __init__(
+        self, bot_token: str, chat_id: str, *, api_url: str = TELEGRAM_API_URL, **kwargs: Any
+    ) -> None:
+        token, chat = str(bot_token or "").strip(), str(chat_id or "").strip()
+        if not token or any(c.isspace() or c in "/?#" for c in token):
+            raise ValueError(f"{TELEGRAM_TOKEN_ENV_VAR} must be a bot token (digits:letters), with no spaces")
+        if not chat or any(c.isspace() for c in chat):
+            raise ValueError(f"{TELEGRAM_CHAT_ENV_VAR} must be a chat id (a number, or @channel)")
+        self.chat_id = chat
+        url = f"{api_url.rstrip('/')}/bot{urllib.parse.quote(token, safe=':')}/sendMessage"
+        super().__init__(url, env_var="the Telegram API URL", secrets=(token, chat), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"TelegramAlertSink(host={self.host!r}, bot_token={REDACTED!r}, chat_id={REDACTED!r})"
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        text = alert.message()
+        if len(text) > self.MAX_TEXT:
+            text = text[: self.MAX_TEXT - 3] + "..."
+        return {"chat_id": self.chat_id, "text": text, "disable_web_page_preview": True}
+
+    def describe(self) -> str:
+        return f"the Telegram bot API at {self.host}"
+
+
+class _MisconfiguredSink(AlertSink):
+    """Stands for a sink that cannot be built (half its settings): every send fails, naming what is missing,
+    after the built-in sink has kept the alert."""
+
+    def __init__(self, what: str, why: str) -> None:
+        self.what, self.why = what, why
+
+    def describe(self) -> str:
+        return self.what
+
+    def send(self, alert: Alert) -> None:
+        raise AlertDeliveryError(f"{self.what} is not configured: {self.why}")
+
+
 class FanOutAlertSink(AlertSink):
     """Every sink in order; AlertDeliveryError after all were tried if any failed."""
 
@@ -204,6 +290,13 @@ class FanOutAlertSink(AlertSink):
                 failures.append(str(exc))
         if failures:
             raise AlertDeliveryError(f"alert {alert.key} not delivered everywhere: " + "; ".join(failures))
+
+
+def _variants(secret: str) -> list[str]:
+    """A secret as is and as it may appear URL-quoted (only long enough ones: a 1-character "secret" would
+    redact every occurrence of that character)."""
+    out = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret, safe=":"), f"bot{secret}"}
+    return [v for v in out if len(v) > 3]
 
 
 def _secret_fragments(url: str) -> list[str]:
@@ -231,6 +324,21 @@ class AlertsResource(dg.ConfigurableResource):
         default=None,
         description=f"Slack-compatible webhook; a secret, set only through dg.EnvVar({WEBHOOK_ENV_VAR!r})",
     )
+    slack_webhook_url: str | None = Field(
+        default=None,
+        description=f"Slack incoming webhook; a secret, set only through dg.EnvVar({SLACK_ENV_VAR!r})",
+    )
+    telegram_bot_token: str | None = Field(
+        default=None,
+        description=f"Telegram bot token; a secret, set only through dg.EnvVar({TELEGRAM_TOKEN_ENV_VAR!r})",
+    )
+    telegram_chat_id: str | None = Field(
+        default=None,
+        description=f"Telegram chat the bot writes to; set through dg.EnvVar({TELEGRAM_CHAT_ENV_VAR!r})",
+    )
+    telegram_api_url: str = Field(
+        default=TELEGRAM_API_URL, description="Telegram Bot API base URL (a local server in tests)"
+    )
     webhook_timeout_seconds: float = Field(default=5.0, description="timeout of one webhook attempt")
     webhook_retries: int = Field(
         default=2, description="webhook attempts after the first (5xx, 429, network)"
@@ -241,16 +349,37 @@ class AlertsResource(dg.ConfigurableResource):
         "open (30: 09:00 New York); raw_freshness_sensor alerts after that",
     )
 
+    def __repr_args__(self) -> Any:
+        # once resolved (inside a run or a tick) the EnvVar fields hold the secrets themselves
+        for name, value in super().__repr_args__():
+            hidden = name in _SECRET_FIELDS and value and not isinstance(value, dg.EnvVar)
+            yield name, REDACTED if hidden else value
+
     def sink(self, log: logging.Logger | Any) -> AlertSink:
+        """The built-in sink first, then each configured channel. A channel whose settings are unusable
+        (a URL that is not http(s), half of Telegram's pair) fails each send with the variable's name, after
+        the built-in sink has the alert: it never stops the record nor raises while building."""
+        http = {"timeout_seconds": self.webhook_timeout_seconds, "retries": self.webhook_retries}
         sinks: list[AlertSink] = [LogAlertSink(self.jsonl_path, log)]
+        channels: list[tuple[str, Callable[[], AlertSink]]] = []
         if self.webhook_url:
-            sinks.append(
-                WebhookAlertSink(
-                    self.webhook_url,
-                    timeout_seconds=self.webhook_timeout_seconds,
-                    retries=self.webhook_retries,
-                )
-            )
+            url = self.webhook_url
+            channels.append(("the webhook", lambda: WebhookAlertSink(url, **http)))
+        if self.slack_webhook_url:
+            slack = self.slack_webhook_url
+            channels.append(("the Slack webhook", lambda: SlackAlertSink(slack, **http)))
+        token, chat = self.telegram_bot_token, self.telegram_chat_id
+        if token and chat:
+            api = self.telegram_api_url
+            channels.append(("Telegram", lambda: TelegramAlertSink(token, chat, api_url=api, **http)))
+        elif token or chat:
+            missing = TELEGRAM_CHAT_ENV_VAR if token else TELEGRAM_TOKEN_ENV_VAR
+            sinks.append(_MisconfiguredSink("Telegram", f"{missing} is not set"))
+        for what, build in channels:
+            try:
+                sinks.append(build())
+            except ValueError as exc:  # the message names the variable, never its value
+                sinks.append(_MisconfiguredSink(what, str(exc)))
         return FanOutAlertSink(sinks)
 
     @property
@@ -258,15 +387,19 @@ class AlertsResource(dg.ConfigurableResource):
         return dt.timedelta(minutes=self.raw_lead_minutes)
 
 
-ALERTS_CONFIG_KEYS = ("raw_lead_minutes", "webhook_timeout_seconds", "webhook_retries")
+_SECRET_FIELDS = frozenset({"webhook_url", "slack_webhook_url", "telegram_bot_token", "telegram_chat_id"})
+ALERTS_CONFIG_KEYS = ("raw_lead_minutes", "webhook_timeout_seconds", "webhook_retries", "telegram_api_url")
 
 
 def alerts_resource(data_dir: Path, config: Mapping[str, Any] | None = None) -> AlertsResource:
-    """The alerts resource of the definitions: `$TRADING_DAGSTER_DATA_DIR/alerts.jsonl`, the webhook if
-    TRADING_DAGSTER_ALERT_WEBHOOK_URL is set (as an EnvVar: the value is resolved when a sensor runs and is
-    never part of the config), and `[alerts]` of trading_dagster.toml (`raw_lead_minutes`,
-    `webhook_timeout_seconds`, `webhook_retries`) when present. A bad or unknown key is a SettingsError when
-    the definitions load: a misspelt lead must not silently fall back to the default."""
+    """The alerts resource of the definitions: `$TRADING_DAGSTER_DATA_DIR/alerts.jsonl`, and each channel
+    whose variables are set: the webhook (TRADING_DAGSTER_ALERT_WEBHOOK_URL), Slack
+    (TRADING_DAGSTER_SLACK_WEBHOOK_URL), Telegram (TRADING_DAGSTER_TELEGRAM_BOT_TOKEN and
+    TRADING_DAGSTER_TELEGRAM_CHAT_ID, both or a SettingsError), each as an EnvVar: the value is resolved
+    when a sensor runs and is never part of the config. `[alerts]` of trading_dagster.toml
+    (`raw_lead_minutes`, `webhook_timeout_seconds`, `webhook_retries`, `telegram_api_url`) when present. A
+    bad or unknown key is a SettingsError when the definitions load: a misspelt lead must not silently fall
+    back to the default."""
     config = dict(config or {})
     unknown = sorted(set(config) - set(ALERTS_CONFIG_KEYS))
     if unknown:
@@ -285,10 +418,25 @@ def alerts_resource(data_dir: Path, config: Mapping[str, Any] | None = None) -> 
         raise SettingsError(f"[alerts] webhook_timeout_seconds must be in (0, 10], not {timeout!r}")
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 3:
         raise SettingsError(f"[alerts] webhook_retries must be an integer from 0 to 3, not {retries!r}")
-    webhook_set = bool(dg.EnvVar(WEBHOOK_ENV_VAR).get_value())  # presence only; the value is not kept
+    api_url = config.get("telegram_api_url", TELEGRAM_API_URL)
+    if not isinstance(api_url, str) or urllib.parse.urlsplit(api_url).scheme not in {"http", "https"}:
+        raise SettingsError(f"[alerts] telegram_api_url must be an http(s) URL, not {api_url!r}")
+
+    def env(name: str) -> dg.EnvVar | None:  # presence only; the value is not kept
+        return dg.EnvVar(name) if dg.EnvVar(name).get_value() else None
+
+    token, chat = env(TELEGRAM_TOKEN_ENV_VAR), env(TELEGRAM_CHAT_ENV_VAR)
+    if (token is None) != (chat is None):
+        missing = TELEGRAM_CHAT_ENV_VAR if token is not None else TELEGRAM_TOKEN_ENV_VAR
+        present = TELEGRAM_TOKEN_ENV_VAR if token is not None else TELEGRAM_CHAT_ENV_VAR
+        raise SettingsError(f"Telegram alerts need both variables: {present} is set but {missing} is not")
     return AlertsResource(
         jsonl_path=str(data_dir / ALERTS_FILE_NAME),
-        webhook_url=dg.EnvVar(WEBHOOK_ENV_VAR) if webhook_set else None,
+        webhook_url=env(WEBHOOK_ENV_VAR),
+        slack_webhook_url=env(SLACK_ENV_VAR),
+        telegram_bot_token=token,
+        telegram_chat_id=chat,
+        telegram_api_url=api_url,
         webhook_timeout_seconds=float(timeout),
         webhook_retries=retries,
         raw_lead_minutes=lead,
