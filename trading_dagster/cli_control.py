@@ -94,7 +94,7 @@ def cmd_approve(args: argparse.Namespace, env: ControlEnv | None = None) -> int:
             env.ledger, args.session, [] if args.all else args.ids, "refuse" if args.refuse else "approve",
             _actor(args), args.reason, now=env.now(), deadline_ny=env.deadline_ny,
         )
-    except ControlError as exc:
+    except (ControlError, ValueError) as exc:  # ValueError: no session after D in the calendar
         print(f"refused: {exc}", file=sys.stderr)
         return 1
     print(result.summary())

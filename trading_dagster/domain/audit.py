@@ -27,10 +27,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import polars as pl
+
+from trading_dagster.domain.broker_records import SubmitResult
 
 EVENT_KINDS: tuple[str, ...] = (
     "signal",
@@ -180,3 +184,75 @@ def audit_line(event: AuditEvent) -> str:
         parts.append(why)
     parts.append(f"({event.actor})")
     return "  ".join(parts).replace("\r", " ").replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------------------ events of records
+
+
+_ORDER_KIND = {"approved": "decision", "denied": "denial", "pending_approval": "pending_approval"}
+
+
+def order_events(orders: pl.DataFrame, occurred_at: dt.datetime, *, signals: bool = True) -> list[AuditEvent]:
+    """The pipeline's events of a planned orders frame (`orders.ORDER_SCHEMA`): a `signal` per order (unless
+    `signals=False`) and its outcome: `decision` (approved), `denial` or `pending_approval`. Rows with
+    another status (approved / refused / expired after `approval.apply_decisions`) give no outcome here:
+    the people's decisions are their own events, an expiry is `expiry_events`'."""
+    out: list[AuditEvent] = []
+    for row in orders.iter_rows(named=True):
+        price = Decimal(repr(row["ref_price"])) if row["ref_price"] is not None else None
+        common = dict(
+            occurred_at=occurred_at, session=row["session"], client_order_id=row["client_order_id"],
+            symbol=row["symbol"], side=row["side"],
+        )
+        if signals:
+            out.append(AuditEvent(kind="signal", details={"strategy": row["strategy"]}, **common))
+        kind = _ORDER_KIND.get(row["status"])
+        if kind is not None:
+            out.append(
+                AuditEvent(
+                    kind=kind, qty=Decimal(row["qty"]), price=price, reason_code=row["reason_code"],
+                    details={"strategy": row["strategy"], "requested_qty": row["requested_qty"]}, **common,
+                )
+            )
+    return out
+
+
+def expiry_events(orders: pl.DataFrame, occurred_at: dt.datetime) -> list[AuditEvent]:
+    """An `approval_expired` event per order whose status is `expired` (after `approval.apply_decisions`)."""
+    return [
+        AuditEvent(
+            kind="approval_expired", occurred_at=occurred_at, session=row["session"],
+            client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
+            qty=Decimal(row["qty"]), reason_code=row["reason_code"],
+        )
+        for row in orders.filter(pl.col("status") == "expired").iter_rows(named=True)
+    ]
+
+
+def submission_events(results: Sequence[SubmitResult], occurred_at: dt.datetime) -> list[AuditEvent]:
+    """What `Broker.submit` answered: a `submission` per order the broker holds (new or already there:
+    the same event, by id) with its broker order id, a `rejection` with the broker's code and message."""
+    out: list[AuditEvent] = []
+    for r in results:
+        q = r.request
+        common = dict(
+            occurred_at=occurred_at, session=q.session, client_order_id=q.client_order_id, symbol=q.symbol,
+            side=q.side, qty=q.qty, price=q.limit_price,
+        )
+        if r.outcome == "rejected":
+            out.append(AuditEvent(kind="rejection", reason_code=r.code, reason=r.message,
+                                  details={"strategy": q.strategy}, **common))
+        else:
+            order = r.order
+            out.append(
+                AuditEvent(
+                    kind="submission",
+                    details={
+                        "strategy": q.strategy, "outcome": r.outcome, "broker_order_id": order.id if order else None,
+                        "status": order.status if order else None, "notional": str(q.notional) if q.notional else None,
+                        "type": q.type, "time_in_force": q.time_in_force, "order_class": q.order_class,
+                    },
+                    **common,
+                )
+            )
+    return out

@@ -99,3 +99,36 @@ def test_every_kind_has_an_identity_and_floats_become_decimals():
         e = AuditEvent(kind=kind, occurred_at=T, ref="r", qty=3, price=1.5)
         assert len(e.event_id) == 32
         assert e.qty == Decimal(3) and e.price == Decimal("1.5")
+
+
+def test_events_of_an_orders_frame_and_of_submit_results():
+    import polars as pl
+
+    from trading_dagster.domain.audit import expiry_events, order_events, submission_events
+    from trading_dagster.domain.broker_records import BrokerOrder, OrderRequest, SubmitResult
+    from trading_dagster.domain.orders import ORDER_SCHEMA
+
+    rows = [
+        (D, "AAPL", "sma", "buy", 4, 4, 153.12, "approved", None, "id-a"),
+        (D, "GE", "sma", "buy", 4, 0, 27.0, "denied", "LONG_ONLY", "id-b"),
+        (D, "MSFT", "man", "buy", 4, 3, 70.0, "pending_approval", "QTY_CLIPPED", "id-c"),
+        (D, "IBM", "man", "buy", 4, 4, 150.0, "expired", "APPROVAL_EXPIRED", "id-d"),
+    ]
+    frame = pl.DataFrame([dict(zip(ORDER_SCHEMA, r, strict=True)) for r in rows], schema=ORDER_SCHEMA)
+    events = order_events(frame, T)
+    assert [e.kind for e in events] == ["signal", "decision", "signal", "denial", "signal", "pending_approval",
+                                        "signal"]
+    assert events[1].price == Decimal("153.12") and events[3].reason_code == "LONG_ONLY"
+    later = order_events(frame, T + dt.timedelta(days=1))
+    assert [e.event_id for e in later] == [e.event_id for e in events]  # a re-run: the same events
+    assert [e.client_order_id for e in expiry_events(frame, T)] == ["id-d"]
+
+    req = OrderRequest(client_order_id="id-a", session=D, strategy="sma", symbol="AAPL", side="buy", qty=Decimal(4))
+    order = BrokerOrder(id="o-1", client_order_id="id-a", symbol="AAPL", side="buy", type="market",
+                        time_in_force="day", status="accepted", qty=Decimal(4), notional=None, filled_qty=Decimal(0),
+                        filled_avg_price=None, submitted_at=T, updated_at=T)
+    first = submission_events([SubmitResult(req, "submitted", order)], T)
+    again = submission_events([SubmitResult(req, "already_existed", order)], T + dt.timedelta(hours=1))
+    assert first[0].kind == "submission" and first[0].event_id == again[0].event_id
+    (rej,) = submission_events([SubmitResult(req, "rejected", None, "40310000", "insufficient buying power")], T)
+    assert rej.kind == "rejection" and "REJECTION  AAPL buy 4  id-a  40310000: insufficient buying power" in audit_line(rej)
