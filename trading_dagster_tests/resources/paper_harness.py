@@ -23,10 +23,10 @@ class PaperHarness:
         self.cash = cash
         self.now = START
         self.prices: dict[str, Decimal] = {}
-        self.broker = self.fresh_broker()
+        self.broker = self.make_broker()
 
-    def fresh_broker(self) -> PaperBroker:
-        """Another broker object on the same account (a new process after a crash)."""
+    def make_broker(self) -> PaperBroker:
+        """Another broker object on the same account (a new process after a crash, another thread)."""
         return PaperBroker(
             self.path,
             ACCOUNT_ID,

@@ -106,10 +106,11 @@ def held(h: BrokerHarness) -> dict[str, Decimal]:
 
 
 def fresh_broker(h: BrokerHarness) -> Broker:
-    """A new broker object on the same account (a restarted process). `fresh_broker` is not in the
-    BrokerHarness protocol yet; a harness without it gives its broker, which caches nothing either."""
-    make = getattr(h, "fresh_broker", None)
-    return make() if make is not None else h.broker
+    """A new broker object on the same account (a restarted process, another thread). Both harnesses have
+    `make_broker()`; the BrokerHarness protocol does not declare it yet."""
+    make = getattr(h, "make_broker", None)
+    assert make is not None, f"{type(h).__name__} needs make_broker(): another broker object on the account"
+    return make()
 
 
 def buy_and_fill(h: BrokerHarness, symbol: str, qty: str, strategy: str = "setup") -> None:
@@ -232,11 +233,13 @@ def test_the_same_request_twice_is_one_order(h: BrokerHarness) -> None:
 def test_a_crash_between_submit_and_record_is_one_order(h: BrokerHarness) -> None:
     r = req(h)
     h.broker.submit([r], since=SINCE)  # the results are lost with the crashed process
-    (after_restart,) = fresh_broker(h).submit([r], since=SINCE)
+    with fresh_broker(h) as restarted:
+        (after_restart,) = restarted.submit([r], since=SINCE)
     assert after_restart.outcome == "already_existed"
     # a listing that misses it (a later `since`) runs into the duplicate id and looks it up
     later = dt.datetime(2025, 6, 2, 23, tzinfo=NY)
-    (missed,) = fresh_broker(h).submit([r], since=later)
+    with fresh_broker(h) as restarted:
+        (missed,) = restarted.submit([r], since=later)
     assert missed.outcome == "already_existed"
     assert missed.order is not None and missed.order.client_order_id == r.client_order_id
     assert h.orders_on_server(r.client_order_id) == 1
@@ -453,21 +456,10 @@ def test_orders_after_and_until_are_exclusive_and_oldest_first(h: BrokerHarness)
     assert all(o.final for o in h.broker.orders(status="closed")) and FINAL_STATUSES
 
 
-# -- the built-in paper broker only: its ledger file ------------------------------------------------------
-
-
-@pytest.fixture
-def paper(tmp_path: Path) -> Iterator[BrokerHarness]:
-    harness = BROKER_FACTORIES["paper"](tmp_path, cash=CASH)
-    harness.set_price("AAPL", PRICE)
-    harness.set_now(MONDAY_OPEN)
-    yield harness
-    harness.close()
-
-
-def test_paper_two_brokers_racing_on_one_id_make_one_order(paper: BrokerHarness) -> None:
-    brokers = [fresh_broker(paper) for _ in range(4)]
-    r = req(paper)
+def test_brokers_racing_on_one_id_make_one_order(h: BrokerHarness) -> None:
+    """Four runs at once (threads, each its own broker object) submit the same request."""
+    brokers = [fresh_broker(h) for _ in range(4)]
+    r = req(h)
     results: list = []
     start = threading.Barrier(len(brokers))
 
@@ -482,9 +474,23 @@ def test_paper_two_brokers_racing_on_one_id_make_one_order(paper: BrokerHarness)
         t.join()
     assert sorted(x.outcome for x in results) == ["already_existed"] * 3 + ["submitted"]
     assert len({x.order.id for x in results}) == 1
-    assert paper.orders_on_server(r.client_order_id) == 1
+    assert h.orders_on_server(r.client_order_id) == 1
     with pytest.raises(DuplicateClientOrderId):
-        brokers[0]._submit_one(r)
+        brokers[0]._submit_one(r)  # the broker itself refuses a second order under the id
+    for b in brokers:
+        b.close()
+
+
+# -- the built-in paper broker only: its ledger file ------------------------------------------------------
+
+
+@pytest.fixture
+def paper(tmp_path: Path) -> Iterator[BrokerHarness]:
+    harness = BROKER_FACTORIES["paper"](tmp_path, cash=CASH)
+    harness.set_price("AAPL", PRICE)
+    harness.set_now(MONDAY_OPEN)
+    yield harness
+    harness.close()
 
 
 def test_paper_ledger_is_append_only_with_both_times(paper: BrokerHarness, tmp_path: Path) -> None:

@@ -854,6 +854,10 @@ class PaperBroker(Broker):
 
     # -- the market ----------------------------------------------------------------------------------------
 
+    def advance(self) -> None:
+        """The market moves before a poll: the paper market moves only when asked (`work_orders`)."""
+        self.work_orders()
+
     def work_orders(self) -> None:
         """Let the market work the open orders at the broker's "now": expire DAY orders whose session has
         closed, then (market open) fill what is marketable at the quotes, oldest order first, activating a
