@@ -1,7 +1,7 @@
 """Alerts: where "something broke" goes. An `Alert` is a plain record; an `AlertSink` delivers it.
 
-- `LogAlertSink` (built in, always on): the message at ERROR in the Dagster log of the sensor tick, and one
-  JSON line appended to `$TRADING_DAGSTER_DATA_DIR/alerts.jsonl` (a record a person or a script can read).
+- `LogAlertSink` (built in, always on): the message at the alert's severity (ERROR by default) in the
+  Dagster log of the sensor tick, and one JSON line appended to `$TRADING_DAGSTER_DATA_DIR/alerts.jsonl` (a record a person or a script can read).
 - `WebhookAlertSink`: POSTs `{"text": ...}` (what Slack's incoming webhooks, and Mattermost's, Teams'
   workflows and most chat tools, accept) to a URL, with a timeout and a few retries on 5xx, 429 and network
   errors. The URL is a secret (a Slack webhook URL is its own credential): it comes only from
@@ -103,7 +103,9 @@ class LogAlertSink(AlertSink):
         return f"the Dagster log and {self.path}"
 
     def send(self, alert: Alert) -> None:
-        self.log.error(f"ALERT [{alert.kind}] {alert.message()}")
+        # at the alert's severity (ERROR unless it says INFO or WARNING: a daily summary is not an error)
+        emit = getattr(self.log, {"INFO": "info", "WARNING": "warning"}.get(alert.severity, "error"))
+        emit(f"ALERT [{alert.kind}] {alert.message()}")
         line = json.dumps(alert.to_json(), default=str, separators=(",", ":")) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,13 @@ delivery checks that it appears in no exception (nor a chained one), log line, r
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import socket
 import urllib.parse
 from collections.abc import Iterator
+from decimal import Decimal
 
 import dagster as dg
 import pytest
@@ -295,3 +297,109 @@ def test_an_unusable_url_fails_sends_with_the_variable_name_not_the_tick(tmp_pat
 def test_a_bad_telegram_api_url_is_refused(tmp_path, server):
     with pytest.raises(SettingsError, match="telegram_api_url must be an http"):
         alerts_resource(tmp_path, {"telegram_api_url": "ftp://x"})
+
+
+# ------------------------------------------------------------------------------ trading alerts (builders)
+
+
+def _request(**kw):
+    from trading_dagster.domain.broker_records import OrderRequest
+
+    base = dict(
+        client_order_id="cid-1", session=dt.date(2025, 7, 3), strategy="sma_cross", symbol="AAPL", side="buy"
+    )
+    base.update(kw)
+    if "notional" not in kw:
+        base.setdefault("qty", Decimal("10"))
+    return OrderRequest(**base)
+
+
+def test_an_order_rejection_names_the_order_and_the_brokers_reason():
+    from trading_dagster.automation.trading_alerts import order_rejected_alert
+    from trading_dagster.domain.broker_records import SubmitResult
+
+    result = SubmitResult(_request(), "rejected", None, "40310000", "insufficient buying power")
+    alert = order_rejected_alert(result, book="live")
+    assert (
+        alert.kind == "order_rejected" and alert.key == "order_rejected:cid-1" and alert.severity == "ERROR"
+    )
+    assert alert.title == "Order rejected by the broker (live): buy AAPL 10 shares"
+    assert "insufficient buying power [40310000]" in alert.text and "2025-07-03" in alert.text
+    assert alert.details["code"] == "40310000" and alert.details["qty"] == "10"
+    notional = order_rejected_alert(SubmitResult(_request(notional=Decimal("1500.5")), "rejected"))
+    assert notional.title.endswith("buy AAPL $1,500.50") and "no message" in notional.text
+    with pytest.raises(ValueError, match="submitted, not rejected"):
+        order_rejected_alert(SubmitResult(_request(), "submitted"))
+
+
+def test_a_reconciliation_mismatch_lists_each_item_with_its_difference():
+    from trading_dagster.automation.trading_alerts import Mismatch, reconciliation_mismatch_alert
+
+    alert = reconciliation_mismatch_alert(
+        dt.date(2025, 7, 3),
+        [
+            Mismatch("AAPL", Decimal("10"), Decimal("7.5")),
+            Mismatch("cash", Decimal("1000"), Decimal("1250.25")),
+            Mismatch("MSFT", None, Decimal("3")),
+        ],
+    )
+    assert alert.key == "reconciliation_mismatch:2025-07-03"
+    assert alert.text.splitlines() == [
+        "AAPL: ledger 10, broker 7.5 (-2.5)",
+        "cash: ledger $1,000.00, broker $1,250.25 (+$250.25)",
+        "MSFT: ledger ?, broker 3",
+    ]
+    assert alert.details["items"] == ["AAPL", "cash", "MSFT"]
+    with pytest.raises(ValueError):
+        reconciliation_mismatch_alert(dt.date(2025, 7, 3), [])
+
+
+def test_the_kill_switch_alerts_when_engaged_and_released():
+    from trading_dagster.automation.trading_alerts import kill_switch_alert
+
+    at = dt.datetime(2025, 7, 7, 14, 0, tzinfo=dt.UTC)
+    on = kill_switch_alert(True, at=at, by="ops@desk", reason="drawdown limit")
+    off = kill_switch_alert(False, at=at + dt.timedelta(hours=1), by="ops@desk", reason="reviewed")
+    assert on.severity == "ERROR" and off.severity == "WARNING"
+    assert on.title == "Kill switch engaged (paper) by ops@desk" and "no buy reaches the broker" in on.text
+    assert off.key == "kill_switch:released:2025-07-07T15:00:00+00:00" and on.key != off.key
+
+
+def test_pnl_below_the_threshold():
+    from trading_dagster.automation.trading_alerts import pnl_below_threshold_alert
+
+    alert = pnl_below_threshold_alert(
+        dt.date(2025, 7, 3), Decimal("-1234.5"), Decimal("-1000"), equity=Decimal("100000")
+    )
+    assert alert.title == "P&L of session 2025-07-03 (paper) is -$1,234.50, below -$1,000.00"
+    assert "(-1.23% of equity $100,000.00)" in alert.text and alert.details["pnl"] == "-1234.5"
+    with pytest.raises(ValueError, match="not below"):
+        pnl_below_threshold_alert(dt.date(2025, 7, 3), Decimal("-10"), Decimal("-1000"))
+
+
+def test_the_daily_fills_summary_groups_by_symbol_and_side_and_logs_at_info(tmp_path, log, caplog):
+    from trading_dagster.automation.trading_alerts import fills_summary_alert
+    from trading_dagster.domain.broker_records import BrokerFill
+
+    t = dt.datetime(2025, 7, 7, 13, 31, tzinfo=dt.UTC)
+
+    def fill(i, symbol, side, qty, price):
+        return BrokerFill(f"e{i}", f"o{i}", f"c{i}", symbol, side, Decimal(qty), Decimal(price), t)
+
+    fills = [
+        fill(1, "AAPL", "buy", "4", "200"),
+        fill(2, "AAPL", "buy", "6", "201"),
+        fill(3, "MSFT", "sell", "2.5", "400"),
+    ]
+    alert = fills_summary_alert(dt.date(2025, 7, 3), fills)
+    assert alert.severity == "INFO" and alert.key == "fills_summary:2025-07-03"
+    assert alert.title == "Fills of session 2025-07-03 (paper): 3 fill(s), bought $2,006.00, sold $1,000.00"
+    assert alert.text.splitlines() == [
+        "buy AAPL 10 @ $200.60 = $2,006.00 (2 fill(s))",
+        "sell MSFT 2.5 @ $400.00 = $1,000.00 (1 fill(s))",
+    ]
+    assert fills_summary_alert(dt.date(2025, 7, 3), []).text == "no fills"
+    with caplog.at_level(logging.INFO, logger=log.name):
+        LogAlertSink(tmp_path / "a.jsonl", log).send(alert)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert json.loads((tmp_path / "a.jsonl").read_text())["severity"] == "INFO"
