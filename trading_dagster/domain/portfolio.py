@@ -31,6 +31,17 @@ from trading_dagster.domain.book_events import (
     events_between,
 )
 from trading_dagster.domain.execution import CENT, CommissionModel, SlippageModel, execute_open
+from trading_dagster.domain.exits import (
+    ExitLevels,
+    ExitLot,
+    ExitLots,
+    entry_id_of,
+    execute_exits,
+    exit_levels,
+    is_exit_id,
+    trim_lots,
+    with_atr,
+)
 from trading_dagster.domain.orders import (
     Fill,
     Order,
@@ -67,12 +78,14 @@ class Position(NamedTuple):
 
 
 def fill_apply_order(fill: Fill) -> tuple[dt.date, int, str]:
-    """Canonical order to apply fills in: by session, sells before buys (as the open works them), then id.
+    """Canonical order to apply fills in: by session, sells before buys (as the open works them), then id;
+    a session's exit fills (stop-loss / take-profit legs, `exits.is_exit_id`) after its open's fills.
 
     Every consumer (planner, broker replay, mark-to-market) applies fills in this order, so the Decimal
     results (average costs, realized P&L) are identical whoever computes them.
     """
-    return (fill.session, 0 if fill.side == "sell" else 1, fill.client_order_id)
+    rank = 2 if is_exit_id(fill.client_order_id) else 0 if fill.side == "sell" else 1
+    return (fill.session, rank, fill.client_order_id)
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,9 @@ class PortfolioState:
 
     `monthly_buys` counts shares bought per (symbol, year, month) of the fill session; only months from
     the latest applied fill's month on are kept (older months can never constrain a future order).
+    `exits` are the positions' exit lots (`exits.ExitLot`: one per filled entry that had exit levels, oldest
+    first; empty without stop-loss / take-profit): they are what a later run needs to fill the exits, so a
+    book that persists a state must persist them too (`exits.lots_to_records`).
     Treat the mappings as read-only; every update returns a new state.
     """
 
@@ -88,6 +104,7 @@ class PortfolioState:
     positions: Mapping[str, Position] = field(default_factory=dict)
     realized_pnl: Decimal = Decimal(0)
     monthly_buys: Mapping[MonthKey, int] = field(default_factory=dict)
+    exits: ExitLots = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cash", as_decimal(self.cash))
@@ -96,6 +113,9 @@ class PortfolioState:
             self, "positions", {s: Position(int(p[0]), as_decimal(p[1])) for s, p in self.positions.items()}
         )
         object.__setattr__(self, "monthly_buys", dict(self.monthly_buys))
+        object.__setattr__(
+            self, "exits", {s: tuple(ExitLot(*lot) for lot in lots) for s, lots in self.exits.items() if lots}
+        )
 
     @classmethod
     def initial(cls, cash: Decimal | int | str) -> PortfolioState:
@@ -108,6 +128,7 @@ class PortfolioState:
         positions: dict[str, Position],
         realized_pnl: Decimal,
         monthly_buys: dict[MonthKey, int],
+        exits: ExitLots,
     ) -> PortfolioState:
         """A state from values `apply_fills` computed itself: Decimal arithmetic on finite Decimals, int
         quantities, fresh dicts, i.e. exactly what `__post_init__` would produce. Skipping that
@@ -118,6 +139,7 @@ class PortfolioState:
         object.__setattr__(state, "positions", positions)
         object.__setattr__(state, "realized_pnl", realized_pnl)
         object.__setattr__(state, "monthly_buys", monthly_buys)
+        object.__setattr__(state, "exits", exits)
         return state
 
     def qty(self, symbol: str) -> int:
@@ -137,13 +159,21 @@ class PortfolioState:
     def apply_fill(self, fill: Fill) -> PortfolioState:
         return self.apply_fills([fill])
 
-    def apply_fills(self, fills: Iterable[Fill]) -> PortfolioState:
+    def apply_fills(
+        self, fills: Iterable[Fill], levels: Mapping[str, ExitLevels] | None = None
+    ) -> PortfolioState:
         """New state after `fills` (applied in `fill_apply_order`): buys raise the average cost, sells
         realize P&L against it, commissions come out of cash. Selling more than held is an error: the
-        broker never lets a long-only account go short."""
+        broker never lets a long-only account go short.
+
+        `levels` are the exit levels of entry orders by client order id (`exits.exit_levels`): a buy fill
+        of such an order opens an exit lot; an exit fill closes (part of) its entry's lot; any other sell
+        takes the shares of no lot first, then the oldest lots' (`exits.trim_lots`)."""
         ordered = sorted(fills, key=fill_apply_order)
         if not ordered:
             return self
+        if levels or self.exits:
+            return self._apply_fills_with_exits(ordered, levels or {})
         cash, realized = self.cash, self.realized_pnl
         positions = dict(self.positions)
         monthly = dict(self.monthly_buys)
@@ -170,7 +200,40 @@ class PortfolioState:
                     positions[f.symbol] = Position(old.qty - f.qty, old.avg_cost)
         last = ordered[-1].session
         monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= (last.year, last.month)}
-        return PortfolioState._computed(cash, positions, realized, monthly)
+        return PortfolioState._computed(cash, positions, realized, monthly, self.exits)
+
+    def _apply_fills_with_exits(
+        self, ordered: list[Fill], levels: Mapping[str, ExitLevels]
+    ) -> PortfolioState:
+        """`apply_fills` for a book with exit lots: the same arithmetic fill by fill, then the lots."""
+        lots = {s: list(v) for s, v in self.exits.items()}
+        state = self
+        for f in ordered:
+            state = PortfolioState.apply_fills(state._without_exits(), [f])
+            symbol_lots = lots.get(f.symbol, [])
+            if f.side == "buy":
+                stop, take = levels.get(f.client_order_id, (None, None))
+                if stop is not None or take is not None:
+                    symbol_lots.append(ExitLot(f.client_order_id, f.order_session, f.qty, stop, take))
+            elif is_exit_id(f.client_order_id):
+                entry, left = entry_id_of(f.client_order_id), f.qty
+                for i, lot in enumerate(symbol_lots):
+                    if lot.entry_id == entry and left:
+                        taken = min(lot.qty, left)
+                        symbol_lots[i], left = lot._replace(qty=lot.qty - taken), left - taken
+                symbol_lots = [lot for lot in symbol_lots if lot.qty > 0]
+            lots[f.symbol] = list(trim_lots(symbol_lots, state.qty(f.symbol)))
+        exits = {s: tuple(v) for s, v in lots.items() if v}
+        return PortfolioState._computed(
+            state.cash, dict(state.positions), state.realized_pnl, dict(state.monthly_buys), exits
+        )
+
+    def _without_exits(self) -> PortfolioState:
+        if not self.exits:
+            return self
+        return PortfolioState._computed(
+            self.cash, dict(self.positions), self.realized_pnl, dict(self.monthly_buys), {}
+        )
 
     def apply_event(self, event: BookEvent) -> tuple[PortfolioState, EventEffect | None]:
         """New state after one book event, and what it did to a held position (None when none was held).
@@ -185,6 +248,8 @@ class PortfolioState:
           commission: cash in, realized P&L as for a sale. The month's purchase counts of the ticker stay
           (the quota is per ticker and month; a security listed under it in the same month shares it).
         * Rename: the position and the month's purchase counts move to the new ticker unchanged.
+        * Exit lots (`exits`) follow: a split scales their shares (rounded down) and levels (per new share),
+          a rename moves them, a delisting drops them.
         """
         positions = dict(self.positions)
         monthly = dict(self.monthly_buys)
@@ -233,7 +298,28 @@ class PortfolioState:
                 effect = EventEffect(event, held.qty, held.qty, Decimal(0), Decimal(0))
         else:  # pragma: no cover - the union is closed
             raise TypeError(f"not a book event: {event!r}")
-        return PortfolioState._computed(cash, positions, realized, monthly), effect
+        exits = self.exits
+        if event.symbol in exits:
+            exits = dict(exits)
+            lots = exits.pop(event.symbol)
+            if isinstance(event, Split):
+                lots = tuple(
+                    lot._replace(
+                        qty=lot.qty * event.new // event.old,
+                        stop_loss=None if lot.stop_loss is None else event.adjust_price(lot.stop_loss),
+                        take_profit=None if lot.take_profit is None else event.adjust_price(lot.take_profit),
+                    )
+                    for lot in lots
+                )
+                lots = trim_lots(
+                    [lot for lot in lots if lot.qty > 0],
+                    positions[event.symbol].qty if event.symbol in positions else 0,
+                )
+                if lots:
+                    exits[event.symbol] = lots
+            elif isinstance(event, Rename) and event.new_symbol in positions:
+                exits[event.new_symbol] = lots
+        return PortfolioState._computed(cash, positions, realized, monthly, exits), effect
 
 
 class EventEffect(NamedTuple):
@@ -285,9 +371,15 @@ def apply_book_events(
         for order in orders:
             if order.symbol != event.symbol or order.session >= event.session:
                 kept.append(order)
-            elif isinstance(event, Split) and order.side == "sell" and order.qty * event.new // event.old >= 1:
+            elif (
+                isinstance(event, Split) and order.side == "sell" and order.qty * event.new // event.old >= 1
+            ):
                 qty = order.qty * event.new // event.old
-                kept.append(replace(order, qty=qty, requested_qty=max(qty, order.requested_qty * event.new // event.old)))
+                kept.append(
+                    replace(
+                        order, qty=qty, requested_qty=max(qty, order.requested_qty * event.new // event.old)
+                    )
+                )
             else:
                 expired.append(OrderEvent.expired(order, session, order.qty))
         orders = kept
@@ -338,7 +430,11 @@ def last_closes_before(prices: pl.DataFrame, symbols: set[str], day: dt.date) ->
     """The last non-null close before `day` of each of `symbols` in a cleaned-prices frame, with its session."""
     before = (
         prices.select("symbol", "session", "close")
-        .filter(pl.col("symbol").is_in(sorted(symbols)) & (pl.col("session") < day) & pl.col("close").is_not_null())
+        .filter(
+            pl.col("symbol").is_in(sorted(symbols))
+            & (pl.col("session") < day)
+            & pl.col("close").is_not_null()
+        )
         .sort("session")
         .group_by("symbol")
         .agg(pl.col("session").last(), pl.col("close").last())
@@ -353,7 +449,10 @@ class Projection:
     `orders_frame` is the planned orders as the `orders` frame, `orders` the same as records (built on
     demand, exactly: see `orders_from_frame`); `pending` are the approved orders of the window's last
     session (they fill after the window); `end_state` is the book after the last session's open fills;
-    `effects` what the window's book events did to held positions.
+    `effects` what the window's book events did to held positions; `exit_levels` the stop-loss /
+    take-profit levels of the window's approved buys by client order id (the bracket legs live);
+    `daily_loss_breaches` the sessions whose loss reached the daily loss limit, with the loss (their buys
+    were denied DAILY_LOSS_LIMIT).
     """
 
     orders_frame: pl.DataFrame
@@ -362,6 +461,16 @@ class Projection:
     end_state: PortfolioState
     pending: list[Order]
     effects: list[EventEffect] = field(default_factory=list)
+    exit_levels: dict[str, ExitLevels] = field(default_factory=dict)
+    daily_loss_breaches: list[tuple[dt.date, Decimal]] = field(default_factory=list)
+
+    @property
+    def halted(self) -> bool:
+        """The last session's loss reached the daily loss limit (its buys were denied DAILY_LOSS_LIMIT): what
+        a live run turns into the kill switch."""
+        return bool(self.daily_loss_breaches) and self.daily_loss_breaches[-1][0] == self.last_session
+
+    last_session: dt.date | None = None
 
     @property
     def orders(self) -> list[Order]:
@@ -438,12 +547,23 @@ _NO_BARS = _Bars({}, {})
 
 
 def _bars(
-    prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date]
+    prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date], risk: RiskConfig | None = None
 ) -> tuple[LastCloses, dict[dt.date, pl.DataFrame]]:
-    """(last close before the window per symbol, {session: its (symbol, open, close) rows} inside it)."""
-    px = prices.select("symbol", "session", "open", "close").filter(
+    """(last close before the window per symbol, {session: its (symbol, open, close) rows} inside it); with
+    exits the rows have `high` and `low` too, and with an ATR control an `atr` (`exits.with_atr`)."""
+    columns = ["symbol", "session", "open", "close"]
+    if risk is not None and (risk.has_exits or risk.needs_atr):
+        columns += ["high", "low"]
+        if risk.needs_atr and "atr" in prices.columns:
+            columns.append("atr")
+        missing = sorted(set(columns) - set(prices.columns))
+        if missing:
+            raise ValueError(f"the risk config's exits / ATR need prices with {', '.join(missing)}")
+    px = prices.select(columns).filter(
         pl.col("symbol").is_in(sorted(symbols)) & (pl.col("session") <= sessions[-1])
     )
+    if risk is not None and risk.needs_atr:
+        px = with_atr(px, risk.atr_period)
     last_close = last_closes_before(px, symbols, sessions[0])
     inside = px.filter(pl.col("session").is_in(sessions))
     parts = inside.partition_by("session", as_dict=True, maintain_order=True, include_key=False)
@@ -458,6 +578,46 @@ def _session_bars(part: pl.DataFrame | None) -> _Bars:
     symbols = part["symbol"].to_list()  # one str per symbol, shared by both dicts
     opens, closes = (dict(zip(symbols, part[c].to_list(), strict=True)) for c in ("open", "close"))
     return _Bars(_positive(opens), _positive(closes))
+
+
+def _exit_bars(part: pl.DataFrame | None, symbols: Iterable[str]) -> dict[str, tuple]:
+    """{symbol: (open, high, low)} of one session's rows, for the symbols with exit lots."""
+    if part is None:
+        return {}
+    rows = (
+        part.filter(pl.col("symbol").is_in(sorted(symbols)))
+        .select("symbol", "open", "high", "low")
+        .iter_rows()
+    )
+    return {symbol: (o, h, lo) for symbol, o, h, lo in rows}
+
+
+def _session_atrs(part: pl.DataFrame | None) -> dict[str, float]:
+    if part is None or "atr" not in part.columns:
+        return {}
+    return {
+        s: a
+        for s, a in zip(part["symbol"].to_list(), part["atr"].to_list(), strict=True)
+        if a is not None and a > 0
+    }
+
+
+def _session_loss(
+    state: PortfolioState, day: _Bars, last_close: LastCloses, exact: _ExactPrices
+) -> tuple[Decimal, Decimal]:
+    """(the book's value at the session's open, its loss from there to the close): the positions held after
+    the exits marked at the open (the last known close without an open) and at the close (the last known
+    close: `last_close` is updated with the session's closes)."""
+    open_value = loss = Decimal(0)
+    for symbol, pos in state.positions.items():
+        if symbol not in last_close:
+            continue
+        close = last_close.exact(symbol)
+        o = day.opens.get(symbol)
+        at_open = close if o is None else exact[o]
+        open_value += pos.qty * at_open
+        loss += pos.qty * (at_open - close)
+    return state.cash + open_value, loss
 
 
 def _positive(prices: dict[str, float | None]) -> dict[str, float]:
@@ -512,17 +672,28 @@ class _SessionPlanner:
         last_close: LastCloses,
         session: dt.date,
         fill_session: dt.date,
-    ) -> tuple[list[OrderRow], list[Order]]:
+        halted: bool = False,
+        atrs: Mapping[str, float] | None = None,
+    ) -> tuple[list[OrderRow], list[Order], dict[str, ExitLevels]]:
         """Size and risk-check one session's signals (in processing order) against the book: every order as
-        a row (see `OrderRow`), and the approved ones also as records (they go to the next open)."""
+        a row (see `OrderRow`), the approved ones also as records (they go to the next open), and the exit
+        levels of the approved buys (by client order id; empty without exits). `halted`: the session's loss
+        reached the daily loss limit; `atrs`: the session's ATR per symbol (for ATR sizing / exits)."""
         exact, shortcut = self.exact, self.shortcut
+        risk = self.risk
+        extended = risk.has_session_limits
+        with_exits = risk.has_exits
+        levels: dict[str, ExitLevels] = {}
+        n_orders, notional, buy_notional = 0, Decimal(0), Decimal(0)
+        atr = None
         known = last_close.close
         marks = {
             s: v if isinstance(v, Decimal) else exact[v]
             for s in state.positions
             if (v := known.get(s)) is not None
         }
-        equity = state.cash + state.market_value(marks)
+        market_value = state.market_value(marks)
+        equity = state.cash + market_value
         order_id = order_ids_for(self.account, session)
         pending_buy: dict[str, int] = {}
         pending_sell: dict[str, int] = {}
@@ -536,15 +707,34 @@ class _SessionPlanner:
             close = closes.get(symbol)
             ref = None if close is None else exact[close]
             held = state.qty(symbol)
-            intent = OrderIntent(symbol, side, size_order(side, ref, equity, held, self.risk), ref)
-            ctx = RiskContext(  # held, pending buys and sells, bought in the fill month, equity, cash
-                held,
-                pending_buy.get(symbol, 0),
-                pending_sell.get(symbol, 0),
-                bought.get((symbol, year, month), 0),
-                equity,
-                available,
-            )
+            if extended:
+                a = atrs.get(symbol) if atrs else None
+                atr = None if a is None else exact[a]
+                intent = OrderIntent(symbol, side, size_order(side, ref, equity, held, risk, atr), ref)
+                ctx = RiskContext(
+                    held,
+                    pending_buy.get(symbol, 0),
+                    pending_sell.get(symbol, 0),
+                    bought.get((symbol, year, month), 0),
+                    equity,
+                    available,
+                    market_value,
+                    buy_notional,
+                    n_orders,
+                    notional,
+                    halted,
+                    atr,
+                )
+            else:
+                intent = OrderIntent(symbol, side, size_order(side, ref, equity, held, risk), ref)
+                ctx = RiskContext(  # held, pending buys and sells, bought in the fill month, equity, cash
+                    held,
+                    pending_buy.get(symbol, 0),
+                    pending_sell.get(symbol, 0),
+                    bought.get((symbol, year, month), 0),
+                    equity,
+                    available,
+                )
             cid = order_id(symbol, strategy, side)
             reason = shortcut.reason(intent, ctx) if shortcut is not None else None
             if reason is None:
@@ -557,14 +747,27 @@ class _SessionPlanner:
             order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason)
             out.append(order_row(order))
             approved.append(order)
+            if extended:
+                assert ref is not None
+                n_orders += 1
+                notional += qty * ref
+                if side == "buy":
+                    buy_notional += qty * ref
             if side == "buy":
                 assert ref is not None
                 pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
                 reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
                 available = state.cash - reserved
+                if with_exits:
+                    if not extended:
+                        a = atrs.get(symbol) if atrs else None
+                        atr = None if a is None else exact[a]
+                    level = exit_levels(ref, atr, risk)
+                    if level.stop_loss is not None or level.take_profit is not None:
+                        levels[cid] = level
             else:
                 pending_sell[symbol] = pending_sell.get(symbol, 0) + qty
-        return out, approved
+        return out, approved, levels
 
 
 def simulate(
@@ -584,7 +787,8 @@ def simulate(
     """Walk the window's sessions in order (see `plan_orders`) and return orders plus projected fills.
 
     start_state is the book at the first session *after* its open (nothing pending), book events of that
-    session and before included. Prices may hold sessions before the window (the last close before it
+    session and before included, and after that session's exits (a book works the open, then the exits on
+    the session's bar: `exits.execute_exits`; the planner does both from the second session on). Prices may hold sessions before the window (the last close before it
     values held positions) but nothing after the last session is read (point in time). `next_session` is
     the session after the window (the fill month of the last session's orders, for the monthly quota);
     default: the next NYSE session. `events` (`book_events.book_events`): those of a later session of the
@@ -599,12 +803,13 @@ def simulate(
     chain = default_controls(risk, slippage, commission) if controls is None else tuple(controls)
     shortcut = EarlyDenial.for_chain(chain, risk, slippage, commission)
     planner = _SessionPlanner(risk, chain, shortcut, slippage, commission, account, _ExactPrices())
+    exact = planner.exact
     by_session = _signals_by_session(signals, sessions)
     symbols = {s for part in by_session.values() for s in part["symbol"].unique().to_list()}
     symbols |= set(start_state.positions)
     events = sorted(events, key=event_order)
     symbols |= {e.new_symbol for e in events if isinstance(e, Rename)}
-    last_close, bars = _bars(prices, symbols, sessions)
+    last_close, bars = _bars(prices, symbols, sessions, risk)
     last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
     after_last = next_session or _next_session(sessions[-1])
 
@@ -613,6 +818,9 @@ def simulate(
     fills: list[Fill] = []
     expired: list[OrderEvent] = []
     effects: list[EventEffect] = []
+    levels: dict[str, ExitLevels] = {}  # of every approved buy (by id): those pending fill with theirs
+    breaches: list[tuple[dt.date, Decimal]] = []
+    loss_limit, need_atrs = risk.has_daily_loss_limit, risk.needs_atr or risk.has_exits
     upcoming = [e for e in events if e.session > sessions[0]]
     for i, session in enumerate(sessions):
         day = _session_bars(bars.get(session))
@@ -627,16 +835,41 @@ def simulate(
         if pending:
             opens = _opens(pending, day.opens, planner.exact)
             result = execute_open(pending, opens, session, state.cash, state.held(), slippage, commission)
-            state = state.apply_fills(result.fills)
+            state = state.apply_fills(result.fills, levels)
             fills += result.fills
             expired += result.expired
+        if i and state.exits:  # the first session's exits are in start_state
+            exit_fills = execute_exits(
+                state.exits,
+                _exit_bars(bars.get(session), state.exits),
+                session,
+                state.held(),
+                slippage,
+                commission,
+            )
+            if exit_fills:
+                state = state.apply_fills(exit_fills)
+                fills += exit_fills
         last_close.update(session, day.closes)
+        halted = False
+        if loss_limit:
+            open_value, loss = _session_loss(state, day, last_close, exact)
+            limit = risk.daily_loss_limit(open_value)
+            if limit is not None and loss >= limit:
+                halted = True
+                breaches.append((session, loss))
         fill_session = sessions[i + 1] if i + 1 < len(sessions) else after_last
         signals_today = by_session.get(session)
         rows = _in_processing_order(signals_today) if signals_today is not None else []
-        planned, pending = planner.plan(rows, state, day.closes, last_close, session, fill_session)
+        atrs = _session_atrs(bars.get(session)) if need_atrs and rows else None
+        planned, pending, new_levels = planner.plan(
+            rows, state, day.closes, last_close, session, fill_session, halted, atrs
+        )
+        levels.update(new_levels)
         orders.add(planned)
-    return Projection(orders.frame(), fills, expired, state, pending, effects)
+    return Projection(
+        orders.frame(), fills, expired, state, pending, effects, levels, breaches, last_session=sessions[-1]
+    )
 
 
 class _FrameInChunks:
@@ -683,8 +916,10 @@ def plan_orders(
     sessions from the first to the last signal session are walked (nothing before the first signal can
     create an order, nothing after the last one can change one), and the element after the last walked
     session is its fill session (for the monthly quota; `next_session` or the NYSE calendar when the list
-    ends there). start_state is the book after the open of `as_of` (default: the first signal session),
-    book events up to it included; `events` of later sessions apply on their session (see `simulate`).
+    ends there). start_state is the book after the open (and the exits) of `as_of` (default: the first
+    signal session), book events up to it included; `events` of later sessions apply on their session (see
+    `simulate`). With exit lots in start_state the walk starts at `as_of` (their exits may fill before the
+    first signal).
     Signals outside the list's range are ignored; a signal inside it on a date that is not in the list is
     an error.
     """
@@ -701,8 +936,12 @@ def plan_orders(
     lo = bisect.bisect_left(sessions, in_range.min())
     hi = bisect.bisect_left(sessions, in_range.max())
     after = sessions[hi + 1] if hi + 1 < len(sessions) else next_session
-    if as_of is not None and as_of < sessions[lo]:  # nothing pending between: only the events move the book
-        start_state = apply_book_events(start_state, events_between(events, as_of, sessions[lo]), sessions[lo]).state
+    if as_of is not None and as_of < sessions[lo] and start_state.exits and as_of in known:
+        lo = bisect.bisect_left(sessions, as_of)  # exits may fill before the first signal: walk from as_of
+    elif as_of is not None and as_of < sessions[lo]:  # nothing pending between: only the events move the book
+        start_state = apply_book_events(
+            start_state, events_between(events, as_of, sessions[lo]), sessions[lo]
+        ).state
     projection = simulate(
         signals,
         prices,

@@ -5,19 +5,24 @@ Each control is a small class (zipline style) that looks at one order intent and
 and returns approve / clip / deny with a reason code; `check_order` runs them in sequence. A clipped
 order stays approved and keeps the reason code of the control that cut it, so qty < requested_qty is
 always explained.
+
+Every limit can be off (`None`); the defaults are the controls this project always had (fixed notional,
+10 % max position, 4 shares a month, $1 minimum price, long only, buying power). The exits (stop-loss,
+take-profit) are levels fixed when an order is planned: `domain/exits.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, affordable_qty, buy_cost
 from trading_dagster.domain.orders import Side, as_decimal
 
-Sizing = Literal["fixed_notional", "pct_equity"]
+Sizing = Literal["fixed_notional", "pct_equity", "atr"]
+SIZINGS: tuple[str, ...] = ("fixed_notional", "pct_equity", "atr")
 
 SIZE_BELOW_ONE_SHARE = "SIZE_BELOW_ONE_SHARE"
 QTY_OVER_MONTHLY_LIMIT = "QTY_OVER_MONTHLY_LIMIT"
@@ -26,6 +31,11 @@ INSUFFICIENT_BUYING_POWER = "INSUFFICIENT_BUYING_POWER"
 SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
 NO_PRICE = "NO_PRICE"
 PRICE_BELOW_MINIMUM = "PRICE_BELOW_MINIMUM"
+MAX_GROSS_EXPOSURE = "MAX_GROSS_EXPOSURE"
+MAX_ORDERS_PER_SESSION = "MAX_ORDERS_PER_SESSION"
+MAX_NOTIONAL_PER_SESSION = "MAX_NOTIONAL_PER_SESSION"
+DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+NO_ATR = "NO_ATR"
 REASON_CODES = (
     SIZE_BELOW_ONE_SHARE,
     QTY_OVER_MONTHLY_LIMIT,
@@ -34,48 +44,235 @@ REASON_CODES = (
     SHORT_NOT_ALLOWED,
     NO_PRICE,
     PRICE_BELOW_MINIMUM,
+    MAX_GROSS_EXPOSURE,
+    MAX_ORDERS_PER_SESSION,
+    MAX_NOTIONAL_PER_SESSION,
+    DAILY_LOSS_LIMIT,
+    NO_ATR,
 )
 DEFAULT_MIN_PRICE = Decimal(1)
+MAX_ATR_PERIOD = 50
+
+_HUNDRED = Decimal(100)
 
 
 @dataclass(frozen=True)
 class RiskConfig:
-    """Sizing and limits. Amounts are Decimal (floats/ints/strings are converted exactly).
+    """Sizing, limits and exits. Amounts are Decimal (floats/ints/strings are converted exactly); every
+    limit that is None is off. `risk_config_from_mapping` parses a `[risk]` section into one.
 
+    Sizing (`sizing`): "fixed_notional" buys `notional` USD; "pct_equity" buys `pct_equity` % of equity;
+    "atr" risks `risk_pct_equity` % of equity per `atr_multiple` ATRs: qty = equity * risk_pct_equity / 100
+    / (atr_multiple * ATR), ATR = Wilder's over `atr_period` sessions at the signal session (`exits.atr`);
+    a buy without an ATR is denied NO_ATR. Sells always sell the whole position.
+
+    Limits (each None = off): max_position_pct_equity (held + pending buys of one symbol, at the close);
+    max_gross_exposure_pct_equity (long market value + the session's pending buys, at the close);
+    max_orders_per_session (approved orders of one session, sells and buys, sells planned first);
+    max_notional_per_session (USD, qty x close of the session's approved orders, sells and buys);
+    max_daily_loss_pct_equity / max_daily_loss_usd (the session's loss, from the book after its open marked
+    at the open to the book after its exits marked at the close; reaching either denies all of the session's
+    buys, DAILY_LOSS_LIMIT, and the projection reports the session).
     monthly_share_limit: at most this many shares bought per stock per calendar month, months taken from
-    the *fill* session, counting filled plus pending buys; None disables the control.
+    the *fill* session, counting filled plus pending buys.
     min_price: a buy needs a reference price (the signal session's close) of at least this many USD
     (default $1: a sub-dollar or bogus near-zero close would size thousands to millions of shares); sells
     are never held back by it. None or 0 disables the control.
+
+    Exits (each None = off; at most one of the pair *_pct / *_atr each): stop_loss_pct / take_profit_pct
+    (% below / above the entry order's reference close), stop_loss_atr / take_profit_atr (ATR multiples
+    below / above it). See `exits.py` for the levels and how the backtest fills them.
     """
 
     sizing: Sizing = "fixed_notional"
     notional: Decimal = Decimal(1000)
     pct_equity: Decimal = Decimal(2)
-    max_position_pct_equity: Decimal = Decimal(10)
+    risk_pct_equity: Decimal = Decimal("0.5")
+    atr_multiple: Decimal = Decimal(2)
+    atr_period: int = 14
+    max_position_pct_equity: Decimal | None = Decimal(10)
+    max_gross_exposure_pct_equity: Decimal | None = None
+    max_orders_per_session: int | None = None
+    max_notional_per_session: Decimal | None = None
+    max_daily_loss_pct_equity: Decimal | None = None
+    max_daily_loss_usd: Decimal | None = None
     long_only: bool = True
     monthly_share_limit: int | None = 4
     initial_cash: Decimal = Decimal(100_000)
     min_price: Decimal | None = DEFAULT_MIN_PRICE
+    stop_loss_pct: Decimal | None = None
+    stop_loss_atr: Decimal | None = None
+    take_profit_pct: Decimal | None = None
+    take_profit_atr: Decimal | None = None
 
     def __post_init__(self) -> None:
-        for name in ("notional", "pct_equity", "max_position_pct_equity", "initial_cash"):
-            object.__setattr__(self, name, as_decimal(getattr(self, name)))
-        if self.min_price is not None:
-            object.__setattr__(self, "min_price", as_decimal(self.min_price))
-            if self.min_price < 0:
-                raise ValueError(f"min_price must be >= 0 or None, got {self.min_price}")
-        if self.sizing not in ("fixed_notional", "pct_equity"):
-            raise ValueError(f"sizing must be 'fixed_notional' or 'pct_equity', got {self.sizing!r}")
-        if self.notional <= 0 or self.pct_equity <= 0 or self.max_position_pct_equity <= 0:
+        for name in _DECIMAL_KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, as_decimal(value))
+        if self.sizing not in SIZINGS:
+            raise ValueError(f"sizing must be one of {', '.join(map(repr, SIZINGS))}, got {self.sizing!r}")
+        for name in _INT_KEYS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(
+                    f"{name} must be an integer{' or None' if name in _NULLABLE else ''}, got {value!r}"
+                )
+        max_position = self.max_position_pct_equity
+        if self.notional <= 0 or self.pct_equity <= 0 or (max_position is not None and max_position <= 0):
             raise ValueError("notional, pct_equity and max_position_pct_equity must be > 0")
+        if not 0 < self.risk_pct_equity <= _HUNDRED or self.atr_multiple <= 0:
+            raise ValueError("risk_pct_equity must be in (0, 100] and atr_multiple > 0")
+        if not 1 <= self.atr_period <= MAX_ATR_PERIOD:
+            raise ValueError(f"atr_period must be in 1..{MAX_ATR_PERIOD}, got {self.atr_period}")
+        for name in ("max_position_pct_equity", "max_gross_exposure_pct_equity", "max_daily_loss_pct_equity"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= _HUNDRED:
+                raise ValueError(f"{name} must be in (0, 100] or None, got {value}")
+        for name in (
+            "max_notional_per_session",
+            "max_daily_loss_usd",
+            "stop_loss_atr",
+            "take_profit_atr",
+            "take_profit_pct",
+        ):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or None, got {value}")
+        if self.stop_loss_pct is not None and not 0 < self.stop_loss_pct < _HUNDRED:
+            raise ValueError(f"stop_loss_pct must be in (0, 100) or None, got {self.stop_loss_pct}")
+        for pct, atr in (("stop_loss_pct", "stop_loss_atr"), ("take_profit_pct", "take_profit_atr")):
+            if getattr(self, pct) is not None and getattr(self, atr) is not None:
+                raise ValueError(f"set at most one of {pct} and {atr}")
+        if self.max_orders_per_session is not None and self.max_orders_per_session < 0:
+            raise ValueError("max_orders_per_session must be >= 0 or None")
+        if self.min_price is not None and self.min_price < 0:
+            raise ValueError(f"min_price must be >= 0 or None, got {self.min_price}")
         if self.initial_cash < 0:
             raise ValueError("initial_cash must be >= 0")
         if self.monthly_share_limit is not None and self.monthly_share_limit < 0:
             raise ValueError("monthly_share_limit must be >= 0 or None")
+        if not isinstance(self.long_only, bool):
+            raise ValueError(f"long_only must be a bool, got {self.long_only!r}")
         if not self.long_only:
             # Short positions would need borrow costs and short P&L in the portfolio; not modelled.
             raise ValueError("only long_only=True is supported")
+
+    @property
+    def has_exits(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.stop_loss_pct, self.stop_loss_atr, self.take_profit_pct, self.take_profit_atr)
+        )
+
+    @property
+    def needs_atr(self) -> bool:
+        """ATR sizing or an ATR exit: the planner then computes (or reads) an ATR per symbol and session."""
+        return self.sizing == "atr" or self.stop_loss_atr is not None or self.take_profit_atr is not None
+
+    @property
+    def has_daily_loss_limit(self) -> bool:
+        return self.max_daily_loss_pct_equity is not None or self.max_daily_loss_usd is not None
+
+    @property
+    def has_session_limits(self) -> bool:
+        """A control beyond the original chain (its planner shortcut then stays off)."""
+        return (
+            self.max_gross_exposure_pct_equity is not None
+            or self.max_orders_per_session is not None
+            or self.max_notional_per_session is not None
+            or self.has_daily_loss_limit
+            or self.needs_atr
+        )
+
+    def daily_loss_limit(self, start_equity: Decimal) -> Decimal | None:
+        """The session's loss that trips the limit (the smaller of the two when both are set), or None."""
+        limits = [] if self.max_daily_loss_usd is None else [self.max_daily_loss_usd]
+        if self.max_daily_loss_pct_equity is not None:
+            limits.append(start_equity * self.max_daily_loss_pct_equity / _HUNDRED)
+        return min(limits) if limits else None
+
+
+_DECIMAL_KEYS = (
+    "notional",
+    "pct_equity",
+    "risk_pct_equity",
+    "atr_multiple",
+    "max_position_pct_equity",
+    "max_gross_exposure_pct_equity",
+    "max_notional_per_session",
+    "max_daily_loss_pct_equity",
+    "max_daily_loss_usd",
+    "initial_cash",
+    "min_price",
+    "stop_loss_pct",
+    "stop_loss_atr",
+    "take_profit_pct",
+    "take_profit_atr",
+)
+_INT_KEYS = ("atr_period", "max_orders_per_session", "monthly_share_limit")
+_NULLABLE = frozenset(
+    {
+        "max_position_pct_equity",
+        "max_gross_exposure_pct_equity",
+        "max_orders_per_session",
+        "max_notional_per_session",
+        "max_daily_loss_pct_equity",
+        "max_daily_loss_usd",
+        "monthly_share_limit",
+        "min_price",
+        "stop_loss_pct",
+        "stop_loss_atr",
+        "take_profit_pct",
+        "take_profit_atr",
+    }
+)
+OFF = "off"
+"""What a `[risk]` key that can be off takes in TOML (which has no null): `monthly_share_limit = "off"`."""
+
+
+def risk_config_from_mapping(
+    section: Mapping[str, Any], *, initial_cash: Decimal | float | int | str
+) -> RiskConfig:
+    """A `[risk]` section (e.g. from TOML) as a RiskConfig, every key validated: an unknown key, a wrong type
+    or a value out of range is a ValueError naming the key. Keys left out keep their defaults; a limit is off
+    with None or the string "off". Numbers are int or float (a float is taken exactly as printed), never
+    bool or str; `initial_cash` comes from the account section."""
+    allowed = sorted(f.name for f in fields(RiskConfig) if f.name != "initial_cash")
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown [risk] key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if value is None or (isinstance(value, str) and value.strip().lower() == OFF):
+            if key not in _NULLABLE:
+                raise ValueError(f"[risk] {key} cannot be off (None / {OFF!r})")
+            values[key] = None
+        elif key == "sizing":
+            if not isinstance(value, str) or value not in SIZINGS:
+                raise ValueError(
+                    f"[risk] sizing must be one of {', '.join(map(repr, SIZINGS))}, got {value!r}"
+                )
+            values[key] = value
+        elif key == "long_only":
+            if not isinstance(value, bool):
+                raise ValueError(f"[risk] long_only must be true or false, got {value!r}")
+            values[key] = value
+        elif key in _INT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"[risk] {key} must be an integer, got {value!r}")
+            values[key] = value
+        else:  # a Decimal key
+            if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+                raise ValueError(f"[risk] {key} must be a number, got {value!r}")
+            try:
+                values[key] = as_decimal(value)
+            except ValueError as exc:
+                raise ValueError(f"[risk] {key}: {exc}") from None
+    try:
+        return RiskConfig(**values, initial_cash=as_decimal(initial_cash))
+    except ValueError as exc:
+        raise ValueError(f"[risk] {exc}") from None
 
 
 # The three records a control sees and returns are NamedTuples (immutable, and cheaper to build than frozen
@@ -95,7 +292,8 @@ class RiskContext(NamedTuple):
     """The book as the controls see it for one intent at session D (after D's open fills).
 
     pending_* are the approved orders of D planned before this one (they fill together at D+1's open);
-    available_cash is cash minus what those pending buys reserve.
+    available_cash is cash minus what those pending buys reserve. The fields after available_cash have
+    defaults so that the original controls' contexts stay six values.
     """
 
     held: int
@@ -104,6 +302,13 @@ class RiskContext(NamedTuple):
     bought_in_fill_month: int
     equity: Decimal
     available_cash: Decimal
+    # read only by the controls that are off by default (the planner fills them only when one is on)
+    market_value: Decimal = Decimal(0)  # long positions at the marks equity is valued at
+    pending_buy_notional: Decimal = Decimal(0)  # qty x ref_price of the session's approved buys so far
+    session_orders: int = 0  # approved orders of the session so far (both sides)
+    session_notional: Decimal = Decimal(0)  # qty x ref_price of the session's approved orders so far
+    halted: bool = False  # the session's loss reached the daily loss limit
+    atr: Decimal | None = None  # the symbol's ATR at the signal session (ATR sizing / ATR exits)
 
 
 class Decision(NamedTuple):
@@ -202,6 +407,67 @@ class MaxPosition:
 
 
 @dataclass(frozen=True)
+class DailyLossLimit:
+    """No buy once the session's loss reached the daily loss limit (`ctx.halted`); sells pass."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side == "buy" and ctx.halted:
+            return Decision(0, DAILY_LOSS_LIMIT)
+        return Decision(intent.qty)
+
+
+@dataclass(frozen=True)
+class NeedsAtr:
+    """A buy sized by ATR, or bracketed by ATR exits, needs the symbol's ATR at the signal session (too
+    little history: none); sells pass."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side == "buy" and (ctx.atr is None or ctx.atr <= 0):
+            return Decision(0, NO_ATR)
+        return Decision(intent.qty)
+
+
+@dataclass(frozen=True)
+class MaxOrdersPerSession:
+    """At most `limit` approved orders per session, sells and buys (sells are planned first)."""
+
+    limit: int
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if ctx.session_orders >= self.limit:
+            return Decision(0, MAX_ORDERS_PER_SESSION)
+        return Decision(intent.qty)
+
+
+@dataclass(frozen=True)
+class MaxGrossExposure:
+    """Long market value plus the session's pending buys (at the close) may not exceed `pct` % of equity."""
+
+    pct: Decimal
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side != "buy" or intent.ref_price is None:
+            return Decision(intent.qty)
+        room = ctx.equity * self.pct / 100 - ctx.market_value - ctx.pending_buy_notional
+        allowed = int(room // intent.ref_price) if room > 0 else 0
+        return _limit(intent, allowed, MAX_GROSS_EXPOSURE)
+
+
+@dataclass(frozen=True)
+class MaxNotionalPerSession:
+    """The session's approved orders, sells and buys, may not exceed `usd` in qty x close."""
+
+    usd: Decimal
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.ref_price is None:
+            return Decision(intent.qty)
+        room = self.usd - ctx.session_notional
+        allowed = int(room // intent.ref_price) if room > 0 else 0
+        return _limit(intent, allowed, MAX_NOTIONAL_PER_SESSION)
+
+
+@dataclass(frozen=True)
 class BuyingPower:
     """The buy, priced with slippage and commission, must fit in cash not reserved by pending buys."""
 
@@ -222,14 +488,28 @@ class BuyingPower:
 def default_controls(
     config: RiskConfig, slippage: SlippageModel, commission: CommissionModel
 ) -> tuple[PreTradeControl, ...]:
-    """The controls in the order they run: cheap denials first, then the clipping limits."""
+    """The controls in the order they run: cheap denials first, then the clipping limits; a limit that is
+    off (None) is left out. With the default config: NoPrice, LongOnly, MinimumPrice, MinimumSize,
+    MonthlyShareLimit, MaxPosition, BuyingPower."""
     controls: list[PreTradeControl] = [NoPrice(), LongOnly()]
+    if config.has_daily_loss_limit:
+        controls.append(DailyLossLimit())
     if config.min_price:  # None or 0: off
         controls.append(MinimumPrice(config.min_price))
+    if config.needs_atr:
+        controls.append(NeedsAtr())
     controls.append(MinimumSize())
     if config.monthly_share_limit is not None:
         controls.append(MonthlyShareLimit(config.monthly_share_limit))
-    controls += [MaxPosition(config.max_position_pct_equity), BuyingPower(slippage, commission)]
+    if config.max_orders_per_session is not None:
+        controls.append(MaxOrdersPerSession(config.max_orders_per_session))
+    if config.max_position_pct_equity is not None:
+        controls.append(MaxPosition(config.max_position_pct_equity))
+    if config.max_gross_exposure_pct_equity is not None:
+        controls.append(MaxGrossExposure(config.max_gross_exposure_pct_equity))
+    if config.max_notional_per_session is not None:
+        controls.append(MaxNotionalPerSession(config.max_notional_per_session))
+    controls.append(BuyingPower(slippage, commission))
     return tuple(controls)
 
 
@@ -272,7 +552,8 @@ class EarlyDenial:
       already assumes). MaxPosition denies iff it allows no share, whatever the quantity >= 1 it sees, so
       the outcome is MaxPosition's denial if it denies, else BuyingPower's.
 
-    Build it with `for_chain`, which refuses any other control list.
+    Build it with `for_chain`, which refuses any other control list, and any config with a control beyond
+    these (`RiskConfig.has_session_limits`, or no max position): those configs run every control.
     """
 
     monthly_share_limit: int | None
@@ -290,6 +571,8 @@ class EarlyDenial:
     ) -> EarlyDenial | None:
         """The shortcut if `controls` is the default chain for these models (controls compare by value),
         else None."""
+        if config.has_session_limits or config.max_position_pct_equity is None:
+            return None
         default = default_controls(config, slippage, commission)
         if tuple(controls) != default:
             return None
@@ -316,8 +599,18 @@ class EarlyDenial:
         return None
 
 
-def size_order(side: Side, ref_price: Decimal | None, equity: Decimal, held: int, config: RiskConfig) -> int:
-    """Requested quantity: whole shares for the configured notional / equity share; sells sell all held.
+def size_order(
+    side: Side,
+    ref_price: Decimal | None,
+    equity: Decimal,
+    held: int,
+    config: RiskConfig,
+    atr: Decimal | None = None,
+) -> int:
+    """Requested quantity: whole shares for the configured notional / equity share / risk per ATR; sells sell
+    all held. ATR sizing: equity * risk_pct_equity / 100 / (atr_multiple * atr) shares (the limits: max
+    position, gross exposure, buying power, clip it); without an ATR it asks for nothing (NeedsAtr denies it
+    NO_ATR).
 
     A buy without a positive price, or below the configured `min_price`, asks for nothing (the controls
     deny it with NO_PRICE / PRICE_BELOW_MINIMUM): with the default $1 minimum a buy never asks for more
@@ -328,6 +621,10 @@ def size_order(side: Side, ref_price: Decimal | None, equity: Decimal, held: int
     if _no_price(ref_price) or (config.min_price and ref_price < config.min_price):
         return 0
     assert ref_price is not None
+    if config.sizing == "atr":
+        if atr is None or atr <= 0:
+            return 0
+        return max(int(equity * config.risk_pct_equity / 100 // (config.atr_multiple * atr)), 0)
     budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
     return max(int(budget // ref_price), 0)
 

@@ -200,7 +200,11 @@ def test_sizing_at_exactly_the_minimum_price_asks_for_shares():
         P({"initial_cash": -0.01}, "initial_cash must be >= 0", id="negative cash"),
         P({"monthly_share_limit": -1}, "monthly_share_limit must be >= 0 or None", id="negative quota"),
         P({"min_price": -0.01}, "min_price must be >= 0 or None, got -0.01", id="negative min price"),
-        P({"sizing": "kelly"}, "sizing must be 'fixed_notional' or 'pct_equity', got 'kelly'", id="sizing"),
+        P(
+            {"sizing": "kelly"},
+            "sizing must be one of 'fixed_notional', 'pct_equity', 'atr', got 'kelly'",
+            id="sizing",
+        ),
         P({"long_only": False}, "only long_only=True is supported", id="shorts"),
     ],
 )
