@@ -23,9 +23,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trading_dagster.domain.broker_records import FINAL_STATUSES, OPEN_STATUSES, BrokerOrder, OrderRequest
+from trading_dagster.domain.broker_records import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    BrokerError,
+    BrokerOrder,
+    OrderRequest,
+)
+from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.orders import client_order_id
 from trading_dagster.resources.brokers.base import Broker, DuplicateClientOrderId
+from trading_dagster.resources.brokers.paper import PaperBroker
 from trading_dagster_tests.resources.broker_factories import BROKER_FACTORIES, BrokerHarness
 
 NY = ZoneInfo("America/New_York")
@@ -366,6 +374,10 @@ def test_a_buy_beyond_buying_power_is_rejected(h: BrokerHarness) -> None:
     submit_one(h, req(h, qty="600", strategy="first"))
     (second,) = h.broker.submit([req(h, qty="600", strategy="second")], since=SINCE)
     assert (second.outcome, second.code) == ("rejected", REJECTED_CODE)
+    submit_one(h, req(h, qty=None, notional=Decimal(30_000), strategy="notional"))  # $10,000 left
+    (third,) = h.broker.submit([req(h, qty="101", strategy="third")], since=SINCE)
+    assert (third.outcome, third.code) == ("rejected", REJECTED_CODE)
+    submit_one(h, req(h, qty="99", strategy="fits"))
     assert h.broker.account().cash == CASH
 
 
@@ -411,6 +423,10 @@ def test_a_bracket_holds_its_legs_then_one_exit_fills_and_the_other_is_canceled(
         leg.status for leg in entry.legs
     ]
     assert held(h) == {"AAPL": Decimal(10)}
+    # the snapshot's open orders show the working exits (top level or nested under the entry)
+    listed = h.broker.orders(status="open")
+    open_ids = {o.id for o in listed} | {leg.id for o in listed for leg in o.legs}
+    assert {leg.id for leg in entry.legs} <= open_ids
 
     h.set_price("AAPL", exit_price)
     h.work_orders()
@@ -510,3 +526,115 @@ def test_paper_ledger_is_append_only_with_both_times(paper: BrokerHarness, tmp_p
         ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(sql)
+
+
+class _Market:
+    """A clock and quotes for a PaperBroker built by hand (options the harness does not set)."""
+
+    def __init__(self) -> None:
+        self.now = MONDAY_OPEN
+        self.prices: dict[str, Decimal] = {"AAPL": PRICE}
+
+    def broker(self, path: Path, **kw: object) -> PaperBroker:
+        return PaperBroker(path, "paper-options", CASH, quotes=self.prices.get, clock=lambda: self.now, **kw)  # type: ignore[arg-type]
+
+
+def test_paper_partial_fills_fill_in_steps_and_the_rest_expires(tmp_path: Path) -> None:
+    market = _Market()
+    broker = market.broker(tmp_path / "a.sqlite", partial_fills=True, slippage=SlippageModel(Decimal(0)))
+    r = OrderRequest("p1", D, "s", "AAPL", "buy", qty=Decimal(10))
+    broker.submit([r], since=SINCE)
+    broker.work_orders()
+    order = broker.order_by_client_id("p1")
+    assert order is not None and (order.status, order.filled_qty) == ("partially_filled", Decimal(5))
+    broker.work_orders()
+    fills = broker.fills()
+    assert [(f.qty, f.cum_qty, f.leaves_qty) for f in fills] == [
+        (Decimal(5), Decimal(5), Decimal(5)),
+        (Decimal(2), Decimal(7), Decimal(3)),
+    ]
+    assert len({f.execution_id for f in fills}) == 2
+    market.now = MONDAY_AFTER_CLOSE
+    broker.work_orders()
+    order = broker.order_by_client_id("p1")
+    assert order is not None and (order.status, order.filled_qty) == ("expired", Decimal(7))
+    assert broker.account().cash == CASH - 7 * PRICE - Decimal("0.04")  # the default commission: half a cent
+
+
+def test_paper_stops_stop_limits_and_oco(tmp_path: Path) -> None:
+    market = _Market()
+    broker = market.broker(
+        tmp_path / "b.sqlite", slippage=SlippageModel(Decimal(0)), commission=CommissionModel(0)
+    )
+    broker.submit([OrderRequest("buy", D, "s", "AAPL", "buy", qty=Decimal(30))], since=SINCE)
+    broker.work_orders()
+    stop = OrderRequest(
+        "stop",
+        D,
+        "s",
+        "AAPL",
+        "sell",
+        qty=Decimal(10),
+        type="stop",
+        stop_price=Decimal(95),
+        time_in_force="gtc",
+    )
+    stop_limit = OrderRequest(
+        "stop_limit",
+        D,
+        "s",
+        "AAPL",
+        "sell",
+        qty=Decimal(10),
+        type="stop_limit",
+        stop_price=Decimal(95),
+        limit_price=Decimal("94.8"),
+        time_in_force="gtc",
+    )
+    oco = OrderRequest(
+        "oco",
+        D,
+        "s",
+        "AAPL",
+        "sell",
+        qty=Decimal(10),
+        type="limit",
+        order_class="oco",
+        time_in_force="gtc",
+        take_profit=Decimal(120),
+        stop_loss=Decimal(80),
+    )
+    assert [x.outcome for x in broker.submit([stop, stop_limit, oco], since=SINCE)] == ["submitted"] * 3
+    assert (
+        broker.submit([OrderRequest("more", D, "s", "AAPL", "sell", qty=Decimal(1))], since=SINCE)[0].code
+        == "40310000"
+    )
+
+    def st(cid: str) -> str:
+        order = broker.order_by_client_id(cid)
+        assert order is not None
+        return order.status
+
+    market.prices["AAPL"] = Decimal("94.5")  # triggers both stops; the stop limit's 94.8 is not reached
+    broker.work_orders()
+    assert (st("stop"), st("stop_limit"), st("oco")) == ("filled", "new", "new")
+    market.prices["AAPL"] = Decimal(
+        "95.5"
+    )  # back above the stop: the triggered stop limit is a limit at 94.8
+    broker.work_orders()
+    assert st("stop_limit") == "filled"
+    market.prices["AAPL"] = Decimal(121)
+    broker.work_orders()
+    oco_order = broker.order_by_client_id("oco")
+    assert oco_order is not None and oco_order.status == "filled" and oco_order.legs[0].status == "canceled"
+    assert broker.positions() == []
+
+
+def test_paper_defaults_the_wall_clock_and_refuses_unknown_symbols(tmp_path: Path) -> None:
+    broker = PaperBroker(tmp_path / "c.sqlite", "paper", CASH)
+    clock = broker.clock()
+    assert abs(clock.timestamp - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    (result,) = broker.submit([OrderRequest("x", D, "s", "AAPL", "buy", qty=Decimal(1))], since=SINCE)
+    assert (result.outcome, result.code) == ("rejected", "40010001")
+    with pytest.raises(BrokerError, match="opened with"):
+        PaperBroker(tmp_path / "c.sqlite", "paper", CASH + 1)

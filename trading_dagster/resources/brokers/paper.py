@@ -873,14 +873,15 @@ class PaperBroker(Broker):
                             self._event(conn, member, "expired", o.expires_at)
             if not clock.is_open:
                 return
+            filled: set[str] = set()  # an order fills at most once per call (partial fills come call by call)
             for _ in range(4):  # a fill may activate legs that are marketable at once
-                if not self._work_pass(conn, book, now):
+                if not self._work_pass(conn, book, now, filled):
                     break
 
-    def _work_pass(self, conn: sqlite3.Connection, book: _Book, now: dt.datetime) -> bool:
+    def _work_pass(self, conn: sqlite3.Connection, book: _Book, now: dt.datetime, filled: set[str]) -> bool:
         changed = False
         for o in book.open_orders():
-            if not o.open or o.status == "held":
+            if not o.open or o.status == "held" or o.id in filled:
                 continue
             if o.status == "accepted":
                 self._event(conn, o, "new", now)  # it reached the market at the open
@@ -895,6 +896,7 @@ class PaperBroker(Broker):
             if qty <= 0:
                 continue
             self._fill(conn, book, o, qty, price, now)
+            filled.add(o.id)
             changed = True
         return changed
 
