@@ -89,23 +89,30 @@ def trading_calendar() -> TradingCalendar:
 
 # ------------------------------------------------------------------------------------------------ jobs
 
+
+def _with_siblings(key: dg.AssetKey) -> dg.AssetSelection:
+    """The asset, its checks, and the other keys of its multi-asset when that cannot be subset (the
+    submissions asset also writes execution/book_before): a job can only run such an asset whole."""
+    return dg.AssetSelection.assets(key).required_multi_asset_neighbors()
+
+
 execution_orders_job = dg.define_asset_job(
     "execution_orders_job",
-    selection=dg.AssetSelection.assets(EXECUTION_ORDERS),
+    selection=_with_siblings(EXECUTION_ORDERS),
     partitions_def=sessions_partitions_def(),
     description="Plan session D's orders against the broker's snapshot (reads the broker, never writes it).",
 )
 
 execution_job = dg.define_asset_job(
     "execution_job",
-    selection=dg.AssetSelection.assets(EXECUTION_SUBMISSIONS),
+    selection=_with_siblings(EXECUTION_SUBMISSIONS),
     partitions_def=sessions_partitions_def(),
     description="Send session D's approved orders to the broker during session D+1, before its close.",
 )
 
 reconcile_job = dg.define_asset_job(
     "reconcile_job",
-    selection=dg.AssetSelection.assets(EXECUTION_FILLS),
+    selection=_with_siblings(EXECUTION_FILLS),
     partitions_def=sessions_partitions_def(),
     description="Poll session D's orders, record their fills once, reconcile positions and cash.",
 )

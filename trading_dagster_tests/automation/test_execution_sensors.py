@@ -417,8 +417,13 @@ def wired(tmp_path_factory) -> dg.Definitions:
 
 def test_the_wiring_loads_with_the_project_definitions(wired):
     repo = wired.get_repository_def()
-    for name in ("execution_orders_job", "execution_job", "reconcile_job"):
-        assert repo.get_job(name).partitions_def == PARTITIONS
+    for name, key in [
+        ("execution_orders_job", EXECUTION_ORDERS),
+        ("execution_job", EXECUTION_SUBMISSIONS),
+        ("reconcile_job", EXECUTION_FILLS),
+    ]:
+        job = repo.get_job(name)  # a multi-asset that cannot be subset comes whole
+        assert job.partitions_def == PARTITIONS and key in job.asset_layer.executable_asset_keys
     assert repo.get_sensor_def("execution_sensor").job_name == "execution_job"
     assert repo.get_sensor_def("reconciliation_sensor").job_name == "reconcile_job"
     assert repo.has_sensor_def("execution_orders_after_pipeline_sensor")
