@@ -638,3 +638,31 @@ def test_paper_defaults_the_wall_clock_and_refuses_unknown_symbols(tmp_path: Pat
     assert (result.outcome, result.code) == ("rejected", "40010001")
     with pytest.raises(BrokerError, match="opened with"):
         PaperBroker(tmp_path / "c.sqlite", "paper", CASH + 1)
+
+
+def test_paper_the_exits_of_a_group_hold_their_shares_once(tmp_path: Path) -> None:
+    market = _Market()
+    broker = market.broker(tmp_path / "d.sqlite", slippage=SlippageModel(Decimal(0)))
+    oto = OrderRequest(
+        "oto", D, "s", "AAPL", "buy", qty=Decimal(10), order_class="oto", stop_loss=Decimal(90)
+    )
+    bracket = OrderRequest(
+        "bracket",
+        D,
+        "s2",
+        "AAPL",
+        "buy",
+        qty=Decimal(10),
+        order_class="bracket",
+        take_profit=Decimal(120),
+        stop_loss=Decimal(90),
+    )
+    assert [x.outcome for x in broker.submit([oto, bracket], since=SINCE)] == ["submitted"] * 2
+    broker.work_orders()
+    assert {p.symbol: p.qty for p in broker.positions()} == {"AAPL": Decimal(20)}
+    sell = OrderRequest("sell", D, "s3", "AAPL", "sell", qty=Decimal(1))
+    (refused,) = broker.submit([sell], since=SINCE)  # 10 held by the oto's stop, 10 by the bracket's exits
+    assert (refused.outcome, refused.code) == ("rejected", "40310000")
+    order = broker.order_by_client_id("bracket")
+    assert order is not None and broker.cancel(order.legs[0].id).ok  # cancels the group's exits
+    assert broker.submit([sell], since=SINCE)[0].outcome == "submitted"

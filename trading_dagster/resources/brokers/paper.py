@@ -304,16 +304,20 @@ class _Book:
         return h.qty if h else _ZERO
 
     def reserved_sells(self, symbol: str) -> Decimal:
-        """Shares open sells hold (Alpaca's held_for_orders): a group's exits hold their shares once, held
-        legs hold none yet (their entry has not filled)."""
+        """Shares open sells hold (Alpaca's held_for_orders): the exits of one group (a bracket's, an oto's
+        or an oco's) hold their shares once, held legs none yet (their entry has not filled)."""
         total = _ZERO
+        groups: dict[str, Decimal] = {}
         for o in self.open_orders():
-            if o.symbol != symbol or o.side != "sell" or o.status == "held" or o.leg == "stop_loss":
+            if o.symbol != symbol or o.side != "sell" or o.status == "held":
                 continue
-            if o.order_class == "oco" and o.parent_id is not None:
-                continue  # an oco's stop shares the take-profit's shares
-            total += o.remaining if o.remaining is not None else _ZERO
-        return total
+            remaining = o.remaining if o.remaining is not None else _ZERO
+            if o.parent_id is None and o.order_class != "oco":
+                total += remaining
+            else:
+                key = o.parent_id or o.id
+                groups[key] = max(groups.get(key, _ZERO), remaining)
+        return total + sum(groups.values(), _ZERO)
 
 
 # -- the broker ---------------------------------------------------------------------------------------------
