@@ -771,6 +771,8 @@ def _make_handler_class(server: AlpacaFakeServer) -> type[BaseHTTPRequestHandler
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind requests.Session
         server_version = "alpaca-fake/1"
+        # headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per request
+        disable_nagle_algorithm = True
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
