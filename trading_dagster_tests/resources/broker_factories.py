@@ -28,6 +28,9 @@ class BrokerHarness(Protocol):
     def orders_on_server(self, client_order_id: str) -> int:
         """How many orders the broker holds under this client order id (exactly once: never more than 1)."""
 
+    def make_broker(self) -> Broker:
+        """A fresh broker object on the same account (a crashed run's successor, a second run at once)."""
+
     def close(self) -> None: ...
 
 
