@@ -496,7 +496,8 @@ class AlpacaTradingFake:
         stamp = now
         self._activities.append(
             {
-                "id": f"{stamp.strftime('%Y%m%d%H%M%S%f')[:-3]}::{uuid.uuid4()}",
+                # Alpaca's form (milliseconds::uuid); the uuid starts with a sequence so ids sort in time order
+                "id": f"{stamp.strftime('%Y%m%d%H%M%S%f')[:-3]}::{next(self._seq):08x}-{str(uuid.uuid4())[9:]}",
                 "activity_type": "FILL",
                 "transaction_time": _ts(stamp),
                 "type": "fill" if done else "partial_fill",
