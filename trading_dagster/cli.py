@@ -138,15 +138,16 @@ def print_report(outcome: dict) -> None:
     finally:
         con.close()
     counts = dict(zip(orders["status"].to_list(), orders["n"].to_list(), strict=True))
-    cfg = settings.config.get("account", {})
-    benchmark = str(cfg.get("benchmark", "SPY"))
+    trading = settings.trading
+    assert trading is not None
+    benchmark = trading.benchmark
     plot = write_plot(equity, benchmark, settings.data_dir / "reports" / "equity_curve.png")
     facts = {
         "symbols": int(symbols["n"][0]),
         "orders_approved": int(counts.get("approved", 0)),
         "orders_denied": int(counts.get("denied", 0)),
         "fills": int(fills["n"][0]),
-        "initial_cash": float(cfg.get("initial_cash", 100_000)),
+        "initial_cash": trading.initial_cash,
         "benchmark": benchmark,
         "checks_passed": outcome["checks_passed"],
         "checks_failed": outcome["checks_failed"],
@@ -341,6 +342,62 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def run_trade(session: dt.date, *, environ: dict | None = None, reconcile: bool = True) -> dict:
+    """Session D's approved orders to the configured broker: `execution_job` for D (the code the execution
+    sensor launches), then one `reconcile_job` poll, on the instance in DAGSTER_HOME. The broker's clock
+    decides whether D may go out (only during D+1, before its close)."""
+    import dagster as dg
+
+    from trading_dagster.definitions import build_definitions
+    from trading_dagster.settings import load_settings
+
+    settings = load_settings(environ)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    out: dict = {"settings": settings, "session": session}
+    for name in ("execution_job", "reconcile_job") if reconcile else ("execution_job",):
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance, partition_key=session.isoformat(), run_config=run_config, raise_on_error=False
+        )
+        out[name] = result
+        if not result.success:
+            break
+    return out
+
+
+def _failure_message(result) -> str:
+    """The first step failure's message, without the stack trace."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None and (
+                error.message.startswith("dagster._core.errors") or "Error occurred while executing" in error.message
+            ):
+                error = error.cause
+            return error.message.strip().splitlines()[0] if error.message else "failed"
+    return "failed"
+
+
+def cmd_trade(args: argparse.Namespace) -> int:
+    ensure_dagster_home(args.dagster_home)
+    outcome = run_trade(args.session, reconcile=not args.no_reconcile)
+    settings = outcome["settings"]
+    print(f"broker: {settings.broker} ({settings.environment}); session {args.session}")
+    for name in ("execution_job", "reconcile_job"):
+        result = outcome.get(name)
+        if result is None:
+            continue
+        if not result.success:
+            print(f"{name}: FAILED: {_failure_message(result)}", file=sys.stderr)
+            return 1
+        for event in result.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            shown = {k: v.value for k, v in mat.metadata.items() if k.startswith(("outcome_", "all_final", "executions", "orders"))}
+            print(f"{mat.asset_key.to_user_string()}: {shown}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trading-dagster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dagster-home", help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
@@ -366,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("refresh", help="re-run exactly the partitions a data revision made stale, upstream first")
     p.add_argument("--dry-run", action="store_true", help="print the runs without running them")
     p.set_defaults(func=cmd_refresh)
+    p = sub.add_parser("trade", help="submit session D's approved orders to the configured broker, exactly once")
+    p.add_argument("--session", type=dt.date.fromisoformat, required=True, help="the signal session D")
+    p.add_argument("--no-reconcile", action="store_true", help="do not poll the fills afterwards")
+    p.set_defaults(func=cmd_trade)
+    from trading_dagster.cli_control import add_control_commands  # Dagster: only when parsing
+
+    add_control_commands(sub)
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the same history")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

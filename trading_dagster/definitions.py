@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
+from trading_dagster.assets.execution import EXECUTION_ASSETS
 from trading_dagster.assets.indicators import indicators, signals
 from trading_dagster.assets.prices import cleaned_prices
 from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.trading import executions, orders, performance, pnl
 from trading_dagster.automation.alerts import raw_freshness_sensor, run_failure_alert_sensor
+from trading_dagster.automation.control import CONTROL_JOBS
+from trading_dagster.automation.execution_sensors import (
+    EXECUTION_JOBS,
+    build_execution_sensor,
+    build_reconciliation_sensor,
+    build_weekly_scan_schedule,
+    execution_orders_after_pipeline_sensor,
+)
 from trading_dagster.automation.jobs import (
     daily_pipeline_schedule,
     performance_after_pipeline_sensor,
@@ -21,7 +30,7 @@ from trading_dagster.automation.staleness import (
     refresh_stale_sensor,
     stale_partitions_sensor,
 )
-from trading_dagster.resources.alerts import alerts_resource
+from trading_dagster.resources.alerts import WEBHOOK_ENV_VAR, alerts_resource
 from trading_dagster.resources.configured import (
     AlpacaBrokerResource,
     AlpacaCorporateActionsResource,
@@ -41,11 +50,12 @@ from trading_dagster.resources.configured import (
     StrategyConfig,
     TradingConfigResource,
 )
+from trading_dagster.resources.ledger import TradingLedgerResource
 from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster.settings import Settings, load_settings, universe_symbols
+from trading_dagster.settings import ExecutionSettings, Settings, load_settings, universe_symbols
 
-ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance]
+ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance, *EXECUTION_ASSETS]
 
 
 def build_resources(settings: Settings) -> dict:
@@ -60,7 +70,9 @@ def build_resources(settings: Settings) -> dict:
         strategies=[StrategyConfig(**s) for s in trading.strategies],
         min_median_dollar_volume=trading.universe.min_median_dollar_volume,
         liquidity_window=trading.universe.liquidity_window,
-        kill_switch=trading.execution.kill_switch,
+        approval_deadline=trading.execution.approval_deadline,
+        submit_cutoff_minutes=trading.execution.submit_cutoff_minutes,
+        weekly_scan_day=trading.execution.weekly_scan_day,
         **trading.data,
         **trading.risk,
     )
@@ -81,6 +93,12 @@ def build_resources(settings: Settings) -> dict:
             commission_per_share=trading.commission_per_share,
         ),
         "broker": broker_resource(settings),
+        "ledger": TradingLedgerResource(
+            path=str(settings.trading_ledger_path),
+            audit_dir=str(settings.data_dir / "audit"),
+            webhook_url=dg.EnvVar(WEBHOOK_ENV_VAR) if dg.EnvVar(WEBHOOK_ENV_VAR).get_value() else None,
+            kill_switch_forced=trading.execution.kill_switch,
+        ),
         "trading_config": trading_config,
         "alerts": alerts_resource(settings.data_dir, trading.alerts),
     }
@@ -126,11 +144,13 @@ def broker_resource(settings: Settings) -> BrokerResource:
         )
     return PaperBrokerResource(
         path=str(settings.paper_account_path),
-        account=trading.account,
+        # its own account id: the trading book's client order ids never equal the backtest book's
+        account=f"{trading.account}:paper-broker",
         initial_cash=trading.initial_cash,
         slippage_bps=trading.slippage_bps,
         commission_per_share=trading.commission_per_share,
         warehouse_path=str(settings.warehouse_path),
+        fixed_now=settings.paper_clock,
     )
 
 
@@ -164,11 +184,12 @@ def market_data_resource(settings: Settings) -> MarketDataResource:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    execution = settings.trading.execution if settings.trading else ExecutionSettings()
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=UP_TO_DATE_CHECKS,
-        jobs=[pipeline_job, performance_job, raw_landing_job],
-        schedules=[daily_pipeline_schedule],
+        jobs=[pipeline_job, performance_job, raw_landing_job, *EXECUTION_JOBS, *CONTROL_JOBS],
+        schedules=[daily_pipeline_schedule, build_weekly_scan_schedule(execution.weekly_scan_day)],
         sensors=[
             performance_after_pipeline_sensor,
             raw_landing_sensor,
@@ -176,6 +197,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             run_failure_alert_sensor,
             stale_partitions_sensor,
             refresh_stale_sensor,
+            execution_orders_after_pipeline_sensor,
+            build_execution_sensor(cutoff_minutes=execution.submit_cutoff_minutes),
+            build_reconciliation_sensor(every_minutes=max(1, execution.reconcile_every_minutes)),
         ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -54,6 +54,7 @@ class Settings:
     paper_account_path: Path | None = None  # the built-in paper broker's account file
     trading_ledger_path: Path | None = None  # the append-only trading ledger / audit log (SQLite)
     trading: TradingSettings | None = None  # the TOML's trading sections, parsed once
+    paper_clock: str | None = None  # TRADING_DAGSTER_PAPER_CLOCK: the built-in paper broker's fixed "now" (dev)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         paper_account_path=data_dir / "paper_account.sqlite",
         trading_ledger_path=data_dir / "trading_ledger.sqlite",
         trading=trading_settings(config, config_file),
+        paper_clock=paper_clock(env, broker),
     )
+
+
+def paper_clock(env: Mapping[str, str], broker: str) -> str | None:
+    """TRADING_DAGSTER_PAPER_CLOCK: an ISO time with its offset at which the built-in paper broker's clock
+    stands still (tests, and replaying the trading book on historical data in dev); only for that broker."""
+    text = (env.get("TRADING_DAGSTER_PAPER_CLOCK") or "").strip()
+    if not text:
+        return None
+    if broker != "paper":
+        raise SettingsError("TRADING_DAGSTER_PAPER_CLOCK is for the built-in paper broker only: a real broker's clock is its own")
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise SettingsError(f"TRADING_DAGSTER_PAPER_CLOCK={text!r} must be an ISO time with an offset, e.g. 2017-06-02T14:00:00Z")
+    return when.isoformat()
 
 
 ENVIRONMENTS = ("dev", "paper", "live")

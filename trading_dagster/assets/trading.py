@@ -146,7 +146,7 @@ def orders(
         account_id = b.account_id
     risk = trading_config.risk_config()
     out = plan_orders(
-        signals,
+        trading_config.traded_signals(signals),
         cleaned_prices,
         start_state,
         cal.sessions,

@@ -332,3 +332,17 @@ def generate_signals(
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     return pl.concat(frames).cast(SIGNAL_SCHEMA).sort("session", "symbol", "strategy")
+
+
+def keep_cadence(
+    signals: pl.DataFrame, specs: Sequence[StrategySpec], is_scan_session: Callable[[dt.date], bool]
+) -> pl.DataFrame:
+    """The signals each strategy trades: all of a daily strategy's, a weekly strategy's on its week's scan
+    session only (`is_scan_session`, e.g. `TradingCalendar.scan_session("weekly", weekday, ...)`). The same
+    rule in the backtest and the trading book, so a weekly strategy backtests as it trades."""
+    weekly = [s.name for s in specs if s.cadence == "weekly"]
+    if not weekly or signals.is_empty():
+        return signals
+    days = signals.filter(pl.col("strategy").is_in(weekly))["session"].unique().to_list()
+    scans = [d for d in days if is_scan_session(d)]
+    return signals.filter(~pl.col("strategy").is_in(weekly) | pl.col("session").is_in(scans))

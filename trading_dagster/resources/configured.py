@@ -416,10 +416,16 @@ class TradingConfigResource(dg.ConfigurableResource):
         "(reason PRICE_BELOW_MINIMUM); sells are never held back. 0 or null = off",
     )
     strategies: list[StrategyConfig] = []
-    kill_switch: bool = Field(
-        default=False,
-        description="[execution] kill_switch: no new entries (buys) reach the broker; exits still do. The "
-        "kill_switch_job engages it at run time without a config change (decision 0005, section 5)",
+    approval_deadline: str = Field(
+        default="15:30",
+        description="[execution] New York time on D+1 after which a manual strategy's unapproved orders expire "
+        "(at most 30 min before an early close)",
+    )
+    weekly_scan_day: str = Field(
+        default="friday", description="[execution] the scan session of strategies with cadence = 'weekly'"
+    )
+    submit_cutoff_minutes: int = Field(
+        default=15, description="[execution] no order of D is sent later than this before D+1's close"
     )
     min_median_dollar_volume: float = Field(
         default=0.0,
@@ -459,6 +465,16 @@ class TradingConfigResource(dg.ConfigurableResource):
 
     def strategy_specs(self) -> tuple[StrategySpec, ...]:
         return parse_strategies([s.model_dump() for s in self.strategies])
+
+    def traded_signals(self, signals: pl.DataFrame) -> pl.DataFrame:
+        """The signals the strategies trade: a weekly strategy's on its week's scan session only."""
+        from trading_dagster.domain.strategies import keep_cadence
+        from trading_dagster.domain.trading_calendar import xnys_trading_calendar
+
+        cal = xnys_trading_calendar()
+        return keep_cadence(
+            signals, self.strategy_specs(), lambda d: cal.scan_session("weekly", self.weekly_scan_day, d)
+        )
 
     def universe_rule(self) -> UniverseRule:
         """The liquidity rule, validated (ValueError naming the field). Symbols are not part of it here: the

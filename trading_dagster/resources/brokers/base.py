@@ -117,6 +117,10 @@ class Broker(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release connections (nothing to do by default)."""
 
+    def advance(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
+        """Let the market move before a poll: a real broker's market moves by itself (nothing to do); the
+        built-in paper broker works its open orders here."""
+
     def __enter__(self) -> Broker:
         return self
 

@@ -1,0 +1,503 @@
+"""execution/orders, execution/submissions, execution/fills: the trading book at the configured broker
+(decision 0005, section 4). The backtest (`assets/trading.py`) is a simulation; these trade.
+
+Each runs one session D at a time; a range (a backfill) is refused before any broker call, and what "now"
+is comes from the broker's clock, so a past D can never reach an account:
+
+* `execution/orders`, on D's evening: D's signals sized and risk-checked against the broker's account
+  (cash, positions, open orders, the month's fills) by the backtest's own planner and risk engine. Reads
+  the broker, never writes it. Refused unless D is the latest completed session.
+* `execution/submissions`, on D+1 before its close: the approved orders (a manual strategy's only once a
+  person approved them before the deadline; no buys while the kill switch is engaged) sent exactly once
+  (`Broker.submit`), with the broker's positions and cash just before.
+* `execution/fills`, polled until every order is final: each execution recorded once in the ledger, and the
+  broker's positions reconciled with the positions before plus the fills (a blocking check; an alert).
+
+Every signal, decision, denial, submission, rejection and fill goes to the trading ledger (the audit log).
+"""
+
+
+import datetime as dt
+from decimal import Decimal
+
+import dagster as dg
+import polars as pl
+
+from trading_dagster.assets._common import (
+    PARTITION_EXPR,
+    blocking,
+    gate_pending,
+    gated_check_results,
+    markdown_table,
+)
+from trading_dagster.assets.indicators import SIGNALS
+from trading_dagster.assets.prices import CLEANED
+from trading_dagster.checks import rules
+from trading_dagster.checks.rules import CheckOutcome
+from trading_dagster.domain.approval import apply_decisions, approval_deadline, require_approval
+from trading_dagster.domain.audit import expiry_events, order_events, submission_events
+from trading_dagster.domain.broker_records import BrokerFill, SubmitResult
+from trading_dagster.domain.live_book import (
+    book_from_snapshot,
+    cash_change,
+    expected_positions,
+    hold_buys,
+    order_requests,
+    our_orders,
+    reconcile,
+    session_start,
+)
+from trading_dagster.domain.portfolio import plan_orders
+from trading_dagster.domain.trading_calendar import xnys_trading_calendar
+from trading_dagster.partitions import (
+    lookback_mapping,
+    session_calendar,
+    sessions_partitions_def,
+    window_sessions,
+)
+from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
+from trading_dagster.resources.configured import (
+    BacktestBookResource,
+    BrokerResource,
+    QualityGateResource,
+    TradingConfigResource,
+)
+from trading_dagster.resources.ledger import TradingLedgerResource
+
+EXECUTION_ORDERS = ["execution", "orders"]
+SUBMISSIONS = ["execution", "submissions"]
+FILLS = ["execution", "fills"]
+PRICE_LOOKBACK = 20  # sessions of closes before D: the last close of a held symbol without a bar on D
+
+SUBMISSION_SCHEMA = {
+    "session": pl.Date(),
+    "client_order_id": pl.String(),
+    "symbol": pl.String(),
+    "strategy": pl.String(),
+    "side": pl.String(),
+    "qty": pl.Float64(),
+    "outcome": pl.String(),  # submitted | already_existed | rejected | held (kill switch) | not_approved
+    "broker_order_id": pl.String(),
+    "status": pl.String(),
+    "code": pl.String(),
+    "message": pl.String(),
+}
+FILLS_SCHEMA = {
+    "session": pl.Date(),
+    "client_order_id": pl.String(),
+    "broker_order_id": pl.String(),
+    "symbol": pl.String(),
+    "side": pl.String(),
+    "status": pl.String(),
+    "qty": pl.Float64(),
+    "filled_qty": pl.Float64(),
+    "filled_avg_price": pl.Float64(),
+    "final": pl.Boolean(),
+}
+
+
+def one_session(context: dg.AssetExecutionContext) -> dt.date:
+    """The one session D of the run: a range (a backfill) never reaches a broker."""
+    sessions = window_sessions(context)
+    if len(sessions) != 1:
+        raise dg.Failure(
+            f"{context.op_def.name}: the execution assets trade one session at a time, not the range "
+            f"{sessions[0]}..{sessions[-1]}: a backfill is the backtest (trading/*), it never reaches a broker"
+        )
+    return sessions[0]
+
+
+def _now(ts: dt.datetime) -> dt.datetime:
+    return ts.astimezone(dt.UTC)
+
+
+def _f(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _alert(context: dg.AssetExecutionContext, alerts: AlertsResource, alert: Alert) -> None:
+    try:
+        alerts.sink(context.log).send(alert)
+    except AlertDeliveryError as exc:  # it is in the log and alerts.jsonl; the run goes on
+        context.log.warning(f"alert not delivered everywhere: {exc}")
+
+
+@dg.asset(
+    key=EXECUTION_ORDERS,
+    group_name="execution",
+    kinds={"duckdb", "polars"},
+    metadata=PARTITION_EXPR,
+    partitions_def=sessions_partitions_def(),
+    description="Session D's orders for the broker account: D's signals sized and risk-checked against the "
+    "account (cash, positions, open orders, the month's fills) with the backtest's planner. Status approved, "
+    "denied (a reason code) or pending_approval (a manual strategy). Only for the latest completed session.",
+    ins={
+        "signals": dg.AssetIn(key=SIGNALS),
+        "cleaned_prices": dg.AssetIn(
+            key=CLEANED,
+            partition_mapping=lookback_mapping(PRICE_LOOKBACK),
+            metadata={"columns": ["symbol", "session", "open", "high", "low", "close"]},
+        ),
+    },
+    check_specs=[
+        blocking(EXECUTION_ORDERS, "execution_orders__within_limits", "0 < qty <= requested and quota, unique ids"),
+    ],
+)
+def execution_orders(
+    context: dg.AssetExecutionContext,
+    signals: pl.DataFrame,
+    cleaned_prices: pl.DataFrame,
+    broker: BrokerResource,
+    backtest_book: BacktestBookResource,
+    trading_config: TradingConfigResource,
+    ledger: TradingLedgerResource,
+    quality_gate: QualityGateResource,
+):
+    session = one_session(context)
+    cal = session_calendar()
+    fill_session = cal.next_session(session)
+    if fill_session is None:
+        raise dg.Failure(f"no session after {session} in the NYSE calendar")
+    with broker.get() as b:
+        snapshot = b.snapshot()
+        latest = xnys_trading_calendar().latest_completed_session(snapshot.clock)
+        if latest != session:
+            raise dg.Failure(
+                f"execution/orders {session}: the broker's clock says it is "
+                f"{snapshot.clock.timestamp:%Y-%m-%d %H:%M}Z and the latest completed session is {latest}; "
+                f"orders are planned only for that session (no order for a stale session)"
+            )
+        month_start = session_start(fill_session.replace(day=1))
+        month_fills = b.fills(after=month_start)
+        account_id = b.account_id
+    closes = dict(
+        cleaned_prices.filter(pl.col("session") <= session)
+        .sort("session")
+        .group_by("symbol")
+        .agg(pl.col("close").last())
+        .iter_rows()
+    )
+    start = book_from_snapshot(snapshot, month_fills, fill_session, closes)
+    risk = trading_config.risk_config()
+    planned = plan_orders(
+        trading_config.traded_signals(signals.filter(pl.col("session") == session)),
+        cleaned_prices,
+        start,
+        [session],
+        risk,
+        backtest_book.slippage_model(),
+        backtest_book.commission_model(),
+        account_id,
+        next_session=fill_session,
+    )
+    book = ledger.get()
+    switch = book.kill_switch()
+    manual = [s.name for s in trading_config.strategy_specs() if s.approval == "manual"]
+    out = require_approval(hold_buys(planned, switch.engaged), manual)
+    appended = book.append(order_events(out, _now(snapshot.clock.timestamp)))
+    counts = out.group_by("status").len().sort("status") if out.height else out
+    context.log.info(
+        f"execution/orders {session}: {out.height} orders for account {account_id} "
+        f"(cash ${snapshot.account.cash:,.2f}, {len(snapshot.positions)} positions); kill switch "
+        f"{'ENGAGED' if switch.engaged else 'off'}; {appended} new audit events"
+    )
+    gate_pending(context, quality_gate, EXECUTION_ORDERS, [session])
+    yield dg.Output(
+        out,
+        metadata={
+            "session": str(session),
+            "orders": out.height,
+            **{f"status_{k}": int(v) for k, v in (counts.iter_rows() if out.height else [])},
+            "cash": float(snapshot.account.cash),
+            "positions": len(snapshot.positions),
+            "kill_switch": switch.engaged,
+            "orders_table": dg.MetadataValue.md(
+                markdown_table(
+                    out.select("symbol", "side", "qty", "ref_price", "strategy", "status", "reason_code"), rows=50
+                )
+                if out.height
+                else "_no orders_"
+            ),
+        },
+    )
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        EXECUTION_ORDERS,
+        [session],
+        {"execution_orders__within_limits": rules.orders_within_limits(out, risk.monthly_share_limit)},
+    )
+
+
+def _submission_rows(session: dt.date, results: list[SubmitResult]) -> list[dict]:
+    return [
+        {
+            "session": session,
+            "client_order_id": r.request.client_order_id,
+            "symbol": r.request.symbol,
+            "strategy": r.request.strategy,
+            "side": r.request.side,
+            "qty": _f(r.request.qty),
+            "outcome": r.outcome,
+            "broker_order_id": r.order.id if r.order else None,
+            "status": r.order.status if r.order else None,
+            "code": r.code,
+            "message": r.message,
+        }
+        for r in results
+    ]
+
+
+def exactly_once(session: dt.date, intended: list[str], broker_ids: list[str]) -> CheckOutcome:
+    """Every order we meant to send is at the broker exactly once, and the broker holds no other order
+    with session D's id prefix (one would be a duplicate planned under other ids)."""
+    counts: dict[str, int] = {}
+    for cid in broker_ids:
+        counts[cid] = counts.get(cid, 0) + 1
+    twice = sorted(c for c, n in counts.items() if n > 1)
+    missing = sorted(set(intended) - set(counts))
+    strangers = sorted(set(counts) - set(intended))
+    passed = not (twice or missing or strangers)
+    return CheckOutcome(
+        passed,
+        f"{len(intended)} orders of {session}: each at the broker once"
+        if passed
+        else f"{session}: {len(twice)} ids twice, {len(missing)} missing, {len(strangers)} unknown at the broker",
+        {
+            "intended": len(intended),
+            "at_broker": len(counts),
+            "duplicates": ", ".join(twice[:10]),
+            "missing": ", ".join(missing[:10]),
+            "unknown": ", ".join(strangers[:10]),
+        },
+        () if passed else (session,),
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "submissions": dg.AssetOut(
+            key=SUBMISSIONS, metadata=PARTITION_EXPR, kinds={"duckdb", "polars"},
+            description="What became of each of D's orders at the broker: submitted, already_existed (a retry or "
+            "a re-run found it), rejected (the broker's code), held (kill switch) or not_approved.",
+        ),
+        "book_before": dg.AssetOut(
+            key=["execution", "book_before"], metadata=PARTITION_EXPR, kinds={"duckdb", "polars"},
+            description="The broker's positions (and cash, symbol '$CASH') just before D's orders were sent: "
+            "what reconciliation starts from.",
+        ),
+    },
+    ins={"orders": dg.AssetIn(key=EXECUTION_ORDERS)},
+    group_name="execution",
+    partitions_def=sessions_partitions_def(),
+    check_specs=[
+        blocking(SUBMISSIONS, "execution_submissions__exactly_once", "each approved order at the broker once"),
+    ],
+)
+def execution_submissions(
+    context: dg.AssetExecutionContext,
+    orders: pl.DataFrame,
+    broker: BrokerResource,
+    trading_config: TradingConfigResource,
+    ledger: TradingLedgerResource,
+    alerts: AlertsResource,
+    quality_gate: QualityGateResource,
+):
+    session = one_session(context)
+    cal = xnys_trading_calendar()
+    book = ledger.get()
+    with broker.get() as b:
+        clock = b.clock()
+        verdict = cal.may_submit(session, clock, trading_config.submit_cutoff_minutes)
+        if not verdict:
+            raise dg.Failure(f"execution/submissions {session}: not sent. {verdict.reason}")
+        now = _now(clock.timestamp)
+        deadline = approval_deadline(session, session_calendar(), trading_config.approval_deadline)
+        effective = apply_decisions(orders, book.decisions(session, until=deadline), now, deadline)
+        switch = book.kill_switch()
+        effective = hold_buys(effective, switch.engaged)
+        before = b.positions()
+        account = b.account()
+        requests = order_requests(effective)
+        results = b.submit(requests, since=session_start(session))
+        at_broker = [o.client_order_id for o in our_orders(b.orders(status="all", after=session_start(session)), session)]
+    for r in results:
+        if r.outcome == "rejected":
+            _alert(
+                context,
+                alerts,
+                Alert(
+                    kind="order_rejected",
+                    key=f"rejected:{r.request.client_order_id}",
+                    title=f"{r.request.symbol}: the broker rejected {r.request.side} {r.request.qty}",
+                    text=f"{r.code}: {r.message}",
+                    details={"client_order_id": r.request.client_order_id, "session": str(session)},
+                    severity="WARNING",
+                ),
+            )
+    events = submission_events(results, now) + expiry_events(effective, now)
+    book.append(events)
+    sent = {r.request.client_order_id for r in results}
+    rows = _submission_rows(session, results)
+    for row in effective.filter(~pl.col("client_order_id").is_in(list(sent))).iter_rows(named=True):
+        held = row["reason_code"] == "KILL_SWITCH"
+        rows.append(
+            {
+                "session": session, "client_order_id": row["client_order_id"], "symbol": row["symbol"],
+                "strategy": row["strategy"], "side": row["side"], "qty": float(row["requested_qty"]),
+                "outcome": "held" if held else "not_approved", "broker_order_id": None, "status": row["status"],
+                "code": row["reason_code"], "message": None,
+            }
+        )
+    out = pl.DataFrame(rows, schema=SUBMISSION_SCHEMA, orient="row") if rows else pl.DataFrame(schema=SUBMISSION_SCHEMA)
+    book_rows = [
+        {"session": session, "symbol": p.symbol, "qty": float(p.qty), "avg_entry_price": float(p.avg_entry_price)}
+        for p in before
+    ] + [{"session": session, "symbol": "$CASH", "qty": float(account.cash), "avg_entry_price": 1.0}]
+    before_frame = pl.DataFrame(
+        book_rows,
+        schema={"session": pl.Date(), "symbol": pl.String(), "qty": pl.Float64(), "avg_entry_price": pl.Float64()},
+        orient="row",
+    )
+    outcomes = out.group_by("outcome").len().sort("outcome") if out.height else out
+    context.log.info(
+        f"execution/submissions {session}: {len(requests)} sent through {type(b).__name__} at {now:%H:%M}Z; "
+        + ", ".join(f"{k} {v}" for k, v in (outcomes.iter_rows() if out.height else []))
+    )
+    gate_pending(context, quality_gate, SUBMISSIONS, [session])
+    yield dg.Output(
+        out,
+        "submissions",
+        metadata={
+            "session": str(session),
+            "sent_at": now.isoformat(),
+            **{f"outcome_{k}": int(v) for k, v in (outcomes.iter_rows() if out.height else [])},
+            "kill_switch": switch.engaged,
+            "submissions_table": dg.MetadataValue.md(
+                markdown_table(out.select("symbol", "side", "qty", "strategy", "outcome", "status", "code"), rows=50)
+                if out.height
+                else "_nothing to send_"
+            ),
+        },
+    )
+    yield dg.Output(before_frame, "book_before", metadata={"positions": len(before), "cash": float(account.cash)})
+    intended = [r.request.client_order_id for r in results if r.outcome != "rejected"]
+    yield from gated_check_results(
+        context,
+        quality_gate,
+        SUBMISSIONS,
+        [session],
+        {"execution_submissions__exactly_once": exactly_once(session, intended, at_broker)},
+    )
+
+
+def reconciliation(
+    session: dt.date, before: pl.DataFrame, fills: list[BrokerFill], actual: dict[str, Decimal]
+) -> CheckOutcome:
+    """The broker's positions against the positions before D's orders plus D's fills."""
+    start = {
+        s: Decimal(repr(q)) for s, q in before.filter(pl.col("symbol") != "$CASH").select("symbol", "qty").iter_rows()
+    }
+    mismatches = reconcile(expected_positions(start, fills), actual)
+    return CheckOutcome(
+        not mismatches,
+        f"{session}: the broker's positions equal the ledger's"
+        if not mismatches
+        else f"{session}: {len(mismatches)} positions differ from the ledger",
+        {"mismatches": "; ".join(m.describe() for m in mismatches[:20]), "symbols": len(actual)},
+        () if not mismatches else (session,),
+    )
+
+
+@dg.asset(
+    key=FILLS,
+    group_name="execution",
+    kinds={"duckdb", "polars"},
+    metadata=PARTITION_EXPR,
+    partitions_def=sessions_partitions_def(),
+    description="D's orders as the broker last reported them (status, cumulative filled qty, average price), "
+    "each execution recorded once in the ledger, and the account reconciled: positions before + fills = the "
+    "broker's positions. Re-run (the reconciliation sensor) until all_final.",
+    ins={
+        "submissions": dg.AssetIn(key=SUBMISSIONS),
+        "book_before": dg.AssetIn(key=["execution", "book_before"]),
+    },
+    check_specs=[
+        blocking(FILLS, "execution_fills__reconciled", "broker positions = positions before + recorded fills"),
+    ],
+)
+def execution_fills(
+    context: dg.AssetExecutionContext,
+    submissions: pl.DataFrame,
+    book_before: pl.DataFrame,
+    broker: BrokerResource,
+    ledger: TradingLedgerResource,
+    alerts: AlertsResource,
+    quality_gate: QualityGateResource,
+):
+    session = one_session(context)
+    since = session_start(session)
+    ids = set(submissions.filter(pl.col("broker_order_id").is_not_null())["client_order_id"].to_list())
+    with broker.get() as b:
+        b.advance()
+        orders = [o for o in our_orders(b.orders(status="all", after=since), session) if o.client_order_id in ids]
+        order_ids = {o.id for o in orders} | {leg.id for o in orders for leg in o.legs}
+        fills = [f for f in b.fills(after=since) if f.order_id in order_ids]
+        actual = {p.symbol: p.qty for p in b.positions()}
+        account = b.account()
+    new = ledger.get().record_fills(fills, session)
+    rows = [
+        {
+            "session": session, "client_order_id": o.client_order_id, "broker_order_id": o.id, "symbol": o.symbol,
+            "side": o.side, "status": o.status, "qty": _f(o.qty), "filled_qty": float(o.filled_qty),
+            "filled_avg_price": _f(o.filled_avg_price), "final": o.final,
+        }
+        for o in orders
+    ]
+    out = pl.DataFrame(rows, schema=FILLS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=FILLS_SCHEMA)
+    all_final = all(o.final for o in orders)
+    outcome = reconciliation(session, book_before, fills, actual)
+    cash_before = book_before.filter(pl.col("symbol") == "$CASH")["qty"]
+    expected_cash = (Decimal(repr(cash_before[0])) if cash_before.len() else Decimal(0)) + cash_change(fills)
+    if not outcome.passed:
+        _alert(
+            context,
+            alerts,
+            Alert(
+                kind="reconciliation_mismatch",
+                key=f"reconcile:{session}",
+                title=f"{session}: the broker's positions differ from the ledger",
+                text=str(outcome.metadata["mismatches"]),
+                details={"session": str(session)},
+                severity="ERROR",
+            ),
+        )
+    context.log.info(
+        f"execution/fills {session}: {len(orders)} orders, {sum(o.final for o in orders)} final, "
+        f"{len(fills)} executions ({new} new in the ledger)"
+    )
+    gate_pending(context, quality_gate, FILLS, [session])
+    yield dg.Output(
+        out,
+        metadata={
+            "session": str(session),
+            "all_final": all_final,
+            "orders": len(orders),
+            "executions": len(fills),
+            "new_executions": new,
+            "cash": float(account.cash),
+            "cash_expected": float(expected_cash),
+            "equity": float(account.equity),
+            "fills_table": dg.MetadataValue.md(
+                markdown_table(out.select("symbol", "side", "status", "qty", "filled_qty", "filled_avg_price"), rows=50)
+                if out.height
+                else "_no orders_"
+            ),
+        },
+    )
+    yield from gated_check_results(
+        context, quality_gate, FILLS, [session], {"execution_fills__reconciled": outcome}
+    )
+
+
+EXECUTION_ASSETS = [execution_orders, execution_submissions, execution_fills]
