@@ -31,7 +31,8 @@ come from the state itself (spend the cash, sell what is not there, send an id t
 [FAKE] choices (nothing authoritative found): market orders reserve buying power at the last price (Alpaca
 uses a 2.5-4 % collar); error wording other than the duplicate-id text; a nested listing counts a bracket as
 open while any member is open; cancels are immediate (no `pending_cancel`); no shorting; opg/cls windows,
-extended hours and DAY expiry are not modelled; the activity page token is the last id seen.
+extended hours are not modelled (DAY orders expire at
+the first work_orders call after their session's close, believed as Alpaca); the activity page token is the last id seen.
 """
 
 from __future__ import annotations
@@ -436,11 +437,15 @@ class AlpacaTradingFake:
     # -- the matching engine ---------------------------------------------------------------------------
 
     def work_orders(self) -> None:
-        """Fill what is marketable now (nothing while the market is closed)."""
+        """Expire DAY orders whose session has closed; fill what is marketable now (nothing while closed)."""
         with self._lock:
+            now = self.now()
+            for order in self._orders:  # a DAY order ends `expired` once its session has closed
+                if order.time_in_force == "day" and order.open and now >= market_clock(order.submitted_at)[2]:
+                    order.status = "expired"
+                    order.updated_at = now
             if not self.is_open():
                 return
-            now = self.now()
             for order in list(self._orders):
                 if order.status not in WORKING_STATUSES:
                     continue
