@@ -206,8 +206,9 @@ def test_selling_more_than_held_and_unknown_symbol_are_rejected(harness: AlpacaH
     assert sell.outcome == "rejected" and sell.code == "40310000"
     assert sell.message is not None and sell.message.startswith("insufficient qty available")
     assert unknown.outcome == "rejected" and unknown.code == "40010001"
-    assert subpenny_ok.outcome == "submitted"  # rounded to 190.12 before sending
-    assert subpenny_ok.order is not None and subpenny_ok.order.limit_price == Decimal("190.12")
+    # refused before sending, as Alpaca and the paper broker refuse it: never rounded to a price nobody chose
+    assert subpenny_ok.outcome == "rejected" and subpenny_ok.code == "42210000"
+    assert harness.orders_on_server("c-tick") == 0
 
 
 @pytest.mark.parametrize(
@@ -232,13 +233,13 @@ def test_round_to_tick(price: str, tick: str | None) -> None:
         assert str(round_to_tick(Decimal(price))) == tick
 
 
-def test_every_order_kind_reaches_the_server_with_valid_ticks(harness: AlpacaHarness) -> None:
+def test_every_order_kind_on_valid_ticks_reaches_the_server(harness: AlpacaHarness) -> None:
     harness.trading.set_position("MSFT", Decimal(20), Decimal(380))
     kinds = [
-        order("k-limit", type="limit", limit_price=Decimal("189.999")),
-        order("k-stop", type="stop", stop_price=Decimal("195.004")),
+        order("k-limit", type="limit", limit_price=Decimal("189.99")),
+        order("k-stop", type="stop", stop_price=Decimal("195.00")),
         order(
-            "k-stoplimit", type="stop_limit", stop_price=Decimal("195.001"), limit_price=Decimal("196.0049")
+            "k-stoplimit", type="stop_limit", stop_price=Decimal("195.00"), limit_price=Decimal("196.00")
         ),
         order(
             "k-trail", symbol="MSFT", side="sell", qty=5, type="trailing_stop", trail_percent=Decimal("2.5")
@@ -246,13 +247,13 @@ def test_every_order_kind_reaches_the_server_with_valid_ticks(harness: AlpacaHar
         order(
             "k-bracket",
             type="limit",
-            limit_price=Decimal("190.0001"),
+            limit_price=Decimal("190.00"),
             order_class="bracket",
-            take_profit=Decimal("199.501"),  # 190 * 1.05 computed in floats would be sub-penny
-            stop_loss=Decimal("180.499"),
-            stop_loss_limit=Decimal("180.0049"),
+            take_profit=Decimal("199.50"),
+            stop_loss=Decimal("180.50"),
+            stop_loss_limit=Decimal("180.00"),
         ),
-        order("k-oto", qty=2, order_class="oto", stop_loss=Decimal("170.333")),
+        order("k-oto", qty=2, order_class="oto", stop_loss=Decimal("170.33")),
         order(
             "k-oco",
             symbol="MSFT",
@@ -260,10 +261,10 @@ def test_every_order_kind_reaches_the_server_with_valid_ticks(harness: AlpacaHar
             qty=5,
             type="limit",
             order_class="oco",
-            take_profit=Decimal("420.006"),
-            stop_loss=Decimal("380.004"),
+            take_profit=Decimal("420.01"),
+            stop_loss=Decimal("380.00"),
         ),
-        order("k-penny", symbol="PENNY", qty=100, type="limit", limit_price=Decimal("0.49996")),
+        order("k-penny", symbol="PENNY", qty=100, type="limit", limit_price=Decimal("0.4999")),
         OrderRequest("k-notional", SESSION, "momentum", "AAPL", "buy", notional=Decimal("1000.50")),
         OrderRequest(
             "k-frac",
@@ -287,7 +288,7 @@ def test_every_order_kind_reaches_the_server_with_valid_ticks(harness: AlpacaHar
         ("limit", "held", Decimal("199.50"), None),
         ("stop_limit", "held", Decimal("180.00"), Decimal("180.50")),
     ]
-    assert by_id["k-penny"].limit_price == Decimal("0.5")  # type: ignore[union-attr]
+    assert by_id["k-penny"].limit_price == Decimal("0.4999")  # type: ignore[union-attr]
     assert [leg.type for leg in by_id["k-oco"].legs] == ["stop"]  # type: ignore[union-attr]
     assert all(o is not None and o.status == "new" and o.filled_qty == 0 for o in by_id.values())
 

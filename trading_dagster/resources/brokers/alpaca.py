@@ -23,8 +23,10 @@ What alpaca-py 0.44.0 does and does not do for us (pinned exactly: the private a
 * Activities: `TradingClient` has no account-activities method and the SDK's `TradeActivity` model requires
   an `account_id` the Trading API does not send; `fills()` calls `GET /v2/account/activities/FILL` with
   `client.get` and parses the rows itself.
-* Prices are rounded to a valid tick before sending (2 decimals at or above $1, 4 below; `round_to_tick`):
-  Alpaca refuses sub-penny prices with 422.
+* A price off the tick (more than 2 decimals at or above $1, 4 below; `round_to_tick`) is refused here, as
+  Alpaca (422, 42210000) and the built-in paper broker refuse it, without a request: rounding it would send a
+  price nobody chose (a buy limit paying more, a stop triggering earlier). Our own prices are rounded to the
+  tick where they are computed.
 """
 
 from __future__ import annotations
@@ -419,7 +421,13 @@ class AlpacaBroker(Broker):
 
 
 def _price(value: Decimal | None) -> float | None:
-    return None if value is None else float(round_to_tick(value))
+    if value is None:
+        return None
+    if round_to_tick(value) != value:
+        raise OrderRejected(
+            "42210000", f"invalid price {value}. sub-penny increment does not fulfill minimum pricing criteria"
+        )
+    return float(value)
 
 
 def build_order_request(r: OrderRequest) -> Any:
