@@ -236,6 +236,28 @@ def _number(section: str, key: str, value: Any, *, minimum: float = 0.0) -> floa
     return float(value)
 
 
+EXITS_NOT_YET = ("stop_loss_pct", "stop_loss_atr", "take_profit_pct", "take_profit_atr")
+
+
+def risk_settings(section: Mapping[str, Any], initial_cash: Any) -> dict[str, Any]:
+    """`[risk]`, validated by the risk engine's own parser (`risk.risk_config_from_mapping`); "off" becomes
+    None. Stop-loss and take-profit are refused for now: the planner simulates them, but the backtest book
+    does not yet work the exits between runs, and a bracket sent live must be what the backtest simulated."""
+    from trading_dagster.domain.risk import OFF, risk_config_from_mapping
+
+    try:
+        risk_config_from_mapping(section, initial_cash=initial_cash)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    exits = [k for k in EXITS_NOT_YET if section.get(k) not in (None, OFF)]
+    if exits:
+        raise SettingsError(
+            f"[risk] {', '.join(exits)}: stop-loss and take-profit exits are not available in this version (the "
+            "backtest book does not work them yet, and live brackets must match the backtest); remove the keys"
+        )
+    return {k: (None if isinstance(v, str) and v.strip().lower() == OFF else v) for k, v in section.items()}
+
+
 def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSettings:
     """[account], [risk], [costs], [[strategies]], [universe], [data], [execution] and [alerts], validated
     (a SettingsError naming the section and key; `config_file` is named for the strategies)."""
@@ -270,7 +292,7 @@ def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSet
         account=str(account.get("name", "paper")),
         initial_cash=_number("account", "initial_cash", account.get("initial_cash", 100_000)),
         benchmark=str(account.get("benchmark", "SPY")),
-        risk=dict(_section(config, "risk", None)),
+        risk=risk_settings(_section(config, "risk", None), account.get("initial_cash", 100_000)),
         slippage_bps=_number("costs", "slippage_bps", costs.get("slippage_bps", 5)),
         commission_per_share=_number("costs", "commission_per_share", costs.get("commission_per_share", 0.005)),
         strategies=tuple(dict(s) for s in strategies),

@@ -404,12 +404,24 @@ class TradingConfigResource(dg.ConfigurableResource):
     account: str = "paper"
     benchmark: str = "SPY"
     initial_cash: float = 100_000.0
-    sizing: str = "fixed_notional"
+    sizing: str = Field(default="fixed_notional", description="[risk] 'fixed_notional', 'pct_equity' or 'atr'")
     notional: float = 1_000.0
     pct_equity: float = 1.0
-    max_position_pct_equity: float = 10.0
+    risk_pct_equity: float = Field(default=0.5, description="[risk] ATR sizing: % of equity at risk per order")
+    atr_multiple: float = Field(default=2.0, description="[risk] ATR sizing: the stop distance in ATRs")
+    atr_period: int = 14
+    max_position_pct_equity: float | None = 10.0
+    max_gross_exposure_pct_equity: float | None = Field(default=None, description="[risk] null = off")
+    max_orders_per_session: int | None = Field(default=None, description="[risk] null = off")
+    max_notional_per_session: float | None = Field(default=None, description="[risk] USD; null = off")
+    max_daily_loss_pct_equity: float | None = Field(default=None, description="[risk] null = off")
+    max_daily_loss_usd: float | None = Field(default=None, description="[risk] null = off")
     long_only: bool = True
-    monthly_share_limit: int = 4
+    monthly_share_limit: int | None = Field(default=4, description="[risk] shares per stock per month; null = off")
+    stop_loss_pct: float | None = None
+    stop_loss_atr: float | None = None
+    take_profit_pct: float | None = None
+    take_profit_atr: float | None = None
     min_price: float | None = Field(
         default=1.0,
         description="[risk] buys need a reference price (the signal session's close) of at least this many USD "
@@ -484,13 +496,14 @@ class TradingConfigResource(dg.ConfigurableResource):
         )
 
     def risk_config(self) -> RiskConfig:
-        return RiskConfig(
-            sizing=self.sizing,
-            notional=Decimal(str(self.notional)),
-            pct_equity=Decimal(str(self.pct_equity)),
-            max_position_pct_equity=Decimal(str(self.max_position_pct_equity)),
-            long_only=self.long_only,
-            monthly_share_limit=self.monthly_share_limit,
-            initial_cash=Decimal(str(self.initial_cash)),
-            min_price=None if self.min_price is None else Decimal(str(self.min_price)),
+        """The limits as the planner's RiskConfig, validated by the one parser the settings use too."""
+        from trading_dagster.domain.risk import risk_config_from_mapping
+
+        keys = (
+            "sizing", "notional", "pct_equity", "risk_pct_equity", "atr_multiple", "atr_period",
+            "max_position_pct_equity", "max_gross_exposure_pct_equity", "max_orders_per_session",
+            "max_notional_per_session", "max_daily_loss_pct_equity", "max_daily_loss_usd", "long_only",
+            "monthly_share_limit", "min_price", "stop_loss_pct", "stop_loss_atr", "take_profit_pct",
+            "take_profit_atr",
         )
+        return risk_config_from_mapping({k: getattr(self, k) for k in keys}, initial_cash=self.initial_cash)
