@@ -361,9 +361,11 @@ def cli_env(tmp_path):
     from trading_dagster.cli_control import ControlEnv
     from trading_dagster.resources.alerts import LogAlertSink
 
-    class Quiet:
+    class Quiet:  # a logger that drops every line (the alert sink logs at the alert's severity)
         def error(self, message):
             pass
+
+        warning = info = error
 
     holder = {}
     env_ = ControlEnv(
