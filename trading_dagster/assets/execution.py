@@ -67,6 +67,8 @@ from trading_dagster.resources.ledger import TradingLedgerResource
 EXECUTION_ORDERS = ["execution", "orders"]
 SUBMISSIONS = ["execution", "submissions"]
 FILLS = ["execution", "fills"]
+# a backfill of these is one run per session, each refused unless it is the session the broker's clock allows
+ONE_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 PRICE_LOOKBACK = 20  # sessions of closes before D: the last close of a held symbol without a bar on D
 
 SUBMISSION_SCHEMA = {
@@ -128,6 +130,7 @@ def _alert(context: dg.AssetExecutionContext, alerts: AlertsResource, alert: Ale
     kinds={"duckdb", "polars"},
     metadata=PARTITION_EXPR,
     partitions_def=sessions_partitions_def(),
+    backfill_policy=ONE_SESSION,
     description="Session D's orders for the broker account: D's signals sized and risk-checked against the "
     "account (cash, positions, open orders, the month's fills) with the backtest's planner. Status approved, "
     "denied (a reason code) or pending_approval (a manual strategy). Only for the latest completed session.",
@@ -290,6 +293,7 @@ def exactly_once(session: dt.date, intended: list[str], broker_ids: list[str]) -
     ins={"orders": dg.AssetIn(key=EXECUTION_ORDERS)},
     group_name="execution",
     partitions_def=sessions_partitions_def(),
+    backfill_policy=ONE_SESSION,
     check_specs=[
         blocking(SUBMISSIONS, "execution_submissions__exactly_once", "each approved order at the broker once"),
     ],
@@ -415,6 +419,7 @@ def reconciliation(
     kinds={"duckdb", "polars"},
     metadata=PARTITION_EXPR,
     partitions_def=sessions_partitions_def(),
+    backfill_policy=ONE_SESSION,
     description="D's orders as the broker last reported them (status, cumulative filled qty, average price), "
     "each execution recorded once in the ledger, and the account reconciled: positions before + fills = the "
     "broker's positions. Re-run (the reconciliation sensor) until all_final.",

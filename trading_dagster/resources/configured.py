@@ -381,8 +381,8 @@ class AlpacaBrokerResource(BrokerResource):
                 f"live trading refused: set TRADING_DAGSTER_LIVE_TRADING={LIVE_TRADING_OPT_IN} to trade real money"
             )
         return AlpacaBroker(
-            api_key=self.alpaca_key_id,
-            secret_key=self.alpaca_secret_key,
+            self.alpaca_key_id,
+            self.alpaca_secret_key,
             url=self.url,
             paper=not self.live,
             timeout_seconds=self.timeout_seconds,

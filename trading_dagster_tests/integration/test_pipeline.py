@@ -29,6 +29,10 @@ def test_definitions_snapshot(tmp_path):
     assets = sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys())
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in repo.asset_graph.asset_check_keys)
     assert assets == [
+        "execution/book_before",
+        "execution/fills",
+        "execution/orders",
+        "execution/submissions",
         "indicators/indicators",
         "pnl/equity",
         "pnl/performance",
@@ -43,6 +47,9 @@ def test_definitions_snapshot(tmp_path):
         "trading/orders",
     ]
     assert checks == [
+        "execution/fills:execution_fills__reconciled",
+        "execution/orders:execution_orders__within_limits",
+        "execution/submissions:execution_submissions__exactly_once",
         "indicators/indicators:indicators__gx_suite",
         "indicators/indicators:indicators__in_bounds",
         "indicators/indicators:indicators__unique_symbol_session",
@@ -75,15 +82,24 @@ def test_definitions_snapshot(tmp_path):
         "trading/orders:orders__within_limits",
     ]
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
+        "approve_orders_job",
+        "execution_job",
+        "execution_orders_job",
+        "flatten_job",
+        "kill_switch_job",
         "performance_job",
         "pipeline_job",
         "raw_landing_job",
+        "reconcile_job",
     ]
-    assert [s.name for s in repo.schedule_defs] == ["daily_pipeline_schedule"]
+    assert sorted(s.name for s in repo.schedule_defs) == ["daily_pipeline_schedule", "weekly_scan_schedule"]
     assert [s.name for s in repo.sensor_defs] == [
+        "execution_orders_after_pipeline_sensor",
+        "execution_sensor",
         "performance_after_pipeline_sensor",
         "raw_freshness_sensor",
         "raw_landing_sensor",
+        "reconciliation_sensor",
         "refresh_stale_sensor",
         "run_failure_alert_sensor",
         "stale_partitions_sensor",
@@ -91,7 +107,9 @@ def test_definitions_snapshot(tmp_path):
     for key in repo.asset_graph.get_all_asset_keys():
         node = repo.asset_graph.get(key)
         if node.partitions_def is not None:
-            assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+            # the backtest backfills in one run; the trading book one session per run (a range is refused)
+            one_run = dg.BackfillPolicy.multi_run(1) if key.path[0] == "execution" else dg.BackfillPolicy.single_run()
+            assert node.backfill_policy == one_run, key
 
 
 def test_range_run_produces_trades_and_passes_checks(warm_copy):

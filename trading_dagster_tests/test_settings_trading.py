@@ -1,0 +1,91 @@
+"""Environments, the live-trading opt-in and the trading sections of the config, parsed once (decision 0005)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trading_dagster.domain.broker_records import LiveTradingRefused
+from trading_dagster.resources.configured import AlpacaBrokerResource
+from trading_dagster.settings import SettingsError, load_settings
+
+KEYS = {"APCA_API_KEY_ID": "PKTESTKEY", "APCA_API_SECRET_KEY": "sekret-value-123"}
+LIVE = {
+    "TRADING_DAGSTER_ENV": "live",
+    "TRADING_DAGSTER_BROKER": "alpaca",
+    "TRADING_DAGSTER_LIVE_TRADING": "yes-i-understand",
+    "TRADING_DAGSTER_ALPACA_TRADING_URL": "https://api.alpaca.markets",
+    **KEYS,
+}
+
+
+def _settings(tmp_path, **env):
+    return load_settings({"TRADING_DAGSTER_DATA_DIR": str(tmp_path), **env})
+
+
+def test_dev_trades_on_the_built_in_paper_broker_and_paper_on_alpaca(tmp_path):
+    dev = _settings(tmp_path)
+    assert (dev.environment, dev.broker, dev.live_trading) == ("dev", "paper", False)
+    paper = _settings(tmp_path, TRADING_DAGSTER_ENV="paper", **KEYS)
+    assert (paper.environment, paper.broker, paper.live_trading) == ("paper", "alpaca", False)
+    with pytest.raises(SettingsError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
+        _settings(tmp_path, TRADING_DAGSTER_ENV="paper")
+
+
+@pytest.mark.parametrize(
+    "missing", ["TRADING_DAGSTER_LIVE_TRADING", "TRADING_DAGSTER_ALPACA_TRADING_URL", "paper broker"]
+)
+def test_live_needs_every_part_of_the_opt_in(tmp_path, missing):
+    assert _settings(tmp_path, **LIVE).live_trading is True
+    env = {k: v for k, v in LIVE.items() if k != missing}
+    if missing == "paper broker":  # the built-in broker has no real account to trade
+        env["TRADING_DAGSTER_BROKER"] = "paper"
+    with pytest.raises(SettingsError, match="live trading refused") as err:
+        _settings(tmp_path, **env)
+    assert KEYS["APCA_API_SECRET_KEY"] not in str(err.value)
+
+
+def test_the_live_url_outside_live_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="TRADING_DAGSTER_ENV=live"):
+        _settings(tmp_path, TRADING_DAGSTER_ENV="paper", TRADING_DAGSTER_ALPACA_TRADING_URL="https://api.alpaca.markets", **KEYS)
+
+
+def test_a_launchpad_edit_cannot_turn_paper_live():
+    resource = AlpacaBrokerResource(alpaca_key_id="k", alpaca_secret_key="s", live=True)
+    with pytest.raises(LiveTradingRefused, match="TRADING_DAGSTER_LIVE_TRADING=yes-i-understand"):
+        resource.get()
+
+
+def test_the_paper_clock_is_for_the_built_in_broker_only(tmp_path):
+    assert _settings(tmp_path, TRADING_DAGSTER_PAPER_CLOCK="2017-06-02T14:00:00Z").paper_clock == "2017-06-02T14:00:00+00:00"
+    with pytest.raises(SettingsError, match="with an offset"):
+        _settings(tmp_path, TRADING_DAGSTER_PAPER_CLOCK="2017-06-02T14:00:00")
+    with pytest.raises(SettingsError, match="built-in paper broker only"):
+        _settings(tmp_path, TRADING_DAGSTER_ENV="paper", TRADING_DAGSTER_PAPER_CLOCK="2017-06-02T14:00:00Z", **KEYS)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[execution]\nkill_swich = true\n", "unknown keys"),
+        ("[execution]\napproval_deadline = \"25:00\"\n", "HH:MM"),
+        ("[execution]\nweekly_scan_day = \"sunday\"\n", "weekly_scan_day"),
+        ("[risk]\nmax_orders_per_session = 2.5\n", "max_orders_per_session"),
+        ("[risk]\nstop_loss_pct = 5\n", "not available in this version"),
+        ("[[strategies]]\nname = \"a\"\nkind = \"rsi\"\nparams = { lower = 30, upper = 70 }\napproval = \"maybe\"\n", "approval"),
+    ],
+)
+def test_bad_trading_sections_are_refused_when_the_settings_load(tmp_path, toml, message):
+    config = tmp_path / "config.toml"
+    config.write_text(toml)
+    with pytest.raises(SettingsError, match=message):
+        _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))
+
+
+def test_limits_can_be_off_and_reach_the_risk_engine(tmp_path):
+    from trading_dagster.definitions import build_resources
+
+    config = tmp_path / "config.toml"
+    config.write_text('[risk]\nmonthly_share_limit = "off"\nmax_orders_per_session = 3\n')
+    settings = _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))
+    risk = build_resources(settings)["trading_config"].risk_config()
+    assert risk.monthly_share_limit is None and risk.max_orders_per_session == 3
