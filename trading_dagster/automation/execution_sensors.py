@@ -18,8 +18,14 @@ Sensors ("now" is the broker's clock, `BrokerResource.get().clock()`):
   the broker's clock again before it plans anything.
 * `execution_sensor`: every minute, D = the latest completed session on the broker's clock; if D's orders
   may be sent now (`may_submit`: during D+1, before its close minus the cutoff, the broker saying the market
-  is open) and `execution/orders` D is materialized -> `execution_job` for D, run key `execute-{D}`. A
-  SkipReason says which condition is missing. The cursor remembers the last D requested.
+  is open) and `execution/orders` D is materialized -> `execution_job` for D, run key `execute-{D}-a{k}`,
+  k = the number of approval events recorded for D in the trading ledger before the approval deadline. So
+  an order a person approves after D's first execution run launches one more run (submission is exactly
+  once: it sends only what is new), and nothing else does. k counts approval *events*, not the orders
+  whose latest decision is an approval: that count can go back to a value already used (approve A,
+  refuse A, approve B) and the run key would then hide B's approval. Never while an execution run for D
+  is queued or running (the next tick after it requests what it did not see). A SkipReason says which
+  condition is missing. The cursor remembers the last run key requested.
 * `reconciliation_sensor`: from D+1's open to its close plus a grace period, once D's execution run has
   succeeded (or `execution/submissions` D is materialized, as `trading-dagster trade` may do) ->
   `reconcile_job` for D every `every_minutes`, run key `reconcile-{D}-{bucket start}`; never while a
@@ -41,21 +47,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from trading_dagster.automation.jobs import pipeline_job
+from trading_dagster.domain.approval import approval_deadline
 from trading_dagster.domain.broker_records import BrokerClock
 from trading_dagster.domain.trading_calendar import (
     TradingCalendar,
     parse_weekday,
     xnys_trading_calendar,
 )
-from trading_dagster.partitions import SESSION_TIMEZONE, sessions_partitions_def
-from trading_dagster.resources.configured import BrokerResource
+from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
+from trading_dagster.resources.configured import BrokerResource, TradingConfigResource
+from trading_dagster.resources.ledger import TradingLedger, TradingLedgerResource
 
 EXECUTION_ORDERS = dg.AssetKey(["execution", "orders"])
 EXECUTION_SUBMISSIONS = dg.AssetKey(["execution", "submissions"])
@@ -231,6 +239,18 @@ def build_execution_orders_after_pipeline_sensor(
 # ------------------------------------------------------------------------- execution/orders -> submit
 
 
+def approvals_before_deadline(ledger: TradingLedger, session: dt.date, deadline: dt.datetime) -> int:
+    """How many approval events the ledger holds for session D's orders before the approval deadline
+    (every decision event counts, a change of mind included, so the number only grows)."""
+    return sum(
+        1 for e in ledger.audit_events(kinds=["approval"], session=session) if e.occurred_at < deadline
+    )
+
+
+def execution_run_key(session: dt.date, approvals: int) -> str:
+    return f"execute-{session.isoformat()}-a{approvals}"
+
+
 def execution_request(
     instance: dg.DagsterInstance,
     clock: BrokerClock,
@@ -238,7 +258,9 @@ def execution_request(
     *,
     cutoff_minutes: int = DEFAULT_CUTOFF_MINUTES,
     cursor: str | None = None,
+    approvals: Callable[[dt.date], int] | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
+    """`approvals(D)`: the approval events of D before the deadline (None: 0, no approvals read)."""
     session = calendar.latest_completed_session(clock)
     if session is None:
         return dg.SkipReason("no session has completed yet on the broker's clock")
@@ -246,14 +268,17 @@ def execution_request(
     if not verdict:
         return dg.SkipReason(f"{verdict.code}: {verdict.reason}")
     key = session.isoformat()
-    if _cursor(cursor).get("requested") == key:
-        return dg.SkipReason(f"execute-{key} already requested")
     if latest_materialization(instance, EXECUTION_ORDERS, key) is None:
         return dg.SkipReason(
             f"ORDERS_NOT_PLANNED: {verdict.reason}, but execution/orders {key} is not materialized"
         )
-    request = dg.RunRequest(run_key=f"execute-{key}", partition_key=key, tags={SIGNAL_SESSION_TAG: key})
-    return dg.SensorResult(run_requests=[request], cursor=json.dumps({"requested": key}))
+    run_key = execution_run_key(session, approvals(session) if approvals is not None else 0)
+    if _cursor(cursor).get("requested") == run_key:
+        return dg.SkipReason(f"{run_key} already requested (no approval since)")
+    if runs_of(instance, execution_job.name, key, _IN_PROGRESS):
+        return dg.SkipReason(f"an execution run for {key} is still queued or running; {run_key} waits for it")
+    request = dg.RunRequest(run_key=run_key, partition_key=key, tags={SIGNAL_SESSION_TAG: key})
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps({"requested": run_key}))
 
 
 def build_execution_sensor(
@@ -276,16 +301,29 @@ def build_execution_sensor(
         description=(
             "During session D+1 (broker clock, early closes included), before its close"
             + (f" minus {cutoff_minutes} min" if cutoff_minutes else "")
-            + ": send session D's planned orders (execution_job, once per D)."
+            + ": send session D's planned orders (execution_job), and again after each approval recorded "
+            "before the approval deadline."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext, broker: BrokerResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        broker: BrokerResource,
+        ledger: TradingLedgerResource,
+        trading_config: TradingConfigResource,
+    ):
+        book = ledger.get()
+
+        def approvals(session: dt.date) -> int:
+            deadline = approval_deadline(session, session_calendar(), trading_config.approval_deadline)
+            return approvals_before_deadline(book, session, deadline)
+
         return execution_request(
             context.instance,
             broker_clock(broker),
             trading_calendar(),
             cutoff_minutes=cutoff_minutes,
             cursor=context.cursor,
+            approvals=approvals,
         )
 
     return _sensor

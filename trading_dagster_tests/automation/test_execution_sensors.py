@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -33,9 +34,12 @@ from trading_dagster.automation.execution_sensors import (
     reconciliation_sensor,
     weekly_scan_schedule,
 )
+from trading_dagster.domain.audit import AuditEvent
 from trading_dagster.domain.broker_records import BrokerClock, BrokerError
 from trading_dagster.domain.trading_calendar import xnys_trading_calendar
 from trading_dagster.partitions import sessions_partitions_def
+from trading_dagster.resources.configured import TradingConfigResource
+from trading_dagster.resources.ledger import TradingLedger, TradingLedgerResource
 
 PARTITIONS = sessions_partitions_def()
 
@@ -125,12 +129,30 @@ def materialize(instance, key: dg.AssetKey, partition: str, **metadata) -> None:
     )
 
 
+LEDGER: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def ledger_path(tmp_path, monkeypatch) -> str:
+    """A real trading ledger per test (the execution sensor counts its approvals)."""
+    path = str(tmp_path / "trading_ledger.sqlite")
+    monkeypatch.setitem(LEDGER, "path", path)
+    return path
+
+
+def resources(now: dt.datetime, **broker_kw) -> dict:
+    return {
+        "broker": FakeBrokerResource(now, **broker_kw),
+        "ledger": TradingLedgerResource(
+            path=LEDGER["path"], audit_dir=str(Path(LEDGER["path"]).parent / "audit")
+        ),
+        "trading_config": TradingConfigResource(),
+    }
+
+
 def tick(sensor, defs, instance, now: dt.datetime, *, cursor: str | None = None, **broker_kw):
     ctx = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        definitions=defs,
-        resources={"broker": FakeBrokerResource(now, **broker_kw)},
+        instance=instance, cursor=cursor, definitions=defs, resources=resources(now, **broker_kw)
     )
     return sensor.evaluate_tick(ctx)
 
@@ -265,7 +287,7 @@ def test_no_submission_outside_the_next_session(defs, instance, planned, now, co
 def test_planned_orders_are_sent_once_during_the_next_session(defs, instance, planned, now):
     materialize(instance, EXECUTION_ORDERS, planned)
     result = tick(execution_sensor, defs, instance, z(now))
-    assert keys(result) == [f"execute-{planned}"]
+    assert keys(result) == [f"execute-{planned}-a0"]
     assert result.run_requests[0].partition_key == planned
     again = tick(execution_sensor, defs, instance, z(now), cursor=result.cursor)
     assert keys(again) == [] and "already requested" in again.skip_message
@@ -281,7 +303,7 @@ def test_nothing_is_sent_without_planned_orders(defs, instance):
 def test_the_cutoff_stops_submissions_before_an_early_close(defs, instance):
     materialize(instance, EXECUTION_ORDERS, "2025-11-26")
     sensor = build_execution_sensor(cutoff_minutes=30)
-    assert keys(tick(sensor, defs, instance, z("2025-11-28 17:29"))) == ["execute-2025-11-26"]
+    assert keys(tick(sensor, defs, instance, z("2025-11-28 17:29"))) == ["execute-2025-11-26-a0"]
     late = tick(sensor, defs, instance, z("2025-11-28 17:30"))
     assert keys(late) == [] and late.skip_message.startswith("PAST_CUTOFF")
     with pytest.raises(ValueError, match="cutoff"):
@@ -295,10 +317,74 @@ def test_the_broker_saying_closed_stops_submissions(defs, instance):
 
 
 def test_the_broker_connection_is_released_after_reading_the_clock(defs, instance):
-    resource = FakeBrokerResource(z("2025-07-07 15:00"))
-    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources={"broker": resource})
+    res = resources(z("2025-07-07 15:00"))
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=res)
     execution_sensor.evaluate_tick(ctx)
-    assert [b.closed for b in resource.brokers] == [True]
+    assert [b.closed for b in res["broker"].brokers] == [True]
+
+
+def decide(kind: str, session: str, cid: str, at: dt.datetime) -> None:
+    TradingLedger(LEDGER["path"]).append(
+        [
+            AuditEvent(
+                kind=kind,
+                occurred_at=at,
+                actor="alice",
+                session=dt.date.fromisoformat(session),
+                client_order_id=cid,
+            )
+        ]
+    )
+
+
+def test_an_approval_after_the_first_run_launches_exactly_one_more_run(defs, instance):
+    materialize(instance, EXECUTION_ORDERS, "2025-07-03")
+    first = tick(execution_sensor, defs, instance, z("2025-07-07 13:31"))
+    assert keys(first) == ["execute-2025-07-03-a0"]
+    quiet = tick(execution_sensor, defs, instance, z("2025-07-07 13:40"), cursor=first.cursor)
+    assert keys(quiet) == [] and "already requested" in quiet.skip_message
+    decide("approval", "2025-07-03", "td-A", z("2025-07-07 14:00"))
+    second = tick(execution_sensor, defs, instance, z("2025-07-07 14:01"), cursor=first.cursor)
+    assert keys(second) == ["execute-2025-07-03-a1"] and second.run_requests[0].partition_key == "2025-07-03"
+    again = tick(execution_sensor, defs, instance, z("2025-07-07 14:02"), cursor=second.cursor)
+    assert keys(again) == []
+
+
+def test_refusals_other_sessions_and_late_approvals_launch_nothing(defs, instance):
+    materialize(instance, EXECUTION_ORDERS, "2025-07-03")
+    first = tick(execution_sensor, defs, instance, z("2025-07-07 13:31"))
+    decide("refusal", "2025-07-03", "td-A", z("2025-07-07 14:00"))  # a refusal sends nothing new
+    decide("approval", "2025-07-02", "td-B", z("2025-07-07 14:00"))  # another session's approval
+    decide("approval", "2025-07-03", "td-C", z("2025-07-07 19:30"))  # after the 15:30 New York deadline
+    later = tick(execution_sensor, defs, instance, z("2025-07-07 19:31"), cursor=first.cursor)
+    assert keys(later) == [] and "execute-2025-07-03-a0 already requested" in later.skip_message
+
+
+def test_a_change_of_mind_still_counts_as_a_new_approval(defs, instance):
+    # approve A, refuse A, approve B: one approved order before and after, but B is news
+    materialize(instance, EXECUTION_ORDERS, "2025-07-03")
+    decide("approval", "2025-07-03", "td-A", z("2025-07-07 13:00"))
+    first = tick(execution_sensor, defs, instance, z("2025-07-07 13:31"))
+    assert keys(first) == ["execute-2025-07-03-a1"]
+    decide("refusal", "2025-07-03", "td-A", z("2025-07-07 14:00"))
+    decide("approval", "2025-07-03", "td-B", z("2025-07-07 14:00"))
+    assert keys(tick(execution_sensor, defs, instance, z("2025-07-07 14:01"), cursor=first.cursor)) == [
+        "execute-2025-07-03-a2"
+    ]
+
+
+def test_no_new_execution_run_while_one_is_running(defs, instance):
+    materialize(instance, EXECUTION_ORDERS, "2025-07-03")
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="execution_job",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "2025-07-03"},
+        )
+    )
+    waiting = tick(execution_sensor, defs, instance, z("2025-07-07 13:31"))
+    assert keys(waiting) == [] and "still queued or running" in waiting.skip_message
 
 
 # ---------------------------------------------------------------------------------- reconciliation
@@ -494,4 +580,5 @@ def test_everything_is_stopped_by_default():
 def test_an_unreadable_cursor_starts_afresh(defs, instance):
     materialize(instance, EXECUTION_ORDERS, "2025-07-03")
     result = tick(execution_sensor, defs, instance, z("2025-07-07 15:00"), cursor="not json")
-    assert keys(result) == ["execute-2025-07-03"] and json.loads(result.cursor) == {"requested": "2025-07-03"}
+    assert keys(result) == ["execute-2025-07-03-a0"]
+    assert json.loads(result.cursor) == {"requested": "execute-2025-07-03-a0"}
