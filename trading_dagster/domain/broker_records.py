@@ -174,12 +174,16 @@ class BrokerPosition:
 
 @dataclass(frozen=True)
 class BrokerAccount:
+    """The account now. `last_equity` is the equity at the previous session's close (Alpaca's
+    `last_equity`; the paper broker's replay), the base of the day's P&L; None when the broker gives none."""
+
     account_id: str
     status: str
     cash: Decimal
     buying_power: Decimal
     equity: Decimal
     trading_blocked: bool = False
+    last_equity: Decimal | None = None
 
 
 @dataclass(frozen=True)

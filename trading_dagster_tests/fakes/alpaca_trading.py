@@ -300,6 +300,7 @@ class AlpacaTradingFake:
         self._now: dt.datetime | None = None
         self._halted = False
         self._cash = Decimal(cash)
+        self._last_equity: Decimal | None = None  # None: the equity now (nothing moved since the close)
         self._prices: dict[str, Decimal] = {}
         self._symbols: set[str] = set(symbols)
         self._positions: dict[str, FakePosition] = {}
@@ -355,6 +356,11 @@ class AlpacaTradingFake:
     def set_cash(self, cash: Decimal) -> None:
         with self._lock:
             self._cash = Decimal(cash)
+
+    def set_last_equity(self, equity: Decimal | None) -> None:
+        """The account's `last_equity` (the equity at the previous close); None: the equity now."""
+        with self._lock:
+            self._last_equity = None if equity is None else Decimal(equity)
 
     def set_position(self, symbol: str, qty: Decimal, avg_entry_price: Decimal) -> None:
         with self._lock:
@@ -747,6 +753,7 @@ class AlpacaTradingFake:
                 (self._mark(p) * p.qty for p in self._positions.values() if p.qty < 0), Decimal(0)
             )
             equity = self._equity()
+            last_equity = equity if self._last_equity is None else self._last_equity
         return {
             "id": self.account_uuid,
             "account_number": self.account_number,
@@ -759,7 +766,7 @@ class AlpacaTradingFake:
             "non_marginable_buying_power": _dec(buying_power),
             "options_buying_power": _dec(buying_power),
             "equity": _dec(equity),
-            "last_equity": _dec(equity),
+            "last_equity": _dec(last_equity),  # a string, as Alpaca sends it
             "portfolio_value": _dec(equity),
             "long_market_value": _dec(long_value),
             "short_market_value": _dec(short_value),

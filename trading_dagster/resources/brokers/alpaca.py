@@ -253,6 +253,7 @@ class AlpacaBroker(Broker):
             buying_power=_dec(a.buying_power) or Decimal(0),
             equity=_dec(a.equity) or Decimal(0),
             trading_blocked=bool(a.trading_blocked),
+            last_equity=_dec(a.last_equity),  # the equity at the previous session's close
         )
 
     def positions(self) -> list[BrokerPosition]:

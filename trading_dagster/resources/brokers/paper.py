@@ -106,6 +106,12 @@ class MarketHours:
             )
         return BrokerClock(timestamp=now, is_open=is_open, next_open=self.opens[j], next_close=self.closes[k])
 
+    def previous_close(self, now: dt.datetime) -> dt.datetime | None:
+        """The last close at or before `now` (during a session: the previous session's); None before the
+        calendar's first close."""
+        i = bisect.bisect_right(self.closes, now) - 1
+        return self.closes[i] if i >= 0 else None
+
 
 @cache
 def market_hours() -> MarketHours:
@@ -490,20 +496,41 @@ class PaperBroker(Broker):
         return market_hours().clock(self._now())
 
     def account(self) -> BrokerAccount:
+        """Cash, buying power and equity now; `last_equity` is the equity at the previous close (below)."""
+        now = self._now()
         with self._read() as conn:
             book = self._load(conn)
-        equity = book.cash
-        for symbol, h in book.holdings.items():
-            if h.qty:
-                mark = self._quote(symbol)
-                equity += h.qty * mark if mark is not None else h.cost
+        previous_close = market_hours().previous_close(now)
+        cash_then, holdings_then = self._initial_cash, {}
+        for _eid, _order_id, symbol, side, qty_t, price_t, commission_t, at in book.executions:
+            if previous_close is None or _from_ts(at) > previous_close:  # type: ignore[operator]
+                continue
+            cash_then = _book_fill(
+                holdings_then, cash_then, symbol, side, Decimal(qty_t), Decimal(price_t), Decimal(commission_t)
+            )
         return BrokerAccount(
             account_id=self._account_id,
             status="ACTIVE",
             cash=book.cash,
             buying_power=max(_ZERO, book.cash - self._reserved_cash(book)),
-            equity=equity.quantize(CENT, ROUND_HALF_UP),
+            equity=self._marked(book.cash, book.holdings),
+            last_equity=self._marked(cash_then, holdings_then),
         )
+
+    def _marked(self, cash: Decimal, holdings: dict[str, _Holding]) -> Decimal:
+        """Cash plus the holdings at the quotes (at cost for a symbol without a quote), to the cent.
+
+        `last_equity` replays the executions up to the previous session's close on the broker's clock (Alpaca:
+        the equity at the previous close) and marks what was held then at the quotes *now*: the paper broker
+        has one price per symbol, not a history. With the warehouse's quotes (the latest cleaned close) that
+        is the previous close itself during a session, so the day's P&L (equity - last_equity) is what the
+        day's fills cost (slippage, commission) and not a price move the paper broker cannot see."""
+        equity = cash
+        for symbol, h in holdings.items():
+            if h.qty:
+                mark = self._quote(symbol)
+                equity += h.qty * mark if mark is not None else h.cost
+        return equity.quantize(CENT, ROUND_HALF_UP)
 
     def positions(self) -> list[BrokerPosition]:
         with self._read() as conn:
