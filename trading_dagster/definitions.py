@@ -10,7 +10,7 @@ from trading_dagster.assets.prices import cleaned_prices
 from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.trading import executions, orders, performance, pnl
 from trading_dagster.automation.alerts import raw_freshness_sensor, run_failure_alert_sensor
-from trading_dagster.automation.control import CONTROL_JOBS
+from trading_dagster.automation.control import CONTROL_JOBS, KILL_SWITCH_ASSET
 from trading_dagster.automation.execution_sensors import (
     EXECUTION_JOBS,
     build_execution_sensor,
@@ -30,6 +30,7 @@ from trading_dagster.automation.staleness import (
     refresh_stale_sensor,
     stale_partitions_sensor,
 )
+from trading_dagster.automation.trading_schedules import trading_pnl_after_close_schedule
 from trading_dagster.resources.alerts import WEBHOOK_ENV_VAR, alerts_resource
 from trading_dagster.resources.configured import (
     AlpacaBrokerResource,
@@ -56,6 +57,7 @@ from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import ExecutionSettings, Settings, load_settings, universe_symbols
 
 ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance, *EXECUTION_ASSETS]
+CONTROL_ASSETS = [KILL_SWITCH_ASSET]
 
 
 def build_resources(settings: Settings) -> dict:
@@ -186,10 +188,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     execution = settings.trading.execution if settings.trading else ExecutionSettings()
     return dg.Definitions(
-        assets=ASSETS,
+        assets=[*ASSETS, *CONTROL_ASSETS],
         asset_checks=UP_TO_DATE_CHECKS,
         jobs=[pipeline_job, performance_job, raw_landing_job, *EXECUTION_JOBS, *CONTROL_JOBS],
-        schedules=[daily_pipeline_schedule, build_weekly_scan_schedule(execution.weekly_scan_day)],
+        schedules=[
+            daily_pipeline_schedule,
+            build_weekly_scan_schedule(execution.weekly_scan_day),
+            trading_pnl_after_close_schedule,
+        ],
         sensors=[
             performance_after_pipeline_sensor,
             raw_landing_sensor,

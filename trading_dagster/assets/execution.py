@@ -32,12 +32,19 @@ from trading_dagster.assets._common import (
 )
 from trading_dagster.assets.indicators import SIGNALS
 from trading_dagster.assets.prices import CLEANED
+from trading_dagster.automation.trading_alerts import (
+    fills_summary_alert,
+    order_rejected_alert,
+    reconciliation_mismatch_alert,
+)
 from trading_dagster.checks import rules
 from trading_dagster.checks.rules import CheckOutcome
 from trading_dagster.domain.approval import apply_decisions, approval_deadline, require_approval
-from trading_dagster.domain.audit import expiry_events, order_events, submission_events
-from trading_dagster.domain.broker_records import BrokerFill, SubmitResult
+from trading_dagster.domain.audit import AuditEvent, expiry_events, order_events, submission_events
+from trading_dagster.domain.broker_records import BrokerFill, BrokerOrder, CancelResult, SubmitResult
+from trading_dagster.domain.exits import exit_levels_for_orders
 from trading_dagster.domain.live_book import (
+    Mismatch,
     book_from_snapshot,
     cash_change,
     expected_positions,
@@ -56,6 +63,7 @@ from trading_dagster.partitions import (
     window_sessions,
 )
 from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
+from trading_dagster.resources.brokers.base import Broker
 from trading_dagster.resources.configured import (
     BacktestBookResource,
     BrokerResource,
@@ -67,9 +75,24 @@ from trading_dagster.resources.ledger import TradingLedgerResource
 EXECUTION_ORDERS = ["execution", "orders"]
 SUBMISSIONS = ["execution", "submissions"]
 FILLS = ["execution", "fills"]
+ACCOUNT = ["execution", "account"]
+ACCOUNT_SCHEMA = {
+    "session": pl.Date(),
+    "as_of": pl.Datetime("us", "UTC"),
+    "cash": pl.Float64(),
+    "equity": pl.Float64(),
+    "last_equity": pl.Float64(),
+    "day_pnl": pl.Float64(),
+    "long_market_value": pl.Float64(),
+    "positions": pl.Int64(),
+    "bought": pl.Float64(),
+    "sold": pl.Float64(),
+    "executions": pl.Int64(),
+    "all_final": pl.Boolean(),
+}
 # a backfill of these is one run per session, each refused unless it is the session the broker's clock allows
 ONE_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-PRICE_LOOKBACK = 20  # sessions of closes before D: the last close of a held symbol without a bar on D
+PRICE_LOOKBACK = 63  # sessions of bars before D: a held symbol's last close without a bar on D; the ATR (57)
 
 SUBMISSION_SCHEMA = {
     "session": pl.Date(),
@@ -193,6 +216,11 @@ def execution_orders(
         account_id,
         next_session=fill_session,
     )
+    # the bracket legs of each approved buy (null when no exit is configured): sent with the entry
+    levels = exit_levels_for_orders(planned, cleaned_prices, risk)
+    planned = planned.join(levels, on="client_order_id", how="left") if levels.height else planned.with_columns(
+        stop_loss=pl.lit(None, dtype=pl.Float64), take_profit=pl.lit(None, dtype=pl.Float64)
+    )
     book = ledger.get()
     switch = book.kill_switch()
     manual = [s.name for s in trading_config.strategy_specs() if s.approval == "manual"]
@@ -249,6 +277,20 @@ def _submission_rows(session: dt.date, results: list[SubmitResult]) -> list[dict
         }
         for r in results
     ]
+
+
+def cancel_exit_legs(broker: Broker, symbols: set[str]) -> list[tuple[BrokerOrder, CancelResult]]:
+    """Cancel the open exit legs (a bracket's or an OTO's stop and take-profit) on the symbols a signal sells:
+    their shares are held for them, and the broker refuses a sell of held shares. A cancel is a request: a
+    leg that fills first is simply a fill, and the sell then finds fewer shares (the broker says so)."""
+    if not symbols:
+        return []
+    out = []
+    for order in broker.orders(status="open"):
+        for leg in order.legs:
+            if leg.symbol in symbols and leg.side == "sell" and not leg.final:
+                out.append((leg, broker.cancel(leg.id)))
+    return out
 
 
 def exactly_once(session: dt.date, intended: list[str], broker_ids: list[str]) -> CheckOutcome:
@@ -323,23 +365,22 @@ def execution_submissions(
         before = b.positions()
         account = b.account()
         requests = order_requests(effective)
+        cancels = cancel_exit_legs(b, {r.symbol for r in requests if r.side == "sell"})
         results = b.submit(requests, since=session_start(session))
         at_broker = [o.client_order_id for o in our_orders(b.orders(status="all", after=session_start(session)), session)]
+        paper = b.paper
+    book_name = "paper" if paper else "LIVE"
     for r in results:
         if r.outcome == "rejected":
-            _alert(
-                context,
-                alerts,
-                Alert(
-                    kind="order_rejected",
-                    key=f"rejected:{r.request.client_order_id}",
-                    title=f"{r.request.symbol}: the broker rejected {r.request.side} {r.request.qty}",
-                    text=f"{r.code}: {r.message}",
-                    details={"client_order_id": r.request.client_order_id, "session": str(session)},
-                    severity="WARNING",
-                ),
-            )
-    events = submission_events(results, now) + expiry_events(effective, now)
+            _alert(context, alerts, order_rejected_alert(r, book=book_name))
+    events = submission_events(results, now) + expiry_events(effective, now) + [
+        AuditEvent(
+            kind="cancel", occurred_at=now, session=session, symbol=leg.symbol, side=leg.side, qty=leg.qty,
+            ref=leg.id, reason_code=None if result.ok else str(result.status),
+            reason="an exit leg cancelled before a signal's sell of the position" + ("" if result.ok else f": {result.message}"),
+        )
+        for leg, result in cancels
+    ]
     book.append(events)
     sent = {r.request.client_order_id for r in results}
     rows = _submission_rows(session, results)
@@ -397,13 +438,13 @@ def execution_submissions(
 
 def reconciliation(
     session: dt.date, before: pl.DataFrame, fills: list[BrokerFill], actual: dict[str, Decimal]
-) -> CheckOutcome:
+) -> tuple[CheckOutcome, list[Mismatch]]:
     """The broker's positions against the positions before D's orders plus D's fills."""
     start = {
         s: Decimal(repr(q)) for s, q in before.filter(pl.col("symbol") != "$CASH").select("symbol", "qty").iter_rows()
     }
     mismatches = reconcile(expected_positions(start, fills), actual)
-    return CheckOutcome(
+    outcome = CheckOutcome(
         not mismatches,
         f"{session}: the broker's positions equal the ledger's"
         if not mismatches
@@ -411,22 +452,32 @@ def reconciliation(
         {"mismatches": "; ".join(m.describe() for m in mismatches[:20]), "symbols": len(actual)},
         () if not mismatches else (session,),
     )
+    return outcome, mismatches
 
 
-@dg.asset(
-    key=FILLS,
-    group_name="execution",
-    kinds={"duckdb", "polars"},
-    metadata=PARTITION_EXPR,
-    partitions_def=sessions_partitions_def(),
-    backfill_policy=ONE_SESSION,
-    description="D's orders as the broker last reported them (status, cumulative filled qty, average price), "
-    "each execution recorded once in the ledger, and the account reconciled: positions before + fills = the "
-    "broker's positions. Re-run (the reconciliation sensor) until all_final.",
+@dg.multi_asset(
+    outs={
+        "fills": dg.AssetOut(
+            key=FILLS, metadata=PARTITION_EXPR, kinds={"duckdb", "polars"},
+            description="D's orders as the broker last reported them (status, cumulative filled qty, average "
+            "price), each execution recorded once in the ledger, and the account reconciled: positions before + "
+            "fills = the broker's positions. Re-run (the reconciliation sensor, the after-close schedule) until "
+            "all_final.",
+        ),
+        "account": dg.AssetOut(
+            key=ACCOUNT, metadata=PARTITION_EXPR, kinds={"duckdb", "polars"},
+            description="The trading book's P&L for D's orders: the account as the broker reports it at the last "
+            "poll (after D+1's close once the after-close schedule ran): cash, equity, the day's P&L against the "
+            "previous close's equity, long market value, what D's orders bought and sold.",
+        ),
+    },
     ins={
         "submissions": dg.AssetIn(key=SUBMISSIONS),
         "book_before": dg.AssetIn(key=["execution", "book_before"]),
     },
+    group_name="execution",
+    partitions_def=sessions_partitions_def(),
+    backfill_policy=ONE_SESSION,
     check_specs=[
         blocking(FILLS, "execution_fills__reconciled", "broker positions = positions before + recorded fills"),
     ],
@@ -448,8 +499,11 @@ def execution_fills(
         orders = [o for o in our_orders(b.orders(status="all", after=since), session) if o.client_order_id in ids]
         order_ids = {o.id for o in orders} | {leg.id for o in orders for leg in o.legs}
         fills = [f for f in b.fills(after=since) if f.order_id in order_ids]
-        actual = {p.symbol: p.qty for p in b.positions()}
+        held = b.positions()
+        actual = {p.symbol: p.qty for p in held}
         account = b.account()
+        clock = b.clock()
+        paper = b.paper
     new = ledger.get().record_fills(fills, session)
     rows = [
         {
@@ -461,29 +515,44 @@ def execution_fills(
     ]
     out = pl.DataFrame(rows, schema=FILLS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=FILLS_SCHEMA)
     all_final = all(o.final for o in orders)
-    outcome = reconciliation(session, book_before, fills, actual)
+    outcome, mismatches = reconciliation(session, book_before, fills, actual)
     cash_before = book_before.filter(pl.col("symbol") == "$CASH")["qty"]
     expected_cash = (Decimal(repr(cash_before[0])) if cash_before.len() else Decimal(0)) + cash_change(fills)
-    if not outcome.passed:
-        _alert(
-            context,
-            alerts,
-            Alert(
-                kind="reconciliation_mismatch",
-                key=f"reconcile:{session}",
-                title=f"{session}: the broker's positions differ from the ledger",
-                text=str(outcome.metadata["mismatches"]),
-                details={"session": str(session)},
-                severity="ERROR",
-            ),
-        )
+    book_name = "paper" if paper else "LIVE"
+    if mismatches:
+        _alert(context, alerts, reconciliation_mismatch_alert(session, mismatches, book=book_name))
+    if all_final and fills:
+        _alert(context, alerts, fills_summary_alert(session, fills, book=book_name))
     context.log.info(
         f"execution/fills {session}: {len(orders)} orders, {sum(o.final for o in orders)} final, "
         f"{len(fills)} executions ({new} new in the ledger)"
     )
+    last_equity = getattr(account, "last_equity", None)
+    bought = sum((f.qty * f.price for f in fills if f.side == "buy"), Decimal(0))
+    sold = sum((f.qty * f.price for f in fills if f.side == "sell"), Decimal(0))
+    account_row = pl.DataFrame(
+        [
+            {
+                "session": session,
+                "as_of": _now(clock.timestamp),
+                "cash": float(account.cash),
+                "equity": float(account.equity),
+                "last_equity": _f(last_equity),
+                "day_pnl": _f(account.equity - last_equity) if last_equity is not None else None,
+                "long_market_value": float(sum((p.market_value or Decimal(0) for p in held if p.qty > 0), Decimal(0))),
+                "positions": len(held),
+                "bought": float(bought),
+                "sold": float(sold),
+                "executions": len(fills),
+                "all_final": all_final,
+            }
+        ],
+        schema=ACCOUNT_SCHEMA,
+    )
     gate_pending(context, quality_gate, FILLS, [session])
     yield dg.Output(
         out,
+        "fills",
         metadata={
             "session": str(session),
             "all_final": all_final,
@@ -498,6 +567,16 @@ def execution_fills(
                 if out.height
                 else "_no orders_"
             ),
+        },
+    )
+    yield dg.Output(
+        account_row,
+        "account",
+        metadata={
+            "equity": float(account.equity),
+            "cash": float(account.cash),
+            "day_pnl": account_row["day_pnl"][0] if last_equity is not None else "unknown",
+            "as_of": _now(clock.timestamp).isoformat(),
         },
     )
     yield from gated_check_results(

@@ -436,6 +436,31 @@ def _fail(exc: Exception) -> dg.Failure:
     return dg.Failure(description=str(exc), allow_retries=False)
 
 
+KILL_SWITCH_KEY = dg.AssetKey(["execution", "kill_switch"])
+# the kill switch in the UI: an asset whose every materialization is a change of the switch (its history is
+# the asset's history); the state itself is the ledger's last kill_switch event
+KILL_SWITCH_ASSET = dg.AssetSpec(
+    KILL_SWITCH_KEY,
+    group_name="execution",
+    description="The kill switch: engaged means no new buy reaches the broker (sells still do). Each "
+    "materialization is a change made by kill_switch_job or flatten_job (who, when, why); the state is the "
+    "trading ledger's last kill_switch event, or [execution] kill_switch = true in the config.",
+)
+
+
+def kill_switch_materialization(state: KillSwitchState) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(
+        asset_key=KILL_SWITCH_KEY,
+        description=state.describe(),
+        metadata={
+            "engaged": state.engaged,
+            "by": state.actor or "",
+            "reason": state.reason or "",
+            "since": state.since.isoformat() if state.since else "",
+        },
+    )
+
+
 @dg.op(description="Approve or refuse session D's orders pending approval (all or nothing).")
 def approve_orders_op(context: dg.OpExecutionContext, config: ApproveOrdersConfig, ledger: TradingLedgerResource) -> None:
     try:
@@ -457,11 +482,12 @@ def kill_switch_op(
     context: dg.OpExecutionContext, config: KillSwitchConfig, ledger: TradingLedgerResource, alerts: AlertsResource
 ) -> None:
     try:
-        switch_kill(
+        state = switch_kill(
             ledger.get(), config.engaged, config.actor, config.reason, alerts=alerts.sink(context.log), log=context.log
         )
     except ControlError as exc:
         raise _fail(exc) from exc
+    context.log_event(kill_switch_materialization(state))
 
 
 @dg.op(description="Engage the kill switch, cancel every order, close every position, wait until flat.")
@@ -481,6 +507,7 @@ def flatten_op(
             )
     except ControlError as exc:
         raise _fail(exc) from exc
+    context.log_event(kill_switch_materialization(ledger.get().kill_switch()))
     if not report.flat:
         raise dg.Failure(
             description=report.summary(),

@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 
 from trading_dagster.domain.broker_records import BrokerFill, SubmitResult
+from trading_dagster.domain.live_book import Mismatch
 from trading_dagster.resources.alerts import Alert
 
 MAX_LINES = 20  # lines listed in one alert; the rest are counted
@@ -67,21 +67,6 @@ def order_rejected_alert(result: SubmitResult, *, book: str = "paper") -> Alert:
             "message": result.message,
         },
     )
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One line of a reconciliation that does not agree: `item` is a symbol's position, or "cash"."""
-
-    item: str
-    ledger: Decimal | None
-    broker: Decimal | None
-
-    @property
-    def difference(self) -> Decimal | None:
-        if self.ledger is None or self.broker is None:
-            return None
-        return self.broker - self.ledger
 
 
 def reconciliation_mismatch_alert(

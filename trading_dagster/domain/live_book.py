@@ -140,12 +140,21 @@ def order_requests(orders: pl.DataFrame) -> list[OrderRequest]:
 
 @dataclass(frozen=True)
 class Mismatch:
-    symbol: str
-    expected: Decimal
-    actual: Decimal
+    """One line of a reconciliation that does not agree: `item` is a symbol's position (or "cash");
+    `ledger` what the positions before plus the recorded fills say, `broker` what the broker holds."""
+
+    item: str
+    ledger: Decimal | None
+    broker: Decimal | None
+
+    @property
+    def difference(self) -> Decimal | None:
+        if self.ledger is None or self.broker is None:
+            return None
+        return self.broker - self.ledger
 
     def describe(self) -> str:
-        return f"{self.symbol}: the broker holds {self.actual}, the ledger says {self.expected}"
+        return f"{self.item}: the broker holds {self.broker}, the ledger says {self.ledger}"
 
 
 def expected_positions(before: Mapping[str, Decimal], fills: Iterable[BrokerFill]) -> dict[str, Decimal]:

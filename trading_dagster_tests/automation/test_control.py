@@ -263,12 +263,20 @@ def test_an_empty_account_is_flat_at_once(tmp_path):
 
 def test_kill_switch_job_engages_and_releases(env):
     tmp, resources, ledger = env
-    assert run(kill_switch_job, resources, {"engaged": True, "actor": "ada", "reason": "broker outage"},
-               "kill_switch_op").success
+    engage = run(kill_switch_job, resources, {"engaged": True, "actor": "ada", "reason": "broker outage"},
+                 "kill_switch_op")
+    assert engage.success
     state = ledger.kill_switch()
     assert state.engaged and state.reason == "broker outage"
-    assert run(kill_switch_job, resources, {"engaged": False, "actor": "bob"}, "kill_switch_op").success
+    # visible in the UI: each change is a materialization of execution/kill_switch
+    [mat] = [e.event_specific_data.materialization for e in engage.get_asset_materialization_events()]
+    assert mat.asset_key.path == ["execution", "kill_switch"]
+    assert (mat.metadata["engaged"].value, mat.metadata["by"].value) == (True, "ada")
+    release = run(kill_switch_job, resources, {"engaged": False, "actor": "bob"}, "kill_switch_op")
+    assert release.success
     assert not ledger.kill_switch().engaged
+    [mat] = [e.event_specific_data.materialization for e in release.get_asset_materialization_events()]
+    assert mat.metadata["engaged"].value is False
     assert [a["title"] for a in alerts(tmp)] == ["Kill switch ENGAGED by ada", "Kill switch released by bob"]
     bad = run(kill_switch_job, resources, {"engaged": True, "actor": " "}, "kill_switch_op")
     assert not bad.success and "say who you are" in failure(bad, "kill_switch_op")

@@ -29,8 +29,10 @@ def test_definitions_snapshot(tmp_path):
     assets = sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys())
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in repo.asset_graph.asset_check_keys)
     assert assets == [
+        "execution/account",
         "execution/book_before",
         "execution/fills",
+        "execution/kill_switch",
         "execution/orders",
         "execution/submissions",
         "indicators/indicators",
@@ -92,7 +94,11 @@ def test_definitions_snapshot(tmp_path):
         "raw_landing_job",
         "reconcile_job",
     ]
-    assert sorted(s.name for s in repo.schedule_defs) == ["daily_pipeline_schedule", "weekly_scan_schedule"]
+    assert sorted(s.name for s in repo.schedule_defs) == [
+        "daily_pipeline_schedule",
+        "trading_pnl_after_close_schedule",
+        "weekly_scan_schedule",
+    ]
     assert [s.name for s in repo.sensor_defs] == [
         "execution_orders_after_pipeline_sensor",
         "execution_sensor",
