@@ -15,6 +15,8 @@ from typing import Any
 
 import polars as pl
 
+from trading_dagster.domain.exits import STOP_LOSS, TAKE_PROFIT
+
 EXAMPLES = 5
 
 
@@ -240,16 +242,60 @@ def fills_within_monthly_quota(
     return _offenders(over, f"more than {monthly_share_limit} shares bought in a month", events.height)
 
 
+def _is_exit_fill() -> pl.Expr:
+    """A stop-loss / take-profit fill (`exits.is_exit_id`: the entry's id plus `-sl` / `-tp`)."""
+    cid = pl.col("client_order_id")
+    return (pl.col("event") == "filled") & (
+        cid.str.ends_with(f"-{STOP_LOSS}") | cid.str.ends_with(f"-{TAKE_PROFIT}")
+    )
+
+
+def _exit_rows(executions: pl.DataFrame, first: dt.date) -> pl.DataFrame:
+    """The exit fills of `executions`, each with what its entry says: the shares the entry's own fills
+    bought (`entry_qty`, in the exit's share basis across splits), the entry's side, and `exit_qty`, the
+    shares all exits of that entry sold in the frame. Only for an entry whose order session is on or after
+    `first` (its fills are then in the frame); an older entry's fill was checked with its own window."""
+    exits = executions.filter(_is_exit_fill()).with_columns(
+        entry_id=pl.col("client_order_id").str.slice(0, pl.col("client_order_id").str.len_chars() - len(f"-{STOP_LOSS}"))
+    )
+    entries = (
+        executions.filter((pl.col("event") == "filled") & ~_is_exit_fill())
+        .group_by("client_order_id")
+        .agg(
+            pl.col("qty").sum().alias("entry_qty"),
+            pl.col("side").first().alias("entry_side"),
+            pl.col("session").min().alias("entry_session"),
+        )
+        .rename({"client_order_id": "entry_id"})
+    )
+    out = exits.join(entries, on="entry_id", how="left").with_columns(
+        exit_qty=pl.col("qty").sum().over("entry_id"), entry_in_frame=pl.col("order_session") >= first
+    )
+    # a split between the entry's fill and the exit scales the lot (rounded down): the entry's shares in the
+    # exit's basis bound what its exits may sell
+    factor = _split_basis(out, executions) / _split_basis(
+        out.with_columns(pl.col("entry_session").fill_null(pl.col("session"))), executions, on="entry_session"
+    )
+    return out.with_columns(entry_qty=pl.col("entry_qty") * factor)
+
+
 def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> CheckOutcome:
     """Every accepted order is an approved order of the window with the same symbol, side and quantity, and
     the broker fills (or expires) no more than it accepted.
 
     A fill or expiry is held to its accepted event when its order session is on or after the frame's first
     session: the broker dates `accepted` at the order session, so that acceptance is in the frame (an
-    order from before the window was accepted, and checked, in an earlier one)."""
+    order from before the window was accepted, and checked, in an earlier one).
+
+    An exit fill (a stop-loss / take-profit leg, `exits.is_exit_id`; no order of its own is accepted: the
+    bracket came with its entry) is a sell, and under the same condition held to its entry: a buy filled in
+    the frame, whose exits together sell no more than it bought (in post-split shares across a split)."""
     what = "broker events that match no approved order, or fill more than it"
     if executions.is_empty():
         return _offenders(executions, what, 0)
+    first = executions["session"].min()
+    exit_rows = _exit_rows(executions, first)
+    executions = executions.filter(~_is_exit_fill())
     key = ["client_order_id", "symbol", "side"]
     approved = orders.filter(pl.col("status") == "approved").select(
         "client_order_id",
@@ -262,10 +308,7 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
         .join(approved, on="client_order_id", how="left")
         .with_columns(times_accepted=pl.len().over("client_order_id"))
     )
-    worked = executions.filter(
-        pl.col("event").is_in(["filled", "expired"])
-        & (pl.col("order_session") >= executions["session"].min())
-    )
+    worked = executions.filter(pl.col("event").is_in(["filled", "expired"]) & (pl.col("order_session") >= first))
     accepted_qty = (
         executions.filter(pl.col("event") == "accepted")
         .group_by(key)
@@ -279,8 +322,10 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
     # (portfolio.apply_book_events): either basis is what was accepted
     factor = _split_basis(worked, executions) / _split_basis(worked, executions, on="order_session")
     worked = worked.with_columns(accepted_qty=pl.col("accepted_qty") * pl.max_horizontal(pl.lit(1.0), factor))
+    is_exit = pl.col("entry_id").is_not_null()
+    in_frame = is_exit & pl.col("entry_in_frame")
     return _rows_failing(
-        pl.concat([accepted, worked], how="diagonal"),
+        pl.concat([accepted, worked, exit_rows], how="diagonal"),
         {
             "accepted_without_approved_order": (pl.col("event") == "accepted")
             & pl.col("order_qty").is_null(),
@@ -292,9 +337,13 @@ def executions_match_orders(executions: pl.DataFrame, orders: pl.DataFrame) -> C
                 | (pl.col("side") != pl.col("order_side"))
             ),
             "worked_without_accepted_order": (pl.col("event") != "accepted")
-            & pl.col("accepted_qty").is_null(),
+            & pl.col("accepted_qty").is_null()
+            & ~is_exit,
             # only worked rows have a worked_qty
             "worked_more_than_accepted": pl.col("worked_qty") > pl.col("accepted_qty") + 1e-9,
+            "exit_not_a_sell": is_exit & (pl.col("side") != "sell").fill_null(True),
+            "exit_without_filled_buy": in_frame & (pl.col("entry_qty").is_null() | (pl.col("entry_side") != "buy")),
+            "exit_more_than_entry_bought": in_frame & (pl.col("exit_qty") > pl.col("entry_qty") + 1e-9),
         },
         what,
     )

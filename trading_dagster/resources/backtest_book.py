@@ -12,6 +12,13 @@ Book events (splits, delistings, renames: `domain/book_events.py`) reach the bro
 broker applies them with the planner's own `portfolio.apply_book_events` and records them in its ledger, so a
 reopened ledger replays them and its account snapshots stay consistent.
 
+Stop-loss / take-profit exits (`domain/exits.py`): `submit` takes the exit levels of approved buys and the
+ledger keeps them with the order (`orders.stop_loss`, `orders.take_profit`); a filled entry with levels opens
+an exit lot of the account; `sync(D, ..., bars=)` works D's open, then D's exits on D's bar
+(`exits.execute_exits`, the planner's own rule), and records the exit fills (ids `<entry>-sl` / `<entry>-tp`)
+as fills. The lots are in the account snapshots (`exits.lots_to_records`), and a replay of the fills re-opens
+them from the orders' levels, so a reopened ledger and `account(past session)` give the same lots.
+
 Plain Python, no Dagster: `resources/configured.py` wraps it in a ConfigurableResource.
 """
 
@@ -35,6 +42,13 @@ from trading_dagster.domain.book_events import (
     events_between,
 )
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, execute_open
+from trading_dagster.domain.exits import (
+    NO_EXITS,
+    ExitLevels,
+    execute_exits,
+    lots_from_records,
+    lots_to_records,
+)
 from trading_dagster.domain.orders import (
     EXECUTION_SCHEMA,
     Fill,
@@ -44,6 +58,9 @@ from trading_dagster.domain.orders import (
     orders_from_frame,
 )
 from trading_dagster.domain.portfolio import EventEffect, PortfolioState, apply_book_events, fill_apply_order
+
+Bar = tuple[Decimal | float | None, Decimal | float | None, Decimal | float | None]
+"""A session's (open, high, low) of a symbol, what `exits.execute_exits` fills the exits on."""
 
 
 class BacktestBook(ABC):
@@ -56,22 +73,35 @@ class BacktestBook(ABC):
 
     @abstractmethod
     def sync(
-        self, session: dt.date, opens: Mapping[str, Decimal], events: Sequence[BookEvent] = ()
+        self,
+        session: dt.date,
+        opens: Mapping[str, Decimal],
+        events: Sequence[BookEvent] = (),
+        bars: Mapping[str, Bar] | None = None,
     ) -> list[Fill]:
-        """Work the orders pending from sessions before `session` at its open; return the new fills.
+        """Work the orders pending from sessions before `session` at its open, then the exits of the
+        account's exit lots on the session's bar; return the new fills.
 
         `events`: the book events (splits, delistings, renames) known up to `session`; those the account has
         not seen yet take effect before the open's fills (`portfolio.apply_book_events`). A live broker books
-        corporate actions itself and only reports them."""
+        corporate actions itself and only reports them. `bars`: {symbol: (open, high, low)} of `session`,
+        required when the account holds (or the open opens) exit lots."""
 
     @abstractmethod
     def account(self, session: dt.date) -> PortfolioState:
         """The book after every fill whose fill session is <= `session`."""
 
     @abstractmethod
-    def submit(self, orders: Iterable[Order] | pl.DataFrame, session: dt.date) -> list[OrderEvent]:
+    def submit(
+        self,
+        orders: Iterable[Order] | pl.DataFrame,
+        session: dt.date,
+        levels: Mapping[str, ExitLevels] | pl.DataFrame | None = None,
+    ) -> list[OrderEvent]:
         """Submit approved orders of `session` (after its close); idempotent by client order id: an id
-        the broker already has returns the existing order's acceptance, never a second order."""
+        the broker already has returns the existing order's acceptance, never a second order. `levels`: the
+        exit levels of approved buys by client order id (`Projection.exit_levels`, or the frame of
+        `exits.exit_levels_for_orders`): each such buy's fill opens an exit lot (a bracket)."""
 
     @abstractmethod
     def events(self, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -96,7 +126,7 @@ CREATE TABLE IF NOT EXISTS ledger_meta (key VARCHAR NOT NULL, value VARCHAR NOT 
 CREATE TABLE IF NOT EXISTS orders (
     client_order_id VARCHAR NOT NULL, session DATE NOT NULL, symbol VARCHAR NOT NULL,
     strategy VARCHAR NOT NULL, side VARCHAR NOT NULL, requested_qty BIGINT NOT NULL, qty BIGINT NOT NULL,
-    ref_price VARCHAR, reason_code VARCHAR
+    ref_price VARCHAR, reason_code VARCHAR, stop_loss VARCHAR, take_profit VARCHAR
 );
 CREATE TABLE IF NOT EXISTS fills (
     client_order_id VARCHAR NOT NULL, order_session DATE NOT NULL, session DATE NOT NULL,
@@ -113,6 +143,9 @@ CREATE TABLE IF NOT EXISTS book_events (
     ref_date DATE NOT NULL, qty_before BIGINT NOT NULL, qty_after BIGINT NOT NULL, ratio VARCHAR,
     price VARCHAR, cash VARCHAR NOT NULL, held BOOLEAN NOT NULL, record VARCHAR NOT NULL
 );
+-- a ledger written before exits: the orders' exit levels (NULL: none)
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS stop_loss VARCHAR;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS take_profit VARCHAR;
 """
 
 # Money is stored as exact decimal text (a DECIMAL column would come back with its scale's trailing
@@ -127,6 +160,8 @@ _ORDER_COLS = {
     "qty": pl.Int64(),
     "ref_price": pl.String(),
     "reason_code": pl.String(),
+    "stop_loss": pl.String(),
+    "take_profit": pl.String(),
 }
 _FILL_COLS = {
     "client_order_id": pl.String(),
@@ -223,8 +258,9 @@ def _sql_literal(value: object) -> str:
     raise TypeError(f"unexpected ledger value {value!r}")
 
 
-def _order_row(o: Order) -> tuple:
+def _order_row(o: Order, levels: ExitLevels = NO_EXITS) -> tuple:
     ref = None if o.ref_price is None else str(o.ref_price)
+    stop, take = (None if v is None else str(v) for v in levels)
     return (
         o.client_order_id,
         o.session,
@@ -235,6 +271,8 @@ def _order_row(o: Order) -> tuple:
         o.qty,
         ref,
         o.reason_code,
+        stop,
+        take,
     )
 
 
@@ -265,6 +303,24 @@ def _due_opens(due: Iterable[Order], opens: Mapping[str, Decimal | float | None]
         if price is not None and price > 0:
             out[order.symbol] = as_decimal(price)
     return out
+
+
+def _levels_from_text(stop: str | None, take: str | None) -> ExitLevels:
+    return ExitLevels(None if stop is None else Decimal(stop), None if take is None else Decimal(take))
+
+
+def _levels_by_id(levels: Mapping[str, ExitLevels] | pl.DataFrame | None) -> dict[str, ExitLevels]:
+    """{client order id: ExitLevels} from a mapping or an `exits.exit_levels_for_orders` frame (its float
+    levels are tick prices: back to the exact Decimal through their shortest repr, `as_decimal`)."""
+    if levels is None:
+        return {}
+    if not isinstance(levels, pl.DataFrame):
+        return {cid: ExitLevels(*lv) for cid, lv in levels.items()}
+    rows = levels.select("client_order_id", "stop_loss", "take_profit").iter_rows()
+    return {
+        cid: ExitLevels(None if stop is None else as_decimal(stop), None if take is None else as_decimal(take))
+        for cid, stop, take in rows
+    }
 
 
 def _event_to_json(event: BookEvent) -> str:
@@ -328,6 +384,7 @@ def _state_to_json(state: PortfolioState) -> str:
             "realized_pnl": str(state.realized_pnl),
             "positions": {s: [p.qty, str(p.avg_cost)] for s, p in sorted(state.positions.items())},
             "monthly_buys": sorted([s, y, m, n] for (s, y, m), n in state.monthly_buys.items()),
+            "exits": lots_to_records(state.exits),
         }
     )
 
@@ -339,6 +396,7 @@ def _state_from_json(text: str) -> PortfolioState:
         positions={s: (q, Decimal(c)) for s, (q, c) in data["positions"].items()},
         realized_pnl=Decimal(data["realized_pnl"]),
         monthly_buys={(s, y, m): n for s, y, m, n in data["monthly_buys"]},
+        exits=lots_from_records(data.get("exits", [])),  # a snapshot from before exits has none
     )
 
 
@@ -408,6 +466,7 @@ class SimulatedBook(BacktestBook):
         (~60,000 orders and fills) reads one snapshot row instead of rebuilding every order and replaying
         every fill (~1 s each time, four times per daily run). Every flush stores a snapshot.
         """
+        self._levels: dict[str, ExitLevels] = {}  # of the orders in memory that have exit levels
         self._orders: dict[str, Order] = {
             o.client_order_id: o
             for o in self._select_orders(
@@ -428,24 +487,29 @@ class SimulatedBook(BacktestBook):
         self._state = self._state_at(last_change) if last_change is not None else self._initial
 
     def _select_orders(self, where: str, params: dict | None = None) -> list[Order]:
+        """The orders of the file matching `where`; their exit levels go to `self._levels`."""
         rows = self._con.execute(
             f"SELECT {', '.join('o.' + c for c in _ORDER_COLS)} FROM orders o WHERE {where}", params or {}
         ).fetchall()
-        return [
-            Order(
-                client_order_id=cid,
-                session=session,
-                symbol=symbol,
-                strategy=strategy,
-                side=side,
-                requested_qty=req,
-                qty=qty,
-                ref_price=None if ref is None else Decimal(ref),
-                status="approved",
-                reason_code=reason,
+        out = []
+        for cid, session, symbol, strategy, side, req, qty, ref, reason, stop, take in rows:
+            out.append(
+                Order(
+                    client_order_id=cid,
+                    session=session,
+                    symbol=symbol,
+                    strategy=strategy,
+                    side=side,
+                    requested_qty=req,
+                    qty=qty,
+                    ref_price=None if ref is None else Decimal(ref),
+                    status="approved",
+                    reason_code=reason,
+                )
             )
-            for cid, session, symbol, strategy, side, req, qty, ref, reason in rows
-        ]
+            if stop is not None or take is not None:
+                self._levels[cid] = _levels_from_text(stop, take)
+        return out
 
     def _state_at(self, session: dt.date) -> PortfolioState:
         """The account after every fill and book event with session <= `session`, from the file (flushed):
@@ -457,12 +521,17 @@ class SimulatedBook(BacktestBook):
         ).fetchone()
         base, after = (self._initial, None) if snap is None else (_state_from_json(snap[1]), snap[0])
         rows = self._con.execute(
-            f"SELECT {', '.join(_FILL_COLS)} FROM fills WHERE session <= $s AND ($a IS NULL OR session > $a)",
+            f"SELECT {', '.join('f.' + c for c in _FILL_COLS)}, o.stop_loss, o.take_profit FROM fills f "
+            "LEFT JOIN orders o ON o.client_order_id = f.client_order_id AND f.side = 'buy' "
+            "WHERE f.session <= $s AND ($a IS NULL OR f.session > $a)",
             {"s": session, "a": after},
         ).fetchall()
         fills: dict[dt.date, list[Fill]] = {}
-        for cid, osess, sess, sym, side, qty, price, comm in rows:
+        levels: dict[str, ExitLevels] = {}  # of the replayed entries: their fills open exit lots again
+        for cid, osess, sess, sym, side, qty, price, comm, stop, take in rows:
             fills.setdefault(sess, []).append(Fill(cid, osess, sess, sym, side, qty, Decimal(price), Decimal(comm)))
+            if stop is not None or take is not None:
+                levels[cid] = _levels_from_text(stop, take)
         events: dict[dt.date, list[BookEvent]] = {}
         for sess, record in self._con.execute(
             "SELECT session, record FROM book_events WHERE session <= $s AND ($a IS NULL OR session > $a)",
@@ -473,7 +542,8 @@ class SimulatedBook(BacktestBook):
         for day in sorted(fills.keys() | events.keys()):
             if day in events:
                 state = apply_book_events(state, events[day], day).state
-            state = state.apply_fills(sorted(fills.get(day, []), key=fill_apply_order))
+            # the open's fills and then the exits', as `sync` applied them (`fill_apply_order` ranks exits last)
+            state = state.apply_fills(sorted(fills.get(day, []), key=fill_apply_order), levels)
         return state
 
     def _insert(self, table: str, rows: list[tuple], schema: dict[str, pl.DataType]) -> None:
@@ -528,20 +598,37 @@ class SimulatedBook(BacktestBook):
         return self._account_id
 
     def sync(
-        self, session: dt.date, opens: Mapping[str, Decimal | float], events: Sequence[BookEvent] = ()
+        self,
+        session: dt.date,
+        opens: Mapping[str, Decimal | float],
+        events: Sequence[BookEvent] = (),
+        bars: Mapping[str, Bar] | None = None,
     ) -> list[Fill]:
         """Apply the book events dated after the ledger's last event and up to `session` (those at or before
         it are in the account already: nothing traded since, so applying them now is applying them on their
-        own session), then work the due orders at the open. A book event is recorded when it changed the
-        account (a position, or the month's purchase counts)."""
+        own session), then work the due orders at the open, then the exits of the account's lots on the
+        session's `bars` ({symbol: (open, high, low)}; `exits.execute_exits`). A book event is recorded when it
+        changed the account (a position, or the month's purchase counts).
+
+        Working a session's exits again is a no-op (a lot its bar triggered is gone; the others stay
+        untriggered on the same bar), so a session may be synced twice; a session before the ledger's last
+        event is not worked (its account is `account(session)`)."""
         due = [o for o in self._pending.values() if o.session < session]
         todays = sorted(
             (e for e in events_between(events, self._last_event_session, session)), key=event_order
         )
-        if not due and not todays:
+        past = self._last_event_session is not None and self._last_event_session > session
+        lots = not past and (bool(self._state.exits) or any(o.client_order_id in self._levels for o in due))
+        if not due and not todays and not lots:
             return []
-        if due and self._last_event_session is not None and self._last_event_session > session:
+        if due and past:
             raise ValueError(f"sync({session}) after events at {self._last_event_session}: reset_from first")
+        if lots and bars is None:
+            raise ValueError(
+                f"sync({session}): the book holds exit lots (stop-loss / take-profit) but got no bars to work "
+                "them on: pass the session's {symbol: (open, high, low)}, or reset_from the first session of "
+                "a backtest without exits"
+            )
         state, changed = self._state, False
         booked: list[tuple] = []
         expired: list[OrderEvent] = []
@@ -563,21 +650,30 @@ class SimulatedBook(BacktestBook):
             self.commission,
         )
         new = sorted(result.fills, key=fill_apply_order)
-        state = state.apply_fills(new)
+        levels = {o.client_order_id: self._levels[o.client_order_id] for o in due if o.client_order_id in self._levels}
+        state = state.apply_fills(new, levels)
+        exit_fills: list[Fill] = []
+        if state.exits and bars is not None and not past:
+            exit_fills = execute_exits(
+                state.exits, bars, session, state.held(), self.slippage, self.commission
+            )
+            state = state.apply_fills(exit_fills)
         for order in due:
             del self._pending[order.client_order_id]
-        if new or changed:
+            self._levels.pop(order.client_order_id, None)
+        if new or changed or exit_fills:
             self._state, self._state_session = state, session
-        if due or booked:
+        if due or booked or exit_fills:
             self._last_event_session = session
+        fills = [*result.fills, *exit_fills]
         self._write(
             {
                 "book_events": booked,
-                "fills": [_fill_row(f) for f in result.fills],
+                "fills": [_fill_row(f) for f in fills],
                 "expirations": [_expiry_row(e) for e in [*expired, *result.expired]],
             }
         )
-        return result.fills
+        return fills
 
     def account(self, session: dt.date) -> PortfolioState:
         """The latest state is kept, so asking for the current session costs nothing; an earlier session
@@ -587,9 +683,17 @@ class SimulatedBook(BacktestBook):
         self._flush()
         return self._state_at(session)
 
-    def submit(self, orders: Iterable[Order] | pl.DataFrame, session: dt.date) -> list[OrderEvent]:
-        """Denied orders are skipped: they are our own decisions and never leave the house."""
+    def submit(
+        self,
+        orders: Iterable[Order] | pl.DataFrame,
+        session: dt.date,
+        levels: Mapping[str, ExitLevels] | pl.DataFrame | None = None,
+    ) -> list[OrderEvent]:
+        """Denied orders are skipped: they are our own decisions and never leave the house. The exit levels
+        of a new order are kept with it (`levels`: by client order id; those of other orders are ignored);
+        a re-submitted order keeps the levels it was first submitted with."""
         records = orders_from_frame(orders) if isinstance(orders, pl.DataFrame) else list(orders)
+        by_id = _levels_by_id(levels)
         accepted: list[OrderEvent] = []
         new: dict[str, Order] = {}
         self._remember([o for o in records if o.approved])
@@ -612,7 +716,10 @@ class SimulatedBook(BacktestBook):
                 )
             self._orders.update(new)
             self._pending.update(new)
-            self._write({"orders": [_order_row(o) for o in new.values()]})
+            for cid in new.keys() & by_id.keys():
+                if by_id[cid] != NO_EXITS:
+                    self._levels[cid] = by_id[cid]
+            self._write({"orders": [_order_row(o, self._levels.get(o.client_order_id, NO_EXITS)) for o in new.values()]})
         return accepted
 
     def _remember(self, orders: list[Order]) -> None:

@@ -5,6 +5,7 @@ pipeline relies on: planning a window equals driving the broker one session at a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from trading_dagster.domain.book_events import BookEvent, book_events
 from trading_dagster.domain.calendar import nyse_calendar
 from trading_dagster.domain.corporate_actions import normalize_corporate_actions
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, opens_at
+from trading_dagster.domain.exits import ExitLevels, exit_levels_for_orders, is_exit_id, lots_to_records
 from trading_dagster.domain.orders import (
     EXECUTION_SCHEMA,
     Fill,
@@ -92,6 +94,12 @@ def _events(prices: pl.DataFrame, splits: dict[str, tuple[int, float]]) -> list[
     return book_events(actions, None, None, prices, CAL.sessions, DAYS[0], NEXT)
 
 
+def _bars_at(prices: pl.DataFrame, day: dt.date) -> dict[str, tuple]:
+    """{symbol: (open, high, low)} of a session: what the book works the exits on."""
+    rows = prices.filter(pl.col("session") == day).select("symbol", "open", "high", "low").iter_rows()
+    return {s: (o, h, lo) for s, o, h, lo in rows}
+
+
 def _drive(
     broker: BacktestBook,
     days: list[dt.date],
@@ -103,13 +111,13 @@ def _drive(
     """What a live loop does each session: sync the open, read the account, plan the close, submit."""
     planned = []
     for day in days:
-        broker.sync(day, opens_at(prices, day), events)
+        broker.sync(day, opens_at(prices, day), events, bars=_bars_at(prices, day))
         state = broker.account(day)
         following = CAL.next_session(day)
         orders = plan_orders(
             signals, prices, state, [day], risk, SLIP, FEE, broker.account_id, next_session=following, events=events
         )
-        broker.submit(orders_from_frame(orders), day)
+        broker.submit(orders_from_frame(orders), day, levels=exit_levels_for_orders(orders, prices, risk))
         planned.append(orders)
     return pl.concat(planned)
 
@@ -131,17 +139,18 @@ def _check_plan_equals_driven(
     broker's fills ends on the broker's account. Returns (orders, events)."""
     # the pipeline: plan the window from the broker's account at its first open, then submit day by day
     with _broker(cash=cash) as pipeline, _broker(cash=cash) as live:
-        pipeline.sync(DAYS[0], opens_at(prices, DAYS[0]), book)
+        pipeline.sync(DAYS[0], opens_at(prices, DAYS[0]), book, bars=_bars_at(prices, DAYS[0]))
         start = pipeline.account(DAYS[0])
         planned = plan_orders(
             signals, prices, start, CAL.sessions, risk, SLIP, FEE, pipeline.account_id, events=book, as_of=DAYS[0]
         )
         approved = planned.filter(pl.col("status") == "approved")
         by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
+        levels = exit_levels_for_orders(approved, prices, risk)
         for day in DAYS:
-            pipeline.sync(day, opens_at(prices, day), book)
+            pipeline.sync(day, opens_at(prices, day), book, bars=_bars_at(prices, day))
             if day in by_session:
-                pipeline.submit(orders_from_frame(by_session[day]), day)
+                pipeline.submit(orders_from_frame(by_session[day]), day, levels=levels)
 
         driven = _drive(live, DAYS, risk, prices, signals, book)
 
@@ -151,6 +160,8 @@ def _check_plan_equals_driven(
         assert live.account(DAYS[-1]) == pipeline.account(DAYS[-1])
         # and the planner's projected fills are the broker's fills, to the cent
         projection = simulate(signals, prices, start, DAYS, risk, SLIP, FEE, "paper", next_session=NEXT, events=book)
+        # the levels the book got (from the orders frame) are the planner's, exactly
+        assert _levels_by_id(levels) == projection.exit_levels
         broker_fills = fills_from_frame(live.events(DAYS[0], DAYS[-1]))
         assert sorted(projection.fills, key=_by_id) == sorted(broker_fills, key=_by_id)
         assert projection.end_state == live.account(DAYS[-1])
@@ -170,6 +181,12 @@ def _check_plan_equals_driven(
             equity, positions, window, start_cash, extra_cash_movements=ledger_cash_movements(window)
         ).passed
     return planned, events
+
+
+def _levels_by_id(frame: pl.DataFrame) -> dict[str, ExitLevels]:
+    from trading_dagster.resources.backtest_book import _levels_by_id
+
+    return {cid: lv for cid, lv in _levels_by_id(frame).items() if lv != ExitLevels(None, None)}
 
 
 def _by_id(f: Fill) -> tuple[dt.date, str]:
@@ -434,3 +451,121 @@ def test_resubmitting_a_filled_order_after_reopening_creates_no_duplicate(tmp_pa
         assert reopened.submit(orders, DAYS[0]) == first
         assert reopened.pending_orders() == []
         assert reopened.events(DAYS[0], DAYS[1])["event"].to_list() == ["accepted", "accepted", "filled", "filled"]
+
+
+# -- stop-loss / take-profit exits: the book works them between runs as the planner simulates them ------------
+
+EXITS_PCT = RiskConfig(
+    notional=Decimal(800), max_position_pct_equity=Decimal(40), initial_cash=CASH,
+    stop_loss_pct=Decimal(3), take_profit_pct=Decimal(4),
+)
+# ATR exits need 4 x period + 1 bars: period 2 gives levels from the window's ninth bar of a symbol on
+EXITS_ATR = RiskConfig(
+    notional=Decimal(800), max_position_pct_equity=Decimal(40), initial_cash=CASH, atr_period=2,
+    stop_loss_atr=Decimal("1.5"), take_profit_atr=Decimal(2), monthly_share_limit=None,
+)
+
+
+def _exit_fills(events: pl.DataFrame) -> pl.DataFrame:
+    return events.filter(
+        (pl.col("event") == "filled") & pl.col("client_order_id").map_elements(is_exit_id, return_dtype=pl.Boolean)
+    )
+
+
+@pytest.mark.parametrize("risk", [EXITS_PCT, EXITS_ATR], ids=["pct", "atr"])
+def test_plan_equals_driven_broker_with_exits(risk):
+    prices, signals = _market(7)
+    _, events = _check_plan_equals_driven(prices, signals, risk, CASH)
+    exits = _exit_fills(events)
+    assert exits.height > 0 and (exits["side"] == "sell").all()
+    if risk is EXITS_PCT:  # both legs fire in the scenario
+        assert {cid[-3:] for cid in exits["client_order_id"]} == {"-sl", "-tp"}
+
+
+@pytest.mark.parametrize("risk", [EXITS_PCT, EXITS_ATR], ids=["pct", "atr"])
+def test_plan_equals_driven_broker_with_exits_across_splits(risk):
+    prices, signals = _market(7, SPLITS)
+    _, events = _check_plan_equals_driven(prices, signals, risk, CASH, _events(prices, SPLITS))
+    assert _exit_fills(events).height > 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), risk=st.sampled_from([EXITS_PCT, EXITS_ATR]), split=st.booleans())
+def test_plan_equals_driven_broker_with_exits_on_random_markets(seed, risk, split):
+    splits = {"AAA": (4, 2.0), "CCC": (6, 0.5)} if split else {}
+    prices, signals = _market(seed, splits)
+    _check_plan_equals_driven(prices, signals, risk, CASH, _events(prices, splits))
+
+
+def test_sync_works_the_exits_on_the_bar_after_the_open():
+    """The entry fills at the open and its stop fires on the same bar (low through it): a market sell at the
+    stop less slippage, id `<entry>-sl`, the entry's order session; the next session a gap through the
+    take-profit of the second entry fills it at the open, without slippage."""
+    aaa, bbb = _order("AAA", qty=4), _order("BBB", qty=2)
+    levels = {aaa.client_order_id: ExitLevels(Decimal("11.50"), Decimal(14)), bbb.client_order_id: ExitLevels(None, Decimal(95))}
+    with _broker() as broker:
+        broker.submit([aaa, bbb], DAYS[0], levels=levels)
+        fills = broker.sync(DAYS[1], {"AAA": Decimal(12), "BBB": Decimal(90)}, bars={"AAA": (12, 12.4, 11.2), "BBB": (90, 94.99, 89)})
+        assert [(f.client_order_id, f.side, f.qty) for f in fills] == [
+            (aaa.client_order_id, "buy", 4), (bbb.client_order_id, "buy", 2), (aaa.client_order_id + "-sl", "sell", 4)
+        ]
+        stop = fills[-1]
+        assert stop.price == SLIP.fill_price("sell", Decimal("11.50")) and stop.order_session == DAYS[0]
+        assert stop.commission == FEE.cost(4, stop.price) and stop.session == DAYS[1]
+        assert broker.account(DAYS[1]).held() == {"BBB": 2}
+        assert broker.sync(DAYS[1], {}, bars={"AAA": (12, 12.4, 11.2), "BBB": (90, 94.99, 89)}) == []  # a no-op again
+        (take,) = broker.sync(DAYS[2], {}, bars={"BBB": (96.5, 97, 96)})
+        assert (take.client_order_id, take.price, take.qty) == (bbb.client_order_id + "-tp", Decimal("96.5"), 2)
+        assert broker.account(DAYS[2]).positions == {} and broker.account(DAYS[2]).exits == {}
+        with pytest.raises(ValueError, match="no bars"):
+            broker.submit([_order("CCC", qty=1, session=DAYS[2])], DAYS[2], levels={
+                _order("CCC", qty=1, session=DAYS[2]).client_order_id: ExitLevels(Decimal(1), None)
+            })
+            broker.sync(DAYS[3], {"CCC": Decimal(2)})
+
+
+def test_reopened_ledgers_and_past_accounts_keep_the_exit_lots(tmp_path: Path):
+    """Driven in three runs on one file, the ledger gives every past account, lots included, as one run in
+    memory does; also from the fills alone (snapshots deleted: the lots come back from the orders' levels)
+    and after a reset and re-run."""
+    prices, signals = _market(7)
+    with _broker() as memory:
+        _drive(memory, DAYS, EXITS_PCT, prices, signals)
+        expected = [memory.account(day) for day in DAYS]
+        events = memory.events(DAYS[0], NEXT)
+    assert any(state.exits for state in expected) and _exit_fills(events).height > 0
+    path = str(tmp_path / "ledger.duckdb")
+    for chunk in (DAYS[:3], DAYS[3:6], DAYS[6:]):
+        with _broker(path) as broker:
+            _drive(broker, chunk, EXITS_PCT, prices, signals)
+    with _broker(path) as broker:
+        assert [broker.account(day) for day in DAYS] == expected
+        assert broker.events(DAYS[0], NEXT).equals(events)
+        snapshot = broker._con.execute("SELECT state FROM account_snapshots ORDER BY session DESC LIMIT 1").fetchone()[0]
+        assert f'"exits": {lots_to_records(expected[-1].exits)}'.replace("'", '"').replace("None", "null") in snapshot
+        broker._con.execute("DELETE FROM account_snapshots")
+    with _broker(path) as broker:
+        assert [broker.account(day) for day in DAYS] == expected
+        broker.reset_from(DAYS[4])
+        assert broker.account(DAYS[-1]) == expected[3]
+        _drive(broker, DAYS[4:], EXITS_PCT, prices, signals)
+        assert [broker.account(day) for day in DAYS] == expected
+        assert broker.events(DAYS[0], NEXT).equals(events)
+
+
+def test_a_ledger_from_before_exits_opens_and_gains_the_level_columns(tmp_path: Path):
+    path = str(tmp_path / "old.duckdb")
+    with _broker(path) as broker:
+        broker.submit([_order("AAA")], DAYS[0])
+        broker.sync(DAYS[1], {"AAA": Decimal(12)})
+    with _broker(path) as broker:  # the ledger as an earlier version wrote it
+        broker._con.execute("ALTER TABLE orders DROP COLUMN stop_loss")
+        broker._con.execute("ALTER TABLE orders DROP COLUMN take_profit")
+        (state,) = broker._con.execute("SELECT state FROM account_snapshots").fetchone()
+        old = {k: v for k, v in json.loads(state).items() if k != "exits"}
+        broker._con.execute("UPDATE account_snapshots SET state = $s", {"s": json.dumps(old)})
+        assert "exits" not in broker._con.execute("SELECT state FROM account_snapshots").fetchone()[0]
+    with _broker(path) as broker:
+        assert broker.account(DAYS[1]).held() == {"AAA": 3}
+        cols = [r[0] for r in broker._con.execute("DESCRIBE orders").fetchall()]
+        assert cols[-2:] == ["stop_loss", "take_profit"]
