@@ -52,6 +52,7 @@ from trading_dagster.resources.configured import (
     TradingConfigResource,
 )
 from trading_dagster.resources.ledger import TradingLedgerResource
+from trading_dagster.resources.secrets import SecretsResource
 from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import ExecutionSettings, Settings, load_settings, universe_symbols
@@ -106,6 +107,27 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
+def secrets_resource(settings: Settings) -> SecretsResource | None:
+    """SSM Parameter Store under the settings' path when TRADING_DAGSTER_SECRETS=ssm (the endpoint is boto3's:
+    AWS_ENDPOINT_URL_SSM or AWS_ENDPOINT_URL when set), else None (the keys are environment variables)."""
+    if settings.secrets != "ssm":
+        return None
+    assert settings.ssm_path  # load_settings sets it with ssm
+    return SecretsResource(source="ssm", ssm_path=settings.ssm_path, region=settings.s3_region)
+
+
+def alpaca_key_fields(settings: Settings) -> dict:
+    """The Alpaca resources' key fields: dg.EnvVar (read when the resource starts), or the SSM secrets
+    resource they read APCA_API_KEY_ID / APCA_API_SECRET_KEY from at run time."""
+    secrets = secrets_resource(settings)
+    if secrets is not None:
+        return {"secrets": secrets}
+    return {
+        "alpaca_key_id": dg.EnvVar("APCA_API_KEY_ID"),
+        "alpaca_secret_key": dg.EnvVar("APCA_API_SECRET_KEY"),
+    }
+
+
 def raw_store_resource(settings: Settings) -> RawStoreResource:
     if settings.raw_store == "s3":
         assert settings.s3_bucket  # load_settings refuses s3 without a bucket
@@ -122,8 +144,7 @@ def corporate_actions_resource(settings: Settings) -> CorporateActionsResource:
     if settings.corporate_actions == "alpaca":
         return AlpacaCorporateActionsResource(
             symbols=universe_symbols(settings.config),
-            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
-            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            **alpaca_key_fields(settings),
             alpaca_data_url=settings.alpaca_data_url,
         )
     if settings.corporate_actions == "file":
@@ -138,8 +159,7 @@ def broker_resource(settings: Settings) -> BrokerResource:
     assert trading is not None
     if settings.broker == "alpaca":
         return AlpacaBrokerResource(
-            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
-            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            **alpaca_key_fields(settings),
             url=settings.alpaca_trading_url,
             live=settings.live_trading,
             live_opt_in=dg.EnvVar("TRADING_DAGSTER_LIVE_TRADING") if settings.live_trading else None,
@@ -175,8 +195,7 @@ def market_data_resource(settings: Settings) -> MarketDataResource:
     if settings.market_data == "alpaca":
         return AlpacaMarketDataResource(
             symbols=universe_symbols(settings.config),
-            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
-            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            **alpaca_key_fields(settings),
             alpaca_feed=settings.alpaca_feed,
             alpaca_adjustment=settings.alpaca_adjustment,
             alpaca_data_url=settings.alpaca_data_url,

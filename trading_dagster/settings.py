@@ -6,6 +6,7 @@ own credential chain reads them, so they cannot leak into settings, logs or meta
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class Settings:
     trading_ledger_path: Path | None = None  # the append-only trading ledger / audit log (SQLite)
     trading: TradingSettings | None = None  # the TOML's trading sections, parsed once
     paper_clock: str | None = None  # TRADING_DAGSTER_PAPER_CLOCK: the built-in paper broker's fixed "now" (dev)
+    secrets: str = "env"  # TRADING_DAGSTER_SECRETS: where the Alpaca keys come from, "env" | "ssm"
+    ssm_path: str | None = None  # TRADING_DAGSTER_SSM_PATH (secrets = "ssm"): default /trading-dagster/<env>/
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     bucket = env.get("TRADING_DAGSTER_S3_BUCKET") or None
     if raw_store == "s3" and not bucket:
         raise SettingsError("TRADING_DAGSTER_RAW_STORE=s3 needs TRADING_DAGSTER_S3_BUCKET")
-    environment, broker, live = trading_environment(env)
+    secrets = secrets_source(env)
+    environment, broker, live = trading_environment(env, secrets=secrets)
     config_file = Path(env.get("TRADING_DAGSTER_CONFIG", DEFAULT_CONFIG_FILE)).expanduser().resolve()
     config = read_config(config_file)
     market_data = env.get("TRADING_DAGSTER_MARKET_DATA", "file").lower()
@@ -111,6 +115,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     master_source, master_path = security_master_source(env, config=config, config_file=config_file)
     return Settings(
+        secrets=secrets,
+        ssm_path=ssm_path(env, environment) if secrets == "ssm" else None,
         data_dir=data_dir,
         raw_store=raw_store,
         raw_root=data_dir / "lake",
@@ -168,7 +174,33 @@ LIVE_TRADING_OPT_IN = "yes-i-understand"
 LIVE_ALPACA_URL = "https://api.alpaca.markets"
 
 
-def trading_environment(env: Mapping[str, str]) -> tuple[str, str, bool]:
+SECRETS_SOURCES = ("env", "ssm")
+SSM_PATH = re.compile(r"^/(?:[A-Za-z0-9_.-]+/)+$")
+
+
+def secrets_source(env: Mapping[str, str]) -> str:
+    """TRADING_DAGSTER_SECRETS: `env` (the default: the keys are environment variables read by dg.EnvVar) or
+    `ssm` (the Alpaca resources read APCA_API_KEY_ID / APCA_API_SECRET_KEY from SSM Parameter Store at run
+    time, under TRADING_DAGSTER_SSM_PATH: `resources/secrets.py`)."""
+    source = (env.get("TRADING_DAGSTER_SECRETS") or "env").strip().lower()
+    if source not in SECRETS_SOURCES:
+        raise SettingsError(f"TRADING_DAGSTER_SECRETS must be one of {list(SECRETS_SOURCES)}, not {source!r}")
+    return source
+
+
+def ssm_path(env: Mapping[str, str], environment: str) -> str:
+    """TRADING_DAGSTER_SSM_PATH: the parameter path prefix, `/trading-dagster/<environment>/` by default (one
+    path per environment, so a paper deployment's IAM policy need not reach the live keys)."""
+    text = (env.get("TRADING_DAGSTER_SSM_PATH") or f"/trading-dagster/{environment}/").strip()
+    path = text if text.endswith("/") else text + "/"
+    if not SSM_PATH.match(path):
+        raise SettingsError(
+            f"TRADING_DAGSTER_SSM_PATH={text!r} must be an absolute SSM path such as /trading-dagster/paper/"
+        )
+    return path
+
+
+def trading_environment(env: Mapping[str, str], *, secrets: str = "env") -> tuple[str, str, bool]:
     """(environment, broker, live) from TRADING_DAGSTER_ENV, TRADING_DAGSTER_BROKER and the live opt-in.
 
     `dev` trades on the built-in paper broker, `paper` on Alpaca's paper API, `live` on Alpaca's live API,
@@ -191,7 +223,7 @@ def trading_environment(env: Mapping[str, str]) -> tuple[str, str, bool]:
                 f"TRADING_DAGSTER_LIVE_TRADING={LIVE_TRADING_OPT_IN}"
             )
         if broker == "alpaca":
-            _require_keys(env, "TRADING_DAGSTER_BROKER=alpaca")
+            _require_keys(env, "TRADING_DAGSTER_BROKER=alpaca", secrets)
         return environment, broker, False
     missing = []
     if broker != "alpaca":
@@ -202,12 +234,16 @@ def trading_environment(env: Mapping[str, str]) -> tuple[str, str, bool]:
         missing.append(f"TRADING_DAGSTER_ALPACA_TRADING_URL={LIVE_ALPACA_URL}")
     if missing:
         raise SettingsError("live trading refused (TRADING_DAGSTER_ENV=live): set " + " and ".join(missing))
-    _require_keys(env, "live trading")
+    _require_keys(env, "live trading", secrets)
     return environment, broker, True
 
 
-def _require_keys(env: Mapping[str, str], what: str) -> None:
-    """Presence only: the values are read by dg.EnvVar when a resource starts, never here."""
+def _require_keys(env: Mapping[str, str], what: str, secrets: str = "env") -> None:
+    """Presence only: the values are read by dg.EnvVar when a resource starts, never here. With
+    TRADING_DAGSTER_SECRETS=ssm they are not in the environment: the resource reads them from SSM at run
+    time, and a missing parameter fails there naming its path."""
+    if secrets == "ssm":
+        return
     missing = [name for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY") if not env.get(name)]
     if missing:
         raise SettingsError(f"{what} needs {' and '.join(missing)} in the environment")

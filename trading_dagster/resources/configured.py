@@ -36,6 +36,7 @@ from trading_dagster.resources.raw_store import (
     S3RawStore,
     s3_client,
 )
+from trading_dagster.resources.secrets import SecretsResource
 from trading_dagster.resources.writer_lock import WriterLock
 
 
@@ -138,11 +139,34 @@ class FileCorporateActionsResource(CorporateActionsResource):
         return read_corporate_actions(self.path)
 
 
+APCA_KEY_ID = "APCA_API_KEY_ID"
+APCA_SECRET_KEY = "APCA_API_SECRET_KEY"
+SECRETS_FIELD_DESCRIPTION = (
+    "where the Alpaca keys come from when alpaca_key_id / alpaca_secret_key are unset "
+    "(TRADING_DAGSTER_SECRETS=ssm: SSM Parameter Store, read at run time)"
+)
+
+
+def alpaca_keys(
+    key_id: str | None, secret_key: str | None, secrets: SecretsResource | None, what: str
+) -> tuple[str, str]:
+    """The Alpaca key pair: the resource's own fields (dg.EnvVar) when both are set, else the secrets
+    resource's APCA_API_KEY_ID / APCA_API_SECRET_KEY (SSM). Errors name where a key was looked for, never a
+    value (SecretNotFound / SecretError come from the secrets resource)."""
+    if key_id and secret_key:
+        return key_id, secret_key
+    if secrets is not None:
+        return secrets.get(APCA_KEY_ID), secrets.get(APCA_SECRET_KEY)
+    raise ValueError(
+        f"{what} needs {APCA_KEY_ID} and {APCA_SECRET_KEY} in the environment (or TRADING_DAGSTER_SECRETS=ssm)"
+    )
+
+
 class AlpacaCorporateActionsResource(CorporateActionsResource):
     """Alpaca's corporate-actions API for the universe, asked for the window only.
 
-    Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), as for market data.
-    Alpaca does not guarantee when a corporate action appears in its API: a split not known yet when its
+    Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), as for market data,
+    or from `secrets` (SSM) at run time. Alpaca does not guarantee when a corporate action appears in its API: a split not known yet when its
     ex-date is cleaned is flagged UNEXPLAINED_SPLIT (quarantined, the symbol's signals held out), as a split
     missing from a file would be; re-materialize those partitions once Alpaca lists it.
     """
@@ -150,6 +174,7 @@ class AlpacaCorporateActionsResource(CorporateActionsResource):
     symbols: list[str] = Field(default=[], description="the universe whose splits Alpaca is asked for")
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
+    secrets: SecretsResource | None = Field(default=None, description=SECRETS_FIELD_DESCRIPTION)
     alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
 
     def source_kind(self) -> str:
@@ -159,16 +184,15 @@ class AlpacaCorporateActionsResource(CorporateActionsResource):
         from trading_dagster.domain.corporate_actions import normalize_corporate_actions
         from trading_dagster.resources.alpaca_data import AlpacaCorporateActions
 
-        if not (self.alpaca_key_id and self.alpaca_secret_key):
-            raise ValueError(
-                "Alpaca corporate actions need APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment"
-            )
         if not self.symbols:
             raise ValueError(
                 "Alpaca corporate actions need the universe: [universe] symbols = [...] in the config"
             )
+        key_id, secret_key = alpaca_keys(
+            self.alpaca_key_id, self.alpaca_secret_key, self.secrets, "Alpaca corporate actions"
+        )
         client = AlpacaCorporateActions(
-            api_key=self.alpaca_key_id, secret_key=self.alpaca_secret_key, url_override=self.alpaca_data_url
+            api_key=key_id, secret_key=secret_key, url_override=self.alpaca_data_url
         )
         return normalize_corporate_actions(client.splits_by_ex_date(start, end, self.symbols))
 
@@ -235,11 +259,12 @@ class FileMarketDataResource(MarketDataResource):
 
 
 class AlpacaMarketDataResource(MarketDataResource):
-    """Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), so they are never
-    in code, settings, run config shown in the UI, logs or metadata."""
+    """Alpaca's keys come only through `dg.EnvVar` (APCA_API_KEY_ID / APCA_API_SECRET_KEY) or from `secrets`
+    (SSM, at run time), so they are never in code, settings, run config shown in the UI, logs or metadata."""
 
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
+    secrets: SecretsResource | None = Field(default=None, description=SECRETS_FIELD_DESCRIPTION)
     alpaca_feed: str = Field(default="iex", description="'iex' (free), 'sip' (paid plan) or 'delayed_sip'")
     alpaca_adjustment: str = Field(default="split", description="'split' (default), 'raw', 'dividend' or 'all'")
     alpaca_data_url: str | None = Field(default=None, description="override of https://data.alpaca.markets")
@@ -247,11 +272,12 @@ class AlpacaMarketDataResource(MarketDataResource):
     def get(self) -> MarketDataSource:
         from trading_dagster.resources.alpaca_data import AlpacaMarketDataSource
 
-        if not (self.alpaca_key_id and self.alpaca_secret_key):
-            raise ValueError("Alpaca market data needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment")
+        key_id, secret_key = alpaca_keys(
+            self.alpaca_key_id, self.alpaca_secret_key, self.secrets, "Alpaca market data"
+        )
         return AlpacaMarketDataSource(
-            api_key=self.alpaca_key_id,
-            secret_key=self.alpaca_secret_key,
+            api_key=key_id,
+            secret_key=secret_key,
             symbols=self.symbols or None,
             feed=self.alpaca_feed,
             adjustment=self.alpaca_adjustment,
@@ -360,10 +386,12 @@ LIVE_TRADING_OPT_IN = "yes-i-understand"
 class AlpacaBrokerResource(BrokerResource):
     """Alpaca's Trading API through alpaca-py (`brokers/alpaca.py`): the paper API unless live trading was
     opted into (settings check `TRADING_DAGSTER_LIVE_TRADING`; this resource checks again, so a launchpad
-    edit cannot turn a paper deployment live). Keys only through `dg.EnvVar`."""
+    edit cannot turn a paper deployment live). Keys only through `dg.EnvVar`, or from `secrets` (SSM) at run
+    time."""
 
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
+    secrets: SecretsResource | None = Field(default=None, description=SECRETS_FIELD_DESCRIPTION)
     url: str | None = Field(default=None, description="TRADING_DAGSTER_ALPACA_TRADING_URL; unset = the paper API")
     live: bool = Field(default=False, description="a live (real money) account; needs live_opt_in")
     live_opt_in: str | None = Field(default=None, description=f"must be {LIVE_TRADING_OPT_IN!r} when live")
@@ -374,15 +402,14 @@ class AlpacaBrokerResource(BrokerResource):
         from trading_dagster.domain.broker_records import LiveTradingRefused
         from trading_dagster.resources.brokers.alpaca import AlpacaBroker
 
-        if not (self.alpaca_key_id and self.alpaca_secret_key):
-            raise ValueError("the Alpaca broker needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment")
         if self.live and self.live_opt_in != LIVE_TRADING_OPT_IN:
             raise LiveTradingRefused(
                 f"live trading refused: set TRADING_DAGSTER_LIVE_TRADING={LIVE_TRADING_OPT_IN} to trade real money"
             )
+        key_id, secret_key = alpaca_keys(self.alpaca_key_id, self.alpaca_secret_key, self.secrets, "the Alpaca broker")
         return AlpacaBroker(
-            self.alpaca_key_id,
-            self.alpaca_secret_key,
+            key_id,
+            secret_key,
             url=self.url,
             paper=not self.live,
             timeout_seconds=self.timeout_seconds,
