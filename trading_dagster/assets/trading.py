@@ -10,6 +10,11 @@ the book's account before a. See docs/design.md. The account daily runs trade on
 Book events (splits from corporate actions and confirmed price breaks, delistings and renames from the
 security master: `domain/book_events.py`) are built by each of the three from the same inputs with the same
 pure function, and applied before their session's fills by the planner, the broker and mark-to-market alike.
+
+Stop-loss / take-profit exits (`[risk] stop_loss_* / take_profit_*`, `domain/exits.py`): the book works each
+session's open and then its exits on the session's bar (`sync(..., bars=)`), orders start from the book after
+both, and executions hand the book each approved buy's levels (`exits.exit_levels_for_orders`, the planner's
+own levels). Exit fills are `filled` rows with ids `<entry>-sl` / `<entry>-tp`.
 """
 
 
@@ -35,10 +40,12 @@ from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS
 from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain.book_events import BookEvent, book_events
 from trading_dagster.domain.execution import opens_by_session
+from trading_dagster.domain.exits import atr_lookback, exit_levels_for_orders
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
 from trading_dagster.domain.orders import orders_from_frame
 from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import plan_orders
+from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.partitions import lookback_mapping, session_calendar, window_sessions
 from trading_dagster.reporting import equity_plot_markdown
 from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
@@ -57,12 +64,48 @@ EQUITY = ["pnl", "equity"]
 PERFORMANCE = ["pnl", "performance"]
 MARK_LOOKBACK = 63  # sessions of closes before a trading or P&L window (a quarter)
 # the cleaned prices every trading asset reads: the window and MARK_LOOKBACK sessions before it, for the marks
-# of a symbol without a bar, the cash-in-lieu price of a split and a delisted security's last close
+# of a symbol without a bar, the cash-in-lieu price of a split and a delisted security's last close; high and
+# low for the exits (worked on each session's bar) and the ATR (ATR sizing and exits), whose
+# `exits.atr_lookback(atr_period)` bars up to the window's first session must be inside it
 TRADING_PRICES = dg.AssetIn(
     key=CLEANED,
     partition_mapping=lookback_mapping(MARK_LOOKBACK),
-    metadata={"columns": ["symbol", "session", "open", "close"]},
+    metadata={"columns": ["symbol", "session", "open", "high", "low", "close"]},
 )
+MAX_ATR_PERIOD_IN_LOOKBACK = max(p for p in range(1, MARK_LOOKBACK + 2) if atr_lookback(p) <= MARK_LOOKBACK + 1)
+"""The longest ATR period whose bars fit the window's first session plus MARK_LOOKBACK (15): a longer one
+would give a one-day run another ATR than a range run (`require_atr_within_lookback`)."""
+
+
+def require_atr_within_lookback(risk: RiskConfig) -> None:
+    """Refuse an ATR (ATR sizing or an ATR exit) whose period reads more bars than the trading assets get
+    before a window (`exits.atr_lookback`): a one-day run and a range run would size and place exits on
+    different ATRs. The settings refuse it when they load (`settings.risk_settings`); this guards a config
+    edited in the launchpad."""
+    if risk.needs_atr and risk.atr_period > MAX_ATR_PERIOD_IN_LOOKBACK:
+        raise ValueError(
+            f"[risk] atr_period = {risk.atr_period} needs {atr_lookback(risk.atr_period)} bars before a session, "
+            f"the trading assets read {MARK_LOOKBACK + 1} (MARK_LOOKBACK): at most {MAX_ATR_PERIOD_IN_LOOKBACK}"
+        )
+
+
+def bars_by_session(cleaned_prices: pl.DataFrame, sessions: list[dt.date]) -> dict[dt.date, pl.DataFrame]:
+    """{session: its (symbol, open, high, low) rows} for the window's sessions: what the book works exits on
+    (`session_bars` turns one into the book's mapping when it is synced)."""
+    window = cleaned_prices.filter(pl.col("session").is_between(sessions[0], sessions[-1]))
+    parts = window.select("session", "symbol", "open", "high", "low").partition_by("session", as_dict=True)
+    return {key[0]: part for key, part in parts.items()}
+
+
+def session_bars(parts: dict[dt.date, pl.DataFrame] | None, session: dt.date) -> dict[str, tuple] | None:
+    """{symbol: (open, high, low)} of `session` (None without exits: `parts` is None); built one session at
+    a time, since a ten-year window's bars as Python tuples would take gigabytes."""
+    if parts is None:
+        return None
+    part = parts.get(session)
+    if part is None:
+        return {}
+    return {s: (o, h, lo) for s, o, h, lo in part.select("symbol", "open", "high", "low").iter_rows()}
 
 
 def window_book_events(
@@ -135,16 +178,18 @@ def orders(
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
+    risk = trading_config.risk_config()
+    require_atr_within_lookback(risk)
     opens = opens_by_session(cleaned_prices)
     events = window_book_events(
         context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config
     )
+    bars = bars_by_session(cleaned_prices, sessions[:1]) if risk.has_exits else None
     with backtest_book.get() as b:
-        # fills what an earlier run left pending at a's open, after the book events up to a
-        b.sync(sessions[0], opens.get(sessions[0], {}), events)
+        # fills what an earlier run left pending at a's open, after the book events up to a, then a's exits
+        b.sync(sessions[0], opens.get(sessions[0], {}), events, bars=session_bars(bars, sessions[0]))
         start_state = b.account(sessions[0])
         account_id = b.account_id
-    risk = trading_config.risk_config()
     out = plan_orders(
         trading_config.traded_signals(signals),
         cleaned_prices,
@@ -184,13 +229,18 @@ def orders(
     kinds={"duckdb", "polars"},
     metadata=PARTITION_EXPR,
     description="Broker events by session: orders accepted on D, filled (or expired) at D+1's open. The built-in "
-    "backtest book fills with slippage and commission. Ledger events that are no trade come first in a session: "
+    "backtest book fills with slippage and commission; with stop-loss / take-profit exits it fills them on each "
+    "session's bar after the open (`filled` sells with ids `<entry>-sl` / `<entry>-tp`). Ledger events that are no trade come first in a session: "
     "'split' (qty = shares after, price = the ratio), 'cash_in_lieu' (price = the amount), 'delisted_close' (a "
     "security past its valid_to closed at its last close, alerted) and 'renamed'.",
     # only what the book needs: approved orders (not the ~35x more denials) and the prices
     ins={"orders": dg.AssetIn(key=ORDERS, metadata={"where": "status = 'approved'"}), "cleaned_prices": TRADING_PRICES, "price_breaks": TRADING_BREAKS},
     check_specs=[
-        blocking(EXECUTIONS, "executions__match_orders", "every accepted order is an approved order"),
+        blocking(
+            EXECUTIONS,
+            "executions__match_orders",
+            "every accepted order is an approved order; an exit fill sells no more than its entry bought",
+        ),
         blocking(
             EXECUTIONS,
             "executions__monthly_quota",
@@ -214,18 +264,23 @@ def executions(
     alerts: AlertsResource,
 ):
     sessions = window_sessions(context)
+    risk = trading_config.risk_config()
+    require_atr_within_lookback(risk)
     opens = opens_by_session(cleaned_prices)
     book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config)
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
+    # each approved buy's stop-loss / take-profit, as the planner set them: its fill opens the book's exit lot
+    levels = exit_levels_for_orders(approved, cleaned_prices, risk) if risk.has_exits and approved.height else None
+    bars = bars_by_session(cleaned_prices, sessions) if risk.has_exits else None
     progress = Progress(context.log, "executions", len(sessions))
     with backtest_book.get() as b:
         b.reset_from(sessions[0])
         for i, session in enumerate(sessions, 1):
-            b.sync(session, opens.get(session, {}), book)
+            b.sync(session, opens.get(session, {}), book, bars=session_bars(bars, session))
             todays = by_session.get(session)
             if todays is not None:
-                b.submit(orders_from_frame(todays), session)
+                b.submit(orders_from_frame(todays), session, levels=levels)
             progress.tick(i)
         events = b.events(sessions[0], sessions[-1])
         # the quota counts the month's fills before the window too (a daily run sees one day of events)

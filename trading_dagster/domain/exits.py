@@ -156,7 +156,7 @@ def exit_levels_for_orders(orders: pl.DataFrame, prices: pl.DataFrame, config: R
         px = with_atr(prices.filter(pl.col("session") <= buys["session"].max()), config.atr_period)
         keys = buys.select("symbol", "session").unique()
         rows = px.join(keys, on=["symbol", "session"]).select("symbol", "session", "atr").iter_rows()
-        atrs = {(s, d): a for s, d, a in rows if a is not None}
+        atrs = {(s, d): a for s, d, a in rows if a is not None and a > 0}  # as the planner: 0 is no ATR
     out = []
     for cid, symbol, session, ref in buys.select(
         "client_order_id", "symbol", "session", "ref_price"
