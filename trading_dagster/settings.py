@@ -277,20 +277,22 @@ EXITS_NOT_YET = ("stop_loss_pct", "stop_loss_atr", "take_profit_pct", "take_prof
 
 def risk_settings(section: Mapping[str, Any], initial_cash: Any) -> dict[str, Any]:
     """`[risk]`, validated by the risk engine's own parser (`risk.risk_config_from_mapping`); "off" becomes
-    None. Stop-loss and take-profit are refused for now: the planner simulates them, but the backtest book
-    does not yet work the exits between runs, and a bracket sent live must be what the backtest simulated."""
+    None. An ATR (ATR sizing or an ATR exit) must fit the prices the trading assets read before a window:
+    `atr_period` at most 15 (`assets.trading.require_atr_within_lookback`), or a one-day run and a range run
+    would compute different ATRs."""
     from trading_dagster.domain.risk import OFF, risk_config_from_mapping
 
     try:
-        risk_config_from_mapping(section, initial_cash=initial_cash)
+        risk = risk_config_from_mapping(section, initial_cash=initial_cash)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
-    exits = [k for k in EXITS_NOT_YET if section.get(k) not in (None, OFF)]
-    if exits:
-        raise SettingsError(
-            f"[risk] {', '.join(exits)}: stop-loss and take-profit exits are not available in this version (the "
-            "backtest book does not work them yet, and live brackets must match the backtest); remove the keys"
-        )
+    if risk.needs_atr:
+        from trading_dagster.assets.trading import require_atr_within_lookback
+
+        try:
+            require_atr_within_lookback(risk)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
     return {k: (None if isinstance(v, str) and v.strip().lower() == OFF else v) for k, v in section.items()}
 
 
