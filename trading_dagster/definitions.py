@@ -11,6 +11,7 @@ from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.trading import executions, orders, performance, pnl
 from trading_dagster.automation.alerts import raw_freshness_sensor, run_failure_alert_sensor
 from trading_dagster.automation.control import CONTROL_JOBS, KILL_SWITCH_ASSET
+from trading_dagster.automation.daily_loss import daily_loss_sensor
 from trading_dagster.automation.execution_sensors import (
     EXECUTION_JOBS,
     build_execution_sensor,
@@ -76,6 +77,10 @@ def build_resources(settings: Settings) -> dict:
         approval_deadline=trading.execution.approval_deadline,
         submit_cutoff_minutes=trading.execution.submit_cutoff_minutes,
         weekly_scan_day=trading.execution.weekly_scan_day,
+        order_type=trading.execution.order_type,
+        limit_offset_bps=trading.execution.limit_offset_bps,
+        time_in_force=trading.execution.time_in_force,
+        pnl_alert_below_usd=trading.execution.pnl_alert_below_usd,
         **trading.data,
         **trading.risk,
     )
@@ -225,6 +230,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             execution_orders_after_pipeline_sensor,
             build_execution_sensor(cutoff_minutes=execution.submit_cutoff_minutes),
             build_reconciliation_sensor(every_minutes=max(1, execution.reconcile_every_minutes)),
+            daily_loss_sensor,
         ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -69,6 +69,10 @@ class ExecutionSettings:
     submit_cutoff_minutes: int = 15  # no submission later than this before D+1's close
     weekly_scan_day: str = "friday"  # the scan session of strategies with cadence = "weekly"
     reconcile_every_minutes: int = 5  # how often the reconciliation sensor polls D's orders
+    order_type: str = "market"  # "market" | "limit" (at the signal's close, limit_offset_bps away)
+    limit_offset_bps: float = 0.0  # how far a limit may be from the close, against the trader
+    time_in_force: str = "day"  # "day" | "gtc" | "cls" (orders with exit legs are GTC brackets)
+    pnl_alert_below_usd: float | None = None  # alert when a session's P&L is below this (e.g. -500); None = off
 
 
 @dataclass(frozen=True)
@@ -272,9 +276,6 @@ def _number(section: str, key: str, value: Any, *, minimum: float = 0.0) -> floa
     return float(value)
 
 
-EXITS_NOT_YET = ("stop_loss_pct", "stop_loss_atr", "take_profit_pct", "take_profit_atr")
-
-
 def risk_settings(section: Mapping[str, Any], initial_cash: Any) -> dict[str, Any]:
     """`[risk]`, validated by the risk engine's own parser (`risk.risk_config_from_mapping`); "off" becomes
     None. An ATR (ATR sizing or an ATR exit) must fit the prices the trading assets read before a window:
@@ -322,6 +323,15 @@ def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSet
         ) from None
     if str(exec_settings.weekly_scan_day).lower() not in WEEKDAYS:
         raise SettingsError(f"[execution] weekly_scan_day must be one of {list(WEEKDAYS)}")
+    from trading_dagster.domain.live_book import EntryStyle
+
+    try:
+        EntryStyle(exec_settings.order_type, exec_settings.limit_offset_bps, exec_settings.time_in_force)
+    except (ValueError, ArithmeticError) as exc:
+        raise SettingsError(f"[execution] {exc}") from None
+    threshold = exec_settings.pnl_alert_below_usd
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold >= 0):
+        raise SettingsError(f"[execution] pnl_alert_below_usd must be a negative amount (e.g. -500), not {threshold!r}")
     for key in ("submit_cutoff_minutes", "reconcile_every_minutes"):
         value = getattr(exec_settings, key)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 390:

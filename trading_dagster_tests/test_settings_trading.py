@@ -70,7 +70,7 @@ def test_the_paper_clock_is_for_the_built_in_broker_only(tmp_path):
         ("[execution]\napproval_deadline = \"25:00\"\n", "HH:MM"),
         ("[execution]\nweekly_scan_day = \"sunday\"\n", "weekly_scan_day"),
         ("[risk]\nmax_orders_per_session = 2.5\n", "max_orders_per_session"),
-        ("[risk]\nstop_loss_pct = 5\n", "not available in this version"),
+        ("[risk]\nstop_loss_atr = 2\natr_period = 20\n", "atr_period"),
         ("[[strategies]]\nname = \"a\"\nkind = \"rsi\"\nparams = { lower = 30, upper = 70 }\napproval = \"maybe\"\n", "approval"),
     ],
 )

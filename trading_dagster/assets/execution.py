@@ -35,6 +35,7 @@ from trading_dagster.assets.prices import CLEANED
 from trading_dagster.automation.trading_alerts import (
     fills_summary_alert,
     order_rejected_alert,
+    pnl_below_threshold_alert,
     reconciliation_mismatch_alert,
 )
 from trading_dagster.checks import rules
@@ -364,7 +365,7 @@ def execution_submissions(
         effective = hold_buys(effective, switch.engaged)
         before = b.positions()
         account = b.account()
-        requests = order_requests(effective)
+        requests = order_requests(effective, trading_config.entry_style())
         cancels = cancel_exit_legs(b, {r.symbol for r in requests if r.side == "sell"})
         results = b.submit(requests, since=session_start(session))
         at_broker = [o.client_order_id for o in our_orders(b.orders(status="all", after=session_start(session)), session)]
@@ -487,6 +488,7 @@ def execution_fills(
     submissions: pl.DataFrame,
     book_before: pl.DataFrame,
     broker: BrokerResource,
+    trading_config: TradingConfigResource,
     ledger: TradingLedgerResource,
     alerts: AlertsResource,
     quality_gate: QualityGateResource,
@@ -523,11 +525,21 @@ def execution_fills(
         _alert(context, alerts, reconciliation_mismatch_alert(session, mismatches, book=book_name))
     if all_final and fills:
         _alert(context, alerts, fills_summary_alert(session, fills, book=book_name))
+    last_equity = getattr(account, "last_equity", None)
+    threshold = trading_config.pnl_alert_below_usd
+    if threshold is not None and last_equity is not None and account.equity - last_equity < Decimal(repr(threshold)):
+        day_pnl = account.equity - last_equity
+        _alert(
+            context,
+            alerts,
+            pnl_below_threshold_alert(
+                session, day_pnl, Decimal(repr(threshold)), equity=account.equity, book=book_name
+            ),
+        )
     context.log.info(
         f"execution/fills {session}: {len(orders)} orders, {sum(o.final for o in orders)} final, "
         f"{len(fills)} executions ({new} new in the ledger)"
     )
-    last_equity = getattr(account, "last_equity", None)
     bought = sum((f.qty * f.price for f in fills if f.side == "buy"), Decimal(0))
     sold = sum((f.qty * f.price for f in fills if f.side == "sell"), Decimal(0))
     account_row = pl.DataFrame(

@@ -16,7 +16,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -103,10 +103,44 @@ def _price(value: float | None) -> Decimal | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else as_decimal(value)
 
 
-def order_requests(orders: pl.DataFrame) -> list[OrderRequest]:
-    """Approved rows as requests: a market DAY order for `qty` shares, or, for a buy whose row carries exit
-    levels, a bracket (both `take_profit` and `stop_loss`) or an OTO (one of them), GTC so the exits outlive
-    the entry's day (Alpaca allows day or gtc for these)."""
+ENTRY_ORDER_TYPES = ("market", "limit")
+ENTRY_TIMES_IN_FORCE = ("day", "gtc", "cls")  # not "opg": Alpaca refuses opg orders sent 9:28-19:00 ET
+
+
+@dataclass(frozen=True)
+class EntryStyle:
+    """How the trading book sends an order (`[execution]`): a market order, or a limit order at the signal's
+    close moved `limit_offset_bps` in the trader's disfavour (a buy may pay up to close x (1 + bps), a sell
+    takes at least close x (1 - bps)), on a valid tick; time in force `day` (default), `gtc` or `cls` (the
+    closing auction). Orders with exit legs are GTC brackets/OTOs whatever the style says."""
+
+    order_type: str = "market"
+    limit_offset_bps: Decimal = Decimal(0)
+    time_in_force: str = "day"
+
+    def __post_init__(self) -> None:
+        if self.order_type not in ENTRY_ORDER_TYPES:
+            raise ValueError(f"order_type must be one of {ENTRY_ORDER_TYPES}, not {self.order_type!r}")
+        if self.time_in_force not in ENTRY_TIMES_IN_FORCE:
+            raise ValueError(f"time_in_force must be one of {ENTRY_TIMES_IN_FORCE}, not {self.time_in_force!r}")
+        object.__setattr__(self, "limit_offset_bps", as_decimal(self.limit_offset_bps))
+        if not Decimal(0) <= self.limit_offset_bps < Decimal(10_000):
+            raise ValueError(f"limit_offset_bps must be in [0, 10000), not {self.limit_offset_bps}")
+
+    def limit_price(self, side: str, ref: Decimal) -> Decimal:
+        """The limit for a `side` order on a signal close of `ref`, on the tick (cents at or above $1,
+        hundredths of a cent below), rounded toward the close: never more generous than the offset."""
+        factor = Decimal(1) + (self.limit_offset_bps / Decimal(10_000)) * (1 if side == "buy" else -1)
+        raw = ref * factor
+        tick = Decimal("0.01") if raw >= 1 else Decimal("0.0001")
+        return raw.quantize(tick, rounding=ROUND_FLOOR if side == "buy" else ROUND_CEILING)
+
+
+def order_requests(orders: pl.DataFrame, style: EntryStyle | None = None) -> list[OrderRequest]:
+    """Approved rows as requests in the `style` (default: a market DAY order for `qty` shares); a buy whose
+    row carries exit levels is a bracket (both `take_profit` and `stop_loss`) or an OTO (one of them), GTC so
+    the exits outlive the entry's day (Alpaca allows day or gtc for these)."""
+    style = style or EntryStyle()
     approved = orders.filter(pl.col("status") == "approved")
     out = []
     has_exits = {"take_profit", "stop_loss"} <= set(orders.columns)
@@ -120,6 +154,8 @@ def order_requests(orders: pl.DataFrame) -> list[OrderRequest]:
             order_class = "oto"
         else:
             tp = sl = None
+        ref = _price(row["ref_price"])
+        limit = style.limit_price(row["side"], ref) if style.order_type == "limit" and ref is not None else None
         out.append(
             OrderRequest(
                 client_order_id=row["client_order_id"],
@@ -128,8 +164,9 @@ def order_requests(orders: pl.DataFrame) -> list[OrderRequest]:
                 symbol=row["symbol"],
                 side=row["side"],
                 qty=Decimal(int(row["qty"])),
-                type="market",
-                time_in_force="gtc" if order_class != "simple" else "day",
+                type="limit" if limit is not None else "market",
+                limit_price=limit,
+                time_in_force="gtc" if order_class != "simple" else style.time_in_force,  # type: ignore[arg-type]
                 order_class=order_class,  # type: ignore[arg-type]
                 take_profit=tp,
                 stop_loss=sl,

@@ -460,6 +460,12 @@ class TradingConfigResource(dg.ConfigurableResource):
         description="[execution] New York time on D+1 after which a manual strategy's unapproved orders expire "
         "(at most 30 min before an early close)",
     )
+    order_type: str = Field(default="market", description="[execution] 'market' or 'limit' (at the signal's close)")
+    limit_offset_bps: float = Field(default=0.0, description="[execution] a limit's distance from the close, against us")
+    time_in_force: str = Field(default="day", description="[execution] 'day', 'gtc' or 'cls'")
+    pnl_alert_below_usd: float | None = Field(
+        default=None, description="[execution] alert when the trading book's day P&L is below this (e.g. -500)"
+    )
     weekly_scan_day: str = Field(
         default="friday", description="[execution] the scan session of strategies with cadence = 'weekly'"
     )
@@ -504,6 +510,12 @@ class TradingConfigResource(dg.ConfigurableResource):
 
     def strategy_specs(self) -> tuple[StrategySpec, ...]:
         return parse_strategies([s.model_dump() for s in self.strategies])
+
+    def entry_style(self):
+        """How the trading book sends its orders (`live_book.EntryStyle`, validated)."""
+        from trading_dagster.domain.live_book import EntryStyle
+
+        return EntryStyle(self.order_type, Decimal(str(self.limit_offset_bps)), self.time_in_force)
 
     def traded_signals(self, signals: pl.DataFrame) -> pl.DataFrame:
         """The signals the strategies trade: a weekly strategy's on its week's scan session only."""

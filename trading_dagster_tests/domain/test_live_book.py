@@ -129,3 +129,36 @@ def test_exactly_once_fails_on_a_duplicate_a_missing_or_a_stranger():
 def test_a_sessions_orders_are_listed_from_its_start_in_new_york():
     assert session_start(dt.date(2017, 6, 1)) == dt.datetime(2017, 6, 1, 4, 0, tzinfo=dt.UTC)  # EDT
     assert session_start(dt.date(2017, 12, 1)) == dt.datetime(2017, 12, 1, 5, 0, tzinfo=dt.UTC)  # EST
+
+
+def test_limit_entries_sit_on_the_tick_never_past_the_offset():
+    from trading_dagster.domain.live_book import EntryStyle
+
+    style = EntryStyle("limit", Decimal(25), "day")
+    assert style.limit_price("buy", Decimal("190.13")) == Decimal("190.60")  # 190.605325 rounded down
+    assert style.limit_price("sell", Decimal("190.13")) == Decimal("189.66")  # 189.654675 rounded up
+    assert style.limit_price("buy", Decimal("0.5")) == Decimal("0.5012")  # below $1: hundredths of a cent
+    orders = _orders(
+        [
+            {"symbol": "A", "side": "buy", "qty": 5, "status": "approved", "client_order_id": "a", "ref_price": 190.13},
+            {"symbol": "B", "side": "sell", "qty": 2, "status": "approved", "client_order_id": "b", "ref_price": 190.13},
+        ]
+    )
+    buy, sell = order_requests(orders, EntryStyle("limit", Decimal(25), "cls"))
+    assert (buy.type, buy.limit_price, buy.time_in_force) == ("limit", Decimal("190.60"), "cls")
+    assert (sell.type, sell.limit_price) == ("limit", Decimal("189.66"))
+    [market, _] = order_requests(orders)
+    assert (market.type, market.limit_price, market.time_in_force) == ("market", None, "day")
+
+
+def test_an_entry_style_alpaca_would_refuse_is_refused_here():
+    import pytest
+
+    from trading_dagster.domain.live_book import EntryStyle
+
+    with pytest.raises(ValueError, match="time_in_force"):
+        EntryStyle("market", Decimal(0), "opg")  # Alpaca refuses opg orders sent during the session
+    with pytest.raises(ValueError, match="order_type"):
+        EntryStyle("stop", Decimal(0), "day")
+    with pytest.raises(ValueError, match="limit_offset_bps"):
+        EntryStyle("limit", Decimal(-1), "day")

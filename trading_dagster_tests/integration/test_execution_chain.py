@@ -150,3 +150,25 @@ def test_a_range_run_of_the_execution_assets_is_refused(planned):
     )
     assert not result.success and "one session at a time" in _failure(result)
     assert Decimal(0) == Decimal(_paper_orders(settings.paper_account_path).height)
+
+
+def test_the_day_pnl_below_the_threshold_is_alerted(planned, tmp_path):
+    settings, instance = planned
+    config = tmp_path / "config.toml"
+    shipped = (settings.config_file).read_text()
+    config.write_text(shipped + "\n[execution]\npnl_alert_below_usd = -0.01\n")
+
+    def defs(clock: str):
+        return build_definitions(
+            make_settings(settings.data_dir, TRADING_DAGSTER_PAPER_CLOCK=clock, TRADING_DAGSTER_CONFIG=str(config))
+        )
+
+    assert _run(defs(MORNING_D1), "execution_job", instance).success
+    result = _run(defs(LATER_D1), "reconcile_job", instance)
+    account = read_table(settings, "execution.account").row(0, named=True)
+    # bought at the quote plus slippage and commission: marked at the quote, the day starts below zero
+    assert account["day_pnl"] is not None and account["day_pnl"] < 0
+    assert account["equity"] == pytest.approx(account["last_equity"] + account["day_pnl"])
+    alerts = [line for line in (settings.data_dir / "alerts.jsonl").read_text().splitlines() if "pnl_below" in line]
+    assert len(alerts) == 1 and str(D) in alerts[0]
+    assert result.success

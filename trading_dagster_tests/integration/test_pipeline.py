@@ -100,6 +100,7 @@ def test_definitions_snapshot(tmp_path):
         "weekly_scan_schedule",
     ]
     assert [s.name for s in repo.sensor_defs] == [
+        "daily_loss_sensor",
         "execution_orders_after_pipeline_sensor",
         "execution_sensor",
         "performance_after_pipeline_sensor",
