@@ -48,6 +48,7 @@ from trading_dagster.domain.live_book import (
     Mismatch,
     book_from_snapshot,
     cash_change,
+    cash_mismatch,
     expected_positions,
     hold_buys,
     order_requests,
@@ -397,12 +398,16 @@ def execution_submissions(
         )
     out = pl.DataFrame(rows, schema=SUBMISSION_SCHEMA, orient="row") if rows else pl.DataFrame(schema=SUBMISSION_SCHEMA)
     book_rows = [
-        {"session": session, "symbol": p.symbol, "qty": float(p.qty), "avg_entry_price": float(p.avg_entry_price)}
+        {"session": session, "symbol": p.symbol, "qty": float(p.qty), "avg_entry_price": float(p.avg_entry_price),
+         "as_of": now}
         for p in before
-    ] + [{"session": session, "symbol": "$CASH", "qty": float(account.cash), "avg_entry_price": 1.0}]
+    ] + [{"session": session, "symbol": "$CASH", "qty": float(account.cash), "avg_entry_price": 1.0, "as_of": now}]
     before_frame = pl.DataFrame(
         book_rows,
-        schema={"session": pl.Date(), "symbol": pl.String(), "qty": pl.Float64(), "avg_entry_price": pl.Float64()},
+        schema={
+            "session": pl.Date(), "symbol": pl.String(), "qty": pl.Float64(), "avg_entry_price": pl.Float64(),
+            "as_of": pl.Datetime("us", "UTC"),
+        },
         orient="row",
     )
     outcomes = out.group_by("outcome").len().sort("outcome") if out.height else out
@@ -481,6 +486,13 @@ def reconciliation(
     backfill_policy=ONE_SESSION,
     check_specs=[
         blocking(FILLS, "execution_fills__reconciled", "broker positions = positions before + recorded fills"),
+        dg.AssetCheckSpec(
+            "execution_fills__cash_matches",
+            asset=FILLS,
+            blocking=False,
+            description="broker cash = cash before + fills - commissions, a cent per execution (WARN: fees, "
+            "dividends and transfers move cash too)",
+        ),
     ],
 )
 def execution_fills(
@@ -500,13 +512,17 @@ def execution_fills(
         b.advance()
         orders = [o for o in our_orders(b.orders(status="all", after=since), session) if o.client_order_id in ids]
         order_ids = {o.id for o in orders} | {leg.id for o in orders for leg in o.legs}
-        fills = [f for f in b.fills(after=since) if f.order_id in order_ids]
+        # every execution since the positions before were read: D's orders', and any other (an earlier
+        # bracket's exit leg, a trade made elsewhere), so positions and cash can be reconciled
+        as_of = book_before["as_of"].min() if "as_of" in book_before.columns and book_before.height else None
+        all_fills = b.fills(after=as_of - dt.timedelta(microseconds=1) if as_of is not None else since)
+        fills = [f for f in all_fills if f.order_id in order_ids]
         held = b.positions()
         actual = {p.symbol: p.qty for p in held}
         account = b.account()
         clock = b.clock()
         paper = b.paper
-    new = ledger.get().record_fills(fills, session)
+    new = ledger.get().record_fills(all_fills, session)
     rows = [
         {
             "session": session, "client_order_id": o.client_order_id, "broker_order_id": o.id, "symbol": o.symbol,
@@ -517,9 +533,21 @@ def execution_fills(
     ]
     out = pl.DataFrame(rows, schema=FILLS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=FILLS_SCHEMA)
     all_final = all(o.final for o in orders)
-    outcome, mismatches = reconciliation(session, book_before, fills, actual)
+    outcome, mismatches = reconciliation(session, book_before, all_fills, actual)
     cash_before = book_before.filter(pl.col("symbol") == "$CASH")["qty"]
-    expected_cash = (Decimal(repr(cash_before[0])) if cash_before.len() else Decimal(0)) + cash_change(fills)
+    start_cash = Decimal(repr(cash_before[0])) if cash_before.len() else Decimal(0)
+    expected_cash = start_cash + cash_change(all_fills)
+    cash_off = cash_mismatch(start_cash, all_fills, account.cash)
+    if cash_off is not None:
+        mismatches = [*mismatches, cash_off]
+    cash_outcome = CheckOutcome(
+        cash_off is None,
+        f"{session}: cash = cash before + fills - commissions"
+        if cash_off is None
+        else f"{session}: the broker's cash differs from the ledger's by {cash_off.difference} (fees, a dividend, "
+        "a transfer, or a trade made elsewhere)",
+        {"expected": float(expected_cash), "broker": float(account.cash), "severity": "warning"},
+    )
     book_name = "paper" if paper else "LIVE"
     if mismatches:
         _alert(context, alerts, reconciliation_mismatch_alert(session, mismatches, book=book_name))
@@ -538,7 +566,8 @@ def execution_fills(
         )
     context.log.info(
         f"execution/fills {session}: {len(orders)} orders, {sum(o.final for o in orders)} final, "
-        f"{len(fills)} executions ({new} new in the ledger)"
+        f"{len(fills)} executions of its orders, {len(all_fills)} since the positions were read ({new} new in "
+        "the ledger)"
     )
     bought = sum((f.qty * f.price for f in fills if f.side == "buy"), Decimal(0))
     sold = sum((f.qty * f.price for f in fills if f.side == "sell"), Decimal(0))
@@ -592,7 +621,11 @@ def execution_fills(
         },
     )
     yield from gated_check_results(
-        context, quality_gate, FILLS, [session], {"execution_fills__reconciled": outcome}
+        context,
+        quality_gate,
+        FILLS,
+        [session],
+        {"execution_fills__reconciled": outcome, "execution_fills__cash_matches": cash_outcome},
     )
 
 

@@ -161,6 +161,7 @@ class BrokerFill:
     transaction_time: dt.datetime
     cum_qty: Decimal | None = None
     leaves_qty: Decimal | None = None
+    commission: Decimal = Decimal(0)  # what the broker charged for it (Alpaca: none on US equities)
 
 
 @dataclass(frozen=True)

@@ -218,11 +218,24 @@ def our_orders(orders: Sequence[BrokerOrder], session: dt.date) -> list[BrokerOr
     return [o for o in orders if o.client_order_id.startswith(prefix)]
 
 
+CASH_TOLERANCE_PER_EXECUTION = Decimal("0.01")  # a cent of rounding per execution
+
+
+def cash_mismatch(before: Decimal, fills: Sequence[BrokerFill], broker_cash: Decimal) -> Mismatch | None:
+    """The broker's cash against the cash before D's orders plus what D's fills did to it, within a cent per
+    execution; None when they agree. A difference is fees (Alpaca's SEC/TAF fees on sells), a dividend, a
+    transfer or a trade nobody here made: worth a look, never a reason to stop trading by itself."""
+    expected = before + cash_change(fills)
+    if abs(broker_cash - expected) <= CASH_TOLERANCE_PER_EXECUTION * max(1, len(fills)):
+        return None
+    return Mismatch("cash", expected, broker_cash)
+
+
 def cash_change(fills: Iterable[BrokerFill]) -> Decimal:
     """What the fills did to cash: sells add qty x price, buys subtract it, commissions subtract."""
     total = Decimal(0)
     for fill in fills:
         amount = fill.qty * fill.price
         total += amount if fill.side == "sell" else -amount
-        total -= getattr(fill, "commission", Decimal(0)) or Decimal(0)
+        total -= fill.commission
     return total

@@ -162,3 +162,17 @@ def test_an_entry_style_alpaca_would_refuse_is_refused_here():
         EntryStyle("stop", Decimal(0), "day")
     with pytest.raises(ValueError, match="limit_offset_bps"):
         EntryStyle("limit", Decimal(-1), "day")
+
+
+def test_cash_reconciles_within_a_cent_per_execution_commissions_included():
+    from trading_dagster.domain.live_book import cash_mismatch
+
+    fills = [
+        BrokerFill("e1", "o1", "a", "AAPL", "buy", Decimal(4), Decimal("150.25"), T, commission=Decimal("0.02")),
+        BrokerFill("e2", "o2", "b", "KO", "sell", Decimal(10), Decimal("45.10"), T),
+    ]
+    # 10,000 - 601.00 - 0.02 + 451.00 = 9,849.98
+    assert cash_mismatch(Decimal(10_000), fills, Decimal("9849.98")) is None
+    assert cash_mismatch(Decimal(10_000), fills, Decimal("9849.99")) is None  # a cent of rounding per execution
+    fee = cash_mismatch(Decimal(10_000), fills, Decimal("9849.90"))  # e.g. a sell's regulatory fees
+    assert fee is not None and (fee.item, fee.ledger, fee.difference) == ("cash", Decimal("9849.98"), Decimal("-0.08"))

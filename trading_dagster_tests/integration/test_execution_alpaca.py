@@ -68,7 +68,8 @@ def test_a_session_on_alpaca_exactly_once_reconciled_and_no_secret_anywhere(warm
     fake.work_orders()
     result = run("reconcile_job")
     assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == {
-        "execution_fills__reconciled": True
+        "execution_fills__reconciled": True,
+        "execution_fills__cash_matches": True,
     }
     fills = read_table(settings, "execution.fills")
     assert fills.height == approved.height and fills["final"].all()

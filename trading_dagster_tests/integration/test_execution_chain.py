@@ -106,7 +106,8 @@ def test_d_goes_out_on_d_plus_1_exactly_once_then_fills_and_reconciles(planned):
     mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     assert mats[0].metadata["all_final"].value is True
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"execution_fills__reconciled": True}
+    # positions and cash both reconcile (the paper broker's commission is in its fills)
+    assert checks == {"execution_fills__reconciled": True, "execution_fills__cash_matches": True}
     ledger = TradingLedger(settings.trading_ledger_path)
     n_fills = ledger.events(kinds=["fill"]).height
     assert n_fills == fills.filter(pl.col("filled_qty") > 0).height

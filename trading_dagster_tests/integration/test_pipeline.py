@@ -49,6 +49,7 @@ def test_definitions_snapshot(tmp_path):
         "trading/orders",
     ]
     assert checks == [
+        "execution/fills:execution_fills__cash_matches",
         "execution/fills:execution_fills__reconciled",
         "execution/orders:execution_orders__within_limits",
         "execution/submissions:execution_submissions__exactly_once",

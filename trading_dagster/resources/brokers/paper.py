@@ -593,7 +593,7 @@ class PaperBroker(Broker):
             book = self._load(conn)
         cum: dict[str, Decimal] = {}
         out = []
-        for eid, order_id, symbol, side, qty_t, price_t, _commission, at_t in book.executions:
+        for eid, order_id, symbol, side, qty_t, price_t, commission_t, at_t in book.executions:
             o = book.orders[order_id]
             cum[order_id] = cum.get(order_id, _ZERO) + Decimal(qty_t)
             at = _from_ts(at_t)
@@ -612,6 +612,7 @@ class PaperBroker(Broker):
                     transaction_time=at,
                     cum_qty=cum[order_id],
                     leaves_qty=None if o.qty is None else max(_ZERO, o.qty - cum[order_id]),
+                    commission=Decimal(commission_t),
                 )
             )
         return out
