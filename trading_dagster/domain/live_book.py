@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from trading_dagster.domain.broker_records import BrokerFill, BrokerOrder, BrokerSnapshot, OrderRequest
+from trading_dagster.domain.execution import round_price
 from trading_dagster.domain.orders import as_decimal
 from trading_dagster.domain.portfolio import PortfolioState
 
@@ -131,9 +132,7 @@ class EntryStyle:
         """The limit for a `side` order on a signal close of `ref`, on the tick (cents at or above $1,
         hundredths of a cent below), rounded toward the close: never more generous than the offset."""
         factor = Decimal(1) + (self.limit_offset_bps / Decimal(10_000)) * (1 if side == "buy" else -1)
-        raw = ref * factor
-        tick = Decimal("0.01") if raw >= 1 else Decimal("0.0001")
-        return raw.quantize(tick, rounding=ROUND_FLOOR if side == "buy" else ROUND_CEILING)
+        return round_price(ref * factor, ROUND_FLOOR if side == "buy" else ROUND_CEILING)
 
 
 def order_requests(orders: pl.DataFrame, style: EntryStyle | None = None) -> list[OrderRequest]:
