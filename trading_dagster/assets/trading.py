@@ -84,7 +84,7 @@ def require_atr_within_lookback(risk: RiskConfig) -> None:
     edited in the launchpad."""
     if risk.needs_atr and risk.atr_period > MAX_ATR_PERIOD_IN_LOOKBACK:
         raise ValueError(
-            f"[risk] atr_period = {risk.atr_period} needs {atr_lookback(risk.atr_period)} bars before a session, "
+            f"[risk] atr_period = {risk.atr_period} needs {atr_lookback(risk.atr_period)} bars up to a session, "
             f"the trading assets read {MARK_LOOKBACK + 1} (MARK_LOOKBACK): at most {MAX_ATR_PERIOD_IN_LOOKBACK}"
         )
 

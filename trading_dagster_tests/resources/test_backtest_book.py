@@ -569,3 +569,25 @@ def test_a_ledger_from_before_exits_opens_and_gains_the_level_columns(tmp_path: 
         assert broker.account(DAYS[1]).held() == {"AAA": 3}
         cols = [r[0] for r in broker._con.execute("DESCRIBE orders").fetchall()]
         assert cols[-2:] == ["stop_loss", "take_profit"]
+
+
+def test_executions_match_orders_holds_exit_fills_to_their_entry():
+    """Exit fills need no acceptance of their own, but each condition on them fails on its own: a buy, more
+    shares than the entry bought, an entry that is no filled buy of the frame."""
+    prices, signals = _market(7)
+    with _broker() as broker:
+        planned = _drive(broker, DAYS, EXITS_PCT, prices, signals)
+        events = broker.events(DAYS[0], DAYS[-1])
+    assert rules.executions_match_orders(events, planned).passed
+    exit_id = _exit_fills(events)["client_order_id"][0]
+    one = pl.col("client_order_id") == exit_id
+    for change, condition in [
+        (pl.when(one).then(pl.lit("buy")).otherwise(pl.col("side")).alias("side"), "exit_not_a_sell"),
+        (pl.when(one).then(pl.col("qty") + 1).otherwise(pl.col("qty")).alias("qty"), "exit_more_than_entry_bought"),
+        (
+            pl.when(one).then(pl.lit("td-unknown-sl")).otherwise(pl.col("client_order_id")).alias("client_order_id"),
+            "exit_without_filled_buy",
+        ),
+    ]:
+        outcome = rules.executions_match_orders(events.with_columns(change), planned)
+        assert not outcome.passed and outcome.metadata["failed_conditions"] == f"{condition}: 1", outcome
