@@ -342,10 +342,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def run_trade(session: dt.date, *, environ: dict | None = None, reconcile: bool = True) -> dict:
+def run_trade(
+    session: dt.date, *, environ: dict | None = None, reconcile: bool = True, plan: bool = False
+) -> dict:
     """Session D's approved orders to the configured broker: `execution_job` for D (the code the execution
-    sensor launches), then one `reconcile_job` poll, on the instance in DAGSTER_HOME. The broker's clock
-    decides whether D may go out (only during D+1, before its close)."""
+    sensor launches), then one `reconcile_job` poll, on the instance in DAGSTER_HOME; with `plan`,
+    `execution_orders_job` first (D's orders planned against the account now). The broker's clock decides
+    whether D may go out (only during D+1, before its close) and may be planned (D is still the latest
+    completed session until D+1's close)."""
     import dagster as dg
 
     from trading_dagster.definitions import build_definitions
@@ -356,7 +360,9 @@ def run_trade(session: dt.date, *, environ: dict | None = None, reconcile: bool 
     instance = dg.DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     out: dict = {"settings": settings, "session": session}
-    for name in ("execution_job", "reconcile_job") if reconcile else ("execution_job",):
+    jobs = ["execution_orders_job"] if plan else []
+    jobs += ["execution_job", "reconcile_job"] if reconcile else ["execution_job"]
+    for name in jobs:
         result = defs.resolve_job_def(name).execute_in_process(
             instance=instance, partition_key=session.isoformat(), run_config=run_config, raise_on_error=False
         )
@@ -381,10 +387,10 @@ def _failure_message(result) -> str:
 
 def cmd_trade(args: argparse.Namespace) -> int:
     ensure_dagster_home(args.dagster_home)
-    outcome = run_trade(args.session, reconcile=not args.no_reconcile)
+    outcome = run_trade(args.session, reconcile=not args.no_reconcile, plan=args.plan)
     settings = outcome["settings"]
     print(f"broker: {settings.broker} ({settings.environment}); session {args.session}")
-    for name in ("execution_job", "reconcile_job"):
+    for name in ("execution_orders_job", "execution_job", "reconcile_job"):
         result = outcome.get(name)
         if result is None:
             continue
@@ -393,7 +399,11 @@ def cmd_trade(args: argparse.Namespace) -> int:
             return 1
         for event in result.get_asset_materialization_events():
             mat = event.event_specific_data.materialization
-            shown = {k: v.value for k, v in mat.metadata.items() if k.startswith(("outcome_", "all_final", "executions", "orders"))}
+            shown = {
+                k: v.value
+                for k, v in mat.metadata.items()
+                if k.startswith(("outcome_", "status_", "all_final", "executions", "equity", "day_pnl"))
+            }
             print(f"{mat.asset_key.to_user_string()}: {shown}")
     return 0
 
@@ -426,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("trade", help="submit session D's approved orders to the configured broker, exactly once")
     p.add_argument("--session", type=dt.date.fromisoformat, required=True, help="the signal session D")
     p.add_argument("--no-reconcile", action="store_true", help="do not poll the fills afterwards")
+    p.add_argument("--plan", action="store_true", help="plan D's orders against the account first")
     p.set_defaults(func=cmd_trade)
     from trading_dagster.cli_control import add_control_commands  # Dagster: only when parsing
 

@@ -281,6 +281,14 @@ def _submission_rows(session: dt.date, results: list[SubmitResult]) -> list[dict
     ]
 
 
+def known_executions(book_before: pl.DataFrame) -> set[str]:
+    """The execution ids the broker had when `execution/book_before` was read (on its `$CASH` row)."""
+    cash = book_before.filter(pl.col("symbol") == "$CASH")
+    if "known_executions" not in cash.columns or cash.is_empty() or not cash["known_executions"][0]:
+        return set()
+    return set(cash["known_executions"][0].split(","))
+
+
 def cancel_exit_legs(broker: Broker, symbols: set[str]) -> list[tuple[BrokerOrder, CancelResult]]:
     """Cancel the open exit legs (a bracket's or an OTO's stop and take-profit) on the symbols a signal sells:
     their shares are held for them, and the broker refuses a sell of held shares. A cancel is a request: a
@@ -366,6 +374,8 @@ def execution_submissions(
         effective = hold_buys(effective, switch.engaged)
         before = b.positions()
         account = b.account()
+        # the executions the broker already had when the positions were read: reconciliation counts the others
+        known = sorted(f.execution_id for f in b.fills(after=session_start(session)))
         requests = order_requests(effective, trading_config.entry_style())
         cancels = cancel_exit_legs(b, {r.symbol for r in requests if r.side == "sell"})
         results = b.submit(requests, since=session_start(session))
@@ -399,14 +409,17 @@ def execution_submissions(
     out = pl.DataFrame(rows, schema=SUBMISSION_SCHEMA, orient="row") if rows else pl.DataFrame(schema=SUBMISSION_SCHEMA)
     book_rows = [
         {"session": session, "symbol": p.symbol, "qty": float(p.qty), "avg_entry_price": float(p.avg_entry_price),
-         "as_of": now}
+         "as_of": now, "known_executions": None}
         for p in before
-    ] + [{"session": session, "symbol": "$CASH", "qty": float(account.cash), "avg_entry_price": 1.0, "as_of": now}]
+    ] + [
+        {"session": session, "symbol": "$CASH", "qty": float(account.cash), "avg_entry_price": 1.0, "as_of": now,
+         "known_executions": ",".join(known)}
+    ]
     before_frame = pl.DataFrame(
         book_rows,
         schema={
             "session": pl.Date(), "symbol": pl.String(), "qty": pl.Float64(), "avg_entry_price": pl.Float64(),
-            "as_of": pl.Datetime("us", "UTC"),
+            "as_of": pl.Datetime("us", "UTC"), "known_executions": pl.String(),
         },
         orient="row",
     )
@@ -512,10 +525,10 @@ def execution_fills(
         b.advance()
         orders = [o for o in our_orders(b.orders(status="all", after=since), session) if o.client_order_id in ids]
         order_ids = {o.id for o in orders} | {leg.id for o in orders for leg in o.legs}
-        # every execution since the positions before were read: D's orders', and any other (an earlier
-        # bracket's exit leg, a trade made elsewhere), so positions and cash can be reconciled
-        as_of = book_before["as_of"].min() if "as_of" in book_before.columns and book_before.height else None
-        all_fills = b.fills(after=as_of - dt.timedelta(microseconds=1) if as_of is not None else since)
+        # every execution the broker did not have when the positions before were read: D's orders', and any
+        # other (an earlier bracket's exit leg, a trade made elsewhere), so positions and cash reconcile; by
+        # execution id, not by time (a broker's clock may stamp a fill and a read with the same instant)
+        all_fills = [f for f in b.fills(after=since) if f.execution_id not in known_executions(book_before)]
         fills = [f for f in all_fills if f.order_id in order_ids]
         held = b.positions()
         actual = {p.symbol: p.qty for p in held}

@@ -173,3 +173,25 @@ def test_the_day_pnl_below_the_threshold_is_alerted(planned, tmp_path):
     alerts = [line for line in (settings.data_dir / "alerts.jsonl").read_text().splitlines() if "pnl_below" in line]
     assert len(alerts) == 1 and str(D) in alerts[0]
     assert result.success
+
+
+def test_the_trade_command_plans_sends_and_reconciles_exactly_once(warm_copy, monkeypatch, tmp_path, capsys):
+    from trading_dagster.cli import main
+
+    settings, _ = warm_copy
+    run_range(build_definitions(settings), D, D)
+    monkeypatch.setenv("TRADING_DAGSTER_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("TRADING_DAGSTER_PAPER_CLOCK", MORNING_D1)
+    home = str(tmp_path / "home")
+    assert main(["--dagster-home", home, "trade", "--session", str(D), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "broker: paper (dev)" in out and "execution/submissions" in out and "'all_final': True" in out
+    sent = _paper_orders(settings.paper_account_path).height
+    approved = read_table(settings, "execution.orders").filter(pl.col("status") == "approved").height
+    assert sent == approved > 0
+    assert main(["--dagster-home", home, "trade", "--session", str(D)]) == 0  # again: nothing new at the broker
+    assert _paper_orders(settings.paper_account_path).height == sent
+    monkeypatch.setenv("TRADING_DAGSTER_PAPER_CLOCK", AFTER_D1)
+    assert main(["--dagster-home", home, "trade", "--session", str(D)]) == 1
+    err = capsys.readouterr().err
+    assert "never traded" in err and "Traceback" not in err
