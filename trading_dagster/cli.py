@@ -404,7 +404,8 @@ def cmd_trade(args: argparse.Namespace) -> int:
                 for k, v in mat.metadata.items()
                 if k.startswith(("outcome_", "status_", "all_final", "executions", "equity", "day_pnl"))
             }
-            print(f"{mat.asset_key.to_user_string()}: {shown}")
+            if shown:
+                print(f"{mat.asset_key.to_user_string()}: {shown}")
     return 0
 
 
