@@ -40,6 +40,7 @@ from trading_dagster.resources.configured import (
     BacktestBookResource,
     BrokerResource,
     CorporateActionsResource,
+    CostsConfig,
     FileCorporateActionsResource,
     FileMarketDataResource,
     LocalRawStoreResource,
@@ -97,8 +98,7 @@ def build_resources(settings: Settings) -> dict:
             ledger_path=str(settings.backtest_book_path),
             account=trading.account,
             initial_cash=trading.initial_cash,
-            slippage_bps=trading.slippage_bps,
-            commission_per_share=trading.commission_per_share,
+            costs=CostsConfig(**trading.costs),
         ),
         "broker": broker_resource(settings),
         "ledger": TradingLedgerResource(
@@ -174,8 +174,7 @@ def broker_resource(settings: Settings) -> BrokerResource:
         # its own account id: the trading book's client order ids never equal the backtest book's
         account=f"{trading.account}:paper-broker",
         initial_cash=trading.initial_cash,
-        slippage_bps=trading.slippage_bps,
-        commission_per_share=trading.commission_per_share,
+        costs=CostsConfig(**trading.costs),
         warehouse_path=str(settings.warehouse_path),
         fixed_now=settings.paper_clock,
     )

@@ -84,8 +84,7 @@ class TradingSettings:
     initial_cash: float
     benchmark: str
     risk: Mapping[str, Any]
-    slippage_bps: float
-    commission_per_share: float
+    costs: Mapping[str, Any]  # [costs] as `CostsConfig` fields: slippage and the commission model
     strategies: tuple[Mapping[str, Any], ...]
     universe: UniverseRule
     data: Mapping[str, str]
@@ -254,7 +253,46 @@ def _require_keys(env: Mapping[str, str], what: str, secrets: str = "env") -> No
 
 
 ACCOUNT_KEYS = ("name", "initial_cash", "benchmark")
-COSTS_KEYS = ("slippage_bps", "commission_per_share")
+COSTS_KEYS = (
+    "slippage_bps", "commission_per_share", "commission_per_order", "commission_bps", "commission_minimum",
+    "commission_maximum_pct", "commission_preset",
+)
+
+
+def costs_settings(section: Mapping[str, Any]) -> dict[str, Any]:
+    """`[costs]`: `slippage_bps` and the commission model, either `commission_preset` ("alpaca", "ibkr_fixed")
+    or its parts (`commission_per_share`, `_per_order`, `_bps`, `_minimum`, `_maximum_pct`), never both;
+    validated by building the model once."""
+    from decimal import Decimal
+
+    from trading_dagster.domain.execution import COMMISSION_PRESETS, CommissionModel
+
+    out: dict[str, Any] = {"slippage_bps": _number("costs", "slippage_bps", section.get("slippage_bps", 5))}
+    parts = [k for k in section if k.startswith("commission_") and k != "commission_preset"]
+    preset = section.get("commission_preset")
+    if preset is not None:
+        if parts:
+            raise SettingsError(f"[costs] commission_preset = {preset!r} and {parts}: give one or the other")
+        if preset not in COMMISSION_PRESETS:
+            raise SettingsError(f"[costs] commission_preset must be one of {sorted(COMMISSION_PRESETS)}, not {preset!r}")
+        model = CommissionModel.preset(preset)
+    else:
+        fields = {k.removeprefix("commission_"): section[k] for k in parts}
+        for key, value in fields.items():
+            if value is not None:
+                _number("costs", f"commission_{key}", value)
+        try:
+            model = CommissionModel(**{k: Decimal(str(v)) if v is not None else None for k, v in fields.items()})
+        except ValueError as exc:
+            raise SettingsError(f"[costs] {exc}") from None
+    out |= {
+        "commission_per_share": float(model.per_share),
+        "commission_per_order": float(model.per_order),
+        "commission_bps": float(model.bps),
+        "commission_minimum": float(model.minimum),
+        "commission_maximum_pct": None if model.maximum_pct is None else float(model.maximum_pct),
+    }
+    return out
 EXECUTION_KEYS = tuple(ExecutionSettings.__dataclass_fields__)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 
@@ -341,8 +379,7 @@ def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSet
         initial_cash=_number("account", "initial_cash", account.get("initial_cash", 100_000)),
         benchmark=str(account.get("benchmark", "SPY")),
         risk=risk_settings(_section(config, "risk", None), account.get("initial_cash", 100_000)),
-        slippage_bps=_number("costs", "slippage_bps", costs.get("slippage_bps", 5)),
-        commission_per_share=_number("costs", "commission_per_share", costs.get("commission_per_share", 0.005)),
+        costs=costs_settings(costs),
         strategies=tuple(dict(s) for s in strategies),
         universe=universe_rule(config),
         data=data_policy(config),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from trading_dagster.domain.broker_records import LiveTradingRefused
@@ -89,3 +91,20 @@ def test_limits_can_be_off_and_reach_the_risk_engine(tmp_path):
     settings = _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))
     risk = build_resources(settings)["trading_config"].risk_config()
     assert risk.monthly_share_limit is None and risk.max_orders_per_session == 3
+
+
+def test_costs_take_a_preset_or_the_parts_never_both(tmp_path):
+    from trading_dagster.definitions import build_resources
+
+    config = tmp_path / "config.toml"
+    config.write_text('[costs]\ncommission_preset = "ibkr_fixed"\nslippage_bps = 2\n')
+    settings = _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))
+    model = build_resources(settings)["backtest_book"].commission_model()
+    assert (model.per_share, model.minimum, model.maximum_pct) == (Decimal("0.005"), Decimal("1.0"), Decimal("1.0"))
+    assert build_resources(settings)["broker"].costs.commission_model() == model  # one model, both books
+    config.write_text('[costs]\ncommission_preset = "ibkr_fixed"\ncommission_minimum = 2\n')
+    with pytest.raises(SettingsError, match="one or the other"):
+        _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))
+    config.write_text('[costs]\ncommission_bps = -1\n')
+    with pytest.raises(SettingsError, match="commission_bps"):
+        _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))

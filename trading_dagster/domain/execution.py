@@ -62,23 +62,63 @@ class SlippageModel:
 
 @dataclass(frozen=True)
 class CommissionModel:
-    """Per-share commission (default half a cent, Interactive Brokers' fixed tier) with an optional
-    minimum per order, rounded to the cent because that is what a cash ledger books."""
+    """What a fill costs, rounded to the cent because that is what a cash ledger books:
+
+        cost = per_share x qty + per_order + bps / 10,000 x qty x price, at least `minimum` per order,
+               at most `maximum_pct` % of the trade's value (when set)
+
+    The default is half a cent a share (Interactive Brokers' fixed tier without its minimum and cap);
+    `COMMISSION_PRESETS` holds broker schedules (`CommissionModel.preset`). Non-decreasing in qty, so
+    `affordable_qty`'s binary search holds for every model."""
 
     per_share: Decimal = Decimal("0.005")
     minimum: Decimal = Decimal(0)
+    per_order: Decimal = Decimal(0)
+    bps: Decimal = Decimal(0)
+    maximum_pct: Decimal | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "per_share", as_decimal(self.per_share))
-        object.__setattr__(self, "minimum", as_decimal(self.minimum))
-        if self.per_share < 0 or self.minimum < 0:
-            raise ValueError("commission must be >= 0")
+        for name in ("per_share", "minimum", "per_order", "bps"):
+            object.__setattr__(self, name, as_decimal(getattr(self, name)))
+            if getattr(self, name) < 0:
+                raise ValueError(f"commission {name} must be >= 0, got {getattr(self, name)}")
+        if self.maximum_pct is not None:
+            object.__setattr__(self, "maximum_pct", as_decimal(self.maximum_pct))
+            if not 0 < self.maximum_pct <= 100:
+                raise ValueError(f"commission maximum_pct must be in (0, 100], got {self.maximum_pct}")
+        # the per-share-only model (the default) takes the short path: the planner prices millions of fills
+        object.__setattr__(
+            self, "_simple", self.per_order == 0 and self.bps == 0 and self.maximum_pct is None
+        )
 
-    def cost(self, qty: int, price: Decimal) -> Decimal:
-        """Commission for `qty` shares at `price` (price unused here; other models may use it)."""
+    @classmethod
+    def preset(cls, name: str) -> CommissionModel:
+        """A broker's published schedule by name (`COMMISSION_PRESETS`)."""
+        try:
+            return cls(**COMMISSION_PRESETS[name])
+        except KeyError:
+            raise ValueError(f"unknown commission preset {name!r}; expected one of {sorted(COMMISSION_PRESETS)}") from None
+
+    def cost(self, qty: int | Decimal, price: Decimal) -> Decimal:
+        """Commission for `qty` shares at `price`."""
         if qty <= 0:
             return Decimal(0)
-        return max(self.per_share * qty, self.minimum).quantize(CENT, rounding=ROUND_HALF_UP)
+        if self._simple:  # type: ignore[attr-defined]
+            return max(self.per_share * qty, self.minimum).quantize(CENT, rounding=ROUND_HALF_UP)
+        value = qty * price
+        cost = max(self.per_share * qty + self.per_order + self.bps / _BPS * value, self.minimum)
+        if self.maximum_pct is not None:
+            cost = min(cost, self.maximum_pct / 100 * value)
+        return cost.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+# Published US-equity schedules (as of 2026; check your broker's page before relying on one):
+# Alpaca charges no commission on US equities (regulatory fees on sells are not modelled);
+# Interactive Brokers' IBKR Pro Fixed: $0.005 a share, at least $1.00 an order, at most 1% of the trade value.
+COMMISSION_PRESETS: dict[str, dict[str, Decimal]] = {
+    "alpaca": {"per_share": Decimal(0)},
+    "ibkr_fixed": {"per_share": Decimal("0.005"), "minimum": Decimal("1.00"), "maximum_pct": Decimal(1)},
+}
 
 
 def buy_cost(qty: int, price: Decimal, commission: CommissionModel) -> Decimal:

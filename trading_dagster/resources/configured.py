@@ -285,6 +285,30 @@ class AlpacaMarketDataResource(MarketDataResource):
         )
 
 
+class CostsConfig(dg.Config):
+    """`[costs]`: slippage and the commission model (`execution.CommissionModel`), one definition for the
+    backtest book and the built-in paper broker."""
+
+    slippage_bps: float = 5.0
+    commission_per_share: float = 0.005
+    commission_per_order: float = 0.0
+    commission_bps: float = 0.0
+    commission_minimum: float = 0.0
+    commission_maximum_pct: float | None = Field(default=None, description="cap as % of the trade value")
+
+    def slippage_model(self) -> SlippageModel:
+        return SlippageModel(bps=Decimal(str(self.slippage_bps)))
+
+    def commission_model(self) -> CommissionModel:
+        return CommissionModel(
+            per_share=Decimal(str(self.commission_per_share)),
+            per_order=Decimal(str(self.commission_per_order)),
+            bps=Decimal(str(self.commission_bps)),
+            minimum=Decimal(str(self.commission_minimum)),
+            maximum_pct=None if self.commission_maximum_pct is None else Decimal(str(self.commission_maximum_pct)),
+        )
+
+
 class BacktestBookResource(dg.ConfigurableResource):
     """The backtest's simulated book (decision 0005, section 1): fills session D's orders at session D+1's
     open with the slippage and commission models below and keeps its ledger in DuckDB. Nobody's account:
@@ -293,8 +317,7 @@ class BacktestBookResource(dg.ConfigurableResource):
     ledger_path: str = ".data/backtest_book.duckdb"
     account: str = "paper"
     initial_cash: float = 100_000.0
-    slippage_bps: float = 5.0
-    commission_per_share: float = 0.005
+    costs: CostsConfig = CostsConfig()
 
     def get(self) -> SimulatedBook:
         Path(self.ledger_path).parent.mkdir(parents=True, exist_ok=True)
@@ -307,10 +330,10 @@ class BacktestBookResource(dg.ConfigurableResource):
         )
 
     def slippage_model(self) -> SlippageModel:
-        return SlippageModel(bps=Decimal(str(self.slippage_bps)))
+        return self.costs.slippage_model()
 
     def commission_model(self) -> CommissionModel:
-        return CommissionModel(per_share=Decimal(str(self.commission_per_share)))
+        return self.costs.commission_model()
 
 
 class BrokerResource(dg.ConfigurableResource, ABC):
@@ -329,8 +352,7 @@ class PaperBrokerResource(BrokerResource):
     path: str = ".data/paper_account.sqlite"
     account: str = "paper"
     initial_cash: float = 100_000.0
-    slippage_bps: float = 5.0
-    commission_per_share: float = 0.005
+    costs: CostsConfig = CostsConfig()
     warehouse_path: str | None = Field(
         default=None, description="DuckDB warehouse whose latest cleaned close is the paper fill price"
     )
@@ -351,8 +373,8 @@ class PaperBrokerResource(BrokerResource):
             initial_cash=Decimal(str(self.initial_cash)),
             clock=(lambda: fixed) if fixed is not None else None,
             quotes=_warehouse_quotes(self.warehouse_path) if self.warehouse_path else None,
-            slippage=SlippageModel(bps=Decimal(str(self.slippage_bps))),
-            commission=CommissionModel(per_share=Decimal(str(self.commission_per_share))),
+            slippage=self.costs.slippage_model(),
+            commission=self.costs.commission_model(),
         )
 
 

@@ -176,3 +176,35 @@ def test_opens_by_session_agrees_with_opens_at_for_every_session():
     for session, opens in table.items():
         assert {s: Decimal(repr(v)) for s, v in opens.items()} == opens_at(prices, session)
     assert table[d2] == {"AAPL": 153.58}  # a symbol without a bar that session is absent, not zero
+
+
+def test_commission_models_per_order_bps_minimum_and_cap():
+    from trading_dagster.domain.execution import CommissionModel
+
+    per_order = CommissionModel(per_share=Decimal(0), per_order=Decimal("1.50"))
+    assert per_order.cost(1, Decimal(10)) == per_order.cost(500, Decimal(10)) == Decimal("1.50")
+    bps = CommissionModel(per_share=Decimal(0), bps=Decimal(10))  # 0.1% of the trade's value
+    assert bps.cost(100, Decimal("50.00")) == Decimal("5.00")
+    # IBKR Pro Fixed: half a cent a share, at least $1.00, at most 1% of the trade value
+    ibkr = CommissionModel.preset("ibkr_fixed")
+    assert ibkr.cost(10, Decimal(150)) == Decimal("1.00")  # 0.05 -> the minimum
+    assert ibkr.cost(1000, Decimal(150)) == Decimal("5.00")  # 1000 x 0.005
+    assert ibkr.cost(1000, Decimal("0.20")) == Decimal("2.00")  # 5.00 capped at 1% of $200
+    assert CommissionModel.preset("alpaca").cost(1000, Decimal(150)) == Decimal(0)
+    with pytest.raises(ValueError, match="unknown commission preset"):
+        CommissionModel.preset("robinhood")
+    with pytest.raises(ValueError, match="maximum_pct"):
+        CommissionModel(maximum_pct=Decimal(0))
+
+
+@pytest.mark.parametrize("preset", ["alpaca", "ibkr_fixed"])
+def test_every_commission_model_is_non_decreasing_in_qty_so_affordable_qty_holds(preset):
+    from trading_dagster.domain.execution import CommissionModel, affordable_qty, buy_cost
+
+    model = CommissionModel.preset(preset)
+    for price in (Decimal("0.35"), Decimal("12.34"), Decimal("412.50")):
+        costs = [model.cost(q, price) for q in range(0, 400)]
+        assert costs == sorted(costs)
+        cash = Decimal("2500")
+        q = affordable_qty(cash, price, model, 10**6)
+        assert buy_cost(q, price, model) <= cash < buy_cost(q + 1, price, model)
