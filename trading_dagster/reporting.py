@@ -1,4 +1,6 @@
-"""What a person looks at: the equity-curve plot and the short run report printed by `trading-dagster demo`."""
+"""What a person looks at: the plots of the performance asset and its tear sheet (equity against the benchmark,
+drawdown, monthly returns heatmap, daily P&L, rolling Sharpe), and the short run report printed by
+`trading-dagster demo`. Matplotlib only (Agg backend), imported when a plot is drawn."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 
@@ -44,6 +47,167 @@ def equity_plot_markdown(equity: pl.DataFrame, benchmark: str) -> str:
         return "(no equity rows)"
     data = base64.b64encode(equity_plot_png(equity, benchmark)).decode()
     return f"![equity curve](data:image/png;base64,{data})"
+
+
+ROLLING_SHARPE_SESSIONS = 63  # a quarter of sessions
+PLOT_DPI = 72
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _pyplot()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PLOT_DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _series(equity: pl.DataFrame) -> tuple[list, np.ndarray, np.ndarray]:
+    eq = equity.sort("session")
+    sessions = eq["session"].to_list()
+    values = eq["equity"].cast(pl.Float64).to_numpy()
+    bench = eq["benchmark_close"].cast(pl.Float64).fill_null(strategy="forward").to_numpy()
+    return sessions, values, bench
+
+
+def equity_vs_benchmark_png(equity: pl.DataFrame, benchmark: str) -> bytes:
+    """Strategy equity against buy-and-hold of the benchmark from the same starting equity."""
+    plt = _pyplot()
+    sessions, values, bench = _series(equity)
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot(sessions, values, label="strategy equity", color="#1f77b4", linewidth=1.2)
+    known = ~np.isnan(bench)
+    if known.any():
+        first = bench[known][0]
+        ax.plot(sessions, bench / first * values[0], label=f"buy & hold {benchmark}", color="#888", linewidth=1)
+    ax.set_title("Equity against the benchmark")
+    ax.set_ylabel("USD")
+    ax.yaxis.set_major_formatter(lambda v, _: f"${v:,.0f}")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def drawdown_series(values: np.ndarray) -> np.ndarray:
+    """Fall from the running peak, as a negative percent."""
+    if len(values) == 0:
+        return values
+    return (values / np.maximum.accumulate(values) - 1) * 100
+
+
+def drawdown_png(equity: pl.DataFrame) -> bytes:
+    plt = _pyplot()
+    sessions, values, _ = _series(equity)
+    fig, ax = plt.subplots(figsize=(9, 2.2))
+    ax.fill_between(sessions, drawdown_series(values), 0, color="#d62728", alpha=0.5)
+    ax.set_title("Drawdown from the running peak")
+    ax.set_ylabel("%")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def daily_pnl(equity: pl.DataFrame) -> pl.DataFrame:
+    """(session, pnl): each session's change in equity (the first session's from its daily return)."""
+    eq = equity.sort("session")
+    r = eq["daily_return"] if "daily_return" in eq.columns else pl.Series([None] * eq.height, dtype=pl.Float64)
+    first = eq["equity"][0] - eq["equity"][0] / (1 + r[0]) if eq.height and r[0] is not None else 0.0
+    return eq.select("session", pl.col("equity").diff().fill_null(first).alias("pnl"))
+
+
+def daily_pnl_png(equity: pl.DataFrame) -> bytes:
+    plt = _pyplot()
+    pnl = daily_pnl(equity)
+    values = pnl["pnl"].to_numpy()
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    colors = np.where(values >= 0, "#2ca02c", "#d62728")
+    ax.bar(pnl["session"].to_list(), values, color=colors, width=1.0)
+    ax.set_title("Daily P&L")
+    ax.yaxis.set_major_formatter(lambda v, _: f"${v:,.0f}")
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def rolling_sharpe(equity: pl.DataFrame, window: int = ROLLING_SHARPE_SESSIONS) -> pl.DataFrame:
+    """(session, sharpe): annualized Sharpe of the last `window` daily returns (zero risk-free rate)."""
+    eq = equity.sort("session")
+    r = eq["equity"].pct_change()
+    mean = r.rolling_mean(window_size=window)
+    std = r.rolling_std(window_size=window)
+    sharpe = (mean / std * np.sqrt(252)).fill_nan(None)
+    return pl.DataFrame({"session": eq["session"], "sharpe": sharpe})
+
+
+def rolling_sharpe_png(equity: pl.DataFrame, window: int = ROLLING_SHARPE_SESSIONS) -> bytes:
+    plt = _pyplot()
+    rs = rolling_sharpe(equity, window)
+    fig, ax = plt.subplots(figsize=(9, 2.4))
+    ax.plot(rs["session"].to_list(), rs["sharpe"].cast(pl.Float64).fill_null(np.nan).to_numpy(), color="#9467bd")
+    ax.axhline(0, color="#555", linewidth=0.8)
+    ax.set_title(f"Rolling Sharpe ({window} sessions, annualized)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def monthly_grid(months: pl.DataFrame) -> tuple[list[int], np.ndarray]:
+    """Years and a years x 12 grid of monthly returns in percent (NaN where a month has no data)."""
+    if months.is_empty():
+        return [], np.full((0, 12), np.nan)
+    years = sorted({m.year for m in months["month"].to_list()})
+    grid = np.full((len(years), 12), np.nan)
+    for month, ret in months.select("month", "return").iter_rows():
+        if ret is not None:
+            grid[years.index(month.year), month.month - 1] = 100 * ret
+    return years, grid
+
+
+def monthly_heatmap_png(months: pl.DataFrame) -> bytes:
+    plt = _pyplot()
+    years, grid = monthly_grid(months)
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.32 * max(len(years), 1)))
+    if years:
+        bound = max(np.nanmax(np.abs(grid)), 0.01) if not np.isnan(grid).all() else 1.0
+        ax.imshow(grid, cmap="RdYlGn", vmin=-bound, vmax=bound, aspect="auto")
+        for i in range(len(years)):
+            for j in range(12):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=7)
+        ax.set_yticks(range(len(years)), [str(y) for y in years])
+    ax.set_xticks(range(12), ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
+    ax.set_title("Monthly returns (%)")
+    return _png(fig)
+
+
+def performance_plots(equity: pl.DataFrame, months: pl.DataFrame, benchmark: str) -> dict[str, bytes]:
+    """{title: PNG} of the plots a trader looks at, in reading order."""
+    if equity.is_empty():
+        return {}
+    return {
+        "Equity against the benchmark": equity_vs_benchmark_png(equity, benchmark),
+        "Drawdown": drawdown_png(equity),
+        "Monthly returns": monthly_heatmap_png(months),
+        "Daily P&L": daily_pnl_png(equity),
+        "Rolling Sharpe": rolling_sharpe_png(equity),
+    }
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def performance_plots_markdown(equity: pl.DataFrame, months: pl.DataFrame, benchmark: str) -> str:
+    plots = performance_plots(equity, months, benchmark)
+    if not plots:
+        return "(no equity rows)"
+    return "\n\n".join(f"**{title}**\n\n![{title}]({data_uri(png)})" for title, png in plots.items())
 
 
 def format_report(summary: dict[str, Any], facts: dict[str, Any]) -> str:

@@ -126,3 +126,45 @@ class Progress:
     def tick(self, i: int, extra: str = "") -> None:
         if i == self.total or i % self.every == 0:
             self.log.info(f"{self.label}: {i}/{self.total} ({100 * i // self.total}%) {extra}".rstrip())
+
+
+def money(x: float | None) -> str:
+    """Dollars as a person reads them: `$1,234,567.89`, `-$12.30`, `n/a`."""
+    if x is None or x != x:
+        return "n/a"
+    return f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}"
+
+
+def percent(x: float | None, signed: bool = True) -> str:
+    """A fraction as a percent with two decimals: 0.2348 -> `+23.48%`; None -> `n/a`."""
+    if x is None or x != x:
+        return "n/a"
+    return f"{100 * x:+.2f}%" if signed else f"{100 * x:.2f}%"
+
+
+TABLE_MAX_ROWS = 200
+_TABLE_TYPES = {pl.Int64: "int", pl.Int32: "int", pl.Float64: "float", pl.Boolean: "bool"}
+
+
+def table_preview(df: pl.DataFrame, columns: dict[str, str], rows: int = TABLE_MAX_ROWS) -> dg.MetadataValue:
+    """`MetadataValue.table` of `df`'s first `rows` rows, columns {frame column: heading} in that order:
+    what the UI shows as a sortable table on the materialization (a session's orders, its fills)."""
+    present = {c: h for c, h in columns.items() if c in df.columns}
+    head = df.select(list(present)).head(rows)
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=h, type=_TABLE_TYPES.get(type(head.schema[c]), "string"))
+            for c, h in present.items()
+        ]
+    )
+
+    def cell(v: Any) -> Any:
+        if v is None or isinstance(v, int | float | bool | str):
+            return v
+        return str(v)
+
+    records = [
+        dg.TableRecord({h: cell(v) for h, v in zip(present.values(), row, strict=True)})
+        for row in head.iter_rows()
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)

@@ -19,6 +19,7 @@ own levels). Exit fills are `filled` rows with ids `<entry>-sl` / `<entry>-tp`.
 
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -31,8 +32,10 @@ from trading_dagster.assets._common import (
     gate_pending,
     gated_check_results,
     gx_suite,
+    money,
     partitioned,
-    preview,
+    percent,
+    table_preview,
     tables,
 )
 from trading_dagster.assets.indicators import SIGNALS
@@ -47,7 +50,7 @@ from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import plan_orders
 from trading_dagster.domain.risk import RiskConfig
 from trading_dagster.partitions import lookback_mapping, session_calendar, window_sessions
-from trading_dagster.reporting import equity_plot_markdown
+from trading_dagster.reporting import performance_plots_markdown
 from trading_dagster.resources.alerts import Alert, AlertDeliveryError, AlertsResource
 from trading_dagster.resources.configured import (
     BacktestBookResource,
@@ -204,7 +207,9 @@ def orders(
     )
     n_ok = out.filter(pl.col("status") == "approved").height if out.height else 0
     context.log.info(f"orders: {n_ok:,} approved, {out.height - n_ok:,} denied (kept with a reason code)")
-    counts = out.group_by("status", "reason_code").len().sort("len", descending=True) if out.height else out
+    counts = (
+        out.group_by("status", "reason_code").len(name="orders").sort("orders", descending=True) if out.height else out
+    )
     outcome = rules.orders_within_limits(out, risk.monthly_share_limit)
     gate_pending(context, quality_gate, ORDERS, sessions)
     yield dg.Output(
@@ -214,6 +219,7 @@ def orders(
             "approved": n_ok,
             "denied": out.height - n_ok,
             **tables(context, sessions, by_status_and_reason=(counts, 20)),
+            **session_orders_table(out, sessions),
             "start_cash": float(start_state.cash),
         },
     )
@@ -286,11 +292,16 @@ def executions(
         # the quota counts the month's fills before the window too (a daily run sees one day of events)
         month = b.events(sessions[0].replace(day=1), sessions[-1])
     context.log.info(f"executions: {events.filter(pl.col('event') == 'filled').height if events.height else 0:,} fills")
-    counts = events.group_by("event").len().sort("event") if events.height else events
+    counts = events.group_by("event").len(name="events").sort("event") if events.height else events
     alert_ledger_events(context, alerts, events)
     gate_pending(context, quality_gate, EXECUTIONS, sessions)
     yield dg.Output(
-        events, metadata={**frame_metadata(events, sessions), **tables(context, sessions, by_event=(counts, 10))}
+        events,
+        metadata={
+            **frame_metadata(events, sessions),
+            **tables(context, sessions, by_event=(counts, 10)),
+            **session_fills_table(events, sessions),
+        },
     )
     quota = rules.fills_within_monthly_quota(month, trading_config.monthly_share_limit, window=sessions)
     # side and price are null on acceptances, expiries and splits; the rest never is
@@ -368,7 +379,16 @@ def pnl(
     context.log.info(f"pnl: equity ${last.get('equity', 0.0):,.2f} at {last.get('session')}")
     gate_pending(context, quality_gate, EQUITY, sessions)
     gate_pending(context, quality_gate, POSITIONS, sessions)
-    yield dg.Output(positions, "positions", metadata=frame_metadata(positions, sessions))
+    add_session_figures(context, equity, previous_peak(context, prev))
+    one = len(sessions) == 1
+    yield dg.Output(
+        positions,
+        "positions",
+        metadata={
+            **frame_metadata(positions, sessions),
+            **({"positions": table_preview(positions, POSITION_COLUMNS)} if one else {}),
+        },
+    )
     yield dg.Output(
         equity,
         "equity",
@@ -376,6 +396,7 @@ def pnl(
             **frame_metadata(equity, sessions),
             "final_equity": float(last.get("equity", 0.0)),
             "final_cash": float(last.get("cash", 0.0)),
+            "final_equity_text": money(last.get("equity")),
         },
     )
     identity = rules.equity_identity(equity)
@@ -451,24 +472,141 @@ def alert_ledger_events(context: dg.AssetExecutionContext, alerts: AlertsResourc
             context.log.warning(f"alert not delivered everywhere: {exc}")
 
 
+ORDER_COLUMNS = {
+    "symbol": "symbol", "side": "side", "qty": "qty", "requested_qty": "requested", "ref_price": "price",
+    "strategy": "strategy", "status": "status", "reason_code": "reason", "client_order_id": "client_order_id",
+}
+FILL_COLUMNS = {
+    "symbol": "symbol", "side": "side", "qty": "qty", "price": "price", "event": "event",
+    "commission": "commission", "order_session": "ordered", "client_order_id": "client_order_id",
+}
+POSITION_COLUMNS = {
+    "symbol": "symbol", "qty": "qty", "avg_cost": "avg_cost", "close": "close", "market_value": "market_value",
+    "unrealized_pnl": "unrealized_pnl",
+}
+
+
+def session_orders_table(out: pl.DataFrame, sessions: list[dt.date]) -> dict[str, dg.MetadataValue]:
+    """A one-session run's orders as a table (approved first, then denied with their reason codes). A range
+    run has no such table: Dagster would copy it onto every partition of the range (see `tables`)."""
+    if len(sessions) != 1:
+        return {}
+    ranked = out.sort(pl.col("status") != "approved", "symbol") if out.height else out
+    return {"orders": table_preview(ranked, ORDER_COLUMNS)}
+
+
+def session_fills_table(events: pl.DataFrame, sessions: list[dt.date]) -> dict[str, dg.MetadataValue]:
+    """A one-session run's broker events (fills first) as a table."""
+    if len(sessions) != 1:
+        return {}
+    ranked = events.sort(pl.col("event") != "filled", "symbol") if events.height else events
+    return {"fills": table_preview(ranked, FILL_COLUMNS)}
+
+
+def previous_peak(context: dg.AssetExecutionContext, prev: dt.date | None) -> float | None:
+    """The running equity peak recorded on the session before the window (`peak_equity`), so a one-day run
+    draws the same drawdown as a range run; None when that session has not been materialized."""
+    if prev is None:
+        return None
+    try:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(EQUITY), asset_partitions=[prev.isoformat()]),
+            limit=1,
+            ascending=False,
+        ).records
+    except Exception:  # noqa: BLE001 - a figure for the UI, never a reason to fail the P&L
+        return None
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("peak_equity")
+    value = getattr(value, "value", value)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def add_session_figures(context: dg.AssetExecutionContext, equity: pl.DataFrame, peak: float | None) -> None:
+    """Each session's figures as numeric metadata on its own partition of pnl/equity, so the Plots tab draws
+    equity, daily P&L, drawdown and exposure per session. Partition-scoped (`add_asset_metadata` with a
+    partition key): a range run gives each partition its own six numbers, not a copy of the whole range's."""
+    rows = equity.sort("session").to_dicts()
+    for row in rows:
+        value = float(row["equity"])
+        peak = value if peak is None else max(peak, value)
+        r = row.get("daily_return")
+        day_pnl = value - value / (1 + r) if r is not None and r > -1 else 0.0
+        drawdown = value / peak - 1 if peak > 0 else 0.0
+        exposure = float(row["market_value"]) / value if value > 0 else 0.0
+        figures: dict[str, object] = {
+            "equity": dg.MetadataValue.float(value),
+            "daily_pnl": dg.MetadataValue.float(round(day_pnl, 2)),
+            "daily_return_pct": dg.MetadataValue.float(round(100 * (r or 0.0), 4)),
+            "drawdown_pct": dg.MetadataValue.float(round(100 * drawdown, 4)),
+            "exposure_pct": dg.MetadataValue.float(round(100 * exposure, 4)),
+            "peak_equity": dg.MetadataValue.float(peak),
+        }
+        if len(rows) == 1:
+            figures["summary"] = dg.MetadataValue.text(
+                f"equity {money(value)}, day {money(day_pnl)} ({percent(r)}), drawdown {percent(drawdown)}, "
+                f"exposure {percent(exposure, signed=False)}, {row.get('n_positions') or 0} positions"
+            )
+        context.add_asset_metadata(figures, asset_key=dg.AssetKey(EQUITY), partition_key=row["session"].isoformat())
+
+
+RATIO_KEYS = ("sharpe", "benchmark_sharpe")
+MONEY_KEYS = ("initial_equity", "final_equity", "benchmark_final_equity")
+
+
+def performance_metadata(summary: dict[str, object]) -> dict[str, object]:
+    """The summary as a person reads it (`+23.48%`, `$1,234,567.89`, `0.78`), each number also as a typed
+    float under `<key>_raw` for code and for the Plots tab (its history over runs)."""
+    shown: dict[str, object] = {}
+    raw: dict[str, object] = {}
+    for key, value in summary.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            shown[key] = "n/a" if value is None else str(value)
+            continue
+        if key == "sessions":
+            shown[key] = int(value)
+            continue
+        raw[f"{key}_raw"] = dg.MetadataValue.float(float(value))
+        if key in MONEY_KEYS:
+            shown[key] = money(float(value))
+        elif key in RATIO_KEYS:
+            shown[key] = f"{value:.2f}"
+        else:
+            shown[key] = percent(float(value), signed="volatility" not in key)
+    return {**shown, **raw}
+
+
 @dg.asset(
     key=PERFORMANCE,
     group_name="pnl",
     kinds={"duckdb", "polars"},
     description="Whole-history performance: cumulative and annualized return, Sharpe, max drawdown, against "
-    "buy-and-hold of the benchmark over the same sessions; monthly returns and the equity-curve plot.",
+    "buy-and-hold of the benchmark over the same sessions. Plots (equity against the benchmark, drawdown, "
+    "monthly returns heatmap, daily P&L, rolling Sharpe) and an HTML tear sheet in `<data dir>/reports/`.",
     ins={"equity": dg.AssetIn(key=EQUITY)},
 )
-def performance(context: dg.AssetExecutionContext, equity: pl.DataFrame, trading_config: TradingConfigResource):
+def performance(
+    context: dg.AssetExecutionContext,
+    equity: pl.DataFrame,
+    trading_config: TradingConfigResource,
+    backtest_book: BacktestBookResource,
+):
+    from trading_dagster.tearsheet import write_tearsheet
+
     equity = equity.sort("session")
     summary = performance_summary(equity)
     months = monthly_returns(equity)
     out = pl.DataFrame([{k: (str(v) if isinstance(v, dt.date) else v) for k, v in summary.items()}])
+    reports = Path(backtest_book.ledger_path).resolve().parent / "reports"
+    sheet = write_tearsheet(equity, summary, months, trading_config.benchmark, reports / "tearsheet.html")
+    context.log.info(f"tear sheet: {sheet}")
     return dg.Output(
         out,
         metadata={
-            **{k: (float(v) if isinstance(v, int | float) else str(v)) for k, v in summary.items()},
-            "equity_curve": dg.MetadataValue.md(equity_plot_markdown(equity, trading_config.benchmark)),
-            "monthly_returns": preview(months.tail(24), 24),
+            **performance_metadata(summary),
+            "plots": dg.MetadataValue.md(performance_plots_markdown(equity, months, trading_config.benchmark)),
+            "tearsheet": dg.MetadataValue.path(str(sheet)),
+            "tearsheet_url": dg.MetadataValue.url(sheet.as_uri()),
         },
     )
