@@ -426,8 +426,13 @@ class SimulatedBook(BacktestBook):
         slippage: SlippageModel | None = None,
         commission: CommissionModel | None = None,
         account: str = "paper",
+        *,
+        read_only: bool = False,
     ) -> None:
         self.path = path or ":memory:"
+        # read only: `sync` and `submit` work on the in-memory mirror as usual, but nothing reaches the file,
+        # so an asset that plans can project the book to an open without moving it (decision 0005)
+        self.read_only = read_only
         self.slippage = slippage or SlippageModel()
         self.commission = commission or CommissionModel()
         self._con = duckdb.connect(self.path)
@@ -570,7 +575,10 @@ class SimulatedBook(BacktestBook):
             self._flush()
 
     def _flush(self) -> None:
-        """Write the buffer in one transaction: a crash leaves the file before or after it, never between."""
+        """Write the buffer in one transaction: a crash leaves the file before or after it, never between.
+        A read-only book writes nothing (its projection is dropped with the object)."""
+        if self.read_only:
+            return
         batches = [(table, rows, _TABLE_COLS[table]) for table, rows in self._buffer.items() if rows]
         if not batches:
             return
@@ -743,6 +751,8 @@ class SimulatedBook(BacktestBook):
         later with their fills and expiries, the book events from `session` on, and also undo what the opens
         from `session` on did to earlier orders (those become pending again, so the next `sync(session, ...)`
         works them afresh)."""
+        if self.read_only:
+            raise ValueError(f"reset_from({session}) on a read-only book: only the executions asset moves it")
         self._flush()
         self._con.execute("BEGIN TRANSACTION")
         try:

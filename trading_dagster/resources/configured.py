@@ -319,7 +319,8 @@ class BacktestBookResource(dg.ConfigurableResource):
     initial_cash: float = 100_000.0
     costs: CostsConfig = CostsConfig()
 
-    def get(self) -> SimulatedBook:
+    def get(self, *, read_only: bool = False) -> SimulatedBook:
+        """The book; `read_only`: project it (sync to an open, read the account) without writing anything."""
         Path(self.ledger_path).parent.mkdir(parents=True, exist_ok=True)
         return SimulatedBook(
             path=self.ledger_path,
@@ -327,6 +328,7 @@ class BacktestBookResource(dg.ConfigurableResource):
             slippage=self.slippage_model(),
             commission=self.commission_model(),
             account=self.account,
+            read_only=read_only,
         )
 
     def slippage_model(self) -> SlippageModel:

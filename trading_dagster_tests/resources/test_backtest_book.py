@@ -591,3 +591,22 @@ def test_executions_match_orders_holds_exit_fills_to_their_entry():
     ]:
         outcome = rules.executions_match_orders(events.with_columns(change), planned)
         assert not outcome.passed and outcome.metadata["failed_conditions"] == f"{condition}: 1", outcome
+
+
+def test_a_read_only_book_projects_an_open_without_moving_the_ledger(tmp_path):
+    """What the orders asset does: sync to a's open and read the account there, leaving the file as it was
+    (decision 0005: assets that plan read the book; only executions write it)."""
+    path = str(tmp_path / "book.duckdb")
+    day1, day2 = dt.date(2017, 6, 1), dt.date(2017, 6, 2)
+    order = Order("td-x", day1, "AAPL", "s", "buy", 4, 4, Decimal("150"), "approved")
+    with _broker(path) as book:
+        book.submit([order], day1)
+    with SimulatedBook(path, initial_cash=CASH, slippage=SLIP, commission=FEE, read_only=True) as projected:
+        projected.sync(day2, {"AAPL": Decimal("151")})
+        assert projected.account(day2).qty("AAPL") == 4  # the projection filled it at day 2's open
+        with pytest.raises(ValueError, match="read-only"):
+            projected.reset_from(day1)
+    with _broker(path) as book:
+        assert book.events(day2, day2).is_empty()  # nothing was written
+        assert [o.client_order_id for o in book.pending_orders()] == ["td-x"]
+        assert book.account(day2).qty("AAPL") == 0
