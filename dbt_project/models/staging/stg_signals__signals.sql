@@ -1,0 +1,8 @@
+select
+    session,
+    symbol,
+    strategy,
+    side,
+    strength,
+    reason
+from {{ source('signals', 'signals') }}
