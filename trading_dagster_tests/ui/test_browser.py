@@ -13,6 +13,7 @@ The instance uses Dagster's DefaultRunCoordinator (no daemon to start): a run la
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -282,3 +283,23 @@ def test_a_one_session_run_launched_from_the_launchpad_succeeds(page, ui):
     status.wait_for(timeout=RUN_SECONDS * 1000)
     _shot(page, ui, "launched_run")
     assert status.inner_text() == "Success", ui["log"].read_text()[-3000:]
+
+
+MART = ["marts", "fct_trade_journal"]
+
+
+def _asset_exists(ui: dict, key: list[str]) -> bool:
+    query = json.dumps({"query": f"{{ assetNodeOrError(assetKey: {{path: {json.dumps(key)}}}) {{ __typename }} }}"})
+    req = urllib.request.Request(
+        f"{ui['url']}/graphql", data=query.encode(), headers={"Content-Type": "application/json"}
+    )
+    return '"AssetNode"' in urllib.request.urlopen(req, timeout=10).read().decode()
+
+
+def test_lineage_runs_from_raw_prices_to_the_dbt_marts(page, ui):
+    if not _asset_exists(ui, MART):
+        pytest.skip(f"no {'/'.join(MART)} asset in the code location (the dbt marts are not wired)")
+    _open(page, ui, f"/assets/{'/'.join(MART)}?view=lineage&lineageScope=upstream&lineageDepth=20", "raw_prices")
+    for stage in ("raw_prices", "cleaned_prices", "orders", "executions", MART[-1]):
+        page.get_by_text(stage, exact=True).first.wait_for()
+    _shot(page, ui, "lineage_marts")
