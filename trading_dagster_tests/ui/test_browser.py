@@ -240,6 +240,7 @@ def test_performance_shows_formatted_figures_plots_and_the_tear_sheet(page, ui):
     page.get_by_text("[Show Markdown]").first.click()  # the plots
     for title in ("Equity against the benchmark", "Drawdown", "Monthly returns", "Daily P&L", "Rolling Sharpe"):
         page.get_by_role("img", name=title).first.wait_for()
+    page.wait_for_timeout(600)  # the dialog fades in
     _shot(page, ui, "performance_plots")
 
 
