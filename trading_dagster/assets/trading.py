@@ -188,7 +188,9 @@ def orders(
         context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config
     )
     bars = bars_by_session(cleaned_prices, sessions[:1]) if risk.has_exits else None
-    with backtest_book.get() as b:
+    # read only: the book projected to a's open (pending orders filled, book events, a's exits), never moved:
+    # planning reads the book; only `executions` writes it
+    with backtest_book.get(read_only=True) as b:
         # fills what an earlier run left pending at a's open, after the book events up to a, then a's exits
         b.sync(sessions[0], opens.get(sessions[0], {}), events, bars=session_bars(bars, sessions[0]))
         start_state = b.account(sessions[0])
