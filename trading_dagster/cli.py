@@ -7,6 +7,8 @@
     trading-dagster status               what a data revision made stale
     trading-dagster refresh [--dry-run]  re-run exactly the stale partitions, upstream first
     trading-dagster ui [--port 3000]     the Dagster UI on the same history
+    trading-dagster prepare [--force]    parse the dbt project (dbt_project/target/manifest.json); demo and ui
+                                         run it when the manifest is missing
 """
 
 from __future__ import annotations
@@ -158,6 +160,58 @@ def print_report(outcome: dict) -> None:
     print(format_report(performance_summary(equity), facts))
 
 
+def prepare_manifest(*, force: bool = False) -> float | None:
+    """`dbt parse` of dbt_project/ when its manifest is missing or older than a file of the project (or with
+    `force`): the manifest the dbt assets are built from. Seconds taken, or None when the manifest was already there."""
+    import subprocess
+
+    from trading_dagster.assets.dbt import dbt_executable
+    from trading_dagster.dbt_project_def import dbt_project
+
+    manifest = dbt_project.manifest_path
+    if manifest.exists() and not force:
+        built = manifest.stat().st_mtime
+        sources = (p for p in Path(dbt_project.project_dir).rglob("*") if p.suffix in {".sql", ".yml"})
+        if all(p.stat().st_mtime <= built for p in sources if "target" not in p.parts):
+            return None  # present and newer than every model, test, macro and YAML file
+    t0 = time.time()
+    d = str(dbt_project.project_dir)
+    cmd = [dbt_executable(), "parse", "--project-dir", d, "--profiles-dir", d, "--quiet"]
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not dbt_project.manifest_path.exists():
+        raise SystemExit(f"dbt parse failed ({' '.join(cmd)}):\n{done.stdout}{done.stderr}")
+    return time.time() - t0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    seconds = prepare_manifest(force=args.force)
+    from trading_dagster.dbt_project_def import dbt_project
+
+    took = "already there" if seconds is None else f"dbt parse {seconds:.1f} s"
+    print(f"dbt manifest: {dbt_project.manifest_path} ({took})")
+    return 0
+
+
+def run_marts(start: dt.date, end: dt.date, *, environ: dict | None = None) -> dict:
+    """`marts_job` (the dbt build of the marts and their tests) for [start, end], on the instance in
+    DAGSTER_HOME."""
+    import dagster as dg
+
+    from trading_dagster.definitions import build_definitions
+    from trading_dagster.settings import load_settings
+
+    defs = build_definitions(load_settings(environ))
+    t0 = time.time()
+    result = defs.resolve_job_def("marts_job").execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+    return {"success": result.success, "run_id": result.run_id, "seconds": time.time() - t0}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from trading_dagster.resources.market_data import FileMarketDataSource
     from trading_dagster.settings import load_settings
@@ -174,11 +228,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         end = session_calendar().offset(session_calendar().between(start, end)[0], args.sessions - 1) or end
     print(f"DAGSTER_HOME={home}\ndata: {settings.data_dir}\nmarket data: {settings.market_data_file}")
+    prepare_manifest()
     outcome = run_backfill(start, end)
     if not outcome["success"]:
         print(f"run failed: {outcome['failed_checks'] or 'see the errors above'} (run {outcome['run_id']})")
         return 1
     print_report(outcome)
+    marts = run_marts(outcome["sessions"][0], outcome["sessions"][-1])
+    if not marts["success"]:
+        print(f"marts (dbt) failed: see the run {marts['run_id']} (trading-dagster ui)")
+        return 1
+    print(f"marts (dbt build, models and tests): {marts['seconds']:.1f} s -> schema `marts` of {settings.warehouse_path}")
     return 0
 
 
@@ -335,6 +395,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from trading_dagster.settings import REPO_ROOT
 
     home = ensure_dagster_home(args.dagster_home)
+    prepare_manifest()
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
     cmd = [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={home}\n{' '.join(cmd)}", flush=True)
@@ -446,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("prepare", help="parse the dbt project into dbt_project/target/manifest.json")
+    p.add_argument("--force", action="store_true", help="parse even when the manifest exists")
+    p.set_defaults(func=cmd_prepare)
     args = parser.parse_args(argv)
     _quiet_warnings()  # before the definitions are imported: Dagster's beta/preview notices are not for users
     return args.func(args)

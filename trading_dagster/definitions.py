@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from trading_dagster.assets.dbt import dbt_resource, marts_assets, marts_job
 from trading_dagster.assets.execution import EXECUTION_ASSETS
 from trading_dagster.assets.indicators import indicators, signals
 from trading_dagster.assets.prices import cleaned_prices
@@ -109,6 +110,7 @@ def build_resources(settings: Settings) -> dict:
         ),
         "trading_config": trading_config,
         "alerts": alerts_resource(settings.data_dir, trading.alerts),
+        "dbt": dbt_resource(str(settings.warehouse_path)),
     }
 
 
@@ -211,9 +213,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     execution = settings.trading.execution if settings.trading else ExecutionSettings()
     return dg.Definitions(
-        assets=[*ASSETS, *CONTROL_ASSETS],
+        assets=[*ASSETS, marts_assets(), *CONTROL_ASSETS],  # marts: the dbt models (needs the manifest)
         asset_checks=UP_TO_DATE_CHECKS,
-        jobs=[pipeline_job, performance_job, raw_landing_job, *EXECUTION_JOBS, *CONTROL_JOBS],
+        jobs=[pipeline_job, performance_job, marts_job, raw_landing_job, *EXECUTION_JOBS, *CONTROL_JOBS],
         schedules=[
             daily_pipeline_schedule,
             build_weekly_scan_schedule(execution.weekly_scan_day),

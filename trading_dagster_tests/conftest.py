@@ -37,6 +37,15 @@ def dummy_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> None:
+    """The dbt manifest the marts assets are built from, before any test builds the definitions: a fresh
+    clone has no dbt_project/target/ (`trading-dagster prepare`; a no-op when it is up to date)."""
+    from trading_dagster.cli import prepare_manifest
+
+    prepare_manifest()
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """URL of a moto S3 server on a free local port; stopped at the end of the session."""

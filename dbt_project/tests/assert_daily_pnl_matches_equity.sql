@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_daily_pnl'}}}) }}
 -- Reconciliation: each session's total P&L (and the sum of the strategies') is the equity curve's change
 -- from the previous session (the first session of the curve has no previous one).
 select d.session, d.pnl, s.strategies_pnl, e.equity - e.previous_equity as equity_change

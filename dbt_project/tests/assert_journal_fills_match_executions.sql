@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_trade_journal'}}}) }}
 -- Reconciliation: the journal's fills are exactly the executions' fills (same ids, sessions, qty, price).
 with journal as (
     select client_order_id, session, qty, price from {{ ref('fct_trade_journal') }} where event = 'filled'
