@@ -47,6 +47,9 @@ def test_marts_build_with_every_dbt_test_passing(built):
     assert set(MARTS) <= materialized
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    reconciliations = {"assert_journal_fills_match_executions", "assert_equity_is_cash_plus_market_value",
+                       "assert_daily_pnl_matches_equity"}
+    assert reconciliations <= {c.check_name for c in checks}  # asset checks on the marts, not observations
     assert read_table(settings, "marts.fct_strategy_performance").height == 4  # three strategies and the total
 
 
