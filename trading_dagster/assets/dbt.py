@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -96,7 +97,11 @@ def marts_assets() -> dg.AssetsDefinition:
         dagster_dbt_translator=MartsTranslator(),
     )
     def trading_marts(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
-        yield from dbt.cli(["build", "--vars", json.dumps(window_vars(context))], context=context).stream()
+        # dbt's target and log folder for this run only (compiled SQL, run_results.json, dbt.log; about 3 MB):
+        # dagster-dbt's default, a new folder under dbt_project/target/ per run, would pile up
+        with tempfile.TemporaryDirectory(prefix="trading-marts-dbt-") as target:
+            args = ["build", "--vars", json.dumps(window_vars(context))]
+            yield from dbt.cli(args, context=context, target_path=Path(target)).stream()
 
     return trading_marts
 
