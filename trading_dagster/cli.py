@@ -62,6 +62,11 @@ def ensure_dagster_home(path: str | None) -> Path:
     return home
 
 
+# The code location the runs belong to in the UI (workspace.yaml's location, Definitions' repository): the
+# job pages and the Overview timeline list a run by this tag, which in-process runs do not get by themselves.
+UI_RUN_TAGS = {".dagster/repository": "__repository__@trading_dagster"}
+
+
 def _quiet_warnings() -> None:
     import warnings
 
@@ -90,6 +95,7 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
     job = defs.resolve_job_def("pipeline_job")
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     tags = {
+        **UI_RUN_TAGS,
         "dagster/asset_partition_range_start": sessions[0].isoformat(),
         "dagster/asset_partition_range_end": sessions[-1].isoformat(),
     }
@@ -102,7 +108,7 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
         instance=instance, tags=tags, run_config=run_config, raise_on_error=False, asset_selection=selection
     )
     perf = defs.resolve_job_def("performance_job").execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=False
+        instance=instance, run_config=run_config, raise_on_error=False, tags=UI_RUN_TAGS
     ) if result.success else None
     checks = [e for r in (result, perf) if r is not None for e in r.get_asset_check_evaluations()]
     failed = [c for c in checks if not c.passed]
@@ -211,7 +217,11 @@ def run_marts(start: dt.date, end: dt.date, *, environ: dict | None = None) -> d
     with log.open("w") as out, redirect_stdout(out):  # dbt's own lines (dagster-dbt writes them to stdout)
         result = defs.resolve_job_def("marts_job").execute_in_process(
             instance=dg.DagsterInstance.get(),
-            tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()},
+            tags={
+                **UI_RUN_TAGS,
+                "dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
             # ERROR: the staging models' dbt tests run (indirect selection) but are observations, not checks
             # (the staging models are ephemeral, not assets), each with a warning
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
@@ -434,7 +444,11 @@ def run_trade(
     jobs += ["execution_job", "reconcile_job"] if reconcile else ["execution_job"]
     for name in jobs:
         result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, partition_key=session.isoformat(), run_config=run_config, raise_on_error=False
+            instance=instance,
+            partition_key=session.isoformat(),
+            run_config=run_config,
+            raise_on_error=False,
+            tags=UI_RUN_TAGS,
         )
         out[name] = result
         if not result.success:

@@ -22,6 +22,7 @@ from trading_dagster.automation.execution_sensors import (
 )
 from trading_dagster.automation.jobs import (
     daily_pipeline_schedule,
+    marts_after_pipeline_sensor,
     performance_after_pipeline_sensor,
     performance_job,
     pipeline_job,
@@ -223,6 +224,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         sensors=[
             performance_after_pipeline_sensor,
+            marts_after_pipeline_sensor,
             raw_landing_sensor,
             raw_freshness_sensor,
             run_failure_alert_sensor,

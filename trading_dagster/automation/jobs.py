@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from trading_dagster.assets.dbt import marts_job
 from trading_dagster.assets.trading import PERFORMANCE
 from trading_dagster.automation.staleness import UP_TO_DATE_CHECKS
 from trading_dagster.partitions import SESSION_TIMEZONE, session_calendar, sessions_partitions_def
@@ -54,3 +55,24 @@ def daily_pipeline_schedule(context: dg.ScheduleEvaluationContext):
 def performance_after_pipeline_sensor(context: dg.RunStatusSensorContext):
     """Refresh whole-history performance after every successful pipeline run."""
     return dg.RunRequest(run_key=f"performance-after-{context.dagster_run.run_id}")
+
+
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def marts_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
+    """The marts for the sessions a successful pipeline run wrote: its range, or its one partition."""
+    tags = run.tags or {}
+    key = f"marts-after-{run.run_id}"
+    if all(t in tags for t in RANGE_TAGS):
+        return dg.RunRequest(run_key=key, tags={t: tags[t] for t in RANGE_TAGS})
+    if tags.get("dagster/partition"):
+        return dg.RunRequest(run_key=key, partition_key=tags["dagster/partition"])
+    return dg.SkipReason(f"pipeline run {run.run_id} names no sessions")
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[pipeline_job], request_job=marts_job)
+def marts_after_pipeline_sensor(context: dg.RunStatusSensorContext):
+    """Rebuild the dbt marts for the sessions of every successful pipeline run (the daily run's session, or a
+    backfill's range)."""
+    return marts_request(context.dagster_run)

@@ -41,3 +41,20 @@ def test_utc_evening_is_read_in_new_york_time(defs):
     # 2024-03-15 22:30 UTC is 18:30 in New York (EDT): Friday's session, not Saturday
     result = tick(defs, dt.datetime(2024, 3, 15, 22, 30, tzinfo=dt.UTC))
     assert [r.partition_key for r in result.run_requests] == ["2024-03-15"]
+
+
+def test_the_marts_follow_each_successful_pipeline_run_over_its_sessions():
+    import dagster as dg
+
+    from trading_dagster.automation.jobs import marts_request
+
+    def run(tags):
+        return dg.DagsterRun(job_name="pipeline_job", run_id="r1", tags=tags)
+
+    ranged = marts_request(run({"dagster/asset_partition_range_start": "2017-06-01",
+                                "dagster/asset_partition_range_end": "2017-06-30"}))
+    assert isinstance(ranged, dg.RunRequest) and ranged.run_key == "marts-after-r1"
+    assert ranged.tags["dagster/asset_partition_range_end"] == "2017-06-30"
+    one = marts_request(run({"dagster/partition": "2017-06-02"}))
+    assert isinstance(one, dg.RunRequest) and one.partition_key == "2017-06-02"
+    assert isinstance(marts_request(run({})), dg.SkipReason)
