@@ -13,6 +13,7 @@ from trading_dagster.assets._common import (
     gated_check_results,
     gx_suite,
     partitioned,
+    table_preview,
     tables,
 )
 from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS
@@ -37,6 +38,9 @@ from trading_dagster.resources.security_master import SecurityMasterResource
 
 INDICATORS = ["indicators", "indicators"]
 SIGNALS = ["signals", "signals"]
+SIGNAL_COLUMNS = {
+    "symbol": "symbol", "strategy": "strategy", "side": "side", "strength": "strength", "reason": "reason",
+}
 
 
 class LookbackIncomplete(RuntimeError):
@@ -220,7 +224,16 @@ def signals(
             f"symbols; {excluded['universe_excluded_no_history']:,} without the history), "
             f"{excluded['universe_excluded_signals']:,} signals dropped"
         )
-    by_strategy = out.group_by("strategy", "side").len().sort("strategy", "side") if out.height else out
+    by_strategy = (
+        out.group_by("strategy", "side").len(name="signals").sort("strategy", "side") if out.height else out
+    )
+    # one session's signals as a table a trader reads (a range run keeps only the counts)
+    todays = (
+        {"signals_table": table_preview(out.sort("strategy", "side", "strength", descending=[False, False, True]),
+                                        SIGNAL_COLUMNS)}
+        if len(sessions) == 1 and out.height
+        else {}
+    )
     gate_pending(context, quality_gate, SIGNALS, sessions)
     yield dg.Output(
         out,
@@ -233,6 +246,7 @@ def signals(
             "universe_liquidity_window": rule.liquidity_window,
             **excluded,
             **tables(context, sessions, by_strategy=(by_strategy, 20)),
+            **todays,
         },
     )
     yield from gated_check_results(

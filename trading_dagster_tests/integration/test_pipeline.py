@@ -183,3 +183,27 @@ def test_single_run_backfill_equals_day_by_day(warm_copy, tmp_path_factory):
         b = read_table(daily_settings, table).sort(keys)
         assert a.height > 0 or table == "prices.price_quarantine", table
         assert_frame_equal(a, b, check_exact=True)
+
+
+def test_one_sessions_signals_are_a_table_in_the_ui_and_a_range_keeps_only_counts(warm_copy):
+    from trading_dagster.assets._common import TABLE_MAX_ROWS
+
+    settings, sessions = warm_copy
+    defs = build_definitions(settings)
+
+    def signals_metadata(result):
+        [mat] = [
+            e.event_specific_data.materialization
+            for e in result.get_asset_materialization_events()
+            if e.event_specific_data.materialization.asset_key == dg.AssetKey(["signals", "signals"])
+        ][:1]
+        return mat.metadata
+
+    one = run_range(defs, sessions[0], sessions[0])
+    table = signals_metadata(one)["signals_table"].value
+    rows = read_table(settings, "signals.signals").filter(pl.col("session") == sessions[0])
+    assert len(table.records) == min(rows.height, TABLE_MAX_ROWS) > 0
+    first = table.records[0].data
+    assert (first["symbol"], first["strategy"]) in set(rows.select("symbol", "strategy").iter_rows())
+    ranged = run_range(defs, sessions[1], sessions[2])
+    assert "signals_table" not in signals_metadata(ranged)
