@@ -189,8 +189,7 @@ def security_master_resource(settings: Settings) -> SecurityMasterResource:
         return SecurityMasterResource(
             source="alpaca",
             symbols=universe_symbols(settings.config),
-            alpaca_key_id=dg.EnvVar("APCA_API_KEY_ID"),
-            alpaca_secret_key=dg.EnvVar("APCA_API_SECRET_KEY"),
+            **alpaca_key_fields(settings),
             alpaca_trading_url=settings.alpaca_trading_url,
             snapshot_path=str(settings.data_dir / ALPACA_SNAPSHOT_FILE),
         )

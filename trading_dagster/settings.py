@@ -417,7 +417,7 @@ def security_master_source(
             f"[universe] symbols = [...] in {config_file}"
         )
     missing = [name for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY") if not env.get(name)]
-    if missing:
+    if missing and secrets_source(env) != "ssm":  # with ssm the keys are read from Parameter Store at run time
         raise SettingsError(f"TRADING_DAGSTER_SECURITY_MASTER=alpaca needs {' and '.join(missing)} in the environment")
     return "alpaca", None
 

@@ -46,6 +46,7 @@ from trading_dagster.domain.security_master import (
     read_asset_snapshots,
     read_security_master,
 )
+from trading_dagster.resources.secrets import SecretsResource
 
 # alpaca-py and resources/alpaca_data.py are imported where a list is fetched: the assets import this module
 # when the definitions load, and most configurations never ask Alpaca.
@@ -191,6 +192,9 @@ class SecurityMasterResource(dg.ConfigurableResource):
     symbols: list[str] = Field(default=[], description="the universe whose Alpaca assets are recorded")
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
+    secrets: SecretsResource | None = Field(
+        default=None, description="SSM Parameter Store the keys are read from at run time (TRADING_DAGSTER_SECRETS=ssm)"
+    )
     alpaca_trading_url: str | None = Field(default=None, description=f"override of {DEFAULT_TRADING_URL}")
     snapshot_path: str | None = Field(default=None, description="the Alpaca snapshot file (append-only)")
     timeout_seconds: float = TIMEOUT_SECONDS
@@ -232,14 +236,17 @@ class SecurityMasterResource(dg.ConfigurableResource):
 
         def fetch() -> list[ListedAsset]:
             from trading_dagster.resources.alpaca_data import MarketDataError
+            from trading_dagster.resources.configured import alpaca_keys
 
-            if not (self.alpaca_key_id and self.alpaca_secret_key):
-                raise SecurityMasterError(
-                    "the Alpaca security master needs APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment"
+            try:
+                key_id, secret_key = alpaca_keys(
+                    self.alpaca_key_id, self.alpaca_secret_key, self.secrets, "the Alpaca security master"
                 )
+            except ValueError as exc:
+                raise SecurityMasterError(str(exc)) from None
             listing = AlpacaAssetList(
-                self.alpaca_key_id,
-                self.alpaca_secret_key,
+                key_id,
+                secret_key,
                 url_override=self.alpaca_trading_url,
                 timeout_seconds=self.timeout_seconds,
                 retry_wait_seconds=self.retry_wait_seconds,

@@ -20,6 +20,7 @@ from trading_dagster.resources.configured import (
     AlpacaMarketDataResource,
 )
 from trading_dagster.resources.secrets import SecretNotFound, SecretsResource
+from trading_dagster.resources.security_master import SecurityMasterResource
 from trading_dagster.settings import SettingsError, load_settings
 from trading_dagster_tests.fakes.alpaca_server import TEST_KEY_ID, TEST_SECRET_KEY, AlpacaFakeServer
 from trading_dagster_tests.fakes.alpaca_trading import AlpacaTradingFake
@@ -123,12 +124,14 @@ def test_every_alpaca_resource_gets_the_ssm_secrets_and_no_env_var(tmp_path, ssm
         TRADING_DAGSTER_MARKET_DATA="alpaca",
         TRADING_DAGSTER_ALPACA_ADJUSTMENT="raw",
         TRADING_DAGSTER_CORPORATE_ACTIONS="alpaca",
+        TRADING_DAGSTER_SECURITY_MASTER="alpaca",  # no APCA keys in the environment: SSM has them
     )
     resources = build_definitions(s).resources
     for name, cls in (
         ("market_data", AlpacaMarketDataResource),
         ("corporate_actions", AlpacaCorporateActionsResource),
         ("broker", AlpacaBrokerResource),
+        ("security_master", SecurityMasterResource),
     ):
         r = resources[name]
         assert isinstance(r, cls) and r.alpaca_key_id is None and r.alpaca_secret_key is None
