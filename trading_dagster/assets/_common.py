@@ -55,6 +55,47 @@ def gated_check_results(
     return [check_result(asset_key, name, outcome) for name, outcome in outcomes.items()]
 
 
+def blocking_failure(
+    context: dg.AssetExecutionContext, asset_key: list[str], outcomes: dict[str, CheckOutcome]
+) -> dg.Failure | None:
+    """A Failure naming each selected blocking check that failed and why (its description, its sessions), or
+    None: raised by the asset after its check results, so the run's error says the cause itself instead of
+    Dagster's "1 blocking asset check failed" with the cause only in a check event."""
+    selected = context.selected_asset_check_keys
+    key = dg.AssetKey(asset_key)
+    failed = [
+        (name, o)
+        for name, o in outcomes.items()
+        if not o.passed and not is_warning(o) and dg.AssetCheckKey(key, name) in selected
+    ]
+    if not failed:
+        return None
+    lines = []
+    for name, outcome in failed:
+        sessions = ", ".join(str(d) for d in outcome.failed_sessions[:5])
+        more = " ..." if len(outcome.failed_sessions) > 5 else ""
+        lines.append(f"{name}: {outcome.description}" + (f" (sessions {sessions}{more})" if sessions else ""))
+    return dg.Failure(
+        description=f"{key.to_user_string()}: blocking check failed, nothing downstream runs on these sessions: "
+        + "; ".join(lines),
+        allow_retries=False,
+    )
+
+
+def gated_checks(
+    context: dg.AssetExecutionContext,
+    gate: QualityGateResource,
+    asset_key: list[str],
+    sessions: list[dt.date],
+    outcomes: dict[str, CheckOutcome],
+):
+    """`gated_check_results`, yielded, then the `blocking_failure` raised when a blocking check failed."""
+    yield from gated_check_results(context, gate, asset_key, sessions, outcomes)
+    failure = blocking_failure(context, asset_key, outcomes)
+    if failure is not None:
+        raise failure
+
+
 def gate_pending(
     context: dg.AssetExecutionContext, gate: QualityGateResource, asset_key: list[str], sessions: list[dt.date]
 ) -> None:

@@ -27,7 +27,7 @@ from trading_dagster.assets._common import (
     PARTITION_EXPR,
     blocking,
     gate_pending,
-    gated_check_results,
+    gated_checks,
     markdown_table,
 )
 from trading_dagster.assets.indicators import SIGNALS
@@ -253,7 +253,7 @@ def execution_orders(
             ),
         },
     )
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         EXECUTION_ORDERS,
@@ -446,7 +446,7 @@ def execution_submissions(
     )
     yield dg.Output(before_frame, "book_before", metadata={"positions": len(before), "cash": float(account.cash)})
     intended = [r.request.client_order_id for r in results if r.outcome != "rejected"]
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         SUBMISSIONS,
@@ -633,7 +633,7 @@ def execution_fills(
             "as_of": _now(clock.timestamp).isoformat(),
         },
     )
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         FILLS,

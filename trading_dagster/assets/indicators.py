@@ -10,7 +10,7 @@ from trading_dagster.assets._common import (
     blocking,
     frame_metadata,
     gate_pending,
-    gated_check_results,
+    gated_checks,
     gx_suite,
     partitioned,
     table_preview,
@@ -145,7 +145,7 @@ def indicators(
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     gate_pending(context, quality_gate, INDICATORS, sessions)
     yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         INDICATORS,
@@ -249,7 +249,7 @@ def signals(
             **todays,
         },
     )
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         SIGNALS,

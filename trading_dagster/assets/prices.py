@@ -8,6 +8,7 @@ import polars as pl
 from trading_dagster.assets._common import (
     PARTITION_EXPR,
     blocking,
+    blocking_failure,
     frame_metadata,
     gate_pending,
     gated_check_results,
@@ -172,23 +173,21 @@ def cleaned_prices(
         _send_break_alerts(context, quality_gate, alerts, breaks, follows)
     if "cleaned_prices" not in selected:
         return
-    checks = gated_check_results(
-        context,
-        quality_gate,
-        CLEANED,
-        sessions,
-        {
-            "cleaned_prices__unique_symbol_session": rules.unique_keys(cleaned, ["symbol", "session"]),
-            "cleaned_prices__ohlc_sane": rules.cleaned_prices_sane(cleaned),
-            # a session with no usable bar is a recorded outage (WARN), unless the setting says halt
-            "cleaned_prices__every_session_has_rows": rules.every_session_has_rows(
-                cleaned, sessions, outages=None if halt else no_bar_sessions(flags)
-            ),
-            "cleaned_prices__gx_suite": gx_suites.validate("cleaned", cleaned, sessions=sessions),
-        },
-    )
+    outcomes = {
+        "cleaned_prices__unique_symbol_session": rules.unique_keys(cleaned, ["symbol", "session"]),
+        "cleaned_prices__ohlc_sane": rules.cleaned_prices_sane(cleaned),
+        # a session with no usable bar is a recorded outage (WARN), unless the setting says halt
+        "cleaned_prices__every_session_has_rows": rules.every_session_has_rows(
+            cleaned, sessions, outages=None if halt else no_bar_sessions(flags)
+        ),
+        "cleaned_prices__gx_suite": gx_suites.validate("cleaned", cleaned, sessions=sessions),
+    }
+    checks = gated_check_results(context, quality_gate, CLEANED, sessions, outcomes)
     wanted = context.selected_asset_check_keys
     yield from (c for c in [*checks, _outage_check(outages, stretches)] if dg.AssetCheckKey(c.asset_key, c.check_name) in wanted)
+    failure = blocking_failure(context, CLEANED, outcomes)
+    if failure is not None:
+        raise failure
 
 
 def _outage_check(outages: pl.DataFrame, stretches: list[OutageStretch]) -> dg.AssetCheckResult:

@@ -14,7 +14,7 @@ from trading_dagster.assets._common import (
     Progress,
     blocking,
     gate_pending,
-    gated_check_results,
+    gated_checks,
     gx_suite,
     partitioned,
 )
@@ -225,7 +225,7 @@ def raw_prices(
         },
     )
     window_bars = delivery.bars.filter(delivery.bars["date"].is_in(sessions)).select(RAW_COLUMNS)
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         RAW_PRICES,

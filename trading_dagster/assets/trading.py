@@ -30,7 +30,7 @@ from trading_dagster.assets._common import (
     blocking,
     frame_metadata,
     gate_pending,
-    gated_check_results,
+    gated_checks,
     gx_suite,
     money,
     partitioned,
@@ -226,7 +226,7 @@ def orders(
         },
     )
     suite = gx_suites.validate("orders", out, sessions=sessions, strategies=trading_config.strategy_specs())
-    yield from gated_check_results(
+    yield from gated_checks(
         context, quality_gate, ORDERS, sessions, {"orders__within_limits": outcome, "orders__gx_suite": suite}
     )
 
@@ -308,7 +308,7 @@ def executions(
     quota = rules.fills_within_monthly_quota(month, trading_config.monthly_share_limit, window=sessions)
     # side and price are null on acceptances, expiries and splits; the rest never is
     keys = ["session", "client_order_id", "symbol", "event", "order_session", "qty", "commission"]
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         EXECUTIONS,
@@ -405,7 +405,7 @@ def pnl(
     matches = rules.equity_matches_fills(
         equity, positions, executions, start_state.cash, extra_cash_movements=ledger_cash_movements(executions)
     )
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         POSITIONS,
@@ -416,7 +416,7 @@ def pnl(
         },
     )
     in_window = rules.sessions_in_window(equity, sessions)
-    yield from gated_check_results(
+    yield from gated_checks(
         context,
         quality_gate,
         EQUITY,

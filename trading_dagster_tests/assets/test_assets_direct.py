@@ -160,7 +160,10 @@ def test_a_session_missing_from_the_source_fails_raw_and_stops_everything_downst
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert CLEANED_KEY not in materialized and QUARANTINE_KEY not in materialized
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert (failure.step_key, failure.step_failure_data.error.cls_name) == ("raw__raw_prices", "DagsterAssetCheckFailedError")
+    assert (failure.step_key, failure.step_failure_data.error.cls_name) == ("raw__raw_prices", "Failure")
+    # the cause is in the run's error, not only in the check event
+    message = failure.step_failure_data.error.message
+    assert "raw_prices__every_session_has_bars" in message and str(hole) in message, message
     started = {e.step_key for e in result.all_events if e.is_step_start}
     assert started == {"raw__raw_prices"}  # cleaned_prices was stopped by the blocking check, never ran
     assert not table_exists(settings, "prices", "cleaned_prices")

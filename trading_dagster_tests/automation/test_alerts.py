@@ -385,10 +385,12 @@ def test_a_failed_blocking_check_in_a_pipeline_run_alerts_with_the_check(tmp_pat
     assert alert["title"] == "raw_landing_job blocking check failed (partition 2024-01-02..2024-01-03)"
     details = alert["details"]
     assert details["failed_steps"] == ["raw__raw_prices"]
-    assert details["first_error"] == (
-        "DagsterAssetCheckFailedError: 1 blocking asset check failed with ERROR severity: "
-        "raw/raw_prices: raw_prices__every_session_has_bars"
-    )
+    # the run's error says the cause itself: which check, what it found, which session
+    assert details["first_error"].startswith(
+        "Failure: raw/raw_prices: blocking check failed, nothing downstream runs on these sessions: "
+        "raw_prices__every_session_has_bars: 1 sessions have no rows ("
+    ), details["first_error"]
+    assert "(sessions 2024-01-03)" in details["first_error"]
     (check,) = [c for c in details["failed_blocking_checks"] if "every_session_has_bars" in c]
     # the check's description and its metadata, which names the session without bars
     assert check.startswith("raw/raw_prices:raw_prices__every_session_has_bars: 1 sessions have no rows (")
