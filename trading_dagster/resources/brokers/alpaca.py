@@ -70,6 +70,7 @@ from trading_dagster.domain.broker_records import (
     CloseResult,
     OrderRequest,
 )
+from trading_dagster.domain.execution import round_price
 from trading_dagster.resources.brokers.base import (
     Broker,
     DuplicateClientOrderId,
@@ -90,9 +91,10 @@ T = TypeVar("T")
 
 
 def round_to_tick(price: Decimal) -> Decimal:
-    """The nearest valid price: cents at or above $1, hundredths of a cent below (half up)."""
-    rounded = price.quantize(Decimal("0.01") if price >= 1 else Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    if rounded >= 1 and price < 1:  # 0.99996 rounds to 1.0000: write it as a cent price
+    """The nearest valid price (half up), by the one tick rule (`execution.round_price`: cents at or above
+    $1, hundredths of a cent below), written as a cent price when it rounds up to $1."""
+    rounded = round_price(price, ROUND_HALF_UP) if price > 0 else price
+    if rounded >= 1:  # 0.99996 rounds to 1.0000: write it as a cent price
         rounded = rounded.quantize(Decimal("0.01"))
     if rounded <= 0:
         raise ValueError(f"price {price} rounds to {rounded}: below the smallest tick")
