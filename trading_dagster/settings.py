@@ -76,6 +76,18 @@ class ExecutionSettings:
 
 
 @dataclass(frozen=True)
+class BacktestSettings:
+    """`[backtest]`: conventions of the simulated book only (decision 0006); the trading book never reads them.
+    The defaults are this project's own conventions; `size_on = "close"`, `round_cents = false`,
+    `buying_power = "off"` with `[risk] add_to_positions = false` and no quota or cap is vectorbt's
+    `Portfolio.from_signals` (trading_dagster_tests/reference)."""
+
+    size_on: str = "close"  # "close": a buy's qty is fixed at the signal's close; "fill": at the fill price
+    round_cents: bool = True  # fill prices to Alpaca's tick against the trader, commissions to the cent
+    buying_power: str = "cash"  # "off": buys are not capped by cash (a reference run only)
+
+
+@dataclass(frozen=True)
 class TradingSettings:
     """The TOML's trading sections, validated once when the settings load: everything the trading resources,
     jobs and commands need, so none of them reads the TOML again."""
@@ -90,6 +102,7 @@ class TradingSettings:
     data: Mapping[str, str]
     execution: ExecutionSettings
     alerts: Mapping[str, Any]
+    backtest: BacktestSettings = BacktestSettings()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -294,6 +307,20 @@ def costs_settings(section: Mapping[str, Any]) -> dict[str, Any]:
     }
     return out
 EXECUTION_KEYS = tuple(ExecutionSettings.__dataclass_fields__)
+BACKTEST_KEYS = tuple(BacktestSettings.__dataclass_fields__)
+SIZE_ON = ("close", "fill")
+
+
+def backtest_settings(section: Mapping[str, Any]) -> BacktestSettings:
+    """`[backtest]`, validated: a wrong value is a SettingsError naming the key and what it may be."""
+    out = BacktestSettings(**section)
+    if out.size_on not in SIZE_ON:
+        raise SettingsError(f"[backtest] size_on must be one of {list(SIZE_ON)}, not {out.size_on!r}")
+    if not isinstance(out.round_cents, bool):
+        raise SettingsError(f"[backtest] round_cents must be true or false, not {out.round_cents!r}")
+    if out.buying_power not in ("cash", "off"):
+        raise SettingsError(f"[backtest] buying_power must be 'cash' or 'off', not {out.buying_power!r}")
+    return out
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 
 
@@ -385,6 +412,7 @@ def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSet
         data=data_policy(config),
         execution=exec_settings,
         alerts=dict(_section(config, "alerts", None)),
+        backtest=backtest_settings(_section(config, "backtest", BACKTEST_KEYS)),
     )
 
 

@@ -74,6 +74,13 @@ def test_the_paper_clock_is_for_the_built_in_broker_only(tmp_path):
         ("[risk]\nmax_orders_per_session = 2.5\n", "max_orders_per_session"),
         ("[risk]\nstop_loss_atr = 2\natr_period = 20\n", "atr_period"),
         ("[[strategies]]\nname = \"a\"\nkind = \"rsi\"\nparams = { lower = 30, upper = 70 }\napproval = \"maybe\"\n", "approval"),
+        ("[backtest]\nsize_on = \"open\"\n", "size_on must be one of"),
+        ("[backtest]\nround_cents = \"no\"\n", "round_cents must be true or false"),
+        ("[backtest]\nbuying_power = \"margin\"\n", "buying_power must be"),
+        ("[backtest]\nsizeon = \"fill\"\n", "unknown keys"),
+        ("[risk]\nbuying_power = \"off\"\n", "unknown \\[risk\\] key"),
+        ("[risk]\nadd_to_positions = 1\n", "add_to_positions must be true or false"),
+        ("[[strategies]]\nname = \"a\"\nkind = \"sma_cross\"\nparams = { fast = 20, slow = 50, tie_band_pct = 12 }\n", "tie_band_pct"),
     ],
 )
 def test_bad_trading_sections_are_refused_when_the_settings_load(tmp_path, toml, message):

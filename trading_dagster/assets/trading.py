@@ -181,7 +181,7 @@ def orders(
 ):
     sessions = window_sessions(context)
     cal = session_calendar()
-    risk = trading_config.risk_config()
+    risk = backtest_book.planner_risk(trading_config.risk_config())
     require_atr_within_lookback(risk)
     opens = opens_by_session(cleaned_prices)
     events = window_book_events(

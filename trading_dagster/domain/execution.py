@@ -18,6 +18,9 @@ from trading_dagster.domain.orders import Fill, Order, OrderEvent, Side, as_deci
 
 CENT = Decimal("0.01")
 SUB_DOLLAR_TICK = Decimal("0.0001")
+NANO = Decimal("1E-9")
+"""What an unrounded price or commission (`round_cents=False`) is still kept to: a billionth of a dollar, so that
+it survives a float64 frame and back (`orders.as_decimal`) and the ledger's arithmetic stays finite."""
 _BPS = Decimal(10_000)
 
 
@@ -40,14 +43,21 @@ class SlippageModel:
     The slipped price is rounded away from us (up for buys, down for sells) so tick rounding can never
     turn slippage into price improvement; a sell never fills below one tick ($0.0001): rounding a price
     of 0.0001 down would make it 0, which no fill can have.
+
+    `round_cents=False` (`[backtest] round_cents`, a reference convention): the price is open x (1 +/- bps)
+    exactly (to `NANO`), no tick. Split-adjusted history is not a price anyone traded at, and rounding it
+    away from the trader on every fill is a cost of its own (issue 10 measured $136k over 79k fills).
     """
 
     bps: Decimal = Decimal(5)
+    round_cents: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bps", as_decimal(self.bps))
         if self.bps < 0:
             raise ValueError("slippage bps must be >= 0")
+        if self.bps >= _BPS:
+            raise ValueError(f"slippage bps must be below 10,000 (100 %), got {self.bps}")
         # the factors once, not per price (the planner prices millions of intents); plain attributes, not
         # fields: they follow from bps and take no part in equality
         object.__setattr__(self, "_buy_factor", 1 + self.bps / _BPS)
@@ -55,6 +65,9 @@ class SlippageModel:
 
     def fill_price(self, side: Side, reference: Decimal) -> Decimal:
         reference = as_decimal(reference)
+        if not self.round_cents:
+            factor = self._buy_factor if side == "buy" else self._sell_factor  # type: ignore[attr-defined]
+            return max((reference * factor).quantize(NANO, rounding=ROUND_HALF_UP), NANO)
         if side == "buy":
             return round_price(reference * self._buy_factor, ROUND_CEILING)
         return max(round_price(reference * self._sell_factor, ROUND_FLOOR), SUB_DOLLAR_TICK)
@@ -69,13 +82,15 @@ class CommissionModel:
 
     The default is half a cent a share (Interactive Brokers' fixed tier without its minimum and cap);
     `COMMISSION_PRESETS` holds broker schedules (`CommissionModel.preset`). Non-decreasing in qty, so
-    `affordable_qty`'s binary search holds for every model."""
+    `affordable_qty`'s binary search holds for every model. `round_cents=False` (a reference convention):
+    kept to `NANO` instead of the cent."""
 
     per_share: Decimal = Decimal("0.005")
     minimum: Decimal = Decimal(0)
     per_order: Decimal = Decimal(0)
     bps: Decimal = Decimal(0)
     maximum_pct: Decimal | None = None
+    round_cents: bool = True
 
     def __post_init__(self) -> None:
         for name in ("per_share", "minimum", "per_order", "bps"):
@@ -90,6 +105,7 @@ class CommissionModel:
         object.__setattr__(
             self, "_simple", self.per_order == 0 and self.bps == 0 and self.maximum_pct is None
         )
+        object.__setattr__(self, "_unit", CENT if self.round_cents else NANO)
 
     @classmethod
     def preset(cls, name: str) -> CommissionModel:
@@ -104,12 +120,12 @@ class CommissionModel:
         if qty <= 0:
             return Decimal(0)
         if self._simple:  # type: ignore[attr-defined]
-            return max(self.per_share * qty, self.minimum).quantize(CENT, rounding=ROUND_HALF_UP)
+            return max(self.per_share * qty, self.minimum).quantize(self._unit, rounding=ROUND_HALF_UP)  # type: ignore[attr-defined]
         value = qty * price
         cost = max(self.per_share * qty + self.per_order + self.bps / _BPS * value, self.minimum)
         if self.maximum_pct is not None:
             cost = min(cost, self.maximum_pct / 100 * value)
-        return cost.quantize(CENT, rounding=ROUND_HALF_UP)
+        return cost.quantize(self._unit, rounding=ROUND_HALF_UP)  # type: ignore[attr-defined]
 
 
 # Published US-equity schedules (as of 2026; check your broker's page before relying on one):
@@ -195,6 +211,8 @@ def execute_open(
     held: Mapping[str, int],
     slippage: SlippageModel,
     commission: CommissionModel,
+    *,
+    cash_limited: bool = True,
 ) -> OpenResult:
     """Work every pending order at `session`'s open, as a cash account without margin would.
 
@@ -202,6 +220,8 @@ def execute_open(
     * sells first, capped at the shares held (long only: the broker never lets us go short);
     * buys capped at what the cash covers at the actual open (a gap up since the close we sized on can
       make the order unaffordable); the uncovered remainder expires. This is what keeps cash >= 0.
+      `cash_limited=False` (`[backtest] buying_power = "off"`, a reference convention) fills buys whole
+      whatever the cash: cash may go below zero.
     """
     cash = as_decimal(cash)
     held_now = dict(held)
@@ -214,8 +234,10 @@ def execute_open(
         price = slippage.fill_price(order.side, as_decimal(open_price))
         if order.side == "sell":
             qty = min(order.qty, held_now.get(order.symbol, 0))
-        else:
+        elif cash_limited:
             qty = affordable_qty(cash, price, commission, order.qty)
+        else:
+            qty = order.qty
         if qty > 0:
             fill = fill_at_open(order, as_decimal(open_price), session, slippage, commission, qty=qty)
             result.fills.append(fill)

@@ -821,6 +821,7 @@ def simulate(
     levels: dict[str, ExitLevels] = {}  # of every approved buy (by id): those pending fill with theirs
     breaches: list[tuple[dt.date, Decimal]] = []
     loss_limit, need_atrs = risk.has_daily_loss_limit, risk.needs_atr or risk.has_exits
+    cash_limited = risk.buying_power == "cash"
     upcoming = [e for e in events if e.session > sessions[0]]
     for i, session in enumerate(sessions):
         day = _session_bars(bars.get(session))
@@ -834,7 +835,9 @@ def simulate(
             last_close.apply(todays)
         if pending:
             opens = _opens(pending, day.opens, planner.exact)
-            result = execute_open(pending, opens, session, state.cash, state.held(), slippage, commission)
+            result = execute_open(
+                pending, opens, session, state.cash, state.held(), slippage, commission, cash_limited=cash_limited
+            )
             state = state.apply_fills(result.fills, levels)
             fills += result.fills
             expired += result.expired

@@ -36,6 +36,7 @@ MAX_ORDERS_PER_SESSION = "MAX_ORDERS_PER_SESSION"
 MAX_NOTIONAL_PER_SESSION = "MAX_NOTIONAL_PER_SESSION"
 DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
 NO_ATR = "NO_ATR"
+ALREADY_HELD = "ALREADY_HELD"
 REASON_CODES = (
     SIZE_BELOW_ONE_SHARE,
     QTY_OVER_MONTHLY_LIMIT,
@@ -49,7 +50,9 @@ REASON_CODES = (
     MAX_NOTIONAL_PER_SESSION,
     DAILY_LOSS_LIMIT,
     NO_ATR,
+    ALREADY_HELD,
 )
+BUYING_POWERS: tuple[str, ...] = ("cash", "off")
 DEFAULT_MIN_PRICE = Decimal(1)
 MAX_ATR_PERIOD = 50
 
@@ -79,9 +82,17 @@ class RiskConfig:
     (default $1: a sub-dollar or bogus near-zero close would size thousands to millions of shares); sells
     are never held back by it. None or 0 disables the control.
 
+    add_to_positions: False denies a buy of a symbol already held or with a buy pending (ALREADY_HELD): one
+    position per symbol, as vectorbt's `accumulate=False`.
+
     Exits (each None = off; at most one of the pair *_pct / *_atr each): stop_loss_pct / take_profit_pct
     (% below / above the entry order's reference close), stop_loss_atr / take_profit_atr (ATR multiples
     below / above it). See `exits.py` for the levels and how the backtest fills them.
+
+    buying_power ("cash" | "off") is a backtest convention (`[backtest]`, `BACKTEST_KEYS`), not a `[risk]`
+    key: "off" takes the cash limit out of planning (no INSUFFICIENT_BUYING_POWER) and out of the fills
+    (`execution.execute_open(cash_limited=False)`), so a reference run's result never depends on the order
+    in which buys met the cash. Never for a trading book.
     """
 
     sizing: Sizing = "fixed_notional"
@@ -104,6 +115,8 @@ class RiskConfig:
     stop_loss_atr: Decimal | None = None
     take_profit_pct: Decimal | None = None
     take_profit_atr: Decimal | None = None
+    add_to_positions: bool = True
+    buying_power: str = "cash"
 
     def __post_init__(self) -> None:
         for name in _DECIMAL_KEYS:
@@ -152,8 +165,11 @@ class RiskConfig:
             raise ValueError("initial_cash must be >= 0")
         if self.monthly_share_limit is not None and self.monthly_share_limit < 0:
             raise ValueError("monthly_share_limit must be >= 0 or None")
-        if not isinstance(self.long_only, bool):
-            raise ValueError(f"long_only must be a bool, got {self.long_only!r}")
+        for name in ("long_only", "add_to_positions"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.buying_power not in BUYING_POWERS:
+            raise ValueError(f"buying_power must be 'cash' or 'off', got {self.buying_power!r}")
         if not self.long_only:
             # Short positions would need borrow costs and short P&L in the portfolio; not modelled.
             raise ValueError("only long_only=True is supported")
@@ -229,6 +245,8 @@ _NULLABLE = frozenset(
 )
 OFF = "off"
 """What a `[risk]` key that can be off takes in TOML (which has no null): `monthly_share_limit = "off"`."""
+BACKTEST_KEYS = ("buying_power",)
+"""RiskConfig fields that are backtest conventions (`[backtest]`), not `[risk]` keys."""
 
 
 def risk_config_from_mapping(
@@ -238,7 +256,7 @@ def risk_config_from_mapping(
     or a value out of range is a ValueError naming the key. Keys left out keep their defaults; a limit is off
     with None or the string "off". Numbers are int or float (a float is taken exactly as printed), never
     bool or str; `initial_cash` comes from the account section."""
-    allowed = sorted(f.name for f in fields(RiskConfig) if f.name != "initial_cash")
+    allowed = sorted(f.name for f in fields(RiskConfig) if f.name not in ("initial_cash", *BACKTEST_KEYS))
     unknown = sorted(set(section) - set(allowed))
     if unknown:
         raise ValueError(f"unknown [risk] key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
@@ -254,9 +272,9 @@ def risk_config_from_mapping(
                     f"[risk] sizing must be one of {', '.join(map(repr, SIZINGS))}, got {value!r}"
                 )
             values[key] = value
-        elif key == "long_only":
+        elif key in ("long_only", "add_to_positions"):
             if not isinstance(value, bool):
-                raise ValueError(f"[risk] long_only must be true or false, got {value!r}")
+                raise ValueError(f"[risk] {key} must be true or false, got {value!r}")
             values[key] = value
         elif key in _INT_KEYS:
             if isinstance(value, bool) or not isinstance(value, int):
@@ -369,6 +387,17 @@ class LongOnly:
         if available <= 0:
             return Decision(0, SHORT_NOT_ALLOWED)
         return _limit(intent, available, SHORT_NOT_ALLOWED)
+
+
+@dataclass(frozen=True)
+class NoAddingToPositions:
+    """`add_to_positions = false`: a buy of a symbol held, or with a buy of this session already approved, is
+    denied (one position per symbol; a repeated buy signal does not add to it)."""
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
+        if intent.side == "buy" and (ctx.held > 0 or ctx.pending_buy_qty > 0):
+            return Decision(0, ALREADY_HELD)
+        return Decision(intent.qty)
 
 
 @dataclass(frozen=True)
@@ -492,6 +521,8 @@ def default_controls(
     off (None) is left out. With the default config: NoPrice, LongOnly, MinimumPrice, MinimumSize,
     MonthlyShareLimit, MaxPosition, BuyingPower."""
     controls: list[PreTradeControl] = [NoPrice(), LongOnly()]
+    if not config.add_to_positions:
+        controls.append(NoAddingToPositions())
     if config.has_daily_loss_limit:
         controls.append(DailyLossLimit())
     if config.min_price:  # None or 0: off
@@ -509,7 +540,8 @@ def default_controls(
         controls.append(MaxGrossExposure(config.max_gross_exposure_pct_equity))
     if config.max_notional_per_session is not None:
         controls.append(MaxNotionalPerSession(config.max_notional_per_session))
-    controls.append(BuyingPower(slippage, commission))
+    if config.buying_power == "cash":
+        controls.append(BuyingPower(slippage, commission))
     return tuple(controls)
 
 
@@ -542,6 +574,7 @@ class EarlyDenial:
 
     * NoPrice denies first without a (positive) price;
     * LongOnly passes buys, and denies a sell when nothing held is left to sell;
+    * NoAddingToPositions (present iff add_to_positions is false) denies a buy of a held or pending symbol;
     * MinimumPrice (present iff the config has a min_price) denies a buy below it;
     * MinimumSize denies a buy under one share;
     * MonthlyShareLimit (present iff the config has a limit) clips a buy of >= 1 share to
@@ -560,6 +593,7 @@ class EarlyDenial:
     min_price: Decimal | None
     max_position: MaxPosition
     buying_power: BuyingPower
+    add_to_positions: bool = True
 
     @classmethod
     def for_chain(
@@ -571,14 +605,16 @@ class EarlyDenial:
     ) -> EarlyDenial | None:
         """The shortcut if `controls` is the default chain for these models (controls compare by value),
         else None."""
-        if config.has_session_limits or config.max_position_pct_equity is None:
+        if config.has_session_limits or config.max_position_pct_equity is None or config.buying_power != "cash":
             return None
         default = default_controls(config, slippage, commission)
         if tuple(controls) != default:
             return None
         max_position, buying_power = default[-2:]  # the chain's own last two controls
         assert isinstance(max_position, MaxPosition) and isinstance(buying_power, BuyingPower)
-        return cls(config.monthly_share_limit, config.min_price or None, max_position, buying_power)
+        return cls(
+            config.monthly_share_limit, config.min_price or None, max_position, buying_power, config.add_to_positions
+        )
 
     def reason(self, intent: OrderIntent, ctx: RiskContext) -> str | None:
         if intent.ref_price is None or intent.ref_price <= 0:
@@ -587,6 +623,8 @@ class EarlyDenial:
             return SHORT_NOT_ALLOWED if ctx.held - ctx.pending_sell_qty <= 0 else None
         if intent.side != "buy":
             return None  # not a side the chain knows: let it decide
+        if not self.add_to_positions and (ctx.held > 0 or ctx.pending_buy_qty > 0):
+            return ALREADY_HELD
         if self.min_price is not None and intent.ref_price < self.min_price:
             return PRICE_BELOW_MINIMUM
         if intent.qty < 1:

@@ -23,6 +23,10 @@ KINDS: tuple[str, ...] = get_args(StrategyKind)
 PARAMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"sma_cross": ("fast", "slow"), "dip_52w": ("threshold_pct",), "rsi": ("lower", "upper")}
 )
+OPTIONAL_PARAMS: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {"sma_cross": MappingProxyType({"tie_band_pct": 0.0})}
+)
+"""Params a kind may take, with their defaults (a spec keeps only those given: `spec.params.get(p, default)`)."""
 SMA_PERIODS: tuple[int, ...] = (20, 50, 200)
 """The SMA periods the indicators table carries (`sma_20`, `sma_50`, `sma_200`)."""
 
@@ -71,17 +75,20 @@ class StrategySpec:
                 f"strategy {self.name!r}: params must be a mapping, got {type(self.params).__name__}"
             )
         expected = PARAMS[self.kind]
-        unknown = sorted(set(self.params) - set(expected))
+        optional = OPTIONAL_PARAMS.get(self.kind, {})
+        unknown = sorted(set(self.params) - set(expected) - set(optional))
         missing = [p for p in expected if p not in self.params]
         if unknown:
             raise ValueError(
                 f"strategy {self.name!r} ({self.kind}): unknown params {unknown}; expected {list(expected)}"
+                + (f", optionally {list(optional)}" if optional else "")
             )
         if missing:
             raise ValueError(
                 f"strategy {self.name!r} ({self.kind}): missing params {missing}; expected {list(expected)}"
             )
         values = {p: _number(self.name, p, self.params[p]) for p in expected}
+        values |= {p: _number(self.name, p, self.params[p]) for p in optional if p in self.params}
         _check_ranges(self.name, self.kind, values)
         object.__setattr__(self, "params", MappingProxyType(values))
 
@@ -106,6 +113,8 @@ def _check_ranges(name: str, kind: str, p: Mapping[str, float]) -> None:
                 )
         if p["fast"] >= p["slow"]:
             raise ValueError(f"strategy {name!r}: fast ({p['fast']:g}) must be < slow ({p['slow']:g})")
+        if not 0 <= p.get("tie_band_pct", 0.0) < 10:
+            raise ValueError(f"strategy {name!r}: tie_band_pct must be in [0, 10), got {p['tie_band_pct']:g}")
     elif kind == "dip_52w":
         if not 0 < p["threshold_pct"] < 100:
             raise ValueError(
@@ -203,8 +212,16 @@ def _sma_cross(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFra
     pairs = _with_previous_session(current, indicators).join(
         previous, on=["symbol", "prev_session"], how="inner"
     )
-    above = (pl.col("fast_prev") <= pl.col("slow_prev")) & (pl.col(fast) > pl.col(slow))
-    below = (pl.col("fast_prev") >= pl.col("slow_prev")) & (pl.col(fast) < pl.col(slow))
+    # The tie band: a cross above needs fast > slow x (1 + band) after fast <= slow x (1 + band) the session
+    # before; a cross below the mirror with (1 - band). Band 0 (the default): fast > slow after fast <= slow,
+    # a tie counting as "not above" (vectorbt's crossed_above). A band keeps a pair that hovers around equality
+    # from flipping every session.
+    band = spec.params.get("tie_band_pct", OPTIONAL_PARAMS["sma_cross"]["tie_band_pct"])
+    up, down = (1.0, 1.0) if band == 0 else (1.0 + band / 100, 1.0 - band / 100)
+    upper, upper_prev = pl.col(slow) * up, pl.col("slow_prev") * up
+    lower, lower_prev = pl.col(slow) * down, pl.col("slow_prev") * down
+    above = (pl.col("fast_prev") <= upper_prev) & (pl.col(fast) > upper)
+    below = (pl.col("fast_prev") >= lower_prev) & (pl.col(fast) < lower)
     side = pl.when(above).then(pl.lit("buy")).when(below).then(pl.lit("sell"))
     direction = pl.when(above).then(pl.lit(" crossed above ")).otherwise(pl.lit(" crossed below "))
     return (

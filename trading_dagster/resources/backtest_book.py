@@ -428,8 +428,11 @@ class SimulatedBook(BacktestBook):
         account: str = "paper",
         *,
         read_only: bool = False,
+        cash_limited: bool = True,
     ) -> None:
         self.path = path or ":memory:"
+        # False: buys fill whole whatever the cash (`[backtest] buying_power = "off"`, execution.execute_open)
+        self.cash_limited = cash_limited
         # read only: `sync` and `submit` work on the in-memory mirror as usual, but nothing reaches the file,
         # so an asset that plans can project the book to an open without moving it (decision 0005)
         self.read_only = read_only
@@ -656,6 +659,7 @@ class SimulatedBook(BacktestBook):
             state.held(),
             self.slippage,
             self.commission,
+            cash_limited=self.cash_limited,
         )
         new = sorted(result.fills, key=fill_apply_order)
         levels = {o.client_order_id: self._levels[o.client_order_id] for o in due if o.client_order_id in self._levels}

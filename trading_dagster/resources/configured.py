@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -296,11 +297,12 @@ class CostsConfig(dg.Config):
     commission_minimum: float = 0.0
     commission_maximum_pct: float | None = Field(default=None, description="cap as % of the trade value")
 
-    def slippage_model(self) -> SlippageModel:
-        return SlippageModel(bps=Decimal(str(self.slippage_bps)))
+    def slippage_model(self, *, round_cents: bool = True) -> SlippageModel:
+        return SlippageModel(bps=Decimal(str(self.slippage_bps)), round_cents=round_cents)
 
-    def commission_model(self) -> CommissionModel:
+    def commission_model(self, *, round_cents: bool = True) -> CommissionModel:
         return CommissionModel(
+            round_cents=round_cents,
             per_share=Decimal(str(self.commission_per_share)),
             per_order=Decimal(str(self.commission_per_order)),
             bps=Decimal(str(self.commission_bps)),
@@ -318,6 +320,13 @@ class BacktestBookResource(dg.ConfigurableResource):
     account: str = "paper"
     initial_cash: float = 100_000.0
     costs: CostsConfig = CostsConfig()
+    size_on: str = Field(
+        default="close", description="[backtest] 'close' (a buy's qty fixed at the signal's close) or 'fill'"
+    )
+    round_cents: bool = Field(
+        default=True, description="[backtest] fill prices to the tick against the trader, commissions to the cent"
+    )
+    buying_power: str = Field(default="cash", description="[backtest] 'cash' or 'off' (buys not capped by cash)")
 
     def get(self, *, read_only: bool = False) -> SimulatedBook:
         """The book; `read_only`: project it (sync to an open, read the account) without writing anything."""
@@ -329,13 +338,20 @@ class BacktestBookResource(dg.ConfigurableResource):
             commission=self.commission_model(),
             account=self.account,
             read_only=read_only,
+            cash_limited=self.buying_power == "cash",
         )
 
     def slippage_model(self) -> SlippageModel:
-        return self.costs.slippage_model()
+        return self.costs.slippage_model(round_cents=self.round_cents)
 
     def commission_model(self) -> CommissionModel:
-        return self.costs.commission_model()
+        return self.costs.commission_model(round_cents=self.round_cents)
+
+    def planner_risk(self, risk: RiskConfig) -> RiskConfig:
+        """`risk` with this book's conventions (`[backtest]`): what the backtest plans with."""
+        if self.buying_power not in ("cash", "off"):
+            raise ValueError(f"buying_power must be 'cash' or 'off', not {self.buying_power!r}")
+        return replace(risk, buying_power=self.buying_power)
 
 
 class BrokerResource(dg.ConfigurableResource, ABC):
@@ -468,6 +484,9 @@ class TradingConfigResource(dg.ConfigurableResource):
     max_daily_loss_pct_equity: float | None = Field(default=None, description="[risk] null = off")
     max_daily_loss_usd: float | None = Field(default=None, description="[risk] null = off")
     long_only: bool = True
+    add_to_positions: bool = Field(
+        default=True, description="[risk] false: a buy of a symbol already held is denied (ALREADY_HELD)"
+    )
     monthly_share_limit: int | None = Field(default=4, description="[risk] shares per stock per month; null = off")
     stop_loss_pct: float | None = None
     stop_loss_atr: float | None = None
@@ -567,6 +586,6 @@ class TradingConfigResource(dg.ConfigurableResource):
             "max_position_pct_equity", "max_gross_exposure_pct_equity", "max_orders_per_session",
             "max_notional_per_session", "max_daily_loss_pct_equity", "max_daily_loss_usd", "long_only",
             "monthly_share_limit", "min_price", "stop_loss_pct", "stop_loss_atr", "take_profit_pct",
-            "take_profit_atr",
+            "take_profit_atr", "add_to_positions",
         )
         return risk_config_from_mapping({k: getattr(self, k) for k in keys}, initial_cash=self.initial_cash)

@@ -217,11 +217,14 @@ _money = st.decimals(min_value=-50, max_value=5_000, places=2, allow_nan=False, 
     slip=st.sampled_from([SLIP, SlippageModel(bps=Decimal(0)), SlippageModel(bps=Decimal(80))]),
     fee=st.sampled_from([FEE, CommissionModel(minimum=Decimal(1))]),
     min_price=st.sampled_from([None, Decimal(1), Decimal(20)]),
+    add=st.booleans(),
 )
 def test_early_denial_is_the_default_chains_decision(
-    side, qty, price, held, pending_buy, pending_sell, bought, equity, cash, limit, pct, slip, fee, min_price
+    side, qty, price, held, pending_buy, pending_sell, bought, equity, cash, limit, pct, slip, fee, min_price, add
 ):
-    config = RiskConfig(monthly_share_limit=limit, max_position_pct_equity=pct, min_price=min_price)
+    config = RiskConfig(
+        monthly_share_limit=limit, max_position_pct_equity=pct, min_price=min_price, add_to_positions=add
+    )
     chain = default_controls(config, slip, fee)
     shortcut = EarlyDenial.for_chain(chain, config, slip, fee)
     assert shortcut is not None

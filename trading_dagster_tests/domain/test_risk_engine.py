@@ -78,7 +78,7 @@ def test_every_key_parses_and_off_is_none():
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"notionl": 5}, "unknown [risk] key(s) notionl; allowed: atr_multiple, atr_period"),
+        ({"notionl": 5}, "unknown [risk] key(s) notionl; allowed: add_to_positions, atr_multiple, atr_period"),
         ({"sizing": "kelly"}, "sizing must be one of"),
         ({"notional": "1000"}, "notional must be a number, got '1000'"),
         ({"notional": True}, "notional must be a number"),
