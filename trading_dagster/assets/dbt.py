@@ -29,6 +29,9 @@ from trading_dagster.partitions import sessions_partitions_def
 from trading_dagster.resources.writer_lock import WRITER_TAG
 
 MARTS_GROUP = "marts"
+# one partitions definition for the marts' assets (built on first use) and their job (built at import): the
+# session range is read from the environment when this module is imported (partitions.py)
+MARTS_PARTITIONS = sessions_partitions_def()
 
 
 def dbt_executable() -> str:
@@ -92,7 +95,7 @@ def marts_assets() -> dg.AssetsDefinition:
         manifest=dbt_project.manifest_path,
         project=dbt_project,
         name="trading_marts",
-        partitions_def=sessions_partitions_def(),
+        partitions_def=MARTS_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=MartsTranslator(),
     )
@@ -110,7 +113,7 @@ marts_job = dg.define_asset_job(
     "marts_job",
     selection=dg.AssetSelection.groups(MARTS_GROUP),
     description="dbt build of the marts (staging -> intermediate -> marts, with their tests) for a session range.",
-    partitions_def=sessions_partitions_def(),
+    partitions_def=MARTS_PARTITIONS,
     tags={WRITER_TAG: "marts"},  # queued behind any other writing run (resources/writer_lock.py)
 )
 
