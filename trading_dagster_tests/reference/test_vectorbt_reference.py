@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -30,25 +29,7 @@ from trading_dagster_tests.reference.vectorbt_reference import (
     vectorbt_sma_cross,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "us_equities_sample_2008_2017.parquet"
 Y2008 = (dt.date(2008, 1, 2), dt.date(2008, 12, 31))
-
-
-@pytest.fixture(scope="module")
-def calendar() -> list[dt.date]:
-    from trading_dagster.domain.calendar import nyse_calendar
-
-    return list(nyse_calendar().sessions)
-
-
-@pytest.fixture(scope="module")
-def cleaned(calendar: list[dt.date]) -> pl.DataFrame:
-    """The whole sample through the pipeline's own cleaning (38 bars quarantined: real gaps)."""
-    from trading_dagster.domain.prices import clean_prices
-
-    raw = pl.read_parquet(SAMPLE)
-    sessions = [d for d in calendar if raw["date"].min() <= d <= raw["date"].max()]
-    return clean_prices(raw, sessions).cleaned
 
 
 def window(calendar: list[dt.date], first: dt.date, last: dt.date) -> list[dt.date]:

@@ -241,7 +241,7 @@ def vectorbt_sma_cross(
         size_type = "amount"
         cost = np.where(entries_at & has_open, size * wide.open, 0.0)
     else:
-        size = np.float64(notional)
+        size = np.full(wide.open.shape, float(notional))  # an array either way: one numba compilation
         size_type = "value"
         cost = np.where(entries_at & has_open, notional, 0.0)
     credit = 0.0 if cash_limited else float(np.nansum(cost)) * (1 + slippage) * (1 + fees) + 1.0
@@ -253,7 +253,7 @@ def vectorbt_sma_cross(
         entries=frame(entries_at),
         exits=frame(exits_at),
         price=frame(wide.open),
-        size=frame(size) if isinstance(size, np.ndarray) else size,
+        size=frame(size),
         size_type=size_type,
         size_granularity=1.0 if whole_shares else np.nan,
         fees=fees,
