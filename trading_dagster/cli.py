@@ -7,6 +7,8 @@
     trading-dagster status               what a data revision made stale
     trading-dagster refresh [--dry-run]  re-run exactly the stale partitions, upstream first
     trading-dagster ui [--port 3000]     the Dagster UI on the same history
+    trading-dagster portal               rebuild the portal's pages (upcoming orders, per-strategy equity,
+                                         configuration, emergency controls); demo does it at its end
     trading-dagster prepare [--force]    parse the dbt project (dbt_project/target/manifest.json); demo and ui
                                          run it when the manifest is missing
 """
@@ -19,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 DAGSTER_YAML = """\
@@ -65,6 +68,64 @@ def ensure_dagster_home(path: str | None) -> Path:
 # The code location the runs belong to in the UI (workspace.yaml's location, Definitions' repository): the
 # job pages and the Overview timeline list a run by this tag, which in-process runs do not get by themselves.
 UI_RUN_TAGS = {".dagster/repository": "__repository__@trading_dagster"}
+
+
+def last_data_session(settings) -> dt.date | None:
+    """The raw store's last session with an object (None for an empty store): one listing of the store."""
+    from trading_dagster.resources.configured import LocalRawStoreResource, S3RawStoreResource
+
+    if settings.raw_store == "s3":
+        store = S3RawStoreResource(
+            bucket=settings.s3_bucket, prefix=settings.s3_prefix, region_name=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url,
+        ).get()
+    else:
+        store = LocalRawStoreResource(local_root=str(settings.raw_root)).get()
+    sessions = store.list_sessions()
+    return sessions[-1] if sessions else None
+
+
+def partitions_environment(
+    settings, environ: Mapping[str, str] | None = None, *, today: dt.date | None = None
+) -> dict[str, str]:
+    """{TRADING_DAGSTER_LAST_SESSION: value} for the processes that load the definitions (partitions.py): the
+    value in `environ` (default os.environ) when set, checked; else `today` in the paper and live environments
+    or when the data is current, else the raw store's last session (historical data). Every process started
+    from one with this environment (dagster dev, the webserver, its code server, run workers) sees the same
+    partitions."""
+    from trading_dagster.partitions import (
+        LAST_SESSION_ENV,
+        last_session_setting,
+        new_york_today,
+        parse_last_session,
+        session_calendar,
+    )
+
+    environ = os.environ if environ is None else environ
+    today = today or new_york_today()
+    given = environ.get(LAST_SESSION_ENV)
+    if given:
+        parse_last_session(given, session_calendar(), today)  # refuse a bad value here, with its message
+        return {LAST_SESSION_ENV: given}
+    last = last_data_session(settings)
+    value = last_session_setting(last, session_calendar(), today, live_environment=settings.environment != "dev")
+    return {LAST_SESSION_ENV: value}
+
+
+def set_partitions_environment(settings) -> str:
+    """Set TRADING_DAGSTER_LAST_SESSION in this process, before the definitions are imported (`ui`, `portal`:
+    a process of its own), and say it."""
+    from trading_dagster.partitions import LAST_SESSION_ENV, TODAY
+
+    try:
+        env = partitions_environment(settings)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    os.environ.update(env)
+    value = env[LAST_SESSION_ENV]
+    why = "the data is current" if value == TODAY else "the last session with data (historical data)"
+    print(f"partitions end: {value} ({LAST_SESSION_ENV}; {why})", flush=True)
+    return value
 
 
 def _quiet_warnings() -> None:
@@ -258,7 +319,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     print(f"marts (dbt build of the models and their tests): {marts['seconds']:.1f} s; schema `marts` of "
           f"{settings.warehouse_path}; dbt's log {marts['log']}")
+    # the portal's pages in a process of their own, with the partitions the UI will show (this process keeps
+    # its definitions: the environment is read when they are imported, and a test may run `demo` in-process)
+    import subprocess
+
+    cmd = [sys.executable, "-m", "trading_dagster.cli", "--dagster-home", str(home), "portal"]
+    if subprocess.run(cmd, env={**os.environ, **partitions_environment(settings)}, check=False).returncode != 0:
+        print("portal pages failed (above); see the run in the UI (trading-dagster ui)")
+        return 1
     return 0
+
+
+def cmd_portal(args: argparse.Namespace) -> int:
+    """Rebuild the portal's pages (group `portal`) with the partitions `ui` shows."""
+    from trading_dagster.settings import load_settings
+
+    _quiet_warnings()
+    ensure_dagster_home(args.dagster_home)
+    set_partitions_environment(load_settings())
+    portal = run_portal()
+    if not portal["success"]:
+        print(f"portal pages failed: see the run {portal['run_id']} (trading-dagster ui)")
+        return 1
+    print("portal pages (upcoming orders, per-strategy equity, configuration, emergency controls): group `portal`")
+    return 0
+
+
+def run_portal(*, environ: dict | None = None) -> dict:
+    """`portal_job`: the portal's pages from the warehouse and the configuration, on the instance in DAGSTER_HOME."""
+    import dagster as dg
+
+    from trading_dagster.definitions import build_definitions
+    from trading_dagster.settings import load_settings
+
+    defs = build_definitions(load_settings(environ))
+    result = defs.resolve_job_def("portal_job").execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        tags=UI_RUN_TAGS,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        raise_on_error=False,
+    )
+    return {"success": result.success, "run_id": result.run_id}
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -410,14 +511,22 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0 if not left else 1
 
 
+# the lineage with every group open: the asset graph reads `expanded` from its URL (group ids `global@global:<group>`)
+LINEAGE_GROUPS = ("raw", "prices", "indicators", "signals", "trading", "pnl", "marts", "execution", "portal")
+LINEAGE_PATH = "/asset-groups?expanded=" + ",".join(f"global@global:{g}" for g in LINEAGE_GROUPS)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    from trading_dagster.settings import REPO_ROOT
+    from trading_dagster.settings import REPO_ROOT, load_settings
 
     home = ensure_dagster_home(args.dagster_home)
+    set_partitions_environment(load_settings())  # inherited by dagster dev's webserver, daemon and run workers
     prepare_manifest()
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
     cmd = [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    url = f"http://{args.host}:{args.port}"
     print(f"DAGSTER_HOME={home}\n{' '.join(cmd)}", flush=True)
+    print(f"lineage, every group open: {url}{LINEAGE_PATH}\nportal: {url}/asset-groups/portal", flush=True)
     os.execv(cmd[0], cmd)
     return 0  # not reached
 
@@ -530,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("portal", help="rebuild the portal's pages in the UI (demo does it at its end)")
+    p.set_defaults(func=cmd_portal)
     p = sub.add_parser("prepare", help="parse the dbt project into dbt_project/target/manifest.json")
     p.add_argument("--force", action="store_true", help="parse even when the manifest exists")
     p.set_defaults(func=cmd_prepare)

@@ -266,3 +266,131 @@ def write_plot(equity: pl.DataFrame, benchmark: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(equity_plot_png(equity, benchmark))
     return path
+
+
+# ------------------------------------------------------------------------------------------------ the portal
+# Pure frames and pictures behind the `portal` assets (assets/portal.py): no Dagster here.
+
+UPCOMING_COLUMNS = ["symbol", "side", "qty", "price", "strategy", "status", "reason"]
+
+
+def upcoming_orders(signals: pl.DataFrame, orders: pl.DataFrame) -> pl.DataFrame:
+    """Session D's signals with what became of each: the order that goes out at D+1's open (`approved`, its
+    quantity; `approved, clipped: CODE` when a limit cut it), or why there is none (`denied:
+    QTY_OVER_MONTHLY_LIMIT`, ...; `no order` when the planner made none). `price` is the reference price the order was sized on (D's close), the signal's reason explains it.
+    Orders come first (approved before denied), then by symbol. `signals`: symbol, strategy, side, reason;
+    `orders`: symbol, strategy, side, qty, ref_price, status, reason_code."""
+    keys = ["symbol", "strategy", "side"]
+    sig = signals.select(*keys, pl.col("reason").cast(pl.Utf8))
+    ords = orders.select(
+        *keys,
+        pl.col("qty").cast(pl.Int64),
+        pl.col("ref_price").cast(pl.Float64).alias("price"),
+        pl.when((pl.col("status") == "approved") & pl.col("reason_code").is_not_null())
+        .then(pl.lit("approved, clipped: ") + pl.col("reason_code"))
+        .when(pl.col("reason_code").is_not_null())
+        .then(pl.col("status") + pl.lit(": ") + pl.col("reason_code"))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        (pl.col("status") == "approved").alias("_approved"),
+    )
+    out = sig.join(ords, on=keys, how="full", coalesce=True)
+    out = out.with_columns(
+        pl.col("status").fill_null("no order"),
+        pl.col("qty").fill_null(0),
+        pl.col("_approved").fill_null(False),
+        pl.col("reason").fill_null(""),
+    )
+    rank = pl.when(pl.col("_approved")).then(0).when(pl.col("status") == "no order").then(2).otherwise(1)
+    return out.sort(rank, "symbol", "strategy").select(UPCOMING_COLUMNS)
+
+
+def strategy_equity_frame(daily_pnl: pl.DataFrame) -> pl.DataFrame:
+    """(session, strategy, cumulative_pnl) per strategy and in total ('total'), sorted: the cumulative P&L of
+    `marts.fct_daily_pnl` (a lot's P&L belongs to the strategy that opened it), recomputed from `pnl` so the
+    frame does not depend on the mart's window."""
+    if daily_pnl.is_empty():
+        return pl.DataFrame(schema={"session": pl.Date, "strategy": pl.Utf8, "cumulative_pnl": pl.Float64})
+    return (
+        daily_pnl.select("session", "strategy", pl.col("pnl").cast(pl.Float64))
+        .sort("strategy", "session")
+        .with_columns(pl.col("pnl").cum_sum().over("strategy").alias("cumulative_pnl"))
+        .select("session", "strategy", "cumulative_pnl")
+    )
+
+
+def strategy_summary(daily_pnl: pl.DataFrame) -> pl.DataFrame:
+    """One row per strategy (the total last): total, realized and unrealized P&L, best and worst day, fills."""
+    if daily_pnl.is_empty():
+        return pl.DataFrame(schema={"strategy": pl.Utf8, "pnl": pl.Float64})
+    out = daily_pnl.group_by("strategy").agg(
+        pl.col("pnl").sum().alias("pnl"),
+        pl.col("realized_pnl").sum().alias("realized_pnl"),
+        pl.col("pnl").max().alias("best_day"),
+        pl.col("pnl").min().alias("worst_day"),
+        pl.col("fills").cast(pl.Int64).sum().alias("fills"),
+    )
+    out = out.with_columns((pl.col("pnl") - pl.col("realized_pnl")).alias("unrealized_pnl"))
+    return out.sort(pl.col("strategy") == "total", pl.col("pnl"), descending=[False, True]).select(
+        "strategy", "pnl", "realized_pnl", "unrealized_pnl", "best_day", "worst_day", "fills"
+    )
+
+
+def strategy_equity_png(curves: pl.DataFrame) -> bytes:
+    """Each strategy's cumulative P&L over time, the portfolio's total dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    for strategy in sorted(set(curves["strategy"].to_list()), key=lambda s: (s == "total", s)):
+        one = curves.filter(pl.col("strategy") == strategy).sort("session")
+        style = {"color": "#222", "linestyle": "--", "linewidth": 1.4} if strategy == "total" else {"linewidth": 1.2}
+        ax.plot(one["session"].to_list(), one["cumulative_pnl"].to_numpy(), label=strategy, **style)
+    ax.axhline(0, color="#555", linewidth=0.8)
+    ax.set_title("Cumulative P&L per strategy")
+    ax.set_ylabel("USD")
+    ax.yaxis.set_major_formatter(lambda v, _: f"-${-v:,.0f}" if v < 0 else f"${v:,.0f}")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def strategy_equity_markdown(daily_pnl: pl.DataFrame) -> str:
+    if daily_pnl.is_empty():
+        return "(no P&L rows in marts.fct_daily_pnl: run marts_job)"
+    png = strategy_equity_png(strategy_equity_frame(daily_pnl))
+    return f"**Cumulative P&L per strategy**\n\n![Cumulative P&L per strategy]({data_uri(png)})"
+
+
+def setting_text(value: Any) -> str:
+    """A configuration value as a person reads it: None is `off`, floats without trailing zeros."""
+    if value is None:
+        return "off"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={setting_text(v)}" for k, v in value.items())
+    return str(value)
+
+
+def settings_rows(values: dict[str, Any], keys: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """(setting, value) rows in the order of `keys`; a key missing from `values` is an error (a renamed
+    setting must not vanish from the page silently)."""
+    missing = [k for k in keys if k not in values]
+    if missing:
+        raise KeyError(f"settings not found: {', '.join(missing)}")
+    return [(k, setting_text(values[k])) for k in keys]
+
+
+def strategy_rows(strategies: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """(name, kind, params, approval, cadence) per configured strategy."""
+    return [
+        (
+            s["name"],
+            s["kind"],
+            setting_text(dict(s.get("params") or {})) or "(none)",
+            s.get("approval", "auto"),
+            s.get("cadence", "daily"),
+        )
+        for s in strategies
+    ]

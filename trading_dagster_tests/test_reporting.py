@@ -1,13 +1,25 @@
-"""The printed report and its plot, with and without a benchmark in the data."""
+"""The printed report and its plot, with and without a benchmark in the data; the portal's tables and plots."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import polars as pl
+import pytest
 
 from trading_dagster.domain.metrics import performance_summary
-from trading_dagster.reporting import format_report, write_plot
+from trading_dagster.reporting import (
+    format_report,
+    setting_text,
+    settings_rows,
+    strategy_equity_frame,
+    strategy_equity_markdown,
+    strategy_rows,
+    strategy_summary,
+    upcoming_orders,
+    write_plot,
+)
 
 
 def _equity(benchmark: list[float | None]) -> pl.DataFrame:
@@ -87,3 +99,104 @@ def test_figures_are_formatted_for_a_person():
     meta = performance_metadata(performance_summary(_curve()))
     assert meta["cumulative_return"].endswith("%") and meta["final_equity"].startswith("$")
     assert isinstance(meta["cumulative_return_raw"].value, float)
+
+
+# ------------------------------------------------------------------------------------------------ the portal
+
+D = dt.date(2017, 11, 10)
+
+
+def _signals() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "session": [D] * 4,
+            "symbol": ["MSFT", "AAPL", "KO", "NFLX"],
+            "strategy": ["sma_20_50_cross", "dip_10pct_52w_high", "sma_20_50_cross", "rsi_30_70"],
+            "side": ["buy", "buy", "buy", "sell"],
+            "strength": [1.0, 0.5, 1.0, 0.1],
+            "reason": ["sma_20 crossed above sma_50", "12% below the 52-week high", "sma_20 crossed", "rsi above 70"],
+        }
+    )
+
+
+def _orders() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "session": [D] * 3,
+            "symbol": ["MSFT", "AAPL", "NFLX"],
+            "strategy": ["sma_20_50_cross", "dip_10pct_52w_high", "rsi_30_70"],
+            "side": ["buy", "buy", "sell"],
+            "requested_qty": [12, 6, 3],
+            "qty": [12, 4, 0],
+            "ref_price": [83.87, 174.67, 195.0],
+            "status": ["approved", "approved", "denied"],
+            "reason_code": [None, "QTY_OVER_MONTHLY_LIMIT", "SHORT_NOT_ALLOWED"],
+            "client_order_id": ["a", "b", "c"],
+        }
+    )
+
+
+def test_upcoming_orders_list_what_goes_out_first_then_why_the_rest_does_not():
+    out = upcoming_orders(_signals(), _orders())
+    assert out.columns == ["symbol", "side", "qty", "price", "strategy", "status", "reason"]
+    assert out.rows() == [
+        ("AAPL", "buy", 4, 174.67, "dip_10pct_52w_high", "approved, clipped: QTY_OVER_MONTHLY_LIMIT",
+         "12% below the 52-week high"),
+        ("MSFT", "buy", 12, 83.87, "sma_20_50_cross", "approved", "sma_20 crossed above sma_50"),
+        ("NFLX", "sell", 0, 195.0, "rsi_30_70", "denied: SHORT_NOT_ALLOWED", "rsi above 70"),
+        ("KO", "buy", 0, None, "sma_20_50_cross", "no order", "sma_20 crossed"),
+    ]
+
+
+def test_upcoming_orders_of_a_quiet_session_is_an_empty_table():
+    out = upcoming_orders(_signals().clear(), _orders().clear())
+    assert out.height == 0 and out.columns[:3] == ["symbol", "side", "qty"]
+
+
+def _daily_pnl() -> pl.DataFrame:
+    days = [dt.date(2017, 11, 8), dt.date(2017, 11, 9), dt.date(2017, 11, 10)]
+    rows = []
+    for strategy, pnls in (("rsi", [10.0, -5.0, 2.5]), ("sma", [0.0, 20.0, -30.0])):
+        rows += [
+            {"session": d, "strategy": strategy, "pnl": p, "realized_pnl": p / 2, "fills": 1}
+            for d, p in zip(days, pnls, strict=True)
+        ]
+    rows += [
+        {"session": d, "strategy": "total", "pnl": a + b, "realized_pnl": (a + b) / 2, "fills": 2}
+        for d, a, b in zip(days, [10.0, -5.0, 2.5], [0.0, 20.0, -30.0], strict=True)
+    ]
+    return pl.DataFrame(rows).sample(fraction=1.0, shuffle=True, seed=3)  # order must not matter
+
+
+def test_strategy_equity_is_each_strategys_cumulative_pnl():
+    curves = strategy_equity_frame(_daily_pnl())
+    got = {s: curves.filter(pl.col("strategy") == s)["cumulative_pnl"].to_list() for s in ("rsi", "sma", "total")}
+    assert got == {"rsi": [10.0, 5.0, 7.5], "sma": [0.0, 20.0, -10.0], "total": [10.0, 25.0, -2.5]}
+
+
+def test_strategy_summary_ranks_strategies_by_pnl_and_puts_the_total_last():
+    summary = strategy_summary(_daily_pnl())
+    assert summary["strategy"].to_list() == ["rsi", "sma", "total"]
+    rsi = summary.row(0, named=True)
+    assert rsi["pnl"] == 7.5 and rsi["realized_pnl"] == 3.75 and rsi["unrealized_pnl"] == 3.75
+    assert rsi["best_day"] == 10.0 and rsi["worst_day"] == -5.0 and rsi["fills"] == 3
+
+
+def test_strategy_equity_plot_is_a_png_in_markdown():
+    md = strategy_equity_markdown(_daily_pnl())
+    assert md.startswith("**Cumulative P&L per strategy**")
+    png = base64.b64decode(md.split("base64,", 1)[1].rstrip(")"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    assert "marts_job" in strategy_equity_markdown(_daily_pnl().clear())
+
+
+def test_settings_read_as_a_person_reads_them():
+    assert [setting_text(v) for v in (None, True, False, 10.0, 0.005, 4, "day")] == [
+        "off", "yes", "no", "10", "0.005", "4", "day"
+    ]
+    assert settings_rows({"a": None, "b": 1.5}, ["b", "a"]) == [("b", "1.5"), ("a", "off")]
+    with pytest.raises(KeyError, match="settings not found: c"):
+        settings_rows({"a": 1}, ["a", "c"])
+    assert strategy_rows([{"name": "x", "kind": "sma_cross", "params": {"fast": 20.0, "slow": 50.0}}]) == [
+        ("x", "sma_cross", "fast=20, slow=50", "auto", "daily")
+    ]

@@ -444,7 +444,9 @@ KILL_SWITCH_ASSET = dg.AssetSpec(
     group_name="execution",
     description="The kill switch: engaged means no new buy reaches the broker (sells still do). Each "
     "materialization is a change made by kill_switch_job or flatten_job (who, when, why); the state is the "
-    "trading ledger's last kill_switch event, or [execution] kill_switch = true in the config.",
+    "trading ledger's last kill_switch event, or [execution] kill_switch = true in the config. To square off "
+    "the account in an emergency, launch flatten_job (portal/emergency_controls explains both).",
+    tags={"control": "emergency"},
 )
 
 
@@ -490,7 +492,10 @@ def kill_switch_op(
     context.log_event(kill_switch_materialization(state))
 
 
-@dg.op(description="Engage the kill switch, cancel every order, close every position, wait until flat.")
+@dg.op(
+    description="Emergency square-off: engage the kill switch, cancel every order, close every position, "
+    "wait until flat."
+)
 def flatten_op(
     context: dg.OpExecutionContext,
     config: FlattenConfig,
@@ -516,17 +521,38 @@ def flatten_op(
         )
 
 
-@dg.job(description="Approve or refuse orders pending approval (humans in the loop; decision 0005 section 5).")
+# the control jobs' tag: the Jobs page and the run list filter on it ("trading_dagster/control"); it does not
+# change how they run (no writer tag: they never queue behind a backfill)
+CONTROL_TAG = "trading_dagster/control"
+
+
+@dg.job(
+    description="Approvals: approve or refuse session D's orders pending approval (strategies with approval = "
+    "'manual'), all or nothing, before [execution] approval_deadline. Config: session, actor (your name), "
+    "decision, optional client_order_ids and reason. Same as `trading-dagster approve`.",
+    tags={CONTROL_TAG: "approval"},
+)
 def approve_orders_job() -> None:
     approve_orders_op()
 
 
-@dg.job(description="Engage or release the kill switch (no new buys while engaged).")
+@dg.job(
+    description="Kill switch: engaged = no new buy reaches the broker (sells still do); released = normal. "
+    "Config: engaged (true/false), actor (your name), reason. Each change is an audit event, an alert and a "
+    "materialization of execution/kill_switch. Same as `trading-dagster kill-switch on|off`.",
+    tags={CONTROL_TAG: "emergency"},
+)
 def kill_switch_job() -> None:
     kill_switch_op()
 
 
-@dg.job(description="Kill switch, cancel all orders, close all positions, and wait until the account is flat.")
+@dg.job(
+    description="EMERGENCY SQUARE-OFF of the broker account: engages the kill switch, cancels every open order, "
+    "closes every position, and waits until the account is flat (the run fails listing what is not). Config: "
+    "actor (your name), reason, timeout_seconds. Acts on the broker account only, never on the backtest book. "
+    "Same as `trading-dagster flatten --yes`.",
+    tags={CONTROL_TAG: "emergency"},
+)
 def flatten_job() -> None:
     flatten_op()
 
