@@ -401,7 +401,7 @@ def pnl(
             "final_equity_text": money(last.get("equity")),
         },
     )
-    identity = rules.equity_identity(equity)
+    identity = rules.equity_identity(equity, cash_limited=backtest_book.buying_power == "cash")
     matches = rules.equity_matches_fills(
         equity, positions, executions, start_state.cash, extra_cash_movements=ledger_cash_movements(executions)
     )

@@ -208,7 +208,7 @@ SUITES: dict[str, list[Expectation]] = {
     ],
     "orders": [
         *_schema(ORDER_SCHEMA),
-        *_not_null(c for c in ORDER_SCHEMA if c not in ("ref_price", "reason_code")),
+        *_not_null(c for c in ORDER_SCHEMA if c not in ("ref_price", "reason_code", "notional")),
         _in_window("session"),
         _x("expect_column_values_to_be_in_set", column="side", value_set=list(SIDES)),
         _x("expect_column_values_to_be_in_set", column="status", value_set=["approved", "denied"]),

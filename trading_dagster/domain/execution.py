@@ -165,13 +165,15 @@ def fill_at_open(
     commission: CommissionModel,
     qty: int | None = None,
 ) -> Fill:
-    """The fill of an approved order at `session`'s open (all of it, or `qty` shares of it)."""
+    """The fill of an approved order at `session`'s open (all of it, or `qty` shares of it; a notional order,
+    `notional_qty` of the fill price unless `qty` says fewer)."""
     if not order.approved:
         raise ValueError(f"order {order.client_order_id} is denied; denied orders never reach a broker")
-    n = order.qty if qty is None else qty
-    if not 1 <= n <= order.qty:
-        raise ValueError(f"fill qty {n} outside 1..{order.qty} for {order.client_order_id}")
     price = slippage.fill_price(order.side, as_decimal(open_price))
+    most = order.qty if order.notional is None else notional_qty(order.notional, price)
+    n = most if qty is None else qty
+    if not 1 <= n <= most:
+        raise ValueError(f"fill qty {n} outside 1..{most} for {order.client_order_id}")
     return Fill(
         client_order_id=order.client_order_id,
         order_session=order.session,
@@ -182,6 +184,11 @@ def fill_at_open(
         price=price,
         commission=commission.cost(n, price),
     )
+
+
+def notional_qty(notional: Decimal, price: Decimal) -> int:
+    """The shares a notional buys at the fill price (`[backtest] size_on = "fill"`), rounded down."""
+    return int(notional // price)
 
 
 def fill_priority(order: Order) -> tuple[dt.date, int, str, str, str]:
@@ -221,7 +228,9 @@ def execute_open(
     * buys capped at what the cash covers at the actual open (a gap up since the close we sized on can
       make the order unaffordable); the uncovered remainder expires. This is what keeps cash >= 0.
       `cash_limited=False` (`[backtest] buying_power = "off"`, a reference convention) fills buys whole
-      whatever the cash: cash may go below zero.
+      whatever the cash: cash may go below zero;
+    * a notional buy (`Order.notional`, `[backtest] size_on = "fill"`) wants notional / fill price shares
+      (`notional_qty`), which may be more or fewer than the estimate at the close it was approved with.
     """
     cash = as_decimal(cash)
     held_now = dict(held)
@@ -232,12 +241,13 @@ def execute_open(
             result.expired.append(OrderEvent.expired(order, session, order.qty))
             continue
         price = slippage.fill_price(order.side, as_decimal(open_price))
+        wanted = order.qty if order.notional is None else notional_qty(order.notional, price)
         if order.side == "sell":
             qty = min(order.qty, held_now.get(order.symbol, 0))
         elif cash_limited:
-            qty = affordable_qty(cash, price, commission, order.qty)
+            qty = affordable_qty(cash, price, commission, wanted)
         else:
-            qty = order.qty
+            qty = wanted
         if qty > 0:
             fill = fill_at_open(order, as_decimal(open_price), session, slippage, commission, qty=qty)
             result.fills.append(fill)
@@ -247,8 +257,10 @@ def execute_open(
             else:
                 cash -= fill.qty * fill.price + fill.commission
                 held_now[order.symbol] = held_now.get(order.symbol, 0) + fill.qty
-        if qty < order.qty:
-            result.expired.append(OrderEvent.expired(order, session, order.qty - qty))
+        if qty < wanted:
+            result.expired.append(OrderEvent.expired(order, session, wanted - qty))
+        elif wanted == 0:  # a notional below one share at the open: nothing of it fills
+            result.expired.append(OrderEvent.expired(order, session, order.qty))
     return result
 
 

@@ -49,6 +49,7 @@ ORDER_SCHEMA: dict[str, pl.DataType] = {
     "status": pl.String(),
     "reason_code": pl.String(),
     "client_order_id": pl.String(),
+    "notional": pl.Float64(),
 }
 
 EXECUTION_SCHEMA: dict[str, pl.DataType] = {
@@ -130,6 +131,9 @@ class Order:
     `reason_code` names the pre-trade control that denied the order, or that clipped it (approved with
     qty < requested_qty), so a reader sees why; it is None for an order approved unchanged.
     `ref_price` is D's close (None when there was no price: reason NO_PRICE).
+    `notional` (USD, buys of a backtest with `[backtest] size_on = "fill"` only, else None): the quantity is
+    decided at the fill, notional / fill price (Alpaca's notional orders); `qty` is then the estimate at the
+    close the risk controls saw.
     """
 
     client_order_id: str
@@ -142,8 +146,11 @@ class Order:
     ref_price: Decimal | None
     status: OrderStatus
     reason_code: str | None = None
+    notional: Decimal | None = None
 
     def __post_init__(self) -> None:
+        if self.notional is not None and (self.side != "buy" or self.notional <= 0):
+            raise ValueError(f"order {self.client_order_id}: a notional is for buys, and positive")
         if self.side not in SIDES:
             raise ValueError(f"side must be 'buy' or 'sell', got {self.side!r}")
         if self.status == "approved" and self.qty < 1:
@@ -242,7 +249,7 @@ def _float(value: Decimal | None) -> float | None:
 # The planner keeps its (mostly denied) orders in this form: a tuple of strings, numbers and dates is
 # not tracked by Python's cyclic garbage collector once it has seen it, while millions of live `Order`
 # records made every full collection walk them all (about a quarter of a ten-year plan's time).
-OrderRow = tuple[dt.date, str, str, str, int, int, Decimal | None, str, str | None, str]
+OrderRow = tuple[dt.date, str, str, str, int, int, Decimal | None, str, str | None, str, Decimal | None]
 
 
 def order_row(o: Order) -> OrderRow:
@@ -257,6 +264,7 @@ def order_row(o: Order) -> OrderRow:
         o.status,
         o.reason_code,
         o.client_order_id,
+        o.notional,
     )
 
 
@@ -271,6 +279,7 @@ def order_rows_to_frame(rows: Sequence[OrderRow]) -> pl.DataFrame:
     columns: dict[str, list | pl.Series] = {name: [r[i] for r in rows] for i, name in enumerate(ORDER_SCHEMA)}
     columns["session"] = _date_series(columns["session"])
     columns["ref_price"] = [_float(v) for v in columns["ref_price"]]
+    columns["notional"] = [_float(v) for v in columns["notional"]]
     return pl.DataFrame(columns, schema=ORDER_SCHEMA)
 
 
@@ -298,11 +307,19 @@ def orders_from_frame(frame: pl.DataFrame) -> list[Order]:
             ref_price=None if ref is None else as_decimal(ref),
             status=status,
             reason_code=reason,
+            notional=None if notional is None else as_decimal(notional),
         )
-        for session, symbol, strategy, side, requested, qty, ref, status, reason, cid in frame.select(
-            list(ORDER_SCHEMA)
-        ).iter_rows()
+        for session, symbol, strategy, side, requested, qty, ref, status, reason, cid, notional in _with_notional(
+            frame
+        ).select(list(ORDER_SCHEMA)).iter_rows()
     ]
+
+
+def _with_notional(frame: pl.DataFrame) -> pl.DataFrame:
+    """An orders frame stored before the `notional` column existed reads as one without notionals."""
+    if "notional" in frame.columns:
+        return frame
+    return frame.with_columns(notional=pl.lit(None, dtype=pl.Float64))
 
 
 def event_sort_key(e: OrderEvent) -> tuple[dt.date, int, str, str]:

@@ -63,6 +63,7 @@ from trading_dagster.domain.risk import (
     check_order,
     default_controls,
     estimated_buy_cost,
+    fill_notional,
     size_order,
 )
 
@@ -683,6 +684,7 @@ class _SessionPlanner:
         risk = self.risk
         extended = risk.has_session_limits
         with_exits = risk.has_exits
+        at_fill = risk.size_on == "fill"
         levels: dict[str, ExitLevels] = {}
         n_orders, notional, buy_notional = 0, Decimal(0), Decimal(0)
         atr = None
@@ -742,9 +744,10 @@ class _SessionPlanner:
             else:
                 qty = 0
             if qty == 0:
-                out.append((session, symbol, strategy, side, intent.qty, 0, ref, "denied", reason, cid))
+                out.append((session, symbol, strategy, side, intent.qty, 0, ref, "denied", reason, cid, None))
                 continue
-            order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason)
+            budget = fill_notional(intent.qty, qty, ref, equity, risk) if at_fill and side == "buy" and ref else None
+            order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason, budget)
             out.append(order_row(order))
             approved.append(order)
             if extended:

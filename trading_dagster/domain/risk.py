@@ -53,6 +53,7 @@ REASON_CODES = (
     ALREADY_HELD,
 )
 BUYING_POWERS: tuple[str, ...] = ("cash", "off")
+SIZE_ON: tuple[str, ...] = ("close", "fill")
 DEFAULT_MIN_PRICE = Decimal(1)
 MAX_ATR_PERIOD = 50
 
@@ -89,10 +90,12 @@ class RiskConfig:
     (% below / above the entry order's reference close), stop_loss_atr / take_profit_atr (ATR multiples
     below / above it). See `exits.py` for the levels and how the backtest fills them.
 
-    buying_power ("cash" | "off") is a backtest convention (`[backtest]`, `BACKTEST_KEYS`), not a `[risk]`
-    key: "off" takes the cash limit out of planning (no INSUFFICIENT_BUYING_POWER) and out of the fills
-    (`execution.execute_open(cash_limited=False)`), so a reference run's result never depends on the order
-    in which buys met the cash. Never for a trading book.
+    buying_power ("cash" | "off") and size_on ("close" | "fill") are backtest conventions (`[backtest]`,
+    `BACKTEST_KEYS`), not `[risk]` keys. buying_power "off" takes the cash limit out of planning (no
+    INSUFFICIENT_BUYING_POWER) and out of the fills (`execution.execute_open(cash_limited=False)`), so a
+    reference run's result never depends on the order in which buys met the cash. size_on "fill": a buy
+    carries its notional (`fill_notional`) and its shares are notional / fill price at the open; the controls
+    judge the estimate at the close. Neither is for a trading book.
     """
 
     sizing: Sizing = "fixed_notional"
@@ -117,6 +120,7 @@ class RiskConfig:
     take_profit_atr: Decimal | None = None
     add_to_positions: bool = True
     buying_power: str = "cash"
+    size_on: str = "close"
 
     def __post_init__(self) -> None:
         for name in _DECIMAL_KEYS:
@@ -170,6 +174,15 @@ class RiskConfig:
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.buying_power not in BUYING_POWERS:
             raise ValueError(f"buying_power must be 'cash' or 'off', got {self.buying_power!r}")
+        if self.size_on not in SIZE_ON:
+            raise ValueError(f"size_on must be 'close' or 'fill', got {self.size_on!r}")
+        if self.size_on == "fill" and self.sizing == "atr":
+            raise ValueError("size_on = 'fill' sizes a notional at the fill price; ATR sizing has no notional")
+        if self.size_on == "fill" and self.monthly_share_limit is not None:
+            raise ValueError(
+                "size_on = 'fill' decides a buy's shares at the fill, after the share quota is checked: set "
+                "[risk] monthly_share_limit = \"off\" with it"
+            )
         if not self.long_only:
             # Short positions would need borrow costs and short P&L in the portfolio; not modelled.
             raise ValueError("only long_only=True is supported")
@@ -245,7 +258,7 @@ _NULLABLE = frozenset(
 )
 OFF = "off"
 """What a `[risk]` key that can be off takes in TOML (which has no null): `monthly_share_limit = "off"`."""
-BACKTEST_KEYS = ("buying_power",)
+BACKTEST_KEYS = ("buying_power", "size_on")
 """RiskConfig fields that are backtest conventions (`[backtest]`), not `[risk]` keys."""
 
 
@@ -665,6 +678,16 @@ def size_order(
         return max(int(equity * config.risk_pct_equity / 100 // (config.atr_multiple * atr)), 0)
     budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
     return max(int(budget // ref_price), 0)
+
+
+def fill_notional(
+    requested_qty: int, approved_qty: int, ref_price: Decimal, equity: Decimal, config: RiskConfig
+) -> Decimal:
+    """What a buy of a `size_on = "fill"` backtest spends at the fill: the sizing's budget (the notional, or
+    pct_equity of equity), or the approved quantity at the close when a control clipped the order."""
+    if approved_qty < requested_qty:
+        return approved_qty * ref_price
+    return config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
 
 
 def estimated_buy_cost(

@@ -146,6 +146,8 @@ CREATE TABLE IF NOT EXISTS book_events (
 -- a ledger written before exits: the orders' exit levels (NULL: none)
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS stop_loss VARCHAR;
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS take_profit VARCHAR;
+-- a ledger written before notional orders ([backtest] size_on = "fill"): NULL, a quantity order
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS notional VARCHAR;
 """
 
 # Money is stored as exact decimal text (a DECIMAL column would come back with its scale's trailing
@@ -162,6 +164,7 @@ _ORDER_COLS = {
     "reason_code": pl.String(),
     "stop_loss": pl.String(),
     "take_profit": pl.String(),
+    "notional": pl.String(),
 }
 _FILL_COLS = {
     "client_order_id": pl.String(),
@@ -273,6 +276,7 @@ def _order_row(o: Order, levels: ExitLevels = NO_EXITS) -> tuple:
         o.reason_code,
         stop,
         take,
+        None if o.notional is None else str(o.notional),
     )
 
 
@@ -500,7 +504,7 @@ class SimulatedBook(BacktestBook):
             f"SELECT {', '.join('o.' + c for c in _ORDER_COLS)} FROM orders o WHERE {where}", params or {}
         ).fetchall()
         out = []
-        for cid, session, symbol, strategy, side, req, qty, ref, reason, stop, take in rows:
+        for cid, session, symbol, strategy, side, req, qty, ref, reason, stop, take, notional in rows:
             out.append(
                 Order(
                     client_order_id=cid,
@@ -513,6 +517,7 @@ class SimulatedBook(BacktestBook):
                     ref_price=None if ref is None else Decimal(ref),
                     status="approved",
                     reason_code=reason,
+                    notional=None if notional is None else Decimal(notional),
                 )
             )
             if stop is not None or take is not None:

@@ -351,7 +351,7 @@ class BacktestBookResource(dg.ConfigurableResource):
         """`risk` with this book's conventions (`[backtest]`): what the backtest plans with."""
         if self.buying_power not in ("cash", "off"):
             raise ValueError(f"buying_power must be 'cash' or 'off', not {self.buying_power!r}")
-        return replace(risk, buying_power=self.buying_power)
+        return replace(risk, buying_power=self.buying_power, size_on=self.size_on)
 
 
 class BrokerResource(dg.ConfigurableResource, ABC):

@@ -32,6 +32,7 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
         target = f"{table_slice.schema}.{table_slice.table}"
         connection.execute(f"create schema if not exists {table_slice.schema}")
         connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0")
+        _add_new_columns(connection, target, obj_arrow)
         if obj.height:
             connection.execute(f"insert into {target} by name select * from obj_arrow")
         context.add_output_metadata(
@@ -54,6 +55,16 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
         rows = DuckDbClient.get_select_statement(table_slice=table_slice._replace(columns=None))
         columns = ", ".join(f'"{c}"' for c in table_slice.columns) if table_slice.columns else "*"
         return pl.DataFrame(connection.execute(f"SELECT {columns} FROM ({rows}) WHERE {where}").arrow())
+
+
+def _add_new_columns(connection, target: str, obj_arrow) -> None:
+    """A column the frame has and the table lacks (a newer version's, e.g. orders.notional) is added to the
+    table, NULL in its older rows, so an upgrade appends instead of failing on its first write."""
+    have = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
+    # obj_arrow: read by DuckDB's replacement scan (a local of this frame)
+    for name, kind, *_ in connection.execute("describe select * from obj_arrow limit 0").fetchall():
+        if name not in have:
+            connection.execute(f'alter table {target} add column "{name}" {kind}')
 
 
 class WarehouseIOManager(DuckDBPolarsIOManager):

@@ -22,7 +22,7 @@ def _events(rows: list[tuple]) -> pl.DataFrame:
 def _orders(rows: list[tuple]) -> pl.DataFrame:
     """Approved orders: (session, symbol, side, qty, id)."""
     return pl.DataFrame(
-        [(d, s, "t", side, q, q, 10.0, "approved", None, cid) for d, s, side, q, cid in rows], schema=ORDER_SCHEMA, orient="row"
+        [(d, s, "t", side, q, q, 10.0, "approved", None, cid, None) for d, s, side, q, cid in rows], schema=ORDER_SCHEMA, orient="row"
     )
 
 

@@ -31,7 +31,7 @@ def buy(session: dt.date, symbol: str, qty: int) -> tuple:
 def orders(*rows: tuple) -> pl.DataFrame:
     """Approved orders: (session, symbol, side, qty, id)."""
     return pl.DataFrame(
-        [(d, s, "t", side, q, q, 10.0, "approved", None, cid) for d, s, side, q, cid in rows],
+        [(d, s, "t", side, q, q, 10.0, "approved", None, cid, None) for d, s, side, q, cid in rows],
         schema=ORDER_SCHEMA,
         orient="row",
     )

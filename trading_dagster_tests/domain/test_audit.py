@@ -114,7 +114,7 @@ def test_events_of_an_orders_frame_and_of_submit_results():
         (D, "MSFT", "man", "buy", 4, 3, 70.0, "pending_approval", "QTY_CLIPPED", "id-c"),
         (D, "IBM", "man", "buy", 4, 4, 150.0, "expired", "APPROVAL_EXPIRED", "id-d"),
     ]
-    frame = pl.DataFrame([dict(zip(ORDER_SCHEMA, r, strict=True)) for r in rows], schema=ORDER_SCHEMA)
+    frame = pl.DataFrame([dict(zip(ORDER_SCHEMA, r, strict=False)) for r in rows], schema=ORDER_SCHEMA)  # no notional: null
     events = order_events(frame, T)
     assert [e.kind for e in events] == ["signal", "decision", "signal", "denial", "signal", "pending_approval",
                                         "signal"]

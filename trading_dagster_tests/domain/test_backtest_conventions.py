@@ -197,3 +197,76 @@ def test_the_band_mirrors_for_a_cross_below():
 def test_a_band_out_of_range_is_refused_naming_it(band):
     with pytest.raises(ValueError, match="tie_band_pct"):
         _sma(band)
+
+
+# ------------------------------------------------------------------------------------------- size_on
+
+
+def _gap(close: float, next_open: float) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "session": [D, D1],
+            "symbol": ["AAPL", "AAPL"],
+            "open": [close, next_open],
+            "high": [close, next_open],
+            "low": [close, next_open],
+            "close": [close, next_open],
+            "volume": [1_000_000, 1_000_000],
+        }
+    )
+
+
+@pytest.mark.parametrize(("next_open", "shares"), [(8.0, 125), (12.5, 80), (1_001.0, 0)])
+def test_sized_on_the_fill_a_buy_spends_its_notional_at_the_open(next_open, shares):
+    slip, fee = SlippageModel(bps=Decimal(0), round_cents=False), CommissionModel(per_share=Decimal(0))
+    risk = RiskConfig(size_on="fill", **FREE)  # $1,000 a buy
+    proj = simulate(_signals([(D, "AAPL", "buy")]), _gap(10.0, next_open), PortfolioState.initial(100_000), [D, D1], risk, slip, fee, "paper")
+    order = proj.orders_frame.row(0, named=True)
+    assert (order["qty"], order["notional"]) == (100, 1_000.0)  # the estimate at the close, and the budget
+    assert [f.qty for f in proj.fills] == ([shares] if shares else [])
+    assert [e.qty for e in proj.expired] == ([] if shares else [100])
+    # sized on the close (the default) the same signal buys the estimate whatever the open, as far as the
+    # $100,000 of cash goes
+    on_close = simulate(_signals([(D, "AAPL", "buy")]), _gap(10.0, next_open), PortfolioState.initial(100_000), [D, D1], RiskConfig(**FREE), slip, fee, "paper")
+    assert on_close.orders_frame["notional"].to_list() == [None]
+    assert [f.qty for f in on_close.fills] == [min(100, int(100_000 // next_open))]
+
+
+def test_a_clipped_notional_order_spends_only_what_was_approved():
+    slip, fee = SlippageModel(bps=Decimal(0)), CommissionModel(per_share=Decimal(0))
+    risk = RiskConfig(size_on="fill", monthly_share_limit=None, max_position_pct_equity=Decimal("0.5"))
+    proj = simulate(_signals([(D, "AAPL", "buy")]), _gap(10.0, 8.0), PortfolioState.initial(100_000), [D, D1], risk, slip, fee, "paper")
+    order = proj.orders_frame.row(0, named=True)
+    assert (order["requested_qty"], order["qty"], order["notional"]) == (100, 50, 500.0)
+    assert [f.qty for f in proj.fills] == [62]  # floor(500 / 8)
+
+
+def test_size_on_fill_needs_the_quota_off_and_a_notional_sizing():
+    with pytest.raises(ValueError, match="monthly_share_limit"):
+        RiskConfig(size_on="fill")
+    with pytest.raises(ValueError, match="ATR sizing"):
+        RiskConfig(size_on="fill", sizing="atr", monthly_share_limit=None)
+    assert RiskConfig(size_on="fill", sizing="pct_equity", monthly_share_limit=None).size_on == "fill"
+
+
+def test_a_notional_order_round_trips_through_the_book_and_its_check():
+    from trading_dagster.checks import rules
+    from trading_dagster.domain.orders import orders_from_frame
+    from trading_dagster.resources.backtest_book import SimulatedBook
+
+    slip, fee = SlippageModel(bps=Decimal(0), round_cents=False), CommissionModel(per_share=Decimal(0))
+    risk = RiskConfig(size_on="fill", **FREE)
+    proj = simulate(_signals([(D, "AAPL", "buy")]), _gap(10.0, 8.0), PortfolioState.initial(100_000), [D, D1], risk, slip, fee, "paper")
+    orders = orders_from_frame(proj.orders_frame)
+    assert orders[0].notional == Decimal(1000)
+    with SimulatedBook(None, slippage=slip, commission=fee) as book:
+        book.submit(orders, D)
+        fills = book.sync(D1, {"AAPL": Decimal(8)})
+        events = book.events(D, D1)
+    assert [f.qty for f in fills] == [125]  # more than the estimate of 100: the notional decides
+    assert rules.executions_match_orders(events, proj.orders_frame).passed
+    overspent = events.with_columns(
+        qty=pl.when(pl.col("event") == "filled").then(pl.lit(126)).otherwise(pl.col("qty"))
+    )
+    outcome = rules.executions_match_orders(overspent, proj.orders_frame)
+    assert not outcome.passed and "filled_more_than_notional" in str(outcome)

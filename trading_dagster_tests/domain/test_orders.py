@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from decimal import Decimal
 
 import polars as pl
@@ -138,6 +139,7 @@ def test_orders_frame_has_the_design_columns_and_round_trips():
             reason_code="NO_PRICE",
         ),
         _order(ref_price=Decimal("0.1234"), reason_code=None, qty=6),
+        _order(client_order_id="td-n", side="buy", notional=Decimal("1000.5"), qty=6),
     ]
     frame = orders_to_frame(orders)
     assert frame.schema == pl.Schema(ORDER_SCHEMA)
@@ -152,8 +154,11 @@ def test_orders_frame_has_the_design_columns_and_round_trips():
         "status",
         "reason_code",
         "client_order_id",
+        "notional",
     ]
+    assert frame["notional"].to_list() == [None, None, None, 1000.5]
     assert orders_from_frame(frame) == orders
+    assert orders_from_frame(frame.drop("notional")) == [replace(o, notional=None) for o in orders]  # a stored frame from before
     assert orders_to_frame([]).schema == pl.Schema(ORDER_SCHEMA)
 
 

@@ -65,3 +65,30 @@ def test_a_window_without_matching_rows_gives_an_empty_typed_table(tmp_path):
         assert con.execute("SELECT count(*) FROM t.approved").fetchone() == (0,)
         names = [r[0] for r in con.execute("DESCRIBE t.orders").fetchall()]
     assert names == ["qty", "status", "symbol", "session"]  # created from the first frame, typed
+
+
+def test_a_column_a_newer_version_adds_is_added_to_the_stored_table(tmp_path):
+    # a warehouse written by a version whose orders had no `notional` column
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create schema t")
+        con.execute("create table t.orders (session date, symbol varchar, status varchar, qty bigint)")
+        con.execute("insert into t.orders values ('2023-12-29', 'A', 'approved', 7)")
+    newer = ROWS.with_columns(notional=pl.lit(1000.0))
+
+    @dg.asset(key=["t", "orders"], partitions_def=PARTS, metadata={"partition_expr": "session"},
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def orders_v2(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        start, end = context.partition_time_window
+        return newer.filter(pl.col("session").is_between(start.date(), end.date(), closed="left"))
+
+    result = dg.materialize(
+        [orders_v2],
+        resources={"io_manager": WarehouseIOManager(database=str(db))},
+        tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"},
+    )
+    assert result.success
+    with duckdb.connect(str(db)) as con:
+        rows = con.execute("select session, symbol, qty, notional from t.orders order by session, symbol").fetchall()
+    assert rows[0] == (dt.date(2023, 12, 29), "A", 7, None)  # the old row kept, NULL in the new column
+    assert [r[3] for r in rows[1:]] == [1000.0] * 4
