@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dagster as dg
 
 from trading_dagster.assets.dbt import dbt_resource, marts_assets, marts_job
@@ -143,6 +145,7 @@ def build_resources(settings: Settings) -> dict:
             account=trading.account,
             initial_cash=trading.initial_cash,
             costs=CostsConfig(**trading.costs),
+            **dataclasses.asdict(trading.backtest),  # [backtest]: the simulated book's conventions only
         ),
         "broker": broker_resource(settings),
         "ledger": TradingLedgerResource(

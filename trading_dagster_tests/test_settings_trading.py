@@ -115,3 +115,27 @@ def test_costs_take_a_preset_or_the_parts_never_both(tmp_path):
     config.write_text('[costs]\ncommission_bps = -1\n')
     with pytest.raises(SettingsError, match="commission_bps"):
         _settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config))
+
+
+def test_backtest_conventions_reach_the_simulated_book_only(tmp_path):
+    from trading_dagster.definitions import build_resources
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[risk]\nmonthly_share_limit = "off"\nadd_to_positions = false\n'
+        '[backtest]\nsize_on = "fill"\nround_cents = false\nbuying_power = "off"\n'
+    )
+    resources = build_resources(_settings(tmp_path, TRADING_DAGSTER_CONFIG=str(config)))
+    book = resources["backtest_book"]
+    risk = book.planner_risk(resources["trading_config"].risk_config())
+    assert (risk.size_on, risk.buying_power, risk.add_to_positions) == ("fill", "off", False)
+    assert not book.slippage_model().round_cents and not book.commission_model().round_cents
+    with book.get(read_only=True) as simulated:
+        assert simulated.cash_limited is False
+    # the trading book keeps its own: sized at the close, cash-limited, fills rounded to the tick
+    trading_risk = resources["trading_config"].risk_config()
+    assert (trading_risk.size_on, trading_risk.buying_power) == ("close", "cash")
+    assert resources["broker"].costs.slippage_model().round_cents
+    # and the default is today's behaviour
+    default = build_resources(_settings(tmp_path))["backtest_book"]
+    assert (default.size_on, default.round_cents, default.buying_power) == ("close", True, "cash")
