@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/reference_backtest.py [--data PATH] [--symbols N] [--ours reference|today]
         [--size-on close|fill] [--fees-bps B] [--slippage-bps B] [--notional USD] [--initial-cash USD]
+        [--tie-band-pct P]
 
 Cleans the whole file through the pipeline's own `clean_prices` (the NYSE sessions from its first to its last
 date), then runs the SMA 20/50 crossover, signal at D's close and fill at D+1's open, twice:
@@ -67,6 +68,7 @@ def main() -> None:
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--notional", type=float, default=10_000)
     p.add_argument("--initial-cash", type=float, default=100_000)
+    p.add_argument("--tie-band-pct", type=float, default=0.0, help="the sma_cross tie band, on both sides")
     p.add_argument("--show", type=int, default=10, help="differing orders to print")
     args = p.parse_args()
     if not args.data.exists():
@@ -79,6 +81,7 @@ def main() -> None:
     from trading_dagster_tests.reference.ours import REFERENCE_CONVENTIONS, route_conventions, run_ours
     from trading_dagster_tests.reference.vectorbt_reference import (
         crosses,
+        near_ties,
         to_wide,
         vectorbt_crosses,
         vectorbt_sma_cross,
@@ -105,7 +108,7 @@ def main() -> None:
     )
 
     money = dict(notional=args.notional, fees_bps=args.fees_bps, slippage_bps=args.slippage_bps)
-    conventions: dict = {}
+    conventions: dict = {"tie_band_pct": args.tie_band_pct} if args.tie_band_pct else {}
     if args.ours == "reference":
         wanted = {**REFERENCE_CONVENTIONS, "size_on": args.size_on}
         for key, value in wanted.items():
@@ -123,12 +126,17 @@ def main() -> None:
     ours_s = time.perf_counter() - t
     t = time.perf_counter()
     ref = vectorbt_sma_cross(
-        cleaned, sessions=sessions, init_cash=args.initial_cash, size_on=args.size_on, **money
+        cleaned,
+        sessions=sessions,
+        init_cash=args.initial_cash,
+        size_on=args.size_on,
+        tie_band_pct=args.tie_band_pct,
+        **money,
     )
     ref_s = time.perf_counter() - t
 
     wide = to_wide(cleaned, 20, 50, sessions)
-    (ours_in, ours_out), (vbt_in, vbt_out) = crosses(wide), vectorbt_crosses(wide)
+    (ours_in, ours_out), (vbt_in, vbt_out) = crosses(wide, args.tie_band_pct), vectorbt_crosses(wide)
 
     print()
     print(f"{'':<16}{'ours':>20}{'vectorbt':>20}{'relative diff':>16}")
@@ -159,7 +167,8 @@ def main() -> None:
     print(
         f"crosses (SMA over each symbol's bars): ours {int(ours_in.sum()):,} up / {int(ours_out.sum()):,} down; "
         f"vectorbt's crossed_above/below {int(vbt_in.sum()):,} / {int(vbt_out.sum()):,}; "
-        f"different: {int((ours_in != vbt_in).sum()):,} / {int((ours_out != vbt_out).sum()):,}"
+        f"different: {int((ours_in != vbt_in).sum()):,} / {int((ours_out != vbt_out).sum()):,}; "
+        f"SMA ties within float noise (1e-12 relative): {near_ties(wide):,} (band {args.tie_band_pct:g} %)"
     )
     n_diff, shown = differing_orders(ours.orders, ref.orders, args.show)
     print(

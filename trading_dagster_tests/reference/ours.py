@@ -48,10 +48,10 @@ def _accepts(target: Callable[..., Any]) -> set[str]:
 
 def route_conventions(conventions: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """{"risk" | "slippage" | "commission" | "book" | "plan" | "strategy": kwargs} for these conventions."""
+    from trading_dagster.domain import strategies
     from trading_dagster.domain.execution import CommissionModel, SlippageModel
     from trading_dagster.domain.portfolio import plan_orders
     from trading_dagster.domain.risk import RiskConfig
-    from trading_dagster.domain.strategies import PARAMS
     from trading_dagster.resources.backtest_book import SimulatedBook
 
     targets: dict[str, set[str]] = {
@@ -62,7 +62,11 @@ def route_conventions(conventions: Mapping[str, Any]) -> dict[str, dict[str, Any
         "plan": {
             p.name for p in inspect.signature(plan_orders).parameters.values() if p.kind == p.KEYWORD_ONLY
         },
-        "strategy": set(PARAMS["sma_cross"]) - {"fast", "slow"},
+        "strategy": (
+            set(strategies.PARAMS["sma_cross"])
+            | set(getattr(strategies, "OPTIONAL_PARAMS", {}).get("sma_cross", {}))
+        )
+        - {"fast", "slow"},
     }
     routed: dict[str, dict[str, Any]] = {name: {} for name in targets}
     for key, value in conventions.items():

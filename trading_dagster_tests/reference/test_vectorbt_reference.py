@@ -25,6 +25,7 @@ import pytest
 from trading_dagster_tests.reference.vectorbt_reference import (
     Wide,
     crosses,
+    near_ties,
     vectorbt_crosses,
     vectorbt_sma_cross,
 )
@@ -69,8 +70,8 @@ def hand_backtest(
             continue
         open_next = bars[nxt][0]
         if qty == 0 and f0 <= s0 and f1 > s1:
-            size = math.floor(notional / (bars[day][1] if size_on == "close" else open_next))
             price = open_next * (1 + slippage)
+            size = math.floor(notional / (bars[day][1] if size_on == "close" else price))
             qty, cash = size, cash - size * price * (1 + fees)
             orders.append((nxt, "buy", size, price, size * price * fees))
         elif qty > 0 and f0 >= s0 and f1 < s1:
@@ -116,6 +117,15 @@ def test_size_on_fill_sizes_at_the_open(cleaned, calendar):
     # floor(10000 / 18.736) = 533, floor(10000 / 22.449) = 445
     assert result.orders["qty"].to_list() == [533.0, 533.0, 445.0, 445.0]
     assert result.total_pnl == pytest.approx(533 * (21.774 - 18.736) + 445 * (18.182 - 22.449), abs=1e-9)
+
+
+def test_size_on_fill_sizes_at_the_fill_price_slippage_included(cleaned, calendar):
+    result = vectorbt_sma_cross(
+        cut(cleaned, ["AAPL"], *Y2008), sessions=window(calendar, *Y2008), size_on="fill", slippage_bps=50
+    )
+    # floor(10000 / (18.736 x 1.005)) = floor(531.07) = 531 (533 at the open alone),
+    # floor(10000 / (22.449 x 1.005)) = floor(443.24) = 443 (445)
+    assert result.orders["qty"].to_list() == [531.0, 531.0, 443.0, 443.0]
 
 
 def test_fees_and_slippage_by_hand(cleaned, calendar):
@@ -242,3 +252,15 @@ def test_ties_ours_against_vectorbts_crossed_above():
     theirs, _ = vectorbt_crosses(wide)
     assert ours[:, 0].tolist() == [False, False, True, False, False, True]
     assert theirs[:, 0].tolist() == [False, False, False, False, False, True]
+
+
+def test_a_tie_band_decides_a_float_noise_tie_as_a_tie():
+    """FLEX 2008-06-27 (shared dataset): SMA 20 and SMA 50 are both 10.479 in decimals; in floats one side
+    lands 1e-14 below. With band 0 that is a cross below on the tie; with 1e-7 % the tie is "not below" and
+    the cross is on the next session, as exact arithmetic has it."""
+    slow = np.array([[10.4824], [10.479], [10.4688]])
+    fast = np.array([[10.541], [10.479 - 1.2e-14], [10.4195]])
+    wide = Wide([dt.date(2008, 6, d) for d in (26, 27, 30)], ["FLEX"], fast, fast, fast, slow)
+    assert crosses(wide)[1][:, 0].tolist() == [False, True, False]
+    assert crosses(wide, tie_band_pct=1e-7)[1][:, 0].tolist() == [False, False, True]
+    assert near_ties(wide) == 1

@@ -29,15 +29,30 @@ Signals (ours: `domain/strategies.py` `_sma_cross` on `domain/indicators.py`'s `
   numpy on the sessions x symbols frame (a missing bar is NaN and every comparison with NaN is False, which
   is the "no row on the previous session, no cross" rule). `vectorbt_crosses` gives vectorbt's own
   `crossed_above` / `crossed_below` of the same SMAs, for counting the differences.
+* **Ties are decided by float rounding unless there is a band.** Prices have a few decimals, so SMA 20 and
+  SMA 50 are sometimes *exactly* equal in decimal arithmetic (FLEX 2008-06-27: both 10.479; SYNA 2008-09-17:
+  31.882; SGEN 2008-11-26: 9.644). In float64 each implementation lands a few ulps to one side or the other
+  (TA-Lib: -1.2e-14, vectorbt's rolling mean: +8.9e-15 on FLEX), and with band 0 that sign decides whether
+  the cross is on that session or the next. On the full shared dataset 93 bars are ties within 1e-12
+  relative (73 of them not exactly 0 in floats), none in the shipped sample; they move 88 of 79,313 orders
+  a session. The smallest genuine |fast - slow| / slow there is 1.2e-7, float noise at most ~1e-13, so
+  `tie_band_pct=1e-7` (1e-9 relative) on both sides decides every tie as exact decimal arithmetic would
+  (equal = "not above", "not below") and leaves every genuine cross where it is. `crosses(wide,
+  tie_band_pct)` is the band of decision 0006 (ours: `_sma_cross`): above = fast > slow x (1 + band) after
+  fast <= slow x (1 + band), below = fast < slow x (1 - band) after fast >= slow x (1 - band).
 
 Execution (`Portfolio.from_signals`)
 ------------------------------------
 * Signals of session D execute at D+1's open: `entries` / `exits` shifted one *session* (row) down,
   `price=open`. `size_on="close"`: `size_type="amount"`, size = floor(notional / close_D) (numpy floats)
   shifted the same way; `size_on="fill"`: `size_type="value"`, size = notional. For a value order vectorbt
-  divides by the *valuation* price (`val_price`, default `np.inf` = the order price, the open before
-  slippage; `portfolio.nb.process_order_nb`) and then applies slippage to the price paid: with slippage the
-  quantity is notional / open, not notional / (open x (1 + slippage)).
+  divides by the *valuation* price (`val_price`, default `np.inf` = the order price *before* slippage;
+  `portfolio.nb.process_order_nb`) and applies slippage to the price paid afterwards, so by default the
+  quantity would be notional / open, spending more than the notional. Ours (and Alpaca's notional orders)
+  is notional / the fill price, slippage included, so the reference passes `val_price = open x (1 +
+  slippage)`: only buys are value orders (an exit sells the position, an amount), and val_price only
+  values positions *during* the simulation (the order of a bar's orders, percent sizes), never the reported
+  value, which uses `close`.
 * **A NaN price** (the symbol has no bar at D+1): `process_order_nb` returns `OrderStatus.Ignored`
   (`PriceNaN`) before anything else: no order, and the signal is *not* carried to a later bar. That is our
   day order expiring on a symbol without an open.
@@ -179,15 +194,24 @@ def to_wide(cleaned: pl.DataFrame, fast: int, slow: int, sessions: Sequence[dt.d
     return Wide(days, symbols, open_, close, sma[fast], sma[slow])
 
 
-def crosses(wide: Wide) -> tuple[np.ndarray, np.ndarray]:
-    """(entries, exits) on the signal session D, our rule: prev fast <= prev slow and fast > slow (and the
-    mirror), the previous row being the previous session; NaN on either session: no cross."""
+def crosses(wide: Wide, tie_band_pct: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(entries, exits) on the signal session D, our rule: prev fast <= prev slow x (1 + band) and fast > slow
+    x (1 + band), exits the mirror with (1 - band); band = tie_band_pct / 100 (decision 0006); the previous row
+    is the previous session; NaN on either session: no cross."""
     f, s = wide.fast, wide.slow
+    up, down = (1.0, 1.0) if tie_band_pct == 0 else (1.0 + tie_band_pct / 100, 1.0 - tie_band_pct / 100)
     entries = np.zeros(f.shape, dtype=bool)
     exits = np.zeros(f.shape, dtype=bool)
-    entries[1:] = (f[:-1] <= s[:-1]) & (f[1:] > s[1:])
-    exits[1:] = (f[:-1] >= s[:-1]) & (f[1:] < s[1:])
+    entries[1:] = (f[:-1] <= s[:-1] * up) & (f[1:] > s[1:] * up)
+    exits[1:] = (f[:-1] >= s[:-1] * down) & (f[1:] < s[1:] * down)
     return entries, exits
+
+
+def near_ties(wide: Wide, rel: float = 1e-12) -> int:
+    """Bars whose fast and slow SMAs are equal up to float noise (|fast - slow| <= rel x |slow|): where the
+    last bits of two SMA implementations decide the side of a tie (see the module docstring)."""
+    with np.errstate(invalid="ignore"):
+        return int(np.sum(np.abs(wide.fast - wide.slow) <= rel * np.abs(wide.slow)))
 
 
 def vectorbt_crosses(wide: Wide) -> tuple[np.ndarray, np.ndarray]:
@@ -215,13 +239,15 @@ def vectorbt_sma_cross(
     slippage_bps: float = 0,
     init_cash: float = 100_000,
     cash_limited: bool = False,
+    tie_band_pct: float = 0.0,
     sessions: Sequence[dt.date] | None = None,
     periods_per_year: int = 252,
 ) -> ReferenceResult:
     """The SMA `fast`/`slow` crossover on `cleaned`, signal at D's close, fill at D+1's open, run by vectorbt.
 
     See the module docstring for every convention. `cash_limited=False` (the reference's `buying_power="off"`)
-    never cuts a buy for cash; True lets vectorbt cut buys to the cash left from `init_cash`.
+    never cuts a buy for cash; True lets vectorbt cut buys to the cash left from `init_cash`. `tie_band_pct`:
+    the sma_cross strategy's band (decision 0006), in percent.
     """
     import vectorbt as vbt
 
@@ -230,10 +256,11 @@ def vectorbt_sma_cross(
     if not 0 < fast < slow:
         raise ValueError(f"need 0 < fast < slow, got {fast}, {slow}")
     wide = to_wide(cleaned, fast, slow, sessions)
-    entries, exits = crosses(wide)
+    entries, exits = crosses(wide, tie_band_pct)
     entries_at, exits_at = _shift_down(entries, False), _shift_down(exits, False)
     fees, slippage = fees_bps / 10_000, slippage_bps / 10_000
     has_open = ~np.isnan(wide.open)
+    val_price = np.full(wide.open.shape, np.inf)  # vectorbt's default: the order price
     if size_on == "close":
         with np.errstate(invalid="ignore", divide="ignore"):
             per_share = notional / wide.close
@@ -243,6 +270,7 @@ def vectorbt_sma_cross(
     else:
         size = np.full(wide.open.shape, float(notional))  # an array either way: one numba compilation
         size_type = "value"
+        val_price = wide.open * (1 + slippage)  # notional / the fill price (see the module docstring)
         cost = np.where(entries_at & has_open, notional, 0.0)
     credit = 0.0 if cash_limited else float(np.nansum(cost)) * (1 + slippage) * (1 + fees) + 1.0
 
@@ -253,6 +281,7 @@ def vectorbt_sma_cross(
         entries=frame(entries_at),
         exits=frame(exits_at),
         price=frame(wide.open),
+        val_price=frame(val_price),
         size=frame(size),
         size_type=size_type,
         size_granularity=1.0 if whole_shares else np.nan,
