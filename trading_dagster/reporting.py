@@ -320,7 +320,8 @@ def strategy_equity_frame(daily_pnl: pl.DataFrame) -> pl.DataFrame:
 
 
 def strategy_summary(daily_pnl: pl.DataFrame) -> pl.DataFrame:
-    """One row per strategy (the total last): total, realized and unrealized P&L, best and worst day, fills."""
+    """One row per strategy (the total last): total, realized and unrealized P&L, best and worst day (USD, to
+    the cent), fills."""
     if daily_pnl.is_empty():
         return pl.DataFrame(schema={"strategy": pl.Utf8, "pnl": pl.Float64})
     out = daily_pnl.group_by("strategy").agg(
@@ -331,6 +332,7 @@ def strategy_summary(daily_pnl: pl.DataFrame) -> pl.DataFrame:
         pl.col("fills").cast(pl.Int64).sum().alias("fills"),
     )
     out = out.with_columns((pl.col("pnl") - pl.col("realized_pnl")).alias("unrealized_pnl"))
+    out = out.with_columns(pl.col(c).round(2) for c in ("pnl", "realized_pnl", "unrealized_pnl", "best_day", "worst_day"))
     return out.sort(pl.col("strategy") == "total", pl.col("pnl"), descending=[False, True]).select(
         "strategy", "pnl", "realized_pnl", "unrealized_pnl", "best_day", "worst_day", "fills"
     )

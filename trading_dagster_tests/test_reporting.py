@@ -200,3 +200,12 @@ def test_settings_read_as_a_person_reads_them():
     assert strategy_rows([{"name": "x", "kind": "sma_cross", "params": {"fast": 20.0, "slow": 50.0}}]) == [
         ("x", "sma_cross", "fast=20, slow=50", "auto", "daily")
     ]
+
+
+def test_strategy_summary_is_in_cents():
+    daily = pl.DataFrame(
+        {"session": [D, D], "strategy": ["rsi", "total"], "pnl": [-722.3340000000001] * 2,
+         "realized_pnl": [0.004, 0.004], "fills": [1, 1]}
+    )
+    row = strategy_summary(daily).row(0, named=True)
+    assert (row["pnl"], row["realized_pnl"], row["unrealized_pnl"]) == (-722.33, 0.0, -722.34)

@@ -130,7 +130,7 @@ def upcoming_orders_page(warehouse: WarehouseReader) -> dg.MaterializeResult:
             "summary": dg.MetadataValue.md(
                 f"Signals of **{latest}**; approved orders go out at the open of **{next_open}**: "
                 f"{approved.height} order(s) ({', '.join(f'{r[1]} {r[2]} {r[0]}' for r in approved.iter_rows()) or 'none'}), "
-                f"{table.height - approved.height} signal(s) without an order."
+                f"{table.height - approved.height} signal(s) with no order going out (denied, or none made)."
             ),
             "upcoming_orders": _table(table, UPCOMING_COLUMNS),
             "orders_going_out": dg.MetadataValue.int(approved.height),

@@ -1,10 +1,14 @@
 """The Dagster UI as the trader's admin portal, checked in a real browser (issue 10, "The browser test").
 
 A short history (the demo's first sessions of the shipped sample, then one session on its own, as the daily
-schedule would run it) goes into a temporary data folder and DAGSTER_HOME; `dagster-webserver` serves the
-project's workspace on 127.0.0.1; Playwright for Python drives Debian's chromium (`/usr/bin/chromium`, since
-browser downloads are not available here) through the lineage, the P&L figures and plots, one session's orders,
-and a one-session run launched from the launchpad.
+schedule would run it, and the next session's raw bars, as a vendor delivers them) goes into a temporary data
+folder and DAGSTER_HOME; `dagster-webserver` serves the project's workspace on 127.0.0.1 with the environment
+`trading-dagster ui` gives it (the partitions end at the raw store's last session); Playwright for Python
+drives Debian's chromium (`/usr/bin/chromium`, since browser downloads are not available here) through the
+lineage (every group open), the partition range, the P&L figures and plots, one session's orders, the portal's
+pages (upcoming orders, per-strategy equity, configuration, emergency controls), a one-session run launched
+from the launchpad, and a portal run launched from the UI whose pages show the webserver's partition range
+(so a run worker sees the partitions definition the webserver shows).
 
 The `chromium` fixture is the install step: as root with apt-get it installs the Debian package when missing
 (a fresh clone in CI); otherwise the tests skip and say why. Screenshots go to a pytest temp folder, printed.
@@ -41,8 +45,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DEMO_SESSIONS = 46  # 2008-01-02 .. 2008-03-07 of the sample
+DEMO_LAST = "2008-03-07"  # the demo's last session: 5 signals, 1 order approved, 4 denied
 ORDERS_SESSION = "2008-03-10"  # run on its own after the demo: 12 orders, 5 approved
-LAUNCH_SESSION = "2008-03-11"  # launched from the UI: the fills of those orders
+LAUNCH_SESSION = "2008-03-11"  # its raw bars delivered, then launched from the UI: the fills of those orders
+PARTITIONS = 48  # 2008-01-02 .. 2008-03-11: the partitions end at the last session with data
 STAGES = ["raw_prices", "cleaned_prices", "indicators", "signals", "orders", "executions", "equity", "performance"]
 STARTUP_SECONDS = 60
 RUN_SECONDS = 90
@@ -96,10 +102,13 @@ _quiet_warnings()
 from trading_dagster.definitions import build_definitions
 from trading_dagster.settings import load_settings
 defs = build_definitions(load_settings())
-r = defs.resolve_job_def("pipeline_job").execute_in_process(
-    instance=dg.DagsterInstance.get(), partition_key=sys.argv[1], raise_on_error=False,
-    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-sys.exit(0 if r.success else 1)
+job, quiet = defs.resolve_job_def("pipeline_job"), {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+r = job.execute_in_process(instance=dg.DagsterInstance.get(), partition_key=sys.argv[1], raise_on_error=False,
+                           run_config=quiet)
+# the next session's raw bars only, as a vendor delivery: the raw store's last session
+raw = job.execute_in_process(instance=dg.DagsterInstance.get(), partition_key=sys.argv[2], raise_on_error=False,
+                             run_config=quiet, asset_selection=[dg.AssetKey(["raw", "raw_prices"])])
+sys.exit(0 if r.success and raw.success else 1)
 """
 
 
@@ -143,8 +152,19 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     env |= {"DAGSTER_HOME": str(home), "TRADING_DAGSTER_DATA_DIR": str(data), "PYTHONWARNINGS": "ignore"}
     t0 = time.monotonic()
     _run([_bin("trading-dagster"), "--dagster-home", str(home), "demo", "--sessions", str(DEMO_SESSIONS)], env, root)
-    _run([sys.executable, "-c", ONE_SESSION, ORDERS_SESSION], env | {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}, REPO)
+    _run(
+        [sys.executable, "-c", ONE_SESSION, ORDERS_SESSION, LAUNCH_SESSION],
+        env | {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"},
+        REPO,
+    )
     history_seconds = time.monotonic() - t0
+    # what `trading-dagster ui` sets before it starts dagster dev: historical data, so the raw store's last session
+    from trading_dagster.cli import partitions_environment
+    from trading_dagster.partitions import LAST_SESSION_ENV
+    from trading_dagster.settings import load_settings
+
+    env |= partitions_environment(load_settings(env), env)
+    assert env[LAST_SESSION_ENV] == LAUNCH_SESSION
     _direct_runs(home)
     # Dagster shows a "Join the Dagster community" dialog to a new instance, one second after a page mounts,
     # over whatever is there: the instance records it as seen in $DAGSTER_HOME/.nux/nux.yaml (dagster._core.nux),
@@ -168,7 +188,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         _wait_for_server(url, proc, log)
         shots = tmp_path_factory.mktemp("ui_screenshots")
         print(f"\nhistory {history_seconds:.1f} s, webserver up in {time.monotonic() - t1:.1f} s; screenshots: {shots}")
-        yield {"url": url, "shots": shots, "data": data, "log": log}
+        yield {"url": url, "shots": shots, "data": data, "log": log, "t0": t0}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -255,8 +275,7 @@ def test_equity_plots_draw_the_per_session_figures(page, ui):
     for key in ("daily_pnl", "drawdown_pct", "exposure_pct"):
         assert key in body
     _shot(page, ui, "equity_partition")
-    # the Plots tab by event time (by partition it plots the newest partitions, which run to today and hold
-    # no data: the partition range is not cut at the last session with data yet)
+    # the Plots tab by event time: one point per materialization of each figure
     _open(page, ui, "/assets/pnl/equity", "Plots")
     page.get_by_role("button", name="Plots").click()
     page.get_by_role("button", name="Events").click()
@@ -273,6 +292,87 @@ def test_one_sessions_orders_are_listed(page, ui):
     assert any("approved" in r for r in rows) and any("denied" in r for r in rows)
     assert "len" not in body.split("by_status_and_reason", 1)[1].split("\n", 3)[1]
     _shot(page, ui, "orders_session")
+
+
+def test_the_partitions_end_at_the_last_session_with_data(page, ui):
+    """Not at today: every partition shown is a session with data, and the Materialize dialog's span too."""
+    _open(page, ui, "/assets/pnl/equity?view=partitions", f"{PARTITIONS} Partitions Selected")
+    body = page.inner_text("body")
+    assert "2008-01-02" in body and LAUNCH_SESSION in body
+    assert "Missing (1)" in body  # LAUNCH_SESSION: its bars are in, the pipeline has not run on it yet
+    _shot(page, ui, "partitions")
+    page.get_by_role("button", name="Materialize").first.click()
+    confirm = page.get_by_role("button", name="Confirm")  # equity and positions are one multi-asset
+    confirm.wait_for()
+    confirm.click()
+    dialog = page.get_by_role("dialog").filter(has_text="Partition selection")
+    dialog.get_by_text("Partition selection").wait_for()
+    span = dialog.inner_text()
+    assert "2008-01-02" in span and LAUNCH_SESSION in span, span
+    _shot(page, ui, "materialize_dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+
+
+def test_lineage_opens_with_every_group_expanded(page, ui):
+    from trading_dagster.cli import LINEAGE_PATH
+
+    _open(page, ui, LINEAGE_PATH, "Global asset lineage")
+    # asset names show only inside an expanded group box: one of each group
+    for name in ("raw_prices", "cleaned_prices", "signals", "executions", "equity", "fct_daily_pnl", "kill_switch",
+                 "upcoming_orders", "strategy_equity"):
+        page.get_by_text(name, exact=True).first.wait_for()
+    _shot(page, ui, "lineage_expanded")
+
+
+def _rows_with(body: str, *cells: str) -> list[str]:
+    return [line for line in body.splitlines() if all(f"\t{c}" in f"\t{line}" for c in cells)]
+
+
+def test_portal_upcoming_orders(page, ui):
+    _open(page, ui, "/assets/portal/upcoming_orders", "next_open")
+    body = page.inner_text("body")
+    assert _metadata(body, "session") == DEMO_LAST and _metadata(body, "next_open") == ORDERS_SESSION
+    assert "symbol\tside\tqty\tprice\tstrategy\tstatus\treason" in body
+    approved = [r for r in _rows_with(body, "buy") if "\tapproved" in r]
+    denied = [r for r in body.splitlines() if "\tdenied: " in r]
+    assert len(approved) == 1 and len(denied) == 4, body[:4000]
+    assert "team:trading-desk" in body or "trading-desk" in body  # its owner
+    _shot(page, ui, "portal_upcoming_orders")
+
+
+def test_portal_strategy_equity_plot(page, ui):
+    _open(page, ui, "/assets/portal/strategy_equity", "by_strategy")
+    body = page.inner_text("body")
+    for strategy in ("rsi_30_70", "total"):  # the only strategy that traded in the demo's 46 sessions, and all
+        assert f"pnl_{strategy}" in body
+        assert _rows_with(body, strategy), strategy  # its row of the table
+    page.get_by_text("[Show Markdown]").first.click()
+    page.get_by_role("img", name="Cumulative P&L per strategy").first.wait_for()
+    page.wait_for_timeout(600)  # the dialog fades in
+    _shot(page, ui, "portal_strategy_equity")
+
+
+def test_portal_strategy_config(page, ui):
+    _open(page, ui, "/assets/portal/strategy_config", "strategies")
+    body = page.inner_text("body")
+    assert "sma_20_50_cross\tsma_cross\tfast=20, slow=50\tauto\tdaily" in body
+    for setting in ("monthly_share_limit\t4", "max_position_pct_equity\t10", "slippage_bps\t5", "order_type\tmarket"):
+        assert setting in body, setting
+    assert f"2008-01-02 .. {DEMO_LAST}" in _metadata(body, "partitions")  # as the demo's pages saw it
+    _shot(page, ui, "portal_strategy_config")
+
+
+def test_portal_emergency_controls_lead_to_the_square_off(page, ui):
+    _open(page, ui, "/assets/portal/emergency_controls", "how_to")
+    assert _metadata(page.inner_text("body"), "kill_switch_engaged") == "false"
+    page.get_by_text("[Show Markdown]").first.click()
+    page.get_by_text(re.compile("Kill switch now: released")).first.wait_for()
+    page.get_by_role("link", name="flatten_job").first.wait_for()
+    page.wait_for_timeout(600)  # the dialog fades in
+    _shot(page, ui, "portal_emergency_controls")
+    _open(page, ui, "/locations/trading_dagster/jobs/flatten_job", "flatten_job")
+    page.get_by_text(re.compile("EMERGENCY SQUARE-OFF of the broker account")).first.wait_for()
+    _shot(page, ui, "flatten_job")
 
 
 def test_a_one_session_run_launched_from_the_launchpad_succeeds(page, ui):
@@ -310,3 +410,20 @@ def test_lineage_runs_from_raw_prices_to_the_dbt_marts(page, ui):
     for stage in ("raw_prices", "cleaned_prices", "orders", "executions", MART[-1]):
         page.get_by_text(stage, exact=True).first.wait_for()
     _shot(page, ui, "lineage_marts")
+
+
+def test_a_portal_run_launched_from_the_ui_sees_the_webservers_partitions(page, ui):
+    """The run worker the webserver starts inherits its environment: its pages show the webserver's range."""
+    _open(page, ui, "/locations/trading_dagster/jobs/portal_job/playground", "Launch Run")
+    page.get_by_role("button", name="Launch Run").click()
+    page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]+.*"))
+    status = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
+    status.wait_for(timeout=RUN_SECONDS * 1000)
+    assert status.inner_text() == "Success", ui["log"].read_text()[-3000:]
+    _open(page, ui, "/assets/portal/strategy_config", "partitions")
+    body = page.inner_text("body")
+    assert f"2008-01-02 .. {LAUNCH_SESSION} (TRADING_DAGSTER_LAST_SESSION={LAUNCH_SESSION})" in body, body[:3000]
+    _open(page, ui, "/assets/portal/upcoming_orders", "next_open")
+    assert _metadata(page.inner_text("body"), "session") == LAUNCH_SESSION  # the run launched before
+    _shot(page, ui, "portal_after_launch")
+    print(f"browser test total {time.monotonic() - ui['t0']:.1f} s")
