@@ -85,6 +85,7 @@ class BacktestSettings:
     size_on: str = "close"  # "close": a buy's qty is fixed at the signal's close; "fill": at the fill price
     round_cents: bool = True  # fill prices to Alpaca's tick against the trader, commissions to the cent
     buying_power: str = "cash"  # "off": buys are not capped by cash (a reference run only)
+    shares: str = "whole"  # "fractional": quantities to 1e-9 share, rounded down (Alpaca's fractional orders)
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,10 @@ def backtest_settings(section: Mapping[str, Any]) -> BacktestSettings:
         raise SettingsError(f"[backtest] round_cents must be true or false, not {out.round_cents!r}")
     if out.buying_power not in ("cash", "off"):
         raise SettingsError(f"[backtest] buying_power must be 'cash' or 'off', not {out.buying_power!r}")
+    from trading_dagster.domain.quantity import SHARES
+
+    if out.shares not in SHARES:
+        raise SettingsError(f"[backtest] shares must be one of {list(SHARES)}, not {out.shares!r}")
     return out
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 

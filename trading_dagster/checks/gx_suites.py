@@ -256,6 +256,28 @@ StrategySpecs). None skips the expectations that use the parameter."""
 
 _TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_column_values_to_be_of_type"}
 
+_QTY_COLUMNS = {"orders": ("requested_qty", "qty")}
+"""The quantity columns of a stage: Int64 with whole shares, Float64 with fractional ones (`[backtest] shares`,
+domain/quantity.py)."""
+
+
+def for_frame(stage: str, expectations: list[Expectation], df: pl.DataFrame) -> list[Expectation]:
+    """The expectations for `df`'s share rule: a frame of fractional shares (a float quantity column) has its
+    quantity columns typed float, and an approved order's qty must be > 0 rather than >= 1. A whole-share frame
+    gets the suite unchanged (same labels either way)."""
+    columns = [c for c in _QTY_COLUMNS.get(stage, ()) if c in df.columns]
+    if not any(df.schema[c].is_float() for c in columns):
+        return expectations
+    out = []
+    for exp in expectations:
+        kw = exp["kwargs"]
+        if exp["type"] == "expect_column_values_to_be_of_type" and kw["column"] in columns:
+            exp = {**exp, "kwargs": {**kw, "type_": "float"}}
+        elif exp["type"] == "expect_column_values_to_be_between" and kw.get("column") == "qty" and kw.get("min_value") == 1:
+            exp = {**exp, "kwargs": {**kw, "min_value": 0, "strict_min": True}}
+        out.append(exp)
+    return out
+
 
 def label(exp: Expectation) -> str:
     """How an expectation is named in the outcome: GX type, its columns, and its row condition if any."""
@@ -678,9 +700,11 @@ def validate(stage: str, df: pl.DataFrame, *, engine: Engine = "auto", **params:
     plus `failed_expectations`, `severity` (critical, or warning if only warnings failed), the union of
     offending rows with their symbols and sessions, and `engine` and `seconds`. `failed_sessions` names the
     sessions of the offending rows when every failure is such rows with a session; otherwise it is empty,
-    meaning the whole window (a wrong schema, a row without a session).
+    meaning the whole window (a wrong schema, a row without a session). The orders suite takes whole-share
+    (Int64) and fractional-share (Float64) quantity columns alike (`for_frame`).
     """
     expectations, skipped = resolve(stage, params)
+    expectations = for_frame(stage, expectations, df)
     started = time.perf_counter()
     use = "split" if engine == "auto" else engine
     if use not in ("gx", "split"):

@@ -15,6 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 import polars as pl
 
 from trading_dagster.domain.orders import Fill, Order, OrderEvent, Side, as_decimal
+from trading_dagster.domain.quantity import QTY_UNIT, WHOLE, Qty, ShareRule, rule_of
 
 CENT = Decimal("0.01")
 SUB_DOLLAR_TICK = Decimal("0.0001")
@@ -137,16 +138,19 @@ COMMISSION_PRESETS: dict[str, dict[str, Decimal]] = {
 }
 
 
-def buy_cost(qty: int, price: Decimal, commission: CommissionModel) -> Decimal:
+def buy_cost(qty: Qty, price: Decimal, commission: CommissionModel) -> Decimal:
     """Cash a buy of `qty` at `price` consumes, commission included."""
     return qty * price + commission.cost(qty, price)
 
 
-def affordable_qty(cash: Decimal, price: Decimal, commission: CommissionModel, max_qty: int) -> int:
+def affordable_qty(cash: Decimal, price: Decimal, commission: CommissionModel, max_qty: Qty) -> Qty:
     """Largest q <= max_qty whose buy cost fits in `cash` (binary search: cost is monotone in q, and a
-    minimum commission or a penny stock would make a linear walk long)."""
+    minimum commission or a penny stock would make a linear walk long). Whole shares for an int `max_qty`;
+    for a Decimal one (fractional shares, `quantity`) the search runs over billionths of a share."""
     if cash <= 0 or max_qty <= 0:
         return 0
+    if isinstance(max_qty, Decimal):
+        return _affordable_units(cash, price, commission, max_qty)
     lo, hi = 0, min(max_qty, int(cash // price))
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -157,23 +161,37 @@ def affordable_qty(cash: Decimal, price: Decimal, commission: CommissionModel, m
     return lo
 
 
+def _affordable_units(cash: Decimal, price: Decimal, commission: CommissionModel, max_qty: Decimal) -> Qty:
+    """`affordable_qty` over 1e-9 share steps; 0 (an int, as the whole rule's) when not one step fits."""
+    rule = rule_of(max_qty)
+    lo, hi = 0, int(min(max_qty, rule.buys(cash, price)) / QTY_UNIT)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if buy_cost(mid * QTY_UNIT, price, commission) <= cash:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * QTY_UNIT if lo else 0
+
+
 def fill_at_open(
     order: Order,
     open_price: Decimal,
     session: dt.date,
     slippage: SlippageModel,
     commission: CommissionModel,
-    qty: int | None = None,
+    qty: Qty | None = None,
 ) -> Fill:
     """The fill of an approved order at `session`'s open (all of it, or `qty` shares of it; a notional order,
     `notional_qty` of the fill price unless `qty` says fewer)."""
     if not order.approved:
         raise ValueError(f"order {order.client_order_id} is denied; denied orders never reach a broker")
     price = slippage.fill_price(order.side, as_decimal(open_price))
-    most = order.qty if order.notional is None else notional_qty(order.notional, price)
+    most = order.qty if order.notional is None else notional_qty(order.notional, price, rule_of(order.qty))
     n = most if qty is None else qty
-    if not 1 <= n <= most:
-        raise ValueError(f"fill qty {n} outside 1..{most} for {order.client_order_id}")
+    least = rule_of(order.qty).min_qty
+    if not least <= n <= most:
+        raise ValueError(f"fill qty {n} outside {least}..{most} for {order.client_order_id}")
     return Fill(
         client_order_id=order.client_order_id,
         order_session=order.session,
@@ -186,9 +204,10 @@ def fill_at_open(
     )
 
 
-def notional_qty(notional: Decimal, price: Decimal) -> int:
-    """The shares a notional buys at the fill price (`[backtest] size_on = "fill"`), rounded down."""
-    return int(notional // price)
+def notional_qty(notional: Decimal, price: Decimal, shares: ShareRule = WHOLE) -> Qty:
+    """The shares a notional buys at the fill price (`[backtest] size_on = "fill"`), rounded down to a whole
+    share or, with fractional shares, to 1e-9 share."""
+    return shares.buys(notional, price)
 
 
 def fill_priority(order: Order) -> tuple[dt.date, int, str, str, str]:
@@ -215,7 +234,7 @@ def execute_open(
     opens: Mapping[str, Decimal],
     session: dt.date,
     cash: Decimal,
-    held: Mapping[str, int],
+    held: Mapping[str, Qty],
     slippage: SlippageModel,
     commission: CommissionModel,
     *,
@@ -241,7 +260,7 @@ def execute_open(
             result.expired.append(OrderEvent.expired(order, session, order.qty))
             continue
         price = slippage.fill_price(order.side, as_decimal(open_price))
-        wanted = order.qty if order.notional is None else notional_qty(order.notional, price)
+        wanted = order.qty if order.notional is None else notional_qty(order.notional, price, rule_of(order.qty))
         if order.side == "sell":
             qty = min(order.qty, held_now.get(order.symbol, 0))
         elif cash_limited:

@@ -42,6 +42,7 @@ import polars as pl
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, round_price
 from trading_dagster.domain.orders import MAX_CLIENT_ORDER_ID_LEN, Fill, as_decimal
+from trading_dagster.domain.quantity import Qty, from_text, rule_of, to_json
 from trading_dagster.domain.risk import RiskConfig
 
 STOP_LOSS = "sl"
@@ -170,11 +171,12 @@ def exit_levels_for_orders(orders: pl.DataFrame, prices: pl.DataFrame, config: R
 
 
 class ExitLot(NamedTuple):
-    """The shares of one filled entry that its exit levels (its bracket) cover."""
+    """The shares of one filled entry that its exit levels (its bracket) cover (an int, or a Decimal with
+    fractional shares: `quantity.py`)."""
 
     entry_id: str
     order_session: dt.date
-    qty: int
+    qty: Qty
     stop_loss: Decimal | None
     take_profit: Decimal | None
 
@@ -201,7 +203,7 @@ def entry_id_of(exit_id: str) -> str:
     return exit_id[: -len(_EXIT_SUFFIXES[0])]
 
 
-def trim_lots(lots: Sequence[ExitLot], qty: int) -> tuple[ExitLot, ...]:
+def trim_lots(lots: Sequence[ExitLot], qty: Qty) -> tuple[ExitLot, ...]:
     """The lots of a position of `qty` shares: when they cover more, the oldest give up the excess (shares
     that belong to no lot are sold first)."""
     excess = sum(lot.qty for lot in lots) - qty
@@ -221,7 +223,7 @@ def execute_exits(
     lots: ExitLots,
     bars: Mapping[str, tuple[float | Decimal | None, float | Decimal | None, float | Decimal | None]],
     session: dt.date,
-    held: Mapping[str, int],
+    held: Mapping[str, Qty],
     slippage: SlippageModel,
     commission: CommissionModel,
 ) -> list[Fill]:
@@ -237,7 +239,7 @@ def execute_exits(
         left = held.get(symbol, 0)
         for lot in lots[symbol]:
             qty = min(lot.qty, left)
-            if qty < 1:
+            if qty < rule_of(lot.qty).min_qty:  # one share, or 1e-9 share of a fractional lot
                 break
             hit = _exit_price(lot, open_, high, low, slippage)
             if hit is None:
@@ -275,13 +277,14 @@ def _exit_price(
 
 
 def lots_to_records(lots: ExitLots) -> list[list]:
-    """JSON-ready rows of a book's lots (Decimals as exact strings), for a ledger's account snapshot."""
+    """JSON-ready rows of a book's lots (Decimals, fractional quantities included, as exact strings), for a
+    ledger's account snapshot."""
     return [
         [
             symbol,
             lot.entry_id,
             lot.order_session.isoformat(),
-            lot.qty,
+            to_json(lot.qty),
             _text(lot.stop_loss),
             _text(lot.take_profit),
         ]
@@ -294,7 +297,8 @@ def lots_from_records(records: Iterable[Sequence]) -> dict[str, tuple[ExitLot, .
     """`lots_to_records` back, exactly."""
     out: dict[str, list[ExitLot]] = {}
     for symbol, entry_id, session, qty, stop, take in records:
-        lot = ExitLot(entry_id, dt.date.fromisoformat(session), int(qty), _dec(stop), _dec(take))
+        n = qty if isinstance(qty, int) else from_text(qty)  # a fractional quantity is exact text
+        lot = ExitLot(entry_id, dt.date.fromisoformat(session), n, _dec(stop), _dec(take))
         out.setdefault(symbol, []).append(lot)
     return {s: tuple(v) for s, v in out.items()}
 

@@ -21,6 +21,8 @@ from typing import Literal
 
 import polars as pl
 
+from trading_dagster.domain.quantity import WHOLE, Qty, ShareRule, from_frame, rule_of
+
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["approved", "denied"]
 EventType = Literal["accepted", "filled", "expired"]
@@ -63,6 +65,28 @@ EXECUTION_SCHEMA: dict[str, pl.DataType] = {
     "price": pl.Float64(),
     "commission": pl.Float64(),
 }
+
+_ORDER_QTY_COLUMNS = ("requested_qty", "qty")
+
+
+def order_schema(shares: ShareRule = WHOLE) -> dict[str, pl.DataType]:
+    """`ORDER_SCHEMA` for the backtest's share rule: the quantity columns are Float64 with fractional shares."""
+    if not shares.fractional:
+        return ORDER_SCHEMA
+    return {c: shares.dtype if c in _ORDER_QTY_COLUMNS else t for c, t in ORDER_SCHEMA.items()}
+
+
+def execution_schema(shares: ShareRule = WHOLE) -> dict[str, pl.DataType]:
+    """`EXECUTION_SCHEMA` for the backtest's share rule: `qty` is Float64 with fractional shares."""
+    if not shares.fractional:
+        return EXECUTION_SCHEMA
+    return {c: shares.dtype if c == "qty" else t for c, t in EXECUTION_SCHEMA.items()}
+
+
+def _rule_of_values(values: Iterable[object]) -> ShareRule:
+    """Fractional if any quantity is a Decimal (what a frame builder not told the rule goes by)."""
+    return next((rule_of(v) for v in values if isinstance(v, Decimal)), WHOLE)
+
 
 _EVENT_RANK = {"filled": 0, "expired": 0, "accepted": 1}  # open-of-day events come before after-close ones
 
@@ -141,8 +165,8 @@ class Order:
     symbol: str
     strategy: str
     side: Side
-    requested_qty: int
-    qty: int
+    requested_qty: Qty
+    qty: Qty
     ref_price: Decimal | None
     status: OrderStatus
     reason_code: str | None = None
@@ -153,7 +177,7 @@ class Order:
             raise ValueError(f"order {self.client_order_id}: a notional is for buys, and positive")
         if self.side not in SIDES:
             raise ValueError(f"side must be 'buy' or 'sell', got {self.side!r}")
-        if self.status == "approved" and self.qty < 1:
+        if self.status == "approved" and self.qty < rule_of(self.qty).min_qty:
             raise ValueError(f"approved order {self.client_order_id} has qty {self.qty}")
         if self.status == "denied" and (self.qty != 0 or self.reason_code is None):
             raise ValueError(f"denied order {self.client_order_id} needs qty 0 and a reason code")
@@ -174,12 +198,12 @@ class Fill:
     session: dt.date
     symbol: str
     side: Side
-    qty: int
+    qty: Qty
     price: Decimal
     commission: Decimal
 
     def __post_init__(self) -> None:
-        if self.qty < 1:
+        if self.qty < rule_of(self.qty).min_qty:
             raise ValueError(f"fill of {self.client_order_id} has qty {self.qty}")
         if self.price <= 0 or self.commission < 0:
             raise ValueError(f"fill of {self.client_order_id}: bad price/commission")
@@ -212,7 +236,7 @@ class OrderEvent:
     side: Side
     event: EventType
     order_session: dt.date
-    qty: int
+    qty: Qty
     price: Decimal | None = None
     commission: Decimal = Decimal(0)
 
@@ -229,7 +253,7 @@ class OrderEvent:
         )
 
     @staticmethod
-    def expired(order: Order, session: dt.date, qty: int) -> OrderEvent:
+    def expired(order: Order, session: dt.date, qty: Qty) -> OrderEvent:
         return OrderEvent(
             session=session,
             client_order_id=order.client_order_id,
@@ -249,7 +273,7 @@ def _float(value: Decimal | None) -> float | None:
 # The planner keeps its (mostly denied) orders in this form: a tuple of strings, numbers and dates is
 # not tracked by Python's cyclic garbage collector once it has seen it, while millions of live `Order`
 # records made every full collection walk them all (about a quarter of a ten-year plan's time).
-OrderRow = tuple[dt.date, str, str, str, int, int, Decimal | None, str, str | None, str, Decimal | None]
+OrderRow = tuple[dt.date, str, str, str, Qty, Qty, Decimal | None, str, str | None, str, Decimal | None]
 
 
 def order_row(o: Order) -> OrderRow:
@@ -268,19 +292,24 @@ def order_row(o: Order) -> OrderRow:
     )
 
 
-def orders_to_frame(orders: Iterable[Order]) -> pl.DataFrame:
-    """The `orders` frame of docs/design.md, rows in the given order."""
-    return order_rows_to_frame([order_row(o) for o in orders])
+def orders_to_frame(orders: Iterable[Order], shares: ShareRule | None = None) -> pl.DataFrame:
+    """The `orders` frame of docs/design.md, rows in the given order. `shares`: the quantity columns' rule
+    (`order_schema`); None: fractional iff an order's quantity is a Decimal."""
+    return order_rows_to_frame([order_row(o) for o in orders], shares)
 
 
-def order_rows_to_frame(rows: Sequence[OrderRow]) -> pl.DataFrame:
+def order_rows_to_frame(rows: Sequence[OrderRow], shares: ShareRule | None = None) -> pl.DataFrame:
     """The `orders` frame from order rows, built column by column (a list per column converts several
-    times faster than polars' row-oriented constructor, or a dict per row)."""
+    times faster than polars' row-oriented constructor, or a dict per row). `shares`: as `orders_to_frame`."""
     columns: dict[str, list | pl.Series] = {name: [r[i] for r in rows] for i, name in enumerate(ORDER_SCHEMA)}
+    if shares is None:
+        shares = _rule_of_values(v for c in _ORDER_QTY_COLUMNS for v in columns[c])
     columns["session"] = _date_series(columns["session"])
     columns["ref_price"] = [_float(v) for v in columns["ref_price"]]
     columns["notional"] = [_float(v) for v in columns["notional"]]
-    return pl.DataFrame(columns, schema=ORDER_SCHEMA)
+    for c in _ORDER_QTY_COLUMNS:
+        columns[c] = shares.to_frame(columns[c])
+    return pl.DataFrame(columns, schema=order_schema(shares))
 
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -294,7 +323,8 @@ def _date_series(dates: list[dt.date]) -> pl.Series:
 
 
 def orders_from_frame(frame: pl.DataFrame) -> list[Order]:
-    """Records back from an `orders` frame (ref_price via `as_decimal`, so the round trip is exact)."""
+    """Records back from an `orders` frame (ref_price via `as_decimal`, so the round trip is exact; quantities
+    of an integer column as ints, of a float column as Decimals: `quantity.from_frame`)."""
     return [
         Order(
             client_order_id=cid,
@@ -302,8 +332,8 @@ def orders_from_frame(frame: pl.DataFrame) -> list[Order]:
             symbol=symbol,
             strategy=strategy,
             side=side,
-            requested_qty=int(requested),
-            qty=int(qty),
+            requested_qty=from_frame(requested),
+            qty=from_frame(qty),
             ref_price=None if ref is None else as_decimal(ref),
             status=status,
             reason_code=reason,
@@ -327,10 +357,14 @@ def event_sort_key(e: OrderEvent) -> tuple[dt.date, int, str, str]:
     return (e.session, _EVENT_RANK[e.event], e.client_order_id, e.event)
 
 
-def events_to_frame(events: Iterable[OrderEvent | Fill]) -> pl.DataFrame:
-    """The `executions` frame of docs/design.md, sorted chronologically (see `event_sort_key`)."""
+def events_to_frame(events: Iterable[OrderEvent | Fill], shares: ShareRule | None = None) -> pl.DataFrame:
+    """The `executions` frame of docs/design.md, sorted chronologically (see `event_sort_key`). `shares`: the
+    `qty` column's rule (`execution_schema`); None: fractional iff an event's quantity is a Decimal."""
     evs = [e.to_event() if isinstance(e, Fill) else e for e in events]
     evs.sort(key=event_sort_key)
+    if shares is None:
+        shares = _rule_of_values(e.qty for e in evs)
+    schema = execution_schema(shares)
     rows = [
         (
             e.session,
@@ -339,20 +373,20 @@ def events_to_frame(events: Iterable[OrderEvent | Fill]) -> pl.DataFrame:
             e.side,
             e.event,
             e.order_session,
-            e.qty,
+            float(e.qty) if shares.fractional else e.qty,
             _float(e.price),
             float(e.commission),
         )
         for e in evs
     ]
     if not rows:
-        return pl.DataFrame(schema=EXECUTION_SCHEMA)
-    return pl.DataFrame(rows, schema=EXECUTION_SCHEMA, orient="row")
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def fills_to_frame(fills: Iterable[Fill]) -> pl.DataFrame:
+def fills_to_frame(fills: Iterable[Fill], shares: ShareRule | None = None) -> pl.DataFrame:
     """Fills as `executions` rows (event 'filled')."""
-    return events_to_frame(fills)
+    return events_to_frame(fills, shares)
 
 
 def events_from_frame(frame: pl.DataFrame) -> list[OrderEvent]:
@@ -366,7 +400,7 @@ def events_from_frame(frame: pl.DataFrame) -> list[OrderEvent]:
                 side=r["side"],
                 event=r["event"],
                 order_session=r["order_session"],
-                qty=int(r["qty"]),
+                qty=from_frame(r["qty"]),
                 price=None if r["price"] is None else as_decimal(r["price"]),
                 commission=as_decimal(r["commission"] if r["commission"] is not None else 0.0),
             )

@@ -19,6 +19,7 @@ import polars as pl
 from trading_dagster.domain.book_events import BookEvent, Rename, event_order, events_between
 from trading_dagster.domain.orders import Fill, fills_from_frame
 from trading_dagster.domain.portfolio import LastCloses, PortfolioState, apply_book_events, last_closes_before
+from trading_dagster.domain.quantity import FRACTIONAL, WHOLE, ShareRule
 
 POSITION_SCHEMA: dict[str, pl.DataType] = {
     "session": pl.Date(),
@@ -30,6 +31,13 @@ POSITION_SCHEMA: dict[str, pl.DataType] = {
     "unrealized_pnl": pl.Float64(),
     "stale_price": pl.Boolean(),
 }
+
+
+
+def position_schema(shares: ShareRule = WHOLE) -> dict[str, pl.DataType]:
+    """`POSITION_SCHEMA` for a book's share rule: `qty` is Float64 with fractional shares."""
+    return POSITION_SCHEMA if not shares.fractional else {**POSITION_SCHEMA, "qty": shares.dtype}
+
 
 EQUITY_SCHEMA: dict[str, pl.DataType] = {
     "session": pl.Date(),
@@ -97,11 +105,17 @@ def mark_to_market(
     `events` (`book_events.book_events`): those of a session of the window apply before its fills, as the
     broker applied them; earlier ones (already in start_state) bring the closes before the window into the
     book's share basis, so give the events of the price lookback too.
+    The positions' `qty` column follows the book's share rule (`start_state.shares`, or fractional when a fill's
+    quantity is a Decimal: `position_schema`).
     """
     sessions = list(sessions)
+    by_session = _fills_by_session(fills, sessions) if sessions else {}
+    if any(isinstance(f.qty, Decimal) for fs in by_session.values() for f in fs):
+        start_state = start_state.in_shares(FRACTIONAL)  # fractional fills: a fractional book, whatever it started as
+    schema = position_schema(start_state.shares)
+    fractional = start_state.shares.fractional
     if not sessions:
-        return pl.DataFrame(schema=POSITION_SCHEMA), pl.DataFrame(schema=EQUITY_SCHEMA)
-    by_session = _fills_by_session(fills, sessions)
+        return pl.DataFrame(schema=schema), pl.DataFrame(schema=EQUITY_SCHEMA)
     events = sorted(events, key=event_order)
     symbols = (
         set(start_state.positions)
@@ -141,7 +155,7 @@ def mark_to_market(
             market_value += value
             unrealized += pnl
             position_rows.append(
-                (session, symbol, pos.qty, float(pos.avg_cost), float(close), float(value), float(pnl), stale)
+                (session, symbol, float(pos.qty) if fractional else pos.qty, float(pos.avg_cost), float(close), float(value), float(pnl), stale)
             )
         equity = state.cash + market_value
         daily_return = None if not prev_equity else float(equity / prev_equity - 1)
@@ -162,8 +176,8 @@ def mark_to_market(
             )
         )
     positions = (
-        pl.DataFrame(position_rows, schema=POSITION_SCHEMA, orient="row")
+        pl.DataFrame(position_rows, schema=schema, orient="row")
         if position_rows
-        else pl.DataFrame(schema=POSITION_SCHEMA)
+        else pl.DataFrame(schema=schema)
     )
     return positions, pl.DataFrame(equity_rows, schema=EQUITY_SCHEMA, orient="row")

@@ -54,6 +54,7 @@ from trading_dagster.domain.orders import (
     orders_from_frame,
     orders_to_frame,
 )
+from trading_dagster.domain.quantity import WHOLE, Qty, ShareRule, rule_of
 from trading_dagster.domain.risk import (
     EarlyDenial,
     OrderIntent,
@@ -74,7 +75,7 @@ class Position(NamedTuple):
     """Shares held and average cost per share, buy commissions included (the tax-lot convention), so
     that equity - initial cash == realized + unrealized P&L."""
 
-    qty: int
+    qty: Qty
     avg_cost: Decimal
 
 
@@ -98,29 +99,59 @@ class PortfolioState:
     `exits` are the positions' exit lots (`exits.ExitLot`: one per filled entry that had exit levels, oldest
     first; empty without stop-loss / take-profit): they are what a later run needs to fill the exits, so a
     book that persists a state must persist them too (`exits.lots_to_records`).
+    `shares` is the book's share rule (`quantity.ShareRule`): whole shares (ints, the trading book's only rule)
+    or fractional ones (Decimals to 1e-9, `[backtest] shares = "fractional"`); the quantities given are put in
+    its type, and a split rounds by it.
     Treat the mappings as read-only; every update returns a new state.
     """
 
     cash: Decimal
     positions: Mapping[str, Position] = field(default_factory=dict)
     realized_pnl: Decimal = Decimal(0)
-    monthly_buys: Mapping[MonthKey, int] = field(default_factory=dict)
+    monthly_buys: Mapping[MonthKey, Qty] = field(default_factory=dict)
     exits: ExitLots = field(default_factory=dict)
+    shares: ShareRule = WHOLE
 
     def __post_init__(self) -> None:
+        rule = self.shares
         object.__setattr__(self, "cash", as_decimal(self.cash))
         object.__setattr__(self, "realized_pnl", as_decimal(self.realized_pnl))
         object.__setattr__(
-            self, "positions", {s: Position(int(p[0]), as_decimal(p[1])) for s, p in self.positions.items()}
+            self, "positions", {s: Position(rule.qty(p[0]), as_decimal(p[1])) for s, p in self.positions.items()}
         )
-        object.__setattr__(self, "monthly_buys", dict(self.monthly_buys))
         object.__setattr__(
-            self, "exits", {s: tuple(ExitLot(*lot) for lot in lots) for s, lots in self.exits.items() if lots}
+            self,
+            "monthly_buys",
+            dict(self.monthly_buys) if not rule.fractional else {k: rule.qty(n) for k, n in self.monthly_buys.items()},
+        )
+        object.__setattr__(
+            self,
+            "exits",
+            {
+                s: tuple(lot._replace(qty=rule.qty(lot.qty)) for lot in (ExitLot(*lot) for lot in lots))
+                if rule.fractional
+                else tuple(ExitLot(*lot) for lot in lots)
+                for s, lots in self.exits.items()
+                if lots
+            },
         )
 
     @classmethod
-    def initial(cls, cash: Decimal | int | str) -> PortfolioState:
-        return cls(cash=as_decimal(cash))
+    def initial(cls, cash: Decimal | int | str, shares: ShareRule = WHOLE) -> PortfolioState:
+        return cls(cash=as_decimal(cash), shares=shares)
+
+    def in_shares(self, shares: ShareRule) -> PortfolioState:
+        """This book under the rule `shares`: the same book when it has it; whole -> fractional turns every
+        quantity into a Decimal; fractional -> whole needs whole quantities (else a ValueError)."""
+        if shares == self.shares:
+            return self
+        if not shares.fractional:
+            odd = sorted(s for s, p in self.positions.items() if p.qty != int(p.qty))
+            if odd:
+                raise ValueError(f"a fractional book holds fractions of {', '.join(odd)}: not a whole-share book")
+        return PortfolioState(
+            self.cash, dict(self.positions), self.realized_pnl, dict(self.monthly_buys), dict(self.exits), shares
+        )
 
     @classmethod
     def _computed(
@@ -128,8 +159,9 @@ class PortfolioState:
         cash: Decimal,
         positions: dict[str, Position],
         realized_pnl: Decimal,
-        monthly_buys: dict[MonthKey, int],
+        monthly_buys: dict[MonthKey, Qty],
         exits: ExitLots,
+        shares: ShareRule = WHOLE,
     ) -> PortfolioState:
         """A state from values `apply_fills` computed itself: Decimal arithmetic on finite Decimals, int
         quantities, fresh dicts, i.e. exactly what `__post_init__` would produce. Skipping that
@@ -141,16 +173,17 @@ class PortfolioState:
         object.__setattr__(state, "realized_pnl", realized_pnl)
         object.__setattr__(state, "monthly_buys", monthly_buys)
         object.__setattr__(state, "exits", exits)
+        object.__setattr__(state, "shares", shares)
         return state
 
-    def qty(self, symbol: str) -> int:
+    def qty(self, symbol: str) -> Qty:
         pos = self.positions.get(symbol)
         return pos.qty if pos else 0
 
-    def held(self) -> dict[str, int]:
+    def held(self) -> dict[str, Qty]:
         return {s: p.qty for s, p in self.positions.items()}
 
-    def bought_in_month(self, symbol: str, day: dt.date) -> int:
+    def bought_in_month(self, symbol: str, day: dt.date) -> Qty:
         return self.monthly_buys.get((symbol, day.year, day.month), 0)
 
     def market_value(self, closes: Mapping[str, Decimal]) -> Decimal:
@@ -201,7 +234,7 @@ class PortfolioState:
                     positions[f.symbol] = Position(old.qty - f.qty, old.avg_cost)
         last = ordered[-1].session
         monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= (last.year, last.month)}
-        return PortfolioState._computed(cash, positions, realized, monthly, self.exits)
+        return PortfolioState._computed(cash, positions, realized, monthly, self.exits, self.shares)
 
     def _apply_fills_with_exits(
         self, ordered: list[Fill], levels: Mapping[str, ExitLevels]
@@ -226,14 +259,14 @@ class PortfolioState:
             lots[f.symbol] = list(trim_lots(symbol_lots, state.qty(f.symbol)))
         exits = {s: tuple(v) for s, v in lots.items() if v}
         return PortfolioState._computed(
-            state.cash, dict(state.positions), state.realized_pnl, dict(state.monthly_buys), exits
+            state.cash, dict(state.positions), state.realized_pnl, dict(state.monthly_buys), exits, self.shares
         )
 
     def _without_exits(self) -> PortfolioState:
         if not self.exits:
             return self
         return PortfolioState._computed(
-            self.cash, dict(self.positions), self.realized_pnl, dict(self.monthly_buys), {}
+            self.cash, dict(self.positions), self.realized_pnl, dict(self.monthly_buys), {}, self.shares
         )
 
     def apply_event(self, event: BookEvent) -> tuple[PortfolioState, EventEffect | None]:
@@ -251,7 +284,12 @@ class PortfolioState:
         * Rename: the position and the month's purchase counts move to the new ticker unchanged.
         * Exit lots (`exits`) follow: a split scales their shares (rounded down) and levels (per new share),
           a rename moves them, a delisting drops them.
+
+        With fractional shares (`self.shares`) a split gives shares x new / old to 1e-9 share, rounded down
+        (`ShareRule.scale`): no cash in lieu (what is under a billionth of a share goes with its cost), and
+        the month's purchase counts are scaled up to 1e-9.
         """
+        rule = self.shares
         positions = dict(self.positions)
         monthly = dict(self.monthly_buys)
         cash, realized = self.cash, self.realized_pnl
@@ -260,9 +298,9 @@ class PortfolioState:
         if isinstance(event, Split):
             for key, n in monthly.items():
                 if key[0] == event.symbol:
-                    monthly[key] = -(-n * event.new // event.old)
+                    monthly[key] = rule.scale_up(n, event.new, event.old)
             if held is not None:
-                whole, rest = divmod(held.qty * event.new, event.old)
+                whole, rest = rule.scale(held.qty, event.new, event.old)
                 avg_cost = event.adjust_price(held.avg_cost)
                 paid = price = Decimal(0)
                 if rest:
@@ -306,7 +344,7 @@ class PortfolioState:
             if isinstance(event, Split):
                 lots = tuple(
                     lot._replace(
-                        qty=lot.qty * event.new // event.old,
+                        qty=rule.scale(lot.qty, event.new, event.old)[0],
                         stop_loss=None if lot.stop_loss is None else event.adjust_price(lot.stop_loss),
                         take_profit=None if lot.take_profit is None else event.adjust_price(lot.take_profit),
                     )
@@ -320,7 +358,7 @@ class PortfolioState:
                     exits[event.symbol] = lots
             elif isinstance(event, Rename) and event.new_symbol in positions:
                 exits[event.new_symbol] = lots
-        return PortfolioState._computed(cash, positions, realized, monthly, exits), effect
+        return PortfolioState._computed(cash, positions, realized, monthly, exits, rule), effect
 
 
 class EventEffect(NamedTuple):
@@ -328,8 +366,8 @@ class EventEffect(NamedTuple):
     a split's fraction, a delisting's proceeds) and the price per share it was paid at (0 when none)."""
 
     event: BookEvent
-    qty_before: int
-    qty_after: int
+    qty_before: Qty
+    qty_after: Qty
     cash: Decimal
     price: Decimal
 
@@ -352,8 +390,8 @@ def apply_book_events(
     """Apply book events (in `event_order`) before `session`'s open: to the state, and to the pending orders
     placed before an event's session on its symbol, which were sized on the old basis:
 
-    * a split scales a sell to post-split shares (rounded down: selling the whole position stays selling the
-      whole position) and expires a buy (its size, quota and cash were reckoned in old shares; the session's
+    * a split scales a sell to post-split shares (rounded down, to the order quantity's rule: selling the whole
+      position stays selling the whole position) and expires a buy (its size, quota and cash were reckoned in old shares; the session's
       signals decide again on the new basis);
     * a delisting or a rename expires every such order (never filled at another security's price, or under
       a ticker that no longer means the security).
@@ -373,14 +411,12 @@ def apply_book_events(
             if order.symbol != event.symbol or order.session >= event.session:
                 kept.append(order)
             elif (
-                isinstance(event, Split) and order.side == "sell" and order.qty * event.new // event.old >= 1
+                isinstance(event, Split)
+                and order.side == "sell"
+                and (qty := rule_of(order.qty).scale(order.qty, event.new, event.old)[0]) >= rule_of(order.qty).min_qty
             ):
-                qty = order.qty * event.new // event.old
-                kept.append(
-                    replace(
-                        order, qty=qty, requested_qty=max(qty, order.requested_qty * event.new // event.old)
-                    )
-                )
+                requested = rule_of(order.qty).scale(order.requested_qty, event.new, event.old)[0]
+                kept.append(replace(order, qty=qty, requested_qty=max(qty, requested)))
             else:
                 expired.append(OrderEvent.expired(order, session, order.qty))
         orders = kept
@@ -697,8 +733,8 @@ class _SessionPlanner:
         market_value = state.market_value(marks)
         equity = state.cash + market_value
         order_id = order_ids_for(self.account, session)
-        pending_buy: dict[str, int] = {}
-        pending_sell: dict[str, int] = {}
+        pending_buy: dict[str, Qty] = {}
+        pending_sell: dict[str, Qty] = {}
         reserved = Decimal(0)
         available = state.cash - reserved  # cash not reserved by the approved buys planned so far
         out: list[OrderRow] = []
@@ -799,8 +835,10 @@ def simulate(
     the window into the book's share basis.
     """
     sessions = list(sessions)
+    rule = risk.share_rule
+    start_state = start_state.in_shares(rule)
     if not sessions:
-        return Projection(orders_to_frame([]), [], [], start_state, [])
+        return Projection(orders_to_frame([], rule), [], [], start_state, [])
     if any(a >= b for a, b in zip(sessions, sessions[1:], strict=False)):
         raise ValueError("sessions must be strictly increasing")
     chain = default_controls(risk, slippage, commission) if controls is None else tuple(controls)
@@ -817,7 +855,7 @@ def simulate(
     after_last = next_session or _next_session(sessions[-1])
 
     state, pending = start_state, []
-    orders = _FrameInChunks()
+    orders = _FrameInChunks(rule)
     fills: list[Fill] = []
     expired: list[OrderEvent] = []
     effects: list[EventEffect] = []
@@ -884,18 +922,19 @@ class _FrameInChunks:
 
     CHUNK = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, shares: ShareRule = WHOLE) -> None:
         self._chunks: list[pl.DataFrame] = []
         self._rows: list[OrderRow] = []
+        self._shares = shares
 
     def add(self, rows: list[OrderRow]) -> None:
         self._rows += rows
         if len(self._rows) >= self.CHUNK:
-            self._chunks.append(order_rows_to_frame(self._rows))
+            self._chunks.append(order_rows_to_frame(self._rows, self._shares))
             self._rows = []
 
     def frame(self) -> pl.DataFrame:
-        return pl.concat([*self._chunks, order_rows_to_frame(self._rows)])
+        return pl.concat([*self._chunks, order_rows_to_frame(self._rows, self._shares)])
 
 
 def plan_orders(
@@ -931,10 +970,10 @@ def plan_orders(
     """
     sessions = list(sessions)
     if not sessions or signals.height == 0:
-        return orders_to_frame([])
+        return orders_to_frame([], risk.share_rule)
     in_range = signals.filter(pl.col("session").is_between(sessions[0], sessions[-1]))["session"].unique()
     if in_range.len() == 0:
-        return orders_to_frame([])
+        return orders_to_frame([], risk.share_rule)
     known = set(sessions)
     strays = sorted(d for d in in_range.to_list() if d not in known)
     if strays:

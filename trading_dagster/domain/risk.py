@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, affordable_qty, buy_cost
 from trading_dagster.domain.orders import Side, as_decimal
+from trading_dagster.domain.quantity import SHARES, WHOLE, Qty, ShareRule, rule_of, share_rule
 
 Sizing = Literal["fixed_notional", "pct_equity", "atr"]
 SIZINGS: tuple[str, ...] = ("fixed_notional", "pct_equity", "atr")
@@ -95,7 +96,9 @@ class RiskConfig:
     INSUFFICIENT_BUYING_POWER) and out of the fills (`execution.execute_open(cash_limited=False)`), so a
     reference run's result never depends on the order in which buys met the cash. size_on "fill": a buy
     carries its notional (`fill_notional`) and its shares are notional / fill price at the open; the controls
-    judge the estimate at the close. Neither is for a trading book.
+    judge the estimate at the close. shares ("whole" | "fractional", `quantity.py`) is the third: fractional
+    sizes and clips to 1e-9 share (quantities are Decimals) instead of whole shares (ints). None of them is for
+    a trading book.
     """
 
     sizing: Sizing = "fixed_notional"
@@ -121,6 +124,7 @@ class RiskConfig:
     add_to_positions: bool = True
     buying_power: str = "cash"
     size_on: str = "close"
+    shares: str = "whole"
 
     def __post_init__(self) -> None:
         for name in _DECIMAL_KEYS:
@@ -176,6 +180,8 @@ class RiskConfig:
             raise ValueError(f"buying_power must be 'cash' or 'off', got {self.buying_power!r}")
         if self.size_on not in SIZE_ON:
             raise ValueError(f"size_on must be 'close' or 'fill', got {self.size_on!r}")
+        if self.shares not in SHARES:
+            raise ValueError(f"shares must be 'whole' or 'fractional', got {self.shares!r}")
         if self.size_on == "fill" and self.sizing == "atr":
             raise ValueError("size_on = 'fill' sizes a notional at the fill price; ATR sizing has no notional")
         if self.size_on == "fill" and self.monthly_share_limit is not None:
@@ -186,6 +192,11 @@ class RiskConfig:
         if not self.long_only:
             # Short positions would need borrow costs and short P&L in the portfolio; not modelled.
             raise ValueError("only long_only=True is supported")
+
+    @property
+    def share_rule(self) -> ShareRule:
+        """How this config's quantities round (`quantity.ShareRule`)."""
+        return share_rule(self.shares)
 
     @property
     def has_exits(self) -> bool:
@@ -258,7 +269,7 @@ _NULLABLE = frozenset(
 )
 OFF = "off"
 """What a `[risk]` key that can be off takes in TOML (which has no null): `monthly_share_limit = "off"`."""
-BACKTEST_KEYS = ("buying_power", "size_on")
+BACKTEST_KEYS = ("buying_power", "size_on", "shares")
 """RiskConfig fields that are backtest conventions (`[backtest]`), not `[risk]` keys."""
 
 
@@ -315,7 +326,7 @@ class OrderIntent(NamedTuple):
 
     symbol: str
     side: Side
-    qty: int
+    qty: Qty
     ref_price: Decimal | None
 
 
@@ -327,10 +338,10 @@ class RiskContext(NamedTuple):
     defaults so that the original controls' contexts stay six values.
     """
 
-    held: int
-    pending_buy_qty: int
-    pending_sell_qty: int
-    bought_in_fill_month: int
+    held: Qty
+    pending_buy_qty: Qty
+    pending_sell_qty: Qty
+    bought_in_fill_month: Qty
     equity: Decimal
     available_cash: Decimal
     # read only by the controls that are off by default (the planner fills them only when one is on)
@@ -343,7 +354,7 @@ class RiskContext(NamedTuple):
 
 
 class Decision(NamedTuple):
-    qty: int
+    qty: Qty
     reason_code: str | None = None
 
     @property
@@ -355,7 +366,7 @@ class PreTradeControl(Protocol):
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision: ...
 
 
-def _limit(intent: OrderIntent, allowed: int, reason: str) -> Decision:
+def _limit(intent: OrderIntent, allowed: Qty, reason: str) -> Decision:
     """Approve if within `allowed`, else clip to it (deny at 0), naming the reason."""
     if intent.qty <= allowed:
         return Decision(intent.qty)
@@ -415,10 +426,15 @@ class NoAddingToPositions:
 
 @dataclass(frozen=True)
 class MinimumSize:
-    """Sizing rounds down to whole shares; an expensive stock can round to zero."""
+    """Sizing rounds down to whole shares; an expensive stock can round to zero. With fractional shares
+    (`shares`) only a quantity of zero (a budget under 1e-9 share, or nothing sized) is denied."""
+
+    shares: ShareRule = WHOLE
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
-        return Decision(0, SIZE_BELOW_ONE_SHARE) if intent.qty < 1 else Decision(intent.qty)
+        if intent.qty < self.shares.min_qty:
+            return Decision(0, SIZE_BELOW_ONE_SHARE)
+        return Decision(intent.qty)
 
 
 @dataclass(frozen=True)
@@ -439,12 +455,13 @@ class MaxPosition:
     """The position (held plus pending buys) may not exceed `pct` % of equity, valued at D's close."""
 
     pct: Decimal
+    shares: ShareRule = WHOLE
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         if intent.side != "buy" or intent.ref_price is None:
             return Decision(intent.qty)
         room = ctx.equity * self.pct / 100 - (ctx.held + ctx.pending_buy_qty) * intent.ref_price
-        allowed = int(room // intent.ref_price) if room > 0 else 0
+        allowed = self.shares.buys(room, intent.ref_price) if room > 0 else 0
         return _limit(intent, allowed, MAX_POSITION)
 
 
@@ -486,12 +503,13 @@ class MaxGrossExposure:
     """Long market value plus the session's pending buys (at the close) may not exceed `pct` % of equity."""
 
     pct: Decimal
+    shares: ShareRule = WHOLE
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         if intent.side != "buy" or intent.ref_price is None:
             return Decision(intent.qty)
         room = ctx.equity * self.pct / 100 - ctx.market_value - ctx.pending_buy_notional
-        allowed = int(room // intent.ref_price) if room > 0 else 0
+        allowed = self.shares.buys(room, intent.ref_price) if room > 0 else 0
         return _limit(intent, allowed, MAX_GROSS_EXPOSURE)
 
 
@@ -500,12 +518,13 @@ class MaxNotionalPerSession:
     """The session's approved orders, sells and buys, may not exceed `usd` in qty x close."""
 
     usd: Decimal
+    shares: ShareRule = WHOLE
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Decision:
         if intent.ref_price is None:
             return Decision(intent.qty)
         room = self.usd - ctx.session_notional
-        allowed = int(room // intent.ref_price) if room > 0 else 0
+        allowed = self.shares.buys(room, intent.ref_price) if room > 0 else 0
         return _limit(intent, allowed, MAX_NOTIONAL_PER_SESSION)
 
 
@@ -522,8 +541,9 @@ class BuyingPower:
         allowed = self.affordable(ctx.available_cash, intent.ref_price, intent.qty)
         return _limit(intent, allowed, INSUFFICIENT_BUYING_POWER)
 
-    def affordable(self, cash: Decimal, ref_price: Decimal, max_qty: int) -> int:
-        """Shares (at most max_qty) that `cash` buys at `ref_price` plus slippage, commission included."""
+    def affordable(self, cash: Decimal, ref_price: Decimal, max_qty: Qty) -> Qty:
+        """Shares (at most max_qty) that `cash` buys at `ref_price` plus slippage, commission included (to
+        1e-9 share for a Decimal `max_qty`: `execution.affordable_qty`)."""
         return affordable_qty(cash, self.slippage.fill_price("buy", ref_price), self.commission, max_qty)
 
 
@@ -532,7 +552,8 @@ def default_controls(
 ) -> tuple[PreTradeControl, ...]:
     """The controls in the order they run: cheap denials first, then the clipping limits; a limit that is
     off (None) is left out. With the default config: NoPrice, LongOnly, MinimumPrice, MinimumSize,
-    MonthlyShareLimit, MaxPosition, BuyingPower."""
+    MonthlyShareLimit, MaxPosition, BuyingPower. The sizing controls round as `config.share_rule`."""
+    rule = config.share_rule
     controls: list[PreTradeControl] = [NoPrice(), LongOnly()]
     if not config.add_to_positions:
         controls.append(NoAddingToPositions())
@@ -542,17 +563,17 @@ def default_controls(
         controls.append(MinimumPrice(config.min_price))
     if config.needs_atr:
         controls.append(NeedsAtr())
-    controls.append(MinimumSize())
+    controls.append(MinimumSize(rule))
     if config.monthly_share_limit is not None:
         controls.append(MonthlyShareLimit(config.monthly_share_limit))
     if config.max_orders_per_session is not None:
         controls.append(MaxOrdersPerSession(config.max_orders_per_session))
     if config.max_position_pct_equity is not None:
-        controls.append(MaxPosition(config.max_position_pct_equity))
+        controls.append(MaxPosition(config.max_position_pct_equity, rule))
     if config.max_gross_exposure_pct_equity is not None:
-        controls.append(MaxGrossExposure(config.max_gross_exposure_pct_equity))
+        controls.append(MaxGrossExposure(config.max_gross_exposure_pct_equity, rule))
     if config.max_notional_per_session is not None:
-        controls.append(MaxNotionalPerSession(config.max_notional_per_session))
+        controls.append(MaxNotionalPerSession(config.max_notional_per_session, rule))
     if config.buying_power == "cash":
         controls.append(BuyingPower(slippage, commission))
     return tuple(controls)
@@ -569,7 +590,7 @@ def check_order(intent: OrderIntent, ctx: RiskContext, controls: Sequence[PreTra
             qty, reason = decision.qty, decision.reason_code
             if qty == 0:
                 return Decision(0, reason)
-    if qty < 1:  # only reachable with a custom control list lacking MinimumSize
+    if qty < rule_of(qty).min_qty:  # only reachable with a custom control list lacking MinimumSize
         return Decision(0, reason or SIZE_BELOW_ONE_SHARE)
     return Decision(qty, reason)
 
@@ -599,7 +620,9 @@ class EarlyDenial:
       the outcome is MaxPosition's denial if it denies, else BuyingPower's.
 
     Build it with `for_chain`, which refuses any other control list, and any config with a control beyond
-    these (`RiskConfig.has_session_limits`, or no max position): those configs run every control.
+    these (`RiskConfig.has_session_limits`, or no max position): those configs run every control. Fractional
+    shares (`RiskConfig.shares`) run every control too: the reasoning above is about whole shares (a buy
+    "of >= 1 share", "one share affordable"), and a reference run does not need the speed.
     """
 
     monthly_share_limit: int | None
@@ -618,7 +641,12 @@ class EarlyDenial:
     ) -> EarlyDenial | None:
         """The shortcut if `controls` is the default chain for these models (controls compare by value),
         else None."""
-        if config.has_session_limits or config.max_position_pct_equity is None or config.buying_power != "cash":
+        if (
+            config.has_session_limits
+            or config.max_position_pct_equity is None
+            or config.buying_power != "cash"
+            or config.share_rule.fractional
+        ):
             return None
         default = default_controls(config, slippage, commission)
         if tuple(controls) != default:
@@ -654,10 +682,10 @@ def size_order(
     side: Side,
     ref_price: Decimal | None,
     equity: Decimal,
-    held: int,
+    held: Qty,
     config: RiskConfig,
     atr: Decimal | None = None,
-) -> int:
+) -> Qty:
     """Requested quantity: whole shares for the configured notional / equity share / risk per ATR; sells sell
     all held. ATR sizing: equity * risk_pct_equity / 100 / (atr_multiple * atr) shares (the limits: max
     position, gross exposure, buying power, clip it); without an ATR it asks for nothing (NeedsAtr denies it
@@ -666,6 +694,7 @@ def size_order(
     A buy without a positive price, or below the configured `min_price`, asks for nothing (the controls
     deny it with NO_PRICE / PRICE_BELOW_MINIMUM): with the default $1 minimum a buy never asks for more
     than notional (or pct_equity of equity) / $1 shares, never the ten million a 0.0001 bar would size.
+    Fractional shares (`config.shares`): rounded down to 1e-9 share instead of a whole one.
     """
     if side == "sell":
         return held
@@ -675,13 +704,13 @@ def size_order(
     if config.sizing == "atr":
         if atr is None or atr <= 0:
             return 0
-        return max(int(equity * config.risk_pct_equity / 100 // (config.atr_multiple * atr)), 0)
+        return max(config.share_rule.buys(equity * config.risk_pct_equity / 100, config.atr_multiple * atr), 0)
     budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
-    return max(int(budget // ref_price), 0)
+    return max(config.share_rule.buys(budget, ref_price), 0)
 
 
 def fill_notional(
-    requested_qty: int, approved_qty: int, ref_price: Decimal, equity: Decimal, config: RiskConfig
+    requested_qty: Qty, approved_qty: Qty, ref_price: Decimal, equity: Decimal, config: RiskConfig
 ) -> Decimal:
     """What a buy of a `size_on = "fill"` backtest spends at the fill: the sizing's budget (the notional, or
     pct_equity of equity), or the approved quantity at the close when a control clipped the order."""
@@ -691,7 +720,7 @@ def fill_notional(
 
 
 def estimated_buy_cost(
-    qty: int, ref_price: Decimal, slippage: SlippageModel, commission: CommissionModel
+    qty: Qty, ref_price: Decimal, slippage: SlippageModel, commission: CommissionModel
 ) -> Decimal:
     """Cash reserved by a pending buy: the close plus slippage and commission (the open may still gap)."""
     return buy_cost(qty, slippage.fill_price("buy", ref_price), commission)

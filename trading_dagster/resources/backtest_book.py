@@ -19,6 +19,12 @@ an exit lot of the account; `sync(D, ..., bars=)` works D's open, then D's exits
 as fills. The lots are in the account snapshots (`exits.lots_to_records`), and a replay of the fills re-opens
 them from the orders' levels, so a reopened ledger and `account(past session)` give the same lots.
 
+Fractional shares (`[backtest] shares = "fractional"`, `domain/quantity.py`): the book's quantities are Decimals
+to 1e-9 share. Its ledger records the convention (`ledger_meta`, so a ledger is never reopened under the other
+one) and keeps its quantity columns as DOUBLE (a new fractional ledger's BIGINT columns are altered when it is
+created; 9 decimals below 1e6 shares go to float64 and back exactly), and its snapshots hold them as exact text.
+A whole-share ledger is what it always was (BIGINT quantities).
+
 Plain Python, no Dagster: `resources/configured.py` wraps it in a ConfigurableResource.
 """
 
@@ -50,14 +56,15 @@ from trading_dagster.domain.exits import (
     lots_to_records,
 )
 from trading_dagster.domain.orders import (
-    EXECUTION_SCHEMA,
     Fill,
     Order,
     OrderEvent,
     as_decimal,
+    execution_schema,
     orders_from_frame,
 )
 from trading_dagster.domain.portfolio import EventEffect, PortfolioState, apply_book_events, fill_apply_order
+from trading_dagster.domain.quantity import WHOLE, ShareRule, share_rule, to_json
 
 Bar = tuple[Decimal | float | None, Decimal | float | None, Decimal | float | None]
 """A session's (open, high, low) of a symbol, what `exits.execute_exits` fills the exits on."""
@@ -149,6 +156,29 @@ ALTER TABLE orders ADD COLUMN IF NOT EXISTS take_profit VARCHAR;
 -- a ledger written before notional orders ([backtest] size_on = "fill"): NULL, a quantity order
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS notional VARCHAR;
 """
+
+# A fractional ledger's quantity columns (`[backtest] shares = "fractional"`): DOUBLE instead of BIGINT. Altering
+# a column to its own type is a no-op, so this runs on every open of a fractional ledger.
+_QTY_COLUMNS = {
+    "orders": ("requested_qty", "qty"),
+    "fills": ("qty",),
+    "expirations": ("qty",),
+    "book_events": ("qty_before", "qty_after"),
+}
+_FRACTIONAL_SQL = "\n".join(
+    f"ALTER TABLE {table} ALTER {column} TYPE DOUBLE;" for table, columns in _QTY_COLUMNS.items() for column in columns
+)
+
+
+def _table_cols(shares: ShareRule) -> dict[str, dict[str, pl.DataType]]:
+    """`_TABLE_COLS` with the quantity columns of the share rule's dtype."""
+    if not shares.fractional:
+        return _TABLE_COLS
+    return {
+        table: {c: shares.dtype if c in _QTY_COLUMNS[table] else t for c, t in cols.items()}
+        for table, cols in _TABLE_COLS.items()
+    }
+
 
 # Money is stored as exact decimal text (a DECIMAL column would come back with its scale's trailing
 # zeros); SQL readers cast it (see `events`).
@@ -247,9 +277,14 @@ ORDER BY session, rank, client_order_id, event
 
 
 def _sql_literal(value: object) -> str:
-    """SQL literal for the ledger's value types (str, int, date, None); strings are quoted with '' escapes."""
+    """SQL literal for the ledger's value types (str, int, Decimal (a fractional quantity), date, None); strings
+    are quoted with '' escapes."""
     if value is None:
         return "NULL"
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"unexpected ledger value {value!r}")
+        return str(value)
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, bool):
@@ -386,14 +421,15 @@ def _state_to_json(state: PortfolioState) -> str:
         {
             "cash": str(state.cash),
             "realized_pnl": str(state.realized_pnl),
-            "positions": {s: [p.qty, str(p.avg_cost)] for s, p in sorted(state.positions.items())},
-            "monthly_buys": sorted([s, y, m, n] for (s, y, m), n in state.monthly_buys.items()),
+            "positions": {s: [to_json(p.qty), str(p.avg_cost)] for s, p in sorted(state.positions.items())},
+            "monthly_buys": sorted([s, y, m, to_json(n)] for (s, y, m), n in state.monthly_buys.items()),
             "exits": lots_to_records(state.exits),
         }
     )
 
 
-def _state_from_json(text: str) -> PortfolioState:
+def _state_from_json(text: str, shares: ShareRule = WHOLE) -> PortfolioState:
+    """`_state_to_json` back, under the book's share rule (fractional quantities are exact text)."""
     data = json.loads(text)
     return PortfolioState(
         cash=Decimal(data["cash"]),
@@ -401,6 +437,7 @@ def _state_from_json(text: str) -> PortfolioState:
         realized_pnl=Decimal(data["realized_pnl"]),
         monthly_buys={(s, y, m): n for s, y, m, n in data["monthly_buys"]},
         exits=lots_from_records(data.get("exits", [])),  # a snapshot from before exits has none
+        shares=shares,
     )
 
 
@@ -433,8 +470,12 @@ class SimulatedBook(BacktestBook):
         *,
         read_only: bool = False,
         cash_limited: bool = True,
+        shares: str = "whole",
     ) -> None:
         self.path = path or ":memory:"
+        # "fractional": quantities are Decimals to 1e-9 share (`[backtest] shares`, domain/quantity.py)
+        self.shares = share_rule(shares)
+        self._table_cols = _table_cols(self.shares)
         # False: buys fill whole whatever the cash (`[backtest] buying_power = "off"`, execution.execute_open)
         self.cash_limited = cash_limited
         # read only: `sync` and `submit` work on the in-memory mirror as usual, but nothing reaches the file,
@@ -447,15 +488,22 @@ class SimulatedBook(BacktestBook):
         meta = dict(self._con.execute("SELECT key, value FROM ledger_meta").fetchall())
         cash = as_decimal(initial_cash)
         if not meta:
-            rows = [("account", account), ("initial_cash", str(cash))]
+            rows = [("account", account), ("initial_cash", str(cash)), ("shares", self.shares.name)]
             self._con.executemany("INSERT INTO ledger_meta VALUES (?, ?)", rows)
         elif meta.get("account") != account or as_decimal(meta["initial_cash"]) != cash:
             raise ValueError(
                 f"ledger {self.path} belongs to account {meta.get('account')!r} with initial cash "
                 f"{meta.get('initial_cash')}, not {account!r} with {cash}: use another ledger path, or delete it"
             )
+        elif meta.get("shares", "whole") != self.shares.name:  # a ledger from before the key is whole shares
+            raise ValueError(
+                f"ledger {self.path} keeps {meta.get('shares', 'whole')} shares, not {self.shares.name} ([backtest] "
+                "shares): use another ledger path, or delete it"
+            )
+        if self.shares.fractional:
+            self._con.execute(_FRACTIONAL_SQL)
         self._account_id = account
-        self._initial = PortfolioState.initial(cash)
+        self._initial = PortfolioState.initial(cash, self.shares)
         self._buffer: dict[str, list[tuple]] = {table: [] for table in _TABLE_COLS}
         self._load()
 
@@ -504,6 +552,7 @@ class SimulatedBook(BacktestBook):
             f"SELECT {', '.join('o.' + c for c in _ORDER_COLS)} FROM orders o WHERE {where}", params or {}
         ).fetchall()
         out = []
+        qty_of = self.shares.qty
         for cid, session, symbol, strategy, side, req, qty, ref, reason, stop, take, notional in rows:
             out.append(
                 Order(
@@ -512,8 +561,8 @@ class SimulatedBook(BacktestBook):
                     symbol=symbol,
                     strategy=strategy,
                     side=side,
-                    requested_qty=req,
-                    qty=qty,
+                    requested_qty=qty_of(req),
+                    qty=qty_of(qty),
                     ref_price=None if ref is None else Decimal(ref),
                     status="approved",
                     reason_code=reason,
@@ -532,7 +581,7 @@ class SimulatedBook(BacktestBook):
             "SELECT session, state FROM account_snapshots WHERE session <= $s ORDER BY session DESC LIMIT 1",
             {"s": session},
         ).fetchone()
-        base, after = (self._initial, None) if snap is None else (_state_from_json(snap[1]), snap[0])
+        base, after = (self._initial, None) if snap is None else (_state_from_json(snap[1], self.shares), snap[0])
         rows = self._con.execute(
             f"SELECT {', '.join('f.' + c for c in _FILL_COLS)}, o.stop_loss, o.take_profit FROM fills f "
             "LEFT JOIN orders o ON o.client_order_id = f.client_order_id AND f.side = 'buy' "
@@ -541,8 +590,10 @@ class SimulatedBook(BacktestBook):
         ).fetchall()
         fills: dict[dt.date, list[Fill]] = {}
         levels: dict[str, ExitLevels] = {}  # of the replayed entries: their fills open exit lots again
+        qty_of = self.shares.qty
         for cid, osess, sess, sym, side, qty, price, comm, stop, take in rows:
-            fills.setdefault(sess, []).append(Fill(cid, osess, sess, sym, side, qty, Decimal(price), Decimal(comm)))
+            fill = Fill(cid, osess, sess, sym, side, qty_of(qty), Decimal(price), Decimal(comm))
+            fills.setdefault(sess, []).append(fill)
             if stop is not None or take is not None:
                 levels[cid] = _levels_from_text(stop, take)
         events: dict[dt.date, list[BookEvent]] = {}
@@ -568,6 +619,8 @@ class SimulatedBook(BacktestBook):
             values = ", ".join("(" + ", ".join(_sql_literal(v) for v in row) + ")" for row in rows)
             self._con.execute(f"INSERT INTO {table} ({columns}) VALUES {values}")
             return
+        if self.shares.fractional:  # Decimal quantities as the DOUBLE they are stored as (exact: quantity.py)
+            rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
         self._con.register("_batch", pl.DataFrame(rows, schema=schema, orient="row").to_arrow())
         try:
             self._con.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM _batch")
@@ -587,7 +640,7 @@ class SimulatedBook(BacktestBook):
         A read-only book writes nothing (its projection is dropped with the object)."""
         if self.read_only:
             return
-        batches = [(table, rows, _TABLE_COLS[table]) for table, rows in self._buffer.items() if rows]
+        batches = [(table, rows, self._table_cols[table]) for table, rows in self._buffer.items() if rows]
         if not batches:
             return
         self._con.execute("BEGIN TRANSACTION")
@@ -753,7 +806,7 @@ class SimulatedBook(BacktestBook):
     def events(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         self._flush()
         frame = self._con.execute(_EVENTS_SQL, {"start": start, "end": end}).pl()
-        return frame.select([pl.col(c).cast(t) for c, t in EXECUTION_SCHEMA.items()])
+        return frame.select([pl.col(c).cast(t) for c, t in execution_schema(self.shares).items()])
 
     def reset_from(self, session: dt.date) -> None:
         """Make the ledger what it was right after session-1's close: delete the orders of `session` and

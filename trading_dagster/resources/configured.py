@@ -327,6 +327,9 @@ class BacktestBookResource(dg.ConfigurableResource):
         default=True, description="[backtest] fill prices to the tick against the trader, commissions to the cent"
     )
     buying_power: str = Field(default="cash", description="[backtest] 'cash' or 'off' (buys not capped by cash)")
+    shares: str = Field(
+        default="whole", description="[backtest] 'whole' shares or 'fractional' (to 1e-9 share, rounded down)"
+    )
 
     def get(self, *, read_only: bool = False) -> SimulatedBook:
         """The book; `read_only`: project it (sync to an open, read the account) without writing anything."""
@@ -339,6 +342,7 @@ class BacktestBookResource(dg.ConfigurableResource):
             account=self.account,
             read_only=read_only,
             cash_limited=self.buying_power == "cash",
+            shares=self.shares,
         )
 
     def slippage_model(self) -> SlippageModel:
@@ -351,7 +355,7 @@ class BacktestBookResource(dg.ConfigurableResource):
         """`risk` with this book's conventions (`[backtest]`): what the backtest plans with."""
         if self.buying_power not in ("cash", "off"):
             raise ValueError(f"buying_power must be 'cash' or 'off', not {self.buying_power!r}")
-        return replace(risk, buying_power=self.buying_power, size_on=self.size_on)
+        return replace(risk, buying_power=self.buying_power, size_on=self.size_on, shares=self.shares)
 
 
 class BrokerResource(dg.ConfigurableResource, ABC):
