@@ -192,3 +192,27 @@ def test_an_explicit_last_session_wins_and_a_bad_one_is_refused(tmp_path):
     }
     with pytest.raises(ValueError, match="TRADING_DAGSTER_LAST_SESSION must be a date"):
         partitions_environment(settings, {LAST_SESSION_ENV: "last friday"}, today=TODAY)
+
+
+def test_ui_hands_the_partitions_and_the_lineage_link_to_dagster_dev(tmp_path, monkeypatch, capsys):
+    """`trading-dagster ui` sets the variable in its own environment before it becomes `dagster dev` (exec), so
+    the webserver, the daemon, the code server and the run workers all inherit it."""
+    import os
+
+    from trading_dagster import cli
+
+    settings = _settings_with_raw_sessions(tmp_path, ["2017-11-09", "2017-11-10"])
+    environ = {k: v for k, v in os.environ.items() if k != LAST_SESSION_ENV}
+    monkeypatch.setattr(os, "environ", environ)  # this test's copy: what the command sets goes nowhere else
+    monkeypatch.setenv("TRADING_DAGSTER_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setattr(cli, "prepare_manifest", lambda: None)
+    execs = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: execs.append((path, argv, dict(os.environ))))
+
+    assert cli.main(["--dagster-home", str(tmp_path / "home"), "ui", "--port", "3999"]) == 0
+    (path, argv, env), = execs
+    assert argv[1:3] == ["dev", "-w"] and argv[-2:] == ["-p", "3999"]
+    assert env[LAST_SESSION_ENV] == "2017-11-10"  # the demo's sample ends there: historical, in dev
+    out = capsys.readouterr().out
+    assert "partitions end: 2017-11-10" in out
+    assert "http://127.0.0.1:3999/asset-groups?expanded=global@global:raw,global@global:prices," in out
