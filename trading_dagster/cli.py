@@ -514,6 +514,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 # the lineage with every group open: the asset graph reads `expanded` from its URL (group ids `global@global:<group>`)
 LINEAGE_GROUPS = ("raw", "prices", "indicators", "signals", "trading", "pnl", "marts", "execution", "portal")
 LINEAGE_PATH = "/asset-groups?expanded=" + ",".join(f"global@global:{g}" for g in LINEAGE_GROUPS)
+PORTAL_PATH = "/locations/trading_dagster/asset-groups/portal"  # the group's page in the workspace's location
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -526,7 +527,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cmd = [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     url = f"http://{args.host}:{args.port}"
     print(f"DAGSTER_HOME={home}\n{' '.join(cmd)}", flush=True)
-    print(f"lineage, every group open: {url}{LINEAGE_PATH}\nportal: {url}/asset-groups/portal", flush=True)
+    print(f"lineage, every group open: {url}{LINEAGE_PATH}", flush=True)
+    print(f"portal (upcoming orders, per-strategy equity, configuration, emergency controls): {url}{PORTAL_PATH}")
     os.execv(cmd[0], cmd)
     return 0  # not reached
 

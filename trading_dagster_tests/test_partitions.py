@@ -216,3 +216,4 @@ def test_ui_hands_the_partitions_and_the_lineage_link_to_dagster_dev(tmp_path, m
     out = capsys.readouterr().out
     assert "partitions end: 2017-11-10" in out
     assert "http://127.0.0.1:3999/asset-groups?expanded=global@global:raw,global@global:prices," in out
+    assert "http://127.0.0.1:3999/locations/trading_dagster/asset-groups/portal" in out

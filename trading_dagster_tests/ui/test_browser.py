@@ -314,7 +314,7 @@ def test_the_partitions_end_at_the_last_session_with_data(page, ui):
 
 
 def test_lineage_opens_with_every_group_expanded(page, ui):
-    from trading_dagster.cli import LINEAGE_PATH
+    from trading_dagster.cli import LINEAGE_PATH, PORTAL_PATH
 
     _open(page, ui, LINEAGE_PATH, "Global asset lineage")
     # asset names show only inside an expanded group box: one of each group
@@ -322,6 +322,9 @@ def test_lineage_opens_with_every_group_expanded(page, ui):
                  "upcoming_orders", "strategy_equity"):
         page.get_by_text(name, exact=True).first.wait_for()
     _shot(page, ui, "lineage_expanded")
+    _open(page, ui, PORTAL_PATH, "emergency_controls")  # the portal's link `ui` prints: its four pages
+    for name in ("upcoming_orders", "strategy_equity", "strategy_config"):
+        page.get_by_text(name, exact=True).first.wait_for()
 
 
 def _rows_with(body: str, *cells: str) -> list[str]:
