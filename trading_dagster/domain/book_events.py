@@ -61,7 +61,8 @@ def empty_breaks() -> pl.DataFrame:
 class Split:
     """`new` shares for every `old` share of `symbol` (7:1 -> 7, 1; 3:2 -> 3, 2; 1:10 -> 1, 10), applied to
     the book before `session`'s fills. `ex_date`: the first session traded on the new basis (closes before
-    it are in old shares). `price`: cash in lieu of a fraction, per post-split share."""
+    it are in old shares). `price`: cash in lieu of a fraction, per post-split share (whole shares only: a
+    fractional-share book keeps shares x new / old to 1e-9 and pays no cash in lieu, `quantity.ShareRule.scale`)."""
 
     kind: ClassVar[str] = "split"
     symbol: str

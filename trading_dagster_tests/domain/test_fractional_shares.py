@@ -409,3 +409,18 @@ def test_a_fractional_range_run_equals_the_sessions_run_one_by_one(sample_window
     assert approved.filter(pl.col("qty") != pl.col("qty").floor()).height > 0
     key = ["session", "client_order_id"]
     assert ranged.sort(key).equals(one_by_one.sort(key))
+
+
+def test_the_book_splits_a_fractional_position_and_replays_it_on_reopening(tmp_path):
+    path = str(tmp_path / "book.duckdb")
+    with SimulatedBook(path, Decimal(1000), *FREE, shares="fractional") as book:
+        book.submit([_order("AAPL", _q("1.000000001"))], D)
+        book.sync(D1, {"AAPL": Decimal(100)})
+        split = Split("AAPL", D2, D2, 3, 2, Decimal(60), "corporate_actions")
+        book.sync(D2, {}, [split])
+        account = book.account(D2)
+        events = book.events(D2, D2)
+    assert account.positions["AAPL"].qty == _q("1.500000001") and account.cash == Decimal("899.9999999")
+    assert events["event"].to_list() == ["split"] and events["qty"].to_list() == [1.500000001]
+    with SimulatedBook(path, Decimal(1000), *FREE, shares="fractional") as again:
+        assert again.account(D2) == account
