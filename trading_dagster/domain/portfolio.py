@@ -119,22 +119,13 @@ class PortfolioState:
         object.__setattr__(
             self, "positions", {s: Position(rule.qty(p[0]), as_decimal(p[1])) for s, p in self.positions.items()}
         )
-        object.__setattr__(
-            self,
-            "monthly_buys",
-            dict(self.monthly_buys) if not rule.fractional else {k: rule.qty(n) for k, n in self.monthly_buys.items()},
-        )
-        object.__setattr__(
-            self,
-            "exits",
-            {
-                s: tuple(lot._replace(qty=rule.qty(lot.qty)) for lot in (ExitLot(*lot) for lot in lots))
-                if rule.fractional
-                else tuple(ExitLot(*lot) for lot in lots)
-                for s, lots in self.exits.items()
-                if lots
-            },
-        )
+        monthly = dict(self.monthly_buys)
+        exits = {s: tuple(ExitLot(*lot) for lot in lots) for s, lots in self.exits.items() if lots}
+        if rule.fractional:  # Decimals to 1e-9 (from ints, floats or exact text)
+            monthly = {k: rule.qty(n) for k, n in monthly.items()}
+            exits = {s: tuple(lot._replace(qty=rule.qty(lot.qty)) for lot in lots) for s, lots in exits.items()}
+        object.__setattr__(self, "monthly_buys", monthly)
+        object.__setattr__(self, "exits", exits)
 
     @classmethod
     def initial(cls, cash: Decimal | int | str, shares: ShareRule = WHOLE) -> PortfolioState:
@@ -163,8 +154,8 @@ class PortfolioState:
         exits: ExitLots,
         shares: ShareRule = WHOLE,
     ) -> PortfolioState:
-        """A state from values `apply_fills` computed itself: Decimal arithmetic on finite Decimals, int
-        quantities, fresh dicts, i.e. exactly what `__post_init__` would produce. Skipping that
+        """A state from values `apply_fills` computed itself: Decimal arithmetic on finite Decimals, quantities
+        of the `shares` rule, fresh dicts, i.e. exactly what `__post_init__` would produce. Skipping that
         normalization matters because it is O(positions) and runs once per fill session (thousands of
         sessions times hundreds of positions in a backtest)."""
         state = object.__new__(cls)
