@@ -694,7 +694,9 @@ def size_order(
     A buy without a positive price, or below the configured `min_price`, asks for nothing (the controls
     deny it with NO_PRICE / PRICE_BELOW_MINIMUM): with the default $1 minimum a buy never asks for more
     than notional (or pct_equity of equity) / $1 shares, never the ten million a 0.0001 bar would size.
-    Fractional shares (`config.shares`): rounded down to 1e-9 share instead of a whole one.
+    Fractional shares (`config.shares`): rounded down to 1e-9 share instead of a whole one. Sized at the fill
+    (`config.size_on = "fill"`) the quantity is only the estimate the controls judge, and a budget below one
+    share at the close asks for the smallest quantity: the open decides what it buys.
     """
     if side == "sell":
         return held
@@ -706,7 +708,12 @@ def size_order(
             return 0
         return max(config.share_rule.buys(equity * config.risk_pct_equity / 100, config.atr_multiple * atr), 0)
     budget = config.notional if config.sizing == "fixed_notional" else equity * config.pct_equity / 100
-    return max(config.share_rule.buys(budget, ref_price), 0)
+    qty = max(config.share_rule.buys(budget, ref_price), 0)
+    if config.size_on == "fill" and qty == 0 and budget > 0:
+        # the open decides a notional order's shares: a budget below one share at the close may still buy one
+        # at a lower open, so the order goes out with the smallest estimate (vectorbt's value orders agree)
+        return config.share_rule.min_qty
+    return qty
 
 
 def fill_notional(

@@ -57,14 +57,24 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
         return pl.DataFrame(connection.execute(f"SELECT {columns} FROM ({rows}) WHERE {where}").arrow())
 
 
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+
+
 def _add_new_columns(connection, target: str, obj_arrow) -> None:
-    """A column the frame has and the table lacks (a newer version's, e.g. orders.notional) is added to the
-    table, NULL in its older rows, so an upgrade appends instead of failing on its first write."""
-    have = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
+    """Evolve the table to the frame before an insert by name:
+
+    * a column the frame has and the table lacks (a newer version's, e.g. orders.notional) is added, NULL in
+      the older rows, so an upgrade appends instead of failing on its first write;
+    * an integer column the frame brings as DOUBLE (the quantity columns of a `[backtest] shares =
+      "fractional"` run) is widened to DOUBLE first: inserted as they are, DuckDB would round 1.6 shares to 2
+      without a word."""
+    have = {row[0]: row[1] for row in connection.execute(f"describe {target}").fetchall()}
     # obj_arrow: read by DuckDB's replacement scan (a local of this frame)
     for name, kind, *_ in connection.execute("describe select * from obj_arrow limit 0").fetchall():
         if name not in have:
             connection.execute(f'alter table {target} add column "{name}" {kind}')
+        elif kind == "DOUBLE" and have[name] in _INTEGERS:
+            connection.execute(f'alter table {target} alter "{name}" type DOUBLE')
 
 
 class WarehouseIOManager(DuckDBPolarsIOManager):

@@ -270,3 +270,19 @@ def test_a_notional_order_round_trips_through_the_book_and_its_check():
     )
     outcome = rules.executions_match_orders(overspent, proj.orders_frame)
     assert not outcome.passed and "filled_more_than_notional" in str(outcome)
+
+
+def test_sized_on_the_fill_a_budget_below_one_share_at_the_close_still_goes_to_the_open():
+    # TVIX on the shared file: a close above the $10,000 notional, the next open below it
+    slip, fee = SlippageModel(bps=Decimal(0), round_cents=False), CommissionModel(per_share=Decimal(0))
+    signals = _signals([(D, "AAPL", "buy")])
+    on_fill = RiskConfig(size_on="fill", notional=Decimal(10_000), buying_power="off", **FREE)
+    proj = simulate(signals, _gap(10_300.0, 9_900.0), PortfolioState.initial(100_000), [D, D1], on_fill, slip, fee, "paper")
+    assert proj.orders_frame.select("status", "qty", "notional").rows() == [("approved", 1, 10_000.0)]
+    assert [(f.qty, f.price) for f in proj.fills] == [(1, Decimal(9_900))]
+    higher = simulate(signals, _gap(10_300.0, 10_100.0), PortfolioState.initial(100_000), [D, D1], on_fill, slip, fee, "paper")
+    assert higher.fills == [] and [e.event for e in higher.expired] == ["expired"]
+    # sized at the close it asks for nothing and is denied, as before
+    on_close = RiskConfig(notional=Decimal(10_000), **FREE)
+    denied = simulate(signals, _gap(10_300.0, 9_900.0), PortfolioState.initial(100_000), [D, D1], on_close, slip, fee, "paper")
+    assert denied.orders_frame["reason_code"].to_list() == ["SIZE_BELOW_ONE_SHARE"]

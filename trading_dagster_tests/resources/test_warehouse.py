@@ -92,3 +92,28 @@ def test_a_column_a_newer_version_adds_is_added_to_the_stored_table(tmp_path):
         rows = con.execute("select session, symbol, qty, notional from t.orders order by session, symbol").fetchall()
     assert rows[0] == (dt.date(2023, 12, 29), "A", 7, None)  # the old row kept, NULL in the new column
     assert [r[3] for r in rows[1:]] == [1000.0] * 4
+
+
+def test_an_integer_column_written_with_fractions_is_widened_not_rounded(tmp_path):
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:  # a whole-shares run wrote the table
+        con.execute("create schema t")
+        con.execute("create table t.orders (session date, symbol varchar, status varchar, qty bigint)")
+        con.execute("insert into t.orders values ('2023-12-29', 'A', 'approved', 7)")
+    fractional = ROWS.with_columns(qty=pl.col("qty") * 0.4)  # 1 -> 0.4, 2 -> 0.8, ...
+
+    @dg.asset(key=["t", "orders"], partitions_def=PARTS, metadata={"partition_expr": "session"},
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def orders_fractional(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        start, end = context.partition_time_window
+        return fractional.filter(pl.col("session").is_between(start.date(), end.date(), closed="left"))
+
+    result = dg.materialize(
+        [orders_fractional],
+        resources={"io_manager": WarehouseIOManager(database=str(db))},
+        tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"},
+    )
+    assert result.success
+    with duckdb.connect(str(db)) as con:
+        rows = con.execute("select qty from t.orders order by session, symbol").fetchall()
+    assert [r[0] for r in rows] == [7.0, 0.4, 0.0, 0.0, 0.8]
