@@ -1,7 +1,7 @@
 """Our backtest against the independent reference (vectorbt), on the same cleaned prices (decision 0006).
 
     .venv/bin/python benchmarks/reference_backtest.py [--data PATH] [--symbols N] [--ours reference|today]
-        [--size-on close|fill] [--fees-bps B] [--slippage-bps B] [--notional USD] [--initial-cash USD]
+        [--size-on close|fill] [--shares whole|fractional] [--fees-bps B] [--slippage-bps B] [--notional USD] [--initial-cash USD]
         [--tie-band-pct P]
 
 Cleans the whole file through the pipeline's own `clean_prices` (the NYSE sessions from its first to its last
@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--symbols", type=int, help="only the first N symbols (alphabetical)")
     p.add_argument("--ours", choices=("reference", "today"), default="reference")
     p.add_argument("--size-on", choices=("close", "fill"), default="close")
+    p.add_argument("--shares", choices=("whole", "fractional"), default="whole")
     p.add_argument("--fees-bps", type=float, default=0.0)
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--notional", type=float, default=10_000)
@@ -112,7 +113,7 @@ def main() -> None:
     money = dict(notional=args.notional, fees_bps=args.fees_bps, slippage_bps=args.slippage_bps)
     conventions: dict = {"tie_band_pct": args.tie_band_pct} if args.tie_band_pct else {}
     if args.ours == "reference":
-        wanted = {**REFERENCE_CONVENTIONS, "size_on": args.size_on}
+        wanted = {**REFERENCE_CONVENTIONS, "size_on": args.size_on, "shares": args.shares}
         for key, value in wanted.items():
             try:
                 route_conventions({key: value})
@@ -132,6 +133,7 @@ def main() -> None:
         sessions=sessions,
         init_cash=args.initial_cash,
         size_on=args.size_on,
+        whole_shares=args.shares == "whole",
         tie_band_pct=args.tie_band_pct,
         **money,
     )

@@ -20,18 +20,29 @@ TOLERANCE = 1e-6
 
 
 @pytest.mark.parametrize(
-    ("size_on", "fees_bps", "slippage_bps"),
-    [("close", 0, 0), ("fill", 0, 0), ("close", 1, 5), ("fill", 1, 5)],
+    ("size_on", "fees_bps", "slippage_bps", "shares"),
+    [
+        ("close", 0, 0, "whole"),
+        ("fill", 0, 0, "whole"),
+        ("close", 1, 5, "whole"),
+        ("fill", 1, 5, "whole"),
+        ("fill", 0, 0, "fractional"),
+        ("close", 1, 5, "fractional"),
+    ],
 )
 def test_ours_equals_vectorbt_with_the_reference_conventions(
-    cleaned, sample_sessions, calendar, size_on, fees_bps, slippage_bps
+    cleaned, sample_sessions, calendar, size_on, fees_bps, slippage_bps, shares
 ):
     costs = {"fees_bps": fees_bps, "slippage_bps": slippage_bps}
-    ref = vectorbt_sma_cross(cleaned, sessions=sample_sessions, size_on=size_on, **costs)
+    whole = shares == "whole"
+    ref = vectorbt_sma_cross(cleaned, sessions=sample_sessions, size_on=size_on, whole_shares=whole, **costs)
     assert ref.n_orders > 2_000  # ten years of 42 symbols: not a vacuous comparison
     ours = run_ours(
-        cleaned, sample_sessions, calendar=calendar, size_on=size_on, **costs, **REFERENCE_CONVENTIONS
+        cleaned, sample_sessions, calendar=calendar, size_on=size_on, shares=shares, **costs, **REFERENCE_CONVENTIONS
     )
+    if not whole:  # quantities with fractions on both sides (ours to 1e-9 share, vectorbt's raw floats)
+        fractions = ref.orders.filter((pl.col("qty") - pl.col("qty").floor()).abs() > 1e-6).height
+        assert fractions > ref.n_orders // 2
     assert (ours.n_orders, ours.n_trades) == (ref.n_orders, ref.n_trades)
     assert ours.total_pnl == pytest.approx(ref.total_pnl, rel=TOLERANCE)
     assert ours.sharpe == pytest.approx(ref.sharpe, rel=TOLERANCE)
