@@ -41,7 +41,7 @@ def rel(ours: float | None, ref: float | None) -> float | None:
 
 
 def differing_orders(ours, ref, limit: int):
-    """Orders on one side only, or with another quantity or price (1e-9 relative), in session order."""
+    """Orders on one side only, or with another quantity (1e-8 share) or price (1e-9 relative), in session order."""
     import polars as pl
 
     key = ["session", "symbol", "side"]
@@ -49,7 +49,7 @@ def differing_orders(ours, ref, limit: int):
     off = (
         pl.col("qty").is_null()
         | pl.col("qty_ref").is_null()
-        | (pl.col("qty") != pl.col("qty_ref"))
+        | ((pl.col("qty") - pl.col("qty_ref")).abs() > 1e-8)  # fractional: ours to 1e-9 share, vectorbt's floats
         | ((pl.col("price") - pl.col("price_ref")).abs() > 1e-9 * pl.col("price_ref").abs())
     )
     diff = joined.filter(off).sort(key)
