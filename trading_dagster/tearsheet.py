@@ -88,3 +88,42 @@ def write_tearsheet(
     tmp.write_text(tearsheet_html(equity, summary, months, benchmark), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def daily_returns(equity: pl.DataFrame) -> tuple[Any, Any]:
+    """(strategy, benchmark) daily returns as pandas Series indexed by session, from an equity frame (`session`,
+    `equity`, and `benchmark_close` when there is one): the returns our metrics use (v[t] / v[t-1] - 1; the
+    benchmark's close forward-filled over its missing sessions, None without one)."""
+    import pandas as pd
+
+    frame = equity.sort("session")
+    index = pd.DatetimeIndex(pd.to_datetime(frame["session"].to_list()), name="session")
+    strategy = pd.Series(frame["equity"].to_numpy(), index=index, name="strategy").pct_change().iloc[1:]
+    bench = None
+    if "benchmark_close" in frame.columns and frame["benchmark_close"].drop_nulls().len() > 1:
+        closes = pd.Series(frame["benchmark_close"].to_numpy(), index=index, dtype=float).ffill()
+        bench = closes.pct_change().iloc[1:].fillna(0.0).rename("benchmark")
+    return strategy, bench
+
+
+def write_quantstats_report(equity: pl.DataFrame, benchmark: str, path: Path, title: str) -> Path:
+    """The full quantstats tear sheet (metrics against the benchmark, cumulative and log returns, drawdown
+    periods, monthly heatmap, rolling volatility, Sharpe and beta, return distribution) as one HTML file.
+
+    quantstats is fed our own daily returns (`daily_returns`) and a benchmark Series, never a ticker, so it
+    downloads nothing; writing is atomic (a reader never sees half a file)."""
+    import logging
+
+    import quantstats as qs
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # quantstats asks for Arial
+    strategy, bench = daily_returns(equity)
+    if len(strategy) < 2:
+        raise ValueError(f"a tear sheet needs at least 3 sessions of equity, got {equity.height}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if bench is not None:
+        bench = bench.rename(benchmark)
+    qs.reports.html(strategy, benchmark=bench, output=str(tmp), title=title, periods_per_year=252, rf=0.0)
+    tmp.replace(path)
+    return path

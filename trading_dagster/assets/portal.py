@@ -11,6 +11,8 @@ demo`:
   execution settings in force, as the runs see them (the `trading_config` and `backtest_book` resources).
 * `portal/emergency_controls`: the kill switch's state and how to square off (`flatten_job`, `kill_switch_job`,
   their CLI twins), with links to their launchpads.
+* `portal/tearsheet`: quantstats' full tear sheet of the whole equity curve against the benchmark, an HTML file
+  next to the data, linked.
 
 The assets are thin: they read the warehouse (DuckDB, read-only) or the resources and hand the rows to the
 plain functions of `reporting.py`. They write nothing but their metadata (each returns a MaterializeResult).
@@ -44,6 +46,7 @@ UPCOMING = dg.AssetKey([PORTAL_GROUP, "upcoming_orders"])
 STRATEGY_EQUITY = dg.AssetKey([PORTAL_GROUP, "strategy_equity"])
 STRATEGY_CONFIG = dg.AssetKey([PORTAL_GROUP, "strategy_config"])
 EMERGENCY = dg.AssetKey([PORTAL_GROUP, "emergency_controls"])
+TEARSHEET = dg.AssetKey([PORTAL_GROUP, "tearsheet"])
 # the code location's name in the UI (workspace.yaml): the launchpad links of the emergency page
 LOCATION = "trading_dagster"
 
@@ -241,12 +244,49 @@ def emergency_controls_page(ledger: TradingLedgerResource) -> dg.MaterializeResu
     )
 
 
-PORTAL_ASSETS = [upcoming_orders_page, strategy_equity_page, strategy_config_page, emergency_controls_page]
+@dg.asset(
+    key=TEARSHEET,
+    group_name=PORTAL_GROUP,
+    kinds={"duckdb", "html"},
+    deps=[dg.AssetKey(["pnl", "equity"])],
+    description="The full tear sheet (quantstats): the backtest's whole equity curve against the benchmark as "
+    "metrics (Sharpe, Sortino, Calmar, drawdowns, VaR, win rates, ...), cumulative and log returns, the worst "
+    "drawdown periods, a monthly returns heatmap, rolling volatility, Sharpe and beta, and the return "
+    "distribution; one HTML file next to the data (reports/quantstats.html), linked here.",
+)
+def tearsheet_page(
+    warehouse: WarehouseReader, trading_config: TradingConfigResource, backtest_book: BacktestBookResource
+) -> dg.MaterializeResult:
+    from pathlib import Path
+
+    from trading_dagster.tearsheet import write_quantstats_report
+
+    if not warehouse.has_table("pnl", "equity"):
+        return dg.MaterializeResult(metadata={"note": "no pnl.equity yet: run pipeline_job"})
+    equity = warehouse.query("select * from pnl.equity order by session")
+    if equity.height < 3:
+        return dg.MaterializeResult(metadata={"note": f"{equity.height} session(s) of equity: too few for a tear sheet"})
+    first, last = equity["session"][0], equity["session"][-1]
+    path = Path(backtest_book.ledger_path).resolve().parent / "reports" / "quantstats.html"
+    title = f"trading-dagster backtest {first} .. {last}"
+    sheet = write_quantstats_report(equity, trading_config.benchmark, path, title)
+    return dg.MaterializeResult(
+        metadata={
+            "sessions": f"{first} .. {last} ({equity.height})",
+            "tearsheet": dg.MetadataValue.path(str(sheet)),
+            "tearsheet_url": dg.MetadataValue.url(sheet.as_uri()),
+        }
+    )
+
+
+PORTAL_ASSETS = [
+    upcoming_orders_page, strategy_equity_page, strategy_config_page, emergency_controls_page, tearsheet_page
+]
 
 portal_job = dg.define_asset_job(
     "portal_job",
     selection=dg.AssetSelection.groups(PORTAL_GROUP),
-    description="Rebuild the portal's pages (upcoming orders, per-strategy equity, configuration, emergency "
+    description="Rebuild the portal's pages (upcoming orders, per-strategy equity, configuration, tear sheet, emergency "
     "controls) from the warehouse and the configuration.",
     # it only reads, but DuckDB lets no process read a file another process is writing: queued behind writers
     tags={WRITER_TAG: "portal"},

@@ -162,7 +162,8 @@ def test_every_asset_has_an_owner_a_step_and_a_kind(tmp_path):
         assert spec.description, spec.key
     portal = [s for s in specs if s.group_name == "portal"]
     assert sorted(s.key.to_user_string() for s in portal) == [
-        "portal/emergency_controls", "portal/strategy_config", "portal/strategy_equity", "portal/upcoming_orders"
+        "portal/emergency_controls", "portal/strategy_config", "portal/strategy_equity", "portal/tearsheet",
+        "portal/upcoming_orders",
     ]
     repo = defs.get_repository_def()
     assert repo.get_job("portal_job") is not None

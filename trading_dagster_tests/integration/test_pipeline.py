@@ -61,6 +61,7 @@ def test_definitions_snapshot(tmp_path):
         "portal/emergency_controls",
         "portal/strategy_config",
         "portal/strategy_equity",
+        "portal/tearsheet",
         "portal/upcoming_orders",
         "prices/cleaned_prices",
         "prices/data_outages",
