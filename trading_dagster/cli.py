@@ -341,7 +341,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
     if not portal["success"]:
         print(f"portal pages failed: see the run {portal['run_id']} (trading-dagster ui)")
         return 1
-    print("portal pages (upcoming orders, per-strategy equity, configuration, emergency controls): group `portal`")
+    print("portal pages (upcoming orders, per-strategy equity, configuration, emergency controls, quantstats tear sheet): group `portal`")
     return 0
 
 
