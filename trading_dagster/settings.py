@@ -268,20 +268,25 @@ def _require_keys(env: Mapping[str, str], what: str, secrets: str = "env") -> No
 
 ACCOUNT_KEYS = ("name", "initial_cash", "benchmark")
 COSTS_KEYS = (
-    "slippage_bps", "commission_per_share", "commission_per_order", "commission_bps", "commission_minimum",
-    "commission_maximum_pct", "commission_preset",
+    "slippage_bps", "slippage_spread_fraction", "commission_per_share", "commission_per_order", "commission_bps",
+    "commission_minimum", "commission_maximum_pct", "commission_preset",
 )
 
 
 def costs_settings(section: Mapping[str, Any]) -> dict[str, Any]:
-    """`[costs]`: `slippage_bps` and the commission model, either `commission_preset` ("alpaca", "ibkr_fixed")
-    or its parts (`commission_per_share`, `_per_order`, `_bps`, `_minimum`, `_maximum_pct`), never both;
-    validated by building the model once."""
+    """`[costs]`: `slippage_bps`, `slippage_spread_fraction` (a number in [0, 1], default 0 = off: the fraction of
+    each order's spread proxy added to the slippage, `execution.SlippageModel`) and the commission model, either
+    `commission_preset` ("alpaca", "ibkr_fixed") or its parts (`commission_per_share`, `_per_order`, `_bps`,
+    `_minimum`, `_maximum_pct`), never both; validated by building the model once."""
     from decimal import Decimal
 
     from trading_dagster.domain.execution import COMMISSION_PRESETS, CommissionModel
 
     out: dict[str, Any] = {"slippage_bps": _number("costs", "slippage_bps", section.get("slippage_bps", 5))}
+    fraction = _number("costs", "slippage_spread_fraction", section.get("slippage_spread_fraction", 0))
+    if fraction > 1:
+        raise SettingsError(f"[costs] slippage_spread_fraction must be at most 1 (the whole spread), not {fraction!r}")
+    out["slippage_spread_fraction"] = fraction
     parts = [k for k in section if k.startswith("commission_") and k != "commission_preset"]
     preset = section.get("commission_preset")
     if preset is not None:

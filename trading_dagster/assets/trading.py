@@ -42,7 +42,7 @@ from trading_dagster.assets.indicators import SIGNALS
 from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS
 from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain.book_events import BookEvent, book_events
-from trading_dagster.domain.execution import opens_by_session
+from trading_dagster.domain.execution import opens_by_session, spreads_by_session
 from trading_dagster.domain.exits import atr_lookback, exit_levels_for_orders
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
 from trading_dagster.domain.orders import orders_from_frame
@@ -145,6 +145,13 @@ def window_book_events(
     return events
 
 
+def window_spreads(cleaned_prices: pl.DataFrame, backtest_book: BacktestBookResource) -> dict | None:
+    """{session: {symbol: spread proxy}} of the frame (`execution.spreads_by_session`) when the book's slippage
+    charges a fraction of the spread (`[costs] slippage_spread_fraction`), else None: the proxies the planner
+    computes from the same frame, so its projected fills are the book's."""
+    return spreads_by_session(cleaned_prices) if backtest_book.slippage_model().uses_spread else None
+
+
 # confirmed splits (decision 0004, section 3) of the window and the MARK_LOOKBACK sessions before it: the book
 # adjusts held shares on the session a break was confirmed
 TRADING_BREAKS = dg.AssetIn(
@@ -188,11 +195,14 @@ def orders(
         context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config
     )
     bars = bars_by_session(cleaned_prices, sessions[:1]) if risk.has_exits else None
+    spreads = window_spreads(cleaned_prices, backtest_book)
     # read only: the book projected to a's open (pending orders filled, book events, a's exits), never moved:
     # planning reads the book; only `executions` writes it
     with backtest_book.get(read_only=True) as b:
         # fills what an earlier run left pending at a's open, after the book events up to a, then a's exits
-        b.sync(sessions[0], opens.get(sessions[0], {}), events, bars=session_bars(bars, sessions[0]))
+        b.sync(
+            sessions[0], opens.get(sessions[0], {}), events, bars=session_bars(bars, sessions[0]), spreads=spreads
+        )
         start_state = b.account(sessions[0])
         account_id = b.account_id
     out = plan_orders(
@@ -281,11 +291,12 @@ def executions(
     # each approved buy's stop-loss / take-profit, as the planner set them: its fill opens the book's exit lot
     levels = exit_levels_for_orders(approved, cleaned_prices, risk) if risk.has_exits and approved.height else None
     bars = bars_by_session(cleaned_prices, sessions) if risk.has_exits else None
+    spreads = window_spreads(cleaned_prices, backtest_book)
     progress = Progress(context.log, "executions", len(sessions))
     with backtest_book.get() as b:
         b.reset_from(sessions[0])
         for i, session in enumerate(sessions, 1):
-            b.sync(session, opens.get(session, {}), book, bars=session_bars(bars, session))
+            b.sync(session, opens.get(session, {}), book, bars=session_bars(bars, session), spreads=spreads)
             todays = by_session.get(session)
             if todays is not None:
                 b.submit(orders_from_frame(todays), session, levels=levels)

@@ -8,7 +8,7 @@ with realistic defaults; prices obey Alpaca's tick rules (cents at >= $1, 4 deci
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -39,7 +39,17 @@ def round_price(price: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
 
 @dataclass(frozen=True)
 class SlippageModel:
-    """Fixed slippage in basis points against us: buys pay more, sells receive less.
+    """Slippage against us: buys pay more, sells receive less. Two parts, which add:
+
+        buy  = reference x (1 + bps / 10,000 + spread_fraction x spread)
+        sell = reference x (1 - bps / 10,000 - spread_fraction x spread)
+
+    `bps` is fixed; `spread` is the order's spread proxy as a fraction of the price (`spread_proxies`: the
+    Corwin-Schultz estimate from the order session's bar and the one before, known when the order is placed),
+    so `spread_fraction` x spread is the dollar spread proxy at the reference times the fraction: 0.5 pays
+    half the estimated spread, crossing from the mid to the touch. `spread_fraction = 0` (the default), or no
+    spread given (`spread=None`: the risk controls' estimates, a symbol without a proxy), is the bps model
+    alone, to the digit.
 
     The slipped price is rounded away from us (up for buys, down for sells) so tick rounding can never
     turn slippage into price improvement; a sell never fills below one tick ($0.0001): rounding a price
@@ -52,26 +62,45 @@ class SlippageModel:
 
     bps: Decimal = Decimal(5)
     round_cents: bool = True
+    spread_fraction: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bps", as_decimal(self.bps))
+        object.__setattr__(self, "spread_fraction", as_decimal(self.spread_fraction))
         if self.bps < 0:
             raise ValueError("slippage bps must be >= 0")
         if self.bps >= _BPS:
             raise ValueError(f"slippage bps must be below 10,000 (100 %), got {self.bps}")
+        if not 0 <= self.spread_fraction <= 1:
+            raise ValueError(f"slippage spread_fraction must be in [0, 1], got {self.spread_fraction}")
         # the factors once, not per price (the planner prices millions of intents); plain attributes, not
         # fields: they follow from bps and take no part in equality
         object.__setattr__(self, "_buy_factor", 1 + self.bps / _BPS)
         object.__setattr__(self, "_sell_factor", 1 - self.bps / _BPS)
 
-    def fill_price(self, side: Side, reference: Decimal) -> Decimal:
+    @property
+    def uses_spread(self) -> bool:
+        """Whether fills need the orders' spread proxies (`spread_fraction` > 0)."""
+        return self.spread_fraction > 0
+
+    def fill_price(self, side: Side, reference: Decimal, spread: Decimal | float | None = None) -> Decimal:
+        """The fill at `reference` (an open, a stop level); `spread`: the order's spread proxy as a fraction
+        of the price (`spread_proxies`), ignored when `spread_fraction` is 0. A price never goes below one
+        tick (one `NANO` unrounded): a sell whose slippage and spread would take it to 0 or below fills there."""
         reference = as_decimal(reference)
-        if not self.round_cents:
+        if spread is None or not self.spread_fraction or not spread:
             factor = self._buy_factor if side == "buy" else self._sell_factor  # type: ignore[attr-defined]
+        else:
+            extra = self.spread_fraction * as_decimal(spread)
+            factor = self._buy_factor + extra if side == "buy" else self._sell_factor - extra  # type: ignore[attr-defined]
+        if not self.round_cents:
             return max((reference * factor).quantize(NANO, rounding=ROUND_HALF_UP), NANO)
+        price = reference * factor
         if side == "buy":
-            return round_price(reference * self._buy_factor, ROUND_CEILING)
-        return max(round_price(reference * self._sell_factor, ROUND_FLOOR), SUB_DOLLAR_TICK)
+            return round_price(price, ROUND_CEILING)
+        if price <= SUB_DOLLAR_TICK:
+            return SUB_DOLLAR_TICK
+        return max(round_price(price, ROUND_FLOOR), SUB_DOLLAR_TICK)
 
 
 @dataclass(frozen=True)
@@ -181,12 +210,14 @@ def fill_at_open(
     slippage: SlippageModel,
     commission: CommissionModel,
     qty: Qty | None = None,
+    spread: Decimal | None = None,
 ) -> Fill:
     """The fill of an approved order at `session`'s open (all of it, or `qty` shares of it; a notional order,
-    `notional_qty` of the fill price unless `qty` says fewer)."""
+    `notional_qty` of the fill price unless `qty` says fewer); `spread`: the order's spread proxy
+    (`SlippageModel.fill_price`)."""
     if not order.approved:
         raise ValueError(f"order {order.client_order_id} is denied; denied orders never reach a broker")
-    price = slippage.fill_price(order.side, as_decimal(open_price))
+    price = slippage.fill_price(order.side, as_decimal(open_price), spread)
     most = order.qty if order.notional is None else notional_qty(order.notional, price, rule_of(order.qty))
     n = most if qty is None else qty
     least = rule_of(order.qty).min_qty
@@ -239,6 +270,7 @@ def execute_open(
     commission: CommissionModel,
     *,
     cash_limited: bool = True,
+    spreads: Mapping[str, Decimal | float] | None = None,
 ) -> OpenResult:
     """Work every pending order at `session`'s open, as a cash account without margin would.
 
@@ -249,8 +281,13 @@ def execute_open(
       `cash_limited=False` (`[backtest] buying_power = "off"`, a reference convention) fills buys whole
       whatever the cash: cash may go below zero;
     * a notional buy (`Order.notional`, `[backtest] size_on = "fill"`) wants notional / fill price shares
-      (`notional_qty`), which may be more or fewer than the estimate at the close it was approved with.
+      (`notional_qty`), which may be more or fewer than the estimate at the close it was approved with;
+    * `spreads` {symbol: spread proxy of the orders' session} (`spread_proxies`; the orders one open works
+      are one session's): what a `SlippageModel` with a `spread_fraction` adds to the slippage. Required
+      when the model uses the spread; a symbol without a proxy slips by the bps alone.
     """
+    if slippage.uses_spread and spreads is None and pending:
+        raise ValueError("the slippage model has a spread_fraction: execute_open needs the orders' spreads")
     cash = as_decimal(cash)
     held_now = dict(held)
     result = OpenResult()
@@ -259,7 +296,9 @@ def execute_open(
         if open_price is None:
             result.expired.append(OrderEvent.expired(order, session, order.qty))
             continue
-        price = slippage.fill_price(order.side, as_decimal(open_price))
+        proxy = None if spreads is None else spreads.get(order.symbol)
+        spread = None if proxy is None else as_decimal(proxy)
+        price = slippage.fill_price(order.side, as_decimal(open_price), spread)
         wanted = order.qty if order.notional is None else notional_qty(order.notional, price, rule_of(order.qty))
         if order.side == "sell":
             qty = min(order.qty, held_now.get(order.symbol, 0))
@@ -268,7 +307,7 @@ def execute_open(
         else:
             qty = wanted
         if qty > 0:
-            fill = fill_at_open(order, as_decimal(open_price), session, slippage, commission, qty=qty)
+            fill = fill_at_open(order, as_decimal(open_price), session, slippage, commission, qty=qty, spread=spread)
             result.fills.append(fill)
             if order.side == "sell":
                 cash += fill.qty * fill.price - fill.commission
@@ -295,4 +334,68 @@ def opens_by_session(prices: pl.DataFrame) -> dict[dt.date, dict[str, float]]:
     return {
         key[0]: dict(zip(part["symbol"].to_list(), part["open"].to_list(), strict=True))
         for key, part in prices.select("session", "symbol", "open").partition_by("session", as_dict=True).items()
+    }
+
+
+_CS_K = 3 - 2 * 2**0.5  # Corwin & Schultz's 3 - 2 sqrt(2)
+SPREAD_DECIMALS = 9
+"""A spread proxy is kept to 1e-9 of the price (1e-5 bps): the float a frame holds goes to the exact Decimal
+the fill model multiplies (`orders.as_decimal`) the same way in the planner and the book."""
+
+
+def spread_proxies(prices: pl.DataFrame, symbols: Iterable[str] | None = None) -> pl.DataFrame:
+    """(session, symbol, spread): each bar's spread proxy as a fraction of the price, what a `SlippageModel`
+    with a `spread_fraction` charges an order placed at that session's close.
+
+    The Corwin & Schultz (2012) high-low estimator over the symbol's bar of session D and its bar of the
+    session before (t = D-1, t+1 = D), both known at D's close:
+
+        beta  = ln(H_t / L_t)^2 + ln(H_t+1 / L_t+1)^2
+        gamma = ln(max(H_t, H_t+1) / min(L_t, L_t+1))^2
+        alpha = (sqrt(2 beta) - sqrt(beta)) / (3 - 2 sqrt(2)) - sqrt(gamma / (3 - 2 sqrt(2)))
+        S     = 2 (e^alpha - 1) / (1 + e^alpha), and 0 when negative (the paper sets negative two-day
+                estimates to zero)
+
+    with the paper's overnight adjustment: when D's low is above D-1's close (D's high below it), D's high and
+    low are moved down (up) by the gap. A day's range holds volatility and the spread; two days' range holds
+    twice the volatility (it scales with time) but the spread once, which is what separates them. S is a
+    fraction of the price, so a split between the order and its fill changes nothing.
+
+    "The session before" is the previous session of the frame (its distinct sessions, all symbols): a symbol
+    without a bar there, or with a missing or non-positive high, low or close, has no proxy (null; its orders
+    slip by the bps alone). Pure row arithmetic: a bar's proxy is the same in any frame that holds it and the
+    session before, so a one-day run and a range run agree. `symbols`: only theirs (the sessions are still
+    the whole frame's).
+    """
+    if prices.height == 0:
+        return pl.DataFrame(schema={"session": pl.Date, "symbol": pl.String, "spread": pl.Float64})
+    days = prices["session"].unique().sort()
+    previous = pl.DataFrame({"session": days.slice(1), "prev_session": days.slice(0, len(days) - 1)})
+    bars = prices.select("session", "symbol", "high", "low", "close")
+    if symbols is not None:
+        bars = bars.filter(pl.col("symbol").is_in(sorted(set(symbols))))
+    before = bars.rename({"session": "prev_session", "high": "h0", "low": "l0", "close": "c0"})
+    pairs = bars.join(previous, on="session", how="left").join(before, on=["prev_session", "symbol"], how="left")
+    h1, l1, c0 = pl.col("high"), pl.col("low"), pl.col("c0")
+    shift = pl.when(l1 > c0).then(l1 - c0).when(h1 < c0).then(h1 - c0).otherwise(0.0)
+    h1, l1 = h1 - shift, l1 - shift
+    beta = (pl.col("h0") / pl.col("l0")).log().pow(2) + (h1 / l1).log().pow(2)
+    gamma = (pl.max_horizontal("h0", h1) / pl.min_horizontal("l0", l1)).log().pow(2)
+    alpha = ((2 * beta).sqrt() - beta.sqrt()) / _CS_K - (gamma / _CS_K).sqrt()
+    spread = (2 * (alpha.exp() - 1) / (1 + alpha.exp())).clip(lower_bound=0.0).round(SPREAD_DECIMALS)
+    valid = pl.all_horizontal((pl.col(c) > 0) for c in ("high", "low", "h0", "l0", "c0"))
+    return pairs.select(
+        "session", "symbol", pl.when(valid).then(spread).otherwise(None).cast(pl.Float64).alias("spread")
+    ).sort("session", "symbol")
+
+
+def spreads_by_session(
+    prices: pl.DataFrame, symbols: Iterable[str] | None = None
+) -> dict[dt.date, dict[str, float]]:
+    """{session: {symbol: spread proxy}} of a cleaned-prices frame (`spread_proxies`, nulls left out): what
+    `SimulatedBook.sync` takes next to the opens."""
+    proxies = spread_proxies(prices, symbols).drop_nulls("spread")
+    return {
+        key[0]: dict(zip(part["symbol"].to_list(), part["spread"].to_list(), strict=True))
+        for key, part in proxies.partition_by("session", as_dict=True).items()
     }

@@ -21,8 +21,12 @@ session included (a bracket's legs work as soon as the entry has filled at the o
 * else the stop fills at its level if the bar's low reaches it, else the take-profit at its level if the
   high reaches it; when both are inside one bar the stop is taken (we cannot know which came first: the
   conservative choice);
-* a triggered stop is a market order: it fills at its trigger price less the slippage model's cost; a
-  take-profit is a limit order: at its level (or the better open), without slippage; both pay commission;
+* a triggered stop is a market order: it fills at its trigger price less the slippage model's cost, and
+  with a `spread_fraction` (`[costs] slippage_spread_fraction`) less that fraction of the spread proxy of
+  the exit session's own bar (`execution.spread_proxies` over the session and the one before: the bar the
+  stop is triggered on, so no later information); a take-profit is a limit order: at its level (or the
+  better open), without slippage or spread (a resting limit is the side that earns the spread); both pay
+  commission;
 * the fill sells the lot (at most the shares still held); the other leg is cancelled with it (OCO). A bar
   without open, high or low leaves the lots as they are.
 
@@ -226,10 +230,14 @@ def execute_exits(
     held: Mapping[str, Qty],
     slippage: SlippageModel,
     commission: CommissionModel,
+    spreads: Mapping[str, Decimal | float] | None = None,
 ) -> list[Fill]:
     """The exit fills of `session` (see the module docstring): `lots` of the book after the open's fills,
-    `bars` {symbol: (open, high, low)} of the session, `held` the shares held after the open. Deterministic:
-    symbols in order, lots oldest first."""
+    `bars` {symbol: (open, high, low)} of the session, `held` the shares held after the open, `spreads`
+    {symbol: spread proxy of the session} (required with a slippage model that uses the spread; a symbol
+    without one: the bps alone). Deterministic: symbols in order, lots oldest first."""
+    if slippage.uses_spread and spreads is None and lots:
+        raise ValueError("the slippage model has a spread_fraction: execute_exits needs the session's spreads")
     fills: list[Fill] = []
     for symbol in sorted(lots):
         bar = bars.get(symbol)
@@ -237,11 +245,13 @@ def execute_exits(
             continue
         open_, high, low = (as_decimal(v) for v in bar)  # type: ignore[arg-type]
         left = held.get(symbol, 0)
+        proxy = None if spreads is None else spreads.get(symbol)
+        spread = None if proxy is None else as_decimal(proxy)
         for lot in lots[symbol]:
             qty = min(lot.qty, left)
             if qty < rule_of(lot.qty).min_qty:  # one share, or 1e-9 share of a fractional lot
                 break
-            hit = _exit_price(lot, open_, high, low, slippage)
+            hit = _exit_price(lot, open_, high, low, slippage, spread)
             if hit is None:
                 continue
             leg, price = hit
@@ -262,15 +272,20 @@ def execute_exits(
 
 
 def _exit_price(
-    lot: ExitLot, open_: Decimal, high: Decimal, low: Decimal, slippage: SlippageModel
+    lot: ExitLot,
+    open_: Decimal,
+    high: Decimal,
+    low: Decimal,
+    slippage: SlippageModel,
+    spread: Decimal | None = None,
 ) -> tuple[str, Decimal] | None:
     stop, take = lot.stop_loss, lot.take_profit
     if stop is not None and open_ <= stop:
-        return STOP_LOSS, slippage.fill_price("sell", open_)
+        return STOP_LOSS, slippage.fill_price("sell", open_, spread)
     if take is not None and open_ >= take:
         return TAKE_PROFIT, round_price(open_, ROUND_FLOOR)
     if stop is not None and low <= stop:
-        return STOP_LOSS, slippage.fill_price("sell", stop)
+        return STOP_LOSS, slippage.fill_price("sell", stop, spread)
     if take is not None and high >= take:
         return TAKE_PROFIT, take
     return None

@@ -30,7 +30,14 @@ from trading_dagster.domain.book_events import (
     event_order,
     events_between,
 )
-from trading_dagster.domain.execution import CENT, CommissionModel, SlippageModel, execute_open
+from trading_dagster.domain.execution import (
+    CENT,
+    CommissionModel,
+    SlippageModel,
+    buy_cost,
+    execute_open,
+    spreads_by_session,
+)
 from trading_dagster.domain.exits import (
     ExitLevels,
     ExitLot,
@@ -667,6 +674,15 @@ class _ExactPrices(dict):
         return out
 
 
+def _spreads(
+    prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date]
+) -> dict[dt.date, dict[str, float]]:
+    """{session: {symbol: spread proxy}} of the window's sessions (`execution.spreads_by_session`): the
+    proxies of the bars up to the last session only (point in time), from the same frame the book is given."""
+    upto = prices.select("session", "symbol", "high", "low", "close").filter(pl.col("session") <= sessions[-1])
+    return {d: s for d, s in spreads_by_session(upto, symbols).items() if d >= sessions[0]}
+
+
 def _next_session(day: dt.date) -> dt.date:
     from trading_dagster.domain.calendar import nyse_calendar
 
@@ -702,11 +718,14 @@ class _SessionPlanner:
         fill_session: dt.date,
         halted: bool = False,
         atrs: Mapping[str, float] | None = None,
+        spreads: Mapping[str, float] | None = None,
     ) -> tuple[list[OrderRow], list[Order], dict[str, ExitLevels]]:
         """Size and risk-check one session's signals (in processing order) against the book: every order as
         a row (see `OrderRow`), the approved ones also as records (they go to the next open), and the exit
         levels of the approved buys (by client order id; empty without exits). `halted`: the session's loss
-        reached the daily loss limit; `atrs`: the session's ATR per symbol (for ATR sizing / exits)."""
+        reached the daily loss limit; `atrs`: the session's ATR per symbol (for ATR sizing / exits);
+        `spreads`: the session's spread proxies (`execution.spread_proxies`) when the slippage model uses
+        them: an approved buy reserves its cash with the spread its fill will pay."""
         exact, shortcut = self.exact, self.shortcut
         risk = self.risk
         extended = risk.has_session_limits
@@ -786,7 +805,11 @@ class _SessionPlanner:
             if side == "buy":
                 assert ref is not None
                 pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
-                reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
+                spread = spreads.get(symbol) if spreads else None
+                if spread is None:
+                    reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
+                else:  # risk.estimated_buy_cost with the order's spread proxy (the fill model's own price)
+                    reserved += buy_cost(qty, self.slippage.fill_price("buy", ref, spread), self.commission)
                 available = state.cash - reserved
                 if with_exits:
                     if not extended:
@@ -844,6 +867,9 @@ def simulate(
     last_close, bars = _bars(prices, symbols, sessions, risk)
     last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
     after_last = next_session or _next_session(sessions[-1])
+    # {session: {symbol: spread proxy}} when the slippage model charges a fraction of the spread: an order of
+    # session D fills with D's proxy, an exit of session D with D's (execution.spread_proxies)
+    spreads = _spreads(prices, symbols, sessions) if slippage.uses_spread else None
 
     state, pending = start_state, []
     orders = _FrameInChunks(rule)
@@ -868,7 +894,16 @@ def simulate(
         if pending:
             opens = _opens(pending, day.opens, planner.exact)
             result = execute_open(
-                pending, opens, session, state.cash, state.held(), slippage, commission, cash_limited=cash_limited
+                pending,
+                opens,
+                session,
+                state.cash,
+                state.held(),
+                slippage,
+                commission,
+                cash_limited=cash_limited,
+                # the pending orders are the previous walked session's (none are pending at the first)
+                spreads=None if spreads is None else spreads.get(sessions[i - 1], {}),
             )
             state = state.apply_fills(result.fills, levels)
             fills += result.fills
@@ -881,6 +916,7 @@ def simulate(
                 state.held(),
                 slippage,
                 commission,
+                spreads=None if spreads is None else spreads.get(session, {}),
             )
             if exit_fills:
                 state = state.apply_fills(exit_fills)
@@ -898,7 +934,15 @@ def simulate(
         rows = _in_processing_order(signals_today) if signals_today is not None else []
         atrs = _session_atrs(bars.get(session)) if need_atrs and rows else None
         planned, pending, new_levels = planner.plan(
-            rows, state, day.closes, last_close, session, fill_session, halted, atrs
+            rows,
+            state,
+            day.closes,
+            last_close,
+            session,
+            fill_session,
+            halted,
+            atrs,
+            None if spreads is None or not rows else spreads.get(session, {}),
         )
         levels.update(new_levels)
         orders.add(planned)

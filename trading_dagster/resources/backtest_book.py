@@ -47,7 +47,7 @@ from trading_dagster.domain.book_events import (
     event_order,
     events_between,
 )
-from trading_dagster.domain.execution import CommissionModel, SlippageModel, execute_open
+from trading_dagster.domain.execution import CommissionModel, OpenResult, SlippageModel, execute_open
 from trading_dagster.domain.exits import (
     NO_EXITS,
     ExitLevels,
@@ -68,6 +68,8 @@ from trading_dagster.domain.quantity import WHOLE, ShareRule, share_rule, to_jso
 
 Bar = tuple[Decimal | float | None, Decimal | float | None, Decimal | float | None]
 """A session's (open, high, low) of a symbol, what `exits.execute_exits` fills the exits on."""
+Spreads = Mapping[dt.date, Mapping[str, Decimal | float]]
+"""{session: {symbol: spread proxy}} (`execution.spreads_by_session`), what a spread slippage fills with."""
 
 
 class BacktestBook(ABC):
@@ -85,6 +87,7 @@ class BacktestBook(ABC):
         opens: Mapping[str, Decimal],
         events: Sequence[BookEvent] = (),
         bars: Mapping[str, Bar] | None = None,
+        spreads: Spreads | None = None,
     ) -> list[Fill]:
         """Work the orders pending from sessions before `session` at its open, then the exits of the
         account's exit lots on the session's bar; return the new fills.
@@ -92,7 +95,10 @@ class BacktestBook(ABC):
         `events`: the book events (splits, delistings, renames) known up to `session`; those the account has
         not seen yet take effect before the open's fills (`portfolio.apply_book_events`). A live broker books
         corporate actions itself and only reports them. `bars`: {symbol: (open, high, low)} of `session`,
-        required when the account holds (or the open opens) exit lots."""
+        required when the account holds (or the open opens) exit lots. `spreads`: {session: {symbol: spread
+        proxy}} (`execution.spreads_by_session` of the cleaned prices), required when the slippage model
+        charges a fraction of the spread (`[costs] slippage_spread_fraction`): an order fills with its own
+        session's proxy, an exit with `session`'s."""
 
     @abstractmethod
     def account(self, session: dt.date) -> PortfolioState:
@@ -672,6 +678,7 @@ class SimulatedBook(BacktestBook):
         opens: Mapping[str, Decimal | float],
         events: Sequence[BookEvent] = (),
         bars: Mapping[str, Bar] | None = None,
+        spreads: Spreads | None = None,
     ) -> list[Fill]:
         """Apply the book events dated after the ledger's last event and up to `session` (those at or before
         it are in the account already: nothing traded since, so applying them now is applying them on their
@@ -681,7 +688,9 @@ class SimulatedBook(BacktestBook):
 
         Working a session's exits again is a no-op (a lot its bar triggered is gone; the others stay
         untriggered on the same bar), so a session may be synced twice; a session before the ledger's last
-        event is not worked (its account is `account(session)`)."""
+        event is not worked (its account is `account(session)`). `spreads` (see `BacktestBook.sync`): due
+        orders of several order sessions (a session that was never synced) each fill with their own
+        session's proxies, in `execution.fill_priority` order (oldest session first), as one open works them."""
         due = [o for o in self._pending.values() if o.session < session]
         todays = sorted(
             (e for e in events_between(events, self._last_event_session, session)), key=event_order
@@ -709,23 +718,25 @@ class SimulatedBook(BacktestBook):
                 changed = True
             state, working = outcome.state, outcome.pending
             expired += outcome.expired
-        result = execute_open(
-            working,
-            _due_opens(working, opens),
-            session,
-            state.cash,
-            state.held(),
-            self.slippage,
-            self.commission,
-            cash_limited=self.cash_limited,
-        )
+        if self.slippage.uses_spread and spreads is None and (working or lots):
+            raise ValueError(
+                f"sync({session}): the slippage model charges a fraction of the spread: pass the spreads "
+                "({session: {symbol: proxy}}, execution.spreads_by_session)"
+            )
+        result = self._work_open(working, opens, session, state, spreads)
         new = sorted(result.fills, key=fill_apply_order)
         levels = {o.client_order_id: self._levels[o.client_order_id] for o in due if o.client_order_id in self._levels}
         state = state.apply_fills(new, levels)
         exit_fills: list[Fill] = []
         if state.exits and bars is not None and not past:
             exit_fills = execute_exits(
-                state.exits, bars, session, state.held(), self.slippage, self.commission
+                state.exits,
+                bars,
+                session,
+                state.held(),
+                self.slippage,
+                self.commission,
+                spreads=None if spreads is None else spreads.get(session, {}),
             )
             state = state.apply_fills(exit_fills)
         for order in due:
@@ -744,6 +755,51 @@ class SimulatedBook(BacktestBook):
             }
         )
         return fills
+
+    def _work_open(
+        self,
+        working: list[Order],
+        opens: Mapping[str, Decimal | float],
+        session: dt.date,
+        state: PortfolioState,
+        spreads: Spreads | None,
+    ) -> OpenResult:
+        """`execute_open` of the due orders; with a spread slippage one call per order session, oldest first,
+        each with its session's proxies and the cash and shares the calls before left: `fill_priority` ranks
+        the order session first, so this is what one call would do if it could take per-session spreads."""
+        if spreads is None or not self.slippage.uses_spread:
+            return execute_open(
+                working,
+                _due_opens(working, opens),
+                session,
+                state.cash,
+                state.held(),
+                self.slippage,
+                self.commission,
+                cash_limited=self.cash_limited,
+            )
+        cash, held = state.cash, state.held()
+        out = OpenResult()
+        for order_session in sorted({o.session for o in working}):
+            group = [o for o in working if o.session == order_session]
+            result = execute_open(
+                group,
+                _due_opens(group, opens),
+                session,
+                cash,
+                held,
+                self.slippage,
+                self.commission,
+                cash_limited=self.cash_limited,
+                spreads=spreads.get(order_session, {}),
+            )
+            for fill in result.fills:
+                sign = 1 if fill.side == "sell" else -1
+                cash += sign * fill.qty * fill.price - fill.commission
+                held[fill.symbol] = held.get(fill.symbol, 0) - sign * fill.qty
+            out.fills.extend(result.fills)
+            out.expired.extend(result.expired)
+        return out
 
     def account(self, session: dt.date) -> PortfolioState:
         """The latest state is kept, so asking for the current session costs nothing; an earlier session

@@ -288,9 +288,17 @@ class AlpacaMarketDataResource(MarketDataResource):
 
 class CostsConfig(dg.Config):
     """`[costs]`: slippage and the commission model (`execution.CommissionModel`), one definition for the
-    backtest book and the built-in paper broker."""
+    backtest book and the built-in paper broker.
+
+    `slippage_spread_fraction` (0 = off) adds that fraction of each order's spread proxy to `slippage_bps`
+    (`execution.SlippageModel`, `execution.spread_proxies`): the backtest book and its planner apply it. The
+    paper broker of the trading book ignores it: it fills market orders at a quote (the last close it knows),
+    with no bar pair to estimate a spread from, so it slips by `slippage_bps` alone."""
 
     slippage_bps: float = 5.0
+    slippage_spread_fraction: float = Field(
+        default=0.0, description="fraction (0..1) of the order session's spread proxy added to the slippage"
+    )
     commission_per_share: float = 0.005
     commission_per_order: float = 0.0
     commission_bps: float = 0.0
@@ -298,7 +306,11 @@ class CostsConfig(dg.Config):
     commission_maximum_pct: float | None = Field(default=None, description="cap as % of the trade value")
 
     def slippage_model(self, *, round_cents: bool = True) -> SlippageModel:
-        return SlippageModel(bps=Decimal(str(self.slippage_bps)), round_cents=round_cents)
+        return SlippageModel(
+            bps=Decimal(str(self.slippage_bps)),
+            round_cents=round_cents,
+            spread_fraction=Decimal(str(self.slippage_spread_fraction)),
+        )
 
     def commission_model(self, *, round_cents: bool = True) -> CommissionModel:
         return CommissionModel(
