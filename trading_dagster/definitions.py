@@ -6,6 +6,7 @@ import dataclasses
 
 import dagster as dg
 
+from trading_dagster.assets.audit_export import audit_log
 from trading_dagster.assets.dbt import dbt_resource, marts_assets, marts_job
 from trading_dagster.assets.execution import EXECUTION_ASSETS
 from trading_dagster.assets.indicators import indicators, signals
@@ -69,7 +70,9 @@ from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, Secu
 from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import ExecutionSettings, Settings, load_settings, universe_symbols
 
-ASSETS = [raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance, *EXECUTION_ASSETS]
+ASSETS = [
+    raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance, *EXECUTION_ASSETS, audit_log
+]
 CONTROL_ASSETS = [KILL_SWITCH_ASSET]
 
 # Who owns each stage and where it sits, applied to every asset of a group in one place (`annotate_spec`), so

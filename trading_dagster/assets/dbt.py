@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from trading_dagster.assets.audit_export import AUDIT_LOG
 from trading_dagster.dbt_project_def import WAREHOUSE_ENV, dbt_project
 from trading_dagster.partitions import sessions_partitions_def
 from trading_dagster.resources.writer_lock import WRITER_TAG
@@ -111,8 +112,10 @@ def marts_assets() -> dg.AssetsDefinition:
 
 marts_job = dg.define_asset_job(
     "marts_job",
-    selection=dg.AssetSelection.groups(MARTS_GROUP),
-    description="dbt build of the marts (staging -> intermediate -> marts, with their tests) for a session range.",
+    # the trading ledger's audit log is copied into the warehouse first: the trading journal reads it
+    selection=dg.AssetSelection.groups(MARTS_GROUP) | dg.AssetSelection.assets(dg.AssetKey(AUDIT_LOG)),
+    description="The trading ledger's audit log copied into the warehouse (execution/audit_log), then dbt build "
+    "of the marts (staging -> intermediate -> marts, with their tests) for a session range.",
     partitions_def=MARTS_PARTITIONS,
     tags={WRITER_TAG: "marts"},  # queued behind any other writing run (resources/writer_lock.py)
 )

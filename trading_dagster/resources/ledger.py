@@ -300,14 +300,29 @@ class TradingLedger:
     ) -> pl.DataFrame:
         """The events (AUDIT_SCHEMA), oldest occurrence first; filtered by kind, signal session and
         `occurred_at >= since`."""
-        rows = self._select(*self._where(kinds, session, since))
-        data = {c: [r[c] for r in rows] for c in _COLUMNS}
-        for c in ("occurred_at", "recorded_at"):
-            data[c] = [dt.datetime.fromisoformat(v) for v in data[c]]
-        data["session"] = [dt.date.fromisoformat(v) if v else None for v in data["session"]]
-        for c in ("qty", "price"):
-            data[c] = [float(v) if v is not None else None for v in data[c]]
-        return pl.DataFrame(data, schema=AUDIT_SCHEMA)
+        return _frame(self._select(*self._where(kinds, session, since)), AUDIT_SCHEMA)
+
+    def export(self) -> pl.DataFrame:
+        """Every event with its ledger sequence number (`seq`, insertion order: the ledger is append-only, so
+        a later export holds an earlier one as its prefix), columns `{"seq": Int64, **AUDIT_SCHEMA}`, in
+        `seq` order: what the warehouse copy (`assets/audit_export.py`) reads."""
+        con = self._connect()
+        con.row_factory = sqlite3.Row
+        try:
+            rows = con.execute(f"SELECT seq, {', '.join(_COLUMNS)} FROM audit_events ORDER BY seq").fetchall()
+        finally:
+            con.close()
+        return _frame(rows, {"seq": pl.Int64(), **AUDIT_SCHEMA})
+
+    def count(self, up_to_seq: int | None = None) -> int:
+        """How many events the ledger holds (with `seq <= up_to_seq` when given)."""
+        con = self._connect()
+        try:
+            if up_to_seq is None:
+                return con.execute("SELECT count(*) FROM audit_events").fetchone()[0]
+            return con.execute("SELECT count(*) FROM audit_events WHERE seq <= ?", (up_to_seq,)).fetchone()[0]
+        finally:
+            con.close()
 
     def audit_events(
         self,
@@ -349,6 +364,17 @@ class TradingLedger:
             if r["client_order_id"]:
                 out[r["client_order_id"]] = r["kind"]
         return out
+
+
+def _frame(rows: Sequence[sqlite3.Row], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Ledger rows as a typed frame: timestamps and sessions parsed, quantities and prices as floats."""
+    data: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in schema}
+    for c in ("occurred_at", "recorded_at"):
+        data[c] = [dt.datetime.fromisoformat(v) for v in data[c]]
+    data["session"] = [dt.date.fromisoformat(v) if v else None for v in data["session"]]
+    for c in ("qty", "price"):
+        data[c] = [float(v) if v is not None else None for v in data[c]]
+    return pl.DataFrame(data, schema=dict(schema))
 
 
 def _event(row: Mapping[str, Any] | sqlite3.Row) -> AuditEvent:

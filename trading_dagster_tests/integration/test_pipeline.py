@@ -39,6 +39,7 @@ def test_definitions_snapshot(tmp_path):
     checks = [c for c in every_check if not c.startswith("marts/")]
     assert assets == [
         "execution/account",
+        "execution/audit_log",
         "execution/book_before",
         "execution/fills",
         "execution/kill_switch",
@@ -51,6 +52,8 @@ def test_definitions_snapshot(tmp_path):
         "marts/fct_strategy_performance",
         "marts/fct_symbol_pnl",
         "marts/fct_trade_journal",
+        "marts/fct_trading_daily_pnl",
+        "marts/fct_trading_journal",
         "marts/int_lot_matches",
         "marts/int_strategy_positions",
         "marts/int_strategy_symbol_pnl",
@@ -73,6 +76,7 @@ def test_definitions_snapshot(tmp_path):
         "trading/orders",
     ]
     assert checks == [
+        "execution/audit_log:audit_log__matches_ledger",
         "execution/fills:execution_fills__cash_matches",
         "execution/fills:execution_fills__reconciled",
         "execution/orders:execution_orders__within_limits",
