@@ -353,8 +353,8 @@ def spread_proxies(prices: pl.DataFrame, symbols: Iterable[str] | None = None) -
         beta  = ln(H_t / L_t)^2 + ln(H_t+1 / L_t+1)^2
         gamma = ln(max(H_t, H_t+1) / min(L_t, L_t+1))^2
         alpha = (sqrt(2 beta) - sqrt(beta)) / (3 - 2 sqrt(2)) - sqrt(gamma / (3 - 2 sqrt(2)))
-        S     = 2 (e^alpha - 1) / (1 + e^alpha), and 0 when negative (the paper sets negative two-day
-                estimates to zero)
+        S     = 2 (e^alpha - 1) / (1 + e^alpha) (= 2 tanh(alpha / 2), below 2), and 0 when negative (the
+                paper sets negative two-day estimates to zero)
 
     with the paper's overnight adjustment: when D's low is above D-1's close (D's high below it), D's high and
     low are moved down (up) by the gap. A day's range holds volatility and the spread; two days' range holds
@@ -382,8 +382,9 @@ def spread_proxies(prices: pl.DataFrame, symbols: Iterable[str] | None = None) -
     beta = (pl.col("h0") / pl.col("l0")).log().pow(2) + (h1 / l1).log().pow(2)
     gamma = (pl.max_horizontal("h0", h1) / pl.min_horizontal("l0", l1)).log().pow(2)
     alpha = ((2 * beta).sqrt() - beta.sqrt()) / _CS_K - (gamma / _CS_K).sqrt()
-    spread = (2 * (alpha.exp() - 1) / (1 + alpha.exp())).clip(lower_bound=0.0).round(SPREAD_DECIMALS)
-    valid = pl.all_horizontal((pl.col(c) > 0) for c in ("high", "low", "h0", "l0", "c0"))
+    # 2 (e^a - 1) / (1 + e^a) is 2 tanh(a / 2): the same number without e^a overflowing on a wild bar pair
+    spread = (2 * (alpha / 2).tanh()).clip(lower_bound=0.0).round(SPREAD_DECIMALS)
+    valid = pl.all_horizontal((pl.col(c) > 0) for c in ("high", "low", "h0", "l0", "c0")) & spread.is_finite()
     return pairs.select(
         "session", "symbol", pl.when(valid).then(spread).otherwise(None).cast(pl.Float64).alias("spread")
     ).sort("session", "symbol")

@@ -903,7 +903,7 @@ def simulate(
                 commission,
                 cash_limited=cash_limited,
                 # the pending orders are the previous walked session's (none are pending at the first)
-                spreads=None if spreads is None else spreads.get(sessions[i - 1], {}),
+                spreads=None if spreads is None else spreads.get(sessions[i - 1], {}) if i else {},
             )
             state = state.apply_fills(result.fills, levels)
             fills += result.fills

@@ -115,13 +115,17 @@ def test_the_proxy_is_corwin_schultz_with_the_overnight_adjustment_and_no_negati
             ("B", d0, 50.0, 50.5, 49.0, 50.0),
             ("B", d1, 51.0, 53.0, 50.9, 52.9),  # a trend: two days' range beyond twice one day's, S < 0 -> 0
             ("C", d1, 5.0, 5.1, 4.9, 5.0),  # no bar the session before: no proxy
+            # a raw glitch (TRP 2009-03-06/09 in the shared dataset: a close and a high a tenth of the price):
+            # the overnight shift takes the high below zero; no NaN reaches a fill, no proxy
+            ("D", d0, 17.2, 17.6, 16.9, 1.7269),
+            ("D", d1, 17.0, 1.7269, 16.8, 17.05),
         ]
     )
     out = {(r[0], r[1]): r[2] for r in spread_proxies(frame).select("symbol", "session", "spread").iter_rows()}
     assert out[("A", d1)] == pytest.approx(_cs(10.2, 9.9, 10.1, 10.25, 10.0), abs=1e-9) and out[("A", d1)] > 0
     assert out[("A", d2)] == pytest.approx(_cs(10.25, 10.0, 10.05, 10.8, 10.5), abs=1e-9)
     assert _cs(50.5, 49.0, 50.0, 53.0, 50.9) == 0 and out[("B", d1)] == 0
-    assert out[("A", d0)] is None and out[("C", d1)] is None
+    assert out[("A", d0)] is None and out[("C", d1)] is None and out[("D", d1)] is None
     assert spreads_by_session(frame)[d1] == {"A": out[("A", d1)], "B": 0.0}
 
 
