@@ -63,7 +63,7 @@ EXECUTION_KEYS = (
     "weekly_scan_day", "pnl_alert_below_usd",
 )
 COSTS_KEYS = (
-    "slippage_bps", "commission_per_share", "commission_per_order", "commission_bps", "commission_minimum",
+    "slippage_bps", "slippage_spread_fraction", "commission_per_share", "commission_per_order", "commission_bps", "commission_minimum",
     "commission_maximum_pct",
 )
 
