@@ -14,7 +14,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from trading_dagster.assets.audit_export import AUDIT_LOG_SCHEMA, audit_table, copy_is_complete
 from trading_dagster.definitions import build_definitions
+from trading_dagster.domain.audit import AuditEvent
 from trading_dagster.resources.ledger import TradingLedger
 from trading_dagster_tests.integration.conftest import make_settings, read_table, run_range
 from trading_dagster_tests.integration.test_dbt import dbt_test, run_marts
@@ -56,6 +58,23 @@ def traded(warm_history, tmp_path_factory):
     ledger.set_kill_switch(True, "risk desk", "drill", now=dt.datetime(2017, 6, 2, 19, 0, tzinfo=dt.UTC))
     ledger.set_kill_switch(
         False, "risk desk", "drill over", now=dt.datetime(2017, 6, 2, 19, 5, tzinfo=dt.UTC)
+    )
+    # a person's cancel of one order and a flatten's first step: the kinds the chain itself does not make
+    broker_id = read_table(settings, "execution.submissions")["broker_order_id"].drop_nulls()[0]
+    at = dt.datetime(2017, 6, 2, 19, 10, tzinfo=dt.UTC)
+    ledger.append(
+        [
+            AuditEvent(
+                kind="cancel",
+                occurred_at=at,
+                actor="risk desk",
+                ref=broker_id,
+                reason_code="CANCEL_REQUESTED",
+            ),
+            AuditEvent(
+                kind="flatten", occurred_at=at, actor="risk desk", reason_code="FLATTEN_STARTED", ref="f-1"
+            ),
+        ]
     )
     result = run_marts(defs, D, D)
     return settings, defs, backtest_only, before, result
@@ -146,6 +165,9 @@ def test_the_trading_journal_reads_the_session_in_time_order(traded):
         "kill switch ENGAGED by risk desk: drill (new buys denied)",
         "kill switch released by risk desk: drill over (new buys allowed)",
     ]
+    last = journal.tail(2).select("event", "reason").rows()
+    assert last[0] == ("flatten", "flatten by risk desk: FLATTEN_STARTED")
+    assert last[1][0] == "cancelled" and last[1][1].startswith("cancel requested for broker order ")
 
 
 def test_the_journal_fills_reconcile_with_the_broker(traded, tmp_path):
@@ -179,3 +201,36 @@ def test_the_trading_daily_pnl_is_the_accounts(traded):
     )
     assert row["cumulative_pnl"] == pytest.approx(account["day_pnl"])
     assert row["daily_return"] == pytest.approx(account["day_pnl"] / account["last_equity"])
+
+
+def test_the_audit_table_types_the_ledger_and_reads_the_details(tmp_path):
+    """Unit: `audit_table` over a ledger of a few kinds; `copy_is_complete` refuses a short or doubled copy."""
+    ledger = TradingLedger(tmp_path / "ledger.sqlite", tmp_path / "audit")
+    at = dt.datetime(2017, 6, 2, 14, 0, tzinfo=dt.UTC)
+    common = dict(occurred_at=at, session=D, client_order_id="td-1", symbol="AAPL", side="buy")
+    ledger.append(
+        [
+            AuditEvent(
+                kind="submission",
+                qty=6,
+                details={"strategy": "s1", "broker_order_id": "b-1", "status": "new", "outcome": "submitted"},
+                **common,
+            ),
+            AuditEvent(kind="fill", qty=6, price=153.12, ref="x-1", details={"order_id": "b-1"}, **common),
+            AuditEvent(kind="cancel", occurred_at=at, ref="b-2", reason_code="CANCEL_REQUESTED"),
+            AuditEvent(kind="kill_switch", occurred_at=at, actor="desk", reason_code="KILL_SWITCH_ENGAGED"),
+        ]
+    )
+    empty = audit_table(TradingLedger(tmp_path / "empty.sqlite").export())
+    assert empty.height == 0 and empty.schema == pl.Schema(AUDIT_LOG_SCHEMA)
+    table = audit_table(ledger.export())
+    assert table.schema == pl.Schema(AUDIT_LOG_SCHEMA)
+    rows = {r["kind"]: r for r in table.iter_rows(named=True)}
+    assert (rows["submission"]["strategy"], rows["submission"]["broker_order_id"]) == ("s1", "b-1")
+    assert (rows["submission"]["order_status"], rows["submission"]["outcome"]) == ("new", "submitted")
+    assert rows["fill"]["broker_order_id"] == "b-1" and rows["fill"]["price"] == 153.12
+    assert rows["cancel"]["broker_order_id"] == "b-2"
+    assert rows["kill_switch"]["engaged"] is True and rows["fill"]["engaged"] is None
+    assert copy_is_complete(table, 4).passed
+    assert not copy_is_complete(table, 5).passed
+    assert not copy_is_complete(pl.concat([table, table.head(1)]), 4).passed
