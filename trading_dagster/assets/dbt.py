@@ -77,6 +77,15 @@ class MartsTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return MARTS_GROUP
 
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        """dbt's tags, and `book` from a model's `meta` (the trading book's marts say `broker`; the group's
+        tag, `backtest`, is the default: definitions.GROUP_ANNOTATIONS)."""
+        tags = dict(super().get_tags(dbt_resource_props))
+        meta = (dbt_resource_props.get("config") or {}).get("meta") or dbt_resource_props.get("meta") or {}
+        if meta.get("book"):
+            tags["book"] = str(meta["book"])
+        return tags
+
 
 def window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The run's session window as dbt vars (the window's end is the next session's 00:00, exclusive)."""

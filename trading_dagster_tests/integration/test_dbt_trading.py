@@ -234,3 +234,18 @@ def test_the_audit_table_types_the_ledger_and_reads_the_details(tmp_path):
     assert copy_is_complete(table, 4).passed
     assert not copy_is_complete(table, 5).passed
     assert not copy_is_complete(pl.concat([table, table.head(1)]), 4).passed
+
+
+def test_the_trading_marts_hang_below_the_trading_book(tmp_path):
+    """Lineage: the trading journal reads the audit copy and the execution assets; the trading marts carry
+    the tag book=broker, the backtest's marts keep the group's book=backtest."""
+    defs = build_definitions(make_settings(tmp_path / "data"))
+    graph = defs.resolve_asset_graph()
+    journal = graph.get(dg.AssetKey(["marts", "fct_trading_journal"]))
+    execution = {"audit_log", "orders", "submissions", "fills", "account"}
+    assert {dg.AssetKey(["execution", name]) for name in execution} <= journal.parent_keys
+    assert journal.tags["book"] == "broker"
+    assert graph.get(dg.AssetKey(["marts", "fct_trading_daily_pnl"])).tags["book"] == "broker"
+    assert graph.get(dg.AssetKey(["marts", "fct_daily_pnl"])).tags["book"] == "backtest"
+    job = defs.resolve_job_def("marts_job")
+    assert dg.AssetKey(["execution", "audit_log"]) in job.asset_layer.asset_graph.executable_asset_keys
