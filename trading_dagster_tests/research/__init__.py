@@ -1,0 +1,1 @@
+"""Tests of the research functions (issue 11)."""
