@@ -49,6 +49,7 @@ from trading_dagster.domain.live_book import (
     book_from_snapshot,
     cash_change,
     cash_mismatch,
+    consistent_read,
     expected_positions,
     hold_buys,
     order_requests,
@@ -523,18 +524,27 @@ def execution_fills(
     ids = set(submissions.filter(pl.col("broker_order_id").is_not_null())["client_order_id"].to_list())
     with broker.get() as b:
         b.advance()
-        orders = [o for o in our_orders(b.orders(status="all", after=since), session) if o.client_order_id in ids]
+        # executions, then orders, positions and cash, then executions again until none arrived in between: a
+        # live account fills while it is read, and a snapshot that disagrees with itself is a false mismatch
+        broker_fills, (broker_orders, held, account), stable = consistent_read(
+            lambda: b.fills(after=since), lambda: (b.orders(status="all", after=since), b.positions(), b.account())
+        )
+        orders = [o for o in our_orders(broker_orders, session) if o.client_order_id in ids]
         order_ids = {o.id for o in orders} | {leg.id for o in orders for leg in o.legs}
         # every execution the broker did not have when the positions before were read: D's orders', and any
         # other (an earlier bracket's exit leg, a trade made elsewhere), so positions and cash reconcile; by
         # execution id, not by time (a broker's clock may stamp a fill and a read with the same instant)
-        all_fills = [f for f in b.fills(after=since) if f.execution_id not in known_executions(book_before)]
+        known = known_executions(book_before)
+        all_fills = [f for f in broker_fills if f.execution_id not in known]
         fills = [f for f in all_fills if f.order_id in order_ids]
-        held = b.positions()
         actual = {p.symbol: p.qty for p in held}
-        account = b.account()
         clock = b.clock()
         paper = b.paper
+    if not stable:
+        context.log.warning(
+            f"execution/fills {session}: executions kept arriving while the account was read; a mismatch below "
+            "may be timing only: the next reconciliation poll reads again"
+        )
     new = ledger.get().record_fills(all_fills, session)
     rows = [
         {

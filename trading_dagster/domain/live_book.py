@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -25,6 +26,8 @@ from trading_dagster.domain.broker_records import BrokerFill, BrokerOrder, Broke
 from trading_dagster.domain.execution import round_price
 from trading_dagster.domain.orders import as_decimal
 from trading_dagster.domain.portfolio import PortfolioState
+
+T = TypeVar("T")
 
 NEW_YORK = ZoneInfo("America/New_York")
 KILL_SWITCH = "KILL_SWITCH"  # reason code of a buy the kill switch held back (ours, not the broker's)
@@ -238,3 +241,24 @@ def cash_change(fills: Iterable[BrokerFill]) -> Decimal:
         total += amount if fill.side == "sell" else -amount
         total -= fill.commission
     return total
+
+
+def consistent_read(
+    read_fills: Callable[[], Sequence[BrokerFill]], read_rest: Callable[[], T], attempts: int = 3
+) -> tuple[list[BrokerFill], T, bool]:
+    """Read the broker's executions, then the rest (orders, positions, cash), then the executions again, until
+    no execution arrived in between (at most `attempts` times): (fills, rest, stable).
+
+    A live account fills while we read it: a fill between the read of the orders and of the executions, or of
+    the executions and the positions, makes the snapshot disagree with itself and the reconciliation report a
+    mismatch that is only timing. Executions only ever grow, so equal id sets before and after mean the rest
+    was read in between with nothing new. Unstable after `attempts`: the last read, flagged."""
+    fills = list(read_fills())
+    rest = read_rest()
+    for _ in range(attempts):
+        again = list(read_fills())
+        if {f.execution_id for f in again} == {f.execution_id for f in fills}:
+            return again, rest, True
+        fills = again
+        rest = read_rest()
+    return fills, rest, False

@@ -176,3 +176,37 @@ def test_cash_reconciles_within_a_cent_per_execution_commissions_included():
     assert cash_mismatch(Decimal(10_000), fills, Decimal("9849.99")) is None  # a cent of rounding per execution
     fee = cash_mismatch(Decimal(10_000), fills, Decimal("9849.90"))  # e.g. a sell's regulatory fees
     assert fee is not None and (fee.item, fee.ledger, fee.difference) == ("cash", Decimal("9849.98"), Decimal("-0.08"))
+
+
+def test_a_fill_arriving_while_the_account_is_read_is_read_again():
+    import datetime as dt
+    from decimal import Decimal
+
+    from trading_dagster.domain.broker_records import BrokerFill
+    from trading_dagster.domain.live_book import consistent_read
+
+    def fill(n: int) -> BrokerFill:
+        return BrokerFill(
+            execution_id=f"x{n}", order_id="o1", client_order_id="td-1", symbol="AAPL", side="buy",
+            qty=Decimal(1), price=Decimal(100), transaction_time=dt.datetime(2017, 6, 2, 14, n, tzinfo=dt.UTC),
+        )
+
+    executions = [fill(1)]
+    reads = {"rest": 0}
+
+    def read_rest():
+        reads["rest"] += 1
+        if reads["rest"] == 1:  # the broker fills once more while the positions are read
+            executions.append(fill(2))
+        return len(executions)  # what the positions saw
+
+    fills, rest, stable = consistent_read(lambda: list(executions), read_rest)
+    assert stable and rest == 2 and [f.execution_id for f in fills] == ["x1", "x2"]  # agree with each other
+    assert reads["rest"] == 2
+
+    def always_filling():
+        executions.append(fill(len(executions) + 1))
+        return len(executions)
+
+    fills, rest, stable = consistent_read(lambda: list(executions), always_filling, attempts=2)
+    assert not stable  # flagged, never an endless loop
