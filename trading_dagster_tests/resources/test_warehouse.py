@@ -67,27 +67,35 @@ def test_a_window_without_matching_rows_gives_an_empty_typed_table(tmp_path):
     assert names == ["qty", "status", "symbol", "session"]  # created from the first frame, typed
 
 
-def test_a_column_a_newer_version_adds_is_added_to_the_stored_table(tmp_path):
-    # a warehouse written by a version whose orders had no `notional` column
-    db = tmp_path / "w.duckdb"
+def _old_warehouse(db) -> None:
+    """A warehouse an older version wrote: orders without `notional`, quantities as BIGINT, one row."""
     with duckdb.connect(str(db)) as con:
         con.execute("create schema t")
         con.execute("create table t.orders (session date, symbol varchar, status varchar, qty bigint)")
         con.execute("insert into t.orders values ('2023-12-29', 'A', 'approved', 7)")
-    newer = ROWS.with_columns(notional=pl.lit(1000.0))
+
+
+def _write_over(db, frame: pl.DataFrame) -> None:
+    """Materialize `frame` as t.orders for 2024-01-01..02 through the warehouse IO manager."""
 
     @dg.asset(key=["t", "orders"], partitions_def=PARTS, metadata={"partition_expr": "session"},
               backfill_policy=dg.BackfillPolicy.single_run())
-    def orders_v2(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    def newer_orders(context: dg.AssetExecutionContext) -> pl.DataFrame:
         start, end = context.partition_time_window
-        return newer.filter(pl.col("session").is_between(start.date(), end.date(), closed="left"))
+        return frame.filter(pl.col("session").is_between(start.date(), end.date(), closed="left"))
 
     result = dg.materialize(
-        [orders_v2],
+        [newer_orders],
         resources={"io_manager": WarehouseIOManager(database=str(db))},
         tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"},
     )
     assert result.success
+
+
+def test_a_column_a_newer_version_adds_is_added_to_the_stored_table(tmp_path):
+    db = tmp_path / "w.duckdb"
+    _old_warehouse(db)
+    _write_over(db, ROWS.with_columns(notional=pl.lit(1000.0)))
     with duckdb.connect(str(db)) as con:
         rows = con.execute("select session, symbol, qty, notional from t.orders order by session, symbol").fetchall()
     assert rows[0] == (dt.date(2023, 12, 29), "A", 7, None)  # the old row kept, NULL in the new column
@@ -96,24 +104,8 @@ def test_a_column_a_newer_version_adds_is_added_to_the_stored_table(tmp_path):
 
 def test_an_integer_column_written_with_fractions_is_widened_not_rounded(tmp_path):
     db = tmp_path / "w.duckdb"
-    with duckdb.connect(str(db)) as con:  # a whole-shares run wrote the table
-        con.execute("create schema t")
-        con.execute("create table t.orders (session date, symbol varchar, status varchar, qty bigint)")
-        con.execute("insert into t.orders values ('2023-12-29', 'A', 'approved', 7)")
-    fractional = ROWS.with_columns(qty=pl.col("qty") * 0.4)  # 1 -> 0.4, 2 -> 0.8, ...
-
-    @dg.asset(key=["t", "orders"], partitions_def=PARTS, metadata={"partition_expr": "session"},
-              backfill_policy=dg.BackfillPolicy.single_run())
-    def orders_fractional(context: dg.AssetExecutionContext) -> pl.DataFrame:
-        start, end = context.partition_time_window
-        return fractional.filter(pl.col("session").is_between(start.date(), end.date(), closed="left"))
-
-    result = dg.materialize(
-        [orders_fractional],
-        resources={"io_manager": WarehouseIOManager(database=str(db))},
-        tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"},
-    )
-    assert result.success
+    _old_warehouse(db)  # a whole-shares run wrote the table
+    _write_over(db, ROWS.with_columns(qty=pl.col("qty") * 0.4))  # 1 -> 0.4, 2 -> 0.8, ...
     with duckdb.connect(str(db)) as con:
         rows = con.execute("select qty from t.orders order by session, symbol").fetchall()
     assert [r[0] for r in rows] == [7.0, 0.4, 0.0, 0.0, 0.8]
