@@ -10,9 +10,12 @@ Conventions the kernel supports (and the only ones)
   the symbol's own bars (a gap is skipped, not a NaN), *anchored* as `indicators.compute_indicators_anchored`
   does (each block of `ANCHOR_BLOCK` calendar sessions restarts from the symbol's first bar on or after
   `WARMUP` sessions before the block), with TA-Lib's order of additions: the kernel's SMA 20/50/200 equal the
-  indicators table's bit for bit (tested). A buy on D when fast > slow x (1 + band) on D and fast <= slow x
-  (1 + band) on the previous *calendar session* (the symbol has no bar there, or an SMA is not defined yet on
-  either day: no cross); a sell the mirror with (1 - band); band = `tie_band_pct` / 100.
+  indicators table's bit for bit (tested). `anchored=False` drops the anchoring: TA-Lib over the symbol's
+  whole history, the lookback of vectorbt's reference; the two differ only where a sparse symbol has fewer
+  than n bars since the anchor (on the full shared file: BYFC, SMA 200 and 220, 14 and 34 bars), where the
+  pipeline has no SMA. A buy on D when fast > slow x (1 + band) on D and fast <= slow x (1 + band) on the
+  previous *calendar session* (the symbol has no bar there, or an SMA is not defined yet on either day: no
+  cross); a sell the mirror with (1 - band); band = `tie_band_pct` / 100.
 * Execution: the signal of D fills at D+1's open (D+1 = the next calendar session; a symbol without a bar
   there: the day order expires, nothing happens). Fixed notional per buy; no adding to a held position
   (`add_to_positions = false`); a sell sells everything; a buy when held or a sell when flat does nothing.
@@ -198,40 +201,45 @@ def pack_bars(
     missing = [c for c in ("session", "symbol", "open", "close") if c not in cleaned.columns]
     if missing:
         raise ValueError(f"cleaned prices lack columns {missing}")
-    frame = cleaned.select(
-        pl.col("symbol").cast(pl.Utf8),
-        pl.col("session").cast(pl.Date),
-        pl.col("open", "close").cast(pl.Float64),
-    )
-    if frame.null_count().select(pl.sum_horizontal(pl.all())).item():
-        raise ValueError("cleaned prices hold nulls")
-    if frame.height == 0:
+    if cleaned.height == 0:
         raise ValueError("no bars")
-    start = start if start is not None else frame["session"].min()
-    end = end if end is not None else frame["session"].max()
+    if cleaned.select(pl.sum_horizontal(pl.col("session", "symbol", "open", "close").null_count())).item():
+        raise ValueError("cleaned prices hold nulls")
+    start = start if start is not None else cleaned["session"].min()
+    end = end if end is not None else cleaned["session"].max()
     lo, hi = bisect.bisect_left(calendar, start), bisect.bisect_right(calendar, end)
     sessions = list(calendar[lo:hi])
     if not sessions:
         raise ValueError(f"no calendar session in [{start}, {end}]")
-    frame = frame.filter(pl.col("session") <= sessions[-1]).sort("symbol", "session")
-    if frame.select(pl.struct("symbol", "session").is_duplicated().any()).item():
+    # integer keys only (no string sort): symbol code (lexical) << 32 | epoch day, sorted -> symbol-major
+    symbol = cleaned["symbol"].cast(pl.Utf8)
+    symbols = symbol.unique().sort().to_list()
+    codes = symbol.cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int64)
+    days = cleaned["session"].cast(pl.Date).to_physical().to_numpy().astype(np.int64)
+    last_day = (np.datetime64(sessions[-1], "D") - np.datetime64("1970-01-01", "D")).astype(np.int64)
+    kept = np.flatnonzero(days <= last_day)  # bars after the window: never read (no look-ahead)
+    key = (codes[kept] << 32) | days[kept]
+    order = kept[np.argsort(key, kind="stable")]
+    key.sort()
+    if key.size > 1 and np.any(key[1:] == key[:-1]):
         raise ValueError("cleaned prices are not unique on (symbol, session)")
-    days = np.asarray(calendar, dtype="datetime64[D]")
-    bar_days = frame["session"].to_numpy().astype("datetime64[D]")
-    cal = np.searchsorted(days, bar_days)
-    if cal.size and (cal.max() >= days.size or np.any(days[np.minimum(cal, days.size - 1)] != bar_days)):
+    calendar_days = np.asarray(calendar, dtype="datetime64[D]").astype(np.int64)
+    bar_days = days[order]
+    cal = np.searchsorted(calendar_days, bar_days)
+    if cal.size and (
+        cal.max() >= calendar_days.size
+        or np.any(calendar_days[np.minimum(cal, calendar_days.size - 1)] != bar_days)
+    ):
         raise ValueError("cleaned prices hold a bar on a date outside the calendar")
-    symbols = frame["symbol"].unique(maintain_order=True).to_list()
-    codes = frame["symbol"].cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int64)
-    offsets = np.searchsorted(codes, np.arange(len(symbols) + 1)).astype(np.int64)
+    offsets = np.searchsorted(codes[order], np.arange(len(symbols) + 1)).astype(np.int64)
     return Bars(
         sessions=sessions,
         symbols=symbols,
         offsets=offsets,
         cal=cal.astype(np.int64),
         row=(cal - lo).astype(np.int64),
-        open=np.ascontiguousarray(frame["open"].to_numpy(), dtype=np.float64),
-        close=np.ascontiguousarray(frame["close"].to_numpy(), dtype=np.float64),
+        open=cleaned["open"].cast(pl.Float64).to_numpy()[order],
+        close=cleaned["close"].cast(pl.Float64).to_numpy()[order],
     )
 
 
@@ -271,13 +279,19 @@ def _sma_anchored(close, cal, period, block, warmup, out):  # pragma: no cover -
         e0 = e1
 
 
-def anchored_sma(bars: Bars, period: int) -> np.ndarray:
+def _anchoring(anchored: bool) -> tuple[int, int]:
+    """(block, warmup) of the SMA: the pipeline's, or one block from each symbol's first bar (unbounded)."""
+    return (ANCHOR_BLOCK, WARMUP) if anchored else (1 << 40, 0)
+
+
+def anchored_sma(bars: Bars, period: int, anchored: bool = True) -> np.ndarray:
     """The kernel's SMA `period` of every packed bar (NaN before it is defined), for checking against the
-    indicators table."""
+    indicators table (`anchored`) or TA-Lib over each symbol's whole history (not)."""
+    block, warmup = _anchoring(anchored)
     out = np.full(bars.close.size, np.nan)
     for j in range(len(bars.symbols)):
         a, b = int(bars.offsets[j]), int(bars.offsets[j + 1])
-        _sma_anchored(bars.close[a:b], bars.cal[a:b], int(period), ANCHOR_BLOCK, WARMUP, out[a:b])
+        _sma_anchored(bars.close[a:b], bars.cal[a:b], int(period), block, warmup, out[a:b])
     return out
 
 
@@ -421,6 +435,7 @@ def sweep_bars(
     fees_bps: float = 0,
     slippage_bps: float = 0,
     tie_band_pct: float = 0,
+    anchored: bool = True,
     **settings: Any,
 ) -> SweepResult:
     """The sweep on packed bars (`pack_bars`); see `sweep_sma_cross`."""
@@ -439,6 +454,7 @@ def sweep_bars(
     index = {n: i for i, n in enumerate(periods)}
     band = float(tie_band_pct) / 100
     n_rows = len(bars.sessions)
+    block, warmup = _anchoring(anchored)
     cash, value, orders, buys, traded = _kernel(
         bars.offsets,
         bars.cal,
@@ -449,8 +465,8 @@ def sweep_bars(
         np.asarray([index[f] for f, _ in pairs], dtype=np.int64),
         np.asarray([index[s] for _, s in pairs], dtype=np.int64),
         n_rows,
-        ANCHOR_BLOCK,
-        WARMUP,
+        block,
+        warmup,
         1.0 + band,
         1.0 - band,
         float(notional),
@@ -506,5 +522,9 @@ def sweep_sma_cross(
     `settings`: notional (USD per buy, 10,000), initial_cash (100,000), size_on ("close" | "fill"), shares
     ("whole" | "fractional"), fees_bps, slippage_bps, tie_band_pct; any backtest setting of the module
     docstring's refused list is accepted only at its reference value and otherwise raises `UnsupportedSetting`.
+    `anchored` (default True): the SMAs of the indicators table, anchored per block (a symbol with fewer than
+    n bars since its block's anchor, e.g. a sparse symbol with many gaps, has no SMA n there, as in the
+    pipeline); False: TA-Lib over each symbol's whole history, the lookback of vectorbt's reference
+    (`to_wide`), which differs from the pipeline only for such sparse symbols and long periods.
     """
     return sweep_bars(pack_bars(cleaned, calendar, start, end), pairs, **settings)

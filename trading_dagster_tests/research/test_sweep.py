@@ -53,6 +53,18 @@ def test_the_kernels_sma_is_the_indicators_tables_bit_for_bit(cleaned, calendar,
         assert np.array_equal(ours[defined], kernel[defined])  # bit for bit, not approximately
 
 
+def test_unanchored_the_sma_is_talibs_over_each_symbols_whole_history(bars):
+    import talib
+
+    for period in (7, 150):
+        kernel = anchored_sma(bars, period, anchored=False)
+        for j in range(len(bars.symbols)):
+            a, b = bars.offsets[j], bars.offsets[j + 1]
+            np.testing.assert_array_equal(kernel[a:b], talib.SMA(bars.close[a:b], timeperiod=period))
+    # on the sample no symbol is sparse enough for the anchoring to matter
+    assert sweep_bars(bars, GRID, anchored=False).stats.equals(sweep_bars(bars, GRID).stats)
+
+
 @pytest.mark.parametrize(
     ("size_on", "fees_bps", "slippage_bps", "shares"),
     [
