@@ -106,6 +106,10 @@ def daily_returns(equity: pl.DataFrame) -> tuple[Any, Any]:
     return strategy, bench
 
 
+MIN_TEARSHEET_SESSIONS = 20
+"""Fewer sessions give quantstats too little for its rolling statistics and regressions (it fails on them)."""
+
+
 def write_quantstats_report(equity: pl.DataFrame, benchmark: str, path: Path, title: str) -> Path:
     """The full quantstats tear sheet (metrics against the benchmark, cumulative and log returns, drawdown
     periods, monthly heatmap, rolling volatility, Sharpe and beta, return distribution) as one HTML file.
@@ -118,8 +122,12 @@ def write_quantstats_report(equity: pl.DataFrame, benchmark: str, path: Path, ti
 
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # quantstats asks for Arial
     strategy, bench = daily_returns(equity)
-    if len(strategy) < 2:
-        raise ValueError(f"a tear sheet needs at least 3 sessions of equity, got {equity.height}")
+    if len(strategy) < MIN_TEARSHEET_SESSIONS - 1:
+        raise ValueError(
+            f"a tear sheet needs at least {MIN_TEARSHEET_SESSIONS} sessions of equity, got {equity.height}"
+        )
+    if float(strategy.abs().max()) == 0.0:
+        raise ValueError(f"the equity never moved over its {equity.height} sessions (nothing traded): no tear sheet")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if bench is not None:

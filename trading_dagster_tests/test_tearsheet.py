@@ -57,7 +57,11 @@ def test_the_tear_sheet_is_written_offline_and_its_sharpe_is_ours(equity, tmp_pa
     assert float(row.group(1)) == pytest.approx(ours["benchmark_sharpe"], abs=0.006)
 
 
-def test_too_short_an_equity_curve_is_refused_naming_it(tmp_path):
-    short = pl.DataFrame({"session": [dt.date(2017, 1, 3), dt.date(2017, 1, 4)], "equity": [1.0, 1.1]})
-    with pytest.raises(ValueError, match="at least 3 sessions"):
-        write_quantstats_report(short, "SPY", tmp_path / "q.html", "t")
+def test_too_short_or_flat_an_equity_curve_is_refused_naming_it(equity, tmp_path):
+    with pytest.raises(ValueError, match="at least 20 sessions"):
+        write_quantstats_report(equity.head(5), "SPY", tmp_path / "q.html", "t")
+    # a demo of a few weeks in which nothing traded: quantstats itself would fail on its regressions
+    flat = equity.head(30).with_columns(equity=pl.lit(100_000.0))
+    with pytest.raises(ValueError, match="never moved"):
+        write_quantstats_report(flat, "SPY", tmp_path / "q.html", "t")
+    assert not (tmp_path / "q.html").exists()
