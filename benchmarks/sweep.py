@@ -37,9 +37,11 @@ TARGET_S, TARGET_GIB = 30.0, 2.0
 
 
 def peak_rss_gib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that over exec from the forked
+    parent, so a child started by a parent holding the cleaned frame would report the parent's peak."""
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024**2
 
 
 def rss_gib() -> float:

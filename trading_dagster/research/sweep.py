@@ -11,9 +11,9 @@ Conventions the kernel supports (and the only ones)
   does (each block of `ANCHOR_BLOCK` calendar sessions restarts from the symbol's first bar on or after
   `WARMUP` sessions before the block), with TA-Lib's order of additions: the kernel's SMA 20/50/200 equal the
   indicators table's bit for bit (tested). `anchored=False` drops the anchoring: TA-Lib over the symbol's
-  whole history, the lookback of vectorbt's reference; the two differ only where a sparse symbol has fewer
-  than n bars since the anchor (on the full shared file: BYFC, SMA 200 and 220, 14 and 34 bars), where the
-  pipeline has no SMA. A buy on D when fast > slow x (1 + band) on D and fast <= slow x (1 + band) on the
+  whole history, the lookback of vectorbt's reference; the two differ only where a sparse symbol (many gaps)
+  has fewer than n bars since its block's anchor, where the pipeline has no SMA n (on the full shared file
+  that changes the orders of 29 of the 100 default pairs, all with slow >= 120: benchmarks/sweep.py). A buy on D when fast > slow x (1 + band) on D and fast <= slow x (1 + band) on the
   previous *calendar session* (the symbol has no bar there, or an SMA is not defined yet on either day: no
   cross); a sell the mirror with (1 - band); band = `tie_band_pct` / 100.
 * Execution: the signal of D fills at D+1's open (D+1 = the next calendar session; a symbol without a bar
@@ -47,7 +47,7 @@ no sessions x symbols x pairs tensor). A numba kernel loops over chunks of symbo
 symbol it computes each distinct SMA period once (a few KB, in cache), then runs every pair's state machine
 over the symbol's bars and adds cash flows and position values into per-chunk (pairs x sessions)
 accumulators, summed in a fixed chunk order (deterministic for any thread count). Memory: the packed bars
-(~20 bytes a bar) plus 2 x chunks x pairs x sessions floats.
+(32 bytes a bar) plus 2 x chunks x pairs x sessions floats.
 """
 
 from __future__ import annotations
