@@ -317,11 +317,19 @@ def test_lineage_opens_with_every_group_expanded(page, ui):
     from trading_dagster.cli import LINEAGE_PATH, PORTAL_PATH
 
     _open(page, ui, LINEAGE_PATH, "Global asset lineage")
-    # asset names show only inside an expanded group box: one of each group
-    for name in ("raw_prices", "cleaned_prices", "signals", "executions", "equity", "fct_daily_pnl", "kill_switch",
-                 "upcoming_orders", "strategy_equity"):
+    # asset names show only inside an expanded group box: one of each group. Dagster renders only the nodes in
+    # view and opens the graph on its start: the stages up to the marts first, then (dragged into view) the
+    # trading book and the portal at the graph's lower right
+    for name in ("raw_prices", "cleaned_prices", "signals", "executions", "equity", "fct_daily_pnl"):
         page.get_by_text(name, exact=True).first.wait_for()
     _shot(page, ui, "lineage_expanded")
+    page.mouse.move(1400, 900)
+    page.mouse.down()
+    page.mouse.move(700, 350, steps=10)
+    page.mouse.up()
+    for name in ("kill_switch", "audit_log", "upcoming_orders", "strategy_equity", "tearsheet"):
+        page.get_by_text(name, exact=True).first.wait_for()
+    _shot(page, ui, "lineage_expanded_portal")
     _open(page, ui, PORTAL_PATH, "emergency_controls")  # the portal's link `ui` prints: its four pages
     for name in ("upcoming_orders", "strategy_equity", "strategy_config"):
         page.get_by_text(name, exact=True).first.wait_for()
