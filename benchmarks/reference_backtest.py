@@ -79,8 +79,7 @@ def main() -> None:
 
     import polars as pl
 
-    from trading_dagster.domain.calendar import nyse_calendar
-    from trading_dagster.domain.prices import clean_prices
+    from benchmarks.shared_file import clean_shared_file
     from trading_dagster_tests.reference.ours import REFERENCE_CONVENTIONS, route_conventions, run_ours
     from trading_dagster_tests.reference.vectorbt_reference import (
         crosses,
@@ -92,17 +91,7 @@ def main() -> None:
 
     print(f"data: {args.data}", flush=True)
     t = time.perf_counter()
-    raw = pl.read_parquet(args.data)
-    symbol_col = "ticker" if "ticker" in raw.columns else "symbol"
-    if args.symbols:
-        keep = raw[symbol_col].unique().sort().head(args.symbols).to_list()
-        raw = raw.filter(pl.col(symbol_col).is_in(keep))
-    date_col = "date" if "date" in raw.columns else "session"
-    calendar = list(nyse_calendar().sessions)
-    first, last = raw[date_col].min(), raw[date_col].max()
-    sessions = [d for d in calendar if first <= d <= last]
-    cleaned = clean_prices(raw, sessions).cleaned
-    del raw
+    cleaned, sessions, calendar = clean_shared_file(args.data, args.symbols)
     clean_s = time.perf_counter() - t
     print(
         f"cleaned: {cleaned['symbol'].n_unique():,} symbols, {len(sessions):,} sessions, {cleaned.height:,} rows "

@@ -355,21 +355,10 @@ def main() -> None:
         raise SystemExit(f"{args.data} not found: the benchmark needs the shared dataset (../shared/data)")
     import polars as pl
 
-    from trading_dagster.domain.calendar import nyse_calendar
-    from trading_dagster.domain.prices import clean_prices
+    from benchmarks.shared_file import clean_shared_file
 
     t = time.perf_counter()
-    raw = pl.read_parquet(args.data)
-    symbol_col = "ticker" if "ticker" in raw.columns else "symbol"
-    if args.symbols:
-        keep = raw[symbol_col].unique().sort().head(args.symbols).to_list()
-        raw = raw.filter(pl.col(symbol_col).is_in(keep))
-    date_col = "date" if "date" in raw.columns else "session"
-    calendar = list(nyse_calendar().sessions)
-    first, last = raw[date_col].min(), raw[date_col].max()
-    sessions = [d for d in calendar if first <= d <= last]
-    cleaned = clean_prices(raw, sessions).cleaned
-    del raw
+    cleaned, sessions, calendar = clean_shared_file(args.data, args.symbols)
     pairs = grid(args)
     print(
         f"data: {args.data}\ncleaned: {cleaned['symbol'].n_unique():,} symbols, {len(sessions):,} sessions, "
