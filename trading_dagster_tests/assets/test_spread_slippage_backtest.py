@@ -5,34 +5,24 @@ spread (a fill is the open x (1 + 5 bps + half the order session's proxy), to th
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
-from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.execution import SlippageModel, spreads_by_session
 from trading_dagster.settings import DEFAULT_CONFIG_FILE, Settings
 from trading_dagster_tests.integration.conftest import (  # noqa: F401 - the fixtures are used by name
-    check_count,
+    assert_range_equals_days,
     make_settings,
     read_table,
-    run_range,
     warm_copy,
     warm_history,
 )
 
 FRACTION = Decimal("0.5")
-TABLES = {
-    "trading.orders": ["session", "symbol", "strategy", "side"],
-    "trading.executions": ["session", "client_order_id", "event"],
-    "pnl.positions": ["session", "symbol"],
-    "pnl.equity": ["session"],
-}
 
 
 def _with_spread(data_dir: Path) -> Settings:
@@ -48,15 +38,6 @@ def _with_spread(data_dir: Path) -> Settings:
     return make_settings(data_dir, TRADING_DAGSTER_CONFIG=str(config))
 
 
-def _run_and_check(settings: Settings, start: dt.date, end: dt.date) -> None:
-    defs = build_definitions(settings)
-    result = run_range(defs, start, end)
-    assert result.success
-    evaluations = result.get_asset_check_evaluations()
-    failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
-    assert len(evaluations) == check_count(defs) and not failed
-
-
 @pytest.mark.slow
 def test_a_range_run_with_spread_slippage_equals_the_sessions_run_one_by_one(warm_copy, tmp_path_factory):  # noqa: F811
     range_settings, sessions = warm_copy
@@ -66,14 +47,7 @@ def test_a_range_run_with_spread_slippage_equals_the_sessions_run_one_by_one(war
     shutil.copytree(range_settings.data_dir, daily_dir)
     daily_settings = _with_spread(daily_dir)
 
-    _run_and_check(range_settings, sessions[0], sessions[-1])
-    for session in sessions:
-        _run_and_check(daily_settings, session, session)
-    for table, keys in TABLES.items():
-        a = read_table(range_settings, table).sort(keys)
-        b = read_table(daily_settings, table).sort(keys)
-        assert a.height > 0, table
-        assert_frame_equal(a, b, check_exact=True)
+    assert_range_equals_days(range_settings, daily_settings, sessions)
 
     # every open fill is the open with 5 bps and half its order session's proxy, to the tick against the trader
     executions = read_table(range_settings, "trading.executions")

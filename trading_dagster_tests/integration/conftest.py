@@ -74,3 +74,37 @@ def warm_copy(warm_history, tmp_path) -> tuple[Settings, list[dt.date]]:
     dst = tmp_path / "data"
     shutil.copytree(src, dst)
     return make_settings(dst), sessions
+
+
+BOOK_TABLES = {
+    "trading.orders": ["session", "symbol", "strategy", "side"],
+    "trading.executions": ["session", "client_order_id", "event"],
+    "pnl.positions": ["session", "symbol"],
+    "pnl.equity": ["session"],
+}
+"""The backtest's tables a range run must reproduce, with the keys that order them."""
+
+
+def run_and_check_all(settings: Settings, start: dt.date, end: dt.date) -> None:
+    """`pipeline_job` over start..end: it succeeds and every one of its checks ran and passed."""
+    defs = build_definitions(settings)
+    result = run_range(defs, start, end)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
+    assert len(evaluations) == check_count(defs) and not failed
+
+
+def assert_range_equals_days(range_settings: Settings, daily_settings: Settings, sessions: list[dt.date]) -> None:
+    """One run over `sessions` on one data folder, then each session as its own run on a copy: the backtest's
+    tables are equal, value for value (the same code for one day and ten years)."""
+    from polars.testing import assert_frame_equal
+
+    run_and_check_all(range_settings, sessions[0], sessions[-1])
+    for session in sessions:
+        run_and_check_all(daily_settings, session, session)
+    for table, keys in BOOK_TABLES.items():
+        a = read_table(range_settings, table).sort(keys)
+        b = read_table(daily_settings, table).sort(keys)
+        assert a.height > 0, table
+        assert_frame_equal(a, b, check_exact=True)

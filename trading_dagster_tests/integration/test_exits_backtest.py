@@ -10,20 +10,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
-from trading_dagster.definitions import build_definitions
 from trading_dagster.domain.execution import SlippageModel
 from trading_dagster.settings import DEFAULT_CONFIG_FILE, Settings
-from trading_dagster_tests.integration.conftest import check_count, make_settings, read_table, run_range
+from trading_dagster_tests.integration.conftest import (
+    assert_range_equals_days,
+    make_settings,
+    read_table,
+    run_and_check_all,
+)
 
 STOP_PCT, TAKE_PCT = Decimal(5), Decimal(10)
-TABLES = {
-    "trading.orders": ["session", "symbol", "strategy", "side"],
-    "trading.executions": ["session", "client_order_id", "event"],
-    "pnl.positions": ["session", "symbol"],
-    "pnl.equity": ["session"],
-}
 
 
 def _with_exits(data_dir: Path) -> Settings:
@@ -35,15 +32,6 @@ def _with_exits(data_dir: Path) -> Settings:
         text.replace("\n[risk]\n", f"\n[risk]\nstop_loss_pct = {STOP_PCT}\ntake_profit_pct = {TAKE_PCT}\n")
     )
     return make_settings(data_dir, TRADING_DAGSTER_CONFIG=str(config))
-
-
-def _run_and_check(settings: Settings, start: dt.date, end: dt.date) -> None:
-    defs = build_definitions(settings)
-    result = run_range(defs, start, end)
-    assert result.success
-    evaluations = result.get_asset_check_evaluations()
-    failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
-    assert len(evaluations) == check_count(defs) and not failed
 
 
 def _is_exit(col: str = "client_order_id") -> pl.Expr:
@@ -63,7 +51,7 @@ def exits_copy(warm_copy) -> tuple[Settings, list[dt.date]]:
 @pytest.mark.slow
 def test_exit_fills_are_at_the_bar_rules_levels_and_every_check_passes(exits_copy):
     settings, sessions = exits_copy
-    _run_and_check(settings, sessions[0], sessions[-1])
+    run_and_check_all(settings, sessions[0], sessions[-1])
     executions = read_table(settings, "trading.executions")
     orders = read_table(settings, "trading.orders").filter(pl.col("status") == "approved")
     bars = read_table(settings, "prices.cleaned_prices").select("symbol", "session", "open", "high", "low")
@@ -111,14 +99,7 @@ def test_a_range_run_with_exits_equals_the_sessions_run_one_by_one(exits_copy, t
     shutil.copytree(range_settings.data_dir, daily_dir)
     daily_settings = _with_exits(daily_dir)
 
-    _run_and_check(range_settings, sessions[0], sessions[-1])
-    for session in sessions:
-        _run_and_check(daily_settings, session, session)
+    assert_range_equals_days(range_settings, daily_settings, sessions)
 
-    for table, keys in TABLES.items():
-        a = read_table(range_settings, table).sort(keys)
-        b = read_table(daily_settings, table).sort(keys)
-        assert a.height > 0, table
-        assert_frame_equal(a, b, check_exact=True)
     executions = read_table(range_settings, "trading.executions")
     assert executions.filter((pl.col("event") == "filled") & _is_exit()).height > 0  # exits inside the window
