@@ -18,6 +18,7 @@ from trading_dagster.assets.portal import (
 )
 from trading_dagster.assets.prices import cleaned_prices
 from trading_dagster.assets.raw import raw_prices
+from trading_dagster.assets.research import RESEARCH_ASSETS, sweep_job
 from trading_dagster.assets.trading import executions, orders, performance, pnl
 from trading_dagster.automation.alerts import raw_freshness_sensor, run_failure_alert_sensor
 from trading_dagster.automation.control import CONTROL_JOBS, KILL_SWITCH_ASSET
@@ -88,6 +89,7 @@ GROUP_ANNOTATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "marts": ("team:quant-research", {"step": "7-marts", "book": "backtest"}),
     "execution": ("team:trading-desk", {"step": "8-execution", "book": "broker"}),
     "portal": ("team:trading-desk", {"step": "9-portal", "book": "both"}),
+    "research": ("team:quant-research", {"step": "10-research", "book": "backtest"}),
 }
 # kinds for the assets that have none of their own (the UI shows a kind as an icon on the node)
 EXTRA_KINDS: dict[str, set[str]] = {
@@ -262,13 +264,20 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     execution = settings.trading.execution if settings.trading else ExecutionSettings()
     assets = dg.map_asset_specs(
-        annotate_spec, [*ASSETS, marts_assets(), *CONTROL_ASSETS, *PORTAL_ASSETS]  # marts: needs the manifest
+        annotate_spec, [*ASSETS, marts_assets(), *CONTROL_ASSETS, *PORTAL_ASSETS, *RESEARCH_ASSETS]  # marts: needs the manifest
     )
     return dg.Definitions(
         assets=assets,
         asset_checks=UP_TO_DATE_CHECKS,
         jobs=[
-            pipeline_job, performance_job, marts_job, portal_job, raw_landing_job, *EXECUTION_JOBS, *CONTROL_JOBS
+            pipeline_job,
+            performance_job,
+            marts_job,
+            portal_job,
+            sweep_job,
+            raw_landing_job,
+            *EXECUTION_JOBS,
+            *CONTROL_JOBS,
         ],
         schedules=[
             daily_pipeline_schedule,

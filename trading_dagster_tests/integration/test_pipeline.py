@@ -71,6 +71,7 @@ def test_definitions_snapshot(tmp_path):
         "prices/price_breaks",
         "prices/price_quarantine",
         "raw/raw_prices",
+        "research/sma_sweep",
         "signals/signals",
         "trading/executions",
         "trading/orders",
@@ -124,6 +125,7 @@ def test_definitions_snapshot(tmp_path):
         "portal_job",
         "raw_landing_job",
         "reconcile_job",
+        "sweep_job",
     ]
     assert sorted(s.name for s in repo.schedule_defs) == [
         "daily_pipeline_schedule",
