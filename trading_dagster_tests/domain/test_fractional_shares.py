@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -55,7 +54,6 @@ from trading_dagster.domain.risk import (
 from trading_dagster.resources.backtest_book import SimulatedBook
 from trading_dagster_tests.domain.test_risk import _ctx
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "us_equities_sample_2008_2017.parquet"
 D, D1, D2 = dt.date(2017, 3, 1), dt.date(2017, 3, 2), dt.date(2017, 3, 3)
 FREE = SlippageModel(bps=Decimal(0)), CommissionModel(per_share=Decimal(0))
 FRACTIONAL_RISK = {"shares": "fractional"}
@@ -341,25 +339,6 @@ def test_mark_to_market_positions_are_float_with_fractions():
 
 
 # ------------------------------------------------------------------------- the planner on real rows
-
-
-@pytest.fixture(scope="module")
-def sample_window():
-    from trading_dagster.domain.calendar import nyse_calendar
-    from trading_dagster.domain.indicators import compute_indicators_anchored
-    from trading_dagster.domain.strategies import StrategySpec, generate_signals
-
-    prices = (
-        pl.read_parquet(SAMPLE)
-        .rename({"ticker": "symbol", "date": "session"})
-        .filter(pl.col("session").is_between(dt.date(2014, 1, 1), dt.date(2015, 12, 31)))
-    )
-    days = [d for d in nyse_calendar().sessions if dt.date(2014, 1, 1) <= d <= dt.date(2016, 1, 31)]
-    window = [d for d in days if dt.date(2015, 3, 1) <= d <= dt.date(2015, 12, 31)]
-    spec = StrategySpec(name="sma_20_50_cross", kind="sma_cross", params={"fast": 20, "slow": 50})
-    indicators = compute_indicators_anchored(prices, days, window[0], window[-1])
-    signals = generate_signals(indicators, [spec], window[0], window[-1], days)
-    return prices, signals, days, window
 
 
 def _planned_one_by_one(prices, signals, days, window, risk, slip, fee) -> pl.DataFrame:

@@ -175,25 +175,6 @@ def test_the_cash_cap_counts_the_spread():
 # ------------------------------------------------------------------------ the planner against the book
 
 
-@pytest.fixture(scope="module")
-def sample_window():
-    from trading_dagster.domain.calendar import nyse_calendar
-    from trading_dagster.domain.indicators import compute_indicators_anchored
-    from trading_dagster.domain.strategies import StrategySpec, generate_signals
-
-    prices = (
-        pl.read_parquet(SAMPLE)
-        .rename({"ticker": "symbol", "date": "session"})
-        .filter(pl.col("session").is_between(dt.date(2014, 1, 1), dt.date(2015, 12, 31)))
-    )
-    days = [d for d in nyse_calendar().sessions if dt.date(2014, 1, 1) <= d <= dt.date(2016, 1, 31)]
-    window = [d for d in days if dt.date(2015, 3, 1) <= d <= dt.date(2015, 12, 31)]
-    spec = StrategySpec(name="sma_20_50_cross", kind="sma_cross", params={"fast": 20, "slow": 50})
-    indicators = compute_indicators_anchored(prices, days, window[0], window[-1])
-    signals = generate_signals(indicators, [spec], window[0], window[-1], days)
-    return prices, signals, days, window
-
-
 def _bars_at(prices: pl.DataFrame, day: dt.date) -> dict[str, tuple]:
     rows = prices.filter(pl.col("session") == day).select("symbol", "open", "high", "low").iter_rows()
     return {s: (o, h, lo) for s, o, h, lo in rows}
