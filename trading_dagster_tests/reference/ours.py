@@ -1,7 +1,8 @@
 """Our pipeline's pure functions on a cleaned-prices frame, as one backtest: the side compared with the reference.
 
 `run_ours` runs the stages the way `benchmarks/full_backfill.py`'s `run_pure` does (indicators anchored ->
-signals of one `sma_cross` strategy -> `plan_orders` -> `SimulatedBook` sync/submit session by session ->
+signals of one strategy (an `sma_cross` of `fast` / `slow` by default, or any `StrategySpec` as `strategy`) ->
+`plan_orders` -> `SimulatedBook` sync/submit session by session ->
 `mark_to_market` -> `performance_summary`), with one difference: the signals get the exchange calendar
 (`generate_signals(..., sessions)`), as the signals asset does, so "the session before D" is the calendar's.
 
@@ -115,10 +116,14 @@ def run_ours(
     slippage_bps: float | int = 0,
     calendar: Sequence[dt.date] | None = None,
     benchmark: str = "SPY",
+    strategy: Any = None,
     **conventions: Any,
 ) -> ReferenceResult:
     """Our backtest of the SMA `fast`/`slow` cross over the window `sessions` (ordered, consecutive sessions of
     `calendar`; default the NYSE calendar), in the shape of the reference's result.
+
+    `strategy`: a `StrategySpec` of any kind to run instead of the SMA cross (`fast` / `slow` are then unused;
+    a convention routed to the sma_cross params, `tie_band_pct`, is a TypeError naming it).
 
     Commission is `fees_bps` basis points of the traded value and nothing per share; slippage `slippage_bps`.
     `conventions`: see the module docstring (`REFERENCE_CONVENTIONS`, `size_on`, ...).
@@ -143,11 +148,16 @@ def run_ours(
     risk = RiskConfig(notional=Decimal(str(notional)), initial_cash=cash, **routed["risk"])
     slippage = SlippageModel(bps=Decimal(str(slippage_bps)), **routed["slippage"])
     commission = CommissionModel(per_share=Decimal(0), bps=Decimal(str(fees_bps)), **routed["commission"])
-    spec = StrategySpec(
-        name=f"sma_{fast}_{slow}_cross",
-        kind="sma_cross",
-        params={"fast": fast, "slow": slow, **routed["strategy"]},
-    )
+    if strategy is None:
+        spec = StrategySpec(
+            name=f"sma_{fast}_{slow}_cross",
+            kind="sma_cross",
+            params={"fast": fast, "slow": slow, **routed["strategy"]},
+        )
+    elif routed["strategy"] and strategy.kind != "sma_cross":
+        raise TypeError(f"conventions {sorted(routed['strategy'])} are sma_cross params, not {strategy.kind!r}'s")
+    else:
+        spec = strategy
 
     indicators = ind.compute_indicators_anchored(cleaned, days, sessions[0], sessions[-1])
     signals = generate_signals(indicators, [spec], sessions[0], sessions[-1], days)

@@ -1,0 +1,391 @@
+"""The RSI-bounds and 52-week-dip-threshold sweeps (issue 11), on a generic event kernel.
+
+`backtest_events(bars, entries, exits, ...)` backtests any strategy given as per-bar booleans ("a buy / a sell
+signal at this bar's close"), aligned with the SMA sweep's packed bars (`sweep.Bars`), one row per parameter
+set, with exactly the SMA sweep kernel's reference conventions (decision 0006, `research/sweep.py`'s module
+docstring): the signal of D fills at the next calendar session's open if the symbol has a bar there (else the
+day order expires), fixed notional, `size_on` close | fill, `shares` whole | fractional, no adding (a buy when
+held does nothing), a sell sells everything (a sell when flat does nothing), bps fees and slippage, no cash
+limit; the same figures (`STATS_COLUMNS`, computed as `sweep_bars` does: `series_stats` for the return, Sharpe
+and drawdown, `sweep._sortino`, traded value, turnover, exposure). `sweep_bars`' stats are inline in it, not a
+function, so they are computed here with the same helpers and formulas (`_stats_rows`).
+
+When one bar has both an entry and an exit: held, the exit sells; flat, the entry buys. (The planner processes
+sells before buys, so an RSI or dip rule, which never has both, is unaffected; a caller mixing both should
+check its own case.)
+
+On top:
+* `sweep_rsi`: the `rsi` strategy (`domain/strategies.py` `_rsi`): buy when `rsi_14 < lower`, sell when
+  `rsi_14 > upper`, for every (lower, upper) of a grid (default 20..40 x 60..80 step 5: 25 sets);
+* `sweep_dip`: the `dip_52w` strategy (`_dip_52w`): buy when `pct_below_high_52w >= threshold_pct` (default
+  5..30 step 2.5: 11 thresholds); no sell signal, so a position is held to the end of the window.
+
+`rsi_14` and `pct_below_high_52w` are read *from the indicators table* (`compute_indicators_anchored`, the
+warehouse's `indicators.indicators`), aligned with the packed bars by `pack_indicator_bars`, never recomputed:
+the sweeps' signals are the signals asset's by construction. A null indicator (or NaN: the table holds nulls,
+not NaN) gives no signal, as in the pipeline.
+
+Memory: the signals are booleans, distinct rows only (RSI: one entry row per lower bound and one exit row per
+upper bound, combined per set by index), so 10 x bars bytes for the default RSI grid, 11 x bars for the dip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import polars as pl
+
+from trading_dagster.domain.metrics import series_stats
+from trading_dagster.research.sweep import (
+    N_CHUNKS,
+    PERIODS_PER_YEAR,
+    STATS_SCHEMA,
+    Bars,
+    SweepResult,
+    UnsupportedSetting,
+    _floor_qty,
+    _nan,
+    _sortino,
+    check_settings,
+    pack_bars,
+)
+
+DEFAULT_RSI_LOWER: tuple[float, ...] = (20.0, 25.0, 30.0, 35.0, 40.0)
+DEFAULT_RSI_UPPER: tuple[float, ...] = (60.0, 65.0, 70.0, 75.0, 80.0)
+DEFAULT_DIP_THRESHOLDS: tuple[float, ...] = tuple(5.0 + 2.5 * i for i in range(11))  # 5, 7.5, .., 30
+RSI_COLUMN = "rsi_14"
+DIP_COLUMN = "pct_below_high_52w"
+
+STATS_COLUMNS: dict[str, pl.DataType] = {k: v for k, v in STATS_SCHEMA.items() if k not in ("fast", "slow")}
+"""The figures of every parameter set (the SMA sweep's, without its fast / slow columns)."""
+
+
+@dataclass(frozen=True)
+class IndicatorBars:
+    """Packed bars (`sweep.pack_bars`) and indicator columns aligned with them (float64, NaN: no value)."""
+
+    bars: Bars
+    values: Mapping[str, np.ndarray]
+
+
+def _packed_keys(bars: Bars) -> np.ndarray:
+    """symbol index << 32 | calendar index of each packed bar: sorted, as `pack_bars` orders the bars."""
+    counts = np.diff(bars.offsets)
+    return (np.repeat(np.arange(len(bars.symbols), dtype=np.int64), counts) << 32) | bars.cal
+
+
+def align_indicators(
+    bars: Bars, indicators: pl.DataFrame, calendar: Sequence[dt.date], columns: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """`columns` of `indicators` (symbol, session, ...) aligned with the packed `bars`: the value of bar i is the
+    row with bar i's symbol and session (NaN when there is none, or it is null). Rows of other symbols or of
+    sessions without a packed bar (after the window, say) are ignored."""
+    missing = [c for c in ("symbol", "session", *columns) if c not in indicators.columns]
+    if missing:
+        raise ValueError(f"the indicators lack columns {missing}")
+    out = {c: np.full(bars.close.size, np.nan) for c in columns}
+    known = indicators.filter(pl.col("symbol").cast(pl.Utf8).is_in(bars.symbols))
+    if known.height == 0:
+        return out
+    codes = known["symbol"].cast(pl.Utf8).cast(pl.Enum(bars.symbols)).to_physical().to_numpy().astype(np.int64)
+    calendar_days = np.asarray(calendar, dtype="datetime64[D]")
+    days = known["session"].cast(pl.Date).to_numpy().astype("datetime64[D]")
+    cal = np.searchsorted(calendar_days, days)
+    on_calendar = (cal < calendar_days.size) & (calendar_days[np.minimum(cal, calendar_days.size - 1)] == days)
+    keys = (codes << 32) | cal.astype(np.int64)
+    packed = _packed_keys(bars)
+    at = np.minimum(np.searchsorted(packed, keys), max(packed.size - 1, 0))
+    hit = on_calendar & (packed[at] == keys) if packed.size else np.zeros(keys.size, dtype=bool)
+    where = at[hit]
+    if np.unique(where).size != where.size:
+        raise ValueError("the indicators are not unique on (symbol, session)")
+    for c in columns:
+        values = known[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        out[c][where] = values[hit]
+    return out
+
+
+def pack_indicator_bars(
+    cleaned: pl.DataFrame,
+    indicators: pl.DataFrame,
+    calendar: Sequence[dt.date],
+    columns: Sequence[str],
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> IndicatorBars:
+    """`pack_bars(cleaned, calendar, start, end)` with the indicators table's `columns` aligned to the bars."""
+    bars = pack_bars(cleaned, calendar, start, end)
+    return IndicatorBars(bars, align_indicators(bars, indicators, calendar, columns))
+
+
+@numba.njit(parallel=True, cache=True)
+def _event_kernel(
+    offsets,
+    row,
+    open_,
+    close,
+    entries,
+    exits,
+    entry_idx,
+    exit_idx,
+    n_rows,
+    notional,
+    size_on_fill,
+    fractional,
+    fees,
+    slip,
+    n_chunks,
+):  # pragma: no cover - compiled
+    n_sets = entry_idx.size
+    cash = np.zeros((n_chunks, n_sets, n_rows))
+    value = np.zeros((n_chunks, n_sets, n_rows))
+    orders = np.zeros((n_chunks, n_sets), dtype=np.int64)
+    buys = np.zeros((n_chunks, n_sets), dtype=np.int64)
+    traded = np.zeros((n_chunks, n_sets))
+    m = offsets.size - 1
+    for c in numba.prange(n_chunks):
+        for j in range(m * c // n_chunks, m * (c + 1) // n_chunks):
+            a = offsets[j]
+            k_n = offsets[j + 1] - a
+            for p in range(n_sets):
+                buy = entries[entry_idx[p]]
+                sell = exits[exit_idx[p]]
+                qty = 0.0
+                pending = 0
+                pending_qty = 0.0
+                for k in range(k_n):
+                    i = a + k
+                    r = row[i]
+                    if r < 0:
+                        continue
+                    if pending == 1:
+                        price = open_[i] * (1.0 + slip)
+                        bought = pending_qty if not size_on_fill else _floor_qty(notional / price, fractional)
+                        if bought > 0:
+                            traded_value = bought * price
+                            cash[c, p, r] -= traded_value + traded_value * fees
+                            qty = bought
+                            orders[c, p] += 1
+                            buys[c, p] += 1
+                            traded[c, p] += traded_value
+                    elif pending == -1:
+                        price = open_[i] * (1.0 - slip)
+                        traded_value = qty * price
+                        cash[c, p, r] += traded_value - traded_value * fees
+                        qty = 0.0
+                        orders[c, p] += 1
+                        traded[c, p] += traded_value
+                    pending = 0
+                    if qty > 0:
+                        until = row[i + 1] if k + 1 < k_n else n_rows
+                        held = qty * close[i]
+                        for t in range(r, until):
+                            value[c, p, t] += held
+                    # the signal at D's close fills at the next session's open if the symbol has a bar there
+                    if k + 1 < k_n and row[i + 1] == r + 1:
+                        if qty == 0:
+                            if buy[i]:
+                                if size_on_fill:
+                                    pending = 1
+                                else:
+                                    pending_qty = _floor_qty(notional / close[i], fractional)
+                                    if pending_qty > 0:
+                                        pending = 1
+                        elif sell[i]:
+                            pending = -1
+    return cash.sum(axis=0), value.sum(axis=0), orders.sum(axis=0), buys.sum(axis=0), traded.sum(axis=0)
+
+
+def _stats_rows(
+    sessions: Sequence[dt.date],
+    equity: np.ndarray,
+    value: np.ndarray,
+    orders: np.ndarray,
+    buys: np.ndarray,
+    traded: np.ndarray,
+    initial_cash: float,
+) -> list[tuple]:
+    """One tuple of `STATS_COLUMNS` per set: the formulas of `sweep_bars` (see its module docstring)."""
+    returns = max(len(sessions) - 1, 1)
+    rows = []
+    for p in range(equity.shape[0]):
+        v = equity[p]
+        figures = series_stats(sessions, v.tolist(), PERIODS_PER_YEAR)
+        mean_equity = float(np.mean(v))
+        turnover = traded[p] / 2 / mean_equity * PERIODS_PER_YEAR / returns if mean_equity > 0 else math.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exposure = float(np.mean(np.where(v > 0, value[p] / v, 0.0)))
+        final = float(v[-1])
+        rows.append(
+            (
+                final - float(initial_cash),
+                final,
+                _nan(figures["cumulative_return"]),
+                int(orders[p]),
+                int(buys[p]),
+                _nan(figures["sharpe"]),
+                _sortino(v),
+                _nan(figures["max_drawdown"]),
+                float(traded[p]),
+                turnover,
+                exposure,
+            )
+        )
+    return rows
+
+
+def _signal_rows(signals: np.ndarray | None, n_bars: int, name: str) -> np.ndarray:
+    if signals is None:
+        return np.zeros((1, n_bars), dtype=np.bool_)
+    array = np.asarray(signals)
+    if array.dtype != np.bool_:
+        raise ValueError(f"{name} must be booleans, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != n_bars or array.shape[0] == 0:
+        raise ValueError(f"{name} must be (sets, {n_bars} bars), got shape {np.asarray(signals).shape}")
+    return np.ascontiguousarray(array)
+
+
+def backtest_events(
+    bars: Bars,
+    entries: np.ndarray,
+    exits: np.ndarray | None = None,
+    *,
+    combine: Sequence[tuple[int, int]] | None = None,
+    params: Sequence[tuple[Any, ...]] | None = None,
+    param_names: Sequence[str] = ("set",),
+    notional: float = 10_000,
+    initial_cash: float = 100_000,
+    size_on: str = "close",
+    shares: str = "whole",
+    fees_bps: float = 0,
+    slippage_bps: float = 0,
+    **settings: Any,
+) -> SweepResult:
+    """Backtest signals given per bar, one parameter set per row, with the reference conventions.
+
+    `bars`: `sweep.pack_bars`' packed bars (the window is theirs; warm-up bars before it never trade).
+    `entries`, `exits`: booleans (rows x bars, or one row as a vector), aligned with the packed bars: True =
+    a buy (entry) / a sell-everything (exit) signal at this bar's close, filled at the next calendar session's
+    open if the symbol has a bar there. `exits` None: no sell signal (held to the end). Signals on bars before
+    the window are ignored.
+    `combine`: the (entry row, exit row) of each set; default: row p of each (`exits` with one row: that row
+    for every set). `params`: one tuple per set, the values of `param_names` (the leading columns of the stats;
+    default `set` = 0, 1, ...).
+    Settings as `sweep.sweep_bars`: notional (USD per buy), initial_cash, size_on ("close" | "fill"), shares
+    ("whole" | "fractional"), fees_bps, slippage_bps; any other backtest setting only at its reference value
+    (`check_settings`: else `UnsupportedSetting` naming it).
+
+    Returns a `SweepResult`: `pairs` = `params`; `stats` = the `param_names` columns then `STATS_COLUMNS`, one
+    row per set in order; `equity` / `positions_value`: sets x sessions.
+    """
+    check_settings(settings)
+    if size_on not in ("close", "fill"):
+        raise UnsupportedSetting(f"size_on must be 'close' or 'fill', got {size_on!r}")
+    if shares not in ("whole", "fractional"):
+        raise UnsupportedSetting(f"shares must be 'whole' or 'fractional', got {shares!r}")
+    if not notional > 0:
+        raise ValueError(f"notional must be > 0, got {notional}")
+    n_bars = bars.close.size
+    buy = _signal_rows(entries, n_bars, "entries")
+    sell = _signal_rows(exits, n_bars, "exits")
+    if combine is None:
+        if sell.shape[0] not in (1, buy.shape[0]):
+            raise ValueError(f"{buy.shape[0]} entry rows and {sell.shape[0]} exit rows: pass combine")
+        combine = [(p, p if sell.shape[0] > 1 else 0) for p in range(buy.shape[0])]
+    combine = [(int(e), int(x)) for e, x in combine]
+    bad = [(e, x) for e, x in combine if not (0 <= e < buy.shape[0] and 0 <= x < sell.shape[0])]
+    if not combine or bad:
+        raise ValueError(f"combine needs (entry row, exit row) within the signals, got {bad or 'none'}")
+    params = [(p,) for p in range(len(combine))] if params is None else [tuple(p) for p in params]
+    if len(params) != len(combine) or any(len(p) != len(param_names) for p in params):
+        raise ValueError(f"need one tuple of {tuple(param_names)} per set ({len(combine)}), got {len(params)}")
+    n_rows = len(bars.sessions)
+    cash, value, orders, buys, traded = _event_kernel(
+        bars.offsets,
+        bars.row,
+        bars.open,
+        bars.close,
+        buy,
+        sell,
+        np.asarray([e for e, _ in combine], dtype=np.int64),
+        np.asarray([x for _, x in combine], dtype=np.int64),
+        n_rows,
+        float(notional),
+        size_on == "fill",
+        shares == "fractional",
+        float(fees_bps) / 10_000,
+        float(slippage_bps) / 10_000,
+        N_CHUNKS,
+    )
+    equity = float(initial_cash) + np.cumsum(cash, axis=1) + value
+    figures = pl.DataFrame(
+        _stats_rows(bars.sessions, equity, value, orders, buys, traded, initial_cash),
+        schema=STATS_COLUMNS,
+        orient="row",
+    )
+    keys = pl.DataFrame(params, schema=list(param_names), orient="row")
+    return SweepResult(list(bars.sessions), params, pl.concat([keys, figures], how="horizontal"), equity, value)
+
+
+def _column(data: IndicatorBars, name: str) -> np.ndarray:
+    if name not in data.values:
+        raise ValueError(f"the packed bars carry no {name!r} (pack_indicator_bars(..., columns=[{name!r}]))")
+    return data.values[name]
+
+
+def rsi_grid(
+    lower: Iterable[float] = DEFAULT_RSI_LOWER, upper: Iterable[float] = DEFAULT_RSI_UPPER
+) -> list[tuple[float, float]]:
+    """Every (lower, upper) with 0 < lower < upper < 100, lower-major (the default: 5 x 5 = 25 sets)."""
+    upper = [float(u) for u in upper]
+    return [(float(lo), hi) for lo in lower for hi in upper if 0 < lo < hi < 100]
+
+
+def sweep_rsi(
+    data: IndicatorBars, bounds: Sequence[tuple[float, float]] | None = None, **settings: Any
+) -> SweepResult:
+    """The `rsi` strategy for every (lower, upper) of `bounds` (default `rsi_grid()`): buy when `rsi_14 <
+    lower`, sell everything when `rsi_14 > upper` (`_rsi`'s rule), `rsi_14` from the indicators table
+    (`pack_indicator_bars(..., columns=["rsi_14"])`). Stats columns `lower`, `upper`, then `STATS_COLUMNS`.
+    `settings`: as `backtest_events`."""
+    bounds = rsi_grid() if bounds is None else [(float(lo), float(hi)) for lo, hi in bounds]
+    bad = [b for b in bounds if not 0 < b[0] < b[1] < 100]
+    if not bounds or bad:
+        raise ValueError(f"need RSI bounds with 0 < lower < upper < 100, got {bad or 'none'}")
+    rsi = _column(data, RSI_COLUMN)
+    lowers = sorted({lo for lo, _ in bounds})
+    uppers = sorted({hi for _, hi in bounds})
+    with np.errstate(invalid="ignore"):  # NaN compares False: no value, no signal
+        entries = rsi[None, :] < np.asarray(lowers)[:, None]
+        exits = rsi[None, :] > np.asarray(uppers)[:, None]
+    combine = [(lowers.index(lo), uppers.index(hi)) for lo, hi in bounds]
+    return backtest_events(
+        data.bars, entries, exits, combine=combine, params=bounds, param_names=("lower", "upper"), **settings
+    )
+
+
+def sweep_dip(
+    data: IndicatorBars, thresholds: Sequence[float] | None = None, **settings: Any
+) -> SweepResult:
+    """The `dip_52w` strategy for every `threshold_pct` of `thresholds` (default 5..30 step 2.5): buy when
+    `pct_below_high_52w >= threshold_pct` (`_dip_52w`'s rule), from the indicators table
+    (`pack_indicator_bars(..., columns=["pct_below_high_52w"])`); no sell signal. Stats columns
+    `threshold_pct`, then `STATS_COLUMNS`. `settings`: as `backtest_events`."""
+    thresholds = list(DEFAULT_DIP_THRESHOLDS) if thresholds is None else [float(t) for t in thresholds]
+    bad = [t for t in thresholds if not 0 < t < 100]
+    if not thresholds or bad:
+        raise ValueError(f"need thresholds with 0 < threshold_pct < 100, got {bad or 'none'}")
+    pct = _column(data, DIP_COLUMN)
+    with np.errstate(invalid="ignore"):
+        entries = pct[None, :] >= np.asarray(thresholds)[:, None]
+    return backtest_events(
+        data.bars, entries, None, params=[(t,) for t in thresholds], param_names=("threshold_pct",), **settings
+    )
