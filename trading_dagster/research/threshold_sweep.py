@@ -93,11 +93,15 @@ def align_indicators(
     known = indicators.filter(pl.col("symbol").cast(pl.Utf8).is_in(bars.symbols))
     if known.height == 0:
         return out
-    codes = known["symbol"].cast(pl.Utf8).cast(pl.Enum(bars.symbols)).to_physical().to_numpy().astype(np.int64)
+    codes = (
+        known["symbol"].cast(pl.Utf8).cast(pl.Enum(bars.symbols)).to_physical().to_numpy().astype(np.int64)
+    )
     calendar_days = np.asarray(calendar, dtype="datetime64[D]")
     days = known["session"].cast(pl.Date).to_numpy().astype("datetime64[D]")
     cal = np.searchsorted(calendar_days, days)
-    on_calendar = (cal < calendar_days.size) & (calendar_days[np.minimum(cal, calendar_days.size - 1)] == days)
+    on_calendar = (cal < calendar_days.size) & (
+        calendar_days[np.minimum(cal, calendar_days.size - 1)] == days
+    )
     keys = (codes << 32) | cal.astype(np.int64)
     packed = _packed_keys(bars)
     at = np.minimum(np.searchsorted(packed, keys), max(packed.size - 1, 0))
@@ -306,7 +310,9 @@ def backtest_events(
         raise ValueError(f"combine needs (entry row, exit row) within the signals, got {bad or 'none'}")
     params = [(p,) for p in range(len(combine))] if params is None else [tuple(p) for p in params]
     if len(params) != len(combine) or any(len(p) != len(param_names) for p in params):
-        raise ValueError(f"need one tuple of {tuple(param_names)} per set ({len(combine)}), got {len(params)}")
+        raise ValueError(
+            f"need one tuple of {tuple(param_names)} per set ({len(combine)}), got {len(params)}"
+        )
     n_rows = len(bars.sessions)
     cash, value, orders, buys, traded = _event_kernel(
         bars.offsets,
@@ -332,7 +338,9 @@ def backtest_events(
         orient="row",
     )
     keys = pl.DataFrame(params, schema=list(param_names), orient="row")
-    return SweepResult(list(bars.sessions), params, pl.concat([keys, figures], how="horizontal"), equity, value)
+    return SweepResult(
+        list(bars.sessions), params, pl.concat([keys, figures], how="horizontal"), equity, value
+    )
 
 
 def _column(data: IndicatorBars, name: str) -> np.ndarray:
@@ -372,9 +380,7 @@ def sweep_rsi(
     )
 
 
-def sweep_dip(
-    data: IndicatorBars, thresholds: Sequence[float] | None = None, **settings: Any
-) -> SweepResult:
+def sweep_dip(data: IndicatorBars, thresholds: Sequence[float] | None = None, **settings: Any) -> SweepResult:
     """The `dip_52w` strategy for every `threshold_pct` of `thresholds` (default 5..30 step 2.5): buy when
     `pct_below_high_52w >= threshold_pct` (`_dip_52w`'s rule), from the indicators table
     (`pack_indicator_bars(..., columns=["pct_below_high_52w"])`); no sell signal. Stats columns
@@ -387,5 +393,10 @@ def sweep_dip(
     with np.errstate(invalid="ignore"):
         entries = pct[None, :] >= np.asarray(thresholds)[:, None]
     return backtest_events(
-        data.bars, entries, None, params=[(t,) for t in thresholds], param_names=("threshold_pct",), **settings
+        data.bars,
+        entries,
+        None,
+        params=[(t,) for t in thresholds],
+        param_names=("threshold_pct",),
+        **settings,
     )
