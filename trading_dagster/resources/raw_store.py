@@ -585,6 +585,47 @@ class RawStore(abc.ABC):
                 "(no '..', no name starting with '.' or '_')"
             )
 
+    # -- artifacts: opaque files under the store's prefix (models/<name>/<period>/model.pkl, ...) -------------
+
+    def artifact_key(self, key: str) -> str:
+        """The full key of an artifact: the store's prefix + `key` (relative, '/'-separated, outside raw/ and
+        landing/, no empty, '.' or '..' part); anything else is a ValueError naming the key."""
+        parts = key.split("/")
+        if (
+            not key
+            or key.startswith("/")
+            or key.endswith("/")
+            or any(part in ("", ".", "..") for part in parts)
+            or parts[0] in ("raw", "landing")
+        ):
+            raise ValueError(
+                f"{key!r} is not an artifact key: expected a relative path like models/<name>/<period>/model.pkl "
+                "(no leading or trailing '/', no empty, '.' or '..' part, not under raw/ or landing/)"
+            )
+        return f"{self.prefix}{key}"
+
+    def put_artifact(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Write (or overwrite) the artifact `key` whole (a reader never sees half of it); returns where it is
+        (`location`)."""
+        full = self.artifact_key(key)
+        self._put(full, bytes(data), content_type)
+        return self.location(full)
+
+    def get_artifact(self, key: str) -> bytes:
+        """The artifact's bytes; RawObjectMissing naming the key and the store when it does not exist."""
+        full = self.artifact_key(key)
+        try:
+            return self._get(full)
+        except RawObjectMissing as exc:
+            raise RawObjectMissing(f"artifact {self.location(full)} does not exist in {self.describe()}", [full]) from exc
+
+    def has_artifact(self, key: str) -> bool:
+        return self._has(self.artifact_key(key))
+
+    def artifact_location(self, key: str) -> str:
+        """Where an artifact is (or would be), as a person looks it up (`s3://bucket/key` or a path)."""
+        return self.location(self.artifact_key(key))
+
 
 def _by_date(frame: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
     if not frame.height:
