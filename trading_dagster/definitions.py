@@ -17,6 +17,7 @@ from trading_dagster.assets.portal import (
     portal_job,
 )
 from trading_dagster.assets.prices import cleaned_prices
+from trading_dagster.assets.promotion import PROMOTIONS_ASSET, PromotionJournalResource, promote_job
 from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.research import RESEARCH_ASSETS, sweep_job
 from trading_dagster.assets.trading import executions, orders, performance, pnl
@@ -69,7 +70,13 @@ from trading_dagster.resources.ledger import TradingLedgerResource
 from trading_dagster.resources.secrets import SecretsResource
 from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster.settings import ExecutionSettings, Settings, load_settings, universe_symbols
+from trading_dagster.settings import (
+    ExecutionSettings,
+    Settings,
+    load_settings,
+    promotions_file,
+    universe_symbols,
+)
 
 ASSETS = [
     raw_prices, cleaned_prices, indicators, signals, orders, executions, pnl, performance, *EXECUTION_ASSETS, audit_log
@@ -163,6 +170,10 @@ def build_resources(settings: Settings) -> dict:
         "alerts": alerts_resource(settings.data_dir, trading.alerts),
         "dbt": dbt_resource(str(settings.warehouse_path)),
         "warehouse": WarehouseReader(database=str(settings.warehouse_path)),
+        "promotions": PromotionJournalResource(
+            path=str(promotions_file(settings.data_dir)),
+            config_strategies=[StrategyConfig(**s) for s in settings.config.get("strategies", [])],
+        ),
     }
 
 
@@ -264,7 +275,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     execution = settings.trading.execution if settings.trading else ExecutionSettings()
     assets = dg.map_asset_specs(
-        annotate_spec, [*ASSETS, marts_assets(), *CONTROL_ASSETS, *PORTAL_ASSETS, *RESEARCH_ASSETS]  # marts: needs the manifest
+        annotate_spec, [*ASSETS, marts_assets(), *CONTROL_ASSETS, *PORTAL_ASSETS, *RESEARCH_ASSETS, PROMOTIONS_ASSET]  # marts: needs the manifest
     )
     return dg.Definitions(
         assets=assets,
@@ -275,6 +286,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             marts_job,
             portal_job,
             sweep_job,
+            promote_job,
             raw_landing_job,
             *EXECUTION_JOBS,
             *CONTROL_JOBS,

@@ -104,6 +104,15 @@ class TradingSettings:
     execution: ExecutionSettings
     alerts: Mapping[str, Any]
     backtest: BacktestSettings = BacktestSettings()
+    # strategy -> the promotion whose params are in `strategies` (research/promotion.py); and the strategies
+    # whose latest promotion the configuration file has superseded, with why
+    promoted: Mapping[str, Any] = field(default_factory=dict)
+    promotions_superseded: Mapping[str, str] = field(default_factory=dict)
+
+
+def promotions_file(data_dir: Path) -> Path:
+    """The promotions journal (research/promotion.py): one line per promotion, append-only."""
+    return data_dir / "research" / "promotions.jsonl"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -161,7 +170,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         live_trading=live,
         paper_account_path=data_dir / "paper_account.sqlite",
         trading_ledger_path=data_dir / "trading_ledger.sqlite",
-        trading=trading_settings(config, config_file),
+        trading=trading_settings(config, config_file, promotions_path=promotions_file(data_dir)),
         paper_clock=paper_clock(env, broker),
     )
 
@@ -372,10 +381,14 @@ def risk_settings(section: Mapping[str, Any], initial_cash: Any) -> dict[str, An
     return {k: (None if isinstance(v, str) and v.strip().lower() == OFF else v) for k, v in section.items()}
 
 
-def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSettings:
+def trading_settings(
+    config: Mapping[str, Any], config_file: Path, *, promotions_path: Path | None = None
+) -> TradingSettings:
     """[account], [risk], [costs], [[strategies]], [universe], [data], [execution] and [alerts], validated
-    (a SettingsError naming the section and key; `config_file` is named for the strategies)."""
+    (a SettingsError naming the section and key; `config_file` is named for the strategies). The strategies
+    are those of the file with the promotions of `promotions_path` laid over them (research/promotion.py)."""
     from trading_dagster.domain.strategies import parse_strategies
+    from trading_dagster.research.promotion import PromotionError, apply_promotions, read_promotions
 
     account = _section(config, "account", ACCOUNT_KEYS)
     costs = _section(config, "costs", COSTS_KEYS)
@@ -385,6 +398,11 @@ def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSet
         parse_strategies(strategies)
     except ValueError as exc:
         raise SettingsError(f"[[strategies]] in {config_file}: {exc}") from exc
+    try:
+        promotions = apply_promotions(strategies, read_promotions(promotions_path))
+        parse_strategies(promotions.strategies)
+    except (PromotionError, ValueError) as exc:
+        raise SettingsError(f"promotions journal {promotions_path}: {exc}") from exc
     exec_settings = ExecutionSettings(**execution)
     if not isinstance(exec_settings.kill_switch, bool):
         raise SettingsError(f"[execution] kill_switch must be true or false, not {exec_settings.kill_switch!r}")
@@ -417,12 +435,14 @@ def trading_settings(config: Mapping[str, Any], config_file: Path) -> TradingSet
         benchmark=str(account.get("benchmark", "SPY")),
         risk=risk_settings(_section(config, "risk", None), account.get("initial_cash", 100_000)),
         costs=costs_settings(costs),
-        strategies=tuple(dict(s) for s in strategies),
+        strategies=promotions.strategies,
         universe=universe_rule(config),
         data=data_policy(config),
         execution=exec_settings,
         alerts=dict(_section(config, "alerts", None)),
         backtest=backtest_settings(_section(config, "backtest", BACKTEST_KEYS)),
+        promoted=promotions.applied,
+        promotions_superseded=promotions.superseded,
     )
 
 

@@ -18,17 +18,25 @@ from typing import Any, Literal, get_args
 
 import polars as pl
 
-StrategyKind = Literal["sma_cross", "dip_52w", "rsi"]
+StrategyKind = Literal["sma_cross", "dip_52w", "rsi", "ml_filter"]
 KINDS: tuple[str, ...] = get_args(StrategyKind)
 PARAMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"sma_cross": ("fast", "slow"), "dip_52w": ("threshold_pct",), "rsi": ("lower", "upper")}
+    {
+        "sma_cross": ("fast", "slow"),
+        "dip_52w": ("threshold_pct",),
+        "rsi": ("lower", "upper"),
+        "ml_filter": ("min_probability",),
+    }
 )
 OPTIONAL_PARAMS: Mapping[str, Mapping[str, float]] = MappingProxyType(
-    {"sma_cross": MappingProxyType({"tie_band_pct": 0.0})}
+    {"sma_cross": MappingProxyType({"tie_band_pct": 0.0}), "ml_filter": MappingProxyType({"scale": 0.0})}
 )
 """Params a kind may take, with their defaults (a spec keeps only those given: `spec.params.get(p, default)`)."""
 SMA_PERIODS: tuple[int, ...] = (20, 50, 200)
-"""The SMA periods the indicators table carries (`sma_20`, `sma_50`, `sma_200`)."""
+"""The SMA periods the indicators table always carries (`sma_20`, `sma_50`, `sma_200`); a configured sma_cross
+strategy adds its own (`sma_periods`): any whole number of sessions in [2, MAX_SMA_PERIOD]."""
+MAX_SMA_PERIOD = 400
+"""The longest SMA: the anchored computation's warm-up (`indicators.WARMUP` sessions before each block)."""
 
 SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "session": pl.Date(),
@@ -58,6 +66,10 @@ class StrategySpec:
     params: Mapping[str, float]
     approval: str = "auto"  # "auto" | "manual": its live orders wait as pending_approval (decision 0005, section 5)
     cadence: str = "daily"  # "daily" | "weekly": a weekly strategy trades its scan session's signals only
+    # ml_filter only: the strategy whose signals the model refines (decision 0007)
+    refines: str | None = None
+    # false: the strategy's signals only feed a refining strategy (an ml_filter), they are not traded
+    trades: bool = True
 
     def __post_init__(self) -> None:
         if self.approval not in APPROVALS:
@@ -87,13 +99,23 @@ class StrategySpec:
             raise ValueError(
                 f"strategy {self.name!r} ({self.kind}): missing params {missing}; expected {list(expected)}"
             )
+        if (self.kind == "ml_filter") != (self.refines is not None):
+            raise ValueError(
+                f"strategy {self.name!r}: "
+                + ("an ml_filter needs refines = \"<the strategy it refines>\"" if self.kind == "ml_filter"
+                   else f"refines is for ml_filter strategies only, not {self.kind}")
+            )
+        if self.refines is not None and (not isinstance(self.refines, str) or not _NAME.fullmatch(self.refines)):
+            raise ValueError(f"strategy {self.name!r}: refines must be a strategy name, got {self.refines!r}")
+        if not isinstance(self.trades, bool):
+            raise ValueError(f"strategy {self.name!r}: trades must be true or false, got {self.trades!r}")
         values = {p: _number(self.name, p, self.params[p]) for p in expected}
         values |= {p: _number(self.name, p, self.params[p]) for p in optional if p in self.params}
         _check_ranges(self.name, self.kind, values)
         object.__setattr__(self, "params", MappingProxyType(values))
 
     def __hash__(self) -> int:
-        return hash((self.name, self.kind, tuple(sorted(self.params.items()))))
+        return hash((self.name, self.kind, tuple(sorted(self.params.items())), self.refines, self.trades))
 
 
 def _number(name: str, param: str, value: object) -> float:
@@ -106,10 +128,10 @@ def _check_ranges(name: str, kind: str, p: Mapping[str, float]) -> None:
     """The ranges that make each kind meaningful on the indicators table."""
     if kind == "sma_cross":
         for param in ("fast", "slow"):
-            if p[param] not in SMA_PERIODS:
+            if p[param] != int(p[param]) or not 2 <= p[param] <= MAX_SMA_PERIOD:
                 raise ValueError(
-                    f"strategy {name!r}: {param}={p[param]:g} is not an SMA period of the indicators table "
-                    f"{list(SMA_PERIODS)}"
+                    f"strategy {name!r}: {param}={p[param]:g} must be a whole number of sessions in "
+                    f"[2, {MAX_SMA_PERIOD}]"
                 )
         if p["fast"] >= p["slow"]:
             raise ValueError(f"strategy {name!r}: fast ({p['fast']:g}) must be < slow ({p['slow']:g})")
@@ -124,6 +146,11 @@ def _check_ranges(name: str, kind: str, p: Mapping[str, float]) -> None:
         raise ValueError(
             f"strategy {name!r}: rsi bounds need 0 < lower < upper < 100, got lower={p['lower']:g}, upper={p['upper']:g}"
         )
+    elif kind == "ml_filter":
+        if not 0 <= p["min_probability"] <= 1:
+            raise ValueError(f"strategy {name!r}: min_probability must be in [0, 1], got {p['min_probability']:g}")
+        if p.get("scale", 0.0) not in (0.0, 1.0):
+            raise ValueError(f"strategy {name!r}: scale must be 0 (filter) or 1 (strength x probability)")
 
 
 def parse_strategies(configs: Sequence[Mapping[str, Any]]) -> tuple[StrategySpec, ...]:
@@ -135,12 +162,12 @@ def parse_strategies(configs: Sequence[Mapping[str, Any]]) -> tuple[StrategySpec
     for i, config in enumerate(configs):
         if not isinstance(config, Mapping):
             raise ValueError(f"strategy #{i} must be a mapping with name, kind, params; got {config!r}")
-        unknown = sorted(set(config) - {"name", "kind", "params", "approval", "cadence"})
+        unknown = sorted(set(config) - {"name", "kind", "params", "approval", "cadence", "refines", "trades"})
         missing = [k for k in ("name", "kind", "params") if k not in config]
         if unknown or missing:
             raise ValueError(
                 f"strategy #{i}: unknown keys {unknown}, missing keys {missing}; expected name, kind, params "
-                "(and optionally approval, cadence)"
+                "(and optionally approval, cadence, refines, trades)"
             )
         specs.append(
             StrategySpec(
@@ -149,10 +176,25 @@ def parse_strategies(configs: Sequence[Mapping[str, Any]]) -> tuple[StrategySpec
                 params=config["params"],
                 approval=config.get("approval", "auto"),
                 cadence=config.get("cadence", "daily"),
+                refines=config.get("refines"),
+                trades=config.get("trades", True),
             )
         )
     _check_unique_names(specs)
+    _check_refines(specs)
     return tuple(specs)
+
+
+def _check_refines(specs: Sequence[StrategySpec]) -> None:
+    """Every ml_filter refines a configured strategy that is not itself an ml_filter."""
+    kinds = {s.name: s.kind for s in specs}
+    for s in specs:
+        if s.refines is None:
+            continue
+        if s.refines not in kinds:
+            raise ValueError(f"strategy {s.name!r} refines {s.refines!r}, which is not configured")
+        if kinds[s.refines] == "ml_filter":
+            raise ValueError(f"strategy {s.name!r} refines {s.refines!r}, another ml_filter: refine a signal strategy")
 
 
 def _check_unique_names(specs: Sequence[StrategySpec]) -> None:
@@ -303,13 +345,51 @@ _EVALUATORS: Mapping[str, Callable[[StrategySpec, pl.DataFrame, pl.DataFrame], p
 )
 
 
+def sma_periods(specs: Sequence[StrategySpec]) -> tuple[int, ...]:
+    """Every SMA period the indicators table must carry for `specs`: `SMA_PERIODS` and the crosses' own, sorted."""
+    periods = set(SMA_PERIODS)
+    for spec in specs:
+        if spec.kind == "sma_cross":
+            periods |= {int(spec.params["fast"]), int(spec.params["slow"])}
+    return tuple(sorted(periods))
+
+
 def required_columns(spec: StrategySpec) -> tuple[str, ...]:
-    """Indicator columns a strategy reads (beyond symbol and session)."""
+    """Indicator columns a strategy reads (beyond symbol and session); an ml_filter reads its base's."""
     if spec.kind == "sma_cross":
         return tuple(f"sma_{int(spec.params[p])}" for p in ("fast", "slow"))
     if spec.kind == "dip_52w":
         return ("close", "high_52w", "pct_below_high_52w")
+    if spec.kind == "ml_filter":
+        return ()
     return ("rsi_14",)
+
+
+PROBABILITY_SCHEMA: dict[str, pl.DataType] = {"symbol": pl.Utf8(), "session": pl.Date(), "probability": pl.Float64()}
+
+
+def refine_signals(base: pl.DataFrame, probabilities: pl.DataFrame, spec: StrategySpec) -> pl.DataFrame:
+    """An ml_filter's signals from its base strategy's (`base`: session, symbol, side, strength, reason) and the
+    model's probability that each (symbol, session) rises over the label horizon (`PROBABILITY_SCHEMA`).
+
+    A buy is kept when its probability is at least `min_probability` (a buy the model could not score, no
+    probability, is dropped); with `scale` = 1 its strength becomes strength x probability. Sells pass as they
+    are: the model never keeps a position from being closed. The reason says the probability."""
+    floor = spec.params["min_probability"]
+    scaled = spec.params.get("scale", 0.0) == 1.0
+    p = pl.col("probability")
+    joined = base.join(probabilities.select("symbol", "session", "probability"), on=["symbol", "session"], how="left")
+    is_buy = pl.col("side") == "buy"
+    return (
+        joined.filter(~is_buy | (p.is_not_null() & (p >= floor)))
+        .with_columns(
+            strength=pl.when(is_buy & scaled).then((pl.col("strength") * p).clip(0.0, 1.0)).otherwise("strength"),
+            reason=pl.when(is_buy)
+            .then(pl.concat_str([pl.col("reason"), pl.lit("; model p="), _fixed2(p), pl.lit(f" >= {floor:g}")]))
+            .otherwise("reason"),
+        )
+        .drop("probability")
+    )
 
 
 def generate_signals(
@@ -318,8 +398,10 @@ def generate_signals(
     out_start: dt.date,
     out_end: dt.date,
     sessions: Sequence[dt.date] | None = None,
+    probabilities: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Signals of every strategy for the sessions in [out_start, out_end], sorted (session, symbol, strategy).
+    """Signals of every traded strategy for the sessions in [out_start, out_end], sorted (session, symbol,
+    strategy).
 
     `indicators` is the indicators table for [previous session of out_start, out_end] (more is allowed,
     and ignored). A signal for session D reads D's row and, for a cross, the symbol's row on the session
@@ -328,14 +410,22 @@ def generate_signals(
     `sessions`: the exchange calendar. With it, "the session before D" is the calendar's, also when no row
     has it (a data outage: no indicators that day), so a cross never spans a missing session and a range
     run equals day-by-day runs across an outage; without it, the sessions present in `indicators`.
+
+    `probabilities` (`PROBABILITY_SCHEMA`): the model's, for the ml_filter strategies (`refine_signals`);
+    required when one is configured. A strategy with `trades = false` is evaluated (for its refiners) but its
+    own signals are not in the result.
     """
     if out_start > out_end:
         raise ValueError(f"out_start {out_start} is after out_end {out_end}")
     _check_unique_names(strategies)
+    _check_refines(strategies)
     needed = {"symbol", "session"}.union(*(required_columns(s) for s in strategies))
     missing = sorted(needed - set(indicators.columns))
     if missing:
         raise ValueError(f"indicators lack columns {missing} needed by the strategies")
+    refiners = [s.name for s in strategies if s.kind == "ml_filter"]
+    if refiners and probabilities is None:
+        raise ValueError(f"strategies {refiners} (ml_filter) need the model's probabilities")
     current = indicators.filter(pl.col("session").is_between(out_start, out_end))
     if current.height != current.n_unique(subset=["symbol", "session"]):
         raise ValueError("indicators are not unique on (symbol, session)")
@@ -343,11 +433,21 @@ def generate_signals(
         days = pl.Series("session", list(sessions), dtype=pl.Date)
         calendar = pl.DataFrame({"session": days, "prev_session": days.shift(1)})
         current = current.join(calendar, on="session", how="left")
+    fired = {
+        spec.name: _EVALUATORS[spec.kind](spec, current, indicators)
+        for spec in strategies
+        if spec.kind != "ml_filter"
+    }
     frames = [
-        _EVALUATORS[spec.kind](spec, current, indicators).select(
+        (
+            refine_signals(fired[spec.refines], probabilities, spec)  # type: ignore[arg-type,index]
+            if spec.kind == "ml_filter"
+            else fired[spec.name]
+        ).select(
             "session", "symbol", strategy=pl.lit(spec.name), side="side", strength="strength", reason="reason"
         )
         for spec in strategies
+        if spec.trades
     ]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)

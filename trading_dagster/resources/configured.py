@@ -479,6 +479,8 @@ class StrategyConfig(dg.Config):
     params: dict[str, float]
     approval: str = Field(default="auto", description="'auto' or 'manual' (live orders wait for a person)")
     cadence: str = Field(default="daily", description="'daily' or 'weekly' (trades its weekly scan session only)")
+    refines: str | None = Field(default=None, description="ml_filter only: the strategy whose signals it refines")
+    trades: bool = Field(default=True, description="false: its signals only feed an ml_filter, they are not traded")
 
 
 class TradingConfigResource(dg.ConfigurableResource):

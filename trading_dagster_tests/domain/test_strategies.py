@@ -229,12 +229,16 @@ def test_spec_is_an_immutable_value() -> None:
         ),
         ({"name": "a", "kind": "sma_cross", "params": {"fast": 50, "slow": 50}}, "must be < slow"),
         (
-            {"name": "a", "kind": "sma_cross", "params": {"fast": 10, "slow": 50}},
-            "fast=10 is not an SMA period",
+            {"name": "a", "kind": "sma_cross", "params": {"fast": 1, "slow": 50}},
+            r"fast=1 must be a whole number of sessions in \[2, 400\]",
         ),
         (
-            {"name": "a", "kind": "sma_cross", "params": {"fast": 20, "slow": 100}},
-            "slow=100 is not an SMA period",
+            {"name": "a", "kind": "sma_cross", "params": {"fast": 20, "slow": 401}},
+            "slow=401 must be a whole number",
+        ),
+        (
+            {"name": "a", "kind": "sma_cross", "params": {"fast": 20.5, "slow": 100}},
+            "fast=20.5 must be a whole number",
         ),
         (
             {"name": "a", "kind": "dip_52w", "params": {"threshold_pct": 0}},
