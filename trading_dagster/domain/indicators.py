@@ -6,6 +6,10 @@ float64 arrays found with `searchsorted`, TA-Lib runs on the slice, and the resu
 preallocated output arrays that become one polars frame. A value is null (never NaN) until the indicator has
 its full TA-Lib lookback of bars *for that symbol*, so an IPO starts with nulls.
 
+Besides the indicators, the table carries row-local model features (research/ml.py): `ret_1/5/21/63`, the
+close against the close 1/5/21/63 bars earlier (TA-Lib ROCR - 1), and `volume_ratio_20`, the volume against its
+20-bar mean (null when the input has no volume). They go through the same anchored computation.
+
 EMA, RSI, MACD and ATR are recursions and SMA/Bollinger are running sums: their value for a session depends,
 in the last bits or more, on the bar the computation started from. `compute_indicators_anchored` fixes that
 start per block of sessions (see docs/design.md, "anchored recursion"), so one session computed alone and the
@@ -58,6 +62,12 @@ INDICATOR_COLUMNS: tuple[str, ...] = (
     "atr_14",
     "high_52w",
     "pct_below_high_52w",
+    # row-local model features (research/ml.py): close / close n bars earlier - 1, volume / its 20-bar mean
+    "ret_1",
+    "ret_5",
+    "ret_21",
+    "ret_63",
+    "volume_ratio_20",
 )
 OUTPUT_COLUMNS: tuple[str, ...] = ("symbol", "session", "close", *INDICATOR_COLUMNS)
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
@@ -88,10 +98,13 @@ class _Bars:
     high: np.ndarray  # float64, symbol-major, C-contiguous
     low: np.ndarray
     close: np.ndarray
+    volume: np.ndarray  # NaN where the input has no volume (no column, or a null)
 
 
 def _prepare(prices: pl.DataFrame) -> _Bars:
     """Validate the cleaned-prices contract and order the bars once; everything later is slicing.
+
+    `volume` is optional: without the column (or where it is null) `volume_ratio_20` is null.
 
     Symbols become integer codes in lexical order (an Enum over the sorted distinct symbols), so both
     orders are integer sorts: a no-op check when the input already follows the contract's (session,
@@ -104,8 +117,9 @@ def _prepare(prices: pl.DataFrame) -> _Bars:
         pl.col("symbol").cast(pl.Utf8),
         pl.col("session").cast(pl.Date),
         *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
+        (pl.col("volume") if "volume" in prices.columns else pl.lit(None)).cast(pl.Float64).alias("volume"),
     )
-    nulls = {c: n for c, n in zip(bars.columns, bars.null_count().row(0), strict=True) if n}
+    nulls = {c: n for c, n in zip(bars.columns, bars.null_count().row(0), strict=True) if n and c != "volume"}
     if nulls:
         raise ValueError(f"cleaned prices must not hold nulls; null counts: {nulls}")
     symbols = bars["symbol"].unique().sort()
@@ -132,6 +146,7 @@ def _prepare(prices: pl.DataFrame) -> _Bars:
         high=bars["high"].to_numpy()[to_frame],
         low=bars["low"].to_numpy()[to_frame],
         close=bars["close"].to_numpy()[to_frame],
+        volume=np.ascontiguousarray(bars["volume"].fill_null(np.nan).to_numpy()[to_frame]),
     )
 
 
@@ -143,8 +158,13 @@ def _from_epoch_day(days: int) -> dt.date:
     return dt.date(1970, 1, 1) + dt.timedelta(days=days)
 
 
-def _symbol_indicators(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, ...]:
-    """All indicators of one symbol's bars, in INDICATOR_COLUMNS order, NaN during each lookback."""
+def _symbol_indicators(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """All indicators of one symbol's bars, in INDICATOR_COLUMNS order, NaN during each lookback.
+
+    `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1); `volume_ratio_20` = volume / SMA(volume,
+    20), NaN where that mean is 0 (or the volume unknown)."""
     macd, macd_signal, macd_hist = talib.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9)
     # TA-Lib's STDDEV inside BBANDS is the population standard deviation; matype 0 = simple moving average.
     bb_upper, bb_middle, bb_lower = talib.BBANDS(close, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
@@ -165,7 +185,20 @@ def _symbol_indicators(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> 
         talib.ATR(high, low, close, timeperiod=14),
         high_52w,
         (high_52w - close) / high_52w * 100.0,
+        talib.ROCR(close, timeperiod=1) - 1.0,
+        talib.ROCR(close, timeperiod=5) - 1.0,
+        talib.ROCR(close, timeperiod=21) - 1.0,
+        talib.ROCR(close, timeperiod=63) - 1.0,
+        _ratio(volume, talib.SMA(volume, timeperiod=20)),
     )
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN (null in the output) where that is not finite (a zero denominator)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = numerator / denominator
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 @dataclass(frozen=True)
@@ -208,7 +241,9 @@ def _compute(bars: _Bars, windows: Sequence[_Window]) -> pl.DataFrame:
     for starts, keeps, ends in slices:
         for s in np.flatnonzero(ends > keeps):
             start, keep, end = int(starts[s]), int(keeps[s]), int(ends[s])
-            out = _symbol_indicators(bars.high[start:end], bars.low[start:end], bars.close[start:end])
+            out = _symbol_indicators(
+                bars.high[start:end], bars.low[start:end], bars.close[start:end], bars.volume[start:end]
+            )
             where = dest[keep:end]
             for j, arr in enumerate(out):
                 values[j, where] = arr[keep - start :]
@@ -375,7 +410,8 @@ def _compute_adjusted(
     `corporate_actions.normalize_corporate_actions` accepts (None or empty: no splits). The row of session D
     is computed from its anchored lookback back-adjusted as known on D, the rule of
     `corporate_actions.back_adjust(bars, actions, as_of=D)`: a bar dated before an action's ex_date, with
-    ex_date <= D, has high/low/close divided by the ratio (compounded over several actions). An action after
+    ex_date <= D, has high/low/close divided by the ratio and its volume multiplied by it, rounded to whole
+    shares (compounded over several actions). An action after
     D never touches D's row, and D's own close is never adjusted (no known action is dated after it).
 
     Everything is first computed unadjusted in one `compute_indicators_anchored` call (with no action in
@@ -402,12 +438,14 @@ def _compute_adjusted(
     # Every row, unadjusted, already in output order; the rows of symbols with splits are overwritten below
     # (computing them twice costs less than merging two frames of millions of rows by a string key).
     out = compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+    volume = pl.col("volume") if "volume" in cleaned.columns else pl.lit(None)
     slow_bars = (
         cleaned.filter(is_slow)
         .select(
             pl.col("symbol").cast(pl.Utf8),
             pl.col("session").cast(pl.Date),
             *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
+            volume.cast(pl.Float64).alias("volume"),
         )
         .sort("symbol", "session")
     )
@@ -443,7 +481,9 @@ def _compute_adjusted(
             spans.append((pseudo, symbol, lo, hi))
             pieces.append(
                 bars.slice(a, b - a).with_columns(
-                    pl.lit(pseudo).alias("symbol"), *(pl.col(c) / factor for c in ("high", "low", "close"))
+                    pl.lit(pseudo).alias("symbol"),
+                    *(pl.col(c) / factor for c in ("high", "low", "close")),
+                    (pl.col("volume") * factor).round(0),  # as back_adjust: shares x ratio, whole shares
                 )
             )
     slow_at = out.select(pl.col("symbol").is_in(slow_symbols.implode()).arg_true()).to_series()

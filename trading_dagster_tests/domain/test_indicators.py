@@ -50,6 +50,11 @@ EXPECTED_COLUMNS = [
     "atr_14",
     "high_52w",
     "pct_below_high_52w",
+    "ret_1",
+    "ret_5",
+    "ret_21",
+    "ret_63",
+    "volume_ratio_20",
 ]
 VALUE_COLUMNS = EXPECTED_COLUMNS[3:]
 
@@ -72,6 +77,11 @@ FIRST_VALUE = {
     "atr_14": 14,
     "high_52w": 251,
     "pct_below_high_52w": 251,
+    "ret_1": 1,  # close / close n bars earlier - 1: n bars before
+    "ret_5": 5,
+    "ret_21": 21,
+    "ret_63": 63,
+    "volume_ratio_20": 19,
 }
 # Differences of two price-level quantities cross zero, where a relative error means nothing; their
 # tolerance is relative to the price level instead.
@@ -119,7 +129,9 @@ def anchored_all(prices: pl.DataFrame, sessions: tuple[dt.date, ...]) -> pl.Data
     return compute_indicators_anchored(prices, sessions, prices["session"].min(), prices["session"].max())
 
 
-def talib_reference(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+def talib_reference(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> dict[str, np.ndarray]:
     """TA-Lib over one symbol's whole series, parameters spelled out from docs/design.md."""
     macd, signal, hist = talib.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9)
     upper, middle, lower = talib.BBANDS(close, timeperiod=20, nbdevup=2, nbdevdn=2, matype=talib.MA_Type.SMA)
@@ -140,6 +152,8 @@ def talib_reference(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dic
         "atr_14": talib.ATR(high, low, close, 14),
         "high_52w": high_52w,
         "pct_below_high_52w": (high_52w - close) / high_52w * 100,  # the formula of docs/design.md
+        **{f"ret_{n}": talib.ROCR(close, n) - 1 for n in (1, 5, 21, 63)},
+        "volume_ratio_20": volume / talib.SMA(volume, 20),  # the sample's volumes are never all 0 for 20 bars
     }
 
 
@@ -195,7 +209,7 @@ def test_full_history_matches_talib_per_symbol(prices: pl.DataFrame, full: pl.Da
         bars = series_of(prices, symbol)
         got = series_of(full, symbol)
         assert got["session"].equals(bars["session"])
-        ref = talib_reference(*(bars[c].to_numpy() for c in ("high", "low", "close")))
+        ref = talib_reference(*(bars[c].cast(pl.Float64).to_numpy() for c in ("high", "low", "close", "volume")))
         close = bars["close"].to_numpy()
         for column in VALUE_COLUMNS:
             expected = ref[column]
@@ -214,7 +228,7 @@ def test_anchored_matches_talib_over_full_history(
         bars = series_of(prices, symbol)
         got = series_of(anchored_all, symbol)
         assert got["session"].equals(bars["session"])
-        ref = talib_reference(*(bars[c].to_numpy() for c in ("high", "low", "close")))
+        ref = talib_reference(*(bars[c].cast(pl.Float64).to_numpy() for c in ("high", "low", "close", "volume")))
         close = bars["close"].to_numpy()
         days = bars["session"].to_list()
         # first bar of the symbol inside the anchor window of each session
@@ -266,6 +280,10 @@ def test_simple_indicators_match_numpy_definitions(full: pl.DataFrame) -> None:
     h52 = padded(windows(high, 252).max(axis=1), 251)
     check("high_52w", h52)
     check("pct_below_high_52w", (h52 - close) / h52 * 100)
+    for lag in (1, 5, 21, 63):
+        check(f"ret_{lag}", padded(close[lag:] / close[:-lag] - 1, lag))
+    volume = raw["volume"].cast(pl.Float64).to_numpy()
+    check("volume_ratio_20", padded(volume[19:] / windows(volume, 20).mean(axis=1), 19))
 
     def ema(x: np.ndarray, period: int) -> np.ndarray:
         out = np.full(x.size, np.nan)
@@ -468,3 +486,16 @@ def test_invariants_on_generated_bars(bars: pl.DataFrame) -> None:
     counts = out.group_by("symbol").agg(pl.len().cast(pl.Int64), pl.col(VALUE_COLUMNS).count().cast(pl.Int64))
     for column, first in FIRST_VALUE.items():
         assert (counts[column] == (counts["len"] - first).clip(0)).all(), column
+
+
+def test_volume_is_optional_and_only_the_volume_ratio_needs_it(prices: pl.DataFrame, full: pl.DataFrame) -> None:
+    """Prices without a volume column (or with null volumes) give a null volume_ratio_20 and the same bits
+    for every other column; the full computation does fill it in (so the nulls are not vacuous)."""
+    others = [c for c in EXPECTED_COLUMNS if c != "volume_ratio_20"]
+    assert full["volume_ratio_20"].null_count() < full.height // 2
+    no_volume = compute_indicators(prices.drop("volume"))
+    assert no_volume.columns == EXPECTED_COLUMNS
+    assert no_volume["volume_ratio_20"].null_count() == no_volume.height
+    assert no_volume.select(others).equals(full.select(others))
+    null_volume = compute_indicators(prices.with_columns(pl.lit(None, dtype=pl.Int64).alias("volume")))
+    assert null_volume.equals(no_volume)
