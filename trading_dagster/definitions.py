@@ -17,7 +17,7 @@ from trading_dagster.assets.portal import (
     portal_job,
 )
 from trading_dagster.assets.prices import cleaned_prices
-from trading_dagster.assets.promotion import PROMOTIONS_ASSET, PromotionJournalResource, promote_job
+from trading_dagster.assets.promotion import PROMOTIONS_ASSET, promote_job
 from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.research import RESEARCH_ASSETS, sweep_job
 from trading_dagster.assets.trading import executions, orders, performance, pnl
@@ -67,6 +67,7 @@ from trading_dagster.resources.configured import (
     TradingConfigResource,
 )
 from trading_dagster.resources.ledger import TradingLedgerResource
+from trading_dagster.resources.promotions import PromotionJournalResource
 from trading_dagster.resources.secrets import SecretsResource
 from trading_dagster.resources.security_master import ALPACA_SNAPSHOT_FILE, SecurityMasterResource
 from trading_dagster.resources.warehouse import WarehouseIOManager

@@ -39,6 +39,7 @@ from trading_dagster.reporting import (
 )
 from trading_dagster.resources.configured import BacktestBookResource, TradingConfigResource
 from trading_dagster.resources.ledger import TradingLedgerResource
+from trading_dagster.resources.promotions import PromotionJournalResource
 from trading_dagster.resources.writer_lock import WRITER_TAG
 
 PORTAL_GROUP = "portal"
@@ -189,15 +190,21 @@ def config_pages(trading_config: TradingConfigResource, costs: dict[str, Any]) -
     group_name=PORTAL_GROUP,
     description="Strategy configuration in force: each strategy's kind, params, approval (auto or manual) and "
     "cadence (daily or weekly), and the risk, costs, execution and account settings, as the runs see them "
-    "(trading_dagster.toml, or TRADING_DAGSTER_CONFIG, with launchpad edits for a run). The partition range too.",
+    "(trading_dagster.toml, or TRADING_DAGSTER_CONFIG, with launchpad edits for a run; promote_job's promotions "
+    "laid over it, listed with who made them and whether they are in force). The partition range too.",
 )
 def strategy_config_page(
-    trading_config: TradingConfigResource, backtest_book: BacktestBookResource
+    trading_config: TradingConfigResource, backtest_book: BacktestBookResource, promotions: PromotionJournalResource
 ) -> dg.MaterializeResult:
     costs = {k: getattr(backtest_book.costs, k) for k in COSTS_KEYS}
+    promoted = promotions.status()
+    columns = ["strategy", "params", "promoted_by", "promoted_at", "source", "status"]
     return dg.MaterializeResult(
         metadata={
             **config_pages(trading_config, costs),
+            # research/promotions' history in one table: which params came from a sweep, and which are in force
+            "promotions": _rows_table(columns, [[r[c] for c in columns] for r in promoted]),
+            "promotions_in_force": dg.MetadataValue.int(sum(r["status"] == "in force" for r in promoted)),
             "strategies_configured": dg.MetadataValue.int(len(trading_config.strategies)),
             "partitions": partitions_range_text(),
         }

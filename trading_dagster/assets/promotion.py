@@ -13,22 +13,15 @@ launchpad's defaults, `portal/strategy_config`) shows them after the code locati
 """
 
 import math
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from trading_dagster.assets.portal import WarehouseReader
-from trading_dagster.research.promotion import (
-    PROMOTABLE,
-    Promotion,
-    PromotionError,
-    append_promotion,
-    promote,
-    read_promotions,
-)
-from trading_dagster.resources.configured import StrategyConfig, TradingConfigResource
+from trading_dagster.research.promotion import PROMOTABLE, Promotion, PromotionError, promote
+from trading_dagster.resources.configured import TradingConfigResource
+from trading_dagster.resources.promotions import PromotionJournalResource
 
 PROMOTIONS_KEY = dg.AssetKey(["research", "promotions"])
 PROMOTIONS_ASSET = dg.AssetSpec(
@@ -41,21 +34,6 @@ PROMOTIONS_ASSET = dg.AssetSpec(
     "was made on.",
     kinds={"python"},
 )
-
-
-class PromotionJournalResource(dg.ConfigurableResource):
-    """The promotions journal and the configuration file's strategies (before promotions), from the settings."""
-
-    path: str = Field(description="the journal (JSON lines, append-only)")
-    config_strategies: list[StrategyConfig] = Field(
-        default=[], description="[[strategies]] of the configuration file, before promotions"
-    )
-
-    def read(self) -> list[Promotion]:
-        return read_promotions(Path(self.path))
-
-    def append(self, promotion: Promotion) -> None:
-        append_promotion(Path(self.path), promotion)
 
 
 class PromoteConfig(dg.Config):

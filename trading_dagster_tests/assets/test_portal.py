@@ -20,6 +20,7 @@ from trading_dagster.assets.portal import (
 )
 from trading_dagster.automation.control import CONTROL_TAG, flatten_job, kill_switch_job
 from trading_dagster.definitions import GROUP_ANNOTATIONS, annotate_spec, build_definitions
+from trading_dagster.research.promotion import append_promotion, promote
 from trading_dagster.resources.configured import (
     BacktestBookResource,
     CostsConfig,
@@ -27,6 +28,7 @@ from trading_dagster.resources.configured import (
     TradingConfigResource,
 )
 from trading_dagster.resources.ledger import TradingLedgerResource
+from trading_dagster.resources.promotions import PromotionJournalResource
 from trading_dagster_tests.integration.conftest import make_settings
 
 D, NEXT = dt.date(2017, 11, 9), dt.date(2017, 11, 10)
@@ -82,6 +84,10 @@ def _resources(tmp_path, database: str) -> dict:
             ledger_path=str(tmp_path / "book.duckdb"), costs=CostsConfig(slippage_bps=7.5)
         ),
         "ledger": TradingLedgerResource(path=str(tmp_path / "ledger.sqlite"), audit_dir=str(tmp_path / "audit")),
+        "promotions": PromotionJournalResource(
+            path=str(tmp_path / "promotions.jsonl"),
+            config_strategies=[StrategyConfig(name="sma_20_50_cross", kind="sma_cross", params={"fast": 20, "slow": 50})],
+        ),
     }
 
 
@@ -99,6 +105,12 @@ def _rows(table) -> list[dict]:
 
 
 def test_the_portal_pages_show_the_latest_session_the_strategies_and_the_settings(tmp_path):
+    sma = [{"name": "sma_20_50_cross", "kind": "sma_cross", "params": {"fast": 20, "slow": 50}}]
+    promotion = promote(
+        sma, sma, "sma_20_50_cross", "sma_cross", {"fast": 20, "slow": 200}, promoted_by="Ada",
+        source={"asset": "research/sma_sweep", "rank": 1, "run_id": "0123456789"},
+    )
+    append_promotion(tmp_path / "promotions.jsonl", promotion)
     pages = _materialize(tmp_path, _warehouse(tmp_path / "w.duckdb"))
     upcoming = pages[UPCOMING]
     assert upcoming["session"] == str(D) and upcoming["next_open"] == str(NEXT)
@@ -127,6 +139,12 @@ def test_the_portal_pages_show_the_latest_session_the_strategies_and_the_setting
     assert {r["setting"]: r["value"] for r in _rows(config["costs"])}["slippage_bps"] == "7.5"
     assert {r["setting"]: r["value"] for r in _rows(config["execution"])}["order_type"] == "market"
     assert config["partitions"].startswith("2008-01-02 .. ")
+    assert _rows(config["promotions"]) == [
+        {"strategy": "sma_20_50_cross", "params": "fast=20, slow=200", "promoted_by": "Ada",
+         "promoted_at": promotion.promoted_at, "source": "research/sma_sweep rank 1 (run 01234567)",
+         "status": "in force"},
+    ]
+    assert config["promotions_in_force"] == 1
 
     emergency = pages[EMERGENCY]
     assert emergency["kill_switch_engaged"] is False

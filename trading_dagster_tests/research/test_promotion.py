@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from trading_dagster.assets.portal import WarehouseReader
-from trading_dagster.assets.promotion import PROMOTIONS_KEY, PromotionJournalResource, promote_job
+from trading_dagster.assets.promotion import PROMOTIONS_KEY, promote_job
 from trading_dagster.assets.research import sma_sweep
 from trading_dagster.research.promotion import (
     PromotionError,
@@ -27,6 +27,7 @@ from trading_dagster.resources.configured import (
     StrategyConfig,
     TradingConfigResource,
 )
+from trading_dagster.resources.promotions import PromotionJournalResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import SettingsError, load_settings, promotions_file
 
