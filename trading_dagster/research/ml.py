@@ -204,7 +204,8 @@ def period_bounds(key: str) -> Period:
     raise ValueError(f"a training period is 'YYYY' (yearly) or 'YYYY-MM' (monthly), got {key!r}")
 
 
-def _years_before(day: dt.date, years: int) -> dt.date:
+def years_before(day: dt.date, years: int) -> dt.date:
+    """The same day `years` calendar years earlier (28 February for a 29th)."""
     try:
         return day.replace(year=day.year - years)
     except ValueError:  # 29 February
@@ -232,7 +233,7 @@ def training_rows(
     rows = (
         features.join(label_frame.select("symbol", "session", "label_session", "label"), on=["symbol", "session"])
         .filter(
-            (pl.col("label_session") < cutoff) & (pl.col("session") >= _years_before(period_start, train_years))
+            (pl.col("label_session") < cutoff) & (pl.col("session") >= years_before(period_start, train_years))
         )
         .sort("session", "symbol")
     )
@@ -243,6 +244,16 @@ def training_rows(
         if not np.all(gap == horizon):
             raise ValueError(f"the labels were not made with horizon {horizon} (found a gap of {int(gap[gap != horizon][0])})")
     return rows
+
+
+def period_rows(features: pl.DataFrame, label_frame: pl.DataFrame, period: Period) -> pl.DataFrame:
+    """(symbol, session, label_session, *FEATURES, label) of the sessions inside `period` whose label is in
+    `label_frame` (known within the data): the rows a model of that period is judged on, out of sample."""
+    return (
+        features.filter(pl.col("session").is_between(period.start, period.end))
+        .join(label_frame.select("symbol", "session", "label_session", "label"), on=["symbol", "session"])
+        .sort("session", "symbol")
+    )
 
 
 def sample_rows(rows: pl.DataFrame, max_rows: int, seed: int = 0) -> pl.DataFrame:
