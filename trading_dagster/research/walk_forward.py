@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from trading_dagster.domain.indicators import ANCHOR_BLOCK, WARMUP
 from trading_dagster.domain.metrics import series_stats
 from trading_dagster.research.deflated_sharpe import deflated_sharpe_ratio
 from trading_dagster.research.sweep import PERIODS_PER_YEAR, Bars, SweepResult, pack_bars, sweep_bars
@@ -234,16 +235,25 @@ def _nanmean(column: pl.Series) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
-def restrict(bars: Bars, calendar: Sequence[dt.date], start: dt.date, end: dt.date) -> Bars:
+def restrict(
+    bars: Bars, calendar: Sequence[dt.date], start: dt.date, end: dt.date, anchored_warmup: bool = False
+) -> Bars:
     """`bars` (packed over a window holding [start, end]) cut to the window [start, end]: the bars after `end`
     dropped, the rows renumbered from `start` (earlier bars stay, for the indicators' warm-up). Equal to
-    `pack_bars(cleaned, calendar, start, end)` of the same bars, without packing again."""
+    `pack_bars(cleaned, calendar, start, end)` of the same bars, without packing again.
+
+    `anchored_warmup`: also drop the bars before the anchor of the window's first block (`WARMUP` sessions
+    before its `ANCHOR_BLOCK` block starts): no anchored SMA of a bar in the window reads them (each block's
+    SMA restarts from its own anchor), so the sweep's figures are the same, bit for bit, and a late window
+    costs what its own years cost. Not for `anchored=False` (an SMA over each symbol's whole history)."""
     lo, hi = bisect.bisect_left(calendar, start), bisect.bisect_right(calendar, end)
     if lo >= hi:
         raise ValueError(f"no calendar session in [{start}, {end}]")
     if end > bars.sessions[-1]:
         raise ValueError(f"the packed bars end on {bars.sessions[-1]}, before the window's end {end}")
     keep = bars.cal < hi
+    if anchored_warmup:
+        keep &= bars.cal >= max(0, lo // ANCHOR_BLOCK * ANCHOR_BLOCK - WARMUP)
     symbol = np.repeat(np.arange(len(bars.symbols)), np.diff(bars.offsets))
     counts = np.bincount(symbol[keep], minlength=len(bars.symbols))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -271,7 +281,9 @@ class SmaBacktest:
 
     def __call__(self, params_list: list[Params], start: dt.date, end: dt.date) -> SweepResult:
         pairs = [(int(f), int(s)) for f, s in params_list]
-        return sweep_bars(restrict(self.bars, self.calendar, start, end), pairs, **self.settings)
+        trim = self.settings.get("anchored", True)  # an unanchored SMA reads each symbol's whole history
+        window = restrict(self.bars, self.calendar, start, end, anchored_warmup=trim)
+        return sweep_bars(window, pairs, **self.settings)
 
 
 def sma_backtest(cleaned: pl.DataFrame, calendar: Sequence[dt.date], **settings: Any) -> SmaBacktest:

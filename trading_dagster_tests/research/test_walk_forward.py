@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from trading_dagster.domain.metrics import series_stats
-from trading_dagster.research.sweep import SweepResult, pack_bars, sma_grid, sweep_sma_cross
+from trading_dagster.research.sweep import SweepResult, pack_bars, sma_grid, sweep_bars, sweep_sma_cross
 from trading_dagster.research.walk_forward import (
     Fold,
     folds,
@@ -76,6 +76,7 @@ def test_a_remainder_too_short_to_test_is_left_out_and_short_windows_are_refused
 
 
 def test_a_window_cut_from_the_packed_bars_is_the_window_packed(cleaned, calendar, backtest):
+    pairs = [(7, 50), (20, 200)]
     for start, end in [
         (dt.date(2009, 3, 2), dt.date(2011, 6, 30)),
         (dt.date(2016, 1, 4), dt.date(2017, 11, 10)),
@@ -84,6 +85,13 @@ def test_a_window_cut_from_the_packed_bars_is_the_window_packed(cleaned, calenda
         assert cut.sessions == packed.sessions and cut.symbols == packed.symbols
         for field in ("offsets", "cal", "row", "open", "close"):
             assert np.array_equal(getattr(cut, field), getattr(packed, field)), field
+        # without the bars no anchored SMA of the window reads: fewer bars, the same figures to the last bit
+        trimmed = restrict(backtest.bars, calendar, start, end, anchored_warmup=True)
+        assert trimmed.sessions == packed.sessions
+        full, short = sweep_bars(packed, pairs, **SETTINGS), sweep_bars(trimmed, pairs, **SETTINGS)
+        assert short.stats.equals(full.stats) and np.array_equal(short.equity, full.equity)
+        assert full.stats["orders"].min() > 0
+    assert trimmed.close.size < 0.6 * packed.close.size  # 2016-2017: the years before 2014 are not read
     with pytest.raises(ValueError, match="before the window's end"):
         restrict(backtest.bars, calendar, dt.date(2017, 1, 3), dt.date(2018, 6, 1))
 
