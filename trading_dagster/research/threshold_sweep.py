@@ -74,10 +74,30 @@ class IndicatorBars:
     values: Mapping[str, np.ndarray]
 
 
-def _packed_keys(bars: Bars) -> np.ndarray:
-    """symbol index << 32 | calendar index of each packed bar: sorted, as `pack_bars` orders the bars."""
-    counts = np.diff(bars.offsets)
-    return (np.repeat(np.arange(len(bars.symbols), dtype=np.int64), counts) << 32) | bars.cal
+DENSE_LIMIT = 200_000_000
+"""Symbols x calendar span up to which bars are looked up in a dense (symbol, session) -> bar table (4 bytes an
+entry: 19 MB on the full shared file); beyond it, a binary search over the packed bars' sorted keys."""
+
+
+def _bar_index(bars: Bars, codes: np.ndarray, cal: np.ndarray) -> np.ndarray:
+    """The packed bar of each (symbol index, calendar index), -1 where there is none."""
+    n = bars.close.size
+    if n == 0:
+        return np.full(codes.size, -1, dtype=np.int64)
+    symbol_of = np.repeat(np.arange(len(bars.symbols), dtype=np.int64), np.diff(bars.offsets))
+    lo, hi = int(bars.cal.min()), int(bars.cal.max())
+    inside = (cal >= lo) & (cal <= hi)
+    span = hi - lo + 1
+    if len(bars.symbols) * span <= DENSE_LIMIT:
+        table = np.full((len(bars.symbols), span), -1, dtype=np.int32 if n < 2**31 else np.int64)
+        table[symbol_of, bars.cal - lo] = np.arange(n)
+        out = np.full(codes.size, -1, dtype=np.int64)
+        out[inside] = table[codes[inside], cal[inside] - lo]
+        return out
+    packed = (symbol_of << 32) | bars.cal  # sorted: pack_bars' order
+    keys = (codes << 32) | cal
+    at = np.minimum(np.searchsorted(packed, keys), n - 1)
+    return np.where(inside & (packed[at] == keys), at, -1)
 
 
 def align_indicators(
@@ -98,16 +118,14 @@ def align_indicators(
     )
     calendar_days = np.asarray(calendar, dtype="datetime64[D]")
     days = known["session"].cast(pl.Date).to_numpy().astype("datetime64[D]")
-    cal = np.searchsorted(calendar_days, days)
+    cal = np.searchsorted(calendar_days, days).astype(np.int64)
     on_calendar = (cal < calendar_days.size) & (
         calendar_days[np.minimum(cal, calendar_days.size - 1)] == days
     )
-    keys = (codes << 32) | cal.astype(np.int64)
-    packed = _packed_keys(bars)
-    at = np.minimum(np.searchsorted(packed, keys), max(packed.size - 1, 0))
-    hit = on_calendar & (packed[at] == keys) if packed.size else np.zeros(keys.size, dtype=bool)
+    at = np.where(on_calendar, _bar_index(bars, codes, cal), -1)
+    hit = at >= 0
     where = at[hit]
-    if np.unique(where).size != where.size:
+    if where.size and np.bincount(where, minlength=bars.close.size).max() > 1:
         raise ValueError("the indicators are not unique on (symbol, session)")
     for c in columns:
         values = known[c].cast(pl.Float64).fill_null(np.nan).to_numpy()

@@ -86,8 +86,22 @@ def test_the_aligned_values_are_the_indicators_tables(cleaned, calendar, indicat
     assert np.array_equal(again[RSI_COLUMN], data.values[RSI_COLUMN], equal_nan=True)
     with pytest.raises(ValueError, match="not unique"):
         align_indicators(bars, indicators.vstack(indicators.head(1)), calendar, [RSI_COLUMN])
+
+
+def test_the_binary_search_aligns_as_the_dense_table(calendar, indicators, data, monkeypatch):
+    """Past `DENSE_LIMIT` (many symbols over a long calendar) bars are found by binary search: the same values."""
+    from trading_dagster.research import threshold_sweep
+
+    monkeypatch.setattr(threshold_sweep, "DENSE_LIMIT", 0)
+    shuffled = indicators.sample(fraction=1.0, shuffle=True, seed=3)
+    extra = shuffled.vstack(shuffled.head(3).with_columns(symbol=pl.lit("NOT_A_SYMBOL")))
+    searched = align_indicators(data.bars, extra, calendar, [RSI_COLUMN, DIP_COLUMN])
+    for column in (RSI_COLUMN, DIP_COLUMN):
+        assert np.array_equal(searched[column], data.values[column], equal_nan=True)
+    with pytest.raises(ValueError, match="not unique"):
+        align_indicators(data.bars, indicators.vstack(indicators.tail(1)), calendar, [RSI_COLUMN])
     with pytest.raises(ValueError, match="lack columns"):
-        align_indicators(bars, indicators.drop(RSI_COLUMN), calendar, [RSI_COLUMN])
+        align_indicators(data.bars, indicators.drop(RSI_COLUMN), calendar, [RSI_COLUMN])
 
 
 @pytest.mark.parametrize(
