@@ -20,7 +20,6 @@ backtest's bps costs by default). A strategy kind maps to (how its bars are read
 backtest adapter) in `KINDS`; only `sma_cross` for now.
 """
 
-
 import math
 import time
 from collections.abc import Callable, Sequence
