@@ -31,10 +31,16 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from trading_dagster.domain.indicators import ANCHOR_BLOCK, WARMUP
 from trading_dagster.domain.metrics import series_stats
 from trading_dagster.research.deflated_sharpe import deflated_sharpe_ratio
-from trading_dagster.research.sweep import PERIODS_PER_YEAR, Bars, SweepResult, pack_bars, sweep_bars
+from trading_dagster.research.sweep import (
+    PERIODS_PER_YEAR,
+    Bars,
+    SweepResult,
+    _anchoring,
+    pack_bars,
+    sweep_bars,
+)
 
 MIN_TRAIN_SESSIONS = 3  # two returns: the least a Sharpe ratio needs
 MIN_TEST_SESSIONS = 2
@@ -236,24 +242,30 @@ def _nanmean(column: pl.Series) -> float:
 
 
 def restrict(
-    bars: Bars, calendar: Sequence[dt.date], start: dt.date, end: dt.date, anchored_warmup: bool = False
+    bars: Bars,
+    calendar: Sequence[dt.date],
+    start: dt.date,
+    end: dt.date,
+    anchoring: tuple[int, int] | None = None,
 ) -> Bars:
     """`bars` (packed over a window holding [start, end]) cut to the window [start, end]: the bars after `end`
     dropped, the rows renumbered from `start` (earlier bars stay, for the indicators' warm-up). Equal to
     `pack_bars(cleaned, calendar, start, end)` of the same bars, without packing again.
 
-    `anchored_warmup`: also drop the bars before the anchor of the window's first block (`WARMUP` sessions
-    before its `ANCHOR_BLOCK` block starts): no anchored SMA of a bar in the window reads them (each block's
-    SMA restarts from its own anchor), so the sweep's figures are the same, bit for bit, and a late window
-    costs what its own years cost. Not for `anchored=False` (an SMA over each symbol's whole history)."""
+    `anchoring`: the kernel's SMA anchoring (block, warm-up), `sweep._anchoring(anchored)`: also drop the bars
+    before the anchor of the window's first block (warm-up sessions before that block starts): no SMA of a bar
+    in the window reads them (each block's SMA restarts from its own anchor), so the sweep's figures are the
+    same, bit for bit, and a late window costs what its own years cost. Unanchored (one block from each
+    symbol's first bar, no warm-up) this keeps every earlier bar."""
     lo, hi = bisect.bisect_left(calendar, start), bisect.bisect_right(calendar, end)
     if lo >= hi:
         raise ValueError(f"no calendar session in [{start}, {end}]")
     if end > bars.sessions[-1]:
         raise ValueError(f"the packed bars end on {bars.sessions[-1]}, before the window's end {end}")
     keep = bars.cal < hi
-    if anchored_warmup:
-        keep &= bars.cal >= max(0, lo // ANCHOR_BLOCK * ANCHOR_BLOCK - WARMUP)
+    if anchoring is not None:
+        block, warmup = anchoring
+        keep &= bars.cal >= max(0, lo // block * block - warmup)
     symbol = np.repeat(np.arange(len(bars.symbols)), np.diff(bars.offsets))
     counts = np.bincount(symbol[keep], minlength=len(bars.symbols))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -281,8 +293,8 @@ class SmaBacktest:
 
     def __call__(self, params_list: list[Params], start: dt.date, end: dt.date) -> SweepResult:
         pairs = [(int(f), int(s)) for f, s in params_list]
-        trim = self.settings.get("anchored", True)  # an unanchored SMA reads each symbol's whole history
-        window = restrict(self.bars, self.calendar, start, end, anchored_warmup=trim)
+        anchoring = _anchoring(bool(self.settings.get("anchored", True)))  # the kernel's own
+        window = restrict(self.bars, self.calendar, start, end, anchoring)
         return sweep_bars(window, pairs, **self.settings)
 
 

@@ -14,7 +14,14 @@ import polars as pl
 import pytest
 
 from trading_dagster.domain.metrics import series_stats
-from trading_dagster.research.sweep import SweepResult, pack_bars, sma_grid, sweep_bars, sweep_sma_cross
+from trading_dagster.research.sweep import (
+    SweepResult,
+    _anchoring,
+    pack_bars,
+    sma_grid,
+    sweep_bars,
+    sweep_sma_cross,
+)
 from trading_dagster.research.walk_forward import (
     Fold,
     folds,
@@ -86,12 +93,16 @@ def test_a_window_cut_from_the_packed_bars_is_the_window_packed(cleaned, calenda
         for field in ("offsets", "cal", "row", "open", "close"):
             assert np.array_equal(getattr(cut, field), getattr(packed, field)), field
         # without the bars no anchored SMA of the window reads: fewer bars, the same figures to the last bit
-        trimmed = restrict(backtest.bars, calendar, start, end, anchored_warmup=True)
+        trimmed = restrict(backtest.bars, calendar, start, end, _anchoring(True))
         assert trimmed.sessions == packed.sessions
         full, short = sweep_bars(packed, pairs, **SETTINGS), sweep_bars(trimmed, pairs, **SETTINGS)
         assert short.stats.equals(full.stats) and np.array_equal(short.equity, full.equity)
         assert full.stats["orders"].min() > 0
     assert trimmed.close.size < 0.6 * packed.close.size  # 2016-2017: the years before 2014 are not read
+    # an SMA over each symbol's whole history keeps every earlier bar
+    assert np.array_equal(
+        restrict(backtest.bars, calendar, start, end, _anchoring(False)).close, packed.close
+    )
     with pytest.raises(ValueError, match="before the window's end"):
         restrict(backtest.bars, calendar, dt.date(2017, 1, 3), dt.date(2018, 6, 1))
 
