@@ -168,18 +168,18 @@ def walk_forward(
     level = float(initial_cash)
     for k, fold in enumerate(fold_list):
         if not fold.train_start <= fold.train_end < fold.test_start <= fold.test_end:
-            raise ValueError(f"fold {k}: need train_start <= train_end < test_start <= test_end, got {fold}")
+            raise ValueError(f"fold {k + 1}: need train_start <= train_end < test_start <= test_end, got {fold}")
         train = backtest(grid, fold.train_start, fold.train_end)
-        _check(train, len(grid), fold.train_start, fold.train_end, f"fold {k} train")
+        _check(train, len(grid), fold.train_start, fold.train_end, f"fold {k + 1} train")
         sharpes = [_float(s) for s in train.stats["sharpe"].to_list()]
         w = pick_winner(sharpes)
         winner = grid[w]
         test = backtest([winner], fold.test_start, fold.test_end)
-        _check(test, 1, fold.test_start, fold.test_end, f"fold {k} test")
+        _check(test, 1, fold.test_start, fold.test_end, f"fold {k + 1} test")
         equity = np.asarray(test.equity[0], dtype=float)
         if not math.isclose(equity[0], initial_cash, rel_tol=1e-12):
             raise ValueError(
-                f"fold {k}: the test window's equity starts at {equity[0]} on {fold.test_start}, not at the "
+                f"fold {k + 1}: the test window's equity starts at {equity[0]} on {fold.test_start}, not at the "
                 f"initial cash {initial_cash}: build the backtest with the same initial cash, starting flat"
             )
         curve = level * equity / initial_cash
