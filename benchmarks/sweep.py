@@ -1,8 +1,10 @@
-"""The 100-pair SMA-crossover sweep (issue 11): our kernel against vectorbt on the same grid and conventions.
+"""The 100-pair SMA-crossover sweep (issue 11): our kernel against vectorbt on the same grid and conventions;
+then the RSI-bounds and 52-week-dip sweeps (ours only).
 
     .venv/bin/python benchmarks/sweep.py [--data PATH] [--symbols N] [--pairs N] [--fast 5,10,..] [--slow 60,80,..]
         [--size-on close|fill] [--shares whole|fractional] [--fees-bps B] [--slippage-bps B] [--notional USD]
         [--initial-cash USD] [--tie-band-pct P] [--chunks K] [--mem-cap-gib G] [--skip-vectorbt]
+        [--skip-thresholds]
 
 The parent cleans the file through the pipeline's `clean_prices` (NYSE sessions from its first to its last
 date) and writes the cleaned prices to a temporary parquet file. Each side then runs in its own child process
@@ -16,6 +18,11 @@ killing it above `--mem-cap-gib` (the machine is shared):
              one call), crosses by the reference's `crosses` (our rule and band).
 Then per pair: orders, trades, P&L and Sharpe of both, the largest relative differences, against the issue's
 targets (30 s, 2 GiB, 1e-6).
+  thresholds `trading_dagster.research.threshold_sweep` in a third child: the indicators of the whole file
+             computed once by the pipeline's `compute_indicators_anchored` (timed apart: the pipeline has them
+             in its warehouse), packed with the bars (`pack_indicator_bars`), then `sweep_rsi` on the default 25
+             (lower, upper) bounds and `sweep_dip` on the default 11 thresholds, each run twice (first: numba
+             load or compile; second: the steady figure), with the same money and costs (no tie band).
 """
 
 from __future__ import annotations
@@ -107,6 +114,52 @@ def child_ours(args, cleaned_path: Path, out: Path) -> dict:
         "packed_mib": sum(a.nbytes for a in (bars.offsets, bars.cal, bars.row, bars.open, bars.close))
         / 2**20,
     }
+
+
+def child_thresholds(args, cleaned_path: Path, out: Path) -> dict:
+    import polars as pl
+
+    from trading_dagster.domain.calendar import nyse_calendar
+    from trading_dagster.domain.indicators import compute_indicators_anchored
+    from trading_dagster.research.threshold_sweep import (
+        DIP_COLUMN,
+        RSI_COLUMN,
+        pack_indicator_bars,
+        sweep_dip,
+        sweep_rsi,
+    )
+
+    calendar = list(nyse_calendar().sessions)
+    cleaned = pl.read_parquet(cleaned_path)
+    first, last = cleaned["session"].min(), cleaned["session"].max()
+    t = time.perf_counter()
+    indicators = compute_indicators_anchored(cleaned, calendar, first, last).select(
+        "symbol", "session", RSI_COLUMN, DIP_COLUMN
+    )
+    indicators_s = time.perf_counter() - t
+    indicators_peak = peak_rss_gib()
+    t = time.perf_counter()
+    data = pack_indicator_bars(cleaned, indicators, calendar, [RSI_COLUMN, DIP_COLUMN])
+    pack_s = time.perf_counter() - t
+    del cleaned, indicators
+    gc.collect()
+    money = {k: v for k, v in settings(args).items() if k != "tie_band_pct"}
+    out_data: dict = {"indicators_s": indicators_s, "indicators_peak_gib": indicators_peak, "pack_s": pack_s}
+    stats = []
+    for name, sweep in (("rsi", sweep_rsi), ("dip", sweep_dip)):
+        t = time.perf_counter()
+        sweep(data, **money)
+        out_data[f"{name}_first_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result = sweep(data, **money)
+        out_data[f"{name}_s"] = time.perf_counter() - t
+        out_data[f"{name}_sets"] = len(result.pairs)
+        stats.append(result.stats.sort("sharpe", descending=True, nulls_last=True).head(3))
+    out_data["rss_before_sweeps_gib"] = rss_gib()
+    out_data["bars"] = int(data.bars.close.size)
+    with pl.Config(tbl_cols=-1, tbl_width_chars=160):
+        print("best Sharpe (RSI, then dip):", *stats, sep="\n", file=sys.stderr, flush=True)
+    return out_data
 
 
 def child_vectorbt(args, cleaned_path: Path, out: Path) -> dict:
@@ -338,14 +391,15 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=10, help="vectorbt: pairs are run in this many calls")
     p.add_argument("--mem-cap-gib", type=float, default=14.0, help="kill a child above this RSS")
     p.add_argument("--skip-vectorbt", action="store_true")
-    p.add_argument("--child", choices=("ours", "vectorbt"), help=argparse.SUPPRESS)
+    p.add_argument("--skip-thresholds", action="store_true", help="no RSI / dip sweeps")
+    p.add_argument("--child", choices=("ours", "vectorbt", "thresholds"), help=argparse.SUPPRESS)
     p.add_argument("--cleaned", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.child:
         t = time.perf_counter()
-        fn = child_ours if args.child == "ours" else child_vectorbt
+        fn = {"ours": child_ours, "vectorbt": child_vectorbt, "thresholds": child_thresholds}[args.child]
         data = fn(args, args.cleaned, args.out)
         data |= {"total_s": time.perf_counter() - t, "peak_gib": peak_rss_gib()}
         args.out.with_suffix(".json").write_text(json.dumps(data))
@@ -380,6 +434,12 @@ def main() -> None:
             ref = run_child("vectorbt", argv, cleaned_path, Path(tmp) / "vbt.parquet", args.mem_cap_gib)
             print(f"vectorbt: {ref}", flush=True)
             ref_stats = pl.read_parquet(Path(tmp) / "vbt.parquet") if "sma_s" in ref else None
+        thresholds = None
+        if not args.skip_thresholds:
+            thresholds = run_child(
+                "thresholds", argv, cleaned_path, Path(tmp) / "thr.parquet", args.mem_cap_gib
+            )
+            print(f"thresholds: {thresholds}", flush=True)
 
     print(f"\n{'':<34}{'ours':>14}{'vectorbt':>14}{'target':>10}")
     if ours_stats is not None:
@@ -407,6 +467,22 @@ def main() -> None:
         with pl.Config(tbl_cols=-1, tbl_width_chars=160):
             print("best Sharpe (ours):")
             print(top)
+    if thresholds is not None and "rsi_s" in thresholds:
+        th = thresholds
+        print(f"\nRSI and dip sweeps (ours), {th['bars']:,} bars:")
+        print(f"  indicators (compute_indicators_anchored, once) {th['indicators_s']:.2f} s")
+        print(f"  pack bars + align rsi_14, pct_below_high_52w   {th['pack_s']:.2f} s")
+        for name, what in (("rsi", "RSI bounds"), ("dip", "dip thresholds")):
+            print(
+                f"  {th[f'{name}_sets']} {what}: {th[f'{name}_s']:.2f} s warm "
+                f"({th[f'{name}_s'] / th[f'{name}_sets'] * 1000:.0f} ms a set), first run {th[f'{name}_first_s']:.2f} s"
+            )
+        print(
+            f"  peak RSS {th['peak_gib']:.2f} GiB (after the indicators {th['indicators_peak_gib']:.2f} GiB; "
+            f"RSS before the sweeps {th['rss_before_sweeps_gib']:.2f} GiB); child total {th['total_s']:.1f} s"
+        )
+    elif thresholds is not None:
+        print(f"\nRSI and dip sweeps: the child failed or was killed: {thresholds}")
     print(f"\ncores {os.cpu_count()}; numba threads {os.environ.get('NUMBA_NUM_THREADS', 'default')}")
 
 
