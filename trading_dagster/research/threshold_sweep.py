@@ -140,10 +140,103 @@ def pack_indicator_bars(
     columns: Sequence[str],
     start: dt.date | None = None,
     end: dt.date | None = None,
+    price_columns: Sequence[str] = (),
 ) -> IndicatorBars:
-    """`pack_bars(cleaned, calendar, start, end)` with the indicators table's `columns` aligned to the bars."""
+    """`pack_bars(cleaned, calendar, start, end)` with the indicators table's `columns` aligned to the bars, and
+    `price_columns` of `cleaned` itself (the exits need "high" and "low")."""
     bars = pack_bars(cleaned, calendar, start, end)
-    return IndicatorBars(bars, align_indicators(bars, indicators, calendar, columns))
+    values = align_indicators(bars, indicators, calendar, columns)
+    if price_columns:
+        values |= align_indicators(bars, cleaned, calendar, price_columns)
+    return IndicatorBars(bars, values)
+
+
+@dataclass(frozen=True)
+class ExitGrid:
+    """Stop-loss / take-profit levels for `backtest_events`, following `domain/exits.py`'s backtest rule.
+
+    `stops` / `takes`: (rows, bars) the level an entry signalled at that bar's close gets (NaN: no such leg),
+    one row per percentage (`exit_grid`); `high`, `low`: the bars' (NaN: a bar without them, no exit there);
+    `open_floor`: the open rounded down to the tick (a take-profit gapped through at the open fills there).
+    """
+
+    stops: np.ndarray
+    takes: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    open_floor: np.ndarray
+
+
+def _tick_round(prices: Sequence[float], rounding: str) -> list[float]:
+    """`execution.round_price` of each price taken exactly (`orders.as_decimal`), back to float: the pipeline's."""
+    from trading_dagster.domain.execution import round_price
+    from trading_dagster.domain.orders import as_decimal
+
+    return [float(round_price(as_decimal(float(x)), rounding)) for x in prices]
+
+
+def exit_levels_per_bar(close: np.ndarray, pct: float, side: str) -> np.ndarray:
+    """The level `exits.exit_levels` gives an entry whose reference price is each bar's close: close x (1 -
+    pct / 100) for a stop ("stop"), close x (1 + pct / 100) for a take-profit ("take"), rounded half up to the
+    tick (a cent at or above $1, 1e-4 below), a stop at or below zero none (NaN). In float, except where the
+    float product is within 1e-6 tick of a rounding tie or of $1, recomputed in Decimal as the pipeline does."""
+    from decimal import ROUND_HALF_UP
+
+    from trading_dagster.domain.execution import round_price
+    from trading_dagster.domain.orders import as_decimal
+
+    if side not in ("stop", "take"):
+        raise ValueError(f"side must be 'stop' or 'take', got {side!r}")
+    factor = 1 - as_decimal(float(pct)) / 100 if side == "stop" else 1 + as_decimal(float(pct)) / 100
+    with np.errstate(invalid="ignore"):
+        x = close * float(factor)
+        per_tick = np.where(x >= 1, 100.0, 10_000.0)
+        t = x * per_tick
+        level = np.floor(t + 0.5) / per_tick
+        near = (np.abs(t - np.floor(t) - 0.5) < 1e-6) | (np.abs(x - 1) < 1e-9)
+    for i in np.flatnonzero(near & np.isfinite(close) & (close > 0)):
+        exact = as_decimal(float(close[i])) * factor
+        level[i] = float(round_price(exact, ROUND_HALF_UP)) if exact > 0 else np.nan
+    if side == "stop":
+        level[~(level > 0)] = np.nan  # a stop at or below zero is none (a take-profit rounded to 0 is kept)
+    level[~(close > 0)] = np.nan  # no close, no level
+    return level
+
+
+def exit_grid(
+    data: IndicatorBars, stop_loss_pct: Sequence[float] = (), take_profit_pct: Sequence[float] = ()
+) -> ExitGrid:
+    """The `ExitGrid` of these percentages on bars packed with `price_columns=("high", "low")`."""
+    from decimal import ROUND_FLOOR
+
+    bars = data.bars
+    for name in ("high", "low"):
+        if name not in data.values:
+            raise ValueError(
+                f"exits need the bars' {name} (pack_indicator_bars(..., price_columns=('high', 'low')))"
+            )
+    for name, pcts in (("stop_loss_pct", stop_loss_pct), ("take_profit_pct", take_profit_pct)):
+        bad = [x for x in pcts if not (0 < x < 100 if name == "stop_loss_pct" else x > 0)]
+        if bad:
+            raise ValueError(f"{name} must be in (0, 100) (stop) / > 0 (take), got {bad}")
+    n = bars.close.size
+
+    def rows(pcts: Sequence[float], side: str) -> np.ndarray:
+        if not pcts:
+            return np.full((1, n), np.nan)
+        return np.stack([exit_levels_per_bar(bars.close, float(x), side) for x in pcts])
+
+    opens = bars.open
+    floor = np.full(n, np.nan)
+    if take_profit_pct:
+        floor = np.array(_tick_round(opens, ROUND_FLOOR)) if n else floor
+    return ExitGrid(
+        stops=rows(stop_loss_pct, "stop"),
+        takes=rows(take_profit_pct, "take"),
+        high=data.values["high"],
+        low=data.values["low"],
+        open_floor=floor,
+    )
 
 
 @numba.njit(parallel=True, cache=True)
@@ -156,6 +249,13 @@ def _event_kernel(
     exits,
     entry_idx,
     exit_idx,
+    stops,
+    takes,
+    stop_idx,
+    take_idx,
+    high,
+    low,
+    open_floor,
     n_rows,
     notional,
     size_on_fill,
@@ -178,9 +278,14 @@ def _event_kernel(
             for p in range(n_sets):
                 buy = entries[entry_idx[p]]
                 sell = exits[exit_idx[p]]
+                si = stop_idx[p]
+                ti = take_idx[p]
                 qty = 0.0
                 pending = 0
                 pending_qty = 0.0
+                signal_bar = 0
+                lot_stop = np.nan
+                lot_take = np.nan
                 for k in range(k_n):
                     i = a + k
                     r = row[i]
@@ -196,6 +301,9 @@ def _event_kernel(
                             orders[c, p] += 1
                             buys[c, p] += 1
                             traded[c, p] += traded_value
+                            # the bracket of the entry: its levels were set at the signal bar's close
+                            lot_stop = stops[si, signal_bar] if si >= 0 else np.nan
+                            lot_take = takes[ti, signal_bar] if ti >= 0 else np.nan
                     elif pending == -1:
                         price = open_[i] * (1.0 - slip)
                         traded_value = qty * price
@@ -204,6 +312,25 @@ def _event_kernel(
                         orders[c, p] += 1
                         traded[c, p] += traded_value
                     pending = 0
+                    # exits on the bar after the open's fills, the entry's own bar included (domain/exits.py)
+                    if qty > 0 and (lot_stop == lot_stop or lot_take == lot_take):
+                        o, hi, lo = open_[i], high[i], low[i]
+                        exit_price = -1.0
+                        if o > 0 and hi > 0 and lo > 0:  # NaN (no high / low) compares False: no exit
+                            if lot_stop == lot_stop and o <= lot_stop:
+                                exit_price = o * (1.0 - slip)
+                            elif lot_take == lot_take and o >= lot_take:
+                                exit_price = open_floor[i]
+                            elif lot_stop == lot_stop and lo <= lot_stop:
+                                exit_price = lot_stop * (1.0 - slip)
+                            elif lot_take == lot_take and hi >= lot_take:
+                                exit_price = lot_take
+                        if exit_price > 0:
+                            traded_value = qty * exit_price
+                            cash[c, p, r] += traded_value - traded_value * fees
+                            qty = 0.0
+                            orders[c, p] += 1
+                            traded[c, p] += traded_value
                     if qty > 0:
                         until = row[i + 1] if k + 1 < k_n else n_rows
                         held = qty * close[i]
@@ -213,6 +340,7 @@ def _event_kernel(
                     if k + 1 < k_n and row[i + 1] == r + 1:
                         if qty == 0:
                             if buy[i]:
+                                signal_bar = i
                                 if size_on_fill:
                                     pending = 1
                                 else:
@@ -283,6 +411,8 @@ def backtest_events(
     combine: Sequence[tuple[int, int]] | None = None,
     params: Sequence[tuple[Any, ...]] | None = None,
     param_names: Sequence[str] = ("set",),
+    exit_levels: ExitGrid | None = None,
+    brackets: Sequence[tuple[int, int]] | None = None,
     notional: float = 10_000,
     initial_cash: float = 100_000,
     size_on: str = "close",
@@ -301,6 +431,12 @@ def backtest_events(
     `combine`: the (entry row, exit row) of each set; default: row p of each (`exits` with one row: that row
     for every set). `params`: one tuple per set, the values of `param_names` (the leading columns of the stats;
     default `set` = 0, 1, ...).
+    `exit_levels`, `brackets`: stop-loss / take-profit exits (`exit_grid`): set p's entries get the levels of
+    row `brackets[p]` = (stop row, take row) of `exit_levels.stops` / `.takes` (-1: no such leg), worked on
+    every bar from the entry's own (after the open's fill) as the backtest book does (`domain/exits.py`:
+    a gap through a level fills at the open, else the stop at its level less slippage when the low reaches
+    it, else the take-profit at its level when the high does; the stop first when both; commission on both).
+    Default: no exits.
     Settings as `sweep.sweep_bars`: notional (USD per buy), initial_cash, size_on ("close" | "fill"), shares
     ("whole" | "fractional"), fees_bps, slippage_bps; any other backtest setting only at its reference value
     (`check_settings`: else `UnsupportedSetting` naming it).
@@ -331,6 +467,22 @@ def backtest_events(
         raise ValueError(
             f"need one tuple of {tuple(param_names)} per set ({len(combine)}), got {len(params)}"
         )
+    if exit_levels is None:
+        if brackets is not None:
+            raise ValueError("brackets need exit_levels (exit_grid)")
+        empty = np.full((1, 1), np.nan)
+        exit_levels = ExitGrid(empty, empty, np.empty(0), np.empty(0), np.empty(0))
+        brackets = [(-1, -1)] * len(combine)
+    elif brackets is None or len(brackets) != len(combine):
+        raise ValueError(f"exit_levels need brackets: one (stop row, take row) per set ({len(combine)})")
+    brackets = [(int(a), int(b)) for a, b in brackets]
+    bad = [
+        b
+        for b in brackets
+        if not (-1 <= b[0] < exit_levels.stops.shape[0] and -1 <= b[1] < exit_levels.takes.shape[0])
+    ]
+    if bad:
+        raise ValueError(f"brackets need rows of exit_levels or -1, got {bad}")
     n_rows = len(bars.sessions)
     cash, value, orders, buys, traded = _event_kernel(
         bars.offsets,
@@ -341,6 +493,13 @@ def backtest_events(
         sell,
         np.asarray([e for e, _ in combine], dtype=np.int64),
         np.asarray([x for _, x in combine], dtype=np.int64),
+        np.ascontiguousarray(exit_levels.stops, dtype=np.float64),
+        np.ascontiguousarray(exit_levels.takes, dtype=np.float64),
+        np.asarray([b[0] for b in brackets], dtype=np.int64),
+        np.asarray([b[1] for b in brackets], dtype=np.int64),
+        np.ascontiguousarray(exit_levels.high, dtype=np.float64),
+        np.ascontiguousarray(exit_levels.low, dtype=np.float64),
+        np.ascontiguousarray(exit_levels.open_floor, dtype=np.float64),
         n_rows,
         float(notional),
         size_on == "fill",
@@ -356,6 +515,7 @@ def backtest_events(
         orient="row",
     )
     keys = pl.DataFrame(params, schema=list(param_names), orient="row")
+    keys = keys.with_columns(pl.col(c).cast(pl.Float64) for c, t in keys.schema.items() if t == pl.Null)
     return SweepResult(
         list(bars.sessions), params, pl.concat([keys, figures], how="horizontal"), equity, value
     )
@@ -398,11 +558,24 @@ def sweep_rsi(
     )
 
 
-def sweep_dip(data: IndicatorBars, thresholds: Sequence[float] | None = None, **settings: Any) -> SweepResult:
+def sweep_dip(
+    data: IndicatorBars,
+    thresholds: Sequence[float] | None = None,
+    *,
+    take_profit_pct: Sequence[float | None] | None = None,
+    stop_loss_pct: Sequence[float | None] | None = None,
+    **settings: Any,
+) -> SweepResult:
     """The `dip_52w` strategy for every `threshold_pct` of `thresholds` (default 5..30 step 2.5): buy when
     `pct_below_high_52w >= threshold_pct` (`_dip_52w`'s rule), from the indicators table
     (`pack_indicator_bars(..., columns=["pct_below_high_52w"])`); no sell signal. Stats columns
-    `threshold_pct`, then `STATS_COLUMNS`. `settings`: as `backtest_events`."""
+    `threshold_pct`, then `STATS_COLUMNS`. `settings`: as `backtest_events`.
+
+    `take_profit_pct`, `stop_loss_pct`: optional grid dimensions (None in one: no such leg), the backtest's
+    exits (`RiskConfig.take_profit_pct` / `stop_loss_pct`, `domain/exits.py`), on bars packed with
+    `price_columns=("high", "low")`; the sets are then thresholds x take-profits x stop-losses
+    (threshold-major) and the stats carry `take_profit_pct` and `stop_loss_pct` columns too (null: off).
+    A position closed by an exit is bought again on the next dip signal."""
     thresholds = list(DEFAULT_DIP_THRESHOLDS) if thresholds is None else [float(t) for t in thresholds]
     bad = [t for t in thresholds if not 0 < t < 100]
     if not thresholds or bad:
@@ -410,11 +583,28 @@ def sweep_dip(data: IndicatorBars, thresholds: Sequence[float] | None = None, **
     pct = _column(data, DIP_COLUMN)
     with np.errstate(invalid="ignore"):
         entries = pct[None, :] >= np.asarray(thresholds)[:, None]
+    if take_profit_pct is None and stop_loss_pct is None:
+        params = [(t,) for t in thresholds]
+        return backtest_events(
+            data.bars, entries, None, params=params, param_names=("threshold_pct",), **settings
+        )
+    takes = [None if x is None else float(x) for x in (take_profit_pct or [None])]
+    stops = [None if x is None else float(x) for x in (stop_loss_pct or [None])]
+    take_values = [x for x in takes if x is not None]
+    stop_values = [x for x in stops if x is not None]
+    grid = exit_grid(data, stop_values, take_values)
+    sets = [(i, t, tp, sl) for i, t in enumerate(thresholds) for tp in takes for sl in stops]
     return backtest_events(
         data.bars,
         entries,
         None,
-        params=[(t,) for t in thresholds],
-        param_names=("threshold_pct",),
+        combine=[(i, 0) for i, *_ in sets],
+        params=[(t, tp, sl) for _, t, tp, sl in sets],
+        param_names=("threshold_pct", "take_profit_pct", "stop_loss_pct"),
+        exit_levels=grid,
+        brackets=[
+            (-1 if sl is None else stop_values.index(sl), -1 if tp is None else take_values.index(tp))
+            for _, _, tp, sl in sets
+        ],
         **settings,
     )

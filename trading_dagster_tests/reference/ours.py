@@ -89,11 +89,14 @@ def route_conventions(conventions: Mapping[str, Any]) -> dict[str, dict[str, Any
 
 
 def _trades_opened(fills: pl.DataFrame) -> int:
-    """Buys that opened a position (the symbol was flat before), walking fills in the book's order."""
+    """Buys that opened a position (the symbol was flat before), walking fills in the book's order: a
+    session's open (sells, then buys), then its exits (an `exit` column, when there is one: stop-loss /
+    take-profit fills, which come after the open's, the entry's own session included)."""
     held: dict[str, int] = {}
     opened = 0
+    exit_last = pl.col("exit") if "exit" in fills.columns else pl.lit(False)
     for symbol, side, qty in (
-        fills.sort("session", pl.col("side") == "buy").select("symbol", "side", "qty").iter_rows()
+        fills.sort("session", exit_last, pl.col("side") == "buy").select("symbol", "side", "qty").iter_rows()
     ):
         before = held.get(symbol, 0)
         if side == "buy":
@@ -128,9 +131,11 @@ def run_ours(
     Commission is `fees_bps` basis points of the traded value and nothing per share; slippage `slippage_bps`.
     `conventions`: see the module docstring (`REFERENCE_CONVENTIONS`, `size_on`, ...).
     """
+    from trading_dagster.assets.trading import bars_by_session, session_bars
     from trading_dagster.domain import indicators as ind
     from trading_dagster.domain.calendar import nyse_calendar
     from trading_dagster.domain.execution import CommissionModel, SlippageModel, opens_by_session
+    from trading_dagster.domain.exits import exit_levels_for_orders, is_exit_id
     from trading_dagster.domain.metrics import performance_summary
     from trading_dagster.domain.orders import orders_from_frame
     from trading_dagster.domain.pnl import mark_to_market
@@ -155,7 +160,9 @@ def run_ours(
             params={"fast": fast, "slow": slow, **routed["strategy"]},
         )
     elif routed["strategy"] and strategy.kind != "sma_cross":
-        raise TypeError(f"conventions {sorted(routed['strategy'])} are sma_cross params, not {strategy.kind!r}'s")
+        raise TypeError(
+            f"conventions {sorted(routed['strategy'])} are sma_cross params, not {strategy.kind!r}'s"
+        )
     else:
         spec = strategy
 
@@ -167,13 +174,16 @@ def run_ours(
     opens = opens_by_session(cleaned)
     approved = orders.filter(pl.col("status") == "approved")
     by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
+    # stop-loss / take-profit (risk conventions): the book works each entry's bracket as the executions asset
+    levels = exit_levels_for_orders(approved, cleaned, risk) if risk.has_exits and approved.height else None
+    bars = bars_by_session(cleaned, sessions) if risk.has_exits else None
     with SimulatedBook(
         None, initial_cash=cash, slippage=slippage, commission=commission, **routed["book"]
     ) as book:
         for s in sessions:
-            book.sync(s, opens.get(s, {}))
+            book.sync(s, opens.get(s, {}), bars=session_bars(bars, s))
             if s in by_session:
-                book.submit(orders_from_frame(by_session[s]), s)
+                book.submit(orders_from_frame(by_session[s]), s, levels=levels)
         events = book.events(sessions[0], sessions[-1])
     fills = events.filter(pl.col("event") == "filled")
     _, equity = mark_to_market(start, fills, cleaned, sessions, benchmark)
@@ -189,7 +199,15 @@ def run_ours(
     return ReferenceResult(
         total_pnl=final - float(cash),
         n_orders=fills_out.height,
-        n_trades=_trades_opened(fills_out),
+        n_trades=_trades_opened(
+            fills.select(
+                "session",
+                "symbol",
+                "side",
+                "qty",
+                exit=pl.Series([is_exit_id(i) for i in fills["client_order_id"]], dtype=pl.Boolean),
+            )
+        ),
         sharpe=summary["sharpe"],
         final_value=final,
         equity=equity.select("session", "equity").cast(EQUITY_SCHEMA),

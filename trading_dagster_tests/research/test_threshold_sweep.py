@@ -254,8 +254,9 @@ def test_bad_signal_shapes_are_refused(data):
 def test_unsupported_settings_are_refused_by_name(data, setting, value):
     with pytest.raises(UnsupportedSetting, match=setting):
         sweep_rsi(data, [(30, 70)], **{setting: value})
-    with pytest.raises(UnsupportedSetting, match=setting):
-        sweep_dip(data, [10], **{setting: value})
+    if setting not in ("stop_loss_pct", "take_profit_pct"):  # the dip's exit grid dimensions (lists)
+        with pytest.raises(UnsupportedSetting, match=setting):
+            sweep_dip(data, [10], **{setting: value})
     with pytest.raises(UnsupportedSetting, match=setting):
         backtest_events(data.bars, np.zeros(data.bars.close.size, dtype=bool), **{setting: value})
 
@@ -264,3 +265,100 @@ def test_the_packed_bars_are_the_sma_sweeps(cleaned, calendar, data):
     plain = pack_bars(cleaned, calendar)
     for name in ("offsets", "cal", "row", "open", "close"):
         assert np.array_equal(getattr(plain, name), getattr(data.bars, name))
+
+
+# --- the dip with stop-loss / take-profit exits (domain/exits.py's backtest rule) ---
+
+
+@pytest.fixture(scope="module")
+def with_high_low(cleaned, indicators, calendar):
+    return pack_indicator_bars(cleaned, indicators, calendar, [DIP_COLUMN], price_columns=("high", "low"))
+
+
+@pytest.mark.parametrize(
+    ("threshold", "take_profit", "stop_loss", "size_on", "shares"),
+    [
+        (10, 15, 8, "close", "whole"),  # both legs: positions cycle (exit, buy again on the next dip)
+        (5, None, 5, "fill", "fractional"),
+        (20, 10, None, "close", "whole"),
+    ],
+)
+def test_dip_with_exits_equals_our_backtest(
+    cleaned, calendar, sample_sessions, with_high_low, threshold, take_profit, stop_loss, size_on, shares
+):
+    settings = dict(size_on=size_on, shares=shares, fees_bps=1, slippage_bps=5, initial_cash=CASH)
+    exits = {
+        k: v for k, v in (("take_profit_pct", take_profit), ("stop_loss_pct", stop_loss)) if v is not None
+    }
+    spec = StrategySpec(name="dip", kind="dip_52w", params={"threshold_pct": threshold})
+    ours = run_ours(
+        cleaned,
+        sample_sessions,
+        calendar=calendar,
+        strategy=spec,
+        **settings,
+        **exits,
+        **REFERENCE_CONVENTIONS,
+    )
+    result = sweep_dip(
+        with_high_low, [threshold], take_profit_pct=[take_profit], stop_loss_pct=[stop_loss], **settings
+    )
+    assert result.stats.columns == ["threshold_pct", "take_profit_pct", "stop_loss_pct", *STATS_COLUMNS]
+    assert result.stats.row(0)[:3] == (float(threshold), take_profit, stop_loss)
+    # the exits sold, and positions were bought again: more buys than symbols
+    assert ours.n_orders > ours.n_trades > cleaned["symbol"].n_unique()
+    _assert_equal_to_ours(result, ours, sample_sessions)
+
+
+def test_an_exit_grid_set_is_its_own_run(with_high_low):
+    """The sets of thresholds x take-profits x stop-losses share level rows: each equals its run alone."""
+    kwargs = dict(take_profit_pct=[None, 10, 20], stop_loss_pct=[None, 5], initial_cash=CASH, fees_bps=1)
+    grid = sweep_dip(with_high_low, [10, 20], **kwargs)
+    assert grid.stats.height == 12
+    assert grid.stats.row(0)[:3] == (10.0, None, None) and grid.stats.row(11)[:3] == (20.0, 20.0, 5.0)
+    for p, (threshold, tp, sl) in enumerate(
+        grid.stats.select("threshold_pct", "take_profit_pct", "stop_loss_pct").rows()
+    ):
+        alone = sweep_dip(
+            with_high_low,
+            [threshold],
+            take_profit_pct=[tp],
+            stop_loss_pct=[sl],
+            initial_cash=CASH,
+            fees_bps=1,
+        )
+        assert np.array_equal(grid.equity[p], alone.equity[0]), (threshold, tp, sl)
+        assert grid.stats.row(p)[3:] == alone.stats.row(0)[3:]
+    no_exit = sweep_dip(with_high_low, [10], initial_cash=CASH, fees_bps=1)
+    assert np.array_equal(grid.equity[0], no_exit.equity[0])  # no leg: the plain dip
+    assert grid.stats["orders"].n_unique() > 6  # the exits changed the trading
+
+
+def test_exit_levels_are_the_pipelines_ties_included():
+    """`exit_levels_per_bar` equals `exits.exit_levels` (Decimal, half up to the tick), on exact ties where the
+    float product falls on the wrong side (10.10 x 0.95 = 9.595 -> 9.60; float: 9.594999...), below $1, and
+    for a stop that rounds to nothing."""
+    from decimal import Decimal
+
+    from trading_dagster.domain.exits import exit_levels
+    from trading_dagster.domain.risk import RiskConfig
+    from trading_dagster.research.threshold_sweep import exit_levels_per_bar
+
+    assert 10.1 * 0.95 < 9.595  # the float product is below the tie
+    closes = np.array([10.1, 10.01, 0.5151, 1.0526315789, 2.345, 187.33, 0.00004, 19.99, 0.9999])
+    for pct in (5.0, 7.5, 10.0, 33.3):
+        config = RiskConfig(stop_loss_pct=Decimal(str(pct)), take_profit_pct=Decimal(str(pct)))
+        stops = exit_levels_per_bar(closes, pct, "stop")
+        takes = exit_levels_per_bar(closes, pct, "take")
+        for close, stop, take in zip(closes, stops, takes, strict=True):
+            want = exit_levels(Decimal(repr(float(close))), None, config)
+            assert (np.nan if want.stop_loss is None else float(want.stop_loss)) == pytest.approx(
+                stop, nan_ok=True, rel=0, abs=0
+            ), (close, pct)
+            assert float(want.take_profit) == take, (close, pct)
+    assert exit_levels_per_bar(np.array([10.1]), 5.0, "stop")[0] == 9.6
+
+
+def test_exits_need_high_and_low(data):
+    with pytest.raises(ValueError, match="high"):
+        sweep_dip(data, [10], stop_loss_pct=[5])
