@@ -499,3 +499,17 @@ def test_volume_is_optional_and_only_the_volume_ratio_needs_it(prices: pl.DataFr
     assert no_volume.select(others).equals(full.select(others))
     null_volume = compute_indicators(prices.with_columns(pl.lit(None, dtype=pl.Int64).alias("volume")))
     assert null_volume.equals(no_volume)
+
+
+def test_the_feature_columns_are_anchored_like_the_rest(prices: pl.DataFrame, sessions: tuple[dt.date, ...]) -> None:
+    """ret_1/5/21/63 and volume_ratio_20 of a one-session run are the range run's bits, across a block boundary,
+    and are filled in there (so the equality is not one of nulls)."""
+    boundary = 6 * ANCHOR_BLOCK
+    days = sessions[boundary - 3 : boundary + 3]
+    ranged = compute_indicators_anchored(input_for(prices, sessions, days[0], days[-1]), sessions, days[0], days[-1])
+    features = ["symbol", "session", "ret_1", "ret_5", "ret_21", "ret_63", "volume_ratio_20"]
+    for day in days:
+        alone = compute_indicators_anchored(input_for(prices, sessions, day, day), sessions, day, day)
+        assert alone.select(features).equals(ranged.filter(pl.col("session") == day).select(features)), day
+    spy = ranged.filter(pl.col("symbol") == "SPY")
+    assert spy.select(features[2:]).null_count().row(0) == (0,) * 5 and spy.height == len(days)
