@@ -4,7 +4,9 @@
 * `research/rsi_sweep` runs `research.threshold_sweep.sweep_rsi` over a grid of (lower, upper) RSI bounds,
   reading `rsi_14` from the indicators table (`indicators.indicators`);
 * `research/dip_sweep` runs `research.threshold_sweep.sweep_dip` over 52-week-dip thresholds, reading
-  `pct_below_high_52w` from the indicators table.
+  `pct_below_high_52w` from the indicators table; optional `take_profit_pct` / `stop_loss_pct` lists add the
+  backtest's exits as grid dimensions (each leg also swept off; the table then has those two columns, null
+  = off, and the heatmap is thresholds x exits).
 
 Each reads the cleaned prices (and the indicators) from the warehouse (read-only, as the portal does), sweeps
 the launchpad's grid, window and money, and writes one row per parameter set to `research.<name>` (through
@@ -22,6 +24,7 @@ the reference conventions and the backtest's bps fees and slippage whatever the 
 so in the metadata.
 """
 
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -149,6 +152,14 @@ class DipSweepConfig(SweepWindowConfig):
         default=list(DEFAULT_DIP_THRESHOLDS),
         description="threshold_pct values: buy when the close is at least this % below the 52-week high",
     )
+    take_profit_pct: list[float] = Field(
+        default=[],
+        description="optional take-profit % grid dimension (the backtest's exit rule); empty: no take-profit",
+    )
+    stop_loss_pct: list[float] = Field(
+        default=[],
+        description="optional stop-loss % grid dimension (the backtest's exit rule); empty: no stop",
+    )
 
 
 def rank_by_sharpe(stats: pl.DataFrame, params: Sequence[str] = SMA_PARAMS) -> pl.DataFrame:
@@ -248,12 +259,13 @@ class _Kind:
     count_key: str  # metadata key of the number of sets ("pairs", ...)
     plot_key: str
     plot: Callable[[pl.DataFrame], str]
+    price_columns: tuple[str, ...] = ()  # of the cleaned prices, beyond open and close
 
 
-def _read_cleaned(warehouse: WarehouseReader, end: dt.date | None) -> pl.DataFrame:
+def _read_cleaned(warehouse: WarehouseReader, end: dt.date | None, extra: Sequence[str] = ()) -> pl.DataFrame:
     if not warehouse.has_table("prices", "cleaned_prices"):
         raise dg.Failure(description="no prices.cleaned_prices in the warehouse yet: run pipeline_job first")
-    sql = "select session, symbol, open, close from prices.cleaned_prices"
+    sql = f"select {', '.join(('session', 'symbol', 'open', 'close', *extra))} from prices.cleaned_prices"
     cleaned = warehouse.query(sql + (" where session <= ?" if end else ""), [end] if end else None)
     if cleaned.height == 0:
         raise dg.Failure(description="prices.cleaned_prices holds no bar (in the window): nothing to sweep")
@@ -278,7 +290,7 @@ def _read_indicator(
 
 
 def _label(params: Sequence[str], row: dict[str, Any]) -> str:
-    return " / ".join(f"{p} {row[p]:g}" for p in params)
+    return " / ".join(f"{p} {'off' if row[p] is None else format(row[p], 'g')}" for p in params)
 
 
 def _sweep_output(
@@ -297,7 +309,7 @@ def _sweep_output(
     began = time.perf_counter()
     start, end = _date(config.start, "start"), _date(config.end, "end")
     settings, conventions = sweep_settings(config, trading_config, backtest_book)
-    cleaned = _read_cleaned(warehouse, end)
+    cleaned = _read_cleaned(warehouse, end, kind.price_columns)
     indicators = None if kind.indicator is None else _read_indicator(warehouse, kind.indicator, start, end)
     loaded = time.perf_counter()
     try:
@@ -336,16 +348,23 @@ def _sweep_output(
     )
 
 
-def _indicator_run(column: str, sweep: Callable[..., SweepResult], grid: Sequence[Any]) -> Run:
-    """A `Run` of a threshold sweep: pack the bars with the indicators table's `column`, sweep `grid`, and
-    say how many of the window's bars have a value (an indicators table behind the prices shows there)."""
+def _indicator_run(
+    column: str,
+    sweep: Callable[..., SweepResult],
+    grid: Sequence[Any],
+    price_columns: Sequence[str] = (),
+    **grid_kwargs: Any,
+) -> Run:
+    """A `Run` of a threshold sweep: pack the bars with the indicators table's `column` (and `price_columns`
+    of the prices), sweep `grid` (and `grid_kwargs`), and say how many of the window's bars have a value (an
+    indicators table behind the prices shows there)."""
 
     def run(cleaned, indicators, calendar, start, end, settings):
-        data = pack_indicator_bars(cleaned, indicators, calendar, [column], start, end)
+        data = pack_indicator_bars(cleaned, indicators, calendar, [column], start, end, price_columns)
         in_window = data.bars.row >= 0
         valued = int((~pl.Series(data.values[column][in_window]).is_nan()).sum())
         coverage = f"{valued:,} of the window's {int(in_window.sum()):,} bars have a {column} value"
-        return sweep(data, grid, **settings), {"indicator_coverage": coverage}
+        return sweep(data, grid, **grid_kwargs, **settings), {"indicator_coverage": coverage}
 
     return run
 
@@ -371,10 +390,37 @@ def _dip_plot(table: pl.DataFrame) -> str:
     )
 
 
+def _dip_exits_plot(table: pl.DataFrame) -> str:
+    """Thresholds down, the exit settings (take-profit / stop-loss, "-": off) across."""
+    off = pl.lit("-")
+    exits = table.with_columns(
+        exits=pl.concat_str(
+            pl.lit("tp "),
+            pl.col("take_profit_pct").map_elements(lambda x: format(x, "g"), pl.String).fill_null(off),
+            pl.lit(" / sl "),
+            pl.col("stop_loss_pct").map_elements(lambda x: format(x, "g"), pl.String).fill_null(off),
+        )
+    )
+    return sharpe_heatmap_markdown(
+        exits,
+        "threshold_pct",
+        "exits",
+        row_label="threshold % below the 52-week high",
+        col_label="take-profit % / stop-loss %",
+        title="Sharpe by dip threshold and exits",
+    )
+
+
 SMA_KIND = _Kind(SMA_SWEEP, SMA_PARAMS, None, "best_pair", "pairs", "sharpe_heatmap", _sma_plot)
 RSI_KIND = _Kind(RSI_SWEEP, RSI_PARAMS, RSI_COLUMN, "best_bounds", "bound_pairs", "sharpe_heatmap", _rsi_plot)
 DIP_KIND = _Kind(
     DIP_SWEEP, DIP_PARAMS, DIP_COLUMN, "best_threshold", "thresholds", "sharpe_by_threshold", _dip_plot
+)
+DIP_EXITS_KIND = dataclasses.replace(
+    DIP_KIND,
+    params=(*DIP_PARAMS, "take_profit_pct", "stop_loss_pct"),
+    plot=_dip_exits_plot,
+    price_columns=("high", "low"),
 )
 
 
@@ -458,10 +504,19 @@ def dip_sweep(
     bad = [t for t in thresholds if not 0 < t < 100]
     if not thresholds or bad:
         raise dg.Failure(description=f"thresholds must be in (0, 100), got {bad or 'none'}")
-    run = _indicator_run(DIP_COLUMN, sweep_dip, thresholds)
-    return _sweep_output(
-        context, DIP_KIND, config, len(thresholds), run, warehouse, trading_config, backtest_book
-    )
+    takes, stops = list(config.take_profit_pct), list(config.stop_loss_pct)
+    if not (takes or stops):
+        run = _indicator_run(DIP_COLUMN, sweep_dip, thresholds)
+        return _sweep_output(
+            context, DIP_KIND, config, len(thresholds), run, warehouse, trading_config, backtest_book
+        )
+    bad = [x for x in stops if not 0 < x < 100] + [x for x in takes if not x > 0]
+    if bad:
+        raise dg.Failure(description=f"stop_loss_pct must be in (0, 100) and take_profit_pct > 0, got {bad}")
+    grid = {"take_profit_pct": [None, *takes], "stop_loss_pct": [None, *stops]}  # each leg also off
+    run = _indicator_run(DIP_COLUMN, sweep_dip, thresholds, ("high", "low"), **grid)
+    sets = len(thresholds) * (len(takes) + 1) * (len(stops) + 1)
+    return _sweep_output(context, DIP_EXITS_KIND, config, sets, run, warehouse, trading_config, backtest_book)
 
 
 RESEARCH_ASSETS = [sma_sweep, rsi_sweep, dip_sweep]

@@ -14,8 +14,8 @@ import polars as pl
 from trading_dagster.reporting import _png, _pyplot, data_uri
 
 
-def _label(value: float) -> str:
-    return format(value, "g")
+def _label(value: object) -> str:
+    return format(value, "g") if isinstance(value, int | float) else str(value)
 
 
 def sharpe_grid(stats: pl.DataFrame, rows: str = "fast", cols: str = "slow") -> tuple[list, list, np.ndarray]:

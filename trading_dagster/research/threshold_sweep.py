@@ -18,7 +18,13 @@ On top:
 * `sweep_rsi`: the `rsi` strategy (`domain/strategies.py` `_rsi`): buy when `rsi_14 < lower`, sell when
   `rsi_14 > upper`, for every (lower, upper) of a grid (default 20..40 x 60..80 step 5: 25 sets);
 * `sweep_dip`: the `dip_52w` strategy (`_dip_52w`): buy when `pct_below_high_52w >= threshold_pct` (default
-  5..30 step 2.5: 11 thresholds); no sell signal, so a position is held to the end of the window.
+  5..30 step 2.5: 11 thresholds); no sell signal, so a position is held to the end of the window, unless
+  `take_profit_pct` / `stop_loss_pct` grid dimensions add the backtest's exits (`domain/exits.py`: each
+  entry's bracket levels from its signal bar's close, rounded half up to the tick as `exits.exit_levels`
+  does; worked on every bar from the entry's own, after the open: a gap through a level fills at the open,
+  a take-profit there at the open floored to the tick; else the stop at its level less slippage when the low
+  reaches it, else the take-profit at its level when the high does; the stop first when both). The bars
+  then need their high and low (`pack_indicator_bars(..., price_columns=("high", "low"))`).
 
 `rsi_14` and `pct_below_high_52w` are read *from the indicators table* (`compute_indicators_anchored`, the
 warehouse's `indicators.indicators`), aligned with the packed bars by `pack_indicator_bars`, never recomputed:

@@ -12,6 +12,7 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
 from trading_dagster.assets.portal import WarehouseReader
@@ -261,3 +262,43 @@ def test_an_empty_rsi_grid_fails_naming_the_bounds(database, tmp_path):
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert "0 < lower < upper < 100" in message and "lower=[70.0]" in message
+
+
+def test_the_dip_sweep_asset_with_an_exit_grid(cleaned, calendar, indicators, database, tmp_path):
+    """take_profit_pct / stop_loss_pct lists add grid dimensions (each leg also off): thresholds x (takes + 1)
+    x (stops + 1) rows, the kernel's, with a heatmap of thresholds by exits."""
+    exits = {"thresholds": [10.0, 20.0], "take_profit_pct": [15.0], "stop_loss_pct": [8.0]}
+    result = _materialize(database, tmp_path, dip_sweep, {**DIP_GRID, **exits})
+    assert result.success
+    params = ("threshold_pct", "take_profit_pct", "stop_loss_pct")
+    # the table of an earlier run without exits gains the two columns (at its end: the IO manager's evolution)
+    table = _read(database, "dip_sweep")
+    assert sorted(table.columns) == sorted(sweep_columns(params)) and table.height == 8
+    table = table.select(sweep_columns(params)).sort("rank")
+    data = pack_indicator_bars(cleaned, indicators, calendar, [DIP_COLUMN], price_columns=("high", "low"))
+    direct = sweep_dip(
+        data,
+        [10.0, 20.0],
+        take_profit_pct=[None, 15.0],
+        stop_loss_pct=[None, 8.0],
+        initial_cash=1_000_000,
+        **COSTS,
+    ).stats
+    assert table.equals(rank_by_sharpe(direct, params))
+    assert table.filter(pl.col("take_profit_pct").is_null() & pl.col("stop_loss_pct").is_null()).height == 2
+    metadata = result.asset_materializations_for_node("research__dip_sweep")[0].metadata
+    assert metadata["sharpe_by_threshold"].value.startswith(
+        "![Sharpe by dip threshold and exits](data:image/png"
+    )
+    assert metadata["thresholds"].value == 8
+    best = table.row(0, named=True)
+    assert metadata["best_threshold"].value.startswith(
+        f"threshold_pct {best['threshold_pct']:g} / take_profit_pct"
+    )
+
+
+def test_a_bad_exit_grid_fails_naming_it(database, tmp_path):
+    result = _materialize(database, tmp_path, dip_sweep, {**DIP_GRID, "stop_loss_pct": [120.0]})
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "stop_loss_pct" in message and "120" in message
