@@ -10,6 +10,7 @@ from trading_dagster.assets.audit_export import audit_log
 from trading_dagster.assets.dbt import dbt_resource, marts_assets, marts_job
 from trading_dagster.assets.execution import EXECUTION_ASSETS
 from trading_dagster.assets.indicators import indicators, signals
+from trading_dagster.assets.ml import ML_ASSETS, ml_evaluation_job, model_job
 from trading_dagster.assets.portal import (
     PORTAL_ASSETS,
     WarehouseReader,
@@ -21,6 +22,7 @@ from trading_dagster.assets.promotion import PROMOTIONS_ASSET, promote_job
 from trading_dagster.assets.raw import raw_prices
 from trading_dagster.assets.research import RESEARCH_ASSETS, sweep_job
 from trading_dagster.assets.trading import executions, orders, performance, pnl
+from trading_dagster.assets.walk_forward import WALK_FORWARD_ASSETS, walk_forward_job
 from trading_dagster.automation.alerts import raw_freshness_sensor, run_failure_alert_sensor
 from trading_dagster.automation.control import CONTROL_JOBS, KILL_SWITCH_ASSET
 from trading_dagster.automation.daily_loss import daily_loss_sensor
@@ -276,7 +278,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     execution = settings.trading.execution if settings.trading else ExecutionSettings()
     assets = dg.map_asset_specs(
-        annotate_spec, [*ASSETS, marts_assets(), *CONTROL_ASSETS, *PORTAL_ASSETS, *RESEARCH_ASSETS, PROMOTIONS_ASSET]  # marts: needs the manifest
+        annotate_spec, [*ASSETS, marts_assets(), *CONTROL_ASSETS, *PORTAL_ASSETS, *RESEARCH_ASSETS, *WALK_FORWARD_ASSETS, *ML_ASSETS, PROMOTIONS_ASSET]  # marts: needs the manifest
     )
     return dg.Definitions(
         assets=assets,
@@ -287,6 +289,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             marts_job,
             portal_job,
             sweep_job,
+            walk_forward_job,
+            model_job,
+            ml_evaluation_job,
             promote_job,
             raw_landing_job,
             *EXECUTION_JOBS,

@@ -1,6 +1,7 @@
 """indicators/indicators and signals/signals."""
 
 import datetime as dt
+import json
 
 import dagster as dg
 import polars as pl
@@ -21,7 +22,7 @@ from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain import indicators as ind
 from trading_dagster.domain import universe
 from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS, hold_out_unexplained_breaks
-from trading_dagster.domain.strategies import generate_signals
+from trading_dagster.domain.strategies import SMA_PERIODS, generate_signals, sma_periods
 from trading_dagster.partitions import (
     lookback_mapping,
     session_calendar,
@@ -112,7 +113,7 @@ def check_lookback(
         "cleaned_prices": dg.AssetIn(
             key=CLEANED,
             partition_mapping=lookback_mapping(ind.LOOKBACK_SESSIONS),
-            metadata={"columns": ["symbol", "session", "high", "low", "close"]},  # what the indicators read
+            metadata={"columns": ["symbol", "session", "high", "low", "close", "volume"]},  # what the indicators read
         )
     },
     check_specs=[
@@ -129,8 +130,11 @@ def indicators(
     quality_gate: QualityGateResource,
     corporate_actions: CorporateActionsResource,
     security_master: SecurityMasterResource,
+    trading_config: TradingConfigResource,
 ):
     sessions = window_sessions(context)
+    # the SMA periods of the configured crosses beyond the table's 20/50/200 (a promoted sweep pair: 10/120)
+    extra_sma = [n for n in sma_periods(trading_config.strategy_specs()) if n not in SMA_PERIODS]
     cal = session_calendar()
     need_from = ind.required_input_start(cal.sessions, sessions[0])
     lookback = check_lookback(need_from, sessions[-1], raw_store, quality_gate, CLEANED, "indicators")
@@ -140,11 +144,21 @@ def indicators(
     # per (symbol, security) with a security master: a reused ticker's bars of its earlier company never enter
     # the indicators of the later one
     out = ind.compute_indicators_adjusted(
-        cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1], securities=security_master.get(sessions[-1])
+        cleaned_prices, actions, cal.sessions, sessions[0], sessions[-1], securities=security_master.get(sessions[-1]),
+        extra_sma=extra_sma,
     )
+    out = ind.with_sma_marker(out, extra_sma)
     context.log.info(f"indicators: {out.height:,} rows for {out['symbol'].n_unique() if out.height else 0} symbols")
     gate_pending(context, quality_gate, INDICATORS, sessions)
-    yield dg.Output(out, metadata={**frame_metadata(out, sessions), **lookback, **tables(context, sessions, preview=(out.tail(5), 5))})
+    yield dg.Output(
+        out,
+        metadata={
+            **frame_metadata(out, sessions),
+            **lookback,
+            "extra_sma_periods": ", ".join(map(str, extra_sma)) or "none",
+            **tables(context, sessions, preview=(out.tail(5), 5)),
+        },
+    )
     yield from gated_checks(
         context,
         quality_gate,
@@ -156,6 +170,35 @@ def indicators(
             "indicators__gx_suite": gx_suites.validate("indicators", out, sessions=sessions),
         },
     )
+
+
+def model_probabilities(
+    raw_store: RawStoreResource, indicators: pl.DataFrame, sessions: list[dt.date]
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The signal model's probability for every (symbol, session) of the window, each session scored by the
+    model of its period (`research/signal_model`, trained on labels known before that period: decision 0007),
+    and {period: sha256} of the models used. A period without a model fails naming the partition to run."""
+    from trading_dagster.assets.ml import MODEL_NAME
+    from trading_dagster.research import ml
+
+    store = raw_store.get()
+    current = indicators.filter(pl.col("session").is_between(sessions[0], sessions[-1]))
+    frames, used = [], {}
+    for period in sorted({ml.period_of(d) for d in sessions}):
+        prefix = ml.model_key(MODEL_NAME, period)
+        if not store.has_artifact(prefix + ml.METADATA_FILE):
+            raise dg.Failure(
+                description=f"an ml_filter strategy needs the signal model of {period} "
+                f"({store.artifact_location(prefix + ml.METADATA_FILE)}), which is not there: materialize research/signal_model "
+                f"partition {period} (model_job) first",
+                allow_retries=False,
+            )
+        meta = json.loads(store.get_artifact(prefix + ml.METADATA_FILE))
+        model = ml.model_from_bytes(store.get_artifact(prefix + ml.MODEL_FILE), meta["sha256"])
+        bounds = ml.period_bounds(period)
+        frames.append(ml.score(model, current.filter(pl.col("session").is_between(bounds.start, bounds.end))))
+        used[period] = meta["sha256"]
+    return pl.concat(frames), used
 
 
 @dg.asset(
@@ -204,8 +247,28 @@ def signals(
         cal.previous_session(sessions[0]) or sessions[0], sessions[-1], raw_store, quality_gate, INDICATORS, "signals"
     )
     rule = trading_config.universe_rule()  # ValueError for a bad rule set in the launchpad, before any work
+    specs = trading_config.strategy_specs()
+    lacking = ind.sessions_without_sma(indicators, sma_periods(specs))
+    if lacking:
+        days = sorted({d for v in lacking.values() for d in v})
+        raise dg.Failure(
+            description=f"the strategies need SMA {', '.join(map(str, lacking))}, but the indicators of "
+            f"{len(days)} session(s) from {days[0]} to {days[-1]} were computed without "
+            f"{'it' if len(lacking) == 1 else 'them'} (a cross configured or promoted since): re-materialize "
+            f"indicators/indicators for {days[0]} .. {days[-1]} (that asset alone: the signals of a window read "
+            "the session before it), or run pipeline_job from the first session of the data",
+            allow_retries=False,
+        )
+    models: dict[str, str] = {}
+    probabilities = None
+    if any(s.kind == "ml_filter" for s in specs):
+        probabilities, models = model_probabilities(raw_store, indicators, sessions)
+        context.log.info(f"signals: signal models {', '.join(f'{k} ({v[:8]})' for k, v in models.items())}")
     # the calendar's previous session: a cross never spans a data outage (a session without indicators)
-    fired = generate_signals(indicators, trading_config.strategy_specs(), sessions[0], sessions[-1], cal.sessions)
+    try:
+        fired = generate_signals(indicators, specs, sessions[0], sessions[-1], cal.sessions, probabilities)
+    except ValueError as exc:  # e.g. an SMA period the indicators of this window were computed without
+        raise dg.Failure(description=f"signals for {sessions[0]} .. {sessions[-1]}: {exc}", allow_retries=False) from exc
     out, held = hold_out_unexplained_breaks(fired, price_breaks, cal.sessions)
     context.log.info(f"signals: {out.height:,} fired" + (f", {held.height:,} buys held out (unexplained split)" if held.height else ""))
     liquidity = pl.DataFrame(schema=universe.LIQUIDITY_SCHEMA)
@@ -247,6 +310,7 @@ def signals(
             **excluded,
             **tables(context, sessions, by_strategy=(by_strategy, 20)),
             **todays,
+            **({"signal_models": dg.MetadataValue.json(models)} if models else {}),
         },
     )
     yield from gated_checks(

@@ -59,6 +59,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import re
 import sys
 import threading
 import time
@@ -265,6 +266,8 @@ def for_frame(stage: str, expectations: list[Expectation], df: pl.DataFrame) -> 
     """The expectations for `df`'s share rule: a frame of fractional shares (a float quantity column) has its
     quantity columns typed float, and an approved order's qty must be > 0 rather than >= 1. A whole-share frame
     gets the suite unchanged (same labels either way)."""
+    if stage == "indicators":
+        return _with_extra_smas(expectations, df)
     columns = [c for c in _QTY_COLUMNS.get(stage, ()) if c in df.columns]
     if not any(df.schema[c].is_float() for c in columns):
         return expectations
@@ -277,6 +280,23 @@ def for_frame(stage: str, expectations: list[Expectation], df: pl.DataFrame) -> 
             exp = {**exp, "kwargs": {**kw, "min_value": 0, "strict_min": True}}
         out.append(exp)
     return out
+
+
+_EXTRA_SMA = re.compile(r"sma_\d+")
+
+
+def _with_extra_smas(expectations: list[Expectation], df: pl.DataFrame) -> list[Expectation]:
+    """The indicators suite for a table that also carries the SMAs of the configured crosses (`sma_<n>`
+    beyond 20/50/200) and their marker (`sma_extra`): those columns are expected, typed, and an SMA > 0."""
+    from trading_dagster.domain.indicators import SMA_MARKER
+
+    extra = [c for c in df.columns if c not in INDICATOR_SCHEMA and _EXTRA_SMA.fullmatch(c)]
+    marker = [SMA_MARKER] if SMA_MARKER in df.columns else []
+    if not extra and not marker:
+        return expectations
+    schema = {**INDICATOR_SCHEMA, **{c: pl.Float64() for c in extra}, **{c: pl.Utf8() for c in marker}}
+    out = [e for e in expectations if e["type"] != "expect_table_columns_to_match_set"]
+    return [*_schema(schema)[:1], *out, *_schema({c: schema[c] for c in (*extra, *marker)})[1:], *_positive(extra)]
 
 
 def label(exp: Expectation) -> str:

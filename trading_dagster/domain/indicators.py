@@ -158,10 +158,25 @@ def _from_epoch_day(days: int) -> dt.date:
     return dt.date(1970, 1, 1) + dt.timedelta(days=days)
 
 
+def sma_columns(extra_sma: Sequence[int]) -> tuple[str, ...]:
+    """The columns of the SMA periods `extra_sma` beyond INDICATOR_COLUMNS' own (`sma_<n>`, in the order given,
+    the table's SMA periods left out)."""
+    return tuple(f"sma_{int(n)}" for n in extra_sma if f"sma_{int(n)}" not in INDICATOR_COLUMNS)
+
+
+def _extra_periods(extra_sma: Sequence[int]) -> tuple[int, ...]:
+    periods = tuple(int(n) for n in extra_sma if f"sma_{int(n)}" not in INDICATOR_COLUMNS)
+    bad = [n for n in periods if n < 2]
+    if bad or len(set(periods)) != len(periods):
+        raise ValueError(f"extra SMA periods must be distinct whole numbers >= 2, got {list(extra_sma)}")
+    return periods
+
+
 def _symbol_indicators(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, extra_sma: Sequence[int] = ()
 ) -> tuple[np.ndarray, ...]:
-    """All indicators of one symbol's bars, in INDICATOR_COLUMNS order, NaN during each lookback.
+    """All indicators of one symbol's bars, in INDICATOR_COLUMNS order then the SMAs of `extra_sma`, NaN
+    during each lookback.
 
     `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1); `volume_ratio_20` = volume / SMA(volume,
     20), NaN where that mean is 0 (or the volume unknown)."""
@@ -190,6 +205,7 @@ def _symbol_indicators(
         talib.ROCR(close, timeperiod=21) - 1.0,
         talib.ROCR(close, timeperiod=63) - 1.0,
         _ratio(volume, talib.SMA(volume, timeperiod=20)),
+        *(talib.SMA(close, timeperiod=n) for n in extra_sma),
     )
 
 
@@ -210,7 +226,7 @@ class _Window:
     last: int
 
 
-def _compute(bars: _Bars, windows: Sequence[_Window]) -> pl.DataFrame:
+def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] = ()) -> pl.DataFrame:
     """Run every window over every symbol and return the kept rows, sorted by (session, symbol).
 
     Windows must keep disjoint day ranges. Each symbol's computation in a window starts at its first bar
@@ -237,12 +253,13 @@ def _compute(bars: _Bars, windows: Sequence[_Window]) -> pl.DataFrame:
     kept_in_frame[bars.to_frame[np.cumsum(diff[:-1]) > 0]] = True
     out_rows = np.flatnonzero(kept_in_frame)
     dest = (np.cumsum(kept_in_frame) - 1)[bars.to_frame]
-    values = np.full((len(INDICATOR_COLUMNS), out_rows.size), np.nan)
+    names = (*INDICATOR_COLUMNS, *sma_columns(extra_sma))
+    values = np.full((len(names), out_rows.size), np.nan)
     for starts, keeps, ends in slices:
         for s in np.flatnonzero(ends > keeps):
             start, keep, end = int(starts[s]), int(keeps[s]), int(ends[s])
             out = _symbol_indicators(
-                bars.high[start:end], bars.low[start:end], bars.close[start:end], bars.volume[start:end]
+                bars.high[start:end], bars.low[start:end], bars.close[start:end], bars.volume[start:end], extra_sma
             )
             where = dest[keep:end]
             for j, arr in enumerate(out):
@@ -253,20 +270,22 @@ def _compute(bars: _Bars, windows: Sequence[_Window]) -> pl.DataFrame:
         frame = bars.frame.slice(int(out_rows[0]), out_rows.size)
     else:
         frame = bars.frame[pl.Series(out_rows)]
-    columns = [pl.Series(name, values[j], nan_to_null=True) for j, name in enumerate(INDICATOR_COLUMNS)]
-    return frame.with_columns(columns).select(OUTPUT_COLUMNS)
+    columns = [pl.Series(name, values[j], nan_to_null=True) for j, name in enumerate(names)]
+    return frame.with_columns(columns).select(*OUTPUT_COLUMNS, *sma_columns(extra_sma))
 
 
-def compute_indicators(prices: pl.DataFrame) -> pl.DataFrame:
+def compute_indicators(prices: pl.DataFrame, extra_sma: Sequence[int] = ()) -> pl.DataFrame:
     """Indicators for every bar of `prices`, each symbol computed over all its bars in session order.
 
-    `prices` is a cleaned-prices frame in any row order. The result has the columns of docs/design.md,
-    one row per input bar, sorted by (session, symbol). Values depend on the first bar of each symbol in
-    the input; the pipeline calls `compute_indicators_anchored`, which fixes that first bar.
+    `prices` is a cleaned-prices frame in any row order. The result has the columns of docs/design.md
+    (and `sma_<n>` for each period of `extra_sma` the table does not carry: the periods of configured SMA
+    crosses), one row per input bar, sorted by (session, symbol). Values depend on the first bar of each
+    symbol in the input; the pipeline calls `compute_indicators_anchored`, which fixes that first bar.
     """
     bars = _prepare(prices)
     everything = np.iinfo(np.int32)
-    return _compute(bars, [_Window(first=everything.min, keep_from=everything.min, last=everything.max)])
+    window = _Window(first=everything.min, keep_from=everything.min, last=everything.max)
+    return _compute(bars, [window], _extra_periods(extra_sma))
 
 
 def _block_bounds(n_sessions: int, block: int, anchor_block: int, warmup: int) -> tuple[int, int]:
@@ -292,8 +311,10 @@ def compute_indicators_anchored(
     out_end: dt.date,
     anchor_block: int = ANCHOR_BLOCK,
     warmup: int = WARMUP,
+    extra_sma: Sequence[int] = (),
 ) -> pl.DataFrame:
-    """Indicators for the sessions in [out_start, out_end], each computed from its block's fixed anchor.
+    """Indicators for the sessions in [out_start, out_end], each computed from its block's fixed anchor
+    (with `sma_<n>` for the periods of `extra_sma`, as `compute_indicators`).
 
     `sessions` is the full ordered session calendar (`nyse_calendar().sessions`); a session's block is
     its index // `anchor_block`. Every output session D of block k gets the values that
@@ -320,7 +341,7 @@ def compute_indicators_anchored(
                 last=_epoch_day(sessions[keep_to]),
             )
         )
-    return _compute(bars, windows)
+    return _compute(bars, windows, _extra_periods(extra_sma))
 
 
 def _split_factors(days: np.ndarray, ex_days: np.ndarray, ratios: np.ndarray) -> np.ndarray:
@@ -376,8 +397,10 @@ def compute_indicators_adjusted(
     anchor_block: int = ANCHOR_BLOCK,
     warmup: int = WARMUP,
     securities: SecurityMaster | None = None,
+    extra_sma: Sequence[int] = (),
 ) -> pl.DataFrame:
-    """`compute_indicators_anchored` on prices split-adjusted point in time, per security.
+    """`compute_indicators_anchored` on prices split-adjusted point in time, per security (`extra_sma`: as
+    there).
 
     With `securities` (a security master), a symbol whose bars belong to two securities (a reused ticker)
     has each security's bars computed as a series of its own (`_by_security`): indicators of the later
@@ -389,10 +412,12 @@ def compute_indicators_adjusted(
     if securities is not None and cleaned.height:
         bars, actions, renamed = _by_security(cleaned, actions, securities)
         if renamed:
-            out = compute_indicators_adjusted(bars, actions, cal_sessions, start, end, anchor_block, warmup)
+            out = compute_indicators_adjusted(
+                bars, actions, cal_sessions, start, end, anchor_block, warmup, extra_sma=extra_sma
+            )
             # (session, pseudo-symbol) order is (session, symbol) order: SEP sorts below every printable
             return out.with_columns(pl.col("symbol").str.split(_SECURITY_SEP).list.first())
-    return _compute_adjusted(cleaned, actions, cal_sessions, start, end, anchor_block, warmup)
+    return _compute_adjusted(cleaned, actions, cal_sessions, start, end, anchor_block, warmup, extra_sma)
 
 
 def _compute_adjusted(
@@ -403,6 +428,7 @@ def _compute_adjusted(
     end: dt.date,
     anchor_block: int = ANCHOR_BLOCK,
     warmup: int = WARMUP,
+    extra_sma: Sequence[int] = (),
 ) -> pl.DataFrame:
     """`compute_indicators_anchored` on prices split-adjusted point in time.
 
@@ -424,20 +450,21 @@ def _compute_adjusted(
     """
     if start > end:
         raise ValueError(f"start {start} is after end {end}")
+    columns = (*OUTPUT_COLUMNS, *sma_columns(extra_sma))
     if actions is None or actions.height == 0 or cleaned.height == 0:
-        return compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+        return compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup, extra_sma)
     first_input = cleaned.select(pl.col("session").cast(pl.Date).min()).item()
     relevant = normalize_corporate_actions(actions).filter(
         (pl.col("ex_date") > first_input) & (pl.col("ex_date") <= end)
     )
     if relevant.height == 0:
-        return compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+        return compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup, extra_sma)
 
     slow_symbols = relevant["symbol"].unique()
     is_slow = pl.col("symbol").cast(pl.Utf8).is_in(slow_symbols.implode())
     # Every row, unadjusted, already in output order; the rows of symbols with splits are overwritten below
     # (computing them twice costs less than merging two frames of millions of rows by a string key).
-    out = compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup)
+    out = compute_indicators_anchored(cleaned, cal_sessions, start, end, anchor_block, warmup, extra_sma)
     volume = pl.col("volume") if "volume" in cleaned.columns else pl.lit(None)
     slow_bars = (
         cleaned.filter(is_slow)
@@ -496,14 +523,47 @@ def _compute_adjusted(
             orient="row",
         )
         slow = (
-            compute_indicators_anchored(pl.concat(pieces), cal_sessions, start, end, anchor_block, warmup)
+            compute_indicators_anchored(
+                pl.concat(pieces), cal_sessions, start, end, anchor_block, warmup, extra_sma
+            )
             .join(span_frame, left_on="symbol", right_on="_pseudo", how="inner")
             .filter(pl.col("session").is_between(pl.col("_lo"), pl.col("_hi")))
             .with_columns(pl.col("_symbol").alias("symbol"))
-            .select(OUTPUT_COLUMNS)
+            .select(columns)
             .sort("session", "symbol")
         )
     # Both are in (session, symbol) order, so the k-th adjusted row replaces the k-th row of those symbols.
     if not slow.select("symbol", "session").equals(out[slow_at].select("symbol", "session")):
         raise ValueError("prices hold bars off the session calendar: cannot place the split-adjusted rows")
-    return out.with_columns(out[c].clone().scatter(slow_at, slow[c]) for c in ("close", *INDICATOR_COLUMNS))
+    return out.with_columns(out[c].clone().scatter(slow_at, slow[c]) for c in columns[2:])
+
+
+SMA_MARKER = "sma_extra"
+"""The indicators table's record of the extra SMA periods each row was computed with ("10,120"; null: none,
+as every row written before a cross asked for one): a row computed without a period a strategy needs is
+told apart from a row whose SMA is null because the symbol lacks the bars."""
+
+
+def with_sma_marker(table: pl.DataFrame, extra_sma: Sequence[int]) -> pl.DataFrame:
+    """`table` with the `SMA_MARKER` column for the extra periods it was computed with."""
+    periods = _extra_periods(extra_sma)
+    text = ",".join(str(n) for n in sorted(periods)) if periods else None
+    return table.with_columns(pl.lit(text, dtype=pl.Utf8).alias(SMA_MARKER))
+
+
+def sessions_without_sma(table: pl.DataFrame, periods: Sequence[int]) -> dict[int, list[dt.date]]:
+    """{period: sessions of `table` whose rows were computed without that extra SMA period} for the periods
+    not among the table's own; empty when every row has them all."""
+    wanted = _extra_periods(periods)
+    if not wanted or table.height == 0:
+        return {}
+    marker = (
+        table[SMA_MARKER] if SMA_MARKER in table.columns else pl.Series(SMA_MARKER, [None] * table.height, pl.Utf8)
+    )
+    have = marker.fill_null("").str.split(",")
+    out = {}
+    for n in wanted:
+        lacking = table.filter(~have.list.contains(str(n)))["session"].unique().sort().to_list()
+        if lacking:
+            out[n] = lacking
+    return out

@@ -140,6 +140,56 @@ def test_rsi_bounds_strength_and_reason() -> None:
     assert got["G"][:2] == ("buy", 1.0) and got["H"][:2] == ("sell", 1.0)
 
 
+ML = [
+    {"name": "rsi", "kind": "rsi", "params": {"lower": 30, "upper": 70}, "trades": False},
+    {"name": "rsi_ml", "kind": "ml_filter", "refines": "rsi", "params": {"min_probability": 0.55}},
+]
+
+
+def _probabilities(values: dict[str, float | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"symbol": list(values), "session": [D[3]] * len(values), "probability": list(values.values())},
+        schema={"symbol": pl.Utf8, "session": pl.Date, "probability": pl.Float64},
+    )
+
+
+def test_an_ml_filter_keeps_the_buys_the_model_backs_and_every_sell() -> None:
+    rows = [{"symbol": s, "session": D[3], "rsi_14": r} for s, r in {"A": 20.0, "B": 25.0, "C": 10.0, "F": 85.0}.items()]
+    probabilities = _probabilities({"A": 0.60, "B": 0.54, "C": None, "F": 0.10})
+    out = generate_signals(frame(rows), parse_strategies(ML), D[3], D[3], probabilities=probabilities)
+    got = {s: (strategy, side, strength, reason) for s, strategy, side, strength, reason in
+           out.select("symbol", "strategy", "side", "strength", "reason").rows()}
+    # A backed (0.60 >= 0.55); B below the floor and C unscored are dropped; F's sell passes whatever p says;
+    # the base (trades = false) is not in the output
+    assert set(got) == {"A", "F"}
+    assert got["A"] == ("rsi_ml", "buy", pytest.approx(10 / 30), "rsi_14 20.00 below 30; model p=0.60 >= 0.55")
+    assert got["F"] == ("rsi_ml", "sell", 0.5, "rsi_14 85.00 above 70")
+
+    scaled = [ML[0], {**ML[1], "params": {"min_probability": 0.5, "scale": 1}}]
+    out = generate_signals(frame(rows), parse_strategies(scaled), D[3], D[3], probabilities=probabilities)
+    strength = dict(out.select("symbol", "strength").rows())
+    assert strength["A"] == pytest.approx(10 / 30 * 0.60) and strength["B"] == pytest.approx(5 / 30 * 0.54)
+
+    with pytest.raises(ValueError, match=r"\['rsi_ml'\] \(ml_filter\) need the model's probabilities"):
+        generate_signals(frame(rows), parse_strategies(ML), D[3], D[3])
+
+
+@pytest.mark.parametrize(
+    ("configs", "message"),
+    [
+        ([{"name": "m", "kind": "ml_filter", "params": {"min_probability": 0.5}}], "an ml_filter needs refines"),
+        ([{**ML[1], "refines": "nope"}], "refines 'nope', which is not configured"),
+        ([ML[0], {**ML[1], "params": {"min_probability": 1.5}}], r"min_probability must be in \[0, 1\]"),
+        ([ML[0], {**ML[1], "params": {"min_probability": 0.5, "scale": 0.5}}], "scale must be 0"),
+        ([{**ML[0], "refines": "x"}], "refines is for ml_filter strategies only"),
+        ([ML[0], ML[1], {**ML[1], "name": "m2", "refines": "rsi_ml"}], "another ml_filter"),
+    ],
+)
+def test_an_ml_filter_is_validated(configs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_strategies(configs)
+
+
 def test_several_strategies_sorted_and_typed() -> None:
     rows = [
         {
