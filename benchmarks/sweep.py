@@ -21,8 +21,10 @@ targets (30 s, 2 GiB, 1e-6).
   thresholds `trading_dagster.research.threshold_sweep` in a third child: the indicators of the whole file
              computed once by the pipeline's `compute_indicators_anchored` (timed apart: the pipeline has them
              in its warehouse), packed with the bars (`pack_indicator_bars`), then `sweep_rsi` on the default 25
-             (lower, upper) bounds and `sweep_dip` on the default 11 thresholds, each run twice (first: numba
-             load or compile; second: the steady figure), with the same money and costs (no tie band).
+             (lower, upper) bounds, `sweep_dip` on the default 11 thresholds, and on those x take-profit off /
+             10 / 20 % x stop-loss off / 5 / 10 % (99 sets, the backtest's exits; the levels per bar computed
+             in the run), each run twice (first: numba load or compile; second: the steady figure), with the
+             same money and costs (no tie band).
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ def child_thresholds(args, cleaned_path: Path, out: Path) -> dict:
     indicators_s = time.perf_counter() - t
     indicators_peak = peak_rss_gib()
     t = time.perf_counter()
-    data = pack_indicator_bars(cleaned, indicators, calendar, [RSI_COLUMN, DIP_COLUMN])
+    data = pack_indicator_bars(
+        cleaned, indicators, calendar, [RSI_COLUMN, DIP_COLUMN], price_columns=("high", "low")
+    )
     pack_s = time.perf_counter() - t
     del cleaned, indicators
     gc.collect()
@@ -155,10 +159,20 @@ def child_thresholds(args, cleaned_path: Path, out: Path) -> dict:
         out_data[f"{name}_s"] = time.perf_counter() - t
         out_data[f"{name}_sets"] = len(result.pairs)
         stats.append(result.stats.sort("sharpe", descending=True, nulls_last=True).head(3))
+    # the dip with the backtest's exits: take-profit off / 10 / 20 % x stop-loss off / 5 / 10 % (99 sets)
+    exits = {"take_profit_pct": [None, 10.0, 20.0], "stop_loss_pct": [None, 5.0, 10.0]}
+    t = time.perf_counter()
+    sweep_dip(data, **exits, **money)
+    out_data["dip_exits_first_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = sweep_dip(data, **exits, **money)
+    out_data["dip_exits_s"] = time.perf_counter() - t
+    out_data["dip_exits_sets"] = len(result.pairs)
+    stats.append(result.stats.sort("sharpe", descending=True, nulls_last=True).head(3))
     out_data["rss_before_sweeps_gib"] = rss_gib()
     out_data["bars"] = int(data.bars.close.size)
     with pl.Config(tbl_cols=-1, tbl_width_chars=160):
-        print("best Sharpe (RSI, then dip):", *stats, sep="\n", file=sys.stderr, flush=True)
+        print("best Sharpe (RSI, dip, dip with exits):", *stats, sep="\n", file=sys.stderr, flush=True)
     return out_data
 
 
@@ -472,7 +486,11 @@ def main() -> None:
         print(f"\nRSI and dip sweeps (ours), {th['bars']:,} bars:")
         print(f"  indicators (compute_indicators_anchored, once) {th['indicators_s']:.2f} s")
         print(f"  pack bars + align rsi_14, pct_below_high_52w   {th['pack_s']:.2f} s")
-        for name, what in (("rsi", "RSI bounds"), ("dip", "dip thresholds")):
+        for name, what in (
+            ("rsi", "RSI bounds"),
+            ("dip", "dip thresholds"),
+            ("dip_exits", "dip thresholds x exits (levels per bar included)"),
+        ):
             print(
                 f"  {th[f'{name}_sets']} {what}: {th[f'{name}_s']:.2f} s warm "
                 f"({th[f'{name}_s'] / th[f'{name}_sets'] * 1000:.0f} ms a set), first run {th[f'{name}_first_s']:.2f} s"

@@ -173,12 +173,27 @@ class ExitGrid:
     open_floor: np.ndarray
 
 
-def _tick_round(prices: Sequence[float], rounding: str) -> list[float]:
-    """`execution.round_price` of each price taken exactly (`orders.as_decimal`), back to float: the pipeline's."""
+def open_floor_per_bar(opens: np.ndarray) -> np.ndarray:
+    """`execution.round_price(open, ROUND_FLOOR)` of each open taken exactly (`orders.as_decimal`), as float:
+    the price a take-profit gapped through at the open fills at. In float, except within 1e-6 tick of a tick
+    or of $1, recomputed in Decimal as the pipeline does (0.29 x 100 = 28.999999999999996 in float)."""
+    from decimal import ROUND_FLOOR
+
     from trading_dagster.domain.execution import round_price
     from trading_dagster.domain.orders import as_decimal
 
-    return [float(round_price(as_decimal(float(x)), rounding)) for x in prices]
+    with np.errstate(invalid="ignore"):
+        per_tick = np.where(opens >= 1, 100.0, 10_000.0)
+        t = opens * per_tick
+        # an open on the tick (its shortest repr has at most the tick's decimals) is its own floor
+        on_tick = np.rint(t) / per_tick == opens
+        out = np.where(on_tick, opens, np.floor(t) / per_tick)
+        frac = t - np.floor(t)
+        near = ~on_tick & ((frac < 1e-6) | (frac > 1 - 1e-6) | (np.abs(opens - 1) < 1e-9))
+    for i in np.flatnonzero(near & (opens > 0)):
+        out[i] = float(round_price(as_decimal(float(opens[i])), ROUND_FLOOR))
+    out[~(opens > 0)] = np.nan
+    return out
 
 
 def exit_levels_per_bar(close: np.ndarray, pct: float, side: str) -> np.ndarray:
@@ -213,8 +228,6 @@ def exit_grid(
     data: IndicatorBars, stop_loss_pct: Sequence[float] = (), take_profit_pct: Sequence[float] = ()
 ) -> ExitGrid:
     """The `ExitGrid` of these percentages on bars packed with `price_columns=("high", "low")`."""
-    from decimal import ROUND_FLOOR
-
     bars = data.bars
     for name in ("high", "low"):
         if name not in data.values:
@@ -232,10 +245,7 @@ def exit_grid(
             return np.full((1, n), np.nan)
         return np.stack([exit_levels_per_bar(bars.close, float(x), side) for x in pcts])
 
-    opens = bars.open
-    floor = np.full(n, np.nan)
-    if take_profit_pct:
-        floor = np.array(_tick_round(opens, ROUND_FLOOR)) if n else floor
+    floor = open_floor_per_bar(bars.open) if take_profit_pct else np.full(n, np.nan)
     return ExitGrid(
         stops=rows(stop_loss_pct, "stop"),
         takes=rows(take_profit_pct, "take"),

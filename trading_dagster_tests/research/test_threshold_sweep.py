@@ -362,3 +362,18 @@ def test_exit_levels_are_the_pipelines_ties_included():
 def test_exits_need_high_and_low(data):
     with pytest.raises(ValueError, match="high"):
         sweep_dip(data, [10], stop_loss_pct=[5])
+
+
+def test_the_open_floored_to_the_tick_is_the_pipelines(cleaned):
+    """A take-profit gapped through fills at `round_price(open, ROUND_FLOOR)`: equal on every sample open and
+    where float multiplication misses a tick (0.29 x 100 = 28.999999999999996)."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    from trading_dagster.domain.execution import round_price
+    from trading_dagster.research.threshold_sweep import open_floor_per_bar
+
+    crafted = np.array([0.29, 1.0, 0.99995, 4.35, 1.005, 0.57, 2.3, 1234.56, 0.12345])
+    opens = np.concatenate([crafted, cleaned["open"].to_numpy()])
+    want = [float(round_price(Decimal(repr(float(o))), ROUND_FLOOR)) for o in opens]
+    assert np.array_equal(open_floor_per_bar(opens), np.array(want))
+    assert open_floor_per_bar(np.array([0.29]))[0] == 0.29 and np.floor(0.29 * 100) / 100 == 0.28
