@@ -143,6 +143,8 @@ def _num(value: Any) -> dg.MetadataValue:
     group_name=RESEARCH_GROUP,
     deps=[INDICATORS],
     partitions_def=model_partitions(),
+    # one model per run: each period's model is independent of the others (a backfill of years = one run each)
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     kinds={"scikitlearn", "polars"},
     description="The ML-refined signal's model for one training period (decision 0007): trained on the "
     "indicators table's rows of the train_years before the period whose label (close `horizon` sessions later "

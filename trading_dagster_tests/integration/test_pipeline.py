@@ -71,7 +71,14 @@ def test_definitions_snapshot(tmp_path):
         "prices/price_breaks",
         "prices/price_quarantine",
         "raw/raw_prices",
+        "research/dip_sweep",
+        "research/ml_evaluation",
+        "research/promotions",
+        "research/rsi_sweep",
+        "research/signal_model",
         "research/sma_sweep",
+        "research/walk_forward_equity",
+        "research/walk_forward_folds",
         "signals/signals",
         "trading/executions",
         "trading/orders",
@@ -120,12 +127,16 @@ def test_definitions_snapshot(tmp_path):
         "flatten_job",
         "kill_switch_job",
         "marts_job",
+        "ml_evaluation_job",
+        "model_job",
         "performance_job",
         "pipeline_job",
         "portal_job",
+        "promote_job",
         "raw_landing_job",
         "reconcile_job",
         "sweep_job",
+        "walk_forward_job",
     ]
     assert sorted(s.name for s in repo.schedule_defs) == [
         "daily_pipeline_schedule",
@@ -149,8 +160,10 @@ def test_definitions_snapshot(tmp_path):
     for key in repo.asset_graph.get_all_asset_keys():
         node = repo.asset_graph.get(key)
         if node.partitions_def is not None:
-            # the backtest backfills in one run; the trading book one session per run (a range is refused)
-            one_run = dg.BackfillPolicy.multi_run(1) if key.path[0] == "execution" else dg.BackfillPolicy.single_run()
+            # the backtest backfills in one run; the trading book one session per run (a range is refused); a
+            # model one training period per run
+            per_partition = key.path[0] == "execution" or key == dg.AssetKey(["research", "signal_model"])
+            one_run = dg.BackfillPolicy.multi_run(1) if per_partition else dg.BackfillPolicy.single_run()
             assert node.backfill_policy == one_run, key
 
 
