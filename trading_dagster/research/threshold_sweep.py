@@ -28,8 +28,9 @@ On top:
 
 `rsi_14` and `pct_below_high_52w` are read *from the indicators table* (`compute_indicators_anchored`, the
 warehouse's `indicators.indicators`), aligned with the packed bars by `pack_indicator_bars`, never recomputed:
-the sweeps' signals are the signals asset's by construction. A null indicator (or NaN: the table holds nulls,
-not NaN) gives no signal, as in the pipeline.
+the sweeps' signals are the signals asset's by construction. A null indicator gives no signal, as in the
+pipeline; a NaN is refused (`align_indicators`: polars orders NaN above every number, so the pipeline's rules
+would sell / buy on it; the table holds nulls).
 
 Memory: the signals are booleans, distinct rows only (RSI: one entry row per lower bound and one exit row per
 upper bound, combined per set by index), so 10 x bars bytes for the default RSI grid, 11 x bars for the dip.
@@ -134,8 +135,14 @@ def align_indicators(
     if where.size and np.bincount(where, minlength=bars.close.size).max() > 1:
         raise ValueError("the indicators are not unique on (symbol, session)")
     for c in columns:
-        values = known[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        out[c][where] = values[hit]
+        series = known[c].cast(pl.Float64)
+        nans = int(series.is_nan().sum())
+        if nans:  # polars orders NaN above every number: the pipeline's rules would signal on it
+            raise ValueError(
+                f"the indicators hold NaN in {c!r} ({nans} rows): the strategies' polars rules treat NaN as above "
+                "every bound, the kernel as no value; a missing value must be null"
+            )
+        out[c][where] = series.fill_null(np.nan).to_numpy()[hit]
     return out
 
 

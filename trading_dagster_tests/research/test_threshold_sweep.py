@@ -86,6 +86,9 @@ def test_the_aligned_values_are_the_indicators_tables(cleaned, calendar, indicat
     assert np.array_equal(again[RSI_COLUMN], data.values[RSI_COLUMN], equal_nan=True)
     with pytest.raises(ValueError, match="not unique"):
         align_indicators(bars, indicators.vstack(indicators.head(1)), calendar, [RSI_COLUMN])
+    with_nan = indicators.with_columns(pl.col(RSI_COLUMN).fill_null(float("nan")))
+    with pytest.raises(ValueError, match="NaN in 'rsi_14'"):
+        align_indicators(bars, with_nan, calendar, [RSI_COLUMN])
 
 
 def test_the_binary_search_aligns_as_the_dense_table(calendar, indicators, data, monkeypatch):
