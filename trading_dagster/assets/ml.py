@@ -28,18 +28,21 @@ import time
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from pydantic import Field
 
 from trading_dagster.assets.portal import WarehouseReader, _table
+from trading_dagster.assets.research import SweepWindowConfig, _date, _fmt, sweep_settings
 from trading_dagster.partitions import configured_last_session, session_calendar
 from trading_dagster.research import ml
-from trading_dagster.resources.configured import RawStoreResource
+from trading_dagster.resources.configured import BacktestBookResource, RawStoreResource, TradingConfigResource
 from trading_dagster.resources.writer_lock import WRITER_TAG
 
 RESEARCH_GROUP = "research"
 SIGNAL_MODEL = dg.AssetKey([RESEARCH_GROUP, "signal_model"])
 ML_EVALUATION = dg.AssetKey([RESEARCH_GROUP, "ml_evaluation"])
+ML_FILTER_COMPARISON = dg.AssetKey([RESEARCH_GROUP, "ml_filter_comparison"])
 INDICATORS = dg.AssetKey(["indicators", "indicators"])
 MODEL_NAME = "signal_model"
 FIRST_MODEL_YEAR = 2010
@@ -238,6 +241,21 @@ def signal_model(
     )
 
 
+def stored_models(store: Any) -> dict[str, tuple[ml.SklearnSignalModel, dict[str, Any]]]:
+    """{period: (model, its metadata.json)} of every period that has a model in the raw store (sha256-checked);
+    a dg.Failure when there is none."""
+    models: dict[str, tuple[ml.SklearnSignalModel, dict[str, Any]]] = {}
+    for key in model_partitions().get_partition_keys():
+        prefix = ml.model_key(MODEL_NAME, key)
+        if not store.has_artifact(prefix + ml.METADATA_FILE):
+            continue
+        meta = json.loads(store.get_artifact(prefix + ml.METADATA_FILE))
+        models[key] = (ml.model_from_bytes(store.get_artifact(prefix + ml.MODEL_FILE), meta["sha256"]), meta)
+    if not models:
+        raise dg.Failure(description="no signal model in the raw store yet: launch model_job for a period first")
+    return models
+
+
 def evaluation_plot_markdown(table: pl.DataFrame) -> str:
     """Out-of-sample precision and recall per period against the base rate, as a markdown image."""
     from trading_dagster.reporting import _png, _pyplot, data_uri
@@ -268,15 +286,7 @@ def ml_evaluation(
     began = time.perf_counter()
     store = raw_store.get()
     calendar = session_calendar().sessions
-    models: dict[str, tuple[ml.SklearnSignalModel, dict[str, Any]]] = {}
-    for key in model_partitions().get_partition_keys():
-        prefix = ml.model_key(MODEL_NAME, key)
-        if not store.has_artifact(prefix + ml.METADATA_FILE):
-            continue
-        meta = json.loads(store.get_artifact(prefix + ml.METADATA_FILE))
-        models[key] = (ml.model_from_bytes(store.get_artifact(prefix + ml.MODEL_FILE), meta["sha256"]), meta)
-    if not models:
-        raise dg.Failure(description="no signal model in the raw store yet: launch model_job for a period first")
+    models = stored_models(store)
     first = min(ml.period_bounds(k).start for k in models)
     last = max(ml.period_bounds(k).end for k in models)
     longest = max(int(meta["horizon"]) for _, meta in models.values())
@@ -317,7 +327,150 @@ def ml_evaluation(
     )
 
 
-ML_ASSETS = [signal_model, ml_evaluation]
+class FilterComparisonConfig(SweepWindowConfig):
+    base: str | None = Field(
+        default=None,
+        description="the configured strategy whose buys the model filters; default: the first ml_filter's base",
+    )
+    min_probability: float | None = Field(
+        default=None, description="the filter's floor; default: that ml_filter's min_probability, else 0.55"
+    )
+
+
+DEFAULT_MIN_PROBABILITY = 0.55
+
+
+def comparison_plot_markdown(table: pl.DataFrame) -> str:
+    """Sharpe and total return per window, unfiltered against filtered, as a markdown image."""
+    from trading_dagster.reporting import _png, _pyplot, data_uri
+
+    plt = _pyplot()
+    windows = list(dict.fromkeys(table["window"].to_list()))
+    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 0.9 * len(windows), 3.2))
+    x = np.arange(len(windows))
+    for ax, column in zip(axes, ("sharpe", "total_return"), strict=True):
+        for shift, variant in ((-0.2, "unfiltered"), (0.2, "filtered")):
+            rows = table.filter(pl.col("variant") == variant)
+            ax.bar(x + shift, rows[column].fill_null(float("nan")).to_list(), width=0.4, label=variant)
+        ax.set_xticks(x, windows, rotation=45, fontsize="small")
+        ax.set_title(column)
+        ax.axhline(0, color="grey", linewidth=0.5)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    return f"![Filtered against unfiltered]({data_uri(_png(fig))})"
+
+
+@dg.asset(
+    key=ML_FILTER_COMPARISON,
+    group_name=RESEARCH_GROUP,
+    deps=[SIGNAL_MODEL, INDICATORS, dg.AssetKey(["prices", "cleaned_prices"])],
+    kinds={"duckdb", "polars"},
+    description="The ML-filtered strategy against its base on the same sessions: for every period with a model, "
+    "and over all of them, the base strategy's backtest with all its buys and with only the buys the period's "
+    "model backs (probability >= min_probability; sells pass), reference conventions and the backtest's bps "
+    "costs, both starting flat. One row per window and variant: buy signals, orders, trades, P&L, return, "
+    "Sharpe, max drawdown, exposure; a plot.",
+)
+def ml_filter_comparison(
+    context: dg.AssetExecutionContext,
+    config: FilterComparisonConfig,
+    warehouse: WarehouseReader,
+    raw_store: RawStoreResource,
+    trading_config: TradingConfigResource,
+    backtest_book: BacktestBookResource,
+) -> dg.Output[pl.DataFrame]:
+    from trading_dagster.domain.strategies import required_columns
+    from trading_dagster.research.ml_compare import COMPARISON_SCHEMA, compare_filter
+
+    began = time.perf_counter()
+    specs = trading_config.strategy_specs()
+    refiners = [s for s in specs if s.kind == "ml_filter"]
+    base_name = config.base or (refiners[0].refines if refiners else None)
+    if base_name is None:
+        raise dg.Failure(description="no ml_filter is configured: name the strategy to filter in the config (base)")
+    bases = [s for s in specs if s.name == base_name and s.kind != "ml_filter"]
+    if not bases:
+        raise dg.Failure(
+            description=f"base {base_name!r} is not a configured signal strategy; configured: "
+            f"{[s.name for s in specs if s.kind != 'ml_filter']}"
+        )
+    refiner = next((s for s in refiners if s.refines == base_name), None)
+    floor = config.min_probability
+    if floor is None:
+        floor = refiner.params["min_probability"] if refiner else DEFAULT_MIN_PROBABILITY
+    settings, conventions = sweep_settings(config, trading_config, backtest_book)
+    start, end = _date(config.start, "start"), _date(config.end, "end")
+    models = stored_models(raw_store.get())
+    calendar = session_calendar().sessions
+    periods = {k: ml.period_bounds(k) for k in models}
+    first = min(p.start for p in periods.values()) if start is None else start
+    last = max(p.end for p in periods.values()) if end is None else end
+    columns = list(dict.fromkeys([*ml.INDICATOR_INPUTS, *required_columns(bases[0])]))
+    have = set(
+        warehouse.query(
+            "select column_name from information_schema.columns where table_schema = 'indicators' and "
+            "table_name = 'indicators'"
+        )["column_name"].to_list()
+    )
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise dg.Failure(description=f"indicators.indicators lacks {missing}: re-materialize indicators/indicators")
+    before = session_calendar().previous_session(first) or first
+    select = ", ".join(f'"{c}"' for c in columns)
+    indicators = warehouse.query(
+        f"select {select} from indicators.indicators where session between ? and ? order by session, symbol",
+        [before, last],
+    )
+    cleaned = warehouse.query(
+        "select session, symbol, open, close from prices.cleaned_prices where session between ? and ?",
+        [first, last],
+    )
+    if cleaned.height == 0 or indicators.height == 0:
+        raise dg.Failure(description=f"no cleaned prices or indicators in {first} .. {last}")
+    data_first, data_last = cleaned["session"].min(), cleaned["session"].max()
+    windows = [
+        (key, max(p.start, first, data_first), min(p.end, last, data_last))
+        for key, p in sorted(periods.items())
+        if max(p.start, first, data_first) <= min(p.end, last, data_last)
+    ]
+    if not windows:
+        raise dg.Failure(description=f"no model period overlaps the data and the window {first} .. {last}")
+    if len(windows) > 1:
+        windows.append(("all", windows[0][1], windows[-1][2]))
+    probabilities = pl.concat(
+        [
+            ml.score(models[key][0], indicators.filter(pl.col("session").is_between(periods[key].start, periods[key].end)))
+            for key in periods
+        ]
+    )
+    loaded = time.perf_counter()
+    table = compare_filter(cleaned, indicators, probabilities, calendar, bases[0], floor, windows, **settings)
+    table = table.with_columns(pl.col(pl.Float64).fill_nan(None))
+    overall = table.filter(pl.col("window") == windows[-1][0])
+    by = {r["variant"]: r for r in overall.iter_rows(named=True)}
+    summary = (
+        f"{base_name} over {windows[-1][1]} .. {windows[-1][2]}: filtered (p >= {floor:g}) Sharpe "
+        f"{_fmt(by['filtered']['sharpe'], '.3f')}, return {_fmt(by['filtered']['total_return'], '.2%')}, "
+        f"{by['filtered']['trades']} trades; unfiltered Sharpe {_fmt(by['unfiltered']['sharpe'], '.3f')}, "
+        f"return {_fmt(by['unfiltered']['total_return'], '.2%')}, {by['unfiltered']['trades']} trades"
+    )
+    context.log.info(summary)
+    return dg.Output(
+        table,
+        metadata={
+            "summary": summary,
+            "windows": _table(table.with_columns(pl.col(pl.Date).cast(pl.Utf8)), list(COMPARISON_SCHEMA)),
+            "plot": dg.MetadataValue.md(comparison_plot_markdown(table)),
+            "base": base_name,
+            "min_probability": dg.MetadataValue.float(float(floor)),
+            "conventions": dg.MetadataValue.md(f"Backtested with {conventions}."),
+            "elapsed_seconds": dg.MetadataValue.float(round(time.perf_counter() - began, 3)),
+            "backtest_seconds": dg.MetadataValue.float(round(time.perf_counter() - loaded, 3)),
+        },
+    )
+
+
+ML_ASSETS = [signal_model, ml_evaluation, ml_filter_comparison]
 
 model_job = dg.define_asset_job(
     "model_job",
@@ -329,7 +482,8 @@ model_job = dg.define_asset_job(
 
 ml_evaluation_job = dg.define_asset_job(
     "ml_evaluation_job",
-    selection=[ML_EVALUATION],
-    description="Out-of-sample precision and recall of every period's signal model (research.ml_evaluation).",
+    selection=[ML_EVALUATION, ML_FILTER_COMPARISON],
+    description="Out-of-sample precision and recall of every period's signal model (research.ml_evaluation), and "
+    "the filtered against the unfiltered strategy on the same sessions (research.ml_filter_comparison).",
     tags={WRITER_TAG: "research"},  # it writes the warehouse: queued behind the other writers
 )

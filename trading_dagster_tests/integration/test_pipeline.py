@@ -73,6 +73,7 @@ def test_definitions_snapshot(tmp_path):
         "raw/raw_prices",
         "research/dip_sweep",
         "research/ml_evaluation",
+        "research/ml_filter_comparison",
         "research/promotions",
         "research/rsi_sweep",
         "research/signal_model",

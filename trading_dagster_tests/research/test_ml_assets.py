@@ -23,6 +23,7 @@ from trading_dagster.assets.ml import (
     MODEL_NAME,
     ml_evaluation,
     ml_evaluation_job,
+    ml_filter_comparison,
     model_job,
     model_partitions,
     signal_model,
@@ -30,7 +31,11 @@ from trading_dagster.assets.ml import (
 from trading_dagster.assets.portal import WarehouseReader
 from trading_dagster.domain.indicators import compute_indicators_anchored
 from trading_dagster.research import ml
-from trading_dagster.resources.configured import LocalRawStoreResource, S3RawStoreResource
+from trading_dagster.resources.configured import (
+    LocalRawStoreResource,
+    S3RawStoreResource,
+    TradingConfigResource,
+)
 from trading_dagster.resources.warehouse import WarehouseIOManager
 
 SMALL = {"max_rows": 5000, "hidden_layer_sizes": [16, 8], "max_iter": 60, "train_years": 2}
@@ -43,12 +48,14 @@ def indicators(cleaned, sample_sessions, calendar) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def database(indicators, tmp_path_factory) -> str:
+def database(indicators, cleaned, tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("ml") / "warehouse.duckdb")
     con = duckdb.connect(path)
     try:
         frame = indicators.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
+        prices = cleaned.to_arrow()  # noqa: F841
         con.execute("create schema indicators; create table indicators.indicators as select * from frame")
+        con.execute("create schema prices; create table prices.cleaned_prices as select * from prices")
     finally:
         con.close()
     return path
@@ -191,8 +198,67 @@ def test_partitions_jobs_and_exports() -> None:
     with pytest.raises(ValueError, match="yearly"):
         model_partitions("weekly")  # type: ignore[arg-type]
     keys = [a.key for a in ML_ASSETS]
-    assert keys == [dg.AssetKey(["research", "signal_model"]), dg.AssetKey(["research", "ml_evaluation"])]
+    assert keys == [
+        dg.AssetKey(["research", "signal_model"]),
+        dg.AssetKey(["research", "ml_evaluation"]),
+        dg.AssetKey(["research", "ml_filter_comparison"]),
+    ]
     assert signal_model.group_names_by_key[signal_model.key] == "research"
     assert dg.AssetKey(["indicators", "indicators"]) in signal_model.asset_deps[signal_model.key]
     assert model_job.name == "model_job" and ml_evaluation_job.name == "ml_evaluation_job"
     assert MODEL_NAME == "signal_model"
+
+
+def test_the_comparison_backtests_the_base_with_and_without_the_models_filter(database, tmp_path) -> None:
+    from trading_dagster.domain.calendar import nyse_calendar
+    from trading_dagster.research.ml_compare import compare_filter
+    from trading_dagster.resources.configured import BacktestBookResource, CostsConfig, StrategyConfig
+
+    store = LocalRawStoreResource(local_root=str(tmp_path))
+    for period in ("2012", "2013"):
+        assert train(database, store, period=period).success
+    strategies = [
+        StrategyConfig(name="rsi", kind="rsi", params={"lower": 35, "upper": 65}, trades=False),
+        StrategyConfig(name="rsi_ml", kind="ml_filter", refines="rsi", params={"min_probability": 0.52}),
+    ]
+    result = dg.materialize(
+        [ml_filter_comparison],
+        resources={
+            "warehouse": WarehouseReader(database=database),
+            "raw_store": store,
+            "io_manager": WarehouseIOManager(database=str(tmp_path / "out.duckdb")),
+            "trading_config": TradingConfigResource(strategies=strategies),
+            "backtest_book": BacktestBookResource(ledger_path=str(tmp_path / "b.duckdb"), costs=CostsConfig()),
+        },
+        run_config={"ops": {"research__ml_filter_comparison": {"config": {"notional": 10000, "initial_cash": 1e6}}}},
+        raise_on_error=False,
+    )
+    assert result.success
+    table = result.output_for_node("research__ml_filter_comparison")
+    assert table["window"].to_list() == ["2012", "2012", "2013", "2013", "all", "all"]
+    assert table["variant"].to_list() == ["unfiltered", "filtered"] * 3
+    assert table["first_session"][0] == dt.date(2012, 1, 3) and table["last_session"][-1] == dt.date(2013, 12, 31)
+    by = {(r["window"], r["variant"]): r for r in table.iter_rows(named=True)}
+    for window in ("2012", "2013", "all"):  # the model kept some buys and dropped others
+        assert 0 < by[(window, "filtered")]["buy_signals"] < by[(window, "unfiltered")]["buy_signals"]
+    # the same figures from the pure function, each period scored by its own model
+    reader = WarehouseReader(database=database)
+    indicators = reader.query("select * from indicators.indicators where session between '2011-12-30' and '2013-12-31'")
+    cleaned = reader.query("select session, symbol, open, close from prices.cleaned_prices")
+    scored = []
+    for period in ("2012", "2013"):
+        meta = json.loads(store.get().get_artifact(f"models/signal_model/{period}/metadata.json"))
+        model = ml.model_from_bytes(store.get().get_artifact(f"models/signal_model/{period}/model.pkl"), meta["sha256"])
+        scored.append(ml.score(model, indicators.filter(pl.col("session").dt.year() == int(period))))
+    base = TradingConfigResource(strategies=strategies).strategy_specs()[0]
+    direct = compare_filter(
+        cleaned, indicators, pl.concat(scored), nyse_calendar().sessions, base, 0.52,
+        [("2013", dt.date(2013, 1, 2), dt.date(2013, 12, 31))], notional=10_000.0, initial_cash=1e6,
+        fees_bps=0.0, slippage_bps=5.0,
+    )
+    got = table.filter(pl.col("window") == "2013")
+    assert got["orders"].to_list() == direct["orders"].to_list()
+    assert got["total_pnl"].to_list() == pytest.approx(direct["total_pnl"].to_list(), rel=1e-12)
+    meta = result.asset_materializations_for_node("research__ml_filter_comparison")[0].metadata
+    assert meta["summary"].value.startswith("rsi over 2012-01-03 .. 2013-12-31: filtered (p >= 0.52)")
+    assert meta["plot"].value.startswith("![Filtered against unfiltered](data:image/png;base64,")
