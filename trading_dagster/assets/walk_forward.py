@@ -42,10 +42,18 @@ from trading_dagster.assets.research import (
 )
 from trading_dagster.reporting import _png, _pyplot, data_uri
 from trading_dagster.research.sweep import UnsupportedSetting, sma_grid
+from trading_dagster.research.threshold_sweep import (
+    DEFAULT_DIP_THRESHOLDS,
+    DEFAULT_RSI_LOWER,
+    DEFAULT_RSI_UPPER,
+    rsi_grid,
+)
 from trading_dagster.research.walk_forward import (
     Backtest,
     WalkForwardResult,
+    dip_backtest,
     folds,
+    rsi_backtest,
     sma_backtest,
     walk_forward,
 )
@@ -62,7 +70,16 @@ FIGURE_COLUMNS = ["is_sharpe", "oos_sharpe", "oos_return", "oos_max_drawdown", "
 class WalkForwardConfig(SmaSweepConfig):
     """The SMA sweep's settings (grid, window, money, tie band, conventions) and the walk-forward's own."""
 
-    kind: str = Field(default="sma_cross", description="the strategy kind swept (only sma_cross for now)")
+    kind: str = Field(
+        default="sma_cross",
+        description="the strategy kind swept: sma_cross (grid fast x slow), rsi (lower x upper) or dip_52w "
+        "(thresholds)",
+    )
+    lower: list[float] = Field(default=list(DEFAULT_RSI_LOWER), description="rsi: lower bounds (buy below)")
+    upper: list[float] = Field(default=list(DEFAULT_RSI_UPPER), description="rsi: upper bounds (sell above)")
+    thresholds: list[float] = Field(
+        default=list(DEFAULT_DIP_THRESHOLDS), description="dip_52w: threshold_pct values (buy at least this % below)"
+    )
     train_sessions: int = Field(default=756, description="in-sample sessions (rolling: the window's length)")
     test_sessions: int = Field(
         default=252, description="out-of-sample sessions per fold (the last may be shorter)"
@@ -88,6 +105,18 @@ KINDS: dict[str, Kind] = {
         sql="select session, symbol, open, close from prices.cleaned_prices",
         grid=lambda config: [tuple(p) for p in sma_grid(config.fast, config.slow)],
         backtest=sma_backtest,
+    ),
+    "rsi": Kind(
+        sql="select c.session, c.symbol, c.open, c.close, i.rsi_14 from prices.cleaned_prices c "
+        "left join indicators.indicators i using (session, symbol)",
+        grid=lambda config: [(lo, hi) for lo, hi in rsi_grid(config.lower, config.upper)],
+        backtest=rsi_backtest,
+    ),
+    "dip_52w": Kind(
+        sql="select c.session, c.symbol, c.open, c.close, i.pct_below_high_52w from prices.cleaned_prices c "
+        "left join indicators.indicators i using (session, symbol)",
+        grid=lambda config: [(float(t),) for t in config.thresholds if 0 < t < 100],
+        backtest=dip_backtest,
     ),
 }
 
@@ -132,12 +161,13 @@ def _number(x: float | int) -> float:
 @dg.multi_asset(
     name=WALK_FORWARD_OP,
     group_name=RESEARCH_GROUP,
-    deps=[CLEANED_PRICES],
+    deps=[CLEANED_PRICES, dg.AssetKey(["indicators", "indicators"])],  # rsi and dip_52w read the indicators
     outs={
         "folds": dg.AssetOut(
             key=WALK_FORWARD_FOLDS,
             kinds={"duckdb", "polars"},
-            description="Walk-forward of the configured grid (SMA cross, 10 x 10 by default): per fold (756 "
+            description="Walk-forward of the configured grid (SMA cross 10 x 10 by default; RSI bounds or 52-week "
+            "dip thresholds with kind rsi / dip_52w): per fold (756 "
             "sessions in sample, 252 out, rolling by default) the windows, the parameters with the highest "
             "in-sample Sharpe, their in-sample and out-of-sample Sharpe, out-of-sample return and drawdown, "
             "the sets tried and the deflated Sharpe. Launch walk_forward_job.",
@@ -170,12 +200,18 @@ def walk_forward_assets(
     grid = kind.grid(config)
     if not grid:
         raise dg.Failure(
-            description=f"no pair with 0 < fast < slow in fast={config.fast}, slow={config.slow}"
+            description=f"the {config.kind} grid is empty: "
+            + {
+                "sma_cross": f"no pair with 0 < fast < slow in fast={config.fast}, slow={config.slow}",
+                "rsi": f"no pair with 0 < lower < upper < 100 in lower={config.lower}, upper={config.upper}",
+            }.get(config.kind, f"no threshold in (0, 100) in {config.thresholds}")
         )
     start, end = _date(config.start, "start"), _date(config.end, "end")
     settings, conventions = sweep_settings(config, trading_config, backtest_book)
     if not warehouse.has_table("prices", "cleaned_prices"):
         raise dg.Failure(description="no prices.cleaned_prices in the warehouse yet: run pipeline_job first")
+    if config.kind != "sma_cross" and not warehouse.has_table("indicators", "indicators"):
+        raise dg.Failure(description="no indicators.indicators in the warehouse yet: run pipeline_job first")
     bars = warehouse.query(kind.sql + (" where session <= ?" if end else ""), [end] if end else None)
     if bars.height == 0:
         raise dg.Failure(

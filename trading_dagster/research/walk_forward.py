@@ -302,3 +302,47 @@ def sma_backtest(cleaned: pl.DataFrame, calendar: Sequence[dt.date], **settings:
     """`backtest(pairs, start, end)` for `walk_forward`: `sweep_bars` with `settings` (the sweep's keyword
     arguments: notional, initial_cash, costs, tie band) on the window [start, end] of `cleaned`."""
     return SmaBacktest(cleaned, calendar, **settings)
+
+
+class IndicatorBacktest:
+    """The RSI / 52-week-dip walk-forward backtest (`threshold_sweep.sweep_rsi` / `sweep_dip`): each window's
+    bars packed with the indicators table's `column` aligned to them (`pack_indicator_bars`)."""
+
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        calendar: Sequence[dt.date],
+        column: str,
+        param_names: tuple[str, ...],
+        **settings: Any,
+    ) -> None:
+        missing = [c for c in ("session", "symbol", "open", "close", column) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the bars lack columns {missing}")
+        self.calendar = list(calendar)
+        self.column = column
+        self.param_names = param_names
+        self.prices = frame.select("session", "symbol", "open", "close")
+        self.values = frame.select("symbol", "session", column).filter(pl.col(column).is_not_null())
+        # the SMA sweep's tie band and anchoring mean nothing here
+        self.settings = {k: v for k, v in settings.items() if k not in ("tie_band_pct", "anchored")}
+
+    def __call__(self, params_list: list[Params], start: dt.date, end: dt.date) -> SweepResult:
+        from trading_dagster.research.threshold_sweep import pack_indicator_bars, sweep_dip, sweep_rsi
+
+        data = pack_indicator_bars(self.prices, self.values, self.calendar, [self.column], start, end)
+        if self.param_names == ("lower", "upper"):
+            return sweep_rsi(data, [(float(lo), float(hi)) for lo, hi in params_list], **self.settings)
+        return sweep_dip(data, [float(p[0]) for p in params_list], **self.settings)
+
+
+def rsi_backtest(frame: pl.DataFrame, calendar: Sequence[dt.date], **settings: Any) -> IndicatorBacktest:
+    """`backtest(bounds, start, end)` for `walk_forward`: the RSI strategy on `frame` (session, symbol, open,
+    close, rsi_14: the cleaned prices joined with the indicators table)."""
+    return IndicatorBacktest(frame, calendar, "rsi_14", ("lower", "upper"), **settings)
+
+
+def dip_backtest(frame: pl.DataFrame, calendar: Sequence[dt.date], **settings: Any) -> IndicatorBacktest:
+    """`backtest(thresholds, start, end)` for `walk_forward`: the 52-week-dip strategy on `frame` (session,
+    symbol, open, close, pct_below_high_52w)."""
+    return IndicatorBacktest(frame, calendar, "pct_below_high_52w", ("threshold_pct",), **settings)

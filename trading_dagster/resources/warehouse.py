@@ -7,6 +7,8 @@
    versions would silently write prices into the wrong column. Here it inserts BY NAME, so a mismatch is an
    error that names the column.
 
+An unpartitioned output replaces its table (schema included); a partitioned one evolves it (below).
+
 And one addition: an input can ask for only the rows it needs with a `where` entry in its `AssetIn`
 metadata (a SQL condition over the table's columns, combined with the partition window), next to the stock
 `columns` entry. The executions step reads the ~60,000 approved orders of a ten-year window instead of
@@ -31,10 +33,15 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
         obj_arrow = obj.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan below)
         target = f"{table_slice.schema}.{table_slice.table}"
         connection.execute(f"create schema if not exists {table_slice.schema}")
-        connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0")
-        _add_new_columns(connection, target, obj_arrow)
-        if obj.height:
-            connection.execute(f"insert into {target} by name select * from obj_arrow")
+        if not table_slice.partition_dimensions:
+            # an unpartitioned asset's output is the whole table: replaced, its columns those of this output
+            # (a walk-forward of RSI bounds leaves no empty fast / slow columns of an earlier SMA one)
+            connection.execute(f"create or replace table {target} as select * from obj_arrow")
+        else:
+            connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0")
+            _add_new_columns(connection, target, obj_arrow)
+            if obj.height:
+                connection.execute(f"insert into {target} by name select * from obj_arrow")
         context.add_output_metadata(
             {
                 "row_count": obj.height,

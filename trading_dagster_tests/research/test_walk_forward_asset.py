@@ -42,12 +42,21 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def database(cleaned, tmp_path_factory) -> str:
+def indicators(cleaned, calendar, sample_sessions) -> pl.DataFrame:
+    from trading_dagster.domain.indicators import compute_indicators_anchored
+
+    return compute_indicators_anchored(cleaned, calendar, sample_sessions[0], sample_sessions[-1])
+
+
+@pytest.fixture(scope="module")
+def database(cleaned, indicators, tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("walk_forward") / "warehouse.duckdb")
     con = duckdb.connect(path)
     try:
         frame = cleaned.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
+        ind_frame = indicators.to_arrow()  # noqa: F841
         con.execute("create schema prices; create table prices.cleaned_prices as select * from frame")
+        con.execute("create schema indicators; create table indicators.indicators as select * from ind_frame")
     finally:
         con.close()
     return path
@@ -137,9 +146,44 @@ def test_the_walk_forward_assets_write_the_domains_figures(cleaned, calendar, da
 
 
 @pytest.mark.parametrize(
+    ("kind", "grid", "names"),
+    [
+        ("rsi", {"lower": [30.0, 35.0], "upper": [65.0, 70.0]}, ["lower", "upper"]),
+        ("dip_52w", {"thresholds": [10.0, 20.0, 30.0]}, ["threshold_pct"]),
+    ],
+)
+def test_rsi_and_dip_walk_forward_on_the_indicators_table(
+    cleaned, indicators, calendar, database, tmp_path, kind, grid, names
+):
+    from trading_dagster.research.threshold_sweep import pack_indicator_bars, sweep_dip, sweep_rsi
+
+    result = _materialize(database, tmp_path, kind=kind, **grid)
+    assert result.success
+    table, equity = _tables(database)
+    assert table.height == 6 and table.columns[5 : 5 + len(names)] == names
+    column = "rsi_14" if kind == "rsi" else "pct_below_high_52w"
+    sweep = sweep_rsi if kind == "rsi" else sweep_dip
+    money = {"notional": 10_000.0, "initial_cash": 1_000_000.0, "fees_bps": 1.0, "slippage_bps": 5.0}
+    sets = [(lo, hi) for lo in grid.get("lower", []) for hi in grid["upper"]] if kind == "rsi" else grid["thresholds"]
+    for fold in table.iter_rows(named=True):
+        # the winner is the best in-sample Sharpe of an independent sweep of the train window (ties: grid order)
+        data = pack_indicator_bars(cleaned, indicators, calendar, [column], fold["train_start"], fold["train_end"])
+        stats = sweep(data, sets, **money).stats
+        best = stats.with_row_index().sort("sharpe", "index", descending=[True, False], nulls_last=True).row(0, named=True)
+        assert [fold[n] for n in names] == [best[n] for n in names]
+        assert fold["is_sharpe"] == pytest.approx(best["sharpe"], rel=1e-12)
+        # and its out-of-sample figures are the sweep of the test window, starting flat
+        data = pack_indicator_bars(cleaned, indicators, calendar, [column], fold["test_start"], fold["test_end"])
+        chosen = [tuple(fold[n] for n in names)] if kind == "rsi" else [fold["threshold_pct"]]
+        oos = sweep(data, chosen, **money).stats.row(0, named=True)
+        assert fold["oos_sharpe"] == pytest.approx(oos["sharpe"], rel=1e-12, nan_ok=True)
+    assert equity.height > 0
+
+
+@pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"kind": "rsi"}, "kind 'rsi' cannot be walked forward yet (known: sma_cross)"),
+        ({"kind": "macd"}, "kind 'macd' cannot be walked forward yet (known: sma_cross, rsi, dip_52w)"),
         ({"mode": "anchored"}, "mode must be 'rolling' or 'expanding'"),
         ({"train_sessions": 2_000}, "too few for one fold"),
         ({"fast": [50], "slow": [20]}, "no pair with 0 < fast < slow"),
@@ -154,7 +198,7 @@ def test_a_bad_config_fails_naming_what_is_wrong(database, tmp_path, config, mes
 
 
 def test_the_job_selects_both_tables_and_the_kind_registry_has_the_sma_cross(database, tmp_path):
-    assert set(KINDS) == {"sma_cross"}
+    assert set(KINDS) == {"sma_cross", "rsi", "dip_52w"}
     resources = {
         "io_manager": WarehouseIOManager(database=database),
         "warehouse": WarehouseReader(database=database),
@@ -168,5 +212,7 @@ def test_the_job_selects_both_tables_and_the_kind_registry_has_the_sma_cross(dat
     assert len(specs) == 2
     for spec in specs:
         assert spec.group_name == "research"
-        assert {d.asset_key for d in spec.deps} == {dg.AssetKey(["prices", "cleaned_prices"])}
+        assert {d.asset_key for d in spec.deps} == {
+            dg.AssetKey(["prices", "cleaned_prices"]), dg.AssetKey(["indicators", "indicators"])
+        }
         assert set(spec.kinds) == {"duckdb", "polars"}
