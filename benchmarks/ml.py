@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "us_equities_etfs_daily_2008_2017.parquet"
@@ -29,6 +31,33 @@ def peak_rss_gib() -> float:
     with open("/proc/self/status") as f:
         line = next(x for x in f if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 2**20
+
+
+def compare(bars, indicators, probabilities, calendar, first: int, last: int, floors: str) -> list[dict]:
+    """Each base strategy of the shipped config unfiltered against filtered by the yearly models (each session
+    scored by its year's model), over first..last, the reference conventions, $10 M, 1 bp fees, 5 bp slippage."""
+    import datetime as dt
+
+    from trading_dagster.domain.strategies import DEFAULT_STRATEGIES
+    from trading_dagster.research.ml_compare import compare_filter
+
+    window = [("all", dt.date(first, 1, 1), dt.date(last, 12, 31))]
+    money = {"notional": 10_000.0, "initial_cash": 10_000_000.0, "fees_bps": 1.0, "slippage_bps": 5.0}
+    rows = []
+    for base in DEFAULT_STRATEGIES:
+        for floor in (float(f) for f in floors.split(",")):
+            t = time.perf_counter()
+            table = compare_filter(bars, indicators, probabilities, calendar, base, floor, window, **money)
+            seconds = round(time.perf_counter() - t, 2)
+            for r in table.iter_rows(named=True):
+                if r["variant"] == "unfiltered" and floor != float(floors.split(",")[0]):
+                    continue  # the same run for every floor
+                rows.append({"base": base.name, "floor": floor if r["variant"] == "filtered" else None,
+                             "variant": r["variant"], "buys": r["buy_signals"], "trades": r["trades"],
+                             "return": round(r["total_return"], 4), "sharpe": round(r["sharpe"], 3),
+                             "max_drawdown": round(r["max_drawdown"], 4), "s": seconds})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
@@ -41,6 +70,7 @@ def main() -> None:
     parser.add_argument("--train-years", type=int, default=3)
     parser.add_argument("--estimator", default="mlp")
     parser.add_argument("--skip-years", action="store_true")
+    parser.add_argument("--floors", default="0.5,0.55", help="min_probability values of the filter comparison")
     args = parser.parse_args()
 
     from benchmarks.shared_file import clean_shared_file
@@ -52,6 +82,7 @@ def main() -> None:
     cleaned, sessions, calendar = clean_shared_file(args.data, args.symbols)
     out["clean_s"] = round(time.perf_counter() - t, 2)
     out["bars"], out["symbols"] = cleaned.height, cleaned["symbol"].n_unique()
+    bars = cleaned.select("session", "symbol", "open", "close")  # the comparison's backtests
 
     t = time.perf_counter()
     indicators = compute_indicators_anchored(cleaned, calendar, sessions[0], sessions[-1])
@@ -99,14 +130,17 @@ def main() -> None:
 
     if not args.skip_years:
         first, last = (int(y) for y in args.years.split("-"))
-        years = []
+        years, scores = [], []
         for y in range(first, last + 1):
             trained, _, train_s = train(str(y))
             rows = ml.period_rows(features, label_frame, ml.period_bounds(str(y)))
             oos = ml.evaluate(trained.model, rows)
             years.append({"year": y, "train_s": round(train_s, 1), **{k: round(v, 4) for k, v in oos.items()}})
             print(json.dumps(years[-1]), flush=True)
+            b = ml.period_bounds(str(y))
+            scores.append(ml.score(trained.model, indicators.filter(indicators["session"].is_between(b.start, b.end))))
         out["years"] = years
+        out["filter_comparison"] = compare(bars, indicators, pl.concat(scores), calendar, first, last, args.floors)
     out["peak_rss_gib"] = round(peak_rss_gib(), 2)
     print(json.dumps(out, indent=1))
 
