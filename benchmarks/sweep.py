@@ -33,7 +33,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -347,44 +346,11 @@ def compare(name: str, mine, ref_stats) -> None:
 
 
 def run_child(kind: str, argv: list[str], cleaned_path: Path, out: Path, cap_gib: float) -> dict:
-    """Run this script as `--child kind` and poll its RSS; kill it (and report) above the cap."""
-    info = out.with_suffix(".json")
-    cmd = [
-        sys.executable,
-        __file__,
-        *argv,
-        "--child",
-        kind,
-        "--cleaned",
-        str(cleaned_path),
-        "--out",
-        str(out),
-    ]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    watched_peak = 0.0
-    killed = False
-    while proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/status") as f:
-                rss = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024**2
-        except (FileNotFoundError, StopIteration, ProcessLookupError):
-            rss = 0.0
-        watched_peak = max(watched_peak, rss)
-        if rss > cap_gib:
-            proc.kill()
-            killed = True
-            proc.wait()
-            break
-        time.sleep(0.1)
-    wall = time.perf_counter() - t
-    if killed:
-        return {"killed": True, "wall_s": wall, "peak_gib": watched_peak}
-    if proc.returncode != 0:
-        return {"failed": proc.returncode, "wall_s": wall, "peak_gib": watched_peak}
-    data = json.loads(info.read_text())
-    data["wall_s"] = wall
-    return data
+    """Run this script as `--child kind` under the RSS cap (`shared_file.run_capped_child`)."""
+    from benchmarks.shared_file import run_capped_child
+
+    cmd = [sys.executable, __file__, *argv, "--child", kind, "--cleaned", str(cleaned_path), "--out", str(out)]
+    return run_capped_child(cmd, out, cap_gib)
 
 
 def main() -> None:

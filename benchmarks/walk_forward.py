@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,27 +69,11 @@ def child(args, cleaned_path: Path, out: Path) -> dict:
 
 
 def run_child(argv: list[str], cleaned_path: Path, out: Path, cap_gib: float) -> dict:
-    """Run this script as `--child` and poll its RSS; kill it (and report) above the cap."""
+    """Run this script as `--child` under the RSS cap (`shared_file.run_capped_child`)."""
+    from benchmarks.shared_file import run_capped_child
+
     cmd = [sys.executable, __file__, *argv, "--child", "--cleaned", str(cleaned_path), "--out", str(out)]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    watched = 0.0
-    while proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/status") as f:
-                watched = max(watched, next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024**2)
-        except (FileNotFoundError, StopIteration, ProcessLookupError):
-            pass
-        if watched > cap_gib:
-            proc.kill()
-            proc.wait()
-            return {"killed": True, "wall_s": time.perf_counter() - t, "peak_gib": watched}
-        time.sleep(0.1)
-    if proc.returncode != 0:
-        return {"failed": proc.returncode, "wall_s": time.perf_counter() - t, "peak_gib": watched}
-    data = json.loads(out.with_suffix(".json").read_text())
-    data["wall_s"] = time.perf_counter() - t
-    return data
+    return run_capped_child(cmd, out, cap_gib)
 
 
 def main() -> None:
