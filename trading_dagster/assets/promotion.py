@@ -74,6 +74,21 @@ def chosen_row(table: Any, columns: tuple[str, ...], rank: int, params: dict[str
     return rows[0]
 
 
+EXIT_COLUMNS = ("take_profit_pct", "stop_loss_pct")
+
+
+def check_promotable(row: dict[str, Any]) -> None:
+    """A row swept with exits (the dip sweep's take-profit / stop-loss grid) cannot be promoted into a strategy:
+    exits are `[risk]` settings of every strategy, not a strategy's params, so its figures would not be the
+    promoted strategy's."""
+    exits = {c: row[c] for c in EXIT_COLUMNS if row.get(c) is not None}
+    if exits:
+        raise PromotionError(
+            f"this row was swept with exits {exits}; exits are [risk] settings (stop_loss_pct, take_profit_pct) "
+            "of every strategy, not params of one: promote a row swept without exits, or set the exits in [risk]"
+        )
+
+
 @dg.op(description="Promote a sweep's parameter set into a strategy of the live configuration (journal + event).")
 def promote_op(
     context: dg.OpExecutionContext,
@@ -92,6 +107,7 @@ def promote_op(
     table = warehouse.query(f"select * from research.{config.sweep}")  # noqa: S608 - a PROMOTABLE name
     try:
         row = chosen_row(table, columns, config.rank, config.params)
+        check_promotable(row)
         figures = {k: _finite(row[k]) for k in ("sharpe", "total_return", "max_drawdown", "trades") if k in row}
         materialization = event.asset_materialization
         meta = materialization.metadata if materialization is not None else {}

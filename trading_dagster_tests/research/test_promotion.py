@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -221,6 +220,9 @@ def test_promote_job_refuses_with_the_reason_and_records_nothing(swept, tmp_path
     assert instance.get_latest_materialization_event(PROMOTIONS_KEY) is None
 
 
-def test_a_promotion_is_a_value(tmp_path):
-    p = _promote({"fast": 10, "slow": 120})
-    assert dataclasses.replace(p) == p
+def test_a_row_swept_with_exits_is_not_promotable():
+    from trading_dagster.assets.promotion import check_promotable
+
+    check_promotable({"threshold_pct": 20.0, "take_profit_pct": None, "stop_loss_pct": None})  # no exits: fine
+    with pytest.raises(PromotionError, match=r"swept with exits \{'stop_loss_pct': 10.0\}.*\[risk\]"):
+        check_promotable({"threshold_pct": 20.0, "take_profit_pct": None, "stop_loss_pct": 10.0})
