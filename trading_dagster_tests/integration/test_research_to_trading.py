@@ -103,7 +103,7 @@ def _train(settings: Settings, period: str) -> dg.ExecuteInProcessResult:
 
 def test_an_ml_filter_trades_the_buys_its_period_model_backs(warm_copy, tmp_path):
     settings, sessions = warm_copy
-    days = sessions[:8]
+    days = sessions[:5]
     untrained = _configured(settings, tmp_path, ML % 0.5, "ml")
     missing = run_range(build_definitions(untrained), days[0], days[-1], raise_on_error=False)
     assert not missing.success
