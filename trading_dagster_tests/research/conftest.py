@@ -1,5 +1,37 @@
-"""The shipped sample cleaned by the pipeline and the NYSE calendar: the reference tests' fixtures."""
+"""The shipped sample cleaned by the pipeline, its indicators and the NYSE calendar (the reference tests'
+fixtures and one more), and a warehouse file holding given frames as tables: the research assets' inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
 
 from trading_dagster_tests.reference.conftest import calendar, cleaned, sample_sessions
 
-__all__ = ["calendar", "cleaned", "sample_sessions"]
+__all__ = ["calendar", "cleaned", "sample_sessions", "sample_indicators", "write_warehouse"]
+
+
+@pytest.fixture(scope="session")
+def sample_indicators(cleaned, calendar, sample_sessions) -> pl.DataFrame:
+    """The indicators table of the whole sample, as the pipeline computes it."""
+    from trading_dagster.domain.indicators import compute_indicators_anchored
+
+    return compute_indicators_anchored(cleaned, calendar, sample_sessions[0], sample_sessions[-1])
+
+
+def write_warehouse(path: Path | str, tables: dict[str, pl.DataFrame | None]) -> str:
+    """A DuckDB file at `path` with each frame as the table named "schema.table" (None: no table)."""
+    con = duckdb.connect(str(path))
+    try:
+        for name, frame in tables.items():
+            if frame is None:
+                continue
+            schema = name.split(".")[0]
+            arrow = frame.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
+            con.execute(f"create schema if not exists {schema}; create table {name} as select * from arrow")
+    finally:
+        con.close()
+    return str(path)

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
@@ -29,7 +28,6 @@ from trading_dagster.assets.ml import (
     signal_model,
 )
 from trading_dagster.assets.portal import WarehouseReader
-from trading_dagster.domain.indicators import compute_indicators_anchored
 from trading_dagster.research import ml
 from trading_dagster.resources.configured import (
     LocalRawStoreResource,
@@ -37,28 +35,23 @@ from trading_dagster.resources.configured import (
     TradingConfigResource,
 )
 from trading_dagster.resources.warehouse import WarehouseIOManager
+from trading_dagster_tests.research.conftest import write_warehouse
 
 SMALL = {"max_rows": 5000, "hidden_layer_sizes": [16, 8], "max_iter": 60, "train_years": 2}
 NODE = "research__signal_model"
 
 
 @pytest.fixture(scope="module")
-def indicators(cleaned, sample_sessions, calendar) -> pl.DataFrame:
-    return compute_indicators_anchored(cleaned, calendar, sample_sessions[0], sample_sessions[-1])
+def indicators(sample_indicators) -> pl.DataFrame:
+    return sample_indicators
 
 
 @pytest.fixture(scope="module")
 def database(indicators, cleaned, tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("ml") / "warehouse.duckdb")
-    con = duckdb.connect(path)
-    try:
-        frame = indicators.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
-        prices = cleaned.to_arrow()  # noqa: F841
-        con.execute("create schema indicators; create table indicators.indicators as select * from frame")
-        con.execute("create schema prices; create table prices.cleaned_prices as select * from prices")
-    finally:
-        con.close()
-    return path
+    return write_warehouse(
+        tmp_path_factory.mktemp("ml") / "warehouse.duckdb",
+        {"indicators.indicators": indicators, "prices.cleaned_prices": cleaned},
+    )
 
 
 def train(database: str, raw_store, period: str = "2011", **config):
@@ -109,14 +102,7 @@ def _rows_2011(database: str) -> pl.DataFrame:
 
 
 def _warehouse(path: Path, frame: pl.DataFrame | None) -> str:
-    con = duckdb.connect(str(path))
-    try:
-        if frame is not None:
-            arrow = frame.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
-            con.execute("create schema indicators; create table indicators.indicators as select * from arrow")
-    finally:
-        con.close()
-    return str(path)
+    return write_warehouse(path, {"indicators.indicators": frame})
 
 
 def test_missing_data_or_features_fail_naming_the_fix(indicators, tmp_path) -> None:

@@ -29,6 +29,7 @@ from trading_dagster.resources.configured import (
 from trading_dagster.resources.promotions import PromotionJournalResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
 from trading_dagster.settings import SettingsError, load_settings, promotions_file
+from trading_dagster_tests.research.conftest import write_warehouse
 
 CONFIG = [
     {"name": "sma", "kind": "sma_cross", "params": {"fast": 20, "slow": 50, "tie_band_pct": 0.1}},
@@ -138,13 +139,7 @@ def test_the_settings_lay_promotions_over_the_config_file(tmp_path):
 @pytest.fixture()
 def swept(cleaned, tmp_path):
     """An instance and a warehouse holding one materialization of research/sma_sweep (a 2 x 2 grid)."""
-    database = str(tmp_path / "warehouse.duckdb")
-    con = duckdb.connect(database)
-    try:
-        frame = cleaned.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
-        con.execute("create schema prices; create table prices.cleaned_prices as select * from frame")
-    finally:
-        con.close()
+    database = write_warehouse(tmp_path / "warehouse.duckdb", {"prices.cleaned_prices": cleaned})
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [sma_sweep],

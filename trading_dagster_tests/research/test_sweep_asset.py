@@ -37,6 +37,7 @@ from trading_dagster.research.threshold_sweep import (
 )
 from trading_dagster.resources.configured import BacktestBookResource, CostsConfig, TradingConfigResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
+from trading_dagster_tests.research.conftest import write_warehouse
 
 FAST, SLOW = [10, 20], [50, 100]
 GRID = {"fast": FAST, "slow": SLOW, "notional": 10_000.0, "initial_cash": 1_000_000.0, "tie_band_pct": 0.1}
@@ -48,24 +49,16 @@ COSTS = {"fees_bps": 1, "slippage_bps": 5}
 
 
 @pytest.fixture(scope="module")
-def indicators(cleaned, calendar, sample_sessions):
-    from trading_dagster.domain.indicators import compute_indicators_anchored
-
-    return compute_indicators_anchored(cleaned, calendar, sample_sessions[0], sample_sessions[-1])
+def indicators(sample_indicators):
+    return sample_indicators
 
 
 @pytest.fixture(scope="module")
 def database(cleaned, indicators, tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("research") / "warehouse.duckdb")
-    con = duckdb.connect(path)
-    try:
-        frame = cleaned.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
-        con.execute("create schema prices; create table prices.cleaned_prices as select * from frame")
-        values = indicators.to_arrow()  # noqa: F841
-        con.execute("create schema indicators; create table indicators.indicators as select * from values")
-    finally:
-        con.close()
-    return path
+    return write_warehouse(
+        tmp_path_factory.mktemp("research") / "warehouse.duckdb",
+        {"prices.cleaned_prices": cleaned, "indicators.indicators": indicators},
+    )
 
 
 def _read(database: str, table: str):
@@ -236,13 +229,7 @@ def test_the_dip_sweep_asset_writes_the_kernels_figures_by_threshold(
 
 
 def test_a_sweep_without_the_indicators_table_fails_naming_it(cleaned, tmp_path):
-    path = str(tmp_path / "prices_only.duckdb")
-    con = duckdb.connect(path)
-    try:
-        frame = cleaned.head(1_000).to_arrow()  # noqa: F841
-        con.execute("create schema prices; create table prices.cleaned_prices as select * from frame")
-    finally:
-        con.close()
+    path = write_warehouse(tmp_path / "prices_only.duckdb", {"prices.cleaned_prices": cleaned.head(1_000)})
     result = _materialize(path, tmp_path, dip_sweep, DIP_GRID)
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description

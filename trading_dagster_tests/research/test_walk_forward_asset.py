@@ -26,6 +26,7 @@ from trading_dagster.assets.walk_forward import (
 from trading_dagster.research.walk_forward import folds, sma_backtest, walk_forward
 from trading_dagster.resources.configured import BacktestBookResource, CostsConfig, TradingConfigResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
+from trading_dagster_tests.research.conftest import write_warehouse
 
 FAST, SLOW = [10, 20], [50, 100]
 CONFIG = {
@@ -42,24 +43,16 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def indicators(cleaned, calendar, sample_sessions) -> pl.DataFrame:
-    from trading_dagster.domain.indicators import compute_indicators_anchored
-
-    return compute_indicators_anchored(cleaned, calendar, sample_sessions[0], sample_sessions[-1])
+def indicators(sample_indicators) -> pl.DataFrame:
+    return sample_indicators
 
 
 @pytest.fixture(scope="module")
 def database(cleaned, indicators, tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("walk_forward") / "warehouse.duckdb")
-    con = duckdb.connect(path)
-    try:
-        frame = cleaned.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
-        ind_frame = indicators.to_arrow()  # noqa: F841
-        con.execute("create schema prices; create table prices.cleaned_prices as select * from frame")
-        con.execute("create schema indicators; create table indicators.indicators as select * from ind_frame")
-    finally:
-        con.close()
-    return path
+    return write_warehouse(
+        tmp_path_factory.mktemp("walk_forward") / "warehouse.duckdb",
+        {"prices.cleaned_prices": cleaned, "indicators.indicators": indicators},
+    )
 
 
 def _materialize(database: str, tmp_path, **config):
