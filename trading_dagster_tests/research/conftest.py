@@ -35,3 +35,21 @@ def write_warehouse(path: Path | str, tables: dict[str, pl.DataFrame | None]) ->
     finally:
         con.close()
     return str(path)
+
+
+def research_resources(database: str, tmp_path: Path, **overrides) -> dict:
+    """The resources a research asset runs with on the warehouse `database`: its IO manager and reader, the
+    default trading config, and a backtest book with 1 bp commission and 5 bp slippage; `overrides` replace."""
+    from trading_dagster.assets.portal import WarehouseReader
+    from trading_dagster.resources.configured import BacktestBookResource, CostsConfig, TradingConfigResource
+    from trading_dagster.resources.warehouse import WarehouseIOManager
+
+    return {
+        "io_manager": WarehouseIOManager(database=database),
+        "warehouse": WarehouseReader(database=database),
+        "trading_config": TradingConfigResource(),
+        "backtest_book": BacktestBookResource(
+            ledger_path=str(tmp_path / "book.duckdb"), costs=CostsConfig(commission_bps=1.0, slippage_bps=5.0)
+        ),
+        **overrides,
+    }

@@ -15,7 +15,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from trading_dagster.assets.portal import WarehouseReader
 from trading_dagster.assets.research import (
     DIP_SWEEP,
     RSI_SWEEP,
@@ -35,9 +34,7 @@ from trading_dagster.research.threshold_sweep import (
     sweep_dip,
     sweep_rsi,
 )
-from trading_dagster.resources.configured import BacktestBookResource, CostsConfig, TradingConfigResource
-from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster_tests.research.conftest import write_warehouse
+from trading_dagster_tests.research.conftest import research_resources, write_warehouse
 
 FAST, SLOW = [10, 20], [50, 100]
 GRID = {"fast": FAST, "slow": SLOW, "notional": 10_000.0, "initial_cash": 1_000_000.0, "tie_band_pct": 0.1}
@@ -73,15 +70,7 @@ def _materialize(database: str, tmp_path, asset=sma_sweep, grid=GRID, **config):
     op = "__".join(asset.key.path)
     return dg.materialize(
         [asset],
-        resources={
-            "io_manager": WarehouseIOManager(database=database),
-            "warehouse": WarehouseReader(database=database),
-            "trading_config": TradingConfigResource(),
-            "backtest_book": BacktestBookResource(
-                ledger_path=str(tmp_path / "book.duckdb"),
-                costs=CostsConfig(commission_bps=1.0, slippage_bps=5.0),
-            ),
-        },
+        resources=research_resources(database, tmp_path),
         run_config={"ops": {op: {"config": {**grid, **config}}}},
         raise_on_error=False,
     )

@@ -24,9 +24,9 @@ from trading_dagster.assets.walk_forward import (
     walk_forward_job,
 )
 from trading_dagster.research.walk_forward import folds, sma_backtest, walk_forward
-from trading_dagster.resources.configured import BacktestBookResource, CostsConfig, TradingConfigResource
+from trading_dagster.resources.configured import BacktestBookResource, TradingConfigResource
 from trading_dagster.resources.warehouse import WarehouseIOManager
-from trading_dagster_tests.research.conftest import write_warehouse
+from trading_dagster_tests.research.conftest import research_resources, write_warehouse
 
 FAST, SLOW = [10, 20], [50, 100]
 CONFIG = {
@@ -58,15 +58,7 @@ def database(cleaned, indicators, tmp_path_factory) -> str:
 def _materialize(database: str, tmp_path, **config):
     return dg.materialize(
         WALK_FORWARD_ASSETS,
-        resources={
-            "io_manager": WarehouseIOManager(database=database),
-            "warehouse": WarehouseReader(database=database),
-            "trading_config": TradingConfigResource(),
-            "backtest_book": BacktestBookResource(
-                ledger_path=str(tmp_path / "book.duckdb"),
-                costs=CostsConfig(commission_bps=1.0, slippage_bps=5.0),
-            ),
-        },
+        resources=research_resources(database, tmp_path),
         run_config={"ops": {WALK_FORWARD_OP: {"config": {**CONFIG, **config}}}},
         raise_on_error=False,
     )
