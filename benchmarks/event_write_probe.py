@@ -1,6 +1,6 @@
 """Dagster's cost per recorded partition materialization, by instance storage, with no pipeline work at all.
 
-    uv run --group bench python benchmarks/event_write_probe.py [--partitions 300] [--assets 2] [--repeat 2]
+    uv run python benchmarks/event_write_probe.py [--partitions 300] [--assets 2] [--repeat 2]
     uv run --no-sync python benchmarks/event_write_probe.py --single 300
 
 Materializes trivial daily-partitioned assets (BackfillPolicy.single_run, MaterializeResult: no IO manager) over

@@ -10,7 +10,7 @@ Runs two child processes on the same data (so each has its own peak RSS):
            stages as its own run, in this process and in a fresh one (`dagster job execute`, as a run worker).
 and prints wall time per stage, totals, peak RSS, and the ratio of the Dagster run to pure compute.
 `--postgres` also runs the Dagster backfill on a throwaway PostgreSQL 15 instance storage (needs Debian's
-postgresql-15 and the `bench` dependency group: `uv run --group bench python benchmarks/full_backfill.py --postgres`;
+postgresql-15: `uv run python benchmarks/full_backfill.py --postgres`;
 see benchmarks/README.md). `--pg-event-batch N` sets DAGSTER_EVENT_BATCH_SIZE=N for that child only: Dagster then
 writes a single-run backfill's per-partition materializations of one output in batches of N, which
 dagster-postgres stores in one INSERT (SQLite stores them one by one either way).
