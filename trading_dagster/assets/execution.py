@@ -76,6 +76,10 @@ from trading_dagster.resources.configured import (
 from trading_dagster.resources.ledger import TradingLedgerResource
 
 EXECUTION_ORDERS = ["execution", "orders"]
+# Every step that reads or moves the broker account runs in this Dagster concurrency pool, whose limit of 1
+# (deploy/dagster.yaml) keeps two runs from planning against, submitting to or reconciling the same account
+# at once.
+TRADING_ACCOUNT_POOL = "trading_account"
 SUBMISSIONS = ["execution", "submissions"]
 FILLS = ["execution", "fills"]
 ACCOUNT = ["execution", "account"]
@@ -157,6 +161,7 @@ def _alert(context: dg.AssetExecutionContext, alerts: AlertsResource, alert: Ale
     metadata=PARTITION_EXPR,
     partitions_def=sessions_partitions_def(),
     backfill_policy=ONE_SESSION,
+    pool=TRADING_ACCOUNT_POOL,
     description="Session D's orders for the broker account: D's signals sized and risk-checked against the "
     "account (cash, positions, open orders, the month's fills) with the backtest's planner. Status approved, "
     "denied (a reason code) or pending_approval (a manual strategy). Only for the latest completed session.",
@@ -347,6 +352,7 @@ def exactly_once(session: dt.date, intended: list[str], broker_ids: list[str]) -
     group_name="execution",
     partitions_def=sessions_partitions_def(),
     backfill_policy=ONE_SESSION,
+    pool=TRADING_ACCOUNT_POOL,
     check_specs=[
         blocking(SUBMISSIONS, "execution_submissions__exactly_once", "each approved order at the broker once"),
     ],
@@ -498,6 +504,7 @@ def reconciliation(
     group_name="execution",
     partitions_def=sessions_partitions_def(),
     backfill_policy=ONE_SESSION,
+    pool=TRADING_ACCOUNT_POOL,
     check_specs=[
         blocking(FILLS, "execution_fills__reconciled", "broker positions = positions before + recorded fills"),
         dg.AssetCheckSpec(
