@@ -119,9 +119,13 @@ def measure(label: str, args, yaml_fn, env: dict[str, str]) -> None:
           f"store_event {info['store_event']}, store_event_batch {info['store_event_batch']}", flush=True)
 
 
-def single_events(n: int) -> None:
-    """ms per event stored alone (a step's start, logs, output, success: a daily run's ~150 events), stock
-    consolidated SQLite against ours, each on a fresh file, same process, fastest of 3."""
+def single_events(n: int, postgres: bool = True) -> None:
+    """ms per event stored alone (a step's start, logs, output, success: a daily run's ~150 events): stock
+    consolidated SQLite, ours, and dagster-postgres (a throwaway PostgreSQL 15, benchmarks/pg.py; it batches
+    only materializations and observations, so a daily run's other events are stored one by one there too),
+    each storage fresh, same process, fastest of 3."""
+    import contextlib
+    import uuid
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -131,7 +135,7 @@ def single_events(n: int) -> None:
 
     from trading_dagster.event_log import BatchedSqliteEventLogStorage
 
-    def entry(i: int) -> EventLogEntry:
+    def entry(i: int, run_id: str) -> EventLogEntry:
         event = DagsterEvent(
             event_type_value=DagsterEventType.ENGINE_EVENT.value,
             job_name="probe",
@@ -139,24 +143,58 @@ def single_events(n: int) -> None:
             event_specific_data=EngineEventData(),
         )
         return EventLogEntry(
-            error_info=None, level=20, user_message="", run_id="probe", timestamp=time.time(), dagster_event=event
+            error_info=None, level=20, user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
         )
 
-    print(f"{n} events stored one by one (fastest of 3)")
-    for label, cls in (("stock consolidated sqlite", ConsolidatedSqliteEventLogStorage),
-                       ("ours (pooled connections)", BatchedSqliteEventLogStorage)):
+    def time_storage(make) -> float:
         best = float("inf")
         for _ in range(3):
-            with tempfile.TemporaryDirectory() as tmp:
-                storage = cls(base_dir=tmp)
-                storage.store_event(entry(-1))  # creates the tables' connection state
+            with make() as storage:
+                run_id = uuid.uuid4().hex
+                storage.store_event(entry(-1, run_id))  # creates the tables' connection state
                 t = time.perf_counter()
                 for i in range(n):
-                    storage.store_event(entry(i))
+                    storage.store_event(entry(i, run_id))
                 best = min(best, time.perf_counter() - t)
-                assert len(storage.get_logs_for_run("probe")) == n + 1
-                storage.dispose()
-        print(f"  {label:<28}{1000 * best / n:>8.2f} ms/event")
+                assert len(storage.get_logs_for_run(run_id)) == n + 1
+        return best
+
+    def sqlite_storage(cls):
+        @contextlib.contextmanager
+        def make():
+            with tempfile.TemporaryDirectory() as tmp:
+                storage = cls(base_dir=tmp)
+                try:
+                    yield storage
+                finally:
+                    storage.dispose()
+
+        return make
+
+    print(f"{n} events stored one by one (fastest of 3)")
+    cells = [("stock consolidated sqlite", sqlite_storage(ConsolidatedSqliteEventLogStorage)),
+             ("ours (pooled connections)", sqlite_storage(BatchedSqliteEventLogStorage))]
+    for label, make in cells:
+        print(f"  {label:<28}{1000 * time_storage(make) / n:>8.2f} ms/event", flush=True)
+    if not postgres:
+        return
+    from benchmarks.pg import PostgresNotInstalled, throwaway_postgres
+
+    try:
+        with throwaway_postgres() as url:
+            from dagster_postgres import PostgresEventLogStorage
+
+            @contextlib.contextmanager
+            def make():
+                storage = PostgresEventLogStorage(postgres_url=url)
+                try:
+                    yield storage
+                finally:
+                    storage.dispose()
+
+            print(f"  {'dagster-postgres (NullPool)':<28}{1000 * time_storage(make) / n:>8.2f} ms/event", flush=True)
+    except PostgresNotInstalled as e:
+        print(f"  postgres skipped: {e}")
 
 
 def main() -> None:
@@ -168,11 +206,12 @@ def main() -> None:
     p.add_argument("--cells", default="ours-batch,ours,sqlite,sqlite-batch,sqlite-nosubset,sqlite-default,pg,pg-batch,pg-nosync,"
                    "pg-nosync-batch", help="comma-separated, from the table in main()")
     p.add_argument("--single", type=int, metavar="N", help="only: N events stored one by one, stock vs ours")
+    p.add_argument("--no-postgres", action="store_true", help="--single without the PostgreSQL cell")
     p.add_argument("--child", action="store_true")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     if args.single:
-        single_events(args.single)
+        single_events(args.single, postgres=not args.no_postgres)
         return
     if args.child:
         args.out.write_text(json.dumps(child(args.partitions, args.assets)))

@@ -1,0 +1,445 @@
+"""Every private Dagster symbol our code relies on, and the shape and behaviour we rely on it having.
+
+Dagster's `dagster._...` modules are not public API: a minor release may move, rename or reshape them without a
+deprecation. We use them in two places only (decision 0002 says why, with the figures):
+
+* trading_dagster/event_log.py extends the consolidated SQLite event-log storage (one transaction per batch of
+  materializations, pooled connections, a linear planned-check write);
+* trading_dagster/resources/warehouse.py extends dagster-duckdb's `DbIOManager` / `DbTypeHandler` / `TableSlice`
+  (inserts by name, the `where` input filter, the quality gate before a load).
+
+`test_no_unregistered_private_use` fails when any module of ours starts to use a private symbol not listed in
+`PRIVATE` below; the other tests check each listed symbol: that it imports, that the methods we override or
+call keep the parameters we pass, that the tables keep the columns we write, and that Dagster still calls our
+overrides. A failure names the Dagster version, the symbol, our module that relies on it and what to do. They
+do not repeat trading_dagster_tests/test_event_log.py, which compares the rows our storage and the stock one
+store for the same run.
+"""
+
+import ast
+import functools
+import importlib
+import inspect
+import sqlite3
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "trading_dagster"
+EVENT_LOG = "trading_dagster/event_log.py"
+WAREHOUSE = "trading_dagster/resources/warehouse.py"
+PINNED = "1.13.27"  # pyproject.toml
+
+# (module, name) -> (our module that uses it, what to do when it breaks)
+_STORAGE_TODO = (
+    "switch the CLI's dagster.yaml back to the stock ConsolidatedSqliteEventLogStorage (trading_dagster/cli.py, "
+    "DAGSTER_YAML) and unset DAGSTER_EVENT_BATCH_SIZE for SQLite until event_log.py is ported to the new "
+    "storage; the local bookkeeping then costs ~10-40 ms per partition-asset again (decision 0002)"
+)
+_WAREHOUSE_TODO = (
+    "port warehouse.py to the public path in decision 0002 (wrap the IOManager that "
+    "DuckDBPolarsIOManager.create_io_manager returns instead of subclassing DbIOManager; no private import), "
+    "or pin dagster back"
+)
+PRIVATE: dict[tuple[str, str], tuple[str, str]] = {
+    ("dagster._core.storage.event_log", "ConsolidatedSqliteEventLogStorage"): (EVENT_LOG, _STORAGE_TODO),
+    ("dagster._core.storage.event_log.schema", "SqlEventLogStorageTable"): (EVENT_LOG, _STORAGE_TODO),
+    ("dagster._core.storage.event_log.schema", "AssetCheckExecutionsTable"): (EVENT_LOG, _STORAGE_TODO),
+    ("dagster._core.storage.asset_check_execution_record", "AssetCheckExecutionRecordStatus"): (
+        EVENT_LOG,
+        _STORAGE_TODO,
+    ),
+    ("dagster._core.storage.sqlite", "SQLITE_BUSY_TIMEOUT_SECONDS"): (
+        EVENT_LOG,
+        "replace the import by our own constant (30 s was Dagster's)",
+    ),
+    ("dagster._core.storage.db_io_manager", "DbIOManager"): (WAREHOUSE, _WAREHOUSE_TODO),
+    ("dagster._core.storage.db_io_manager", "DbTypeHandler"): (WAREHOUSE, _WAREHOUSE_TODO),
+    ("dagster._core.storage.db_io_manager", "TableSlice"): (WAREHOUSE, _WAREHOUSE_TODO),
+    # a module of dagster-duckdb that its package does not export
+    ("dagster_duckdb.io_manager", "DuckDbClient"): (WAREHOUSE, _WAREHOUSE_TODO),
+    # a private attribute read on Dagster's InputContext (None when the input is loaded outside an op)
+    ("dagster.InputContext", "_op_def"): (
+        WAREHOUSE,
+        "read the reader's name through the public `context.op_def` inside try/except instead",
+    ),
+}
+
+
+def broke(module: str, name: str, what: str) -> str:
+    ours, todo = PRIVATE[(module, name)]
+    return (
+        f"Dagster {dg.__version__} (pinned {PINNED}) broke {module}.{name}: {what}. {ours} relies on it. "
+        f"What to do: {todo}."
+    )
+
+
+def _private_uses(path: Path) -> set[tuple[str, str]]:
+    """(module, name) of every private Dagster symbol a module of ours imports or reads."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0].startswith("dagster")
+        ):
+            top, *rest = node.module.split(".")
+            for alias in node.names:
+                if node.module.startswith("dagster._") or (
+                    rest
+                    and alias.name not in dir(importlib.import_module(top))  # not exported by its package
+                ):
+                    found.add((node.module, alias.name))
+        elif isinstance(node, ast.Import):
+            found |= {(a.name, "*") for a in node.names if a.name.startswith("dagster._")}
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "context"
+        ):
+            found.add(("dagster.InputContext", node.attr))
+    return found
+
+
+@functools.cache
+def _used() -> dict[tuple[str, str], set[str]]:
+    uses: dict[tuple[str, str], set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for use in _private_uses(path):
+            uses.setdefault(use, set()).add(str(path.relative_to(PACKAGE.parent)))
+    return uses
+
+
+def _require_used(module: str, name: str) -> None:
+    ours = PRIVATE[(module, name)][0]
+    if ours not in _used().get((module, name), set()):
+        pytest.skip(f"{ours} no longer uses {module}.{name}: delete its entry and checks here")
+
+
+def test_no_unregistered_private_use():
+    unregistered = {use: files for use, files in _used().items() if use not in PRIVATE}
+    assert not unregistered, (
+        "private Dagster symbols used without an entry in trading_dagster_tests/test_dagster_internals.py "
+        f"(docs/decisions/0002-dagster-bookkeeping.md: only where a measured gain needs them): {unregistered}. "
+        "Use the public path, or register each with a check of what our module relies on."
+    )
+
+
+def test_the_scan_finds_private_imports_and_attributes(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import dagster._utils\n"
+        "from dagster import AssetKey\n"
+        "from dagster._core.storage.tags import PARTITION_NAME_TAG\n"
+        "from dagster_duckdb.io_manager import DuckDbClient\n"
+        "from dagster_duckdb.io_manager import DuckDBIOManager\n"
+        "def f(context):\n    return context._step_execution_context, context.op_def\n"
+    )
+    assert _private_uses(module) == {
+        ("dagster._utils", "*"),
+        ("dagster._core.storage.tags", "PARTITION_NAME_TAG"),
+        ("dagster_duckdb.io_manager", "DuckDbClient"),  # DuckDBIOManager is exported by dagster_duckdb
+        ("dagster.InputContext", "_step_execution_context"),
+    }
+
+
+def test_private_uses_stay_in_their_two_modules():
+    files = {f for files in _used().values() for f in files}
+    assert files <= {EVENT_LOG, WAREHOUSE}, (
+        f"private Dagster use outside event_log.py and warehouse.py: {files}"
+    )
+
+
+@pytest.mark.parametrize(("module", "name"), [k for k in PRIVATE if k[0] != "dagster.InputContext"])
+def test_private_symbol_imports(module, name):
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        pytest.fail(broke(module, name, f"it no longer imports ({e})"))
+
+
+# ---- trading_dagster/event_log.py ----
+
+STORAGE = ("dagster._core.storage.event_log", "ConsolidatedSqliteEventLogStorage")
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "how"),
+    [
+        ("__init__", ["self", "base_dir", "inst_data"], "dagster.yaml builds the storage with base_dir"),
+        ("_connect", ["self"], "overridden: our pooled connection (a context manager in a transaction)"),
+        ("index_connection", ["self"], "called by our planned-check write"),
+        (
+            "run_connection",
+            ["self", "run_id"],
+            "the stock store_event's connection, which must be _connect's",
+        ),
+        ("dispose", ["self"], "overridden: closes our pool, then the stock watcher"),
+        ("store_event", ["self", "event"], "the stock path for every event outside a batch"),
+        ("store_event_batch", ["self", "events"], "overridden: the one-transaction batch"),
+        ("_event_to_row", ["self", "event"], "called: the event table's row of an event"),
+        ("_store_asset_event_tags", ["self", "conn", "events", "event_ids"], "called with the batch's ids"),
+        ("_store_asset_event", ["self", "conn", "event", "event_id"], "called: the asset row's latest event"),
+        ("_event_insert_timestamp", ["self", "event"], "called: the planned rows' timestamp"),
+        (
+            "_store_asset_check_evaluation_planned",
+            ["self", "event", "event_id"],
+            "overridden: linear in partitions",
+        ),
+    ],
+)
+def test_storage_methods_keep_their_parameters(method, params, how):
+    from trading_dagster.event_log import ConsolidatedSqliteEventLogStorage
+
+    fn = getattr(ConsolidatedSqliteEventLogStorage, method, None)
+    if fn is None:
+        pytest.fail(broke(*STORAGE, f"it has no {method} ({how})"))
+    if _params(fn) != params:
+        pytest.fail(
+            broke(*STORAGE, f"{method}{inspect.signature(fn)} where we rely on ({', '.join(params)}): {how}")
+        )
+
+
+def test_the_tables_keep_the_columns_we_write():
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+
+    written = {
+        "asset_key",
+        "check_name",
+        "partition",
+        "run_id",
+        "execution_status",
+        "evaluation_event",
+        "evaluation_event_timestamp",
+        "evaluation_event_storage_id",
+    }  # the planned rows of BatchedSqliteEventLogStorage._store_asset_check_evaluation_planned
+    missing = written - set(AssetCheckExecutionsTable.c.keys())
+    module = "dagster._core.storage.event_log.schema"
+    assert not missing, broke(module, "AssetCheckExecutionsTable", f"columns {sorted(missing)} are gone")
+    assert "id" in SqlEventLogStorageTable.c, broke(
+        module, "SqlEventLogStorageTable", "no id column to RETURN"
+    )
+
+
+def test_planned_status_and_busy_timeout():
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+    from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+
+    module = "dagster._core.storage.asset_check_execution_record"
+    assert AssetCheckExecutionRecordStatus.PLANNED.value == "PLANNED", broke(
+        module, "AssetCheckExecutionRecordStatus", "PLANNED is not stored as 'PLANNED'"
+    )
+    assert isinstance(SQLITE_BUSY_TIMEOUT_SECONDS, int | float) and SQLITE_BUSY_TIMEOUT_SECONDS > 0, broke(
+        "dagster._core.storage.sqlite",
+        "SQLITE_BUSY_TIMEOUT_SECONDS",
+        f"it is {SQLITE_BUSY_TIMEOUT_SECONDS!r}",
+    )
+
+
+def _engine_event(run_id: str, i: int) -> dg.EventLogEntry:
+    from dagster._core.events import EngineEventData
+
+    event = dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.ENGINE_EVENT.value,
+        job_name="job",
+        message=f"event {i}",
+        event_specific_data=EngineEventData(),
+    )
+    return dg.EventLogEntry(
+        error_info=None, level=20, user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
+    )
+
+
+def test_the_stock_store_event_connects_through_our_connect(tmp_path, monkeypatch):
+    """Our pooled, synchronous=NORMAL connections only help if the stock store_event (a daily run's ~150
+    events) gets every connection from `_connect`: no connection of its own."""
+    import sqlalchemy as db
+
+    from trading_dagster.event_log import BatchedSqliteEventLogStorage
+
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    try:
+        with storage._connect():  # builds our engine
+            pass
+        opened = []  # per connection: was it from our engine?
+        connect = db.engine.Engine.connect
+
+        def spy(engine):
+            opened.append(engine is storage._engine[1])
+            return connect(engine)
+
+        monkeypatch.setattr(db.engine.Engine, "connect", spy)
+        for i in range(3):
+            storage.store_event(_engine_event("r", i))
+        assert opened and all(opened), broke(
+            *STORAGE,
+            f"store_event opened {opened.count(False)} of {len(opened)} connections outside _connect",
+        )
+        assert len(storage.get_logs_for_run("r")) == 3
+    finally:
+        storage.dispose()
+
+
+def test_dagster_still_calls_our_planned_check_write(tmp_path, monkeypatch):
+    """The stock store_event must route a planned check evaluation to `_store_asset_check_evaluation_planned`
+    with (event, storage id), and the rows our override writes must read back as planned executions (else a
+    ten-year run's creation is quadratic again: ~100 s, decision 0002)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+
+    from trading_dagster.event_log import BatchedSqliteEventLogStorage
+
+    calls = []
+    original = BatchedSqliteEventLogStorage._store_asset_check_evaluation_planned
+    monkeypatch.setattr(
+        BatchedSqliteEventLogStorage,
+        "_store_asset_check_evaluation_planned",
+        lambda self, event, event_id: calls.append(event_id) or original(self, event, event_id),
+    )
+    keys = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    subset = dg.DailyPartitionsDefinition(start_date="2024-01-01").subset_with_partition_keys(keys)
+    subset = subset.to_serializable_subset()  # as a run's planned event carries it
+    planned = AssetCheckEvaluationPlanned(
+        asset_key=dg.AssetKey("a"), check_name="c", partitions_subset=subset
+    )
+    entry = dg.EventLogEntry(
+        error_info=None,
+        level=20,
+        user_message="",
+        run_id="r",
+        timestamp=time.time(),
+        dagster_event=dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
+            job_name="job",
+            event_specific_data=planned,
+        ),
+    )
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    try:
+        storage.store_event(entry)
+        history = storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("a"), "c"), limit=10)
+    finally:
+        storage.dispose()
+    assert len(calls) == 1 and isinstance(calls[0], int), broke(
+        *STORAGE,
+        f"store_event called _store_asset_check_evaluation_planned with {calls}, not once with an id",
+    )
+    assert sorted((r.partition, r.status.value, r.run_id) for r in history) == [
+        (k, "PLANNED", "r") for k in keys
+    ], broke(*STORAGE, "the planned rows we write do not read back as planned executions")
+
+
+def test_batches_reach_the_fast_path_and_the_insert_returns_ids(tmp_path):
+    """The instance batches the event types of our fast path, `_event_to_row` gives only event-table columns,
+    and SQLite returns the ids of a multi-row INSERT in order (RETURNING needs SQLite >= 3.35)."""
+    import sqlalchemy as db
+    from dagster._core.events import BATCH_WRITABLE_EVENTS
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+
+    from trading_dagster.event_log import _FAST_PATH, BatchedSqliteEventLogStorage
+
+    fast = set().union(*_FAST_PATH)
+    assert fast <= set(BATCH_WRITABLE_EVENTS), broke(
+        *STORAGE, f"Dagster no longer batches {sorted(t.value for t in fast - set(BATCH_WRITABLE_EVENTS))}"
+    )
+    assert sqlite3.sqlite_version_info >= (3, 35), f"SQLite {sqlite3.sqlite_version} has no RETURNING (3.35+)"
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    try:
+        rows = [storage._event_to_row(_engine_event("r", i)) for i in range(3)]
+        extra = set().union(*rows) - set(SqlEventLogStorageTable.c.keys())
+        assert not extra, broke(
+            *STORAGE, f"_event_to_row gives columns the event table lacks: {sorted(extra)}"
+        )
+        insert = SqlEventLogStorageTable.insert().returning(
+            SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+        )
+        with storage._connect() as conn:
+            ids = [r[0] for r in conn.execute(insert, rows)]
+            stored = conn.execute(
+                db.select(SqlEventLogStorageTable.c.id, SqlEventLogStorageTable.c.event).order_by("id")
+            ).all()
+        assert ids == [r[0] for r in stored] and len(ids) == 3
+        assert [r[1] for r in stored] == [row["event"] for row in rows]
+    finally:
+        storage.dispose()
+
+
+# ---- trading_dagster/resources/warehouse.py ----
+
+DB_IO = "dagster._core.storage.db_io_manager"
+
+
+def test_db_io_manager_takes_what_we_pass():
+    _require_used(DB_IO, "DbIOManager")
+    from dagster._core.storage.db_io_manager import DbIOManager
+    from dagster_duckdb_polars import DuckDBPolarsIOManager
+
+    wanted = [
+        "self",
+        "type_handlers",
+        "db_client",
+        "database",
+        "schema",
+        "io_manager_name",
+        "default_load_type",
+    ]
+    got = _params(DbIOManager.__init__)
+    assert set(wanted) <= set(got), broke(
+        DB_IO, "DbIOManager", f"__init__{inspect.signature(DbIOManager.__init__)}"
+    )
+    assert _params(DbIOManager.load_input) == ["self", "context"], broke(
+        DB_IO, "DbIOManager", "load_input changed"
+    )
+    # the stock factory still builds a DbIOManager: GatedDbIOManager is the same thing plus the gate
+    built = DuckDBPolarsIOManager(database=":memory:").create_io_manager(None)
+    assert isinstance(built, DbIOManager), broke(DB_IO, "DbIOManager", f"the factory builds a {type(built)}")
+
+
+def test_type_handler_methods_keep_their_parameters():
+    _require_used(DB_IO, "DbTypeHandler")
+    from dagster._core.storage.db_io_manager import DbTypeHandler
+    from dagster_duckdb_polars import DuckDBPolarsTypeHandler
+
+    from trading_dagster.resources.warehouse import WarehouseTypeHandler
+
+    assert issubclass(WarehouseTypeHandler, DbTypeHandler) and issubclass(
+        DuckDBPolarsTypeHandler, DbTypeHandler
+    )
+    for method, params in (
+        ("handle_output", ["self", "context", "table_slice", "obj", "connection"]),
+        ("load_input", ["self", "context", "table_slice", "connection"]),
+    ):
+        for cls in (DbTypeHandler, DuckDBPolarsTypeHandler):
+            got = _params(getattr(cls, method))
+            assert got == params, broke(DB_IO, "DbTypeHandler", f"{cls.__name__}.{method}({', '.join(got)})")
+
+
+def test_table_slice_keeps_its_fields_and_the_select_statement():
+    _require_used(DB_IO, "TableSlice")
+    from dagster._core.storage.db_io_manager import TableSlice
+    from dagster_duckdb.io_manager import DuckDbClient
+
+    fields = {"table", "schema", "database", "columns", "partition_dimensions"}
+    assert fields <= set(getattr(TableSlice, "_fields", ())), broke(DB_IO, "TableSlice", "fields changed")
+    table_slice = TableSlice(table="t", schema="s", database="d", columns=["a"], partition_dimensions=[])
+    everything = table_slice._replace(columns=None)  # warehouse.load_input filters on every column
+    assert everything.columns is None and everything.table == "t"
+    statement = DuckDbClient.get_select_statement(everything)
+    assert statement.strip().upper() == "SELECT * FROM S.T", broke(
+        "dagster_duckdb.io_manager", "DuckDbClient", f"get_select_statement gives {statement!r}"
+    )
+
+
+def test_input_context_has_the_private_op_def():
+    _require_used("dagster.InputContext", "_op_def")
+    context = dg.build_input_context()
+    assert hasattr(context, "_op_def") and context._op_def is None, broke(
+        "dagster.InputContext", "_op_def", "the attribute is gone or not None outside an op"
+    )
