@@ -3,7 +3,8 @@
 nginx runs the very server block the compose uses (deploy/proxy/default.conf.template, rendered only for the
 listen port and the upstream host and port, as the nginx image's envsubst does) with the users that
 deploy/proxy/htpasswd.sh writes from TRADING_DAGSTER_PROXY_HTPASSWD, in front of a real `dagster-webserver`
-serving the project's workspace, everything on 127.0.0.1. The only thing not from the compose is nginx's main
+that loads deploy/workspace.yaml from a code server started with the compose's own command, everything on
+127.0.0.1. The only thing not from the compose is nginx's main
 file around the server block (the image's /etc/nginx/nginx.conf: here temp paths and logs in tmp_path).
 
 nginx is Debian's package, installed with apt-get where missing and we are root, once per machine under a file
@@ -32,10 +33,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+
+from trading_dagster_tests.deploy.files import REPO, WORKSPACE, _yaml, compose
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 PROXY_DIR = REPO / "deploy" / "proxy"
 TEMPLATE = PROXY_DIR / "default.conf.template"
 HTPASSWD_SH = PROXY_DIR / "htpasswd.sh"
@@ -44,7 +47,7 @@ TEMPLATE_VARIABLES = ("PROXY_LISTEN_PORT", "PROXY_UPSTREAM_HOST", "PROXY_UPSTREA
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "trading-dagster-nginx-install.lock"
 STARTUP_SECONDS = 90
 USERS = {"trader": "correct horse battery staple", "ops": "another long passphrase"}
-LOCATION = "trading_dagster"
+LOCATION = "trading_dagster"  # the compose's --location-name and deploy/workspace.yaml's location_name
 
 LAUNCH_MUTATION = """
 mutation Launch($params: ExecutionParams!) {
@@ -159,9 +162,29 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+def _wait(what: str, ready, procs: list[tuple[subprocess.Popen, Path]]) -> None:
+    """Poll `ready()` until true; fail with the logs if a process exits or STARTUP_SECONDS pass."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        for proc, log in procs:
+            if proc.poll() is not None:
+                pytest.fail(f"{proc.args[0]} exited {proc.returncode} before {what}:\n{log.read_text()[-3000:]}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            logs = "\n".join(log.read_text()[-1500:] for _, log in procs)
+            pytest.fail(f"{what}: not ready after {STARTUP_SECONDS} s:\n{logs}")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real dagster-webserver on 127.0.0.1 serving the project's workspace (an empty data folder)."""
+    """The compose's chain behind the proxy, on 127.0.0.1: the code server started with the compose's `code`
+    command, and a real dagster-webserver loading it through deploy/workspace.yaml (only its host and port
+    set for this machine). The instance is a temp SQLite one (PostgreSQL is the `postgres` helper's tests)."""
     root = tmp_path_factory.mktemp("proxy_webserver")
     home, data = root / "dagster_home", root / "data"
     home.mkdir()
@@ -173,37 +196,51 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADING_DAGSTER_", "DAGSTER_"))}
     env |= {
         "DAGSTER_HOME": str(home),
+        "TRADING_DAGSTER_ENV": "dev",  # the built-in paper broker: no keys on this machine
         "TRADING_DAGSTER_DATA_DIR": str(data),
         "TRADING_DAGSTER_LAST_SESSION": "2008-03-07",
         "PYTHONWARNINGS": "ignore",
     }
-    port = _free_port()
-    log = root / "webserver.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [_bin("dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    code_port, web_port = _free_port(), _free_port()
+    # the compose's code-server command, bound to loopback on a free port instead of 0.0.0.0:4000
+    command = list(compose()["services"]["code"]["command"])
+    command[command.index("-h") + 1] = "127.0.0.1"
+    command[command.index("-p") + 1] = str(code_port)
+    workspace = _yaml(WORKSPACE)
+    grpc = workspace["load_from"][0]["grpc_server"]
+    env[grpc["host"]["env"]] = "127.0.0.1"
+    grpc["port"] = code_port
+    (root / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+    code_log, web_log = root / "code_server.log", root / "webserver.log"
+    procs: list[tuple[subprocess.Popen, Path]] = []
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dagster-webserver exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                status, _, body = _request(f"{url}/graphql", data={"query": WORKSPACE_QUERY})
-                if status == 200 and "RepositoryLocation" in body:
-                    break
-                if "PythonError" in body:
-                    pytest.fail(f"the code location did not load: {body[:2000]}")
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dagster-webserver not ready after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        with code_log.open("w") as sink:
+            code = subprocess.Popen(
+                [_bin(command[0]), *command[1:]], env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        procs.append((code, code_log))
+        health = [_bin("dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(code_port)]
+        _wait("the code server", lambda: subprocess.run(health, env=env, capture_output=True).returncode == 0, procs)
+        with web_log.open("w") as sink:
+            web = subprocess.Popen(
+                [_bin("dagster-webserver"), "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(web_port)],
+                env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        procs.append((web, web_log))
+        url = f"http://127.0.0.1:{web_port}"
+
+        def loaded() -> bool:
+            _, _, body = _request(f"{url}/graphql", data={"query": WORKSPACE_QUERY})
+            if "PythonError" in body:
+                pytest.fail(f"the code location did not load: {body[:2000]}")
+            return "RepositoryLocation" in body
+
+        _wait("the webserver", loaded, procs)
         yield url
     finally:
-        _stop(proc)
+        for proc, _ in reversed(procs):
+            _stop(proc)
 
 
 @pytest.fixture(scope="module")
