@@ -8,6 +8,9 @@ condition fails on its own: trading_dagster_tests/checks/).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,9 +74,51 @@ def _rows_failing(
     return _offenders(bad.drop(flags), what, total, {k: n for k, n in counts.items() if n})
 
 
-def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
+_ORDER_PROBE_ROWS = 1_000
+
+
+def _strictly_increasing(order: Sequence[str]) -> pl.Expr:
+    """Per row: its key is lexicographically greater than the previous row's on `order` (null on the first
+    row, and wherever a key is null)."""
+    expr: pl.Expr | None = None
+    for c in reversed(order):
+        col, prev = pl.col(c), pl.col(c).shift(1)
+        expr = col > prev if expr is None else (col > prev) | ((col == prev) & expr)
+    assert expr is not None
+    return expr
+
+
+def keys_proven_unique(df: pl.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether no two rows of `df` share `keys` (none null), proven cheaply: the rows are strictly increasing
+    on some order of the keys (the way every stage writes its frame: by (symbol, session) or (session,
+    symbol, ...); one pass of comparisons with the previous row; the orders tried are those whose first
+    `_ORDER_PROBE_ROWS` rows increase), or the keys' hashes are all distinct. False proves nothing (a null
+    key, a hash collision, a duplicate): ask `is_duplicated`."""
+    if any(df[k].null_count() for k in keys):
+        return False
+    if df.height < 2:
+        return True
+    probe = df.head(_ORDER_PROBE_ROWS)
+    for order in itertools.permutations(keys):
+        increasing = _strictly_increasing(order).slice(1).fill_null(False).all()
+        if probe.select(increasing).item() and df.select(increasing).item():
+            return True
+    # unordered: equal keys have equal hashes, so as many distinct hashes as rows proves the keys distinct
+    combined = functools.reduce(operator.xor, (pl.col(k).hash(seed=i) for i, k in enumerate(keys)))
+    return df.select(combined.n_unique()).item() == df.height
+
+
+def duplicated_keys(df: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
+    """The rows whose `keys` (nulls equal) another row also has: `keys_proven_unique` first (one ordered
+    pass, ~10x cheaper on 3.8 M rows), `DataFrame.is_duplicated` when that proves nothing."""
+    if keys_proven_unique(df, keys):
+        return pl.repeat(False, df.height, eager=True, dtype=pl.Boolean)
     # DataFrame.is_duplicated on the key columns: 0.6 s on 3.8 M rows, against 2.1 s for a struct's
-    dup = df.filter(df.select(keys).is_duplicated()) if df.height else df
+    return df.select(list(keys)).is_duplicated()
+
+
+def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
+    dup = df.filter(duplicated_keys(df, keys)) if df.height else df
     return _offenders(dup, f"duplicate {tuple(keys)}", df.height)
 
 
