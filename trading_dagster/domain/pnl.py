@@ -10,12 +10,14 @@ their session's fills with the broker's own `portfolio.apply_book_events`, and t
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 
 import polars as pl
 
+from trading_dagster.domain import execution
 from trading_dagster.domain.book_events import BookEvent, Rename, event_order, events_between
 from trading_dagster.domain.orders import Fill, fills_from_frame
 from trading_dagster.domain.portfolio import LastCloses, PortfolioState, apply_book_events, last_closes_before
@@ -78,9 +80,7 @@ def _closes(
         & (pl.col("session") <= sessions[-1])
         & pl.col("close").is_not_null()
     )
-    by_session: dict[dt.date, dict[str, float]] = defaultdict(dict)
-    for symbol, session, close in px.filter(pl.col("session") >= sessions[0]).iter_rows():
-        by_session[session][symbol] = close
+    by_session = execution.by_session(px.filter(pl.col("session") >= sessions[0]), "close")
     return last_closes_before(px, symbols, sessions[0]), by_session
 
 
@@ -133,6 +133,7 @@ def mark_to_market(
         prev_equity = start_state.cash + start_state.market_value(marks)
 
     state = start_state
+    held: dict[str, tuple] = {}  # symbol: (its Position, qty x avg cost, float avg cost)
     position_rows: list[tuple] = []
     equity_rows: list[tuple] = []
     for session in sessions:
@@ -146,16 +147,31 @@ def mark_to_market(
         day = closes.get(session, {})
         last_close.update(session, day)
         market_value = unrealized = Decimal(0)
+        marks = last_close.close
         for symbol in sorted(state.positions):
             pos = state.positions[symbol]
+            cached = held.get(symbol)
+            if cached is None or cached[0] is not pos:  # a new position: its cost figures once, not per session
+                cached = held[symbol] = (pos, pos.qty * pos.avg_cost, float(pos.avg_cost))
+            _, cost, avg_cost = cached
             stale = symbol not in day
-            close = last_close.exact(symbol) if symbol in last_close else pos.avg_cost
+            mark = marks.get(symbol)
+            if mark is None:
+                close = pos.avg_cost
+                close_float = float(close)
+            elif isinstance(mark, float):  # what LastCloses.exact does (as_decimal), and its float back exactly
+                if not math.isfinite(mark):
+                    raise ValueError(f"{symbol}: not a finite close at {session}: {mark!r}")
+                close, close_float = Decimal(repr(mark)), mark
+            else:
+                close = last_close.exact(symbol)
+                close_float = float(close)
             value = pos.qty * close
-            pnl = value - pos.qty * pos.avg_cost
+            pnl = value - cost
             market_value += value
             unrealized += pnl
             position_rows.append(
-                (session, symbol, float(pos.qty) if fractional else pos.qty, float(pos.avg_cost), float(close), float(value), float(pnl), stale)
+                (session, symbol, float(pos.qty) if fractional else pos.qty, avg_cost, close_float, float(value), float(pnl), stale)
             )
         equity = state.cash + market_value
         daily_return = None if not prev_equity else float(equity / prev_equity - 1)

@@ -239,6 +239,10 @@ _BOOK_EVENT_COLS = {
 }
 
 _VALUES_BATCH = 200
+_SNAPSHOT_DAYS = 21
+"""Calendar days between the account snapshots a backtest stores on its way (besides the one after its last
+fill session): reopening the ledger at, or asking `account` of, any earlier session replays at most this many
+days of fills from the snapshot before it, never the years since the previous flush."""
 _FLUSH_ROWS = 50_000  # buffered ledger rows that trigger a write without waiting for events()/close()
 _TABLE_COLS = {
     "orders": _ORDER_COLS,
@@ -532,6 +536,8 @@ class SimulatedBook(BacktestBook):
         (~60,000 orders and fills) reads one snapshot row instead of rebuilding every order and replaying
         every fill (~1 s each time, four times per daily run). Every flush stores a snapshot.
         """
+        # the account after sessions of the buffer's span, every `_SNAPSHOT_DAYS`: written with the buffer
+        self._snapshots: dict[dt.date, PortfolioState] = {}
         self._levels: dict[str, ExitLevels] = {}  # of the orders in memory that have exit levels
         self._orders: dict[str, Order] = {
             o.client_order_id: o
@@ -551,6 +557,7 @@ class SimulatedBook(BacktestBook):
         (self._last_order_session,) = self._con.execute("SELECT max(session) FROM orders").fetchone()
         self._state_session: dt.date | None = last_change
         self._state = self._state_at(last_change) if last_change is not None else self._initial
+        (self._snapshot_session,) = self._con.execute("SELECT max(session) FROM account_snapshots").fetchone()
 
     def _select_orders(self, where: str, params: dict | None = None) -> list[Order]:
         """The orders of the file matching `where`; their exit levels go to `self._levels`."""
@@ -653,18 +660,38 @@ class SimulatedBook(BacktestBook):
         try:
             for table, rows, schema in batches:
                 self._insert(table, rows, schema)
+            snapshots = dict(self._snapshots)
             if (self._buffer["fills"] or self._buffer["book_events"]) and self._state_session is not None:
                 # the account after the last fill session: what the next open of the ledger starts from
-                self._con.execute(
-                    "INSERT OR REPLACE INTO account_snapshots VALUES ($s, $state)",
-                    {"s": self._state_session, "state": _state_to_json(self._state)},
-                )
+                snapshots[self._state_session] = self._state
+            if snapshots:
+                self._insert_snapshots(snapshots)
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
         for rows in self._buffer.values():
             rows.clear()
+        self._snapshots.clear()
+
+    def _insert_snapshots(self, snapshots: Mapping[dt.date, PortfolioState]) -> None:
+        frame = pl.DataFrame(
+            [(day, _state_to_json(state)) for day, state in sorted(snapshots.items())],
+            schema={"session": pl.Date(), "state": pl.String()},
+            orient="row",
+        )
+        self._con.register("_snapshots", frame.to_arrow())
+        try:
+            self._con.execute("INSERT OR REPLACE INTO account_snapshots SELECT session, state FROM _snapshots")
+        finally:
+            self._con.unregister("_snapshots")
+
+    def _remember_state(self, session: dt.date) -> None:
+        """Buffer a snapshot of the account after `session` when the last stored one is `_SNAPSHOT_DAYS` old."""
+        last = self._snapshot_session
+        if last is None or (session - last).days >= _SNAPSHOT_DAYS:
+            self._snapshots[session] = self._state
+            self._snapshot_session = session
 
     # -- Broker ------------------------------------------------------------------------------------
 
@@ -744,6 +771,8 @@ class SimulatedBook(BacktestBook):
             self._levels.pop(order.client_order_id, None)
         if new or changed or exit_fills:
             self._state, self._state_session = state, session
+            if not self.read_only:
+                self._remember_state(session)
         if due or booked or exit_fills:
             self._last_event_session = session
         fills = [*result.fills, *exit_fills]

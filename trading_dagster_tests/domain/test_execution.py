@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,12 +13,15 @@ from trading_dagster.domain.execution import (
     CommissionModel,
     SlippageModel,
     affordable_qty,
+    by_session,
     execute_open,
     fill_at_open,
     opens_at,
+    opens_by_session,
+    orders_by_session,
     round_price,
 )
-from trading_dagster.domain.orders import Order, client_order_id
+from trading_dagster.domain.orders import Order, client_order_id, orders_from_frame, orders_to_frame
 
 D = dt.date(2017, 3, 1)
 D1 = dt.date(2017, 3, 2)
@@ -208,3 +212,50 @@ def test_every_commission_model_is_non_decreasing_in_qty_so_affordable_qty_holds
         cash = Decimal("2500")
         q = affordable_qty(cash, price, model, 10**6)
         assert buy_cost(q, price, model) <= cash < buy_cost(q + 1, price, model)
+
+
+# -- {session: {symbol: value}} and {session: [Order]} in one pass, as the backtest book is fed ----------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "us_equities_sample_2008_2017.parquet"
+
+
+def _real_bars() -> pl.DataFrame:
+    """Two months of the real sample, rows shuffled (the builder must not rely on the frame's order)."""
+    bars = pl.read_parquet(SAMPLE).rename({"ticker": "symbol", "date": "session"})
+    return bars.filter(pl.col("session").is_between(dt.date(2016, 1, 1), dt.date(2016, 2, 29))).sample(
+        fraction=1.0, shuffle=True, seed=3
+    )
+
+
+def test_opens_by_session_is_every_session_s_opens_in_row_order():
+    bars = _real_bars()
+    opens = opens_by_session(bars)
+    expected = {
+        key[0]: dict(zip(part["symbol"].to_list(), part["open"].to_list(), strict=True))
+        for key, part in bars.partition_by("session", as_dict=True).items()
+    }
+    assert len(opens) == 39 and opens == expected  # the sessions of January and February 2016
+    for day, row in opens.items():  # the sample's row order within a session, not a re-sorted one
+        assert list(row) == list(expected[day])
+    assert by_session(bars.clear(), "open") == {}
+
+
+def test_orders_by_session_equals_one_conversion_per_session():
+    bars = _real_bars().sort("session", "symbol")
+    orders = []
+    for i, (day, symbol, close) in enumerate(bars.select("session", "symbol", "close").head(300).iter_rows()):
+        side = "buy" if i % 3 else "sell"
+        orders.append(
+            Order(
+                client_order_id=client_order_id("paper", day, symbol, "s", side), session=day, symbol=symbol,
+                strategy="s", side=side, requested_qty=10 + i, qty=(10 + i) if i % 5 else 0, ref_price=Decimal(repr(close)),
+                status="approved" if i % 5 else "denied", reason_code=None if i % 5 else "QTY_OVER_MONTHLY_LIMIT",
+            )
+        )
+    frame = orders_to_frame(orders)
+    grouped = orders_by_session(frame)
+    approved = frame.filter(pl.col("status") == "approved")
+    per_session = {k[0]: orders_from_frame(v) for k, v in approved.partition_by("session", as_dict=True).items()}
+    assert len(grouped) > 1 and grouped == per_session
+    assert sum(map(len, grouped.values())) == sum(o.approved for o in orders) < len(orders)
+    assert sum(map(len, orders_by_session(frame, status=None).values())) == len(orders)

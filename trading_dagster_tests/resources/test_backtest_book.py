@@ -33,6 +33,7 @@ from trading_dagster.domain.orders import (
 from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import PortfolioState, fill_apply_order, plan_orders, simulate
 from trading_dagster.domain.risk import RiskConfig
+from trading_dagster.resources import backtest_book
 from trading_dagster.resources.backtest_book import BacktestBook, SimulatedBook
 
 SLIP, FEE = SlippageModel(), CommissionModel()
@@ -429,7 +430,7 @@ def test_account_snapshots_give_every_past_account_exactly(tmp_path: Path):
         events = broker.events(DAYS[0], NEXT)
         snapshots = broker._con.execute("SELECT count(*) FROM account_snapshots").fetchone()[0]
         via_snapshots = [broker.account(day) for day in DAYS]
-    assert snapshots == 3
+    assert snapshots >= 3  # one per flush, and those a run stores on its way (`_SNAPSHOT_DAYS`)
     assert via_snapshots == [_replayed(events, day) for day in DAYS]
     assert via_snapshots[-1].positions and via_snapshots[0] != via_snapshots[-1]  # the check has teeth
 
@@ -439,6 +440,30 @@ def test_account_snapshots_give_every_past_account_exactly(tmp_path: Path):
         assert [broker.account(day) for day in DAYS] == via_snapshots
         broker.reset_from(DAYS[5])
         assert broker.account(DAYS[-1]) == _replayed(events, DAYS[4])
+
+
+def test_one_long_run_stores_snapshots_on_its_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A backfill in one run (one flush at the end) still leaves a snapshot every `_SNAPSHOT_DAYS`, so a
+    daily run that reopens the ledger, resets its session and reads the account before it replays a few days
+    of fills, not the whole backfill; every past account is still exactly the replay of all fills."""
+    monkeypatch.setattr(backtest_book, "_SNAPSHOT_DAYS", 3)
+    path = str(tmp_path / "ledger.duckdb")
+    with _broker(path) as broker:
+        _drive(broker, DAYS)
+        events = broker.events(DAYS[0], NEXT)
+    fill_days = sorted(set(events.filter(pl.col("event") == "filled")["session"].to_list()))
+    with _broker(path) as broker:
+        stored = [d for (d,) in broker._con.execute("SELECT session FROM account_snapshots ORDER BY 1").fetchall()]
+        assert [broker.account(day) for day in DAYS] == [_replayed(events, day) for day in DAYS]
+    assert len(stored) >= 3 and set(stored) <= set(fill_days) and stored[-1] == fill_days[-1]
+    # between two stored snapshots lies no fill session that is _SNAPSHOT_DAYS after the first
+    for a, b in zip(stored, stored[1:], strict=False):
+        assert not [d for d in fill_days if a < d < b and (d - a).days >= 3]
+    with _broker(path) as broker:  # the daily run's reset, then the account of the session before
+        broker.reset_from(DAYS[-1])
+        assert broker.account(DAYS[-2]) == _replayed(events, DAYS[-2])
+        left = [d for (d,) in broker._con.execute("SELECT session FROM account_snapshots").fetchall()]
+    assert left and max(left) < DAYS[-1]
 
 
 def test_resubmitting_a_filled_order_after_reopening_creates_no_duplicate(tmp_path: Path):
