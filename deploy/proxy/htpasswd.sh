@@ -11,6 +11,11 @@ if [ -z "${TRADING_DAGSTER_PROXY_HTPASSWD:-}" ]; then
     exit 1
 fi
 printf '%s\n' "$TRADING_DAGSTER_PROXY_HTPASSWD" | tr ' ' '\n' | sed '/^$/d' > "$target.new"
+if [ ! -s "$target.new" ]; then
+    echo "htpasswd.sh: TRADING_DAGSTER_PROXY_HTPASSWD holds no user: set it in deploy/.env (htpasswd -nbB USER PASSWORD)" >&2
+    rm -f "$target.new"
+    exit 1
+fi
 # every line is user:hash with a hash nginx checks ($apr1$, bcrypt $2y$/$2b$, sha-512 $6$, sha-256 $5$); no {PLAIN}
 if grep -qvE '^[^:[:space:]]+:(\$apr1\$|\$2[aby]\$|\$6\$|\$5\$)' "$target.new"; then
     echo "htpasswd.sh: TRADING_DAGSTER_PROXY_HTPASSWD holds a line that is not user:hash (apr1, bcrypt, sha-256/512)" >&2

@@ -368,3 +368,37 @@ def test_good_credentials_reach_the_webserver(proxy: str, user: str) -> None:
     # the UI's page itself comes through too
     status, _, page = _request(proxy + "/", auth=(user, USERS[user]))
     assert status == 200 and "<html" in page.lower()
+
+
+def _websocket_handshake(url: str, auth: tuple[str, str] | None) -> str:
+    """The status line of a websocket upgrade of /graphql (the UI's live run logs and statuses), via `url`."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    lines = [
+        "GET /graphql HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
+        "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Protocol: graphql-ws",
+    ]
+    if auth:
+        lines.append("Authorization: Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
+
+
+def test_the_uis_websocket_goes_through_for_users_only(proxy: str) -> None:
+    assert _websocket_handshake(proxy, None).startswith("HTTP/1.1 401")
+    assert _websocket_handshake(proxy, ("trader", "wrong password")).startswith("HTTP/1.1 401")
+    assert _websocket_handshake(proxy, ("trader", USERS["trader"])).startswith("HTTP/1.1 101")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "   ", "trader:{PLAIN}secret", "trader:secret", "trader", "trader:$1$md5crypt$abcdefghijklmnopqrstuv"],
+    ids=["empty", "blank", "plain-scheme", "plain-text", "no-hash", "md5-crypt"],
+)
+def test_htpasswd_sh_refuses_to_start_the_proxy_without_real_users(tmp_path: Path, value: str) -> None:
+    target = tmp_path / "htpasswd"
+    env = {"PATH": os.environ["PATH"], "TRADING_DAGSTER_PROXY_HTPASSWD": value, "TRADING_DAGSTER_PROXY_HTPASSWD_FILE": str(target)}
+    out = subprocess.run(["sh", str(HTPASSWD_SH)], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "TRADING_DAGSTER_PROXY_HTPASSWD" in out.stderr, (out.returncode, out.stderr)
+    assert not target.exists() and not (tmp_path / "htpasswd.new").exists()
