@@ -66,7 +66,9 @@ def test_every_deployment_file_parses() -> None:
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
     assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
     runs = [args for word, args in instructions if word == "RUN"]
-    assert any(args.endswith("uv sync --locked --no-dev") for args in runs), runs
+    # the dependencies, then the project, both from the lock file without the dev group
+    assert any(re.search(r"uv sync --locked --no-dev --no-install-project$", a) for a in runs), runs
+    assert any(re.search(r"uv sync --locked --no-dev(?! --no-install-project)", a) for a in runs), runs
     # the manifest is parsed by the user that runs the code, after the project is installed
     words = [word for word, _ in instructions]
     user_at = words.index("USER")
@@ -426,3 +428,32 @@ def test_the_validation_refuses_a_broken_ecs_dagster_yaml(
     target.write_text(yaml.safe_dump(broken))
     with pytest.raises(DagsterInvalidConfigError):
         validate_instance_file(target)
+
+
+def test_the_ecs_services_task_runs_the_compose_services_on_the_ecs_instance() -> None:
+    """deploy/ecs/services-task-definition.json: the code server, webserver and daemon of the compose in one
+    Fargate task (they reach each other on localhost), on the ECS instance file, with the password from SSM."""
+    task = json.loads((DEPLOY / "ecs" / "services-task-definition.json").read_text())
+    containers = {c["name"]: c for c in task["containerDefinitions"]}
+    assert set(containers) == set(DAGSTER_SERVICES)
+    services = compose()["services"]
+    run_image = ecs_run_container()["image"]
+    needed = set(env_references(_yaml(ECS_INSTANCE))) | set(env_references(_yaml(WORKSPACE)))
+    for name, container in containers.items():
+        assert container["image"] == run_image, name
+        expected = [a.replace("/opt/dagster/dagster_home", "/opt/dagster/ecs") for a in services[name]["command"]]
+        assert container["command"] == expected, name
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert not [k for k in env if SECRET_NAME.search(k)], name
+        given = set(env) | {s["name"] for s in container["secrets"]}
+        assert not needed - given, f"{name} lacks {sorted(needed - given)}"
+        assert env["DAGSTER_HOME"] == "/opt/dagster/ecs" and env["TRADING_DAGSTER_CODE_SERVER_HOST"] == "localhost"
+        assert all(s["valueFrom"].startswith("arn:aws:ssm:") for s in container["secrets"])
+    # only the webserver has a port for the load balancer (which authenticates: README "Deploy", ECS)
+    assert [n for n, c in containers.items() if c.get("portMappings")] == ["webserver"]
+    assert containers["webserver"]["portMappings"][0]["containerPort"] == WEBSERVER_PORT
+    code_env = {e["name"]: e["value"] for e in containers["code"]["environment"]}
+    run_env = {e["name"]: e["value"] for e in ecs_run_container()["environment"]}
+    assert {k: v for k, v in code_env.items() if k.startswith("TRADING_DAGSTER_") and k in run_env} == {
+        k: v for k, v in run_env.items() if k.startswith("TRADING_DAGSTER_")
+    }, "the run tasks must see the settings the code server loaded the definitions with"
