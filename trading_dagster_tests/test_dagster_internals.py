@@ -403,7 +403,8 @@ def test_db_io_manager_takes_what_we_pass():
 
 
 def test_type_handler_methods_keep_their_parameters():
-    _require_used(DB_IO, "DbTypeHandler")
+    """WarehouseTypeHandler overrides these two methods of the public DuckDBPolarsTypeHandler (with or
+    without importing DbTypeHandler for its annotations)."""
     from dagster._core.storage.db_io_manager import DbTypeHandler
     from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
@@ -422,7 +423,7 @@ def test_type_handler_methods_keep_their_parameters():
 
 
 def test_table_slice_keeps_its_fields_and_the_select_statement():
-    _require_used(DB_IO, "TableSlice")
+    """The handler's `where` filter uses the TableSlice dagster-duckdb hands it (imported or not)."""
     from dagster._core.storage.db_io_manager import TableSlice
     from dagster_duckdb.io_manager import DuckDbClient
 
