@@ -7,15 +7,39 @@ code is tested over HTTP through boto3 instead of with a patched client. Tests c
 used to be set by `s3_endpoint` from its first use to the end of the session, so a test that builds a client
 from the environment passed after an S3 test and failed alone (no credentials: boto3 then looked for them
 on the network and gave up with NoCredentialsError).
+
+The suite runs under pytest-xdist (`-n auto`, `--dist loadfile`: pyproject.toml). What that needs here:
+- `pytest_xdist_auto_num_workers`: one worker per core the process may use, at most MAX_WORKERS (each
+  worker holds a Dagster run's frames; four full-sample runs at once would not fit in CI's memory).
+- `pytest_collection_modifyitems`: the longest files first (SLOWEST_FIRST, then every file with a `slow`
+  test), so the last file a worker takes is a short one; loadfile keeps each file on one worker, so its
+  module-scoped fixtures (a module's one Dagster run) are built once.
+- `dbt_manifest` takes a file lock: `dbt parse` writes dbt_project/target/ in the checkout, which two
+  workers (or two pytest sessions) would otherwise write at once.
+- `build_once`: a directory built by one worker and read by all (the integration tests' warm history).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+MAX_WORKERS = 4
+
+# The files that take longest (`--durations`, 2026-12-03, 2-core machine), longest first: scheduled before
+# everything else so that neither worker starts one of them when the other is nearly done.
+SLOWEST_FIRST = (
+    "integration/test_full_sample.py",
+    "ui/test_browser.py",
+)
 
 # Dummy credentials for every test: boto3 must never pick up real ones from the environment or ~/.aws, nor
 # ask an instance-metadata endpoint for them.
@@ -42,8 +66,52 @@ def dbt_manifest() -> None:
     """The dbt manifest the marts assets are built from, before any test builds the definitions: a fresh
     clone has no dbt_project/target/ (`trading-dagster prepare`; a no-op when it is up to date)."""
     from trading_dagster.cli import prepare_manifest
+    from trading_dagster.dbt_project_def import dbt_project
 
-    prepare_manifest()
+    # one lock per checkout, outside it (a lock file in the repo would show in `git status`)
+    key = hashlib.sha1(str(Path(dbt_project.project_dir).resolve()).encode()).hexdigest()[:12]
+    with FileLock(Path(tempfile.gettempdir()) / f"trading-dagster-dbt-parse-{key}.lock"):
+        prepare_manifest()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: the cores this process may run on, at most MAX_WORKERS."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def _file_rank(path: str) -> int:
+    for rank, name in enumerate(SLOWEST_FIRST):
+        if path.endswith(name):
+            return rank
+    return len(SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files in SLOWEST_FIRST order, then the files that have a `slow` test, then the rest; each file's
+    tests stay together and in their order (a stable sort on the file)."""
+    slow_files = {str(item.path) for item in items if item.get_closest_marker("slow")}
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        path = str(item.path)
+        return _file_rank(path), 0 if path in slow_files else 1
+
+    items.sort(key=key)
+
+
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(path)` run once for the whole test session, even across xdist workers: the first worker to
+    ask builds `name` under a file lock, in the temp folder the workers share; the others wait, then read
+    it. Callers must not write in it (copy it). A build that raised is retried by the next caller."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # pytest-of-<user>/pytest-<n>/ : the parent of every worker's basetemp
+    target, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)  # a failed build's leftovers
+            build(target)
+            done.touch()
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+from trading_dagster_tests.postgres import INSTALL_LOCK
 
 pytestmark = pytest.mark.slow
 
@@ -70,14 +73,19 @@ def chromium() -> Path:
         pytest.skip(f"{CHROMIUM} is missing; installing it needs root: sudo apt-get install -y chromium")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     t0 = time.monotonic()
-    out = subprocess.run(
-        [apt, "install", "-y", "--no-install-recommends", "chromium"], env=env, capture_output=True, text=True
-    )
-    if out.returncode != 0:  # a stale package index on a fresh machine: update once and retry
-        subprocess.run([apt, "update"], env=env, capture_output=True, text=True)
+    # one apt at a time on the machine: another xdist worker or test session may be installing chromium or
+    # PostgreSQL (dpkg's own lock makes a second apt-get fail rather than wait); the same lock file as theirs
+    with FileLock(INSTALL_LOCK):
+        if CHROMIUM.exists():  # installed while we waited
+            return CHROMIUM
         out = subprocess.run(
             [apt, "install", "-y", "--no-install-recommends", "chromium"], env=env, capture_output=True, text=True
         )
+        if out.returncode != 0:  # a stale package index on a fresh machine: update once and retry
+            subprocess.run([apt, "update"], env=env, capture_output=True, text=True)
+            out = subprocess.run(
+                [apt, "install", "-y", "--no-install-recommends", "chromium"], env=env, capture_output=True, text=True
+            )
     if out.returncode != 0 or not CHROMIUM.exists():
         pytest.skip(f"apt-get could not install chromium (exit {out.returncode}): {out.stderr.strip()[-300:]}")
     print(f"\ninstalled Debian's chromium in {time.monotonic() - t0:.0f} s")
