@@ -20,8 +20,10 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
+from trading_dagster.domain import bulk_planner
 from trading_dagster.domain.book_events import (
     BookEvent,
     Delisting,
@@ -526,12 +528,12 @@ _SIGNAL_KEY = ["session", "symbol", "strategy", "side"]  # one order id per key
 SignalRow = tuple[int, str, float, str, str]
 
 
-def _signals_by_session(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> dict[dt.date, pl.DataFrame]:
-    """{session: its signals as SignalRow columns}, one row per key; see `_in_processing_order`."""
+def _keyed_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> pl.DataFrame:
+    """The window's signals as SignalRow columns after their session, one row per key, sorted."""
     frame = _strongest_per_key(
         signals.select(_SIGNAL_COLUMNS).filter(pl.col("session").is_between(sessions[0], sessions[-1]))
     )
-    keyed = frame.select(
+    return frame.select(
         "session",
         pl.when(pl.col("side") == "sell").then(0).otherwise(1).alias("rank"),
         "strategy",
@@ -539,6 +541,10 @@ def _signals_by_session(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> d
         "symbol",
         "side",
     ).sort("session", "rank", "strategy", "neg_strength", "symbol")  # see `_in_processing_order`
+
+
+def _signals_by_session(keyed: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+    """{session: its signals as SignalRow columns} of `_keyed_signals`; see `_in_processing_order`."""
     parts = keyed.partition_by("session", as_dict=True, maintain_order=True, include_key=False)
     return {key[0]: part for key, part in parts.items()}
 
@@ -694,6 +700,40 @@ def _opens(pending: Sequence[Order], opens: Mapping[str, float], exact: _ExactPr
     return {o.symbol: exact[opens[o.symbol]] for o in pending if o.symbol in opens}
 
 
+class _BookArrays:
+    """The book as arrays over the bulk pass's symbols (`bulk_planner.SignalArrays.symbols`): shares held and
+    shares bought in a month, set from a `PortfolioState` once per session (its positions and month counts are
+    few next to the session's signals)."""
+
+    def __init__(self, arrays: bulk_planner.SignalArrays) -> None:
+        self.index = arrays.symbol_index
+        self.held = np.zeros(len(arrays.symbols), dtype=np.int64)
+        self.bought = np.zeros(len(arrays.symbols), dtype=np.int64)
+        self._held_ids: list[int] = []
+        self._bought_ids: list[int] = []
+
+    def load(self, state: PortfolioState, year: int, month: int) -> None:
+        index = self.index
+        self.held[self._held_ids] = 0
+        self.bought[self._bought_ids] = 0
+        held_ids, held = [], []
+        for symbol, pos in state.positions.items():
+            k = index.get(symbol)
+            if k is not None:
+                held_ids.append(k)
+                held.append(pos.qty)
+        bought_ids, bought = [], []
+        for (symbol, y, m), n in state.monthly_buys.items():
+            if y == year and m == month:
+                k = index.get(symbol)
+                if k is not None:
+                    bought_ids.append(k)
+                    bought.append(n)
+        self.held[held_ids] = held
+        self.bought[bought_ids] = bought
+        self._held_ids, self._bought_ids = held_ids, bought_ids
+
+
 @dataclass(frozen=True, eq=False)
 class _SessionPlanner:
     """What stays fixed while the planner walks a window: models, controls, account, and the memo of exact
@@ -823,6 +863,134 @@ class _SessionPlanner:
         return out, approved, levels
 
 
+    def plan_bulk(
+        self,
+        arrays: bulk_planner.SignalArrays,
+        lo: int,
+        hi: int,
+        book: _BookArrays,
+        state: PortfolioState,
+        closes: Mapping[str, float],
+        last_close: LastCloses,
+        session: dt.date,
+        fill_session: dt.date,
+        atrs: Mapping[str, float] | None = None,
+        spreads: Mapping[str, float] | None = None,
+    ) -> tuple[list[Order], dict[str, ExitLevels]]:
+        """`plan` for the chain `risk.EarlyDenial` covers, over arrays: signal rows lo:hi of `arrays` (one
+        session, processing order) get their requested quantity, quantity, reason and notional written into
+        `arrays`; the signals the book at the session's start settles are decided in bulk
+        (`bulk_planner.classify`), every other one by exactly `plan`'s per-signal code, in order. Returns the
+        approved orders (they go to the next open) and the exit levels of the approved buys."""
+        exact, risk, shortcut = self.exact, self.risk, self.shortcut
+        assert shortcut is not None
+        with_exits = risk.has_exits
+        at_fill = risk.size_on == "fill"
+        levels: dict[str, ExitLevels] = {}
+        known = last_close.close
+        marks = {
+            s: v if isinstance(v, Decimal) else exact[v]
+            for s in state.positions
+            if (v := known.get(s)) is not None
+        }
+        equity = state.cash + state.market_value(marks)
+        year, month = fill_session.year, fill_session.month
+        book.load(state, year, month)
+        sym = arrays.sym[lo:hi]
+        buy = arrays.buy[lo:hi]
+        held = book.held[sym]
+        budget = risk.notional if risk.sizing == "fixed_notional" else equity * risk.pct_equity / 100
+        requested = np.where(buy, arrays.requested_buys(lo, hi, budget), held)
+        code, depends, poor_code = bulk_planner.classify(
+            arrays, lo, hi, held, book.bought[sym], requested, float(equity), float(state.cash), risk
+        )
+        arrays.requested[lo:hi] = requested
+        arrays.reason[lo:hi] = np.maximum(code, 0)
+        if not (code == bulk_planner.EXACT).any():
+            return [], levels
+        order_id = order_ids_for(self.account, session)
+        pending_buy: dict[str, Qty] = {}
+        pending_sell: dict[str, Qty] = {}
+        reserved = Decimal(0)
+        available = state.cash
+        approved: list[Order] = []
+        bought = state.monthly_buys
+        symbols, strategies, strat = arrays.symbols, arrays.strategies, arrays.strat
+        reason_id = bulk_planner.REASON_ID
+        cost1 = arrays.cost1[lo:hi]
+        poor_known = depends & (poor_code >= 0)  # where a fall of the cash alone can decide the row
+        n, start = hi - lo, 0
+        while start < n:
+            # the rows from `start` the cash now settles (until the next approved buy moves the cash or a symbol's
+            # pending buys), and those the per-signal code decides, in order
+            exact_now = code[start:] == bulk_planner.EXACT
+            settled = exact_now & poor_known[start:] & (cost1[start:] > bulk_planner.cash_limit(float(available)))
+            todo = np.flatnonzero(exact_now & ~settled) + start
+            moved = n
+            for j in todo.tolist():
+                row = lo + j
+                symbol = symbols[sym[j]]
+                strategy = strategies[strat[row]]
+                side = "buy" if buy[j] else "sell"
+                close = closes.get(symbol)
+                ref = None if close is None else exact[close]
+                have = state.qty(symbol)
+                intent = OrderIntent(symbol, side, size_order(side, ref, equity, have, risk), ref)
+                ctx = RiskContext(
+                    have,
+                    pending_buy.get(symbol, 0),
+                    pending_sell.get(symbol, 0),
+                    bought.get((symbol, year, month), 0),
+                    equity,
+                    available,
+                )
+                reason = shortcut.reason(intent, ctx)
+                if reason is None:
+                    qty, reason = check_order(intent, ctx, self.controls)
+                else:
+                    qty = 0
+                arrays.requested[row] = intent.qty
+                arrays.reason[row] = 0 if reason is None else reason_id[reason]
+                if qty == 0:
+                    continue
+                arrays.qty[row] = qty
+                cid = order_id(symbol, strategy, side)
+                notional = (
+                    fill_notional(intent.qty, qty, ref, equity, risk) if at_fill and side == "buy" and ref else None
+                )
+                if notional is not None:
+                    arrays.notional[row] = float(notional)
+                order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason, notional)
+                approved.append(order)
+                if side == "sell":
+                    pending_sell[symbol] = pending_sell.get(symbol, 0) + qty
+                    continue
+                assert ref is not None
+                if symbol not in pending_buy:  # its later signals now see a pending buy: decide them one by one
+                    later = sym[j + 1 :] == sym[j]
+                    code[j + 1 :][later] = bulk_planner.EXACT
+                    poor_known[j + 1 :][later] = False
+                pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
+                spread = spreads.get(symbol) if spreads else None
+                if spread is None:
+                    reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
+                else:  # risk.estimated_buy_cost with the order's spread proxy (the fill model's own price)
+                    reserved += buy_cost(qty, self.slippage.fill_price("buy", ref, spread), self.commission)
+                available = state.cash - reserved
+                if with_exits:
+                    a = atrs.get(symbol) if atrs else None
+                    level = exit_levels(ref, None if a is None else exact[a], risk)
+                    if level.stop_loss is not None or level.take_profit is not None:
+                        levels[cid] = level
+                moved = j + 1
+                break
+            done = settled[: moved - start]  # settled by the cash before the move (unchanged until then)
+            rows = np.flatnonzero(done) + start
+            arrays.reason[lo + rows] = poor_code[rows]
+            start = moved
+        return approved, levels
+
+
 def simulate(
     signals: pl.DataFrame,
     prices: pl.DataFrame,
@@ -859,8 +1027,16 @@ def simulate(
     shortcut = EarlyDenial.for_chain(chain, risk, slippage, commission)
     planner = _SessionPlanner(risk, chain, shortcut, slippage, commission, account, _ExactPrices())
     exact = planner.exact
-    by_session = _signals_by_session(signals, sessions)
-    symbols = {s for part in by_session.values() for s in part["symbol"].unique().to_list()}
+    keyed = _keyed_signals(signals, sessions)
+    arrays = None
+    if bulk_planner.applies(risk, shortcut):
+        arrays = bulk_planner.SignalArrays(
+            keyed.filter(pl.col("session").is_in(sessions)), prices, sessions, risk, slippage, commission
+        )
+        if not arrays.ok:
+            arrays = None
+    by_session = {} if arrays is not None else _signals_by_session(keyed)
+    symbols = set(keyed["symbol"].unique().to_list())
     symbols |= set(start_state.positions)
     events = sorted(events, key=event_order)
     symbols |= {e.new_symbol for e in events if isinstance(e, Rename)}
@@ -873,6 +1049,7 @@ def simulate(
 
     state, pending = start_state, []
     orders = _FrameInChunks(rule)
+    book = None if arrays is None else _BookArrays(arrays)
     fills: list[Fill] = []
     expired: list[OrderEvent] = []
     effects: list[EventEffect] = []
@@ -930,6 +1107,25 @@ def simulate(
                 halted = True
                 breaches.append((session, loss))
         fill_session = sessions[i + 1] if i + 1 < len(sessions) else after_last
+        if arrays is not None:
+            lo, hi = arrays.bounds[i], arrays.bounds[i + 1]
+            pending, new_levels = [], {}
+            if hi > lo:
+                pending, new_levels = planner.plan_bulk(
+                    arrays,
+                    lo,
+                    hi,
+                    book,
+                    state,
+                    day.closes,
+                    last_close,
+                    session,
+                    fill_session,
+                    _session_atrs(bars.get(session)) if need_atrs else None,
+                    None if spreads is None else spreads.get(session, {}),
+                )
+            levels.update(new_levels)
+            continue
         signals_today = by_session.get(session)
         rows = _in_processing_order(signals_today) if signals_today is not None else []
         atrs = _session_atrs(bars.get(session)) if need_atrs and rows else None
@@ -946,9 +1142,8 @@ def simulate(
         )
         levels.update(new_levels)
         orders.add(planned)
-    return Projection(
-        orders.frame(), fills, expired, state, pending, effects, levels, breaches, last_session=sessions[-1]
-    )
+    frame = orders.frame() if arrays is None else arrays.frame_of_orders(account)
+    return Projection(frame, fills, expired, state, pending, effects, levels, breaches, last_session=sessions[-1])
 
 
 class _FrameInChunks:
