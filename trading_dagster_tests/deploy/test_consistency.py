@@ -123,6 +123,7 @@ def test_every_dagster_process_runs_the_same_image() -> None:
     assert set(images.values()) == {IMAGE}, images
     for name in DAGSTER_SERVICES:
         assert services[name]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        assert services[name]["init"] is True  # PID 1 would ignore SIGTERM and leave run workers unreaped
     assert f"-t {IMAGE} ." in DOCKERFILE.read_text()
     (deployment,) = _yaml(HELM_VALUES)["dagster-user-deployments"]["deployments"]
     assert f"{deployment['image']['repository'].rsplit('/', 1)[-1]}:{deployment['image']['tag']}" == IMAGE
