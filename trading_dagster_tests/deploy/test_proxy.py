@@ -4,8 +4,8 @@ nginx runs the very server block the compose uses (deploy/proxy/default.conf.tem
 listen port and the upstream host and port, as the nginx image's envsubst does) with the users that
 deploy/proxy/htpasswd.sh writes from TRADING_DAGSTER_PROXY_HTPASSWD, in front of a real `dagster-webserver`
 that loads deploy/workspace.yaml from a code server started with the compose's own command, everything on
-127.0.0.1. The only thing not from the compose is nginx's main
-file around the server block (the image's /etc/nginx/nginx.conf: here temp paths and logs in tmp_path).
+127.0.0.1. The only thing not from the compose is nginx's main file around the server block (the image's
+/etc/nginx/nginx.conf: here temp paths and logs in tmp_path).
 
 nginx is Debian's package, installed with apt-get where missing and we are root, once per machine under a file
 lock (two pytest-xdist workers may ask at once; dpkg refuses a second install); the tests skip, saying why,
