@@ -359,7 +359,12 @@ def test_run_queue_limits_and_pools_agree_everywhere() -> None:
 def test_the_ecs_instance_is_the_production_instance_but_its_launcher() -> None:
     production, ecs = _yaml(INSTANCE), _yaml(ECS_INSTANCE)
     assert "run_launcher" not in production  # the default: runs beside the code server
-    assert {k: v for k, v in ecs.items() if k != "run_launcher"} == production
+    ecs_rest = {k: v for k, v in ecs.items() if k != "run_launcher"}
+    differ = sorted(k for k in set(ecs_rest) | set(production) if ecs_rest.get(k) != production.get(k))
+    assert not differ, (
+        f"deploy/ecs/dagster.yaml differs from deploy/dagster.yaml in {differ}: copy deploy/dagster.yaml's "
+        "sections below the ECS file's run_launcher block"
+    )
 
 
 # -- the ECS dagster.yaml against Dagster's schemas ------------------------------------------------------------
