@@ -132,7 +132,8 @@ def nyse_session_close(day: dt.date) -> dt.datetime:
 class Delivery:
     """A delivery sorted out (`prepare_delivery`); the raw store merges it (`RawStore.import_delivery`)."""
 
-    bars: pl.DataFrame  # one per (symbol, session): raw columns, revision_time, source; by (symbol, date)
+    bars: pl.DataFrame  # one per (symbol, session): raw columns, revision_time, source; by (symbol, date),
+    # or by (date, symbol) as delivered when the delivery came so (each key once; no sort needed)
     earlier: pl.DataFrame  # the superseded rows of the same (symbol, session), same columns
     rejected: pl.DataFrame  # DELIVERY_SCHEMA + reason + detail
     span: tuple[dt.date, ...]  # the sessions the delivery covers
@@ -287,6 +288,16 @@ def prepare_delivery(
     )
 
 
+def _each_key_once_by_date(rows: pl.DataFrame) -> bool:
+    """Whether `rows` (no null date or symbol) are strictly increasing by (date, symbol): then each
+    (symbol, session) occurs once. One pass of comparisons with the previous row."""
+    if rows.height < 2:
+        return True
+    date, symbol = pl.col("date"), pl.col("symbol")
+    later = (date > date.shift(1)) | ((date == date.shift(1)) & (symbol > symbol.shift(1)))
+    return bool(rows.select(later.slice(1).fill_null(False).all()).item())
+
+
 def _assemble(
     accepted: pl.DataFrame,
     rejected: pl.DataFrame,
@@ -309,13 +320,19 @@ def _assemble(
         *([LINE_NUMBER] if has_line else []),
         "_seq",
     ]
-    ordered = accepted.sort(keys, nulls_last=False)  # a missing revision time or line number is the earliest
-    last = (
-        (pl.col("symbol") != pl.col("symbol").shift(-1)) | (pl.col("date") != pl.col("date").shift(-1))
-    ).fill_null(True)
-    ordered = ordered.with_columns(last.alias("_last"))
-    bars = ordered.filter(pl.col("_last")).select(_BAR_COLUMNS)
-    earlier = ordered.filter(~pl.col("_last")).select(_BAR_COLUMNS)
+    if _each_key_once_by_date(accepted):
+        # (date, symbol) strictly increasing: every (symbol, session) comes once (the market-data source and
+        # the raw store deliver so), so there is no earlier row and no sort of every row to find them
+        bars = accepted.select(_BAR_COLUMNS)
+        earlier = accepted.clear().select(_BAR_COLUMNS)
+    else:
+        ordered = accepted.sort(keys, nulls_last=False)  # a missing revision time or line number is the earliest
+        last = (
+            (pl.col("symbol") != pl.col("symbol").shift(-1)) | (pl.col("date") != pl.col("date").shift(-1))
+        ).fill_null(True)
+        ordered = ordered.with_columns(last.alias("_last"))
+        bars = ordered.filter(pl.col("_last")).select(_BAR_COLUMNS)
+        earlier = ordered.filter(~pl.col("_last")).select(_BAR_COLUMNS)
 
     present = set(bars["date"].unique().to_list()) if bars.height else set()
     null_rows = pl.all_horizontal(pl.col(c).is_null() for c in VALUE_COLUMNS)

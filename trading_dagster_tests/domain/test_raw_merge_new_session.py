@@ -47,3 +47,25 @@ def test_new_session_merge_is_merge_session_with_nothing_on_file():
         unsorted += not part["symbol"].is_sorted()
     assert unsorted > 30  # the shuffle made the sort do something
     assert sum(new_session_merge(s, p).outcome.usable for (s,), p in parts.items()) == bars.height - 1
+
+
+def test_a_delivery_in_date_order_skips_the_sort_and_gives_the_same_bars():
+    from trading_dagster.domain.raw_merge import prepare_delivery
+    from trading_dagster.domain.vendor_files import delivery_rows
+    from trading_dagster.partitions import session_calendar
+
+    cal = session_calendar()
+    by_date = FileMarketDataSource(SAMPLE).fetch_bars(dt.date(2008, 1, 2), dt.date(2008, 2, 29))
+    assert by_date.equals(by_date.sort("date", "symbol"))
+    shuffled = by_date.sample(fraction=1.0, shuffle=True, seed=11)
+    fast = prepare_delivery(delivery_rows(by_date, "f"), cal, AT)
+    slow = prepare_delivery(delivery_rows(shuffled, "f"), cal, AT)
+    assert slow.bars.equals(slow.bars.sort("symbol", "date"))  # the sorting path's documented order
+    assert fast.bars.equals(slow.bars.sort("date", "symbol"))
+    assert fast.earlier.height == slow.earlier.height == 0
+    assert fast.sessions == slow.sessions and fast.empty_sessions == slow.empty_sessions
+    assert fast.all_null_sessions == slow.all_null_sessions
+    # a key twice, in date order: the rows are no longer strictly increasing, so the latest-row rule runs
+    twice = pl.concat([by_date, by_date.head(1)]).sort("date", "symbol")
+    d = prepare_delivery(delivery_rows(twice, "f"), cal, AT)
+    assert d.earlier.height == 1 and d.bars.height == by_date.height
