@@ -88,8 +88,12 @@ def worker(data: Path, shard: int, shards: int, outdir: Path, spawned: float) ->
         return out
 
     cleaned = timed("clean", clean_prices, raw, sessions).cleaned
-    indicators = timed("indicators", compute_indicators_anchored, cleaned, calendar, sessions[0], sessions[-1])
-    signals = timed("signals", generate_signals, indicators, DEFAULT_STRATEGIES, sessions[0], sessions[-1], calendar)
+    indicators = timed(
+        "indicators", compute_indicators_anchored, cleaned, calendar, sessions[0], sessions[-1]
+    )
+    signals = timed(
+        "signals", generate_signals, indicators, DEFAULT_STRATEGIES, sessions[0], sessions[-1], calendar
+    )
     total = time.perf_counter() - started
     cpu_work = cpu_s() - cpu_startup
     # what the worker would GET and PUT on S3: its raw bucket and its three outputs, as zstd Parquet objects
@@ -127,8 +131,22 @@ def run_workers(args, shards: int, outdir: Path) -> tuple[float, list[dict]]:
     procs = []
     for shard in range(shards):
         out = outdir / f"result-{shard}-of-{shards}.json"
-        cmd = [sys.executable, __file__, "--worker", str(shard), "--shards", str(shards), "--data", str(args.data),
-               "--outdir", str(outdir), "--out", str(out), "--spawned", repr(time.time())]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(shard),
+            "--shards",
+            str(shards),
+            "--data",
+            str(args.data),
+            "--outdir",
+            str(outdir),
+            "--out",
+            str(out),
+            "--spawned",
+            repr(time.time()),
+        ]
         procs.append((subprocess.Popen(cmd, env={**os.environ, **threads_env(args.threads)}), out))
     results = []
     for proc, out in procs:
@@ -142,8 +160,13 @@ def threads_env(threads: int) -> dict[str, str]:
     """Each worker's thread pools (polars, numba, BLAS) at `threads`: a worker is given that many cores, as a
     cluster task is, and the 1-worker reference is not secretly parallel."""
     n = str(threads)
-    return {"POLARS_MAX_THREADS": n, "NUMBA_NUM_THREADS": n, "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
-            "MKL_NUM_THREADS": n}
+    return {
+        "POLARS_MAX_THREADS": n,
+        "NUMBA_NUM_THREADS": n,
+        "OMP_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+    }
 
 
 def same_rows(outdir: Path, name: str, shards: int) -> bool:
@@ -156,7 +179,9 @@ def same_rows(outdir: Path, name: str, shards: int) -> bool:
 
 
 def load() -> str:
-    return f"nproc {os.cpu_count()}, {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}"
+    return (
+        f"nproc {os.cpu_count()}, {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}"
+    )
 
 
 def main() -> None:
@@ -172,7 +197,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker is not None:
-        args.out.write_text(json.dumps(worker(args.data, args.worker, args.shards, args.outdir, args.spawned), default=str))
+        args.out.write_text(
+            json.dumps(worker(args.data, args.worker, args.shards, args.outdir, args.spawned), default=str)
+        )
         return
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: the benchmark needs the shared dataset (../shared/data)")
@@ -193,43 +220,75 @@ def report(args, one: dict, wall_1: float, many: list[dict], wall_n: float, equa
     stages = list(one["times"])
     n = len(many)
     print()
-    print(f"{one['symbols']:,} symbols, {one['sessions']:,} sessions, {one['raw_rows']:,} raw rows; shards by crc32 "
-          f"of the symbol: " + ", ".join(f"{w['symbols']} symbols / {w['raw_rows']:,} rows" for w in many))
-    print("the shards' outputs concatenated equal the 1-worker outputs: "
-          + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in equal.items()))
-    head = f"{'stage':<12}{'1 worker s':>12}" + "".join(f"{'shard ' + str(w['shard']) + ' s':>12}" for w in many)
+    print(
+        f"{one['symbols']:,} symbols, {one['sessions']:,} sessions, {one['raw_rows']:,} raw rows; shards by crc32 "
+        f"of the symbol: " + ", ".join(f"{w['symbols']} symbols / {w['raw_rows']:,} rows" for w in many)
+    )
+    print(
+        "the shards' outputs concatenated equal the 1-worker outputs: "
+        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in equal.items())
+    )
+    head = f"{'stage':<12}{'1 worker s':>12}" + "".join(
+        f"{'shard ' + str(w['shard']) + ' s':>12}" for w in many
+    )
     print(head)
     print("-" * len(head))
     for st in stages:
         print(f"{st:<12}{one['times'][st]:>12.2f}" + "".join(f"{w['times'][st]:>12.2f}" for w in many))
     print(f"{'in worker':<12}{one['total_s']:>12.2f}" + "".join(f"{w['total_s']:>12.2f}" for w in many))
-    print(f"{'CPU s':<12}{one['cpu_s']:>12.2f}" + "".join(f"{w['cpu_s']:>12.2f}" for w in many)
-          + "   (user + system of read..signals: the work on a core of its own)")
-    print(f"{'start-up':<12}{one['startup_s']:>12.2f}" + "".join(f"{w['startup_s']:>12.2f}" for w in many)
-          + "   (spawn to the first read: interpreter and imports)")
-    print(f"{'write':<12}{one['write_s']:>12.2f}" + "".join(f"{w['write_s']:>12.2f}" for w in many)
-          + "   (the outputs as zstd Parquet, local disk)")
-    print(f"{'peak RSS GiB':<12}{one['peak_rss_gib']:>12.2f}" + "".join(f"{w['peak_rss_gib']:>12.2f}" for w in many))
+    print(
+        f"{'CPU s':<12}{one['cpu_s']:>12.2f}"
+        + "".join(f"{w['cpu_s']:>12.2f}" for w in many)
+        + "   (user + system of read..signals: the work on a core of its own)"
+    )
+    print(
+        f"{'start-up':<12}{one['startup_s']:>12.2f}"
+        + "".join(f"{w['startup_s']:>12.2f}" for w in many)
+        + "   (spawn to the first read: interpreter and imports)"
+    )
+    print(
+        f"{'write':<12}{one['write_s']:>12.2f}"
+        + "".join(f"{w['write_s']:>12.2f}" for w in many)
+        + "   (the outputs as zstd Parquet, local disk)"
+    )
+    print(
+        f"{'peak RSS GiB':<12}{one['peak_rss_gib']:>12.2f}"
+        + "".join(f"{w['peak_rss_gib']:>12.2f}" for w in many)
+    )
     mb = lambda b: f"{b / 1e6:.1f} MB"  # noqa: E731
-    print(f"{'S3 GET raw':<12}{mb(one['bytes']['raw']):>12}" + "".join(f"{mb(w['bytes']['raw']):>12}" for w in many)
-          + f"   (symbol-bucketed raw zone; session-partitioned: every shard reads all {mb(args.data.stat().st_size)})")
+    print(
+        f"{'S3 GET raw':<12}{mb(one['bytes']['raw']):>12}"
+        + "".join(f"{mb(w['bytes']['raw']):>12}" for w in many)
+        + f"   (symbol-bucketed raw zone; session-partitioned: every shard reads all {mb(args.data.stat().st_size)})"
+    )
     put = lambda w: sum(v for k, v in w["bytes"].items() if k != "raw")  # noqa: E731
-    print(f"{'S3 PUT out':<12}{mb(put(one)):>12}" + "".join(f"{mb(put(w)):>12}" for w in many)
-          + "   (cleaned + indicators + signals)")
+    print(
+        f"{'S3 PUT out':<12}{mb(put(one)):>12}"
+        + "".join(f"{mb(put(w)):>12}" for w in many)
+        + "   (cleaned + indicators + signals)"
+    )
     rows = one["raw_rows"]
     rate_1 = rows / one["total_s"]
     speedup = wall_1 / wall_n
-    print(f"\nwall (spawn to last exit): 1 worker {wall_1:.1f} s, {n} workers {wall_n:.1f} s: speed-up {speedup:.2f}x "
-          f"on {os.cpu_count()} cores ({100 * speedup / n:.0f}% of linear)")
-    print(f"rows per second, in the worker (wall): 1 worker {rate_1:,.0f}; {n} workers "
-          + ", ".join(f"{w['raw_rows'] / w['total_s']:,.0f}" for w in many)
-          + f" each, {rows / max(w['total_s'] for w in many):,.0f} together")
+    print(
+        f"\nwall (spawn to last exit): 1 worker {wall_1:.1f} s, {n} workers {wall_n:.1f} s: speed-up {speedup:.2f}x "
+        f"on {os.cpu_count()} cores ({100 * speedup / n:.0f}% of linear)"
+    )
+    print(
+        f"rows per second, in the worker (wall): 1 worker {rate_1:,.0f}; {n} workers "
+        + ", ".join(f"{w['raw_rows'] / w['total_s']:,.0f}" for w in many)
+        + f" each, {rows / max(w['total_s'] for w in many):,.0f} together"
+    )
     cpu_row_1 = one["cpu_s"] / rows
     cpu_row_n = sum(w["cpu_s"] for w in many) / sum(w["raw_rows"] for w in many)
-    print(f"rows per CPU second: 1 worker {1 / cpu_row_1:,.0f}; {n} workers {1 / cpu_row_n:,.0f} "
-          f"(CPU per row {cpu_row_n / cpu_row_1:.2f}x the 1-worker's: what running side by side costs each row)")
-    print(f"CPU scaling: {n} workers do the 1 worker's work in {max(w['cpu_s'] for w in many):.1f} CPU s on the "
-          f"busiest, against {one['cpu_s']:.1f}: {one['cpu_s'] / max(w['cpu_s'] for w in many):.2f}x on {n} dedicated cores")
+    print(
+        f"rows per CPU second: 1 worker {1 / cpu_row_1:,.0f}; {n} workers {1 / cpu_row_n:,.0f} "
+        f"(CPU per row {cpu_row_n / cpu_row_1:.2f}x the 1-worker's: what running side by side costs each row)"
+    )
+    print(
+        f"CPU scaling: {n} workers do the 1 worker's work in {max(w['cpu_s'] for w in many):.1f} CPU s on the "
+        f"busiest, against {one['cpu_s']:.1f}: {one['cpu_s'] / max(w['cpu_s'] for w in many):.2f}x on {n} dedicated cores"
+    )
     # projection: per-symbol work (read, stages, writes) is linear in rows; fixed cost per worker = start-up.
     # Time on a dedicated core = CPU time (this machine's load inflates wall time, not CPU time).
     per_row_cpu = sum(w["cpu_s"] + w["cpu_write_s"] for w in many) / sum(w["raw_rows"] for w in many)
@@ -240,17 +299,23 @@ def report(args, one: dict, wall_1: float, many: list[dict], wall_n: float, equa
     base = one["peak_rss_gib"] - k * rows
     scale = args.symbols / one["symbols"]
     rows_x = rows * scale
-    print(f"\nprojection to {args.symbols:,} symbols x {one['sessions']:,} sessions (~{rows_x / 1e6:.0f} M rows, "
-          f"{scale:.1f}x the file), from the runs above: {per_row_cpu * 1e6:.2f} CPU us per row side by side "
-          f"(writes included), {overhead:.1f} CPU s start-up per worker; RSS {base:.2f} GiB + "
-          f"{k * 1e6 * 1024:.0f} MiB per M rows:")
+    print(
+        f"\nprojection to {args.symbols:,} symbols x {one['sessions']:,} sessions (~{rows_x / 1e6:.0f} M rows, "
+        f"{scale:.1f}x the file), from the runs above: {per_row_cpu * 1e6:.2f} CPU us per row side by side "
+        f"(writes included), {overhead:.1f} CPU s start-up per worker; RSS {base:.2f} GiB + "
+        f"{k * 1e6 * 1024:.0f} MiB per M rows:"
+    )
     print(f"{'workers':>8}{'symbols/worker':>16}{'rows/worker':>14}{'time s':>10}{'RSS/worker GiB':>16}")
     for workers in (1, 2, 4, 8, 16, 32, 64):
         per = rows_x / workers
-        print(f"{workers:>8}{args.symbols / workers:>16,.0f}{per:>14,.0f}{overhead + per * per_row_cpu:>10.1f}"
-              f"{base + k * per:>16.2f}")
-    print("time s: each worker on a core of its own (a cluster task), from CPU time; the sequential stages "
-          "(orders, executions, P&L) and S3 transfer times are not included")
+        print(
+            f"{workers:>8}{args.symbols / workers:>16,.0f}{per:>14,.0f}{overhead + per * per_row_cpu:>10.1f}"
+            f"{base + k * per:>16.2f}"
+        )
+    print(
+        "time s: each worker on a core of its own (a cluster task), from CPU time; the sequential stages "
+        "(orders, executions, P&L) and S3 transfer times are not included"
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ PINNED = "1.13.27"  # pyproject.toml
 
 # (module, name) -> (our module that uses it, what to do when it breaks)
 _STORAGE_TODO = (
-    "switch the CLI's dagster.yaml back to the stock ConsolidatedSqliteEventLogStorage (trading_dagster/cli.py, "
-    "DAGSTER_YAML) and unset DAGSTER_EVENT_BATCH_SIZE for SQLite until event_log.py is ported to the new "
-    "storage; the local bookkeeping then costs ~10-40 ms per partition-asset again (decision 0002)"
+    "switch the CLI's dagster.yaml (trading_dagster/cli.py, DAGSTER_YAML) back to the stock "
+    "dagster._core.storage.event_log.ConsolidatedSqliteEventLogStorage until event_log.py is ported to the new "
+    "storage (DAGSTER_EVENT_BATCH_SIZE is then ignored on SQLite, harmlessly): local runs stay correct, their "
+    "bookkeeping costs ~20-80 ms per partition-asset and per event again (decision 0002), or pin dagster back"
 )
 _WAREHOUSE_TODO = (
     "port warehouse.py to the public path in decision 0002 (wrap the IOManager that "
