@@ -220,6 +220,25 @@ DEFAULT_STRATEGIES: tuple[StrategySpec, ...] = parse_strategies(
 # same session would get a strength one ulp apart in a one-day run and in a range run.
 
 
+_ROW = "_row"
+"""`generate_signals`' row number of an indicators row in (session, symbol) order, carried through the
+evaluators so the signals are put in (session, symbol, strategy) order by integers instead of strings."""
+
+
+def _row_of(frame: pl.DataFrame) -> list[str]:
+    return [_ROW] if _ROW in frame.columns else []
+
+
+def _in_order(frame: pl.DataFrame) -> bool:
+    """True when `frame` is strictly increasing in (session, symbol): sorted as the indicators table is, and
+    unique on the pair. One pass over neighbouring rows, no hashing of (symbol, session) keys."""
+    if frame.height < 2:
+        return True
+    session, symbol = pl.col("session"), pl.col("symbol")
+    later = (session > session.shift(1)) | ((session == session.shift(1)) & (symbol > symbol.shift(1)))
+    return bool(frame.select(later.slice(1).all()).item())
+
+
 def _fixed2(expr: pl.Expr) -> pl.Expr:
     """A number as text with exactly two decimals ("37.90"), in polars (no per-row Python)."""
     cents = (expr.abs() * 100).round(0).cast(pl.Int64)
@@ -251,7 +270,9 @@ def _sma_cross(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFra
         pl.col(fast).alias("fast_prev"),
         pl.col(slow).alias("slow_prev"),
     )
-    pairs = _with_previous_session(current, indicators).join(
+    # only the columns the cross reads go through the join (the table has ~25: most of the join's cost)
+    wanted = [c for c in (_ROW, "session", "symbol", "prev_session", fast, slow) if c in current.columns]
+    pairs = _with_previous_session(current.select(wanted), indicators).join(
         previous, on=["symbol", "prev_session"], how="inner"
     )
     # The tie band: a cross above needs fast > slow x (1 + band) after fast <= slow x (1 + band) the session
@@ -273,6 +294,7 @@ def _sma_cross(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFra
         pairs.with_columns(side=side)
         .filter(pl.col("side").is_not_null())
         .select(
+            *_row_of(pairs),
             "session",
             "symbol",
             "side",
@@ -295,6 +317,7 @@ def _dip_52w(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame
     threshold = spec.params["threshold_pct"]
     pct = pl.col("pct_below_high_52w")
     return current.filter(pct >= threshold).select(
+        *_row_of(current),
         "session",
         "symbol",
         side=pl.lit("buy"),
@@ -319,6 +342,7 @@ def _rsi(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) ->
     return (
         current.filter((rsi < lower) | (rsi > upper))
         .select(
+            *_row_of(current),
             "session",
             "symbol",
             side=pl.when(rsi < lower).then(pl.lit("buy")).otherwise(pl.lit("sell")),
@@ -427,8 +451,11 @@ def generate_signals(
     if refiners and probabilities is None:
         raise ValueError(f"strategies {refiners} (ml_filter) need the model's probabilities")
     current = indicators.filter(pl.col("session").is_between(out_start, out_end))
-    if current.height != current.n_unique(subset=["symbol", "session"]):
+    ordered = _in_order(current)  # the indicators table's order: then unique, and the output order is free
+    if not ordered and current.height != current.n_unique(subset=["symbol", "session"]):
         raise ValueError("indicators are not unique on (symbol, session)")
+    if ordered:
+        current = current.with_row_index(_ROW)
     if sessions is not None:
         days = pl.Series("session", list(sessions), dtype=pl.Date)
         calendar = pl.DataFrame({"session": days, "prev_session": days.shift(1)})
@@ -438,20 +465,25 @@ def generate_signals(
         for spec in strategies
         if spec.kind != "ml_filter"
     }
+    rank = {name: i for i, name in enumerate(sorted(spec.name for spec in strategies))}
     frames = [
         (
             refine_signals(fired[spec.refines], probabilities, spec)  # type: ignore[arg-type,index]
             if spec.kind == "ml_filter"
             else fired[spec.name]
         ).select(
-            "session", "symbol", strategy=pl.lit(spec.name), side="side", strength="strength", reason="reason"
+            "session", "symbol", strategy=pl.lit(spec.name), side="side", strength="strength", reason="reason",
+            **({"_strategy": pl.lit(rank[spec.name], pl.Int32), _ROW: _ROW} if ordered else {}),
         )
         for spec in strategies
         if spec.trades
     ]
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
-    return pl.concat(frames).cast(SIGNAL_SCHEMA).sort("session", "symbol", "strategy")
+    signals = pl.concat(frames)
+    if ordered:  # row number = (session, symbol) order; strategy ranks = name order
+        return signals.sort(_ROW, "_strategy").select(list(SIGNAL_SCHEMA)).cast(SIGNAL_SCHEMA)
+    return signals.cast(SIGNAL_SCHEMA).sort("session", "symbol", "strategy")
 
 
 def keep_cadence(

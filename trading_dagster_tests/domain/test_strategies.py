@@ -433,3 +433,18 @@ def test_range_equals_per_session_and_ignores_the_future(
     )
     past = pl.col("session") <= cut
     assert generate_signals(future, DEFAULT_STRATEGIES, start, end).filter(past).equals(ranged.filter(past))
+
+
+def test_any_row_order_gives_the_same_signals_and_duplicates_are_refused(real_indicators: pl.DataFrame) -> None:
+    """The indicators table's (session, symbol) order is the fast path (signals ordered by row number); a
+    shuffled table takes the general path and must give the same frame; a repeated row in either order is
+    refused."""
+    start, end = dt.date(2009, 2, 2), dt.date(2009, 6, 30)
+    ordered = generate_signals(real_indicators, DEFAULT_STRATEGIES, start, end)
+    shuffled = generate_signals(real_indicators.sample(fraction=1.0, shuffle=True, seed=5), DEFAULT_STRATEGIES, start, end)
+    assert ordered.height > 100 and ordered.equals(shuffled)
+    assert ordered.equals(ordered.sort("session", "symbol", "strategy"))
+    repeated = real_indicators.filter(pl.col("session") == start).head(1)
+    for table in (pl.concat([real_indicators, repeated]).sort("session", "symbol"), pl.concat([real_indicators, repeated])):
+        with pytest.raises(ValueError, match="unique"):
+            generate_signals(table, DEFAULT_STRATEGIES, start, end)
