@@ -157,6 +157,7 @@ def test_private_uses_stay_in_their_two_modules():
 
 @pytest.mark.parametrize(("module", "name"), [k for k in PRIVATE if k[0] != "dagster.InputContext"])
 def test_private_symbol_imports(module, name):
+    _require_used(module, name)
     try:
         getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
