@@ -264,13 +264,28 @@ def _repeated_keys(df: pl.DataFrame, date_col: str) -> pl.Series:
     ).to_series()
 
 
+def _each_key_once_in_order(df: pl.DataFrame) -> bool:
+    """Whether `df` is strictly increasing by (date, symbol) with no null key: already in the order
+    `_deduplicate` sorts to, each (symbol, date) once. One pass of comparisons, ~20x cheaper than the sort."""
+    if df["symbol"].null_count() or df["date"].null_count():
+        return False
+    if df.height < 2:
+        return True
+    date, symbol = pl.col("date"), pl.col("symbol")
+    later = (date > date.shift(1)) | ((date == date.shift(1)) & (symbol > symbol.shift(1)))
+    return bool(df.select(later.slice(1).fill_null(False).all()).item())
+
+
 def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """Sort by (date, symbol), collapse exact duplicate rows; return the frame and its conflict mask.
 
     After collapsing, any (symbol, date) that still repeats has rows that disagree: those are conflicts.
     Rows with a null symbol are not conflicts (they have no key); they are left to NULL_VALUE.
-    Fast path: on clean vendor data no key repeats and the full-row `unique` is skipped.
+    Fast paths: rows already strictly in (date, symbol) order (the raw store's) skip the sort; on clean vendor
+    data no key repeats and the full-row `unique` is skipped.
     """
+    if _each_key_once_in_order(df):  # the raw store's order: the sort would be the identity, no key repeats
+        return df, pl.repeat(False, df.height, eager=True, dtype=pl.Boolean).alias("conflict")
     df = df.sort("date", "symbol", maintain_order=True)
     repeated = _repeated_keys(df, "date")
     if repeated.any():
