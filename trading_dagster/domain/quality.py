@@ -139,12 +139,13 @@ def _bars(raw: pl.DataFrame, history: pl.DataFrame | None) -> pl.DataFrame:
     return pl.concat([pick(raw)] + ([pick(history)] if history is not None and history.height else []))
 
 
-def _matrix(rows: np.ndarray, cols: np.ndarray, where: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A (session x symbol) bool matrix, True where any row of that cell has `where` (so a symbol with
-    several rows on a session counts once, as it would after de-duplication)."""
-    out = np.zeros(shape, dtype=bool)
-    out[rows[where], cols[where]] = True
-    return out
+def _matrix(cells: np.ndarray, where: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """A (session x symbol) bool matrix, True where any row of that cell has `where` (every row: None), so a
+    symbol with several rows on a session counts once, as it would after de-duplication. `cells`: each row's
+    flat index (session x symbols + symbol): one index array instead of two, ~2x faster to scatter."""
+    out = np.zeros(shape[0] * shape[1], dtype=bool)
+    out[cells if where is None else cells[where]] = True
+    return out.reshape(shape)
 
 
 def _axis(window: Sequence[dt.date], calendar: SessionCalendar) -> tuple[list[dt.date], int]:
@@ -197,11 +198,12 @@ def flag_outages(
         raise ValueError("rows dated on a day that is no session of the calendar")
     s_idx = bars.select(pl.col("symbol").cast(pl.Enum(symbols)).to_physical()).to_series().to_numpy()
     shape = (n_t, n_s)
-    usable = _matrix(t_idx, s_idx, bars["usable"].to_numpy(), shape)
-    zero = _matrix(t_idx, s_idx, bars["zero"].to_numpy(), shape)
-    traded = _matrix(t_idx, s_idx, bars["positive"].to_numpy(), shape) & ~zero
-    rows = _matrix(t_idx, s_idx, np.ones(len(t_idx), dtype=bool), shape).sum(axis=1)
-    del bars, t_idx, s_idx
+    cells = t_idx * n_s + s_idx
+    usable = _matrix(cells, bars["usable"].to_numpy(), shape)
+    zero = _matrix(cells, bars["zero"].to_numpy(), shape)
+    traded = _matrix(cells, bars["positive"].to_numpy(), shape) & ~zero
+    rows = _matrix(cells, None, shape).sum(axis=1)
+    del bars, t_idx, s_idx, cells
     n_usable = usable.sum(axis=1)
 
     # counts over the ACTIVE_WINDOW sessions before t: cumulative sums, row t of C = sum of rows < t
