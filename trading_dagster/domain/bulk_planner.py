@@ -45,6 +45,13 @@ from trading_dagster.domain.risk import (
     RiskConfig,
 )
 
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _day(n: int) -> dt.date:
+    return _EPOCH + dt.timedelta(days=int(n))
+
+
 # reason codes as small ints: 0 = none, i + 1 = REASON_CODES[i]
 REASON_ID = {r: i + 1 for i, r in enumerate(REASON_CODES)}
 EXACT = -1  # the per-signal code decides this row
@@ -79,45 +86,32 @@ class SignalArrays:
         self.ok = True
         if keyed.height and keyed["neg_strength"].is_nan().any():
             self.ok = False  # Python's tuple order with NaN is not a total order: keep the per-signal loop
-        closes = (
-            prices.select("symbol", "session", "close")
-            .filter(pl.col("session").is_between(sessions[0], sessions[-1]))
-            .unique(subset=["symbol", "session"], keep="last", maintain_order=True)  # a later row wins
-        )
-        frame = keyed.with_columns((pl.col("neg_strength") + 0.0).alias("neg_strength"))  # -0.0 sorts as 0.0
-        frame = frame.sort("session", "rank", "strategy", "neg_strength", "symbol", maintain_order=True)
-        frame = frame.join(closes, on=["session", "symbol"], how="left", maintain_order="left")
-        close = frame["close"].to_numpy().astype(np.float64, copy=True)
-        close[np.isnan(close)] = np.nan
+        frame = keyed  # in processing order already (`portfolio._keyed_signals`)
+        bad_sides = frame.filter(~pl.col("side").is_in(list(SIDES)))["side"].unique().to_list()
+        if bad_sides:
+            raise ValueError(f"side must be 'buy' or 'sell', got {bad_sides[0]!r}")
+        symbols = frame["symbol"].unique().sort()
+        self.symbols: list[str] = symbols.to_list()
+        self.symbol_index = {s: i for i, s in enumerate(self.symbols)}
+        ids = pl.int_range(symbols.len(), eager=True, dtype=pl.Int32)
+        self.sym = frame["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy()
+        days = frame["session"].cast(pl.Int32).to_numpy()
+        walked = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int32)
+        self.bounds = np.searchsorted(days, walked, side="left").tolist() + [frame.height]
+        close = self._closes(prices, symbols, ids, walked, self.sym, days)
+        if close is None:
+            self.ok = False  # a symbol with two rows in a session: keep the per-signal loop
+            close = np.full(frame.height, np.nan)
         valid = ~np.isnan(close) & (close > 0)
         if not np.isfinite(close[valid]).all():
             self.ok = False
         self.ref = np.where(valid, close, np.nan)
-        bad_sides = frame.filter(~pl.col("side").is_in(list(SIDES)))["side"].unique().to_list()
-        if bad_sides:
-            raise ValueError(f"side must be 'buy' or 'sell', got {bad_sides[0]!r}")
         self.frame = frame.select("session", "symbol", "strategy", "side")
         self.buy = (frame["side"] == "buy").to_numpy()
-        symbols = frame["symbol"].unique().sort()
-        self.symbols: list[str] = symbols.to_list()
-        self.symbol_index = {s: i for i, s in enumerate(self.symbols)}
-        self.sym = (
-            frame.select(pl.col("symbol").replace_strict(symbols, pl.int_range(symbols.len(), eager=True), return_dtype=pl.Int32))
-            .to_series()
-            .to_numpy()
-        )
         strategies = frame["strategy"].unique().sort()
         self.strategies: list[str] = strategies.to_list()
-        self.strat = (
-            frame.select(
-                pl.col("strategy").replace_strict(strategies, pl.int_range(strategies.len(), eager=True), return_dtype=pl.Int32)
-            )
-            .to_series()
-            .to_numpy()
-        )
-        days = frame["session"].cast(pl.Int32).to_numpy()
-        walked = np.array([(d - dt.date(1970, 1, 1)).days for d in sessions], dtype=np.int64)
-        self.bounds = np.searchsorted(days, walked, side="left").tolist() + [frame.height]
+        strategy_ids = pl.int_range(strategies.len(), eager=True, dtype=pl.Int32)
+        self.strat = frame["strategy"].replace_strict(strategies, strategy_ids, return_dtype=pl.Int32).to_numpy()
         self.n = frame.height
         # the cost of one share in float: the close plus slippage, rounded up to the tick, plus commission
         factor = float(1 + slippage.bps / 10_000)
@@ -136,6 +130,33 @@ class SignalArrays:
         self.qty = np.zeros(self.n, dtype=np.int64)
         self.reason = np.zeros(self.n, dtype=np.int8)
         self.notional = np.full(self.n, np.nan)
+
+    @staticmethod
+    def _closes(
+        prices: pl.DataFrame,
+        symbols: pl.Series,
+        ids: pl.Series,
+        walked: np.ndarray,
+        row_sym: np.ndarray,
+        row_day: np.ndarray,
+    ) -> np.ndarray | None:
+        """Each signal row's close in its session (NaN without one), looked up in a dense (symbol x session)
+        table of the walked sessions; None when a symbol has two rows in a session."""
+        px = prices.select("symbol", "session", "close").filter(
+            pl.col("session").is_between(_day(walked[0]), _day(walked[-1]))
+            & pl.col("symbol").is_in(symbols.implode())
+        )
+        sym = px["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy().astype(np.int64)
+        day = px["session"].cast(pl.Int32).to_numpy()
+        col = np.searchsorted(walked, day)
+        inside = (col < len(walked)) & (walked[np.minimum(col, len(walked) - 1)] == day)
+        key = sym[inside] * len(walked) + col[inside]
+        size = len(symbols) * len(walked)
+        if key.size and np.bincount(key, minlength=size).max() > 1:
+            return None
+        table = np.full(size, np.nan)
+        table[key] = px["close"].fill_null(np.nan).to_numpy()[inside]
+        return table[row_sym.astype(np.int64) * len(walked) + np.searchsorted(walked, row_day)]
 
     def requested_buys(self, lo: int, hi: int, budget: Decimal) -> np.ndarray:
         """`risk.size_order` of the buys of rows lo:hi (budget // close in whole shares, 0 without a price or

@@ -537,7 +537,7 @@ def _keyed_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> pl.Dat
         "session",
         pl.when(pl.col("side") == "sell").then(0).otherwise(1).alias("rank"),
         "strategy",
-        (-pl.col("strength").fill_null(0.0)).alias("neg_strength"),
+        (-pl.col("strength").fill_null(0.0) + 0.0).alias("neg_strength"),  # + 0.0: -0.0 sorts as 0.0 (Python)
         "symbol",
         "side",
     ).sort("session", "rank", "strategy", "neg_strength", "symbol")  # see `_in_processing_order`
