@@ -164,7 +164,8 @@ STEP_STAGE = {
 }
 
 
-def step_times(instance, run_id: str) -> dict[str, float]:
+def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """{stage: (start, end)} wall-clock timestamps of each step of the run."""
     from dagster import DagsterEventType
 
     starts, out = {}, {}
@@ -175,8 +176,46 @@ def step_times(instance, run_id: str) -> dict[str, float]:
         if ev.event_type == DagsterEventType.STEP_START:
             starts[ev.step_key] = rec.timestamp
         elif ev.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-            out[STEP_STAGE.get(ev.step_key, ev.step_key)] = rec.timestamp - starts[ev.step_key]
+            out[STEP_STAGE.get(ev.step_key, ev.step_key)] = (starts[ev.step_key], rec.timestamp)
     return out
+
+
+def step_times(instance, run_id: str) -> dict[str, float]:
+    return {stage: end - start for stage, (start, end) in step_windows(instance, run_id).items()}
+
+
+class RssSampler:
+    """The process's resident set (VmRSS) every `every` seconds in a thread, to tell which step holds the peak."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        import threading
+
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+
+    def _run(self, every: float) -> None:
+        status = Path("/proc/self/status")
+        while not self._stop.is_set():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append((time.time(), int(line.split()[1]) / 1024**2))
+            self._stop.wait(every)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_by_window(self, windows: dict[str, tuple[float, float]]) -> dict[str, float]:
+        """{stage: the highest RSS sampled inside its window, GiB}."""
+        return {
+            stage: max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
+            for stage, (start, end) in windows.items()
+        }
 
 
 def daily_in_fresh_process(instance, session) -> dict:
@@ -241,12 +280,15 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
     first, last = FileMarketDataSource(data).date_range()
     sessions = session_calendar().between(first, last)[: sessions_limit or None]
     t = time.perf_counter()
-    full = run_backfill(sessions[0], sessions[-1])
+    with RssSampler() as rss:
+        full = run_backfill(sessions[0], sessions[-1])
     full_s = time.perf_counter() - t
     if not full["success"]:
         raise SystemExit(f"dagster backfill failed: {full['failed_checks']}")
     instance = dg.DagsterInstance.get()
-    steps = step_times(instance, full["run_id"])
+    windows = step_windows(instance, full["run_id"])
+    steps = {stage: end - start for stage, (start, end) in windows.items()}
+    step_rss = rss.peak_by_window(windows)
     events = sum(1 for _ in instance.all_logs(full["run_id"]))
     t = time.perf_counter()
     daily = run_backfill(sessions[-1], sessions[-1])
@@ -256,6 +298,7 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
         "storage": storage,
         "full_s": full_s,
         "steps": steps,
+        "step_peak_rss_gib": step_rss,
         "run_events": events,
         "daily_s": daily_s,
         **cold,
@@ -301,7 +344,8 @@ def report_dagster(d: dict, pure: dict | None) -> None:
     ratio = f" = {d['full_s'] / pure['total_s']:.1f}x pure compute ({pure['total_s']:.1f} s)" if pure else ""
     print(f"\ndagster on {d['storage']}: {d['full_s']:.1f} s{ratio}; steps {steps_sum:.1f} s ("
           + ", ".join(f"{k} {v:.1f}" for k, v in d["steps"].items())
-          + f"), run creation and the rest {d['full_s'] - steps_sum:.1f} s; "
+          + f"), run creation and the rest {d['full_s'] - steps_sum:.1f} s; peak RSS GiB inside each step: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in d.get("step_peak_rss_gib", {}).items()) + "; "
           f"{d['run_events']:,} events in the run's log; checks {d['checks_passed']} passed, {d['checks_failed']} failed")
     print(f"  one daily session through all stages, as a scheduled run meets it: {d['daily_cold_s']:.1f} s from "
           f"a fresh process's spawn to RUN_SUCCESS, of which the run itself (RUN_START..RUN_SUCCESS, the UI's "
