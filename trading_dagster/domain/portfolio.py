@@ -716,12 +716,12 @@ class _BookArrays:
         index = self.index
         self.held[self._held_ids] = 0
         self.bought[self._bought_ids] = 0
-        held_ids, held = [], []
-        for symbol, pos in state.positions.items():
-            k = index.get(symbol)
-            if k is not None:
-                held_ids.append(k)
-                held.append(pos.qty)
+        positions = state.positions
+        held_ids = list(map(index.get, positions))
+        held = [p[0] for p in positions.values()]
+        if None in held_ids:  # a held symbol without a signal in the window
+            held = [n for k, n in zip(held_ids, held, strict=True) if k is not None]
+            held_ids = [k for k in held_ids if k is not None]
         bought_ids, bought = [], []
         for (symbol, y, m), n in state.monthly_buys.items():
             if y == year and m == month:
