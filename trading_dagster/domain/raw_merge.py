@@ -255,7 +255,11 @@ def prepare_delivery(
     frame = frame.with_row_index("_seq")
     dates = frame["date"].drop_nulls().unique().sort().to_list()
     verdicts = _classify_dates(dates, calendar, as_of, session_close)
-    frame = frame.join(verdicts, on="date", how="left").with_columns(
+    frame = (  # no date to reject (the usual delivery): the same null columns without a join of every row
+        frame.join(verdicts, on="date", how="left")
+        if verdicts.height
+        else frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias("reason"), pl.lit(None, dtype=pl.Utf8).alias("detail"))
+    ).with_columns(
         reason=pl.when(pl.col("date").is_null())
         .then(pl.lit(MISSING_DATE))
         .when(pl.col("symbol").is_null())
