@@ -643,8 +643,18 @@ class RawStore(abc.ABC):
 
 
 def _by_date(frame: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+    """{date: its rows, in frame order}. A frame sorted by date (a delivery in (date, symbol) order) is cut into
+    zero-copy slices, one per run of a date, instead of gathered into new frames."""
     if not frame.height:
         return {}
+    dates = frame["date"]
+    if dates.null_count() == 0 and dates.is_sorted():
+        runs = dates.rle().struct.unnest()
+        out, start = {}, 0
+        for length, day in runs.iter_rows():
+            out[day] = frame.slice(start, length)
+            start += length
+        return out
     return {key[0]: part for key, part in frame.partition_by("date", as_dict=True, maintain_order=True).items()}
 
 

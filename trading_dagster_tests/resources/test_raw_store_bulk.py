@@ -94,3 +94,15 @@ def test_objects_of_two_schemas_still_fail_naming_the_session(tmp_path, sample):
     )
     with pytest.raises(RawStoreError, match=f"raw object for {odd} has schema"):
         store.read_sessions(sessions)
+
+
+@pytest.mark.parametrize("order", ["by date", "shuffled"])
+def test_a_delivery_is_cut_by_date_as_partition_by_cuts_it(sample, order):
+    from trading_dagster.resources.raw_store import _by_date
+
+    bars, _ = sample
+    frame = bars if order == "by date" else bars.sample(fraction=1.0, shuffle=True, seed=2)
+    expected = {k[0]: v for k, v in frame.partition_by("date", as_dict=True, maintain_order=True).items()}
+    got = _by_date(frame)
+    assert list(got) == list(expected) and len(got) > 50
+    assert all(got[d].equals(expected[d]) for d in expected)
