@@ -19,8 +19,15 @@ import datetime as dt
 from collections.abc import Sequence
 
 import polars as pl
-from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster import (
+    DagsterInvariantViolationError,
+    InputContext,
+    IOManager,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
@@ -29,7 +36,7 @@ from trading_dagster.resources.quality_gate import QualityGate
 
 
 class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
-    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection) -> None:
+    def handle_output(self, context: OutputContext, table_slice, obj: pl.DataFrame, connection) -> None:
         obj_arrow = obj.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan below)
         target = f"{table_slice.schema}.{table_slice.table}"
         connection.execute(f"create schema if not exists {table_slice.schema}")
@@ -53,7 +60,7 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
         context.add_output_metadata(metadata)
 
 
-    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pl.DataFrame:
+    def load_input(self, context: InputContext, table_slice, connection) -> pl.DataFrame:
         where = (context.definition_metadata or {}).get("where")
         if where is None:
             return super().load_input(context, table_slice, connection)
@@ -107,34 +114,34 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
     quality_gate_path: str | None = None
 
     @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
+    def type_handlers() -> Sequence[DuckDBPolarsTypeHandler]:
         return [WarehouseTypeHandler()]
 
-    def create_io_manager(self, context) -> DbIOManager:
-        return GatedDbIOManager(
-            gate=QualityGate(self.quality_gate_path) if self.quality_gate_path else None,
-            db_client=DuckDbClient(),
-            database=self.database,
-            schema=self.schema_,
-            type_handlers=self.type_handlers(),
-            default_load_type=self.default_load_type(),
-            io_manager_name="DuckDBIOManager",
-        )
+    def create_io_manager(self, context) -> IOManager:
+        inner = super().create_io_manager(context)  # dagster-duckdb's, with our type handler
+        return GatedIOManager(inner, QualityGate(self.quality_gate_path)) if self.quality_gate_path else inner
 
 
-class GatedDbIOManager(DbIOManager):
+class GatedIOManager(IOManager):
     """Refuses partitions that failed a blocking check, in this run or any earlier one, BEFORE it opens a
     DuckDB connection (dagster-duckdb's `connect` does not close its connection when the body raises, and a
-    leaked read-write connection makes every later read-only open of the file in this process fail)."""
+    leaked read-write connection makes every later read-only open of the file in this process fail), then
+    loads through dagster-duckdb's own IO manager: a wrapper over public interfaces, no private base class."""
 
-    def __init__(self, *, gate: QualityGate | None, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, inner: IOManager, gate: QualityGate) -> None:
+        self._inner = inner
         self._gate = gate
 
+    def handle_output(self, context: OutputContext, obj) -> None:
+        self._inner.handle_output(context, obj)
+
     def load_input(self, context: InputContext):
-        if self._gate is not None and context.has_asset_partitions:
+        if context.has_asset_partitions:
             start, end = context.asset_partitions_time_window
             last = (end - dt.timedelta(days=1)).date()  # the window's end is exclusive
-            reader = context.op_def.name if context._op_def is not None else ""  # noqa: SLF001
+            try:
+                reader = context.op_def.name
+            except DagsterInvariantViolationError:  # an input loaded outside an op
+                reader = ""
             self._gate.require(context.asset_key.to_user_string(), start.date(), last, reader=reader)
-        return super().load_input(context)
+        return self._inner.load_input(context)
