@@ -48,9 +48,13 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     import polars as pl
 
     from trading_dagster.domain import indicators as ind
-    from trading_dagster.domain.execution import CommissionModel, SlippageModel, opens_by_session
+    from trading_dagster.domain.execution import (
+        CommissionModel,
+        SlippageModel,
+        opens_by_session,
+        orders_by_session,
+    )
     from trading_dagster.domain.metrics import performance_summary
-    from trading_dagster.domain.orders import orders_from_frame
     from trading_dagster.domain.pnl import mark_to_market
     from trading_dagster.domain.portfolio import PortfolioState, plan_orders
     from trading_dagster.domain.prices import clean_prices
@@ -91,12 +95,12 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     def execute():
         opens = opens_by_session(cleaned)
         approved = orders.filter(pl.col("status") == "approved")
-        by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()}
+        by_session = orders_by_session(approved, status=None)
         with SimulatedBook(str(workdir / "ledger.duckdb"), initial_cash=Decimal(risk.initial_cash), slippage=slip, commission=comm) as b:
             for s in sessions:
                 b.sync(s, opens.get(s, {}))
                 if s in by_session:
-                    b.submit(orders_from_frame(by_session[s]), s)
+                    b.submit(by_session[s], s)
             return b.events(sessions[0], sessions[-1])
 
     events = timed("executions", execute)

@@ -42,10 +42,9 @@ from trading_dagster.assets.indicators import SIGNALS
 from trading_dagster.assets.prices import CLEANED, PRICE_BREAKS
 from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain.book_events import BookEvent, book_events
-from trading_dagster.domain.execution import opens_by_session, spreads_by_session
+from trading_dagster.domain.execution import opens_by_session, orders_by_session, spreads_by_session
 from trading_dagster.domain.exits import atr_lookback, exit_levels_for_orders
 from trading_dagster.domain.metrics import monthly_returns, performance_summary
-from trading_dagster.domain.orders import orders_from_frame
 from trading_dagster.domain.pnl import mark_to_market
 from trading_dagster.domain.portfolio import plan_orders
 from trading_dagster.domain.risk import RiskConfig
@@ -287,7 +286,7 @@ def executions(
     opens = opens_by_session(cleaned_prices)
     book = window_book_events(context, sessions, cleaned_prices, price_breaks, corporate_actions, security_master, trading_config)
     approved = orders.filter(pl.col("status") == "approved") if orders.height else orders  # the input already is
-    by_session = {k[0]: v for k, v in approved.partition_by("session", as_dict=True).items()} if approved.height else {}
+    by_session = orders_by_session(approved, status=None)  # the orders of each session, converted in one pass
     # each approved buy's stop-loss / take-profit, as the planner set them: its fill opens the book's exit lot
     levels = exit_levels_for_orders(approved, cleaned_prices, risk) if risk.has_exits and approved.height else None
     bars = bars_by_session(cleaned_prices, sessions) if risk.has_exits else None
@@ -299,7 +298,7 @@ def executions(
             b.sync(session, opens.get(session, {}), book, bars=session_bars(bars, session), spreads=spreads)
             todays = by_session.get(session)
             if todays is not None:
-                b.submit(orders_from_frame(todays), session, levels=levels)
+                b.submit(todays, session, levels=levels)
             progress.tick(i)
         events = b.events(sessions[0], sessions[-1])
         # the quota counts the month's fills before the window too (a daily run sees one day of events)
