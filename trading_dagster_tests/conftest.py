@@ -34,11 +34,19 @@ from filelock import FileLock
 
 MAX_WORKERS = 4
 
-# The files that take longest (`--durations`, 2026-12-03, 2-core machine), longest first: scheduled before
-# everything else so that neither worker starts one of them when the other is nearly done.
+# The files that take longest, longest first (`--durations=60` of the full `-n 2` run from a fresh clone,
+# 2026-12-03 21:20-21:58, load 15-25 on 2 cores: seconds of setup + calls): scheduled before everything
+# else so that neither worker starts one of them when the other is nearly done.
 SLOWEST_FIRST = (
-    "integration/test_full_sample.py",
-    "ui/test_browser.py",
+    "ui/test_browser.py",  # ~560 (the ui fixture's history and webserver: 414)
+    "integration/test_outages.py",  # ~390
+    "integration/test_exits_backtest.py",  # ~290
+    "assets/test_spread_slippage_backtest.py",  # ~265
+    "integration/test_full_sample.py",  # ~235 (the one full-sample run: 232)
+    "integration/test_pipeline.py",  # ~220
+    "integration/test_reference_backtest.py",  # ~180
+    "integration/test_dbt.py",  # ~175
+    "integration/test_dbt_trading.py",  # ~170
 )
 
 # Dummy credentials for every test: boto3 must never pick up real ones from the environment or ~/.aws, nor
