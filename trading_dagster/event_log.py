@@ -1,4 +1,5 @@
-"""A SQLite event-log storage that writes a batch of asset events in one transaction.
+"""Event-log storages: a SQLite one that writes a batch of asset events in one transaction, and both it and
+the PostgreSQL one write a range run's planned checks in linear time.
 
 Why (docs/decisions/0002-dagster-bookkeeping.md): a single-run backfill still records one materialization
 event per asset per partition. Dagster's SQLite storages store every event on its own (a new engine, a
@@ -15,6 +16,12 @@ batch one event at a time, and the batch's transaction is atomic, so a failure c
 The stored rows are the ones the stock `store_event` writes (tested against it in
 trading_dagster_tests/test_event_log.py).
 
+Both this class and `BatchedPostgresEventLogStorage` (the production instance's event log on PostgreSQL,
+deploy/dagster.yaml) replace Dagster's planned-check write, quadratic in a range run's partitions, by a
+linear one (`LinearPlannedChecks`); trading_dagster_tests/production/test_event_log_storage.py compares its rows with
+the stock PostgreSQL storage's. The PostgreSQL class is built on first access (module `__getattr__`), so
+local runs do not import dagster-postgres.
+
 Configured by the CLI's dagster.yaml (trading_dagster/cli.py), with `DAGSTER_EVENT_BATCH_SIZE` set by the
 CLI. It relies on `SqlEventLogStorage`'s `_store_asset_event_tags` / `_store_asset_event`, the helpers
 dagster-postgres calls for the same purpose; dagster is pinned (pyproject.toml). This is the one module of
@@ -23,6 +30,7 @@ trading_dagster_tests/test_dagster_internals.py names every private symbol and m
 fails, naming the Dagster version and what to do, on an upgrade that breaks one.
 """
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +39,8 @@ import sqlalchemy as db
 from dagster import DagsterEventType, DagsterInvariantViolationError, EventLogEntry, serialize_value
 
 # Dagster's private modules: only these, each checked by trading_dagster_tests/test_dagster_internals.py
-# (the storage we extend, the two tables we write, a status value, and the busy timeout the stock storage uses)
+# (the storage we extend, the two tables we write, a status value, and the busy timeout the stock storage uses;
+# and, in _postgres_storage_class, dagster-postgres's two config helpers)
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
@@ -41,9 +50,47 @@ from sqlalchemy.pool import QueuePool
 _FAST_PATH = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
 
 
-class BatchedSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
+class LinearPlannedChecks:
+    """Mixin for a `SqlEventLogStorage`: a `_store_asset_check_evaluation_planned` linear in the partitions.
+
+    The stock method writes one row per planned partition and serializes the whole event again for every
+    row, and the event carries the run's partition subset: quadratic in the window (a ten-year range run's
+    creation: 12 checks x 2,485 partitions, ~100 s on SQLite and ~177 s on PostgreSQL, benchmarks/README.md).
+    Here the same rows, the event serialized once, in one executemany (one compiled statement: a 2,485-row
+    VALUES list took ~1 s per check to compile on SQLite). Shared by both storages below; each brings its
+    own `index_connection` and `_event_insert_timestamp` (naive UTC datetime on PostgreSQL)."""
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        rows = planned_check_rows(event, event_id, self._event_insert_timestamp(event))
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), rows)
+
+
+def planned_check_rows(event: EventLogEntry, event_id: int | None, timestamp) -> list[dict]:
+    """The asset_check_executions rows of a planned check evaluation: one per planned partition (one row
+    with partition None for an unpartitioned check), each holding the event serialized once."""
+    planned = event.get_dagster_event().event_specific_data
+    partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+    serialized = serialize_value(event)
+    return [
+        dict(
+            asset_key=planned.asset_key.to_string(),
+            check_name=planned.check_name,
+            partition=partition_key,
+            run_id=event.run_id,
+            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+            evaluation_event=serialized,
+            evaluation_event_timestamp=timestamp,
+            evaluation_event_storage_id=event_id,
+        )
+        for partition_key in partition_keys
+    ]
+
+
+class BatchedSqliteEventLogStorage(LinearPlannedChecks, ConsolidatedSqliteEventLogStorage):
     """`ConsolidatedSqliteEventLogStorage` plus a one-transaction `store_event_batch` (see the module doc)
-    and a linear `_store_asset_check_evaluation_planned`, on pooled connections (see `_connect`)."""
+    and a linear `_store_asset_check_evaluation_planned` (`LinearPlannedChecks`), on pooled connections
+    (see `_connect`)."""
 
     _engine: tuple[int, db.engine.Engine] | None = None
 
@@ -78,34 +125,6 @@ class BatchedSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
             self._engine = None
         super().dispose()
 
-    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
-        """The stock method writes one row per planned partition and serializes the whole event again for
-        every row, and the event carries the run's partition subset: quadratic in the window. For a
-        ten-year range run (2,485 partitions x 12 checks) that was ~100 s of run creation, measured with
-        cProfile (benchmarks/README.md). Same rows, the event serialized once."""
-        planned = event.get_dagster_event().event_specific_data
-        partition_keys = (
-            planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
-        )
-        serialized = serialize_value(event)
-        timestamp = self._event_insert_timestamp(event)
-        rows = [
-            dict(
-                asset_key=planned.asset_key.to_string(),
-                check_name=planned.check_name,
-                partition=partition_key,
-                run_id=event.run_id,
-                execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
-                evaluation_event=serialized,
-                evaluation_event_timestamp=timestamp,
-                evaluation_event_storage_id=event_id,
-            )
-            for partition_key in partition_keys
-        ]
-        with self.index_connection() as conn:
-            # executemany: one compiled statement (a 2,485-row VALUES list took ~1 s per check to compile)
-            conn.execute(AssetCheckExecutionsTable.insert(), rows)
-
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         events = [e for e in events if not e.get_dagster_event().is_asset_failed_to_materialize]
         if not events:
@@ -131,3 +150,38 @@ class BatchedSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
 
 def _wal_normal_sync(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+@functools.cache
+def _postgres_storage_class() -> type:
+    """BatchedPostgresEventLogStorage, built on first use: importing dagster-postgres (and psycopg2) costs
+    ~0.15 s, which every local process loading the SQLite storage above would otherwise pay."""
+    from dagster_postgres import PostgresEventLogStorage
+    from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+    class BatchedPostgresEventLogStorage(LinearPlannedChecks, PostgresEventLogStorage):
+        """dagster-postgres's `PostgresEventLogStorage` with the linear planned-check write
+        (`LinearPlannedChecks`): the production instance's event log (deploy/dagster.yaml). Its batches
+        of materializations already take one INSERT there (dagster-postgres overrides store_event_batch)."""
+
+        @classmethod
+        def from_config_value(cls, inst_data, config_value):
+            # the stock classmethod constructs `PostgresEventLogStorage(...)` by name, dropping the subclass;
+            # the same arguments it passes, to `cls`
+            return cls(
+                inst_data=inst_data,
+                postgres_url=pg_url_from_config(config_value),
+                should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+                token_provider=get_token_provider_from_config(config_value),
+            )
+
+    BatchedPostgresEventLogStorage.__module__ = __name__
+    BatchedPostgresEventLogStorage.__qualname__ = "BatchedPostgresEventLogStorage"
+    return BatchedPostgresEventLogStorage
+
+
+def __getattr__(name: str):
+    # `module: trading_dagster.event_log, class: BatchedPostgresEventLogStorage` in a dagster.yaml, or an import
+    if name == "BatchedPostgresEventLogStorage":
+        return _postgres_storage_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,9 @@ Dagster's `dagster._...` modules are not public API: a minor release may move, r
 deprecation. We use them in two places only (decision 0002 says why, with the figures):
 
 * trading_dagster/event_log.py extends the consolidated SQLite event-log storage (one transaction per batch of
-  materializations, pooled connections, a linear planned-check write);
+  materializations, pooled connections, a linear planned-check write) and dagster-postgres's public
+  PostgresEventLogStorage (the same planned-check write, and a `from_config_value` that builds the subclass
+  from two config helpers of `dagster_postgres.utils`, a module its package does not export);
 * trading_dagster/resources/warehouse.py imports dagster-duckdb's `DuckDbClient` (a module its package does not
   export) and relies on the shape of the `TableSlice` and the type-handler methods dagster-duckdb hands it (inserts
   by name, the `where` input filter). It imports no `dagster._` module: the quality gate wraps the public
@@ -41,6 +43,12 @@ _STORAGE_TODO = (
     "storage (DAGSTER_EVENT_BATCH_SIZE is then ignored on SQLite, harmlessly): local runs stay correct, their "
     "bookkeeping costs ~20-80 ms per partition-asset and per event again (decision 0002), or pin dagster back"
 )
+_PG_STORAGE_TODO = (
+    "switch deploy/dagster.yaml and deploy/ecs/dagster.yaml's event_log_storage back to the stock "
+    "dagster_postgres PostgresEventLogStorage until BatchedPostgresEventLogStorage in event_log.py is ported: "
+    "production stays correct, a long range run's creation is quadratic in its partitions again (minutes for "
+    "ten years, benchmarks/pg_run_creation.py), or pin dagster back"
+)
 _WAREHOUSE_TODO = (
     "adapt WarehouseTypeHandler (handle_output / load_input, the `where` filter over the TableSlice) in "
     "warehouse.py to dagster-duckdb's new handler interface, or pin dagster back"
@@ -57,6 +65,9 @@ PRIVATE: dict[tuple[str, str], tuple[str, str]] = {
         EVENT_LOG,
         "replace the import by our own constant (30 s was Dagster's)",
     ),
+    # modules of dagster-postgres that its package does not export: from_config_value's helpers
+    ("dagster_postgres.utils", "pg_url_from_config"): (EVENT_LOG, _PG_STORAGE_TODO),
+    ("dagster_postgres.utils", "get_token_provider_from_config"): (EVENT_LOG, _PG_STORAGE_TODO),
     # not imported by warehouse.py, but the shapes of what dagster-duckdb hands its type handler (SHAPE_ONLY)
     ("dagster._core.storage.db_io_manager", "DbTypeHandler"): (WAREHOUSE, _WAREHOUSE_TODO),
     ("dagster._core.storage.db_io_manager", "TableSlice"): (WAREHOUSE, _WAREHOUSE_TODO),
@@ -375,6 +386,81 @@ def test_batches_reach_the_fast_path_and_the_insert_returns_ids(tmp_path):
         assert [r[1] for r in stored] == [row["event"] for row in rows]
     finally:
         storage.dispose()
+
+
+# ---- trading_dagster/event_log.py: BatchedPostgresEventLogStorage ----
+
+PG_URL = ("dagster_postgres.utils", "pg_url_from_config")
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "how"),
+    [
+        (
+            "__init__",
+            ["self", "postgres_url", "should_autocreate_tables", "inst_data", "token_provider"],
+            "our from_config_value passes these by name",
+        ),
+        ("from_config_value", ["inst_data", "config_value"], "overridden: builds the subclass"),
+        ("index_connection", ["self"], "called by our planned-check write"),
+        ("_event_insert_timestamp", ["self", "event"], "called: the planned rows' timestamp"),
+        (
+            "_store_asset_check_evaluation_planned",
+            ["self", "event", "event_id"],
+            "overridden: linear in partitions",
+        ),
+    ],
+)
+def test_postgres_storage_methods_keep_their_parameters(method, params, how):
+    from dagster_postgres import PostgresEventLogStorage
+
+    fn = getattr(PostgresEventLogStorage, method, None)
+    if fn is None:
+        pytest.fail(broke(*PG_URL, f"PostgresEventLogStorage has no {method} ({how})"))
+    if _params(fn) != params:
+        pytest.fail(
+            broke(
+                *PG_URL,
+                f"PostgresEventLogStorage.{method}{inspect.signature(fn)} where we rely on ({', '.join(params)}): "
+                f"{how}",
+            )
+        )
+
+
+def test_our_postgres_storage_overrides_what_the_stock_one_defines():
+    """Our class is the stock one with two overrides: the planned-check write (which the stock store_event
+    must still reach through store_asset_check_event) and from_config_value (which must still be the
+    classmethod the instance calls); any other stock method would be inherited unchanged."""
+    from dagster_postgres import PostgresEventLogStorage
+
+    from trading_dagster.event_log import BatchedPostgresEventLogStorage, LinearPlannedChecks
+
+    assert issubclass(BatchedPostgresEventLogStorage, PostgresEventLogStorage)
+    assert (
+        BatchedPostgresEventLogStorage._store_asset_check_evaluation_planned
+        is LinearPlannedChecks._store_asset_check_evaluation_planned
+    )
+    source = inspect.getsource(PostgresEventLogStorage.store_event)
+    assert "store_asset_check_event" in source, broke(
+        *PG_URL, "PostgresEventLogStorage.store_event no longer calls store_asset_check_event"
+    )
+    stock = inspect.getsource(PostgresEventLogStorage.from_config_value)
+    for helper in ("pg_url_from_config", "get_token_provider_from_config", "should_autocreate_tables"):
+        assert helper in stock, broke(
+            *PG_URL, f"PostgresEventLogStorage.from_config_value no longer uses {helper}: compare ours with it"
+        )
+
+
+def test_the_config_helpers_build_the_url_and_no_token_provider():
+    from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+    config = {"postgres_db": {"hostname": "h", "port": 5432, "username": "u", "password": "p", "db_name": "d"}}
+    url = pg_url_from_config(config)
+    assert url.startswith("postgresql") and url.endswith("u:p@h:5432/d"), broke(*PG_URL, f"it gives {url!r}")
+    assert pg_url_from_config({"postgres_url": "postgresql://x@h/d"}) == "postgresql://x@h/d"
+    assert get_token_provider_from_config(config) is None, broke(
+        "dagster_postgres.utils", "get_token_provider_from_config", "it gives a provider for a password config"
+    )
 
 
 # ---- trading_dagster/resources/warehouse.py ----

@@ -57,7 +57,19 @@ from trading_dagster_tests.deploy.files import (
 def test_every_deployment_file_parses() -> None:
     assert set(compose()["services"]) == {"postgres", "code", "webserver", "daemon", "proxy"}
     assert _yaml(WORKSPACE)["load_from"][0]["grpc_server"]["location_name"] == LOCATION
-    assert _yaml(INSTANCE)["storage"]["postgres"]
+    instance = _yaml(INSTANCE)
+    assert "storage" not in instance  # three storages, so that the event log can be ours
+    storages = {k: instance[k] for k in ("run_storage", "event_log_storage", "schedule_storage")}
+    assert {k: (v["module"], v["class"]) for k, v in storages.items()} == {
+        "run_storage": ("dagster_postgres", "PostgresRunStorage"),
+        "event_log_storage": ("trading_dagster.event_log", "BatchedPostgresEventLogStorage"),
+        "schedule_storage": ("dagster_postgres", "PostgresScheduleStorage"),
+    }
+    # one database: the same DAGSTER_PG_* block for all three
+    assert all(v["config"] == storages["run_storage"]["config"] for v in storages.values())
+    assert set(env_references(storages["run_storage"]["config"])) == {
+        f"DAGSTER_PG_{name}" for name in ("HOST", "PORT", "USER", "PASSWORD", "DB")
+    }
     assert _yaml(ECS_INSTANCE)["run_launcher"]["class"] == "EcsRunLauncher"
     assert _yaml(HELM_VALUES)["runLauncher"]["type"] == "K8sRunLauncher"
     assert json.loads(ECS_RUN_TASK.read_text())["containerDefinitions"]

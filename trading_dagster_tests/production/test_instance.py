@@ -5,6 +5,7 @@ import dagster as dg
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from trading_dagster.event_log import BatchedPostgresEventLogStorage
 from trading_dagster.resources.writer_lock import WRITER_TAG
 
 from .conftest import COMPUTE_LOG_PREFIX, pg_connect
@@ -14,6 +15,8 @@ def test_every_storage_is_the_test_database_and_compute_logs_go_to_the_bucket(pr
     instance = production_instance.instance
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    # ours (the linear planned-check write), not the stock class dagster-postgres's from_config_value names
+    assert type(instance.event_log_storage) is BatchedPostgresEventLogStorage
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     manager = instance.compute_log_manager
     assert isinstance(manager, S3ComputeLogManager)
