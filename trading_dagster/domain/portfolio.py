@@ -748,6 +748,13 @@ class _SessionPlanner:
     account: str
     exact: _ExactPrices
 
+    def _buy_reservation(self, qty, ref: Decimal, spread: float | None) -> Decimal:
+        """The cash a pending buy holds back: risk.estimated_buy_cost, or with the order's spread proxy the fill
+        model's own price."""
+        if spread is None:
+            return estimated_buy_cost(qty, ref, self.slippage, self.commission)
+        return buy_cost(qty, self.slippage.fill_price("buy", ref, spread), self.commission)
+
     def plan(
         self,
         rows: Sequence[SignalRow],
@@ -845,11 +852,7 @@ class _SessionPlanner:
             if side == "buy":
                 assert ref is not None
                 pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
-                spread = spreads.get(symbol) if spreads else None
-                if spread is None:
-                    reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
-                else:  # risk.estimated_buy_cost with the order's spread proxy (the fill model's own price)
-                    reserved += buy_cost(qty, self.slippage.fill_price("buy", ref, spread), self.commission)
+                reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
                 available = state.cash - reserved
                 if with_exits:
                     if not extended:
@@ -971,11 +974,7 @@ class _SessionPlanner:
                     code[j + 1 :][later] = bulk_planner.EXACT
                     poor_known[j + 1 :][later] = False
                 pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
-                spread = spreads.get(symbol) if spreads else None
-                if spread is None:
-                    reserved += estimated_buy_cost(qty, ref, self.slippage, self.commission)
-                else:  # risk.estimated_buy_cost with the order's spread proxy (the fill model's own price)
-                    reserved += buy_cost(qty, self.slippage.fill_price("buy", ref, spread), self.commission)
+                reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
                 available = state.cash - reserved
                 if with_exits:
                     a = atrs.get(symbol) if atrs else None
