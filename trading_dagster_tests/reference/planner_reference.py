@@ -1,7 +1,9 @@
 """FROZEN reference: `trading_dagster/domain/portfolio.py` as of commit e869c24, before the order planner's bulk
 pass (issue 12). Kept so that tests and `benchmarks/order_planner.py` can prove the fast planner gives the same
 orders, row for row and column for column, as the Python-object planner it replaced. Do not edit or import it
-from production code; only `plan_orders` / `simulate` of this copy are used.
+from production code; only `plan_orders` / `simulate` of this copy are used. The types it shares with
+portfolio.py (PortfolioState, book events, projections), which the bulk pass did not change, are imported from
+there rather than copied.
 """
 
 
@@ -10,22 +12,19 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import NamedTuple
 
 import polars as pl
 
 from trading_dagster.domain.book_events import (
     BookEvent,
-    Delisting,
     Rename,
-    Split,
     event_order,
     events_between,
 )
 from trading_dagster.domain.execution import (
-    CENT,
     CommissionModel,
     SlippageModel,
     buy_cost,
@@ -34,13 +33,8 @@ from trading_dagster.domain.execution import (
 )
 from trading_dagster.domain.exits import (
     ExitLevels,
-    ExitLot,
-    ExitLots,
-    entry_id_of,
     execute_exits,
     exit_levels,
-    is_exit_id,
-    trim_lots,
     with_atr,
 )
 from trading_dagster.domain.orders import (
@@ -52,10 +46,20 @@ from trading_dagster.domain.orders import (
     order_ids_for,
     order_row,
     order_rows_to_frame,
-    orders_from_frame,
     orders_to_frame,
 )
-from trading_dagster.domain.quantity import WHOLE, Qty, ShareRule, rule_of
+
+# The state, book-event and projection types are portfolio.py's own: unchanged by the bulk pass, and shared so
+# that both planners' results (states, books) compare directly. Only the planning loop below is frozen.
+from trading_dagster.domain.portfolio import (
+    EventEffect,
+    LastCloses,
+    PortfolioState,
+    Projection,
+    apply_book_events,
+    last_closes_before,
+)
+from trading_dagster.domain.quantity import WHOLE, Qty, ShareRule
 from trading_dagster.domain.risk import (
     EarlyDenial,
     OrderIntent,
@@ -68,443 +72,6 @@ from trading_dagster.domain.risk import (
     fill_notional,
     size_order,
 )
-
-MonthKey = tuple[str, int, int]  # (symbol, year, month)
-
-
-class Position(NamedTuple):
-    """Shares held and average cost per share, buy commissions included (the tax-lot convention), so
-    that equity - initial cash == realized + unrealized P&L."""
-
-    qty: Qty
-    avg_cost: Decimal
-
-
-def fill_apply_order(fill: Fill) -> tuple[dt.date, int, str]:
-    """Canonical order to apply fills in: by session, sells before buys (as the open works them), then id;
-    a session's exit fills (stop-loss / take-profit legs, `exits.is_exit_id`) after its open's fills.
-
-    Every consumer (planner, broker replay, mark-to-market) applies fills in this order, so the Decimal
-    results (average costs, realized P&L) are identical whoever computes them.
-    """
-    rank = 2 if is_exit_id(fill.client_order_id) else 0 if fill.side == "sell" else 1
-    return (fill.session, rank, fill.client_order_id)
-
-
-@dataclass(frozen=True)
-class PortfolioState:
-    """Cash, positions, realized P&L and the month's purchases: everything risk needs, all from fills.
-
-    `monthly_buys` counts shares bought per (symbol, year, month) of the fill session; only months from
-    the latest applied fill's month on are kept (older months can never constrain a future order).
-    `exits` are the positions' exit lots (`exits.ExitLot`: one per filled entry that had exit levels, oldest
-    first; empty without stop-loss / take-profit): they are what a later run needs to fill the exits, so a
-    book that persists a state must persist them too (`exits.lots_to_records`).
-    `shares` is the book's share rule (`quantity.ShareRule`): whole shares (ints, the trading book's only rule)
-    or fractional ones (Decimals to 1e-9, `[backtest] shares = "fractional"`); the quantities given are put in
-    its type, and a split rounds by it.
-    Treat the mappings as read-only; every update returns a new state.
-    """
-
-    cash: Decimal
-    positions: Mapping[str, Position] = field(default_factory=dict)
-    realized_pnl: Decimal = Decimal(0)
-    monthly_buys: Mapping[MonthKey, Qty] = field(default_factory=dict)
-    exits: ExitLots = field(default_factory=dict)
-    shares: ShareRule = WHOLE
-
-    def __post_init__(self) -> None:
-        rule = self.shares
-        object.__setattr__(self, "cash", as_decimal(self.cash))
-        object.__setattr__(self, "realized_pnl", as_decimal(self.realized_pnl))
-        object.__setattr__(
-            self, "positions", {s: Position(rule.qty(p[0]), as_decimal(p[1])) for s, p in self.positions.items()}
-        )
-        monthly = dict(self.monthly_buys)
-        exits = {s: tuple(ExitLot(*lot) for lot in lots) for s, lots in self.exits.items() if lots}
-        if rule.fractional:  # Decimals to 1e-9 (from ints, floats or exact text)
-            monthly = {k: rule.qty(n) for k, n in monthly.items()}
-            exits = {s: tuple(lot._replace(qty=rule.qty(lot.qty)) for lot in lots) for s, lots in exits.items()}
-        object.__setattr__(self, "monthly_buys", monthly)
-        object.__setattr__(self, "exits", exits)
-
-    @classmethod
-    def initial(cls, cash: Decimal | int | str, shares: ShareRule = WHOLE) -> PortfolioState:
-        return cls(cash=as_decimal(cash), shares=shares)
-
-    def in_shares(self, shares: ShareRule) -> PortfolioState:
-        """This book under the rule `shares`: the same book when it has it; whole -> fractional turns every
-        quantity into a Decimal; fractional -> whole needs whole quantities (else a ValueError)."""
-        if shares == self.shares:
-            return self
-        if not shares.fractional:
-            odd = sorted(s for s, p in self.positions.items() if p.qty != int(p.qty))
-            if odd:
-                raise ValueError(f"a fractional book holds fractions of {', '.join(odd)}: not a whole-share book")
-        return PortfolioState(
-            self.cash, dict(self.positions), self.realized_pnl, dict(self.monthly_buys), dict(self.exits), shares
-        )
-
-    @classmethod
-    def _computed(
-        cls,
-        cash: Decimal,
-        positions: dict[str, Position],
-        realized_pnl: Decimal,
-        monthly_buys: dict[MonthKey, Qty],
-        exits: ExitLots,
-        shares: ShareRule = WHOLE,
-    ) -> PortfolioState:
-        """A state from values `apply_fills` computed itself: Decimal arithmetic on finite Decimals, quantities
-        of the `shares` rule, fresh dicts, i.e. exactly what `__post_init__` would produce. Skipping that
-        normalization matters because it is O(positions) and runs once per fill session (thousands of
-        sessions times hundreds of positions in a backtest)."""
-        state = object.__new__(cls)
-        object.__setattr__(state, "cash", cash)
-        object.__setattr__(state, "positions", positions)
-        object.__setattr__(state, "realized_pnl", realized_pnl)
-        object.__setattr__(state, "monthly_buys", monthly_buys)
-        object.__setattr__(state, "exits", exits)
-        object.__setattr__(state, "shares", shares)
-        return state
-
-    def qty(self, symbol: str) -> Qty:
-        pos = self.positions.get(symbol)
-        return pos.qty if pos else 0
-
-    def held(self) -> dict[str, Qty]:
-        return {s: p.qty for s, p in self.positions.items()}
-
-    def bought_in_month(self, symbol: str, day: dt.date) -> Qty:
-        return self.monthly_buys.get((symbol, day.year, day.month), 0)
-
-    def market_value(self, closes: Mapping[str, Decimal]) -> Decimal:
-        """Positions valued at `closes` (average cost for a symbol without one)."""
-        return sum((p.qty * closes.get(s, p.avg_cost) for s, p in self.positions.items()), Decimal(0))
-
-    def apply_fill(self, fill: Fill) -> PortfolioState:
-        return self.apply_fills([fill])
-
-    def apply_fills(
-        self, fills: Iterable[Fill], levels: Mapping[str, ExitLevels] | None = None
-    ) -> PortfolioState:
-        """New state after `fills` (applied in `fill_apply_order`): buys raise the average cost, sells
-        realize P&L against it, commissions come out of cash. Selling more than held is an error: the
-        broker never lets a long-only account go short.
-
-        `levels` are the exit levels of entry orders by client order id (`exits.exit_levels`): a buy fill
-        of such an order opens an exit lot; an exit fill closes (part of) its entry's lot; any other sell
-        takes the shares of no lot first, then the oldest lots' (`exits.trim_lots`)."""
-        ordered = sorted(fills, key=fill_apply_order)
-        if not ordered:
-            return self
-        if levels or self.exits:
-            return self._apply_fills_with_exits(ordered, levels or {})
-        cash, realized = self.cash, self.realized_pnl
-        positions = dict(self.positions)
-        monthly = dict(self.monthly_buys)
-        for f in ordered:
-            old = positions.get(f.symbol)
-            if f.side == "buy":
-                cost = f.qty * f.price + f.commission
-                cash -= cost
-                qty = f.qty + (old.qty if old else 0)
-                basis = cost + (old.qty * old.avg_cost if old else 0)
-                positions[f.symbol] = Position(qty, basis / qty)
-                key = (f.symbol, f.session.year, f.session.month)
-                monthly[key] = monthly.get(key, 0) + f.qty
-            else:
-                if old is None or old.qty < f.qty:
-                    raise ValueError(
-                        f"fill {f.client_order_id} sells {f.qty} {f.symbol}, holding {old.qty if old else 0}"
-                    )
-                cash += f.qty * f.price - f.commission
-                realized += (f.price - old.avg_cost) * f.qty - f.commission
-                if old.qty == f.qty:
-                    del positions[f.symbol]
-                else:
-                    positions[f.symbol] = Position(old.qty - f.qty, old.avg_cost)
-        last = ordered[-1].session
-        monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= (last.year, last.month)}
-        return PortfolioState._computed(cash, positions, realized, monthly, self.exits, self.shares)
-
-    def _apply_fills_with_exits(
-        self, ordered: list[Fill], levels: Mapping[str, ExitLevels]
-    ) -> PortfolioState:
-        """`apply_fills` for a book with exit lots: the same arithmetic fill by fill, then the lots."""
-        lots = {s: list(v) for s, v in self.exits.items()}
-        state = self
-        for f in ordered:
-            state = PortfolioState.apply_fills(state._without_exits(), [f])
-            symbol_lots = lots.get(f.symbol, [])
-            if f.side == "buy":
-                stop, take = levels.get(f.client_order_id, (None, None))
-                if stop is not None or take is not None:
-                    symbol_lots.append(ExitLot(f.client_order_id, f.order_session, f.qty, stop, take))
-            elif is_exit_id(f.client_order_id):
-                entry, left = entry_id_of(f.client_order_id), f.qty
-                for i, lot in enumerate(symbol_lots):
-                    if lot.entry_id == entry and left:
-                        taken = min(lot.qty, left)
-                        symbol_lots[i], left = lot._replace(qty=lot.qty - taken), left - taken
-                symbol_lots = [lot for lot in symbol_lots if lot.qty > 0]
-            lots[f.symbol] = list(trim_lots(symbol_lots, state.qty(f.symbol)))
-        exits = {s: tuple(v) for s, v in lots.items() if v}
-        return PortfolioState._computed(
-            state.cash, dict(state.positions), state.realized_pnl, dict(state.monthly_buys), exits, self.shares
-        )
-
-    def _without_exits(self) -> PortfolioState:
-        if not self.exits:
-            return self
-        return PortfolioState._computed(
-            self.cash, dict(self.positions), self.realized_pnl, dict(self.monthly_buys), {}, self.shares
-        )
-
-    def apply_event(self, event: BookEvent) -> tuple[PortfolioState, EventEffect | None]:
-        """New state after one book event, and what it did to a held position (None when none was held).
-
-        * Split new:old: shares x new/old, rounded down; average cost x old/new (the cost basis is kept).
-          A fraction of a share is paid out as cash in lieu at the event's price (the last close before the
-          ex-date, split-adjusted; the new average cost without one), rounded to the cent: a sale of the
-          fraction, so realized P&L moves by exactly that cash less the fraction's cost, and by nothing when
-          the ratio leaves no fraction. The month's purchase counts of the symbol are scaled to post-split
-          shares (rounded up: the quota never gains room from rounding).
-        * Delisting: the position is closed at the event's price (its average cost without one), no
-          commission: cash in, realized P&L as for a sale. The month's purchase counts of the ticker stay
-          (the quota is per ticker and month; a security listed under it in the same month shares it).
-        * Rename: the position and the month's purchase counts move to the new ticker unchanged.
-        * Exit lots (`exits`) follow: a split scales their shares (rounded down) and levels (per new share),
-          a rename moves them, a delisting drops them.
-
-        With fractional shares (`self.shares`) a split gives shares x new / old to 1e-9 share, rounded down
-        (`ShareRule.scale`): no cash in lieu (what is under a billionth of a share goes with its cost), and
-        the month's purchase counts are scaled up to 1e-9.
-        """
-        rule = self.shares
-        positions = dict(self.positions)
-        monthly = dict(self.monthly_buys)
-        cash, realized = self.cash, self.realized_pnl
-        held = positions.get(event.symbol)
-        effect = None
-        if isinstance(event, Split):
-            for key, n in monthly.items():
-                if key[0] == event.symbol:
-                    monthly[key] = rule.scale_up(n, event.new, event.old)
-            if held is not None:
-                whole, rest = rule.scale(held.qty, event.new, event.old)
-                avg_cost = event.adjust_price(held.avg_cost)
-                paid = price = Decimal(0)
-                if rest:
-                    price = avg_cost if event.price is None else event.price
-                    paid = (rest * price / event.old).quantize(CENT, rounding=ROUND_HALF_UP)
-                    cash += paid
-                    realized += paid - rest * avg_cost / event.old
-                if whole:
-                    positions[event.symbol] = Position(whole, avg_cost)
-                else:
-                    del positions[event.symbol]
-                effect = EventEffect(event, held.qty, whole, paid, price)
-        elif isinstance(event, Delisting):
-            if held is not None:
-                price = held.avg_cost if event.price is None else event.price
-                cash += held.qty * price
-                realized += (price - held.avg_cost) * held.qty
-                del positions[event.symbol]
-                effect = EventEffect(event, held.qty, 0, held.qty * price, price)
-        elif isinstance(event, Rename):
-            for (symbol, year, month), n in list(monthly.items()):
-                if symbol == event.symbol:
-                    del monthly[(symbol, year, month)]
-                    key = (event.new_symbol, year, month)
-                    monthly[key] = monthly.get(key, 0) + n
-            if held is not None:
-                if event.new_symbol in positions:
-                    raise ValueError(
-                        f"{event.security_id} goes on as {event.new_symbol} on {event.session}, but the book "
-                        f"already holds {event.new_symbol}: the security master must end the security that "
-                        f"used {event.new_symbol} before"
-                    )
-                positions[event.new_symbol] = positions.pop(event.symbol)
-                effect = EventEffect(event, held.qty, held.qty, Decimal(0), Decimal(0))
-        else:  # pragma: no cover - the union is closed
-            raise TypeError(f"not a book event: {event!r}")
-        exits = self.exits
-        if event.symbol in exits:
-            exits = dict(exits)
-            lots = exits.pop(event.symbol)
-            if isinstance(event, Split):
-                lots = tuple(
-                    lot._replace(
-                        qty=rule.scale(lot.qty, event.new, event.old)[0],
-                        stop_loss=None if lot.stop_loss is None else event.adjust_price(lot.stop_loss),
-                        take_profit=None if lot.take_profit is None else event.adjust_price(lot.take_profit),
-                    )
-                    for lot in lots
-                )
-                lots = trim_lots(
-                    [lot for lot in lots if lot.qty > 0],
-                    positions[event.symbol].qty if event.symbol in positions else 0,
-                )
-                if lots:
-                    exits[event.symbol] = lots
-            elif isinstance(event, Rename) and event.new_symbol in positions:
-                exits[event.new_symbol] = lots
-        return PortfolioState._computed(cash, positions, realized, monthly, exits, rule), effect
-
-
-class EventEffect(NamedTuple):
-    """What a book event did to a held position: shares before and after, the cash it paid (cash in lieu of
-    a split's fraction, a delisting's proceeds) and the price per share it was paid at (0 when none)."""
-
-    event: BookEvent
-    qty_before: Qty
-    qty_after: Qty
-    cash: Decimal
-    price: Decimal
-
-
-@dataclass(frozen=True)
-class BookEventsOutcome:
-    """`apply_book_events`' result: the new state, the pending orders that still go to the open (a sell
-    across a split scaled to post-split shares), the orders the events expired, and the effects on held
-    positions."""
-
-    state: PortfolioState
-    pending: list[Order]
-    expired: list[OrderEvent]
-    effects: list[EventEffect]
-
-
-def apply_book_events(
-    state: PortfolioState, events: Sequence[BookEvent], session: dt.date, pending: Sequence[Order] = ()
-) -> BookEventsOutcome:
-    """Apply book events (in `event_order`) before `session`'s open: to the state, and to the pending orders
-    placed before an event's session on its symbol, which were sized on the old basis:
-
-    * a split scales a sell to post-split shares (rounded down, to the order quantity's rule: selling the whole
-      position stays selling the whole position) and expires a buy (its size, quota and cash were reckoned in old shares; the session's
-      signals decide again on the new basis);
-    * a delisting or a rename expires every such order (never filled at another security's price, or under
-      a ticker that no longer means the security).
-
-    Expired orders are dated `session`, the open that would have worked them. One definition for the planner,
-    the paper broker and mark-to-market (which passes no orders).
-    """
-    orders = list(pending)
-    expired: list[OrderEvent] = []
-    effects: list[EventEffect] = []
-    for event in sorted(events, key=event_order):
-        state, effect = state.apply_event(event)
-        if effect is not None:
-            effects.append(effect)
-        kept = []
-        for order in orders:
-            if order.symbol != event.symbol or order.session >= event.session:
-                kept.append(order)
-            elif (
-                isinstance(event, Split)
-                and order.side == "sell"
-                and (qty := rule_of(order.qty).scale(order.qty, event.new, event.old)[0]) >= rule_of(order.qty).min_qty
-            ):
-                requested = rule_of(order.qty).scale(order.requested_qty, event.new, event.old)[0]
-                kept.append(replace(order, qty=qty, requested_qty=max(qty, requested)))
-            else:
-                expired.append(OrderEvent.expired(order, session, order.qty))
-        orders = kept
-    return BookEventsOutcome(state, orders, expired, effects)
-
-
-class LastCloses:
-    """The last known close per symbol and its session, expressed in the book's current share basis: a
-    split divides a close dated before its ex-date by the ratio when it applies (exactly: the close becomes
-    a Decimal), and a rename carries the old ticker's close to the new one. The planner marks equity for
-    sizing with it and mark-to-market marks positions with it, so a position held across a split is worth
-    the same before and after it, also on a session without a bar (a split confirmed by cleaning has none:
-    its bars are quarantined until then)."""
-
-    __slots__ = ("close", "day")
-
-    def __init__(self, last: Mapping[str, tuple[dt.date, float | Decimal]] | None = None) -> None:
-        self.close: dict[str, float | Decimal] = {s: c for s, (_, c) in (last or {}).items()}
-        self.day: dict[str, dt.date] = {s: d for s, (d, _) in (last or {}).items()}
-
-    def update(self, session: dt.date, closes: Mapping[str, float]) -> None:
-        self.close.update(closes)
-        self.day.update(dict.fromkeys(closes, session))
-
-    def get(self, symbol: str) -> float | Decimal | None:
-        return self.close.get(symbol)
-
-    def __contains__(self, symbol: str) -> bool:
-        return symbol in self.close
-
-    def exact(self, symbol: str) -> Decimal:
-        value = self.close[symbol]
-        return value if isinstance(value, Decimal) else as_decimal(value)
-
-    def apply(self, events: Iterable[BookEvent]) -> None:
-        for event in sorted(events, key=event_order):
-            symbol = event.symbol
-            if isinstance(event, Split):
-                if symbol in self.close and self.day[symbol] < event.ex_date:
-                    self.close[symbol] = event.adjust_price(self.exact(symbol))
-            elif isinstance(event, Rename) and symbol in self.close:
-                new = event.new_symbol
-                if new not in self.day or self.day[new] < event.session:  # the new ticker's own closes win
-                    self.close[new], self.day[new] = self.close[symbol], self.day[symbol]
-
-
-def last_closes_before(prices: pl.DataFrame, symbols: set[str], day: dt.date) -> LastCloses:
-    """The last non-null close before `day` of each of `symbols` in a cleaned-prices frame, with its session."""
-    before = (
-        prices.select("symbol", "session", "close")
-        .filter(
-            pl.col("symbol").is_in(sorted(symbols))
-            & (pl.col("session") < day)
-            & pl.col("close").is_not_null()
-        )
-        .sort("session")
-        .group_by("symbol")
-        .agg(pl.col("session").last(), pl.col("close").last())
-    )
-    return LastCloses({symbol: (session, close) for symbol, session, close in before.iter_rows()})
-
-
-@dataclass(frozen=True)
-class Projection:
-    """Everything the planner projected over a window.
-
-    `orders_frame` is the planned orders as the `orders` frame, `orders` the same as records (built on
-    demand, exactly: see `orders_from_frame`); `pending` are the approved orders of the window's last
-    session (they fill after the window); `end_state` is the book after the last session's open fills;
-    `effects` what the window's book events did to held positions; `exit_levels` the stop-loss /
-    take-profit levels of the window's approved buys by client order id (the bracket legs live);
-    `daily_loss_breaches` the sessions whose loss reached the daily loss limit, with the loss (their buys
-    were denied DAILY_LOSS_LIMIT).
-    """
-
-    orders_frame: pl.DataFrame
-    fills: list[Fill]
-    expired: list[OrderEvent]
-    end_state: PortfolioState
-    pending: list[Order]
-    effects: list[EventEffect] = field(default_factory=list)
-    exit_levels: dict[str, ExitLevels] = field(default_factory=dict)
-    daily_loss_breaches: list[tuple[dt.date, Decimal]] = field(default_factory=list)
-
-    @property
-    def halted(self) -> bool:
-        """The last session's loss reached the daily loss limit (its buys were denied DAILY_LOSS_LIMIT): what
-        a live run turns into the kill switch."""
-        return bool(self.daily_loss_breaches) and self.daily_loss_breaches[-1][0] == self.last_session
-
-    last_session: dt.date | None = None
-
-    @property
-    def orders(self) -> list[Order]:
-        return orders_from_frame(self.orders_frame)
-
 
 # Python objects for a session's signals, bars and orders exist only while that session is planned (the
 # inputs wait as polars partitions, the output becomes frame chunks as it goes), so their memory is reused:
