@@ -309,9 +309,8 @@ def test_dagster_still_calls_our_planned_check_write(tmp_path, monkeypatch):
     """The stock store_event must route a planned check evaluation to `_store_asset_check_evaluation_planned`
     with (event, storage id), and the rows our override writes must read back as planned executions (else a
     ten-year run's creation is quadratic again: ~100 s, decision 0002)."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
-
     from trading_dagster.event_log import BatchedSqliteEventLogStorage
+    from trading_dagster_tests.dagster_events import planned_check_entry
 
     calls = []
     original = BatchedSqliteEventLogStorage._store_asset_check_evaluation_planned
@@ -321,23 +320,7 @@ def test_dagster_still_calls_our_planned_check_write(tmp_path, monkeypatch):
         lambda self, event, event_id: calls.append(event_id) or original(self, event, event_id),
     )
     keys = ["2024-01-02", "2024-01-03", "2024-01-04"]
-    subset = dg.DailyPartitionsDefinition(start_date="2024-01-01").subset_with_partition_keys(keys)
-    subset = subset.to_serializable_subset()  # as a run's planned event carries it
-    planned = AssetCheckEvaluationPlanned(
-        asset_key=dg.AssetKey("a"), check_name="c", partitions_subset=subset
-    )
-    entry = dg.EventLogEntry(
-        error_info=None,
-        level=20,
-        user_message="",
-        run_id="r",
-        timestamp=time.time(),
-        dagster_event=dg.DagsterEvent(
-            event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
-            job_name="job",
-            event_specific_data=planned,
-        ),
-    )
+    entry = planned_check_entry(dg.AssetKey("a"), "c", keys, run_id="r")
     storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
     try:
         storage.store_event(entry)

@@ -4,43 +4,21 @@ storage in a database of its own gives the same asset_check_executions rows (eve
 the server's create timestamp) and reads back as the same planned executions. Its `from_config_value` builds
 the subclass, not the stock class the stock classmethod names."""
 
-import time
 import uuid
 
 import dagster as dg
 import pytest
 import sqlalchemy as db
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster_postgres import PostgresEventLogStorage
 
 from trading_dagster.event_log import BatchedPostgresEventLogStorage
+from trading_dagster_tests.dagster_events import planned_check_entry
 from trading_dagster_tests.postgres import create_database
 
 KEYS = ["2008-01-02", "2008-01-03", "2008-01-04", "2008-01-07"]
 COMPARED = [c for c in AssetCheckExecutionsTable.c if c.name not in ("id", "create_timestamp")]
 
-
-def _planned(check: str, keys: list[str] | None) -> dg.EventLogEntry:
-    subset = None
-    if keys is not None:
-        partitions = dg.DailyPartitionsDefinition(start_date="2008-01-01")
-        subset = partitions.subset_with_partition_keys(keys).to_serializable_subset()  # as a range run's
-    planned = AssetCheckEvaluationPlanned(
-        asset_key=dg.AssetKey(["prices", "cleaned_prices"]), check_name=check, partitions_subset=subset
-    )
-    return dg.EventLogEntry(
-        error_info=None,
-        level=20,
-        user_message="",
-        run_id="run-1",
-        timestamp=time.time(),
-        dagster_event=dg.DagsterEvent(
-            event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
-            job_name="pipeline_job",
-            event_specific_data=planned,
-        ),
-    )
 
 
 def _stored(storage, url: str, events: list[dg.EventLogEntry]) -> tuple[list[tuple], list[tuple]]:
@@ -66,7 +44,8 @@ def _stored(storage, url: str, events: list[dg.EventLogEntry]) -> tuple[list[tup
 
 
 def test_planned_checks_are_stored_as_the_stock_storage_stores_them(pg_server):
-    events = [_planned("no_gaps", KEYS), _planned("unpartitioned", None)]
+    cleaned = dg.AssetKey(["prices", "cleaned_prices"])
+    events = [planned_check_entry(cleaned, "no_gaps", KEYS), planned_check_entry(cleaned, "unpartitioned", None)]
     stock_url, ours_url = (create_database(pg_server, f"t_{uuid.uuid4().hex[:16]}") for _ in range(2))
 
     stock = _stored(PostgresEventLogStorage(stock_url), stock_url, events)
