@@ -233,40 +233,25 @@ def report(args, one: dict, wall_1: float, many: list[dict], wall_n: float, equa
     )
     print(head)
     print("-" * len(head))
-    for st in stages:
-        print(f"{st:<12}{one['times'][st]:>12.2f}" + "".join(f"{w['times'][st]:>12.2f}" for w in many))
-    print(f"{'in worker':<12}{one['total_s']:>12.2f}" + "".join(f"{w['total_s']:>12.2f}" for w in many))
-    print(
-        f"{'CPU s':<12}{one['cpu_s']:>12.2f}"
-        + "".join(f"{w['cpu_s']:>12.2f}" for w in many)
-        + "   (user + system of read..signals: the work on a core of its own)"
-    )
-    print(
-        f"{'start-up':<12}{one['startup_s']:>12.2f}"
-        + "".join(f"{w['startup_s']:>12.2f}" for w in many)
-        + "   (spawn to the first read: interpreter and imports)"
-    )
-    print(
-        f"{'write':<12}{one['write_s']:>12.2f}"
-        + "".join(f"{w['write_s']:>12.2f}" for w in many)
-        + "   (the outputs as zstd Parquet, local disk)"
-    )
-    print(
-        f"{'peak RSS GiB':<12}{one['peak_rss_gib']:>12.2f}"
-        + "".join(f"{w['peak_rss_gib']:>12.2f}" for w in many)
-    )
     mb = lambda b: f"{b / 1e6:.1f} MB"  # noqa: E731
-    print(
-        f"{'S3 GET raw':<12}{mb(one['bytes']['raw']):>12}"
-        + "".join(f"{mb(w['bytes']['raw']):>12}" for w in many)
-        + f"   (symbol-bucketed raw zone; session-partitioned: every shard reads all {mb(args.data.stat().st_size)})"
-    )
     put = lambda w: sum(v for k, v in w["bytes"].items() if k != "raw")  # noqa: E731
-    print(
-        f"{'S3 PUT out':<12}{mb(put(one)):>12}"
-        + "".join(f"{mb(put(w)):>12}" for w in many)
-        + "   (cleaned + indicators + signals)"
+
+    def row(label: str, cell, note: str = "") -> None:
+        """One line: the 1-worker figure, then each shard's; `cell` formats a worker's result."""
+        print(f"{label:<12}{cell(one):>12}" + "".join(f"{cell(w):>12}" for w in many) + (f"   ({note})" if note else ""))
+
+    for st in stages:
+        row(st, lambda w, st=st: f"{w['times'][st]:.2f}")
+    row("in worker", lambda w: f"{w['total_s']:.2f}")
+    row("CPU s", lambda w: f"{w['cpu_s']:.2f}", "user + system of read..signals: the work on a core of its own")
+    row("start-up", lambda w: f"{w['startup_s']:.2f}", "spawn to the first read: interpreter and imports")
+    row("write", lambda w: f"{w['write_s']:.2f}", "the outputs as zstd Parquet, local disk")
+    row("peak RSS GiB", lambda w: f"{w['peak_rss_gib']:.2f}")
+    row(
+        "S3 GET raw", lambda w: mb(w["bytes"]["raw"]),
+        f"symbol-bucketed raw zone; session-partitioned: every shard reads all {mb(args.data.stat().st_size)}",
     )
+    row("S3 PUT out", lambda w: mb(put(w)), "cleaned + indicators + signals")
     rows = one["raw_rows"]
     rate_1 = rows / one["total_s"]
     speedup = wall_1 / wall_n
