@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run as a script too
 
+from trading_dagster_tests.ports import free_port  # noqa: E402
 from trading_dagster_tests.postgres import (  # noqa: E402
     PG_VERSION,
     PostgresNotInstalled,
     create_database,
-    free_port,
     pg_bin_dir,
 )
 from trading_dagster_tests.postgres import throwaway_postgres as _throwaway_postgres  # noqa: E402

@@ -23,12 +23,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from trading_dagster_tests.ports import PortTaken, on_free_port, port_taken
 
 PG_VERSION = "15"
 # One lock for every process of this machine that may install the package (both xdist workers, a benchmark).
@@ -96,12 +97,6 @@ def ensure_postgres_installed(version: str = PG_VERSION) -> Path:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
@@ -142,18 +137,19 @@ def throwaway_postgres(
         _run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
         opts = f"-c listen_addresses=127.0.0.1 -k {sock}"
         opts += "".join(f" -c {k}={v}" for k, v in (settings or {}).items())
-        # free_port() closes its socket before the server binds: another process may take the port meanwhile
-        # (two xdist workers starting servers together); then the start fails and we try another port.
-        for attempt in range(5):
-            port = free_port()
+
+        def start(port: int) -> int:
             try:
                 _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
                       "-o", f"{opts} -p {port}", "start"])
-                break
             except RuntimeError:
                 text = log.read_text(errors="replace") if log.exists() else ""
-                if attempt == 4 or "could not bind" not in text:
-                    raise RuntimeError(f"PostgreSQL did not start on 127.0.0.1:{port}; {log}:\n{text[-2000:]}") from None
+                if port_taken(text):
+                    raise PortTaken(f"PostgreSQL: 127.0.0.1:{port} was taken") from None
+                raise RuntimeError(f"PostgreSQL did not start on 127.0.0.1:{port}; {log}:\n{text[-2000:]}") from None
+            return port
+
+        port = on_free_port(start)  # another xdist worker may take a free port before the server binds it
         started = True
         # The driver is named: SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg (3), while dagster-postgres
         # installs (and is tested with) psycopg2.

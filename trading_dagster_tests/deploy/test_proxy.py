@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from trading_dagster_tests.deploy.files import REPO, WORKSPACE, _yaml, compose
+from trading_dagster_tests.ports import PortTaken, on_free_port, port_taken
 
 pytestmark = pytest.mark.slow
 
@@ -116,12 +117,6 @@ def render_template(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _bin(name: str) -> str:
     return shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name) or name
 
@@ -168,6 +163,9 @@ def _wait(what: str, ready, procs: list[tuple[subprocess.Popen, Path]]) -> None:
     while True:
         for proc, log in procs:
             if proc.poll() is not None:
+                if port_taken(log.read_text()):
+                    procs.remove((proc, log))
+                    raise PortTaken(f"{proc.args[0]}: its port was taken before {what}")
                 pytest.fail(f"{proc.args[0]} exited {proc.returncode} before {what}:\n{log.read_text()[-3000:]}")
         try:
             if ready():
@@ -201,34 +199,35 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "TRADING_DAGSTER_LAST_SESSION": "2008-03-07",
         "PYTHONWARNINGS": "ignore",
     }
-    code_port, web_port = _free_port(), _free_port()
     # the compose's code-server command, bound to loopback on a free port instead of 0.0.0.0:4000
     command = list(compose()["services"]["code"]["command"])
     command[command.index("-h") + 1] = "127.0.0.1"
-    command[command.index("-p") + 1] = str(code_port)
     workspace = _yaml(WORKSPACE)
     grpc = workspace["load_from"][0]["grpc_server"]
     env[grpc["host"]["env"]] = "127.0.0.1"
-    grpc["port"] = code_port
-    (root / "workspace.yaml").write_text(yaml.safe_dump(workspace))
     code_log, web_log = root / "code_server.log", root / "webserver.log"
     procs: list[tuple[subprocess.Popen, Path]] = []
-    try:
+
+    def start_code_server(port: int) -> int:
+        command[command.index("-p") + 1] = str(port)
         with code_log.open("w") as sink:
             code = subprocess.Popen(
                 [_bin(command[0]), *command[1:]], env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         procs.append((code, code_log))
-        health = [_bin("dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(code_port)]
+        health = [_bin("dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)]
         _wait("the code server", lambda: subprocess.run(health, env=env, capture_output=True).returncode == 0, procs)
+        return port
+
+    def start_webserver(port: int) -> str:
         with web_log.open("w") as sink:
             web = subprocess.Popen(
-                [_bin("dagster-webserver"), "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(web_port)],
+                [_bin("dagster-webserver"), "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
                 env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
             )
         procs.append((web, web_log))
-        url = f"http://127.0.0.1:{web_port}"
+        url = f"http://127.0.0.1:{port}"
 
         def loaded() -> bool:
             _, _, body = _request(f"{url}/graphql", data={"query": WORKSPACE_QUERY})
@@ -237,6 +236,12 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             return "RepositoryLocation" in body
 
         _wait("the webserver", loaded, procs)
+        return url
+
+    try:
+        grpc["port"] = on_free_port(start_code_server)
+        (root / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+        url = on_free_port(start_webserver)
         yield url
     finally:
         for proc, _ in reversed(procs):
@@ -266,13 +271,7 @@ def proxy(webserver: str, htpasswd: Path) -> Iterator[str]:
     run.mkdir()
     upstream = webserver.removeprefix("http://")
     host, upstream_port = upstream.rsplit(":", 1)
-    port = _free_port()
-    server = render_template(
-        TEMPLATE.read_text(),
-        {"PROXY_LISTEN_PORT": f"127.0.0.1:{port}", "PROXY_UPSTREAM_HOST": host, "PROXY_UPSTREAM_PORT": upstream_port},
-    )
-    (conf / "default.conf").write_text(server)
-    # the image's main file, reduced: the server block above inside `http`, temp files and logs in tmp_path
+    # the image's main file, reduced: the server block below inside `http`, temp files and logs in tmp_path
     temp = "\n".join(f"  {kind}_temp_path {run / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (conf / "nginx.conf").write_text(
         f"events {{}}\nhttp {{\n{temp}\n  access_log {run / 'access.log'};\n  include {conf / 'default.conf'};\n}}\n"
@@ -281,25 +280,44 @@ def proxy(webserver: str, htpasswd: Path) -> Iterator[str]:
     if os.geteuid() == 0:
         directives += " user root;"  # the workers read the users file in tmp_path (mode 0700)
     cmd = [nginx, "-p", str(run), "-c", str(conf / "nginx.conf"), "-e", str(run / "error.log"), "-g", directives]
-    test = subprocess.run([*cmd[:-2], "-t", "-g", directives], capture_output=True, text=True)
-    assert test.returncode == 0, f"nginx -t refused the compose's server block:\n{test.stderr}"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    procs: list[subprocess.Popen] = []
+
+    def start(port: int) -> str:
+        server = render_template(
+            TEMPLATE.read_text(),
+            {"PROXY_LISTEN_PORT": f"127.0.0.1:{port}", "PROXY_UPSTREAM_HOST": host, "PROXY_UPSTREAM_PORT": upstream_port},
+        )
+        (conf / "default.conf").write_text(server)
+        test = subprocess.run([*cmd[:-2], "-t", "-g", directives], capture_output=True, text=True)
+        assert test.returncode == 0, f"nginx -t refused the compose's server block:\n{test.stderr}"
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nginx exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            answered = False
             try:
                 _request(url + "/")
-                break
+                answered = True
             except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"nginx not listening on {url} after 20 s")
-                time.sleep(0.2)
+                pass
+            if proc.poll() is not None:  # after the request too: an answer may come from whoever took the port
+                stderr = proc.stderr.read().decode()
+                if port_taken(stderr):
+                    raise PortTaken(f"nginx: {url} was taken")
+                pytest.fail(f"nginx exited {proc.returncode}: {stderr[-2000:]}")
+            if answered:
+                return url
+            if time.monotonic() > deadline:
+                pytest.fail(f"nginx not listening on {url} after 20 s")
+            time.sleep(0.2)
+
+    try:
+        url = on_free_port(start)
         yield url
     finally:
-        _stop(proc)
+        for proc in procs:
+            _stop(proc)
 
 
 def _assert_refused(status: int, headers: dict, body: str) -> None:

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from trading_dagster_tests.ports import PortTaken, on_free_port, port_taken
 from trading_dagster_tests.postgres import INSTALL_LOCK
 
 pytestmark = pytest.mark.slow
@@ -92,12 +92,6 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"{' '.join(cmd[:3])} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
@@ -137,6 +131,8 @@ def _wait_for_server(url: str, proc: subprocess.Popen, log: Path) -> None:
     query = b'{"query": "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"}'
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if port_taken(log.read_text()):
+                raise PortTaken(f"dagster-webserver: {url} was taken")
             pytest.fail(f"dagster-webserver exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             req = urllib.request.Request(f"{url}/graphql", data=query, headers={"Content-Type": "application/json"})
@@ -179,32 +175,38 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     # so a test that waited a fixed time before dismissing it failed whenever the page was slower
     (home / ".nux").mkdir(parents=True, exist_ok=True)
     (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
-    port = _free_port()
     log = root / "webserver.log"
     t1 = time.monotonic()
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [_bin("dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    procs: list[subprocess.Popen] = []
+
+    def start(port: int) -> str:
+        with log.open("w") as sink:
+            procs.append(subprocess.Popen(
+                [_bin("dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                env=env,
+                cwd=REPO,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ))
         url = f"http://127.0.0.1:{port}"
-        _wait_for_server(url, proc, log)
+        _wait_for_server(url, procs[-1], log)
+        return url
+
+    try:
+        url = on_free_port(start)
         shots = tmp_path_factory.mktemp("ui_screenshots")
         print(f"\nhistory {history_seconds:.1f} s, webserver up in {time.monotonic() - t1:.1f} s; screenshots: {shots}")
         yield {"url": url, "shots": shots, "data": data, "log": log, "t0": t0}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)  # its own session: the webserver and its code server
-                proc.wait(timeout=10)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGTERM)  # its own session: the webserver and its code server
+                    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
