@@ -107,7 +107,7 @@ class _Bars:
     symbol inside any date window at once.
     """
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # symbol, session, close, volume (null where unknown)
     to_frame: np.ndarray  # int64
     n_symbols: int
     key: np.ndarray  # int64, symbol-major
@@ -155,7 +155,7 @@ def _prepare(prices: pl.DataFrame) -> _Bars:
     small = codes.astype(np.uint16) if symbols.len() <= np.iinfo(np.uint16).max else codes
     to_frame = np.argsort(small, kind="stable").astype(np.int64)
     return _Bars(
-        frame=bars.select("symbol", "session", "close"),
+        frame=bars.select("symbol", "session", "close", "volume"),
         to_frame=to_frame,
         n_symbols=symbols.len(),
         key=codes[to_frame] * _SYMBOL_STRIDE + days[to_frame],
@@ -188,25 +188,100 @@ def _extra_periods(extra_sma: Sequence[int]) -> tuple[int, ...]:
     return periods
 
 
+_PER_RUN: tuple[str, ...] = (
+    "bb_upper",
+    "bb_middle",  # TA-Lib's BBANDS middle band is its SMA(close, 20), bit for bit: sma_20 is this column
+    "bb_lower",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "atr_14",
+    "_volume_sma_20",
+)
+"""The TA-Lib outputs computed per (symbol, anchor window), in `_talib_outputs` order (then the SMAs of
+`extra_sma`): running sums and recursions, whose bits depend on the bar the computation starts from."""
+_WHOLE: dict[str, tuple[str, int]] = {
+    "high_52w": ("MAX", _HIGH_WINDOW),
+    "_rocr_1": ("ROCR", 1),
+    "_rocr_5": ("ROCR", 5),
+    "_rocr_21": ("ROCR", 21),
+    "_rocr_63": ("ROCR", 63),
+}
+"""TA-Lib outputs that are exact functions of the last `period` + 1 (ROCR) or `period` (MAX) bars, whatever
+bar the computation started from: one call over all symbols' bars at once gives every row's value, which is
+kept where the row's anchored run has those bars (its TA-Lib lookback: `period` for ROCR, `period` - 1 for
+MAX) and NaN elsewhere, as a call per run gives."""
+
+
+def _talib_outputs(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, extra_sma: Sequence[int] = ()
+) -> list[np.ndarray]:
+    """The `_PER_RUN` outputs over one symbol's bars (then the SMAs of `extra_sma`), NaN during each
+    lookback."""
+    macd, macd_signal, macd_hist = _ta.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9)
+    # TA-Lib's STDDEV inside BBANDS is the population standard deviation; matype 0 = simple moving average.
+    bb_upper, bb_middle, bb_lower = _ta.BBANDS(close, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
+    return [
+        bb_upper,
+        bb_middle,
+        bb_lower,
+        _ta.SMA(close, timeperiod=50),
+        _ta.SMA(close, timeperiod=200),
+        _ta.EMA(close, timeperiod=12),
+        _ta.EMA(close, timeperiod=26),
+        _ta.RSI(close, timeperiod=14),  # Wilder smoothing
+        macd,
+        macd_signal,
+        macd_hist,
+        _ta.ATR(high, low, close, timeperiod=14),
+        _ta.SMA(volume, timeperiod=20),
+        *(_ta.SMA(close, timeperiod=n) for n in extra_sma),
+    ]
+
+
+def _finish(extra_sma: Sequence[int]) -> list[pl.Expr]:
+    """The table's indicator columns from a frame of the `_PER_RUN` and `_WHOLE` columns, close and volume
+    (NaN in a lookback), null where NaN: `sma_20` = the Bollinger middle band, `pct_below_high_52w` =
+    (high_52w - close) / high_52w x 100, `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1),
+    `volume_ratio_20` = volume / SMA(volume, 20), null where that is not finite (a zero mean, an unknown
+    volume). Elementwise, so over the whole column these are the bits a per-symbol computation gives."""
+    high_52w = pl.col("high_52w")
+    ratio = pl.col("volume") / pl.col("_volume_sma_20")
+    derived = {
+        "sma_20": pl.col("bb_middle"),
+        "pct_below_high_52w": (high_52w - pl.col("close")) / high_52w * 100.0,
+        **{f"ret_{n}": pl.col(f"_rocr_{n}") - 1.0 for n in (1, 5, 21, 63)},
+        "volume_ratio_20": pl.when(ratio.is_finite()).then(ratio),
+    }
+    names = (*INDICATOR_COLUMNS, *sma_columns(extra_sma))
+    return [derived.get(name, pl.col(name)).fill_nan(None).alias(name) for name in names]
+
+
 def _symbol_indicators(
     high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, extra_sma: Sequence[int] = ()
 ) -> tuple[np.ndarray, ...]:
     """All indicators of one symbol's bars, in INDICATOR_COLUMNS order then the SMAs of `extra_sma`, NaN
-    during each lookback.
-
-    `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1); `volume_ratio_20` = volume / SMA(volume,
-    20), NaN where that mean is 0 (or the volume unknown)."""
+    during each lookback: the definition, one TA-Lib call per indicator (`_compute` computes the same with
+    fewer calls). `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1); `volume_ratio_20` = volume
+    / SMA(volume, 20), NaN where that mean is 0 (or the volume unknown)."""
     macd, macd_signal, macd_hist = _ta.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9)
-    # TA-Lib's STDDEV inside BBANDS is the population standard deviation; matype 0 = simple moving average.
     bb_upper, bb_middle, bb_lower = _ta.BBANDS(close, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
     high_52w = _ta.MAX(high, timeperiod=_HIGH_WINDOW)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = volume / _ta.SMA(volume, timeperiod=20)
+    ratio[~np.isfinite(ratio)] = np.nan
     return (
         _ta.SMA(close, timeperiod=20),
         _ta.SMA(close, timeperiod=50),
         _ta.SMA(close, timeperiod=200),
         _ta.EMA(close, timeperiod=12),
         _ta.EMA(close, timeperiod=26),
-        _ta.RSI(close, timeperiod=14),  # Wilder smoothing
+        _ta.RSI(close, timeperiod=14),
         macd,
         macd_signal,
         macd_hist,
@@ -220,17 +295,9 @@ def _symbol_indicators(
         _ta.ROCR(close, timeperiod=5) - 1.0,
         _ta.ROCR(close, timeperiod=21) - 1.0,
         _ta.ROCR(close, timeperiod=63) - 1.0,
-        _ratio(volume, _ta.SMA(volume, timeperiod=20)),
+        ratio,
         *(_ta.SMA(close, timeperiod=n) for n in extra_sma),
     )
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, NaN (null in the output) where that is not finite (a zero denominator)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = numerator / denominator
-    out[~np.isfinite(out)] = np.nan
-    return out
 
 
 @dataclass(frozen=True)
@@ -260,9 +327,8 @@ def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] =
         for w in windows
     ]
     # Mark kept symbol-major rows (a difference array over the [keep, end) runs). The values are written in
-    # symbol-major order, each (symbol, window) run as one slice copy into `values` (its columns hold the
-    # kept rows only, so a run's rows are consecutive there too), and put into output order at the end, one
-    # gather per column.
+    # symbol-major order into the rows of `values` (its columns hold the kept rows only, so a run's rows are
+    # consecutive there too) and put into output order at the end, in one gather.
     diff = np.zeros(n + 1, dtype=np.int64)
     for _, keeps, ends in slices:
         np.add.at(diff, keeps, 1)
@@ -275,25 +341,41 @@ def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] =
     to_symbol_major = np.empty(n, dtype=np.int64)
     to_symbol_major[bars.to_frame] = np.arange(n, dtype=np.int64)
     gather = rank[to_symbol_major[out_rows]]  # the `values` column of each output row
-    names = (*INDICATOR_COLUMNS, *sma_columns(extra_sma))
+    per_run = (*_PER_RUN, *(f"sma_{n}" for n in extra_sma))
+    names = (*per_run, *_WHOLE)
     values = np.empty((len(names), out_rows.size))
+    # Each (symbol, window) run: its TA-Lib outputs stacked into one block, the kept columns copied at once.
+    run_start = np.zeros(out_rows.size, dtype=np.int64)  # the run's first bar, at the run's first kept row
     for starts, keeps, ends in slices:
-        for s in np.flatnonzero(ends > keeps):
-            start, keep, end = int(starts[s]), int(keeps[s]), int(ends[s])
-            out = _symbol_indicators(
+        live = np.flatnonzero(ends > keeps)
+        ats = rank[keeps[live]]
+        run_start[ats] = starts[live]
+        runs = zip(starts[live].tolist(), keeps[live].tolist(), ends[live].tolist(), ats.tolist(), strict=True)
+        for start, keep, end, at in runs:
+            out = _talib_outputs(
                 bars.high[start:end], bars.low[start:end], bars.close[start:end], bars.volume[start:end], extra_sma
             )
-            at = int(rank[keep])
-            for j, arr in enumerate(out):
-                values[j, at : at + end - keep] = arr[keep - start :]
+            block = np.concatenate(out).reshape(len(per_run), end - start)
+            values[: len(per_run), at : at + end - keep] = block[:, keep - start :]
+    # Runs follow each other in symbol-major order and start later than the run before: a running maximum
+    # carries each run's first bar over its kept rows.
+    kept_at = np.flatnonzero(kept)  # symbol-major position of each kept row
+    bars_before = kept_at - np.maximum.accumulate(run_start)  # bars of its run before each kept row
+    for j, (function, period) in enumerate(_WHOLE.values(), start=len(per_run)):
+        np.take(getattr(_ta, function)(bars.high if function == "MAX" else bars.close, timeperiod=period), kept_at,
+                out=values[j])
+        values[j][bars_before < (period - 1 if function == "MAX" else period)] = np.nan
     if out_rows.size == n:
         frame = bars.frame
     elif out_rows.size and out_rows[-1] - out_rows[0] + 1 == out_rows.size:
         frame = bars.frame.slice(int(out_rows[0]), out_rows.size)
     else:
         frame = bars.frame[pl.Series(out_rows)]
-    columns = [pl.Series(name, values[j][gather], nan_to_null=True) for j, name in enumerate(names)]
-    return frame.with_columns(columns).select(*OUTPUT_COLUMNS, *sma_columns(extra_sma))
+    # Into output order in one polars gather over all columns (the frame's columns are views of `values`' rows;
+    # several times faster than numpy's per-column take here), then the derived columns and NaN -> null.
+    computed = pl.DataFrame([pl.Series(name, values[j]) for j, name in enumerate(names)])[pl.Series(gather)]
+    del values
+    return frame.hstack(computed).select(*OUTPUT_COLUMNS[:3], *_finish(extra_sma))
 
 
 def compute_indicators(prices: pl.DataFrame, extra_sma: Sequence[int] = ()) -> pl.DataFrame:
