@@ -592,6 +592,14 @@ def _bars(
 ) -> tuple[LastCloses, dict[dt.date, pl.DataFrame]]:
     """(last close before the window per symbol, {session: its (symbol, open, close) rows} inside it); with
     exits the rows have `high` and `low` too, and with an ATR control an `atr` (`exits.with_atr`)."""
+    px = _price_rows(prices, symbols, sessions, risk)
+    return last_closes_before(px, symbols, sessions[0]), _partitions(px, sessions)
+
+
+def _price_rows(
+    prices: pl.DataFrame, symbols: set[str], sessions: Sequence[dt.date], risk: RiskConfig | None = None
+) -> pl.DataFrame:
+    """The (symbol, session, open, close) rows of `symbols` up to the window's last session (`_bars`)."""
     columns = ["symbol", "session", "open", "close"]
     if risk is not None and (risk.has_exits or risk.needs_atr):
         columns += ["high", "low"]
@@ -605,10 +613,14 @@ def _bars(
     )
     if risk is not None and risk.needs_atr:
         px = with_atr(px, risk.atr_period)
-    last_close = last_closes_before(px, symbols, sessions[0])
+    return px
+
+
+def _partitions(px: pl.DataFrame, sessions: Sequence[dt.date]) -> dict[dt.date, pl.DataFrame]:
+    """{session: its rows of `_price_rows`} inside the window."""
     inside = px.filter(pl.col("session").is_in(sessions))
     parts = inside.partition_by("session", as_dict=True, maintain_order=True, include_key=False)
-    return last_close, {key[0]: part for key, part in parts.items()}
+    return {key[0]: part for key, part in parts.items()}
 
 
 def _session_bars(part: pl.DataFrame | None) -> _Bars:
@@ -695,27 +707,36 @@ def _next_session(day: dt.date) -> dt.date:
     return nyse_calendar().next_session(day) or day
 
 
+def _equity(state: PortfolioState, last_close: LastCloses, exact: _ExactPrices) -> Decimal:
+    """The book's equity at the last closes (`_SessionPlanner.plan`'s)."""
+    known = last_close.close
+    marks = {s: v if isinstance(v, Decimal) else exact[v] for s in state.positions if (v := known.get(s)) is not None}
+    return state.cash + state.market_value(marks)
+
+
 def _opens(pending: Sequence[Order], opens: Mapping[str, float], exact: _ExactPrices) -> dict[str, Decimal]:
     """Exact opens of the pending orders' symbols only: `execute_open` looks up nothing else."""
     return {o.symbol: exact[opens[o.symbol]] for o in pending if o.symbol in opens}
 
 
 class _BookArrays:
-    """The book as arrays over the bulk pass's symbols (`bulk_planner.SignalArrays.symbols`): shares held and
-    shares bought in a month, set from a `PortfolioState` once per session (its positions and month counts are
-    few next to the session's signals)."""
+    """The book as arrays over the bulk pass's symbols (`bulk_planner.SignalArrays.symbols`, then `extra`
+    symbols the book may hold without a signal): shares held and shares bought in a month. `load` sets them
+    from a `PortfolioState`; `sync` only moves the symbols that fills touched since (their positions and month
+    counts are few next to the session's signals)."""
 
-    def __init__(self, arrays: bulk_planner.SignalArrays) -> None:
-        self.index = arrays.symbol_index
-        self.held = np.zeros(len(arrays.symbols), dtype=np.int64)
-        self.bought = np.zeros(len(arrays.symbols), dtype=np.int64)
-        self._held_ids: list[int] = []
-        self._bought_ids: list[int] = []
+    def __init__(self, arrays: bulk_planner.SignalArrays, extra: Sequence[str] = ()) -> None:
+        self.index = dict(arrays.symbol_index)
+        for symbol in extra:
+            self.index.setdefault(symbol, len(self.index))
+        self.held = np.zeros(len(self.index), dtype=np.int64)
+        self.bought = np.zeros(len(self.index), dtype=np.int64)
+        self._month: tuple[int, int] | None = None
 
     def load(self, state: PortfolioState, year: int, month: int) -> None:
         index = self.index
-        self.held[self._held_ids] = 0
-        self.bought[self._bought_ids] = 0
+        self.held[:] = 0
+        self.bought[:] = 0
         positions = state.positions
         held_ids = list(map(index.get, positions))
         held = [p[0] for p in positions.values()]
@@ -731,7 +752,121 @@ class _BookArrays:
                     bought.append(n)
         self.held[held_ids] = held
         self.bought[bought_ids] = bought
-        self._held_ids, self._bought_ids = held_ids, bought_ids
+        self._month = (year, month)
+
+    def sync(self, state: PortfolioState, touched: Iterable[str], year: int, month: int) -> None:
+        """`load`, given that only the `touched` symbols' positions and month counts moved since the last
+        `load` or `sync` (fills change nothing else; the month counts of older months only drop out)."""
+        if self._month != (year, month):
+            self.load(state, year, month)
+            return
+        index, positions, monthly = self.index, state.positions, state.monthly_buys
+        for symbol in touched:
+            k = index.get(symbol)
+            if k is not None:
+                pos = positions.get(symbol)
+                self.held[k] = pos[0] if pos else 0
+                self.bought[k] = monthly.get((symbol, year, month), 0)
+
+
+class _DenseBars:
+    """The walked sessions' opens and closes over `_BookArrays.index` as (session x symbol) float arrays (NaN:
+    no bar, or a price that is not positive, as `_session_bars` leaves it out), and the last close of each
+    symbol in exact scaled integers (close x 10^scale), so that the book's equity at the close, exact,
+    is one integer dot product a session instead of a Decimal per position.
+
+    The integers are exact: a close is kept only where round(close x 10^scale) / 10^scale gives back the
+    same float, with 10^scale below the float's ulp (the shortest decimal that prints it, which is what
+    `orders.as_decimal` takes, is then that one); `ok` is False when a scale up to 1e-9 does not cover every
+    close (or a symbol has two bars in a session): the caller then marks the book in Decimals."""
+
+    _SCALES = (2, 4, 6, 8, 9)
+
+    def __init__(
+        self,
+        prices: pl.DataFrame,
+        index: Mapping[str, int],
+        sessions: Sequence[dt.date],
+        before: LastCloses,
+    ) -> None:
+        self.ok = False
+        self._index = index
+        n_sym, n_day = len(index), len(sessions)
+        symbols = pl.Series(list(index), dtype=pl.String)
+        px = prices.select("symbol", "session", "open", "close").filter(
+            pl.col("session").is_in(list(sessions)) & pl.col("symbol").is_in(symbols.implode())
+        )
+        ids = pl.Series(list(index.values()), dtype=pl.Int64)
+        sym = px["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int64).to_numpy()
+        walked = pl.Series(list(sessions), dtype=pl.Date).cast(pl.Int64).to_numpy()
+        day = np.searchsorted(walked, px["session"].cast(pl.Int64).to_numpy())
+        key = (day * n_sym + sym).astype(np.int64)
+        if key.size and np.bincount(key, minlength=n_day * n_sym).max() > 1:
+            return  # a later row wins in `_session_bars`: leave that to it
+        self.opens = self._table(px["open"], key, n_day, n_sym)
+        self.closes = self._table(px["close"], key, n_day, n_sym)
+        first = [(k, before.get(s)) for s, k in index.items() if before.get(s) is not None]
+        if any(not isinstance(v, float) for _, v in first):
+            return  # a close moved by a book event is a Decimal already
+        start = np.full(n_sym, np.nan)
+        start[np.array([k for k, _ in first], dtype=np.int64)] = [v for _, v in first]
+        marked = self.closes[~np.isnan(self.closes)]
+        values = np.concatenate([marked, start[~np.isnan(start)]])
+        if not np.isfinite(values).all():
+            return
+        top = float(values.max(initial=0.0))
+        for scale in self._SCALES:
+            unit = 10.0**scale
+            if top * unit >= 2.0**52:
+                break
+            if (np.round(values * unit) / unit == values).all():
+                self.ok, self.scale, self._unit = True, scale, unit
+                break
+        if not self.ok:
+            return
+        self.has_close = ~np.isnan(self.closes)
+        self.scaled = np.where(self.has_close, np.round(np.nan_to_num(self.closes) * self._unit), 0).astype(np.int64)
+        self.marked = ~np.isnan(start)
+        self.mark = np.where(self.marked, np.round(np.nan_to_num(start) * self._unit), 0).astype(np.int64)
+
+    @staticmethod
+    def _table(column: pl.Series, key: np.ndarray, n_day: int, n_sym: int) -> np.ndarray:
+        values = column.cast(pl.Float64).fill_null(np.nan).to_numpy()
+        values = np.where(values > 0, values, np.nan)
+        table = np.full(n_day * n_sym, np.nan)
+        table[key] = values
+        return table.reshape(n_day, n_sym)
+
+    def close_session(self, k: int) -> None:
+        """The closes of walked session k become the symbols' last closes."""
+        has = self.has_close[k]
+        self.mark[has] = self.scaled[k][has]
+        self.marked |= has
+
+    def equity(self, state: PortfolioState, held: np.ndarray) -> Decimal | None:
+        """`state.cash + state.market_value(marks)` at the last closes, exact (every term and partial sum is a
+        multiple of 10^-scale below 2^62 of them, so the Decimal sum is exact too); `held` are the shares of
+        `state.positions` over the index (`_BookArrays.held`). None when a held symbol has no known close (the
+        average cost values it: a rounded Decimal, summed in the positions' order by `market_value`)."""
+        if ((held != 0) & ~self.marked).any() or float(np.abs(held) @ self.mark.astype(np.float64)) >= 2.0**62:
+            index = self._index  # `_equity`'s sum, with these marks
+            marks = {
+                s: Decimal(int(self.mark[k])).scaleb(-self.scale)
+                for s in state.positions
+                if (k := index.get(s)) is not None and self.marked[k]
+            }
+            return state.cash + state.market_value(marks)
+        return state.cash + Decimal(int(held @ self.mark)).scaleb(-self.scale)
+
+    def opens_of(self, pending: Sequence[Order], k: int, exact: _ExactPrices) -> dict[str, Decimal]:
+        """`_opens` at walked session k."""
+        row, index = self.opens[k], self._index
+        out = {}
+        for o in pending:
+            value = float(row[index[o.symbol]])
+            if value == value:  # NaN: no open
+                out[o.symbol] = exact[value]
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -873,8 +1008,7 @@ class _SessionPlanner:
         hi: int,
         book: _BookArrays,
         state: PortfolioState,
-        closes: Mapping[str, float],
-        last_close: LastCloses,
+        equity: Decimal,
         session: dt.date,
         fill_session: dt.date,
         atrs: Mapping[str, float] | None = None,
@@ -883,22 +1017,16 @@ class _SessionPlanner:
         """`plan` for the chain `risk.EarlyDenial` covers, over arrays: signal rows lo:hi of `arrays` (one
         session, processing order) get their requested quantity, quantity, reason and notional written into
         `arrays`; the signals the book at the session's start settles are decided in bulk
-        (`bulk_planner.classify`), every other one by exactly `plan`'s per-signal code, in order. Returns the
-        approved orders (they go to the next open) and the exit levels of the approved buys."""
+        (`bulk_planner.classify`), every other one by exactly `plan`'s per-signal code, in order. `book` holds
+        `state` for the fill month, `equity` is `plan`'s (the state marked at the last closes), and a signal's
+        close is `arrays.ref` (its session's close: `plan`'s `closes`). Returns the approved orders (they go to
+        the next open) and the exit levels of the approved buys."""
         exact, risk, shortcut = self.exact, self.risk, self.shortcut
         assert shortcut is not None
         with_exits = risk.has_exits
         at_fill = risk.size_on == "fill"
         levels: dict[str, ExitLevels] = {}
-        known = last_close.close
-        marks = {
-            s: v if isinstance(v, Decimal) else exact[v]
-            for s in state.positions
-            if (v := known.get(s)) is not None
-        }
-        equity = state.cash + state.market_value(marks)
         year, month = fill_session.year, fill_session.month
-        book.load(state, year, month)
         sym = arrays.sym[lo:hi]
         buy = arrays.buy[lo:hi]
         held = book.held[sym]
@@ -921,6 +1049,7 @@ class _SessionPlanner:
         symbols, strategies, strat = arrays.symbols, arrays.strategies, arrays.strat
         reason_id = bulk_planner.REASON_ID
         cost1 = arrays.cost1[lo:hi]
+        ref_price = arrays.ref
         poor_known = depends & (poor_code >= 0)  # where a fall of the cash alone can decide the row
         n, start = hi - lo, 0
         while start < n:
@@ -935,8 +1064,8 @@ class _SessionPlanner:
                 symbol = symbols[sym[j]]
                 strategy = strategies[strat[row]]
                 side = "buy" if buy[j] else "sell"
-                close = closes.get(symbol)
-                ref = None if close is None else exact[close]
+                close = float(ref_price[row])
+                ref = None if close != close else exact[close]  # NaN: no close
                 have = state.qty(symbol)
                 intent = OrderIntent(symbol, side, size_order(side, ref, equity, have, risk), ref)
                 ctx = RiskContext(
@@ -1039,8 +1168,17 @@ def simulate(
     symbols |= set(start_state.positions)
     events = sorted(events, key=event_order)
     symbols |= {e.new_symbol for e in events if isinstance(e, Rename)}
-    last_close, bars = _bars(prices, symbols, sessions, risk)
+    px = _price_rows(prices, symbols, sessions, risk)
+    last_close = last_closes_before(px, symbols, sessions[0])
     last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
+    need_atrs = risk.needs_atr or risk.has_exits
+    book = None if arrays is None else _BookArrays(arrays, sorted(start_state.positions))
+    # without book events the bulk pass reads the bars as arrays (`_DenseBars`); else as per-session dicts
+    dense = None
+    if book is not None and not events:
+        dense = _DenseBars(px, book.index, sessions, last_close)
+        dense = dense if dense.ok else None
+    bars = _partitions(px, sessions) if dense is None or need_atrs else {}
     after_last = next_session or _next_session(sessions[-1])
     # {session: {symbol: spread proxy}} when the slippage model charges a fraction of the spread: an order of
     # session D fills with D's proxy, an exit of session D with D's (execution.spread_proxies)
@@ -1048,17 +1186,18 @@ def simulate(
 
     state, pending = start_state, []
     orders = _FrameInChunks(rule)
-    book = None if arrays is None else _BookArrays(arrays)
     fills: list[Fill] = []
     expired: list[OrderEvent] = []
     effects: list[EventEffect] = []
     levels: dict[str, ExitLevels] = {}  # of every approved buy (by id): those pending fill with theirs
     breaches: list[tuple[dt.date, Decimal]] = []
-    loss_limit, need_atrs = risk.has_daily_loss_limit, risk.needs_atr or risk.has_exits
+    loss_limit = risk.has_daily_loss_limit
+    assert dense is None or not loss_limit  # the bulk pass covers no session limit
     cash_limited = risk.buying_power == "cash"
     upcoming = [e for e in events if e.session > sessions[0]]
+    touched: set[str] = set()  # symbols whose position or month count moved since `book` last saw the state
     for i, session in enumerate(sessions):
-        day = _session_bars(bars.get(session))
+        day = _NO_BARS if dense is not None else _session_bars(bars.get(session))
         if upcoming and upcoming[0].session <= session:
             todays = [e for e in upcoming if e.session <= session]
             upcoming = upcoming[len(todays) :]
@@ -1068,13 +1207,13 @@ def simulate(
             effects += outcome.effects
             last_close.apply(todays)
         if pending:
-            opens = _opens(pending, day.opens, planner.exact)
+            opens = _opens(pending, day.opens, exact) if dense is None else dense.opens_of(pending, i, exact)
             result = execute_open(
                 pending,
                 opens,
                 session,
                 state.cash,
-                state.held(),
+                {o.symbol: state.qty(o.symbol) for o in pending},  # all it reads of the positions
                 slippage,
                 commission,
                 cash_limited=cash_limited,
@@ -1084,6 +1223,7 @@ def simulate(
             state = state.apply_fills(result.fills, levels)
             fills += result.fills
             expired += result.expired
+            touched.update(f.symbol for f in result.fills)
         if i and state.exits:  # the first session's exits are in start_state
             exit_fills = execute_exits(
                 state.exits,
@@ -1097,7 +1237,11 @@ def simulate(
             if exit_fills:
                 state = state.apply_fills(exit_fills)
                 fills += exit_fills
-        last_close.update(session, day.closes)
+                touched.update(f.symbol for f in exit_fills)
+        if dense is None:
+            last_close.update(session, day.closes)
+        else:
+            dense.close_session(i)
         halted = False
         if loss_limit:
             open_value, loss = _session_loss(state, day, last_close, exact)
@@ -1110,14 +1254,21 @@ def simulate(
             lo, hi = arrays.bounds[i], arrays.bounds[i + 1]
             pending, new_levels = [], {}
             if hi > lo:
+                assert book is not None
+                if dense is None:
+                    book.load(state, fill_session.year, fill_session.month)
+                    equity = _equity(state, last_close, exact)
+                else:
+                    book.sync(state, touched, fill_session.year, fill_session.month)
+                    equity = dense.equity(state, book.held)
+                touched.clear()
                 pending, new_levels = planner.plan_bulk(
                     arrays,
                     lo,
                     hi,
                     book,
                     state,
-                    day.closes,
-                    last_close,
+                    equity,
                     session,
                     fill_session,
                     _session_atrs(bars.get(session)) if need_atrs else None,
