@@ -8,7 +8,7 @@ with realistic defaults; prices obey Alpaca's tick rules (cents at >= $1, 4 deci
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -88,7 +88,8 @@ class SlippageModel:
         """The fill at `reference` (an open, a stop level); `spread`: the order's spread proxy as a fraction
         of the price (`spread_proxies`), ignored when `spread_fraction` is 0. A price never goes below one
         tick (one `NANO` unrounded): a sell whose slippage and spread would take it to 0 or below fills there."""
-        reference = as_decimal(reference)
+        if not (isinstance(reference, Decimal) and reference.is_finite()):  # an exact open is taken as it is
+            reference = as_decimal(reference)
         if spread is None or not self.spread_fraction or not spread:
             factor = self._buy_factor if side == "buy" else self._sell_factor  # type: ignore[attr-defined]
         else:
@@ -181,6 +182,10 @@ def affordable_qty(cash: Decimal, price: Decimal, commission: CommissionModel, m
         return 0
     if isinstance(max_qty, Decimal):
         return _affordable_units(cash, price, commission, max_qty)
+    if buy_cost(max_qty, price, commission) <= cash:
+        # what the search below finds when all of it fits (cost is monotone, and max_qty x price <= cash then,
+        # so max_qty <= cash // price): most buys, at one cost instead of ~log2(max_qty)
+        return max_qty
     lo, hi = 0, min(max_qty, int(cash // price))
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -220,6 +225,11 @@ def fill_at_open(
         raise ValueError(f"order {order.client_order_id} is denied; denied orders never reach a broker")
     price = slippage.fill_price(order.side, as_decimal(open_price), spread)
     most = order.qty if order.notional is None else notional_qty(order.notional, price, rule_of(order.qty))
+    return _fill(order, price, most, session, commission, qty)
+
+
+def _fill(order: Order, price: Decimal, most: Qty, session: dt.date, commission: CommissionModel, qty: Qty | None) -> Fill:
+    """`fill_at_open` once the fill price and the most the order may fill (`most`) are known."""
     n = most if qty is None else qty
     least = rule_of(order.qty).min_qty
     if not least <= n <= most:
@@ -290,7 +300,7 @@ def execute_open(
     if slippage.uses_spread and spreads is None and pending:
         raise ValueError("the slippage model has a spread_fraction: execute_open needs the orders' spreads")
     cash = as_decimal(cash)
-    held_now = dict(held)
+    moved: dict[str, Qty] = {}  # the shares this open's fills leave, over `held` (not copied: it is the book)
     result = OpenResult()
     for order in sorted(pending, key=fill_priority):
         open_price = opens.get(order.symbol)
@@ -301,21 +311,25 @@ def execute_open(
         spread = None if proxy is None else as_decimal(proxy)
         price = slippage.fill_price(order.side, as_decimal(open_price), spread)
         wanted = order.qty if order.notional is None else notional_qty(order.notional, price, rule_of(order.qty))
+        symbol = order.symbol
         if order.side == "sell":
-            qty = min(order.qty, held_now.get(order.symbol, 0))
+            qty = min(order.qty, moved[symbol] if symbol in moved else held.get(symbol, 0))
         elif cash_limited:
             qty = affordable_qty(cash, price, commission, wanted)
         else:
             qty = wanted
         if qty > 0:
-            fill = fill_at_open(order, as_decimal(open_price), session, slippage, commission, qty=qty, spread=spread)
+            if not order.approved:  # as fill_at_open (a denied order has qty 0: it never gets here)
+                raise ValueError(f"order {order.client_order_id} is denied; denied orders never reach a broker")
+            fill = _fill(order, price, wanted, session, commission, qty)  # fill_at_open at the price just made
             result.fills.append(fill)
+            now = moved[symbol] if symbol in moved else held.get(symbol, 0)
             if order.side == "sell":
                 cash += fill.qty * fill.price - fill.commission
-                held_now[order.symbol] -= fill.qty
+                moved[symbol] = now - fill.qty
             else:
                 cash -= fill.qty * fill.price + fill.commission
-                held_now[order.symbol] = held_now.get(order.symbol, 0) + fill.qty
+                moved[symbol] = now + fill.qty
         if qty < wanted:
             result.expired.append(OrderEvent.expired(order, session, wanted - qty))
         elif wanted == 0:  # a notional below one share at the open: nothing of it fills
@@ -351,10 +365,123 @@ def by_session(frame: pl.DataFrame, value: str) -> dict[dt.date, dict[str, objec
     }
 
 
-def opens_by_session(prices: pl.DataFrame) -> dict[dt.date, dict[str, float]]:
-    """{session: {symbol: open}} for every session of a cleaned-prices frame, built in one pass: what a
-    multi-session window feeds `Broker.sync` session by session (the broker converts to Decimal)."""
-    return by_session(prices, "open")
+class _Columns:
+    """A frame's (session, symbol, value) rows sorted by session and symbol code, as arrays: what the
+    `SessionValues` of its sessions look their symbols up in."""
+
+    __slots__ = ("code", "codes", "nulls", "rows", "symbols", "values")
+
+    def __init__(self, symbols: list[str], codes: np.ndarray, values: np.ndarray, nulls: np.ndarray | None, rows: np.ndarray):
+        self.symbols = symbols  # by code
+        self.code = {s: i for i, s in enumerate(symbols)}
+        self.codes, self.values, self.nulls, self.rows = codes, values, nulls, rows
+
+
+class SessionValues(Mapping[str, float | None]):
+    """{symbol: value} of one session of a frame (`opens_by_session`): equal to the dict `by_session` builds for
+    it (the last row of a symbol wins, a null value is None, iteration in the frame's row order), but read
+    from the frame's sorted columns when asked. A backtest asks a session's opens for its due orders' symbols
+    only (`values_of`), a few dozen of ~1,900: building every session's dict cost more than all its lookups."""
+
+    __slots__ = ("_columns", "_hi", "_lo")
+
+    def __init__(self, columns: _Columns, lo: int, hi: int) -> None:
+        self._columns, self._lo, self._hi = columns, lo, hi
+
+    def _position(self, symbol: str) -> int:
+        """The row of `symbol` in the sorted columns, -1 when the session has none."""
+        c = self._columns
+        code = c.code.get(symbol)
+        if code is None:
+            return -1
+        lo, hi = self._lo, self._hi
+        i = lo + int(np.searchsorted(c.codes[lo:hi], code, side="right")) - 1
+        return i if i >= lo and c.codes[i] == code else -1
+
+    def _value(self, i: int) -> float | None:
+        c = self._columns
+        return None if c.nulls is not None and c.nulls[i] else float(c.values[i])
+
+    def __getitem__(self, symbol: str) -> float | None:
+        i = self._position(symbol)
+        if i < 0:
+            raise KeyError(symbol)
+        return self._value(i)
+
+    def get(self, symbol: str, default: object = None) -> object:  # type: ignore[override]
+        i = self._position(symbol)
+        return default if i < 0 else self._value(i)
+
+    def __contains__(self, symbol: object) -> bool:
+        return isinstance(symbol, str) and self._position(symbol) >= 0
+
+    def values_of(self, symbols: Sequence[str]) -> list[float | None]:
+        """The value of each of `symbols` (None: no row that session, or a null value), in one search."""
+        if not symbols:
+            return []
+        c = self._columns
+        wanted = np.array([c.code.get(s, -1) for s in symbols], dtype=np.int64)
+        codes = c.codes[self._lo : self._hi]
+        at = np.searchsorted(codes, wanted, side="right") - 1
+        safe = np.maximum(at, 0)
+        found = (at >= 0) & (wanted >= 0) & (codes[safe] == wanted) if len(codes) else np.zeros(len(wanted), bool)
+        if c.nulls is not None:
+            found &= ~c.nulls[self._lo : self._hi][safe]
+        values = c.values[self._lo : self._hi][safe].tolist() if len(codes) else [0.0] * len(wanted)
+        return [v if ok else None for v, ok in zip(values, found.tolist(), strict=True)]
+
+    def _symbols(self) -> list[str]:
+        """The session's symbols in the frame's row order (a repeated symbol where it first appears)."""
+        c = self._columns
+        lo, hi = self._lo, self._hi
+        firsts: dict[int, int] = {}
+        for code, row in zip(c.codes[lo:hi].tolist(), c.rows[lo:hi].tolist(), strict=True):
+            firsts.setdefault(code, row)  # rows ascend within a code: the first is the first row
+        return [c.symbols[code] for code, _ in sorted(firsts.items(), key=lambda kv: kv[1])]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._symbols())
+
+    def __len__(self) -> int:
+        codes = self._columns.codes[self._lo : self._hi]
+        return int(np.count_nonzero(np.diff(codes))) + 1 if len(codes) else 0
+
+    def __repr__(self) -> str:
+        return f"SessionValues({dict(self.items())!r})"
+
+
+def opens_by_session(prices: pl.DataFrame) -> dict[dt.date, Mapping[str, float | None]]:
+    """{session: {symbol: open}} for every session of a cleaned-prices frame: what a multi-session window feeds
+    `Broker.sync` session by session (the broker converts to Decimal). Equal to `by_session(prices, "open")`;
+    for a Float64 `open` column each session's mapping is a `SessionValues` over the frame's columns sorted
+    once, not a dict of every listed symbol (which cost a ten-year backfill more than its whole book)."""
+    if (
+        prices.height == 0
+        or prices.schema["open"] != pl.Float64
+        or prices.schema["symbol"] != pl.String
+        or prices["symbol"].null_count()
+    ):
+        return by_session(prices, "open")
+    symbols = prices["symbol"].unique().sort()
+    # a symbol's code is its rank: an Enum of the sorted symbols (a join, or a rank, costs 3-20x more)
+    rows = prices.select(
+        "session", pl.col("symbol").cast(pl.Enum(symbols)).to_physical().cast(pl.Int64).alias("code"), "open"
+    ).with_row_index("row")
+    if not (rows["session"].is_sorted() and rows.select(
+        ((pl.col("code") >= pl.col("code").shift(1)) | (pl.col("session") != pl.col("session").shift(1))).all()
+    ).item()):
+        rows = rows.sort("session", "code", maintain_order=True)  # stable: a repeated symbol's rows keep their order
+    nulls = rows["open"].is_null().to_numpy() if rows["open"].null_count() else None
+    columns = _Columns(
+        symbols.to_list(), rows["code"].to_numpy(), rows["open"].to_numpy(), nulls, rows["row"].to_numpy()
+    )
+    sessions = rows["session"]
+    starts = np.flatnonzero(np.diff(sessions.to_physical().to_numpy())) + 1
+    bounds = [0, *starts.tolist(), rows.height]
+    firsts = sessions.gather(bounds[:-1]).to_list()
+    return {
+        day: SessionValues(columns, lo, hi) for day, lo, hi in zip(firsts, bounds[:-1], bounds[1:], strict=True)
+    }
 
 
 def orders_by_session(orders: pl.DataFrame, status: str | None = "approved") -> dict[dt.date, list[Order]]:

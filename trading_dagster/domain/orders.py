@@ -325,24 +325,37 @@ def _date_series(dates: list[dt.date]) -> pl.Series:
 def orders_from_frame(frame: pl.DataFrame) -> list[Order]:
     """Records back from an `orders` frame (ref_price via `as_decimal`, so the round trip is exact; quantities
     of an integer column as ints, of a float column as Decimals: `quantity.from_frame`)."""
-    return [
-        Order(
-            client_order_id=cid,
-            session=session,
-            symbol=symbol,
-            strategy=strategy,
-            side=side,
-            requested_qty=from_frame(requested),
-            qty=from_frame(qty),
-            ref_price=None if ref is None else as_decimal(ref),
-            status=status,
-            reason_code=reason,
-            notional=None if notional is None else as_decimal(notional),
-        )
-        for session, symbol, strategy, side, requested, qty, ref, status, reason, cid, notional in _with_notional(
-            frame
-        ).select(list(ORDER_SCHEMA)).iter_rows()
-    ]
+    frame = _with_notional(frame)
+    if frame.height == 0:
+        return []
+    columns = [frame[c] for c in ORDER_SCHEMA]
+    session, symbol, strategy, side, requested, qty, ref, status, reason, cid, notional = (
+        _quantities(c) if name in _ORDER_QTY_COLUMNS else _decimals(c) if name in ("ref_price", "notional") else c.to_list()
+        for name, c in zip(ORDER_SCHEMA, columns, strict=True)
+    )
+    return list(map(Order, cid, session, symbol, strategy, side, requested, qty, ref, status, reason, notional))
+
+
+def _decimals(column: pl.Series) -> list[Decimal | None]:
+    """`as_decimal` of each value of a money column (None stays None), column by column: the same Decimals
+    (a float's shortest repr), and the same error for a value that is not finite."""
+    values = column.to_list()
+    if column.dtype.is_float():
+        if not column.drop_nulls().is_finite().all():
+            bad = next(v for v in values if v is not None and not math.isfinite(v))
+            raise ValueError(f"not a finite amount: {bad!r}")
+        if column.null_count() == 0:
+            return list(map(Decimal, map(repr, values)))
+        return [None if v is None else Decimal(repr(v)) for v in values]
+    return [None if v is None else as_decimal(v) for v in values]
+
+
+def _quantities(column: pl.Series) -> list[Qty]:
+    """`quantity.from_frame` of each value of a quantity column: an integer column's ints as they are."""
+    values = column.to_list()
+    if column.dtype.is_integer() and column.null_count() == 0:
+        return values
+    return [from_frame(v) for v in values]
 
 
 def _with_notional(frame: pl.DataFrame) -> pl.DataFrame:
@@ -390,39 +403,51 @@ def fills_to_frame(fills: Iterable[Fill], shares: ShareRule | None = None) -> pl
 
 
 def events_from_frame(frame: pl.DataFrame) -> list[OrderEvent]:
-    out = []
-    for r in frame.select(list(EXECUTION_SCHEMA)).iter_rows(named=True):
-        out.append(
-            OrderEvent(
-                session=r["session"],
-                client_order_id=r["client_order_id"],
-                symbol=r["symbol"],
-                side=r["side"],
-                event=r["event"],
-                order_session=r["order_session"],
-                qty=from_frame(r["qty"]),
-                price=None if r["price"] is None else as_decimal(r["price"]),
-                commission=as_decimal(r["commission"] if r["commission"] is not None else 0.0),
-            )
+    """Records back from an executions frame (price and commission via `as_decimal`, a null commission as 0;
+    quantities by `quantity.from_frame`), built column by column."""
+    if frame.height == 0:
+        return []
+    price = _decimals(frame["price"])
+    commission = _decimals(frame["commission"].fill_null(0.0)) if frame["commission"].dtype.is_float() else [
+        as_decimal(0.0 if c is None else c) for c in frame["commission"].to_list()
+    ]
+    return list(
+        map(
+            OrderEvent,
+            frame["session"].to_list(),
+            frame["client_order_id"].to_list(),
+            frame["symbol"].to_list(),
+            frame["side"].to_list(),
+            frame["event"].to_list(),
+            frame["order_session"].to_list(),
+            _quantities(frame["qty"]),
+            price,
+            commission,
         )
-    return out
+    )
 
 
 def fills_from_frame(frame: pl.DataFrame) -> list[Fill]:
     """The `filled` rows of an executions frame as Fill records (other events are ignored)."""
-    out = []
-    for e in events_from_frame(frame.filter(pl.col("event") == "filled")):
-        assert e.price is not None
-        out.append(
-            Fill(
-                client_order_id=e.client_order_id,
-                order_session=e.order_session,
-                session=e.session,
-                symbol=e.symbol,
-                side=e.side,
-                qty=e.qty,
-                price=e.price,
-                commission=e.commission,
-            )
+    filled = frame.filter(pl.col("event") == "filled")
+    if filled.height == 0:
+        return []
+    price = _decimals(filled["price"])
+    if any(p is None for p in price):
+        raise AssertionError("a filled event without a price")
+    commission = _decimals(filled["commission"].fill_null(0.0)) if filled["commission"].dtype.is_float() else [
+        as_decimal(0.0 if c is None else c) for c in filled["commission"].to_list()
+    ]
+    return list(
+        map(
+            Fill,
+            filled["client_order_id"].to_list(),
+            filled["order_session"].to_list(),
+            filled["session"].to_list(),
+            filled["symbol"].to_list(),
+            filled["side"].to_list(),
+            _quantities(filled["qty"]),
+            price,
+            commission,
         )
-    return out
+    )

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 
 import duckdb
@@ -47,7 +47,13 @@ from trading_dagster.domain.book_events import (
     event_order,
     events_between,
 )
-from trading_dagster.domain.execution import CommissionModel, OpenResult, SlippageModel, execute_open
+from trading_dagster.domain.execution import (
+    CommissionModel,
+    OpenResult,
+    SessionValues,
+    SlippageModel,
+    execute_open,
+)
 from trading_dagster.domain.exits import (
     NO_EXITS,
     ExitLevels,
@@ -63,8 +69,14 @@ from trading_dagster.domain.orders import (
     execution_schema,
     orders_from_frame,
 )
-from trading_dagster.domain.portfolio import EventEffect, PortfolioState, apply_book_events, fill_apply_order
-from trading_dagster.domain.quantity import WHOLE, ShareRule, share_rule, to_json
+from trading_dagster.domain.portfolio import (
+    EventEffect,
+    PortfolioState,
+    Position,
+    apply_book_events,
+    fill_apply_order,
+)
+from trading_dagster.domain.quantity import WHOLE, Qty, ShareRule, share_rule, to_json
 
 Bar = tuple[Decimal | float | None, Decimal | float | None, Decimal | float | None]
 """A session's (open, high, low) of a symbol, what `exits.execute_exits` fills the exits on."""
@@ -342,15 +354,40 @@ def _expiry_row(e: OrderEvent) -> tuple:
     return (e.client_order_id, e.order_session, e.session, e.symbol, e.side, e.qty)
 
 
+class _Held(Mapping[str, Qty]):
+    """{symbol: shares held} of a state's positions, read through (`PortfolioState.held` builds the dict of
+    every position, every session; an open looks up its sells' symbols only)."""
+
+    __slots__ = ("_positions",)
+
+    def __init__(self, positions: Mapping[str, Position]) -> None:
+        self._positions = positions
+
+    def __getitem__(self, symbol: str) -> Qty:
+        return self._positions[symbol].qty
+
+    def get(self, symbol: str, default: object = None) -> object:  # type: ignore[override]
+        position = self._positions.get(symbol)
+        return default if position is None else position.qty
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
 def _due_opens(due: Iterable[Order], opens: Mapping[str, Decimal | float | None]) -> dict[str, Decimal]:
     """Exact opens of the due orders' symbols only: `execute_open` looks up nothing else, and a session's
     opens hold every listed symbol (~1,900 float -> Decimal conversions a session if all were taken). An
     open that is not positive is no open (the order expires), as in the planner."""
+    symbols = [order.symbol for order in due]
+    # a `SessionValues` (execution.opens_by_session) finds them all in one search
+    prices = opens.values_of(symbols) if isinstance(opens, SessionValues) else [opens.get(s) for s in symbols]
     out = {}
-    for order in due:
-        price = opens.get(order.symbol)
+    for symbol, price in zip(symbols, prices, strict=True):
         if price is not None and price > 0:
-            out[order.symbol] = as_decimal(price)
+            out[symbol] = as_decimal(price)
     return out
 
 
@@ -634,7 +671,8 @@ class SimulatedBook(BacktestBook):
             return
         if self.shares.fractional:  # Decimal quantities as the DOUBLE they are stored as (exact: quantity.py)
             rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
-        self._con.register("_batch", pl.DataFrame(rows, schema=schema, orient="row").to_arrow())
+        by_column = dict(zip(schema, map(list, zip(*rows, strict=True)), strict=True))  # several times a row frame's speed
+        self._con.register("_batch", pl.DataFrame(by_column, schema=schema).to_arrow())
         try:
             self._con.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM _batch")
         finally:
@@ -802,7 +840,7 @@ class SimulatedBook(BacktestBook):
                 _due_opens(working, opens),
                 session,
                 state.cash,
-                state.held(),
+                _Held(state.positions),
                 self.slippage,
                 self.commission,
                 cash_limited=self.cash_limited,
