@@ -67,12 +67,14 @@ from trading_dagster.domain.raw_merge import (
     REVISION_SCHEMA,
     VALUE_COLUMNS,
     Delivery,
+    SessionMerge,
     SessionOutcome,
     build_manifest,
     conform_session_frame,
     make_import_id,
     merge_session,
     new_session_merge,
+    new_session_merges,
     prepare_delivery,
     session_delivery,
     stamp_import,
@@ -287,6 +289,11 @@ class RawStore(abc.ABC):
         not. The base class holds `_session_lock` around the read and the write, so a plain put does."""
         self._put(key, data)
 
+    def _put_frame_if(self, key: str, frame: pl.DataFrame, version: str | None) -> None:
+        """`_put_if` of `frame` as zstd Parquet (a backend that can write a frame straight to its place overrides
+        this)."""
+        self._put_if(key, _to_parquet_bytes(frame), version)
+
     def import_delivery(
         self,
         delivery: Delivery,
@@ -302,14 +309,25 @@ class RawStore(abc.ABC):
         `progress(done, total)` is called as sessions complete."""
         imported_at = imported_at or _utcnow()
         import_id = import_id or new_import_id(imported_at)
-        bars = _by_date(stamp_import(delivery.bars, import_id, imported_at))  # one query, not one per session
+        stamped = stamp_import(delivery.bars, import_id, imported_at)  # one query, not one per session
+        bars = _by_date(stamped)
         earlier = _by_date(delivery.earlier)
         targets = sorted(set(bars) | set(earlier) | set(delivery.empty_sessions))
         present = set(self.list_sessions(targets[0], targets[-1])) if targets else set()
+        # sessions with no object and no earlier rows (every one of a first import): merged in one query
+        new = new_session_merges(
+            stamped, {s: part for s, part in bars.items() if s not in present and s not in earlier}
+        )
 
         def merge(session: dt.date) -> SessionOutcome:
             return self._merge_session(
-                session, bars.get(session), earlier.get(session), session in present, import_id, imported_at
+                session,
+                bars.get(session),
+                earlier.get(session),
+                session in present,
+                import_id,
+                imported_at,
+                new.get(session),
             )
 
         outcomes: dict[dt.date, SessionOutcome] = {}
@@ -347,7 +365,10 @@ class RawStore(abc.ABC):
         listed: bool,
         import_id: str,
         imported_at: dt.datetime,
+        new: SessionMerge | None = None,
     ) -> SessionOutcome:
+        """Read, merge and write one session under its lock (conditionally, retried on a conflict). `new`: the
+        merge of `incoming` into nothing (`new_session_merges`), used when the session still has no object."""
         key = self.key_for(session)
         wrote_revisions = False
         with self._session_lock(session):
@@ -359,7 +380,8 @@ class RawStore(abc.ABC):
                 if existing is not None and incoming is None and earlier is None:
                     return SessionOutcome(session, created=False, changed=False)
                 if existing is None and earlier is None and incoming is not None:
-                    merged = new_session_merge(session, incoming)  # `incoming` is stamped (import_delivery)
+                    # `incoming` is stamped (import_delivery)
+                    merged = new if new is not None else new_session_merge(session, incoming)
                 else:
                     merged = merge_session(
                         session, existing, incoming, earlier, import_id=import_id, imported_at=imported_at
@@ -370,7 +392,7 @@ class RawStore(abc.ABC):
                 if not merged.outcome.changed:
                     return merged.outcome
                 try:
-                    self._put_if(key, _to_parquet_bytes(merged.merged), version)
+                    self._put_frame_if(key, merged.merged, version)
                 except WriteConflict:
                     listed = True  # it exists now: read it and merge again
                     continue
@@ -693,6 +715,21 @@ class LocalRawStore(RawStore):
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _put_frame_if(self, key: str, frame: pl.DataFrame, version: str | None) -> None:
+        """The session lock is held (the local conditional write is a plain one): polars writes the Parquet
+        straight into the temporary file, in Rust, instead of through a Python buffer, then it is renamed
+        into place (the same bytes as `_to_parquet_bytes`)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        os.close(fd)
+        try:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -794,24 +794,41 @@ class Counting:
     def __init__(self, store: RawStore, monkeypatch) -> None:
         self.puts: list[str] = []
         self.reads: list[str] = []
-        put, put_if, get = store._put, store._put_if, store._get_for_update
-        inside: list[bool] = []  # the local store's conditional put is a plain put under the lock: count once
+        put, put_if, put_frame_if, get = store._put, store._put_if, store._put_frame_if, store._get_for_update
+        # a put inside a counted put of the same thread (the local conditional put is a plain one): count once
+        local = threading.local()
+
+        def inside() -> list[bool]:
+            if not hasattr(local, "stack"):
+                local.stack = []
+            return local.stack
 
         def counted_put(key, data, *a, **k):
-            if not inside:
+            if not inside():
                 self.puts.append(key)
             return put(key, data, *a, **k)
 
         def counted_put_if(key, data, version):
-            self.puts.append(key)
-            inside.append(True)
+            if not inside():
+                self.puts.append(key)
+            inside().append(True)
             try:
                 return put_if(key, data, version)
             finally:
-                inside.pop()
+                inside().pop()
+
+        def counted_put_frame_if(key, frame, version):  # a session object written from its frame
+            if not inside():
+                self.puts.append(key)
+            inside().append(True)
+            try:
+                return put_frame_if(key, frame, version)
+            finally:
+                inside().pop()
 
         monkeypatch.setattr(store, "_put", counted_put)
         monkeypatch.setattr(store, "_put_if", counted_put_if)
+        monkeypatch.setattr(store, "_put_frame_if", counted_put_frame_if)
 
         def counted_get(key, known_absent):
             data, version = get(key, known_absent)
@@ -993,6 +1010,54 @@ def test_a_merge_that_loses_a_race_on_s3_merges_again_and_loses_nothing(s3, monk
     monkeypatch.setattr(store, "_get_for_update", get_then_let_b_in)
     deliver(store, real(["AAPL"], JULY[0], JULY[0]), "aapl.csv")
     assert store.read_session(JULY[0])["symbol"].to_list() == ["AAPL", "MSFT", "SPY"]
+
+
+def test_a_session_another_import_creates_after_the_listing_is_merged_into_not_overwritten(case, monkeypatch):
+    """A first import lists the store once and writes each session it did not see from the bars merged in
+    bulk; if another import created one of them in between, its bars must survive (locally the write finds
+    the object under the lock; on S3 the If-None-Match write fails and the merge reads it)."""
+    store, _ = case
+    real_list = store.list_sessions
+    done: list[bool] = []
+
+    def list_then_other_import(*a, **k):
+        out = real_list(*a, **k)
+        if not done:
+            done.append(True)
+            deliver(store, real(["MSFT"], JULY[0], JULY[0]), "msft.csv")  # after the listing, before the writes
+        return out
+
+    monkeypatch.setattr(store, "list_sessions", list_then_other_import)
+    result = deliver(store, real(["AAPL"]), "aapl.csv")
+    assert done == [True]
+    assert store.read_session(JULY[0])["symbol"].to_list() == ["AAPL", "MSFT"]
+    assert [store.read_session(s)["symbol"].to_list() for s in JULY[1:]] == [["AAPL"]] * 3
+    assert result.manifest["sessions_added"] == [str(s) for s in JULY[1:]]
+    assert result.manifest["sessions_revised"] == [str(JULY[0])]
+    assert result.manifest["bars"]["added"] == 4
+
+
+def test_a_local_session_object_written_from_its_frame_is_the_bytes_of_the_frame(tmp_path, monkeypatch):
+    from trading_dagster.resources.raw_store import _to_parquet_bytes
+
+    store = LocalRawStore(tmp_path)
+    frame = real()
+    key = store.key_for(JULY[0])
+    store._put_frame_if(key, frame, None)
+    assert (tmp_path / key).read_bytes() == _to_parquet_bytes(frame)
+    store._put_frame_if(key, frame.head(2), None)  # a rewrite replaces it whole
+    two = _to_parquet_bytes(frame.head(2))
+    assert (tmp_path / key).read_bytes() == two
+    assert sorted(p.name for p in (tmp_path / key).parent.iterdir()) == ["prices.parquet"]
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", fail)
+    with pytest.raises(OSError, match="disk full"):
+        store._put_frame_if(key, frame, None)
+    assert sorted(p.name for p in (tmp_path / key).parent.iterdir()) == ["prices.parquet"]  # no temp file left
+    assert (tmp_path / key).read_bytes() == two
 
 
 def test_a_local_merge_waits_for_the_session_lock(tmp_path, monkeypatch):
