@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
@@ -1051,71 +1052,82 @@ class _SessionPlanner:
         cost1 = arrays.cost1[lo:hi]
         ref_price = arrays.ref
         poor_known = depends & (poor_code >= 0)  # where a fall of the cash alone can decide the row
-        n, start = hi - lo, 0
-        while start < n:
-            # the rows from `start` the cash now settles (until the next approved buy moves the cash or a symbol's
-            # pending buys), and those the per-signal code decides, in order
-            exact_now = code[start:] == bulk_planner.EXACT
-            settled = exact_now & poor_known[start:] & (cost1[start:] > bulk_planner.cash_limit(float(available)))
-            todo = np.flatnonzero(exact_now & ~settled) + start
-            moved = n
-            for j in todo.tolist():
-                row = lo + j
-                symbol = symbols[sym[j]]
-                strategy = strategies[strat[row]]
-                side = "buy" if buy[j] else "sell"
-                close = float(ref_price[row])
-                ref = None if close != close else exact[close]  # NaN: no close
-                have = state.qty(symbol)
-                intent = OrderIntent(symbol, side, size_order(side, ref, equity, have, risk), ref)
-                ctx = RiskContext(
-                    have,
-                    pending_buy.get(symbol, 0),
-                    pending_sell.get(symbol, 0),
-                    bought.get((symbol, year, month), 0),
-                    equity,
-                    available,
-                )
-                reason = shortcut.reason(intent, ctx)
-                if reason is None:
-                    qty, reason = check_order(intent, ctx, self.controls)
-                else:
-                    qty = 0
-                arrays.requested[row] = intent.qty
-                arrays.reason[row] = 0 if reason is None else reason_id[reason]
-                if qty == 0:
+        # The rows the per-signal code may have to decide, in order: the EXACT ones, less those the cash at the
+        # start already settles (one share costs more than the cash left; the cash only falls, so they stay
+        # settled when reached). A row is settled or decided when reached, with the cash at that point; an
+        # approved buy sends its symbol's later rows to the per-signal code (`forced`).
+        exact_rows = code == bulk_planner.EXACT
+        limit = limit0 = bulk_planner.cash_limit(float(available))
+        look = np.flatnonzero(exact_rows & ~(poor_known & (cost1 > limit))).tolist()
+        look.reverse()  # popped from the end: in order
+        forced: list[int] = []  # a heap
+        known = poor_known.tolist()
+        costs = cost1.tolist()
+        last = -1
+        while look or forced:
+            if forced and (not look or forced[0] < look[-1]):
+                j = heapq.heappop(forced)
+                if j <= last:
                     continue
-                arrays.qty[row] = qty
-                cid = order_id(symbol, strategy, side)
-                notional = (
-                    fill_notional(intent.qty, qty, ref, equity, risk) if at_fill and side == "buy" and ref else None
-                )
-                if notional is not None:
-                    arrays.notional[row] = float(notional)
-                order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason, notional)
-                approved.append(order)
-                if side == "sell":
-                    pending_sell[symbol] = pending_sell.get(symbol, 0) + qty
-                    continue
-                assert ref is not None
-                if symbol not in pending_buy:  # its later signals now see a pending buy: decide them one by one
-                    later = sym[j + 1 :] == sym[j]
-                    code[j + 1 :][later] = bulk_planner.EXACT
-                    poor_known[j + 1 :][later] = False
-                pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
-                reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
-                available = state.cash - reserved
-                if with_exits:
-                    a = atrs.get(symbol) if atrs else None
-                    level = exit_levels(ref, None if a is None else exact[a], risk)
-                    if level.stop_loss is not None or level.take_profit is not None:
-                        levels[cid] = level
-                moved = j + 1
-                break
-            done = settled[: moved - start]  # settled by the cash before the move (unchanged until then)
-            rows = np.flatnonzero(done) + start
-            arrays.reason[lo + rows] = poor_code[rows]
-            start = moved
+            else:
+                j = look.pop()
+            last = j
+            if known[j] and costs[j] > limit:
+                arrays.reason[lo + j] = poor_code[j]
+                continue
+            row = lo + j
+            symbol = symbols[sym[j]]
+            strategy = strategies[strat[row]]
+            side = "buy" if buy[j] else "sell"
+            close = float(ref_price[row])
+            ref = None if close != close else exact[close]  # NaN: no close
+            have = state.qty(symbol)
+            intent = OrderIntent(symbol, side, size_order(side, ref, equity, have, risk), ref)
+            ctx = RiskContext(
+                have,
+                pending_buy.get(symbol, 0),
+                pending_sell.get(symbol, 0),
+                bought.get((symbol, year, month), 0),
+                equity,
+                available,
+            )
+            reason = shortcut.reason(intent, ctx)
+            if reason is None:
+                qty, reason = check_order(intent, ctx, self.controls)
+            else:
+                qty = 0
+            arrays.requested[row] = intent.qty
+            arrays.reason[row] = 0 if reason is None else reason_id[reason]
+            if qty == 0:
+                continue
+            arrays.qty[row] = qty
+            cid = order_id(symbol, strategy, side)
+            notional = fill_notional(intent.qty, qty, ref, equity, risk) if at_fill and side == "buy" and ref else None
+            if notional is not None:
+                arrays.notional[row] = float(notional)
+            order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason, notional)
+            approved.append(order)
+            if side == "sell":
+                pending_sell[symbol] = pending_sell.get(symbol, 0) + qty
+                continue
+            assert ref is not None
+            if symbol not in pending_buy:  # its later signals now see a pending buy: decide them one by one
+                for k in (np.flatnonzero(sym[j + 1 :] == sym[j]) + (j + 1)).tolist():
+                    known[k] = False
+                    exact_rows[k] = True
+                    heapq.heappush(forced, k)
+            pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
+            reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
+            available = state.cash - reserved
+            limit = bulk_planner.cash_limit(float(available))
+            if with_exits:
+                a = atrs.get(symbol) if atrs else None
+                level = exit_levels(ref, None if a is None else exact[a], risk)
+                if level.stop_loss is not None or level.take_profit is not None:
+                    levels[cid] = level
+        # the EXACT rows never looked at: settled by the cash at the start
+        rows = np.flatnonzero(exact_rows & np.array(known, dtype=bool) & (cost1 > limit0))
+        arrays.reason[lo + rows] = poor_code[rows]
         return approved, levels
 
 
