@@ -124,12 +124,25 @@ def daily_pnl(equity: pl.DataFrame) -> pl.DataFrame:
 
 
 def daily_pnl_png(equity: pl.DataFrame) -> bytes:
+    """One bar per session, green up and red down. The bars are one collection of rectangles, the ones
+    `ax.bar(sessions, values, width=1.0)` makes (centred on the session, from 0), with its autoscaling: the
+    same PNG, byte for byte, without a patch object and its transforms per bar (2,485 of them: ~10x)."""
+    from matplotlib.collections import PolyCollection
+
     plt = _pyplot()
     pnl = daily_pnl(equity)
     values = pnl["pnl"].to_numpy()
     fig, ax = plt.subplots(figsize=(9, 2.6))
     colors = np.where(values >= 0, "#2ca02c", "#d62728")
-    ax.bar(pnl["session"].to_list(), values, color=colors, width=1.0)
+    sessions = pnl["session"].to_list()
+    ax.xaxis.update_units(sessions)  # a date axis, as bar() sets it
+    x = np.asarray(ax.convert_xunits(sessions), dtype=float)
+    left, right, zero = x - 0.5, x + 0.5, np.zeros_like(values)
+    corners = [np.column_stack(c) for c in ((left, zero), (left, values), (right, values), (right, zero))]
+    bars = PolyCollection(np.stack(corners, axis=1), facecolors=colors, edgecolors="none", closed=True)
+    bars.sticky_edges.y.append(0)  # bar(): the y axis starts at 0 without a margin below
+    ax.add_collection(bars, autolim=True)
+    ax.autoscale_view()
     ax.set_title("Daily P&L")
     ax.yaxis.set_major_formatter(lambda v, _: f"${v:,.0f}")
     ax.grid(alpha=0.3, axis="y")
@@ -186,17 +199,28 @@ def monthly_heatmap_png(months: pl.DataFrame) -> bytes:
     return _png(fig)
 
 
+_LAST_PLOTS: list[tuple[pl.DataFrame, pl.DataFrame, str, dict[str, bytes]]] = []
+"""The last frames drawn (copies) and their plots: the performance asset draws the same plots for its tear sheet
+(tearsheet.write_tearsheet) and its metadata (performance_plots_markdown) in one step."""
+
+
 def performance_plots(equity: pl.DataFrame, months: pl.DataFrame, benchmark: str) -> dict[str, bytes]:
-    """{title: PNG} of the plots a trader looks at, in reading order."""
+    """{title: PNG} of the plots a trader looks at, in reading order. Frames equal to the last call's (value
+    for value) get the last call's plots, not drawn again."""
     if equity.is_empty():
         return {}
-    return {
+    for last_equity, last_months, last_benchmark, plots in _LAST_PLOTS:
+        if last_benchmark == benchmark and last_equity.equals(equity) and last_months.equals(months):
+            return dict(plots)
+    plots = {
         "Equity against the benchmark": equity_vs_benchmark_png(equity, benchmark),
         "Drawdown": drawdown_png(equity),
         "Monthly returns": monthly_heatmap_png(months),
         "Daily P&L": daily_pnl_png(equity),
         "Rolling Sharpe": rolling_sharpe_png(equity),
     }
+    _LAST_PLOTS[:] = [(equity.clone(), months.clone(), benchmark, plots)]
+    return dict(plots)
 
 
 def data_uri(png: bytes) -> str:

@@ -209,3 +209,69 @@ def test_strategy_summary_is_in_cents():
     )
     row = strategy_summary(daily).row(0, named=True)
     assert (row["pnl"], row["realized_pnl"], row["unrealized_pnl"]) == (-722.33, 0.0, -722.34)
+
+
+def _bar_reference_png(equity: pl.DataFrame) -> bytes:
+    """The daily P&L plot as it was drawn before: one `ax.bar` patch per session."""
+    import numpy as np
+
+    from trading_dagster.reporting import _png, _pyplot, daily_pnl
+
+    plt = _pyplot()
+    pnl = daily_pnl(equity)
+    values = pnl["pnl"].to_numpy()
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    colors = np.where(values >= 0, "#2ca02c", "#d62728")
+    ax.bar(pnl["session"].to_list(), values, color=colors, width=1.0)
+    ax.set_title("Daily P&L")
+    ax.yaxis.set_major_formatter(lambda v, _: f"${v:,.0f}")
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def _walk(n: int, seed: int, drift: float = 0.0) -> pl.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sessions = [dt.date(2009, 1, 2) + dt.timedelta(days=i + i // 5 * 2) for i in range(n)]  # weekdays
+    equity = 100_000 * np.cumprod(1 + rng.normal(drift, 0.01, n))
+    frame = pl.DataFrame({"session": sessions, "equity": equity, "benchmark_close": 100 + rng.random(n)})
+    return frame.with_columns(pl.col("equity").pct_change().alias("daily_return"))
+
+
+@pytest.mark.parametrize(
+    "equity",
+    [_walk(700, 1), _walk(60, 2, drift=-0.02), _walk(60, 3, drift=0.02), _walk(1, 4), _walk(2, 5),
+     _walk(30, 6).with_columns(pl.lit(100_000.0).alias("equity"))],  # every bar of height 0
+    ids=["700 sessions", "all down", "all up", "one", "two", "flat"],
+)
+def test_the_daily_pnl_bars_are_the_png_bar_draws(equity):
+    from trading_dagster.reporting import daily_pnl_png
+
+    assert daily_pnl_png(equity) == _bar_reference_png(equity)
+
+
+def test_the_plots_of_equal_frames_are_drawn_once(monkeypatch):
+    from trading_dagster import reporting
+    from trading_dagster.domain.metrics import monthly_returns
+
+    drawn = []
+    for name in ("equity_vs_benchmark_png", "drawdown_png", "monthly_heatmap_png", "daily_pnl_png", "rolling_sharpe_png"):
+        draw = getattr(reporting, name)
+        monkeypatch.setattr(reporting, name, lambda *a, _draw=draw, _name=name: drawn.append(_name) or _draw(*a))
+    equity = _walk(80, 7)
+    months = monthly_returns(equity)
+    first = reporting.performance_plots(equity, months, "SPY")
+    assert len(drawn) == 5
+    again = reporting.performance_plots(equity.clone(), months.clone(), "SPY")  # equal frames, other objects
+    assert again == first and len(drawn) == 5
+    assert reporting.performance_plots_markdown(equity, months, "SPY").count("](data:image/png;base64,") == 5
+    assert len(drawn) == 5
+    reporting.performance_plots(equity, months, "QQQ")  # the benchmark's name is in a legend
+    assert len(drawn) == 10
+    changed = equity.with_columns(pl.col("equity") + 1.0)
+    reporting.performance_plots(changed, months, "QQQ")
+    assert len(drawn) == 15
+    changed.replace_column(1, pl.Series("equity", changed["equity"] * 2))  # the same frame, changed in place
+    reporting.performance_plots(changed, months, "QQQ")
+    assert len(drawn) == 20
