@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
+import numpy as np
 import polars as pl
 
 StrategyKind = Literal["sma_cross", "dip_52w", "rsi", "ml_filter"]
@@ -225,6 +226,46 @@ _ROW = "_row"
 evaluators so the signals are put in (session, symbol, strategy) order by integers instead of strings."""
 
 
+_PREV = "_prev"
+"""`generate_signals`' row number in `indicators` of the same symbol's row on the previous session (null: none),
+when `_previous_rows` can tell; a cross then reads its previous values by that number instead of a join."""
+
+
+def _previous_rows(
+    indicators: pl.DataFrame, first: int, height: int, sessions: Sequence[dt.date] | None
+) -> pl.Series | None:
+    """For rows `first` .. `first + height - 1` of `indicators` (strictly in (session, symbol) order), the row
+    number of the same symbol on the previous session (the calendar's with `sessions`, else the previous session
+    present in `indicators`), null where there is none: what a join on (symbol, previous session) finds. None
+    when a session of `indicators` is off the calendar: then the join decides.
+
+    In (symbol, session) order (the rows stably sorted by symbol) the only candidate is the row just before:
+    no row lies between a session and the previous one."""
+    days = indicators["session"].to_physical().to_numpy()
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])  # first row of each session
+    distinct = days[starts]
+    if sessions is None:
+        previous_day = np.r_[np.iinfo(np.int32).min, distinct[:-1]]
+    else:
+        calendar = pl.Series(list(sessions), dtype=pl.Date).to_physical().to_numpy()
+        at = np.searchsorted(calendar, distinct)
+        if not np.array_equal(calendar[np.minimum(at, calendar.size - 1)], distinct):
+            return None
+        previous_day = np.where(at > 0, calendar[np.maximum(at - 1, 0)], np.iinfo(np.int32).min)
+    previous_day = np.repeat(previous_day, np.diff(np.r_[starts, days.size]))
+    symbols = indicators["symbol"]
+    codes = symbols.cast(pl.Enum(symbols.unique())).to_physical().to_numpy()
+    # a stable sort of small integers is a radix sort
+    order = np.argsort(codes.astype(np.uint16) if codes.max(initial=0) < 2**16 else codes, kind="stable")
+    before = np.full(days.size, -1, dtype=np.int64)  # the same symbol's row before, in (symbol, session) order
+    same = codes[order[1:]] == codes[order[:-1]]
+    before[order[1:][same]] = order[:-1][same]
+    candidate = before[first : first + height]
+    hit = candidate >= 0
+    hit[hit] = days[candidate[hit]] == previous_day[first : first + height][hit]
+    return pl.Series(_PREV, candidate).set(pl.Series(~hit), None)
+
+
 def _row_of(frame: pl.DataFrame) -> list[str]:
     return [_ROW] if _ROW in frame.columns else []
 
@@ -240,12 +281,12 @@ def _in_order(frame: pl.DataFrame) -> bool:
 
 
 def _fixed2(expr: pl.Expr) -> pl.Expr:
-    """A number as text with exactly two decimals ("37.90"), in polars (no per-row Python)."""
+    """A number as text with exactly two decimals ("37.90"), in polars (no per-row Python): its whole cents
+    (half-way cases as polars rounds them), signed, as a two-place decimal (which prints its two places, and
+    "0.00" for a negative number that rounds to zero cents)."""
     cents = (expr.abs() * 100).round(0).cast(pl.Int64)
-    sign = pl.when((expr < 0) & (cents > 0)).then(pl.lit("-")).otherwise(pl.lit(""))
-    return pl.concat_str(
-        [sign, (cents // 100).cast(pl.Utf8), pl.lit("."), (cents % 100).cast(pl.Utf8).str.zfill(2)]
-    )
+    signed = pl.when(expr < 0).then(-cents).otherwise(cents)
+    return (signed.cast(pl.Decimal(38, 2)) / 100).cast(pl.Utf8)
 
 
 def _with_previous_session(frame: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
@@ -264,17 +305,28 @@ def _with_previous_session(frame: pl.DataFrame, indicators: pl.DataFrame) -> pl.
 
 def _sma_cross(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
     fast, slow = (f"sma_{int(spec.params[p])}" for p in ("fast", "slow"))
-    previous = indicators.select(
-        "symbol",
-        pl.col("session").alias("prev_session"),
-        pl.col(fast).alias("fast_prev"),
-        pl.col(slow).alias("slow_prev"),
-    )
-    # only the columns the cross reads go through the join (the table has ~25: most of the join's cost)
-    wanted = [c for c in (_ROW, "session", "symbol", "prev_session", fast, slow) if c in current.columns]
-    pairs = _with_previous_session(current.select(wanted), indicators).join(
-        previous, on=["symbol", "prev_session"], how="inner"
-    )
+    if _PREV in current.columns:  # `_previous_rows`: the pair is a gather, and a row without one drops out below
+        pairs = current.select(
+            _ROW,
+            "session",
+            "symbol",
+            fast,
+            slow,
+            fast_prev=indicators[fast].gather(current[_PREV]),
+            slow_prev=indicators[slow].gather(current[_PREV]),
+        )
+    else:
+        previous = indicators.select(
+            "symbol",
+            pl.col("session").alias("prev_session"),
+            pl.col(fast).alias("fast_prev"),
+            pl.col(slow).alias("slow_prev"),
+        )
+        # only the columns the cross reads go through the join (the table has ~25: most of the join's cost)
+        wanted = [c for c in (_ROW, "session", "symbol", "prev_session", fast, slow) if c in current.columns]
+        pairs = _with_previous_session(current.select(wanted), indicators).join(
+            previous, on=["symbol", "prev_session"], how="inner"
+        )
     # The tie band: a cross above needs fast > slow x (1 + band) after fast <= slow x (1 + band) the session
     # before; a cross below the mirror with (1 - band). Band 0 (the default): fast > slow after fast <= slow,
     # a tie counting as "not above". (vectorbt's crossed_above differs at the edges: an equal bar neither sets
@@ -316,7 +368,8 @@ def _sma_cross(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFra
 def _dip_52w(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) -> pl.DataFrame:
     threshold = spec.params["threshold_pct"]
     pct = pl.col("pct_below_high_52w")
-    return current.filter(pct >= threshold).select(
+    read = [*_row_of(current), "session", "symbol", "close", "pct_below_high_52w", "high_52w"]
+    return current.select(read).filter(pct >= threshold).select(
         *_row_of(current),
         "session",
         "symbol",
@@ -340,7 +393,8 @@ def _rsi(spec: StrategySpec, current: pl.DataFrame, indicators: pl.DataFrame) ->
     lower, upper = spec.params["lower"], spec.params["upper"]
     rsi = pl.col("rsi_14")
     return (
-        current.filter((rsi < lower) | (rsi > upper))
+        current.select(*_row_of(current), "session", "symbol", "rsi_14")
+        .filter((rsi < lower) | (rsi > upper))
         .select(
             *_row_of(current),
             "session",
@@ -450,13 +504,25 @@ def generate_signals(
     refiners = [s.name for s in strategies if s.kind == "ml_filter"]
     if refiners and probabilities is None:
         raise ValueError(f"strategies {refiners} (ml_filter) need the model's probabilities")
-    current = indicators.filter(pl.col("session").is_between(out_start, out_end))
-    ordered = _in_order(current)  # the indicators table's order: then unique, and the output order is free
+    # only the columns the strategies read go on (the table has ~25)
+    current = indicators.select([c for c in indicators.columns if c in needed]).filter(
+        pl.col("session").is_between(out_start, out_end)
+    )
+    # The indicators table's order: then unique, and the output order is free. A whole table in that order has
+    # `current` as one slice of it, and the rows of a cross's previous session are found by position.
+    whole = any(spec.kind == "sma_cross" for spec in strategies) and _in_order(indicators)
+    ordered = whole or _in_order(current)
     if not ordered and current.height != current.n_unique(subset=["symbol", "session"]):
         raise ValueError("indicators are not unique on (symbol, session)")
     if ordered:
         current = current.with_row_index(_ROW)
-    if sessions is not None:
+    previous = None
+    if whole and current.height:
+        first = int(indicators["session"].search_sorted(out_start, side="left"))
+        previous = _previous_rows(indicators, first, current.height, sessions)
+    if previous is not None:
+        current = current.with_columns(previous)
+    elif sessions is not None:
         days = pl.Series("session", list(sessions), dtype=pl.Date)
         calendar = pl.DataFrame({"session": days, "prev_session": days.shift(1)})
         current = current.join(calendar, on="session", how="left")
@@ -481,8 +547,9 @@ def generate_signals(
     if not frames:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     signals = pl.concat(frames)
-    if ordered:  # row number = (session, symbol) order; strategy ranks = name order
-        return signals.sort(_ROW, "_strategy").select(list(SIGNAL_SCHEMA)).cast(SIGNAL_SCHEMA)
+    if ordered:  # row number = (session, symbol) order; strategy ranks = name order: one integer key
+        key = pl.col(_ROW).cast(pl.UInt64) * len(rank) + pl.col("_strategy").cast(pl.UInt64)
+        return signals.sort(key).select(list(SIGNAL_SCHEMA)).cast(SIGNAL_SCHEMA)
     return signals.cast(SIGNAL_SCHEMA).sort("session", "symbol", "strategy")
 
 
