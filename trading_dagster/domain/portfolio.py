@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
@@ -1052,29 +1051,25 @@ class _SessionPlanner:
         cost1 = arrays.cost1[lo:hi]
         ref_price = arrays.ref
         poor_known = depends & (poor_code >= 0)  # where a fall of the cash alone can decide the row
-        # The rows the per-signal code may have to decide, in order: the EXACT ones, less those the cash at the
-        # start already settles (one share costs more than the cash left; the cash only falls, so they stay
-        # settled when reached). A row is settled or decided when reached, with the cash at that point; an
-        # approved buy sends its symbol's later rows to the per-signal code (`forced`).
+        # The rows the per-signal code decides, in order: an EXACT row is settled by the cash when one share
+        # costs more than the cash left at the point it is reached (`poor_known`), else decided one by one. The
+        # cash only falls, and only at an approved buy, so from row p with the cash limit L the next row to
+        # decide is the first with key <= L (key: its one-share cost where the cash can settle it, -inf where
+        # it cannot, +inf for rows not EXACT); the rows passed over are settled. An approved buy sends its
+        # symbol's later rows to the per-signal code (key -inf).
         exact_rows = code == bulk_planner.EXACT
-        limit = limit0 = bulk_planner.cash_limit(float(available))
-        look = np.flatnonzero(exact_rows & ~(poor_known & (cost1 > limit))).tolist()
-        look.reverse()  # popped from the end: in order
-        forced: list[int] = []  # a heap
-        known = poor_known.tolist()
-        costs = cost1.tolist()
-        last = -1
-        while look or forced:
-            if forced and (not look or forced[0] < look[-1]):
-                j = heapq.heappop(forced)
-                if j <= last:
-                    continue
-            else:
-                j = look.pop()
-            last = j
-            if known[j] and costs[j] > limit:
-                arrays.reason[lo + j] = poor_code[j]
-                continue
+        keys = np.where(exact_rows, np.where(poor_known & ~np.isnan(cost1), cost1, -np.inf), np.inf)
+        decided = np.zeros(hi - lo, dtype=bool)
+        limit = bulk_planner.cash_limit(float(available))
+        p, n = 0, hi - lo
+        while p < n:
+            hit = keys[p:] <= limit
+            j = int(hit.argmax())
+            if not hit[j]:
+                break
+            j += p
+            p = j + 1
+            decided[j] = True
             row = lo + j
             symbol = symbols[sym[j]]
             strategy = strategies[strat[row]]
@@ -1112,10 +1107,7 @@ class _SessionPlanner:
                 continue
             assert ref is not None
             if symbol not in pending_buy:  # its later signals now see a pending buy: decide them one by one
-                for k in (np.flatnonzero(sym[j + 1 :] == sym[j]) + (j + 1)).tolist():
-                    known[k] = False
-                    exact_rows[k] = True
-                    heapq.heappush(forced, k)
+                keys[j + 1 :][sym[j + 1 :] == sym[j]] = -np.inf
             pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
             reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
             available = state.cash - reserved
@@ -1125,8 +1117,7 @@ class _SessionPlanner:
                 level = exit_levels(ref, None if a is None else exact[a], risk)
                 if level.stop_loss is not None or level.take_profit is not None:
                     levels[cid] = level
-        # the EXACT rows never looked at: settled by the cash at the start
-        rows = np.flatnonzero(exact_rows & np.array(known, dtype=bool) & (cost1 > limit0))
+        rows = np.flatnonzero(exact_rows & ~decided)  # passed over: settled by the cash (keys finite)
         arrays.reason[lo + rows] = poor_code[rows]
         return approved, levels
 
