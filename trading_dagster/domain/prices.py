@@ -238,7 +238,10 @@ class CleanResult:
 
 def _check_expected_sessions(df: pl.DataFrame, expected_sessions: Sequence[dt.date]) -> None:
     expected = pl.Series("expected", list(expected_sessions), dtype=pl.Date)
-    outside = df.filter(~pl.col("date").is_in(expected))
+    dates = df["date"].unique()  # a few thousand dates to look up, not every row's
+    if dates.is_in(expected.implode()).all():
+        return
+    outside = df.filter(~pl.col("date").is_in(expected.implode()))
     if outside.height:
         counts = _date_counts(outside, "date")
         span = f"{expected.min()}..{expected.max()}" if len(expected) else "none"
@@ -502,7 +505,9 @@ def _history_columns(
         )
         .with_columns((pl.col("close") * pl.col("_factor")).alias("_nc"))
         # A stable sort on the symbol code keeps the date order inside each symbol: (symbol, date) order
-        # without sorting strings.
+        # without sorting strings, and without moving them: the few rows that need their symbol (a join with
+        # the splits on file) take it from the window by `_row`.
+        .drop("symbol")
         .sort("_sym", maintain_order=True)
     )
     breaks = _break_columns(rows.filter("_level"))
@@ -520,7 +525,9 @@ def _history_columns(
     )
     if has_actions and candidates.height:
         on_day = actions.select("symbol", pl.col("ex_date").alias("date"), pl.col("ratio").alias("_action"))
-        candidates = candidates.join(on_day, on=["symbol", "date"], how="left", maintain_order="left")
+        candidates = candidates.with_columns(window["symbol"].gather(candidates["_row"]).alias("symbol")).join(
+            on_day, on=["symbol", "date"], how="left", maintain_order="left"
+        )
     else:
         candidates = candidates.with_columns(pl.lit(None, dtype=pl.Float64).alias("_action"))
     matched = candidates.with_columns(_match_columns())
@@ -531,7 +538,9 @@ def _history_columns(
         on_break = actions.select(
             "symbol", pl.col("ex_date").alias("_bdate"), pl.col("ratio").alias("_baction")
         )
-        breaks = breaks.join(on_break, on=["symbol", "_bdate"], how="left", maintain_order="left")
+        breaks = breaks.with_columns(window["symbol"].gather(breaks["_row"]).alias("symbol")).join(
+            on_break, on=["symbol", "_bdate"], how="left", maintain_order="left"
+        )
     else:
         breaks = breaks.with_columns(pl.lit(None, dtype=pl.Float64).alias("_baction"))
     out = []
@@ -648,7 +657,7 @@ def _break_test(
 
 
 def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
-    """The break rule: `_row`, `symbol` and _BREAK_COLUMNS (but `_baction`) for the window rows in a break.
+    """The break rule: `_row` and _BREAK_COLUMNS (but `_baction`) for the window rows in a break.
 
     `rows`: the usable bars (history and window) sorted by (symbol, date), with `_sym`, `_row` (null for
     history), `_nc` (the close in units of the original share) and `_factor`. For a bar t and each
@@ -675,10 +684,7 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
     themselves or on one of the BREAK_CONFIRM_SESSIONS bars before, are judged (a few thousand of 3.8M),
     on arrays gathered for them alone.
     """
-    empty = pl.DataFrame(
-        schema={"_row": pl.UInt32(), "symbol": pl.Utf8()}
-        | {k: v for k, v in _BREAK_COLUMNS.items() if k != "_baction"}
-    )
+    empty = pl.DataFrame(schema={"_row": pl.UInt32()} | {k: v for k, v in _BREAK_COLUMNS.items() if k != "_baction"})
     n = rows.height
     if n == 0:
         return empty
@@ -781,7 +787,6 @@ def _break_columns(rows: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "_row": rows["_row"].gather(picked),
-            "symbol": rows["symbol"].gather(picked),
             "_bstate": pl.Series(state[keep], dtype=pl.Int8),
             "_bk": pl.Series(out_k[keep], dtype=pl.Float64).fill_nan(None),
             "_bj": pl.Series(out_j[keep], dtype=pl.Int32),
@@ -1120,9 +1125,10 @@ def _detail_expr() -> pl.Expr:
     return pl.concat_str([main, also.otherwise(pl.lit(""))])
 
 
-def _breaks_frame(labelled: pl.DataFrame) -> pl.DataFrame:
-    """One BREAKS_SCHEMA row per confirming bar of the window (the bars are in (session, symbol) order)."""
-    confirmed = labelled.filter(pl.col("_bstate").is_in([_STATE_SPLIT, _STATE_COLLAPSE]))
+def _breaks_frame(window: pl.DataFrame) -> pl.DataFrame:
+    """One BREAKS_SCHEMA row per confirming bar of the window (the bars are in (session, symbol) order, with
+    _BREAK_COLUMNS)."""
+    confirmed = window.filter(pl.col("_bstate").is_in([_STATE_SPLIT, _STATE_COLLAPSE]))
     split = pl.col("_bstate") == _STATE_SPLIT
     return confirmed.select(
         "symbol",
@@ -1171,20 +1177,23 @@ def clean_prices(
     deduped, conflict = _deduplicate(df)
     refs = _history_columns(deduped, conflict, history, acts, expected_sessions)
     flags = _flag_exprs()
-    labelled = (
-        deduped.hstack(refs)
+    frame = deduped.hstack([*refs.get_columns(), conflict.alias("_conflict")])
+    # A row is rejected when it is a conflict or any flag fires (what gives it a reason): one fused pass for
+    # the mask; the flag columns, the reason and the detail are built for the rejected rows alone.
+    flagged = pl.any_horizontal([pl.col("_conflict"), *(flags[code].fill_null(False) for code in SANITY_PRIORITY)])
+    rejected_mask = frame.select(flagged).to_series()
+    cleaned = deduped.filter(~rejected_mask).rename({"date": "session"}).select(CLEAN_COLUMNS)  # already sorted
+    rejected = (
+        frame.filter(rejected_mask)
         .with_columns([flags[code].fill_null(False).alias(f"_flag_{code}") for code in SANITY_PRIORITY])
         .with_columns(
-            pl.when(conflict)
+            pl.when(pl.col("_conflict"))
             .then(pl.lit(DUPLICATE_CONFLICT))
             .otherwise(_reason_expr({c: pl.col(f"_flag_{c}") for c in SANITY_PRIORITY}))
             .alias("reason")
         )
         .rename({"date": "session"})
     )
-
-    cleaned = labelled.filter(pl.col("reason").is_null()).select(CLEAN_COLUMNS)  # already sorted
-    rejected = labelled.filter(pl.col("reason").is_not_null())
     quarantine = (
         rejected.with_columns(pl.len().over("symbol", "session").alias("_key_rows"))
         .with_columns(_detail_expr().alias("detail"))
@@ -1192,7 +1201,7 @@ def clean_prices(
         .sort("session", "symbol", "reason", maintain_order=True)
     )
     _check_accounting(deduped.height, cleaned, quarantine)
-    return CleanResult(cleaned=cleaned, quarantine=quarantine, breaks=_breaks_frame(labelled))
+    return CleanResult(cleaned=cleaned, quarantine=quarantine, breaks=_breaks_frame(frame.rename({"date": "session"})))
 
 
 def _check_accounting(n_input: int, cleaned: pl.DataFrame, quarantine: pl.DataFrame) -> None:
