@@ -64,6 +64,44 @@ def applies(risk: RiskConfig, shortcut: object | None) -> bool:
     return shortcut is not None and risk.sizing in ("fixed_notional", "pct_equity") and not risk.share_rule.fractional
 
 
+class PriceTable:
+    """The opens and closes of `symbols` in the walked sessions (`walked`: their day numbers) as (session x
+    symbol) float arrays; NaN where a symbol has no bar, or a price that is not positive (the planner takes
+    none: `portfolio._session_bars`). `ok` is False when a symbol has two rows in a session."""
+
+    def __init__(self, prices: pl.DataFrame, symbols: Sequence[str], walked: np.ndarray) -> None:
+        self.ok = False
+        first, n_day, n_sym = int(walked[0]), len(walked), len(symbols)
+        self._first = first
+        self._column = np.full(int(walked[-1]) - first + 1, -1, dtype=np.int64)
+        self._column[walked - first] = np.arange(n_day)
+        names = pl.Series(list(symbols), dtype=pl.String)
+        px = prices.select("symbol", "session", "open", "close").filter(
+            pl.col("session").is_between(_day(first), _day(walked[-1])) & pl.col("symbol").is_in(names.implode())
+        )
+        ids = pl.int_range(n_sym, eager=True, dtype=pl.Int64)
+        sym = px["symbol"].replace_strict(names, ids, return_dtype=pl.Int64).to_numpy()
+        col = self._column[px["session"].cast(pl.Int64).to_numpy() - first]
+        inside = col >= 0
+        key = col[inside] * n_sym + sym[inside]
+        if key.size and np.bincount(key, minlength=n_day * n_sym).max() > 1:
+            return
+        self.opens = self._table(px["open"], inside, key, n_day, n_sym)
+        self.closes = self._table(px["close"], inside, key, n_day, n_sym)
+        self.ok = True
+
+    def column(self, days: np.ndarray) -> np.ndarray:
+        """The walked-session index of day numbers that are walked sessions."""
+        return self._column[days.astype(np.int64) - self._first]
+
+    @staticmethod
+    def _table(column: pl.Series, inside: np.ndarray, key: np.ndarray, n_day: int, n_sym: int) -> np.ndarray:
+        values = column.cast(pl.Float64).fill_null(np.nan).to_numpy()[inside]
+        table = np.full(n_day * n_sym, np.nan)
+        table[key] = np.where(values > 0, values, np.nan)
+        return table.reshape(n_day, n_sym)
+
+
 class SignalArrays:
     """The window's signals in processing order (session; sells first; strategy; stronger first; symbol) as
     columns, each with its session's close (the reference price) and static per-signal figures.
@@ -81,6 +119,7 @@ class SignalArrays:
         risk: RiskConfig,
         slippage: SlippageModel,
         commission: CommissionModel,
+        extra: Sequence[str] = (),
     ) -> None:
         self.ok = True
         if keyed.height and keyed["neg_strength"].is_nan().any():
@@ -97,11 +136,15 @@ class SignalArrays:
         days = frame["session"].cast(pl.Int32).to_numpy()
         walked = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int32)
         self.bounds = np.searchsorted(days, walked, side="left").tolist() + [frame.height]
-        close = self._closes(prices, symbols, ids, walked, self.sym, days)
-        if close is None:
+        # the book's symbols: the signals', then those it may hold without a signal
+        self.book_symbols = self.symbols + sorted(set(extra) - set(self.symbol_index))
+        self.prices = PriceTable(prices, self.book_symbols, walked)
+        if self.prices.ok:
+            close = self.prices.closes[self.prices.column(days), self.sym]
+        else:
             self.ok = False  # a symbol with two rows in a session: keep the per-signal loop
             close = np.full(frame.height, np.nan)
-        valid = ~np.isnan(close) & (close > 0)
+        valid = ~np.isnan(close)
         if not np.isfinite(close[valid]).all():
             self.ok = False
         self.ref = np.where(valid, close, np.nan)
@@ -129,33 +172,6 @@ class SignalArrays:
         self.qty = np.zeros(self.n, dtype=np.int64)
         self.reason = np.zeros(self.n, dtype=np.int8)
         self.notional = np.full(self.n, np.nan)
-
-    @staticmethod
-    def _closes(
-        prices: pl.DataFrame,
-        symbols: pl.Series,
-        ids: pl.Series,
-        walked: np.ndarray,
-        row_sym: np.ndarray,
-        row_day: np.ndarray,
-    ) -> np.ndarray | None:
-        """Each signal row's close in its session (NaN without one), looked up in a dense (symbol x session)
-        table of the walked sessions; None when a symbol has two rows in a session."""
-        px = prices.select("symbol", "session", "close").filter(
-            pl.col("session").is_between(_day(walked[0]), _day(walked[-1]))
-            & pl.col("symbol").is_in(symbols.implode())
-        )
-        sym = px["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy().astype(np.int64)
-        day = px["session"].cast(pl.Int32).to_numpy()
-        col = np.searchsorted(walked, day)
-        inside = (col < len(walked)) & (walked[np.minimum(col, len(walked) - 1)] == day)
-        key = sym[inside] * len(walked) + col[inside]
-        size = len(symbols) * len(walked)
-        if key.size and np.bincount(key, minlength=size).max() > 1:
-            return None
-        table = np.full(size, np.nan)
-        table[key] = px["close"].fill_null(np.nan).to_numpy()[inside]
-        return table[row_sym.astype(np.int64) * len(walked) + np.searchsorted(walked, row_day)]
 
     def requested_buys(self, lo: int, hi: int, budget: Decimal) -> np.ndarray:
         """`risk.size_order` of the buys of rows lo:hi (budget // close in whole shares, 0 without a price or

@@ -720,15 +720,13 @@ def _opens(pending: Sequence[Order], opens: Mapping[str, float], exact: _ExactPr
 
 
 class _BookArrays:
-    """The book as arrays over the bulk pass's symbols (`bulk_planner.SignalArrays.symbols`, then `extra`
-    symbols the book may hold without a signal): shares held and shares bought in a month. `load` sets them
+    """The book as arrays over the bulk pass's symbols (`bulk_planner.SignalArrays.book_symbols`: the signals',
+    then those the book may hold without a signal): shares held and shares bought in a month. `load` sets them
     from a `PortfolioState`; `sync` only moves the symbols that fills touched since (their positions and month
     counts are few next to the session's signals)."""
 
-    def __init__(self, arrays: bulk_planner.SignalArrays, extra: Sequence[str] = ()) -> None:
-        self.index = dict(arrays.symbol_index)
-        for symbol in extra:
-            self.index.setdefault(symbol, len(self.index))
+    def __init__(self, arrays: bulk_planner.SignalArrays) -> None:
+        self.index = {s: i for i, s in enumerate(arrays.book_symbols)}
         self.held = np.zeros(len(self.index), dtype=np.int64)
         self.bought = np.zeros(len(self.index), dtype=np.int64)
         self._month: tuple[int, int] | None = None
@@ -770,72 +768,50 @@ class _BookArrays:
 
 
 class _DenseBars:
-    """The walked sessions' opens and closes over `_BookArrays.index` as (session x symbol) float arrays (NaN:
-    no bar, or a price that is not positive, as `_session_bars` leaves it out), and the last close of each
-    symbol in exact scaled integers (close x 10^scale), so that the book's equity at the close, exact,
-    is one integer dot product a session instead of a Decimal per position.
+    """The walked sessions' opens and closes over `_BookArrays.index` (`bulk_planner.PriceTable`: NaN where
+    `_session_bars` has no price), and the last close of each symbol in exact scaled integers (close x
+    10^scale), so that the book's equity at the close, exact, is one integer dot product a session instead of
+    a Decimal per position.
 
     The integers are exact: a close is kept only where round(close x 10^scale) / 10^scale gives back the
     same float, with 10^scale below the float's ulp (the shortest decimal that prints it, which is what
-    `orders.as_decimal` takes, is then that one); `ok` is False when a scale up to 1e-9 does not cover every
-    close (or a symbol has two bars in a session): the caller then marks the book in Decimals."""
+    `orders.as_decimal` takes, is then that one); `ok` is False when neither 1e-6 nor 1e-9 covers every
+    close (or one is a Decimal, moved by a book event): the caller then marks the book in Decimals."""
 
-    _SCALES = (2, 4, 6, 8, 9)
+    _SCALES = (6, 9)
 
-    def __init__(
-        self,
-        prices: pl.DataFrame,
-        index: Mapping[str, int],
-        sessions: Sequence[dt.date],
-        before: LastCloses,
-    ) -> None:
+    def __init__(self, table: bulk_planner.PriceTable, index: Mapping[str, int], before: LastCloses) -> None:
         self.ok = False
         self._index = index
-        n_sym, n_day = len(index), len(sessions)
-        symbols = pl.Series(list(index), dtype=pl.String)
-        px = prices.select("symbol", "session", "open", "close").filter(
-            pl.col("session").is_in(list(sessions)) & pl.col("symbol").is_in(symbols.implode())
-        )
-        ids = pl.Series(list(index.values()), dtype=pl.Int64)
-        sym = px["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int64).to_numpy()
-        walked = pl.Series(list(sessions), dtype=pl.Date).cast(pl.Int64).to_numpy()
-        day = np.searchsorted(walked, px["session"].cast(pl.Int64).to_numpy())
-        key = (day * n_sym + sym).astype(np.int64)
-        if key.size and np.bincount(key, minlength=n_day * n_sym).max() > 1:
-            return  # a later row wins in `_session_bars`: leave that to it
-        self.opens = self._table(px["open"], key, n_day, n_sym)
-        self.closes = self._table(px["close"], key, n_day, n_sym)
+        self.opens, self.closes = table.opens, table.closes
         first = [(k, before.get(s)) for s, k in index.items() if before.get(s) is not None]
         if any(not isinstance(v, float) for _, v in first):
             return  # a close moved by a book event is a Decimal already
-        start = np.full(n_sym, np.nan)
+        start = np.full(len(index), np.nan)
         start[np.array([k for k, _ in first], dtype=np.int64)] = [v for _, v in first]
-        marked = self.closes[~np.isnan(self.closes)]
-        values = np.concatenate([marked, start[~np.isnan(start)]])
-        if not np.isfinite(values).all():
+        flat = self.closes.ravel()
+        has = ~np.isnan(flat)
+        values, marked = flat[has], ~np.isnan(start)
+        if not (np.isfinite(values).all() and np.isfinite(start[marked]).all()):
             return
-        top = float(values.max(initial=0.0))
+        top = max(float(values.max(initial=0.0)), float(start[marked].max(initial=0.0)))
         for scale in self._SCALES:
             unit = 10.0**scale
             if top * unit >= 2.0**52:
-                break
-            if (np.round(values * unit) / unit == values).all():
-                self.ok, self.scale, self._unit = True, scale, unit
+                return
+            scaled, at_start = np.round(values * unit), np.round(start[marked] * unit)
+            if (scaled / unit == values).all() and (at_start / unit == start[marked]).all():
+                self.ok, self.scale = True, scale
                 break
         if not self.ok:
             return
-        self.has_close = ~np.isnan(self.closes)
-        self.scaled = np.where(self.has_close, np.round(np.nan_to_num(self.closes) * self._unit), 0).astype(np.int64)
-        self.marked = ~np.isnan(start)
-        self.mark = np.where(self.marked, np.round(np.nan_to_num(start) * self._unit), 0).astype(np.int64)
-
-    @staticmethod
-    def _table(column: pl.Series, key: np.ndarray, n_day: int, n_sym: int) -> np.ndarray:
-        values = column.cast(pl.Float64).fill_null(np.nan).to_numpy()
-        values = np.where(values > 0, values, np.nan)
-        table = np.full(n_day * n_sym, np.nan)
-        table[key] = values
-        return table.reshape(n_day, n_sym)
+        self.has_close = has.reshape(self.closes.shape)
+        self.scaled = np.zeros(flat.size, dtype=np.int64)
+        self.scaled[has] = scaled.astype(np.int64)
+        self.scaled = self.scaled.reshape(self.closes.shape)
+        self.marked = marked
+        self.mark = np.zeros(len(index), dtype=np.int64)
+        self.mark[marked] = at_start.astype(np.int64)
 
     def close_session(self, k: int) -> None:
         """The closes of walked session k become the symbols' last closes."""
@@ -1162,7 +1138,13 @@ def simulate(
     arrays = None
     if bulk_planner.applies(risk, shortcut):
         arrays = bulk_planner.SignalArrays(
-            keyed.filter(pl.col("session").is_in(sessions)), prices, sessions, risk, slippage, commission
+            keyed.filter(pl.col("session").is_in(sessions)),
+            prices,
+            sessions,
+            risk,
+            slippage,
+            commission,
+            extra=list(start_state.positions),
         )
         if not arrays.ok:
             arrays = None
@@ -1175,11 +1157,11 @@ def simulate(
     last_close = last_closes_before(px, symbols, sessions[0])
     last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
     need_atrs = risk.needs_atr or risk.has_exits
-    book = None if arrays is None else _BookArrays(arrays, sorted(start_state.positions))
+    book = None if arrays is None else _BookArrays(arrays)
     # without book events the bulk pass reads the bars as arrays (`_DenseBars`); else as per-session dicts
     dense = None
-    if book is not None and not events:
-        dense = _DenseBars(px, book.index, sessions, last_close)
+    if arrays is not None and book is not None and not events:
+        dense = _DenseBars(arrays.prices, book.index, last_close)
         dense = dense if dense.ok else None
     bars = _partitions(px, sessions) if dense is None or need_atrs else {}
     after_last = next_session or _next_session(sessions[-1])

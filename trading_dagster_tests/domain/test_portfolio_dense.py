@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from trading_dagster.domain import portfolio
+from trading_dagster.domain import bulk_planner, portfolio
 from trading_dagster.domain.book_events import Split
 from trading_dagster.domain.execution import CommissionModel, SlippageModel
 from trading_dagster.domain.portfolio import LastCloses, PortfolioState, Position
@@ -106,7 +106,10 @@ def test_dense_equity_equals_the_decimal_marks():
     prices = pl.DataFrame(rows, schema=["symbol", "session", "close"], orient="row").with_columns(open=pl.col("close"))
     before = LastCloses({s: (dt.date(2019, 12, 31), 10.125) for s in symbols[:20]})
     index = {s: i for i, s in enumerate(symbols)}
-    dense = portfolio._DenseBars(prices, index, sessions, before)
+    walked = np.array([(d - dt.date(1970, 1, 1)).days for d in sessions], dtype=np.int32)
+    table = bulk_planner.PriceTable(prices, symbols, walked)
+    assert table.ok
+    dense = portfolio._DenseBars(table, index, before)
     assert dense.ok
     marks = LastCloses({s: (dt.date(2019, 12, 31), 10.125) for s in symbols[:20]})
     exact = portfolio._ExactPrices()
@@ -119,3 +122,18 @@ def test_dense_equity_equals_the_decimal_marks():
         )
         held = np.array([state.qty(s) for s in symbols], dtype=np.int64)
         assert dense.equity(state, held) == portfolio._equity(state, marks, exact)
+
+
+def test_the_price_table_leaves_out_what_the_planner_takes_for_no_price():
+    day = dt.date(2020, 1, 2)
+    prices = pl.DataFrame(
+        [("A", day, 1.5, 2.0), ("B", day, 0.0, -1.0), ("C", day, None, 3.0), ("A", day + dt.timedelta(days=9), 9.0, 9.0)],
+        schema=["symbol", "session", "open", "close"],
+        orient="row",
+    )
+    table = bulk_planner.PriceTable(prices, ["A", "B", "C", "D"], np.array([(day - dt.date(1970, 1, 1)).days]))
+    assert table.ok
+    assert np.array_equal(table.opens, [[1.5, np.nan, np.nan, np.nan]], equal_nan=True)
+    assert np.array_equal(table.closes, [[2.0, np.nan, 3.0, np.nan]], equal_nan=True)
+    twice = pl.concat([prices, prices.head(1)])
+    assert not bulk_planner.PriceTable(twice, ["A"], np.array([(day - dt.date(1970, 1, 1)).days])).ok
