@@ -108,6 +108,8 @@ class _Bars:
     """
 
     frame: pl.DataFrame  # symbol, session, close, volume (null where unknown)
+    frame_codes: np.ndarray  # int64, the symbol code of each `frame` row
+    frame_days: np.ndarray  # int64, the epoch day of each `frame` row (non-decreasing)
     to_frame: np.ndarray  # int64
     n_symbols: int
     key: np.ndarray  # int64, symbol-major
@@ -156,6 +158,8 @@ def _prepare(prices: pl.DataFrame) -> _Bars:
     to_frame = np.argsort(small, kind="stable").astype(np.int64)
     return _Bars(
         frame=bars.select("symbol", "session", "close", "volume"),
+        frame_codes=codes,
+        frame_days=days,
         to_frame=to_frame,
         n_symbols=symbols.len(),
         key=codes[to_frame] * _SYMBOL_STRIDE + days[to_frame],
@@ -205,17 +209,13 @@ _PER_RUN: tuple[str, ...] = (
 )
 """The TA-Lib outputs computed per (symbol, anchor window), in `_talib_outputs` order (then the SMAs of
 `extra_sma`): running sums and recursions, whose bits depend on the bar the computation starts from."""
-_WHOLE: dict[str, tuple[str, int]] = {
-    "high_52w": ("MAX", _HIGH_WINDOW),
-    "_rocr_1": ("ROCR", 1),
-    "_rocr_5": ("ROCR", 5),
-    "_rocr_21": ("ROCR", 21),
-    "_rocr_63": ("ROCR", 63),
-}
-"""TA-Lib outputs that are exact functions of the last `period` + 1 (ROCR) or `period` (MAX) bars, whatever
-bar the computation started from: one call over all symbols' bars at once gives every row's value, which is
-kept where the row's anchored run has those bars (its TA-Lib lookback: `period` for ROCR, `period` - 1 for
-MAX) and NaN elsewhere, as a call per run gives."""
+_ROCR_PERIODS: tuple[int, ...] = (1, 5, 21, 63)
+_AFTER_RUN: tuple[str, ...] = ("high_52w", *(f"_rocr_{n}" for n in _ROCR_PERIODS))
+"""Outputs that are exact functions of the last bars, whatever bar the computation started from: TA-Lib's
+MAX(high, 252) (the 52-week high) over all symbols' bars at once, and ROCR(close, n) = close / close n bars
+earlier (0 where that is 0, as TA-Lib's), from the kept rows' own bars. A row keeps its value where its
+anchored run has those bars (the TA-Lib lookback: 251 for the high, n for ROCR) and is NaN elsewhere, as a
+TA-Lib call per run gives."""
 
 
 def _talib_outputs(
@@ -245,7 +245,7 @@ def _talib_outputs(
 
 
 def _finish(extra_sma: Sequence[int]) -> list[pl.Expr]:
-    """The table's indicator columns from a frame of the `_PER_RUN` and `_WHOLE` columns, close and volume
+    """The table's indicator columns from a frame of the `_PER_RUN` and `_AFTER_RUN` columns, close and volume
     (NaN in a lookback), null where NaN: `sma_20` = the Bollinger middle band, `pct_below_high_52w` =
     (high_52w - close) / high_52w x 100, `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1),
     `volume_ratio_20` = volume / SMA(volume, 20), null where that is not finite (a zero mean, an unknown
@@ -326,56 +326,53 @@ def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] =
         )
         for w in windows
     ]
-    # Mark kept symbol-major rows (a difference array over the [keep, end) runs). The values are written in
-    # symbol-major order into the rows of `values` (its columns hold the kept rows only, so a run's rows are
-    # consecutive there too) and put into output order at the end, in one gather.
-    diff = np.zeros(n + 1, dtype=np.int64)
-    for _, keeps, ends in slices:
-        np.add.at(diff, keeps, 1)
-        np.add.at(diff, ends, -1)
-    kept = np.cumsum(diff[:-1]) > 0
-    rank = np.cumsum(kept) - 1  # position among the kept rows, in symbol-major order
-    kept_in_frame = np.zeros(n, dtype=bool)
-    kept_in_frame[bars.to_frame[kept]] = True
-    out_rows = np.flatnonzero(kept_in_frame)
+    # Each window's kept rows go to the columns of `work` in symbol-major order (symbol by symbol, each run's
+    # rows consecutive), then into output order with one gather (a window's output rows are consecutive in the
+    # frame: windows keep disjoint, increasing day ranges). The buffer holds one window and is reused.
+    counts = [np.maximum(ends - keeps, 0) for _, keeps, ends in slices]
+    per_run = (*_PER_RUN, *(f"sma_{n}" for n in extra_sma))
+    names = (*per_run, *_AFTER_RUN)
+    work = np.empty((len(names), max((int(c.sum()) for c in counts), default=0)))
     to_symbol_major = np.empty(n, dtype=np.int64)
     to_symbol_major[bars.to_frame] = np.arange(n, dtype=np.int64)
-    gather = rank[to_symbol_major[out_rows]]  # the `values` column of each output row
-    per_run = (*_PER_RUN, *(f"sma_{n}" for n in extra_sma))
-    names = (*per_run, *_WHOLE)
-    values = np.empty((len(names), out_rows.size))
-    # Each (symbol, window) run: its TA-Lib outputs stacked into one block, the kept columns copied at once.
-    run_start = np.zeros(out_rows.size, dtype=np.int64)  # the run's first bar, at the run's first kept row
-    for starts, keeps, ends in slices:
-        live = np.flatnonzero(ends > keeps)
-        ats = rank[keeps[live]]
-        run_start[ats] = starts[live]
-        runs = zip(starts[live].tolist(), keeps[live].tolist(), ends[live].tolist(), ats.tolist(), strict=True)
-        for start, keep, end, at in runs:
+    high_52w = _ta.MAX(bars.high, timeperiod=_HIGH_WINDOW)
+    pieces = []
+    for (starts, keeps, ends), count, window in zip(slices, counts, windows, strict=True):
+        live = np.flatnonzero(count)
+        at = np.cumsum(count[live]) - count[live]  # each live run's first column in `work`
+        m = int(count.sum())
+        if m == 0:
+            continue
+        runs = zip(starts[live].tolist(), keeps[live].tolist(), ends[live].tolist(), at.tolist(), strict=True)
+        for start, keep, end, a in runs:
             out = _talib_outputs(
                 bars.high[start:end], bars.low[start:end], bars.close[start:end], bars.volume[start:end], extra_sma
             )
             block = np.concatenate(out).reshape(len(per_run), end - start)
-            values[: len(per_run), at : at + end - keep] = block[:, keep - start :]
-    # Runs follow each other in symbol-major order and start later than the run before: a running maximum
-    # carries each run's first bar over its kept rows.
-    kept_at = np.flatnonzero(kept)  # symbol-major position of each kept row
-    bars_before = kept_at - np.maximum.accumulate(run_start)  # bars of its run before each kept row
-    for j, (function, period) in enumerate(_WHOLE.values(), start=len(per_run)):
-        np.take(getattr(_ta, function)(bars.high if function == "MAX" else bars.close, timeperiod=period), kept_at,
-                out=values[j])
-        values[j][bars_before < (period - 1 if function == "MAX" else period)] = np.nan
-    if out_rows.size == n:
-        frame = bars.frame
-    elif out_rows.size and out_rows[-1] - out_rows[0] + 1 == out_rows.size:
-        frame = bars.frame.slice(int(out_rows[0]), out_rows.size)
-    else:
-        frame = bars.frame[pl.Series(out_rows)]
-    # Into output order in one polars gather over all columns (the frame's columns are views of `values`' rows;
-    # several times faster than numpy's per-column take here), then the derived columns and NaN -> null.
-    computed = pl.DataFrame([pl.Series(name, values[j]) for j, name in enumerate(names)])[pl.Series(gather)]
-    del values
-    return frame.hstack(computed).select(*OUTPUT_COLUMNS[:3], *_finish(extra_sma))
+            work[: len(per_run), a : a + end - keep] = block[:, keep - start :]
+        # symbol-major position of each kept row, and the bars of its run before it
+        kept_at = np.repeat(keeps[live] - at, count[live]) + np.arange(m)
+        bars_before = kept_at - np.repeat(starts[live], count[live])
+        row = work[len(per_run), :m]
+        np.take(high_52w, kept_at, out=row)
+        row[bars_before < _HIGH_WINDOW - 1] = np.nan
+        close = bars.close[kept_at]
+        for k, period in enumerate(_ROCR_PERIODS, start=len(per_run) + 1):
+            row, earlier = work[k, :m], bars.close[np.maximum(kept_at - period, 0)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(close, earlier, out=row)
+            row[earlier == 0.0] = 0.0
+            row[bars_before < period] = np.nan
+        lo = int(np.searchsorted(bars.frame_days, window.keep_from, side="left"))
+        shift = np.zeros(bars.n_symbols, dtype=np.int64)
+        shift[live] = keeps[live] - at
+        gather = to_symbol_major[lo : lo + m] - shift[bars.frame_codes[lo : lo + m]]
+        computed = pl.DataFrame([pl.Series(name, work[j, :m]) for j, name in enumerate(names)])[pl.Series(gather)]
+        pieces.append(bars.frame.slice(lo, m).hstack(computed))
+    if not pieces:
+        pieces.append(bars.frame.clear().hstack([pl.Series(name, [], pl.Float64) for name in names]))
+    # NaN -> null and the derived columns over each window's columns
+    return pl.concat([piece.select(*OUTPUT_COLUMNS[:3], *_finish(extra_sma)) for piece in pieces])
 
 
 def compute_indicators(prices: pl.DataFrame, extra_sma: Sequence[int] = ()) -> pl.DataFrame:
