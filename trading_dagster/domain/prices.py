@@ -470,8 +470,8 @@ def _history_columns(
     actions: pl.DataFrame | None,
     expected_sessions: Sequence[dt.date],
 ) -> pl.DataFrame:
-    """_HISTORY_COLUMNS and _BREAK_COLUMNS for each row of `window` (deduplicated, in its (date, symbol)
-    order).
+    """`_level` (_break_level), _HISTORY_COLUMNS and _BREAK_COLUMNS for each row of `window` (deduplicated,
+    in its (date, symbol) order).
 
     The decimal reference of a row is the median of the previous REFERENCE_BARS usable closes of its symbol
     dated within REFERENCE_DAYS days before it (null with fewer than MIN_REFERENCE_BARS). Prices are
@@ -486,8 +486,10 @@ def _history_columns(
     n = window.height
     first = min(expected_sessions) if len(expected_sessions) else None
     usable = _usable_for_reference(window, conflict)
+    level = window.select(_break_level().alias("_level")).to_series()
     w = (
-        window.select("symbol", "date", "open", "close", "volume", _break_level().alias("_level"))
+        window.select("symbol", "date", "open", "close", "volume")
+        .with_columns(level)
         .with_row_index("_row")
         .filter(usable)
     )
@@ -497,19 +499,20 @@ def _history_columns(
         parts.insert(0, h.with_columns(pl.lit(None, dtype=pl.UInt32).alias("_row")).select(w.columns))
     rows = pl.concat(parts)  # in date order: history ends before the window, both are sorted by date
     has_actions = actions is not None and actions.height > 0
-    factor = cumulative_factor(rows, actions, "date") if has_actions else pl.lit(1.0)  # type: ignore[arg-type]
+    if has_actions:
+        rows = rows.with_columns(cumulative_factor(rows, actions, "date").alias("_factor"))  # type: ignore[arg-type]
     rows = (
-        rows.with_columns(
-            pl.col("symbol").cast(pl.Categorical).to_physical().alias("_sym"),
-            factor.alias("_factor"),
-        )
-        .with_columns((pl.col("close") * pl.col("_factor")).alias("_nc"))
+        rows.with_columns(pl.col("symbol").cast(pl.Categorical).to_physical().alias("_sym"))
         # A stable sort on the symbol code keeps the date order inside each symbol: (symbol, date) order
         # without sorting strings, and without moving them: the few rows that need their symbol (a join with
-        # the splits on file) take it from the window by `_row`.
+        # the splits on file) take it from the window by `_row`. What is computed from the sorted columns
+        # (a factor of 1 with no split on file, the close in units of the original share) is not moved.
         .drop("symbol")
         .sort("_sym", maintain_order=True)
     )
+    if not has_actions:
+        rows = rows.with_columns(pl.lit(1.0).alias("_factor"))
+    rows = rows.with_columns((pl.col("close") * pl.col("_factor")).alias("_nc"))
     breaks = _break_columns(rows.filter("_level"))
     rows = pl.concat([rows, _median_of_previous(rows)], how="horizontal").filter(pl.col("_row").is_not_null())
     ref_today = pl.col("_ref") / pl.col("_factor")
@@ -543,7 +546,7 @@ def _history_columns(
         )
     else:
         breaks = breaks.with_columns(pl.lit(None, dtype=pl.Float64).alias("_baction"))
-    out = []
+    out = [level]
     for frame, columns in ((matched, _HISTORY_COLUMNS), (breaks, _BREAK_COLUMNS)):
         index = frame["_row"]
         for name, dtype in columns.items():
@@ -854,6 +857,27 @@ def _flag_exprs() -> dict[str, pl.Expr]:
         NEGATIVE_VOLUME: pl.col("volume") < 0,
         ZERO_VOLUME: pl.col("volume") == 0,
     }
+
+
+def _rejected() -> pl.Expr:
+    """Whether a row gets a reason (`_conflict`, or any of _flag_exprs fires), from `_level` (_break_level)
+    and the few flags a bar the break rule reads can still raise, instead of every flag.
+
+    A bar with `_level` false always has a flag: no volume or a price missing or not finite (NULL_VALUE),
+    volume <= 0 (ZERO_VOLUME, NEGATIVE_VOLUME), a price <= 0 (NON_POSITIVE_PRICE), high < low
+    (HIGH_BELOW_LOW), open or close outside [low, high] (OPEN_/CLOSE_OUTSIDE_RANGE), a field outlier
+    (FIELD_OUTLIER). A bar with `_level` true has positive finite prices in order and a positive volume, so of
+    the flags only a missing symbol (NULL_VALUE), NEAR_ZERO_PRICE, DECIMAL_SHIFT and the break states remain.
+    """
+    decimal = [pl.col(f"_d{c}_{r}").is_not_null() for c in ("c", "o") for r in ("ref", "prev")]
+    return pl.any_horizontal(
+        pl.col("_conflict"),
+        ~pl.col("_level").fill_null(False),  # null where the volume is missing (and the prices sane)
+        pl.col("symbol").is_null(),
+        *(_near_zero(c) for c in PRICE_COLUMNS),
+        *decimal,
+        pl.col("_bstate").is_in([_STATE_PENDING_COLLAPSE, _STATE_PENDING_BREAK, _STATE_SPLIT]).fill_null(False),
+    )
 
 
 def _reason_expr(flags: Mapping[str, pl.Expr]) -> pl.Expr:
@@ -1178,10 +1202,9 @@ def clean_prices(
     refs = _history_columns(deduped, conflict, history, acts, expected_sessions)
     flags = _flag_exprs()
     frame = deduped.hstack([*refs.get_columns(), conflict.alias("_conflict")])
-    # A row is rejected when it is a conflict or any flag fires (what gives it a reason): one fused pass for
-    # the mask; the flag columns, the reason and the detail are built for the rejected rows alone.
-    flagged = pl.any_horizontal([pl.col("_conflict"), *(flags[code].fill_null(False) for code in SANITY_PRIORITY)])
-    rejected_mask = frame.select(flagged).to_series()
+    # A row is rejected when it is a conflict or any flag fires (what gives it a reason); the flag columns,
+    # the reason and the detail are built for the rejected rows alone.
+    rejected_mask = frame.select(_rejected()).to_series()
     cleaned = deduped.filter(~rejected_mask).rename({"date": "session"}).select(CLEAN_COLUMNS)  # already sorted
     rejected = (
         frame.filter(rejected_mask)
