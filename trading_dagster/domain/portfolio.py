@@ -1062,11 +1062,7 @@ class _SessionPlanner:
                 equity,
                 available,
             )
-            reason = shortcut.reason(intent, ctx)
-            if reason is None:
-                qty, reason = check_order(intent, ctx, self.controls)
-            else:
-                qty = 0
+            qty, reason = shortcut.decide(intent, ctx, self.controls)
             arrays.requested[row] = intent.qty
             arrays.reason[row] = 0 if reason is None else reason_id[reason]
             if qty == 0:

@@ -678,6 +678,57 @@ class EarlyDenial:
         return None
 
 
+    def decide(self, intent: OrderIntent, ctx: RiskContext, controls: Sequence[PreTradeControl]) -> Decision:
+        """`check_order(intent, ctx, controls)` for the chain this shortcut was built for (`for_chain`), in one
+        pass without a Decision per control: the denials of `reason`, then, as the chain runs them, LongOnly's
+        clip of a sell (and MinimumSize after it), MonthlyShareLimit's, MaxPosition's and BuyingPower's clips
+        of a buy, each seeing the quantity the one before left, the reason that of the last control that cut.
+        (`reason`'s one-share affordability test is not needed here: BuyingPower denies exactly then, and
+        MaxPosition's denial, which `reason` puts first, comes first in the chain too.) A side the chain does
+        not know goes to `check_order`."""
+        ref = intent.ref_price
+        if ref is None or ref <= 0:
+            return Decision(0, NO_PRICE)
+        qty, reason = intent.qty, None
+        if intent.side == "sell":
+            available = ctx.held - ctx.pending_sell_qty
+            if available <= 0:
+                return Decision(0, SHORT_NOT_ALLOWED)
+            if qty > available:
+                qty, reason = available, SHORT_NOT_ALLOWED
+            if qty < 1:
+                return Decision(0, SIZE_BELOW_ONE_SHARE)
+            return Decision(qty, reason)
+        if intent.side != "buy":
+            return check_order(intent, ctx, controls)
+        if not self.add_to_positions and (ctx.held > 0 or ctx.pending_buy_qty > 0):
+            return Decision(0, ALREADY_HELD)
+        if self.min_price is not None and ref < self.min_price:
+            return Decision(0, PRICE_BELOW_MINIMUM)
+        if qty < 1:
+            return Decision(0, SIZE_BELOW_ONE_SHARE)
+        limit = self.monthly_share_limit
+        if limit is not None:
+            remaining = limit - ctx.bought_in_fill_month - ctx.pending_buy_qty
+            if remaining <= 0:
+                return Decision(0, QTY_OVER_MONTHLY_LIMIT)
+            if qty > remaining:
+                qty, reason = remaining, QTY_OVER_MONTHLY_LIMIT
+        position = self.max_position
+        room = ctx.equity * position.pct / 100 - (ctx.held + ctx.pending_buy_qty) * ref
+        allowed = position.shares.buys(room, ref) if room > 0 else 0
+        if qty > allowed:
+            if allowed <= 0:
+                return Decision(0, MAX_POSITION)
+            qty, reason = allowed, MAX_POSITION
+        allowed = self.buying_power.affordable(ctx.available_cash, ref, qty)
+        if qty > allowed:
+            if allowed <= 0:
+                return Decision(0, INSUFFICIENT_BUYING_POWER)
+            qty, reason = allowed, INSUFFICIENT_BUYING_POWER
+        return Decision(qty, reason)
+
+
 def size_order(
     side: Side,
     ref_price: Decimal | None,
