@@ -321,6 +321,20 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
+_LOADED: list[tuple[tuple, dg.Definitions]] = []
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    """The code location's definitions. Dagster calls this more than once in a process (a run worker: four
+    times for one run, ~0.1 s each); the settings (the environment, the config file, the promotions journal,
+    all read again on each call) and the alert webhook's presence equal to the last call's get the same
+    Definitions back."""
+    settings = load_settings()
+    key = (settings, bool(dg.EnvVar(WEBHOOK_ENV_VAR).get_value()))
+    for loaded_key, loaded in _LOADED:
+        if loaded_key == key:
+            return loaded
+    built = build_definitions(settings)
+    _LOADED[:] = [(key, built)]
+    return built
