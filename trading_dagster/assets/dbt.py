@@ -250,19 +250,24 @@ def write_specs_snapshot(manifest: bytes, path: Path = SPECS_SNAPSHOT) -> tuple[
     definitions side by side). Unwritable (a read-only image): the specs are still returned."""
     specs, checks = dbt_specs()
     blob = pickle.dumps({"key": snapshot_key(manifest), "specs": specs, "checks": checks})
+    tmp = None
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
+            tmp = f.name
             f.write(blob)
-        os.chmod(f.name, 0o644)
-        os.replace(f.name, path)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
     except OSError:
-        pass
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return specs, checks
 
 
 def marts_specs(path: Path = SPECS_SNAPSHOT) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
     """The marts' specs and check specs as dagster-dbt builds them from the manifest: from the snapshot when
     it matches, else built (dagster-dbt imported) and snapshotted."""
+    if not MANIFEST.exists():
+        raise FileNotFoundError(f"dbt manifest {MANIFEST} not found: run `trading-dagster prepare` (dbt parse)")
     manifest = MANIFEST.read_bytes()
     try:
         saved = pickle.loads(path.read_bytes())  # our own file, written by write_specs_snapshot

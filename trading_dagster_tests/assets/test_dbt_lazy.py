@@ -114,3 +114,19 @@ def test_loading_the_definitions_imports_no_dbt(module, tmp_path):
         env={**os.environ, "TRADING_DAGSTER_DATA_DIR": str(tmp_path / "data")},
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+def test_an_unwritable_folder_still_gives_the_specs(tmp_path, monkeypatch):
+    def refused(src, dst):
+        raise PermissionError(f"read-only: {dst}")
+
+    monkeypatch.setattr(marts.os, "replace", refused)
+    specs, checks = marts.marts_specs(tmp_path / "specs.pickle")
+    assert len(specs) == len(dbt_assets_definition().keys) and checks
+    assert list(tmp_path.iterdir()) == []  # no snapshot, no temporary file left
+
+
+def test_a_missing_manifest_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(marts, "MANIFEST", tmp_path / "target" / "manifest.json")
+    with pytest.raises(FileNotFoundError, match="trading-dagster prepare"):
+        marts.marts_specs(tmp_path / "specs.pickle")
