@@ -107,7 +107,7 @@ class _Bars:
     symbol inside any date window at once.
     """
 
-    frame: pl.DataFrame  # symbol, session, close, volume (null where unknown)
+    frame: pl.DataFrame  # symbol, session, close
     frame_codes: np.ndarray  # int64, the symbol code of each `frame` row
     frame_days: np.ndarray  # int64, the epoch day of each `frame` row (non-decreasing)
     to_frame: np.ndarray  # int64
@@ -157,7 +157,7 @@ def _prepare(prices: pl.DataFrame) -> _Bars:
     small = codes.astype(np.uint16) if symbols.len() <= np.iinfo(np.uint16).max else codes
     to_frame = np.argsort(small, kind="stable").astype(np.int64)
     return _Bars(
-        frame=bars.select("symbol", "session", "close", "volume"),
+        frame=bars.select("symbol", "session", "close"),
         frame_codes=codes,
         frame_days=days,
         to_frame=to_frame,
@@ -205,17 +205,18 @@ _PER_RUN: tuple[str, ...] = (
     "macd_signal",
     "macd_hist",
     "atr_14",
-    "_volume_sma_20",
+    "volume_ratio_20",  # TA-Lib's SMA(volume, 20), divided into the volume in place once the window is done
 )
 """The TA-Lib outputs computed per (symbol, anchor window), in `_talib_outputs` order (then the SMAs of
 `extra_sma`): running sums and recursions, whose bits depend on the bar the computation starts from."""
 _ROCR_PERIODS: tuple[int, ...] = (1, 5, 21, 63)
-_AFTER_RUN: tuple[str, ...] = ("high_52w", *(f"_rocr_{n}" for n in _ROCR_PERIODS))
-"""Outputs that are exact functions of the last bars, whatever bar the computation started from: TA-Lib's
+_AFTER_RUN: tuple[str, ...] = ("high_52w", "pct_below_high_52w", *(f"ret_{n}" for n in _ROCR_PERIODS))
+"""Columns that are exact functions of the last bars, whatever bar the computation started from: TA-Lib's
 MAX(high, 252) (the 52-week high) over all symbols' bars at once, and ROCR(close, n) = close / close n bars
 earlier (0 where that is 0, as TA-Lib's), from the kept rows' own bars. A row keeps its value where its
 anchored run has those bars (the TA-Lib lookback: 251 for the high, n for ROCR) and is NaN elsewhere, as a
-TA-Lib call per run gives."""
+TA-Lib call per run gives. `pct_below_high_52w` = (high_52w - close) / high_52w x 100 and `ret_n` = ROCR - 1
+are elementwise, so computed over a window's rows they are the bits a per-symbol computation gives."""
 
 
 def _talib_outputs(
@@ -245,21 +246,10 @@ def _talib_outputs(
 
 
 def _finish(extra_sma: Sequence[int]) -> list[pl.Expr]:
-    """The table's indicator columns from a frame of the `_PER_RUN` and `_AFTER_RUN` columns, close and volume
-    (NaN in a lookback), null where NaN: `sma_20` = the Bollinger middle band, `pct_below_high_52w` =
-    (high_52w - close) / high_52w x 100, `ret_n` = ROCR(close, n) - 1 (close / close n bars earlier - 1),
-    `volume_ratio_20` = volume / SMA(volume, 20), null where that is not finite (a zero mean, an unknown
-    volume). Elementwise, so over the whole column these are the bits a per-symbol computation gives."""
-    high_52w = pl.col("high_52w")
-    ratio = pl.col("volume") / pl.col("_volume_sma_20")
-    derived = {
-        "sma_20": pl.col("bb_middle"),
-        "pct_below_high_52w": (high_52w - pl.col("close")) / high_52w * 100.0,
-        **{f"ret_{n}": pl.col(f"_rocr_{n}") - 1.0 for n in (1, 5, 21, 63)},
-        "volume_ratio_20": pl.when(ratio.is_finite()).then(ratio),
-    }
+    """The table's columns, null where NaN, from a frame of symbol, session, close and the `_PER_RUN` and
+    `_AFTER_RUN` columns (`sma_20` is the Bollinger middle band)."""
     names = (*INDICATOR_COLUMNS, *sma_columns(extra_sma))
-    return [derived.get(name, pl.col(name)).fill_nan(None).alias(name) for name in names]
+    return [pl.col("bb_middle" if name == "sma_20" else name).fill_nan(None).alias(name) for name in names]
 
 
 def _symbol_indicators(
@@ -312,9 +302,9 @@ class _Window:
 def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] = ()) -> pl.DataFrame:
     """Run every window over every symbol and return the kept rows, sorted by (session, symbol).
 
-    Windows must keep disjoint day ranges. Each symbol's computation in a window starts at its first bar
-    on or after `first`, which is what anchoring means. Output positions are known before any TA-Lib
-    call, so results are written once, straight into their final place.
+    Windows must keep disjoint, increasing day ranges. Each symbol's computation in a window starts at its
+    first bar on or after `first`, which is what anchoring means. The result's columns have one chunk per
+    window that keeps rows.
     """
     n = bars.key.size
     base = np.arange(bars.n_symbols, dtype=np.int64) * _SYMBOL_STRIDE
@@ -353,16 +343,24 @@ def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] =
         # symbol-major position of each kept row, and the bars of its run before it
         kept_at = np.repeat(keeps[live] - at, count[live]) + np.arange(m)
         bars_before = kept_at - np.repeat(starts[live], count[live])
-        row = work[len(per_run), :m]
-        np.take(high_52w, kept_at, out=row)
-        row[bars_before < _HIGH_WINDOW - 1] = np.nan
+        ratio = work[per_run.index("volume_ratio_20"), :m]  # SMA(volume, 20) so far
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(bars.volume[kept_at], ratio, out=ratio)
+        ratio[~np.isfinite(ratio)] = np.nan  # a zero mean, an unknown volume
+        high, pct = work[len(per_run), :m], work[len(per_run) + 1, :m]
+        np.take(high_52w, kept_at, out=high)
+        high[bars_before < _HIGH_WINDOW - 1] = np.nan
         close = bars.close[kept_at]
-        for k, period in enumerate(_ROCR_PERIODS, start=len(per_run) + 1):
-            row, earlier = work[k, :m], bars.close[np.maximum(kept_at - period, 0)]
+        np.subtract(high, close, out=pct)
+        pct /= high
+        pct *= 100.0
+        for k, period in enumerate(_ROCR_PERIODS, start=len(per_run) + 2):
+            ret, earlier = work[k, :m], bars.close[np.maximum(kept_at - period, 0)]
             with np.errstate(divide="ignore", invalid="ignore"):
-                np.divide(close, earlier, out=row)
-            row[earlier == 0.0] = 0.0
-            row[bars_before < period] = np.nan
+                np.divide(close, earlier, out=ret)
+            ret[earlier == 0.0] = 0.0
+            ret[bars_before < period] = np.nan
+            ret -= 1.0
         lo = int(np.searchsorted(bars.frame_days, window.keep_from, side="left"))
         shift = np.zeros(bars.n_symbols, dtype=np.int64)
         shift[live] = keeps[live] - at
@@ -371,7 +369,7 @@ def _compute(bars: _Bars, windows: Sequence[_Window], extra_sma: Sequence[int] =
         pieces.append(bars.frame.slice(lo, m).hstack(computed))
     if not pieces:
         pieces.append(bars.frame.clear().hstack([pl.Series(name, [], pl.Float64) for name in names]))
-    # NaN -> null and the derived columns over each window's columns
+    # NaN -> null over each window's columns
     return pl.concat([piece.select(*OUTPUT_COLUMNS[:3], *_finish(extra_sma)) for piece in pieces])
 
 
