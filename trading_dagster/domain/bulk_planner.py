@@ -83,7 +83,7 @@ class PriceTable:
         sym = px["symbol"].replace_strict(names, ids, return_dtype=pl.Int64).to_numpy()
         col = self._column[px["session"].cast(pl.Int64).to_numpy() - first]
         inside = col >= 0
-        key = col[inside] * n_sym + sym[inside]
+        key = (col[inside] * n_sym + sym[inside]).astype(np.int64)
         if key.size and np.bincount(key, minlength=n_day * n_sym).max() > 1:
             return
         self.opens = self._table(px["open"], inside, key, n_day, n_sym)
@@ -132,8 +132,8 @@ class SignalArrays:
         self.symbols: list[str] = symbols.to_list()
         self.symbol_index = {s: i for i, s in enumerate(self.symbols)}
         ids = pl.int_range(symbols.len(), eager=True, dtype=pl.Int32)
-        self.sym = frame["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy()
-        days = frame["session"].cast(pl.Int32).to_numpy()
+        self.sym = frame["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy().astype(np.int32)
+        days = frame["session"].cast(pl.Int32).to_numpy().astype(np.int32)
         walked = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int32)
         self.bounds = np.searchsorted(days, walked, side="left").tolist() + [frame.height]
         # the book's symbols: the signals', then those it may hold without a signal

@@ -137,3 +137,10 @@ def test_the_price_table_leaves_out_what_the_planner_takes_for_no_price():
     assert np.array_equal(table.closes, [[2.0, np.nan, 3.0, np.nan]], equal_nan=True)
     twice = pl.concat([prices, prices.head(1)])
     assert not bulk_planner.PriceTable(twice, ["A"], np.array([(day - dt.date(1970, 1, 1)).days])).ok
+
+
+def test_the_price_table_of_no_rows():
+    day = dt.date(2020, 1, 2)
+    empty = pl.DataFrame(schema={"symbol": pl.String, "session": pl.Date, "open": pl.Float64, "close": pl.Float64})
+    table = bulk_planner.PriceTable(empty, ["A"], np.array([(day - dt.date(1970, 1, 1)).days]))
+    assert table.ok and np.isnan(table.closes).all() and table.closes.shape == (1, 1)
