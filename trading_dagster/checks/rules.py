@@ -91,17 +91,20 @@ def _strictly_increasing(order: Sequence[str]) -> pl.Expr:
 def keys_proven_unique(df: pl.DataFrame, keys: Sequence[str]) -> bool:
     """Whether no two rows of `df` share `keys` (none null), proven cheaply: the rows are strictly increasing
     on some order of the keys (the way every stage writes its frame: by (symbol, session) or (session,
-    symbol, ...); one pass of comparisons with the previous row; the orders tried are those whose first
-    `_ORDER_PROBE_ROWS` rows increase), or the keys' hashes are all distinct. False proves nothing (a null
+    symbol, ...); one pass of comparisons with the previous row; the orders tried are those on which the first
+    `_ORDER_PROBE_ROWS` rows and as many spread over the frame increase), or the keys' hashes are all distinct. False proves nothing (a null
     key, a hash collision, a duplicate): ask `is_duplicated`."""
     if any(df[k].null_count() for k in keys):
         return False
     if df.height < 2:
         return True
-    probe = df.head(_ORDER_PROBE_ROWS)
+    # rows strictly increasing on an order are so in any subsequence: the first rows (the order inside a
+    # session) and rows spread over the whole frame (the order across sessions) rule out most wrong orders
+    # before a pass over every row
+    probes = [df.head(_ORDER_PROBE_ROWS), df.gather_every(max(1, df.height // _ORDER_PROBE_ROWS))]
     for order in itertools.permutations(keys):
         increasing = _strictly_increasing(order).slice(1).fill_null(False).all()
-        if probe.select(increasing).item() and df.select(increasing).item():
+        if all(p.select(increasing).item() for p in probes) and df.select(increasing).item():
             return True
     # unordered: equal keys have equal hashes, so as many distinct hashes as rows proves the keys distinct
     combined = functools.reduce(operator.xor, (pl.col(k).hash(seed=i) for i, k in enumerate(keys)))
@@ -118,7 +121,9 @@ def duplicated_keys(df: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
 
 
 def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
-    dup = df.filter(duplicated_keys(df, keys)) if df.height else df
+    if not df.height or keys_proven_unique(df, keys):
+        return _offenders(df.clear(), f"duplicate {tuple(keys)}", df.height)
+    dup = df.filter(df.select(list(keys)).is_duplicated())
     return _offenders(dup, f"duplicate {tuple(keys)}", df.height)
 
 

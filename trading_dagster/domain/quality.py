@@ -148,6 +148,15 @@ def _matrix(cells: np.ndarray, where: np.ndarray | None, shape: tuple[int, int])
     return out.reshape(shape)
 
 
+def _running_counts(matrix: np.ndarray) -> np.ndarray:
+    """Row t of the result: the column sums of the rows of the bool `matrix` before t (one more row than
+    it). Copied to int32 first and summed in place: a cumsum that casts each bool on the way is ~2x slower."""
+    out = np.zeros((matrix.shape[0] + 1, matrix.shape[1]), dtype=np.int32)
+    out[1:] = matrix
+    np.add.accumulate(out, axis=0, out=out)
+    return out
+
+
 def _axis(window: Sequence[dt.date], calendar: SessionCalendar) -> tuple[list[dt.date], int]:
     """The calendar sessions from OUTAGE_HISTORY_SESSIONS before the window to its end, and where the
     window starts in it. The window must be consecutive sessions of the calendar."""
@@ -208,10 +217,7 @@ def flag_outages(
 
     # counts over the ACTIVE_WINDOW sessions before t: cumulative sums, row t of C = sum of rows < t
     evidence = np.concatenate([[0], np.cumsum(n_usable > 0)])
-    c_usable = np.zeros((n_t + 1, n_s), dtype=np.int32)
-    np.cumsum(usable, axis=0, out=c_usable[1:])
-    c_traded = np.zeros((n_t + 1, n_s), dtype=np.int32)
-    np.cumsum(traded, axis=0, out=c_traded[1:])
+    c_usable, c_traded = _running_counts(usable), _running_counts(traded)
 
     first = max(0, w0 - DEGRADED_WINDOW + 1)  # the stretch rule looks this far back
     n_active = np.full(n_t, -1, dtype=np.int64)  # -1: no baseline

@@ -76,3 +76,27 @@ def test_the_gx_split_gives_the_verdict_gx_gives(cleaned, name):
     if name != "shuffled":
         assert split.metadata[f"{label} unexpected_count"] == whole.metadata[f"{label} unexpected_count"] == 2
         assert split.failed_sessions == whole.failed_sessions
+
+
+def test_a_frame_whose_first_rows_also_increase_on_another_order_is_still_proven_and_checked():
+    """Sorted by (session, symbol) with more than the probe's rows in its first session: its first rows also
+    increase on (symbol, session), which the rows spread over the frame rule out; a duplicate late in the frame
+    is still found."""
+    import datetime as dt
+
+    import polars as pl
+
+    from trading_dagster.checks import rules
+
+    symbols = [f"S{i:04d}" for i in range(1500)]
+    days = [dt.date(2020, 1, 1) + dt.timedelta(days=d) for d in range(30)]
+    frame = pl.DataFrame({"session": [d for d in days for _ in symbols], "symbol": symbols * len(days)})
+    assert frame.head(rules._ORDER_PROBE_ROWS).select(
+        rules._strictly_increasing(["symbol", "session"]).slice(1).all()
+    ).item()
+    assert rules.keys_proven_unique(frame, ["symbol", "session"])
+    assert rules.unique_keys(frame, ["symbol", "session"]).passed
+    twice = pl.concat([frame, frame.tail(1)])
+    outcome = rules.unique_keys(twice, ["symbol", "session"])
+    assert not outcome.passed and outcome.metadata["offending_rows"] == 2
+    assert outcome.failed_sessions == (days[-1],)

@@ -369,3 +369,16 @@ def test_a_decimal_break_that_held_holds_new_buys_from_its_confirmation_on_and_l
     assert default.select("symbol", "session").rows() == [("SPLIT", d) for d in SESSIONS[9:n]]
     collapse = breaks.with_columns(pl.lit("collapse").alias("kind"), pl.lit(None, dtype=pl.Float64).alias("share_ratio"))
     assert hold_out_unexplained_breaks(signals, collapse, SESSIONS)[1].is_empty()  # a real level holds nothing
+
+
+def test_running_counts_are_the_cumulative_column_sums_of_the_rows_before():
+    import numpy as np
+
+    from trading_dagster.domain.quality import _running_counts
+
+    rng = np.random.default_rng(3)
+    matrix = rng.random((37, 11)) > 0.4
+    out = _running_counts(matrix)
+    assert out.shape == (38, 11) and out.dtype == np.int32
+    assert (out[0] == 0).all()
+    assert (out[1:] == np.cumsum(matrix, axis=0)).all()
