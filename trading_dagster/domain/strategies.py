@@ -504,21 +504,22 @@ def generate_signals(
     refiners = [s.name for s in strategies if s.kind == "ml_filter"]
     if refiners and probabilities is None:
         raise ValueError(f"strategies {refiners} (ml_filter) need the model's probabilities")
-    # only the columns the strategies read go on (the table has ~25)
-    current = indicators.select([c for c in indicators.columns if c in needed]).filter(
-        pl.col("session").is_between(out_start, out_end)
-    )
     # The indicators table's order: then unique, and the output order is free. A whole table in that order has
-    # `current` as one slice of it, and the rows of a cross's previous session are found by position.
-    whole = any(spec.kind == "sma_cross" for spec in strategies) and _in_order(indicators)
+    # the window's rows as one slice of it (no copy), and a cross finds its previous session's rows by position.
+    whole = _in_order(indicators)
+    read = indicators.select([c for c in indicators.columns if c in needed])  # the table has ~25 columns
+    if whole:
+        first = int(indicators["session"].search_sorted(out_start, side="left"))
+        current = read.slice(first, int(indicators["session"].search_sorted(out_end, side="right")) - first)
+    else:
+        current = read.filter(pl.col("session").is_between(out_start, out_end))
     ordered = whole or _in_order(current)
     if not ordered and current.height != current.n_unique(subset=["symbol", "session"]):
         raise ValueError("indicators are not unique on (symbol, session)")
     if ordered:
         current = current.with_row_index(_ROW)
     previous = None
-    if whole and current.height:
-        first = int(indicators["session"].search_sorted(out_start, side="left"))
+    if whole and current.height and any(spec.kind == "sma_cross" for spec in strategies):
         previous = _previous_rows(indicators, first, current.height, sessions)
     if previous is not None:
         current = current.with_columns(previous)
