@@ -2,9 +2,11 @@
 
 TA-Lib is the engine (about 5x faster than the same indicators as polars expressions). The work here is
 feeding it correctly: the bars are sorted once by (symbol, session), each symbol is a contiguous slice of
-float64 arrays found with `searchsorted`, TA-Lib runs on the slice, and the results are written into
-preallocated output arrays that become one polars frame. A value is null (never NaN) until the indicator has
-its full TA-Lib lookback of bars *for that symbol*, so an IPO starts with nulls.
+float64 arrays found with `searchsorted`, TA-Lib runs on the slice, and the results of one anchor window at a
+time are stacked into a reused buffer and gathered into output order by polars (the indicators that are exact
+functions of the last bars, the 52-week high and the returns, are taken from one computation over all bars).
+A value is null (never NaN) until the indicator has its full TA-Lib lookback of bars *for that symbol*, so an
+IPO starts with nulls.
 
 Besides the indicators, the table carries row-local model features (research/ml.py): `ret_1/5/21/63`, the
 close against the close 1/5/21/63 bars earlier (TA-Lib ROCR - 1), and `volume_ratio_20`, the volume against its
