@@ -3,7 +3,7 @@
 bit for bit (nulls where nulls are).
 
     .venv/bin/python benchmarks/indicators_signals.py [--rev 8a2021c] [--rounds 3] [--cleaned PATH]
-        [--reference DIR] [--stage indicators|signals ...]
+        [--reference DIR] [--stage indicators|signals ...] [--fresh]
 
 The other revision's `domain/indicators.py` and `domain/strategies.py` are read with `git show <rev>:<path>`
 and loaded as modules of their own (they import the rest of `trading_dagster` from this tree). The input is
@@ -12,6 +12,11 @@ written by `/tmp/stage-cache/make.py`; pass another file with `--cleaned`). Sign
 pure run calls them (DEFAULT_STRATEGIES, no calendar) and as the signals asset does (with the calendar), on
 this tree's indicators. With `--reference DIR`, the outputs are also compared with DIR's indicators.parquet
 and signals.parquet. Each round prints wall and CPU seconds of both sides; the summary gives the minimum and the median.
+
+`--fresh`: instead, each round runs each side once in a new process of its own (as the pipeline's pure run and
+a Dagster step call them: once per process, so fresh memory's page faults count), indicators then signals on
+them, alternating which side goes first, and prints wall, user and system seconds and the peak RSS after
+each stage (no equality check there: the in-process mode does that).
 """
 
 from __future__ import annotations
@@ -71,6 +76,58 @@ def timed(fn, *args):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def child(side: str, rev: str, cleaned_path: Path) -> None:
+    """One side's indicators then signals in this (new) process; prints one JSON line."""
+    import json
+    import resource
+
+    from trading_dagster.partitions import session_calendar
+
+    if side == "old":
+        ind = load_revision(rev, "trading_dagster/domain/indicators.py", "old_indicators")
+        sig = load_revision(rev, "trading_dagster/domain/strategies.py", "old_strategies")
+    else:
+        from trading_dagster.domain import indicators as ind
+        from trading_dagster.domain import strategies as sig
+    cal = session_calendar()
+    cleaned = pl.read_parquet(cleaned_path)
+    sessions = cal.between(cleaned["session"].min(), cleaned["session"].max())
+    figures = {"rss_before": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+    def stage(name, fn, *args):
+        before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        out = fn(*args)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        figures[name] = (time.perf_counter() - wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime,
+                         after.ru_maxrss / 2**20)
+        return out
+
+    indicators = stage("indicators", ind.compute_indicators_anchored, cleaned, cal.sessions, sessions[0], sessions[-1])
+    stage("signals", sig.generate_signals, indicators, sig.DEFAULT_STRATEGIES, sessions[0], sessions[-1])
+    print(json.dumps(figures))
+
+
+def fresh(args) -> None:
+    import json
+
+    rows: dict[tuple[str, str], list] = {}
+    for r in range(args.rounds):
+        for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
+            cmd = [sys.executable, __file__, "--child", side, "--rev", args.rev, "--cleaned", str(args.cleaned)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            for name in ("indicators", "signals"):
+                wall, user, system, rss = figures[name]
+                rows.setdefault((name, side), []).append((wall, user, system))
+                print(f"{name:10s} round {r + 1} {side}: {wall:5.2f} s wall, {user:5.2f} user, {system:5.2f} system, "
+                      f"peak RSS {rss:4.2f} GiB (process {figures['rss_before']:4.2f} GiB before)", flush=True)
+    print("\nmedian of the rounds (wall / user / system seconds):")
+    for name in ("indicators", "signals"):
+        o, n = ([statistics.median(x[i] for x in rows[(name, side)]) for i in range(3)] for side in ("old", "new"))
+        print(f"  {name:10s} old {o[0]:5.2f} / {o[1]:5.2f} / {o[2]:5.2f}   new {n[0]:5.2f} / {n[1]:5.2f} / {n[2]:5.2f}   "
+              f"speed-up {o[0] / n[0]:4.2f}x wall, {(o[1] + o[2]) / (n[1] + n[2]):4.2f}x CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rev", default=DEFAULT_REV)
@@ -78,7 +135,13 @@ def main() -> None:
     parser.add_argument("--cleaned", type=Path, default=Path("/tmp/stage-cache/cleaned.parquet"))
     parser.add_argument("--reference", type=Path, default=None, help="a folder with indicators/signals.parquet")
     parser.add_argument("--stage", choices=("indicators", "signals"), action="append")
+    parser.add_argument("--fresh", action="store_true", help="each side once per new process, per round")
+    parser.add_argument("--child", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.rev, args.cleaned)
+    if args.fresh:
+        return fresh(args)
     stages = args.stage or ["indicators", "signals"]
 
     from trading_dagster.domain import indicators as new_ind
