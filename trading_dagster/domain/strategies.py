@@ -257,12 +257,12 @@ def _previous_rows(
     codes = symbols.cast(pl.Enum(symbols.unique())).to_physical().to_numpy()
     # a stable sort of small integers is a radix sort
     order = np.argsort(codes.astype(np.uint16) if codes.max(initial=0) < 2**16 else codes, kind="stable")
-    before = np.full(days.size, -1, dtype=np.int64)  # the same symbol's row before, in (symbol, session) order
-    same = codes[order[1:]] == codes[order[:-1]]
-    before[order[1:][same]] = order[:-1][same]
+    before = np.empty(days.size, dtype=np.int64)  # the same symbol's row before, in (symbol, session) order
+    before[order[1:]] = order[:-1]
+    counts = np.bincount(codes)
+    before[order[(np.cumsum(counts) - counts)[counts > 0]]] = -1  # a symbol's first row has none
     candidate = before[first : first + height]
-    hit = candidate >= 0
-    hit[hit] = days[candidate[hit]] == previous_day[first : first + height][hit]
+    hit = (candidate >= 0) & (days[candidate] == previous_day[first : first + height])  # days[-1]: any day
     return pl.Series(_PREV, candidate).set(pl.Series(~hit), None)
 
 
