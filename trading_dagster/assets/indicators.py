@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 import polars as pl
@@ -22,7 +23,13 @@ from trading_dagster.checks import gx_suites, rules
 from trading_dagster.domain import indicators as ind
 from trading_dagster.domain import universe
 from trading_dagster.domain.quality import BREAK_HOLD_SESSIONS, hold_out_unexplained_breaks
-from trading_dagster.domain.strategies import SMA_PERIODS, generate_signals, sma_periods
+from trading_dagster.domain.strategies import (
+    SMA_PERIODS,
+    StrategySpec,
+    generate_signals,
+    required_columns,
+    sma_periods,
+)
 from trading_dagster.partitions import (
     lookback_mapping,
     session_calendar,
@@ -172,6 +179,21 @@ def indicators(
     )
 
 
+def signal_inputs(indicators: pl.LazyFrame | pl.DataFrame, specs: Sequence[StrategySpec]) -> pl.DataFrame:
+    """The indicator columns the configured strategies read, collected (the input is lazy: the warehouse
+    reads only these): symbol, session, the SMA marker, each strategy's `required_columns`, and the signal
+    model's inputs when an ml_filter is configured. A column the table lacks is left for `generate_signals`
+    to name."""
+    lazy = indicators.lazy()
+    have = lazy.collect_schema().names()
+    wanted = {"symbol", "session", ind.SMA_MARKER}.union(*(required_columns(s) for s in specs))
+    if any(s.kind == "ml_filter" for s in specs):
+        from trading_dagster.research.ml import INDICATOR_INPUTS
+
+        wanted.update(INDICATOR_INPUTS)
+    return lazy.select([c for c in have if c in wanted]).collect()
+
+
 def model_probabilities(
     raw_store: RawStoreResource, indicators: pl.DataFrame, sessions: list[dt.date]
 ) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -211,6 +233,8 @@ def model_probabilities(
     "min_median_dollar_volume), a symbol whose median dollar volume on the session is below it (or has too "
     "little history) gets no buy signal; sells pass, so a position stays closable (domain/universe.py).",
     ins={
+        # lazy inputs: the step reads the indicator columns its strategies need (`signal_inputs`), and the bars
+        # only with the liquidity rule on
         "indicators": dg.AssetIn(key=INDICATORS, partition_mapping=lookback_mapping(1)),
         # the liquidity rule's median dollar volume, computed here from the bars (domain/universe.py says why)
         "cleaned_prices": dg.AssetIn(
@@ -234,8 +258,8 @@ def model_probabilities(
 )
 def signals(
     context: dg.AssetExecutionContext,
-    indicators: pl.DataFrame,
-    cleaned_prices: pl.DataFrame,
+    indicators: pl.LazyFrame,
+    cleaned_prices: pl.LazyFrame,
     price_breaks: pl.DataFrame,
     trading_config: TradingConfigResource,
     raw_store: RawStoreResource,
@@ -248,6 +272,7 @@ def signals(
     )
     rule = trading_config.universe_rule()  # ValueError for a bad rule set in the launchpad, before any work
     specs = trading_config.strategy_specs()
+    indicators = signal_inputs(indicators, specs)
     lacking = ind.sessions_without_sma(indicators, sma_periods(specs))
     if lacking:
         days = sorted({d for v in lacking.values() for d in v})
@@ -276,7 +301,7 @@ def signals(
         need_from = universe.required_input_start(cal.sessions, sessions[0], rule.liquidity_window)
         check_lookback(need_from, sessions[-1], raw_store, quality_gate, CLEANED, "signals (liquidity rule)")
         liquidity = universe.median_dollar_volume(
-            cleaned_prices, rule.liquidity_window, cal.sessions, sessions[0], sessions[-1]
+            cleaned_prices.lazy().collect(), rule.liquidity_window, cal.sessions, sessions[0], sessions[-1]
         )
     out, excluded = universe.apply_liquidity_rule(out, liquidity, rule)
     if rule.liquidity_rule_on:

@@ -13,12 +13,18 @@ And one addition: an input can ask for only the rows it needs with a `where` ent
 metadata (a SQL condition over the table's columns, combined with the partition window), next to the stock
 `columns` entry. The executions step reads the ~60,000 approved orders of a ten-year window instead of
 all ~2.2 M risk decisions, which mostly decides the backfill's peak memory.
+
+Bulk IO: a frame is written one DuckDB row group per Arrow batch (`row_group_batches`); a partitioned input
+comes back in the order its rows were written, also after a window was written again (`in_write_order`);
+and an input typed `pl.LazyFrame` reads, when collected, only the columns selected (`lazy_table`).
 """
 
 import datetime as dt
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import polars as pl
+import pyarrow as pa
 from dagster import (
     DagsterInvariantViolationError,
     InputContext,
@@ -27,6 +33,7 @@ from dagster import (
     OutputContext,
     TableColumn,
     TableSchema,
+    TimeWindow,
 )
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager
@@ -36,8 +43,10 @@ from trading_dagster.resources.quality_gate import QualityGate
 
 
 class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
-    def handle_output(self, context: OutputContext, table_slice, obj: pl.DataFrame, connection) -> None:
-        obj_arrow = obj.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan below)
+    def handle_output(self, context: OutputContext, table_slice, obj: pl.DataFrame | pl.LazyFrame, connection) -> None:
+        if isinstance(obj, pl.LazyFrame):
+            obj = obj.collect()
+        obj_arrow = row_group_batches(obj.to_arrow())  # read by DuckDB's replacement scan below
         target = f"{table_slice.schema}.{table_slice.table}"
         connection.execute(f"create schema if not exists {table_slice.schema}")
         if not table_slice.partition_dimensions:
@@ -60,16 +69,118 @@ class WarehouseTypeHandler(DuckDBPolarsTypeHandler):
         context.add_output_metadata(metadata)
 
 
-    def load_input(self, context: InputContext, table_slice, connection) -> pl.DataFrame:
-        where = (context.definition_metadata or {}).get("where")
-        if where is None:
-            return super().load_input(context, table_slice, connection)
+    def load_input(self, context: InputContext, table_slice, connection) -> pl.DataFrame | pl.LazyFrame:
+        lazy = context.dagster_type.typing_type is pl.LazyFrame
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
-            return pl.DataFrame()
-        # filter on every column, then project (the condition may use a column the input does not keep)
-        rows = DuckDbClient.get_select_statement(table_slice=table_slice._replace(columns=None))
-        columns = ", ".join(f'"{c}"' for c in table_slice.columns) if table_slice.columns else "*"
-        return pl.DataFrame(connection.execute(f"SELECT {columns} FROM ({rows}) WHERE {where}").arrow())
+            return pl.LazyFrame() if lazy else pl.DataFrame()
+        select = select_statement(table_slice, (context.definition_metadata or {}).get("where"))
+        order = session_column(table_slice)
+        if lazy:
+            schema = pl.DataFrame(connection.execute(f"SELECT * FROM ({select}) LIMIT 0").arrow()).schema
+            return lazy_table(context.resource_config, select, schema, order)
+        return in_write_order(pl.DataFrame(connection.execute(select).arrow()), order)
+
+    @property
+    def supported_types(self):
+        return [pl.DataFrame, pl.LazyFrame]
+
+
+def select_statement(table_slice, where: str | None) -> str:
+    """The input's SELECT: its partition window, its `columns`, and its `where` condition (filtered on every
+    column, then projected: the condition may use a column the input does not keep)."""
+    if where is None:
+        return DuckDbClient.get_select_statement(table_slice=table_slice)
+    rows = DuckDbClient.get_select_statement(table_slice=table_slice._replace(columns=None))
+    columns = ", ".join(_quoted(c) for c in table_slice.columns) if table_slice.columns else "*"
+    return f"SELECT {columns} FROM ({rows}) WHERE {where}"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def session_column(table_slice) -> str | None:
+    """The column a time-partitioned table's rows are written by (its `partition_expr`), or None."""
+    times = [d for d in table_slice.partition_dimensions if isinstance(d.partitions, TimeWindow)]
+    return times[0].partition_expr if len(times) == 1 and len(table_slice.partition_dimensions) == 1 else None
+
+
+def in_write_order(frame: pl.DataFrame, column: str | None) -> pl.DataFrame:
+    """`frame` (rows of a partitioned table) in the order its writers wrote them: sessions ascending, each
+    session's rows as its run wrote them (the (session, symbol) order most readers assume).
+
+    DuckDB returns a table's rows in insertion order (`preserve_insertion_order`, on), which is that order
+    until a window is written again: its rows are deleted in place and appended at the end. A session's
+    rows are always written together, by one run, so a stable sort on the session restores the order; when
+    the rows are in order already (every run that only appends), the check is one pass over a date column."""
+    if column is None or column not in frame.columns or frame[column].is_sorted():
+        return frame
+    return frame.sort(column, maintain_order=True)
+
+
+def lazy_table(resource_config: dict, select: str, schema: pl.Schema, order: str | None) -> pl.LazyFrame:
+    """The input as a LazyFrame over the warehouse: collecting it reads only the columns the query keeps
+    (`lazy.select(...)` is pushed down into the SQL), on a connection of its own opened as dagster-duckdb
+    opens its own (`resource_config`: the IO manager's `database` and `connection_config`). For an asset that
+    learns which columns it needs only at run time: the signals step keeps 9 of the 24 indicator columns,
+    and loading all of them was the backfill's peak memory. The quality gate was passed when the input was
+    loaded.
+
+    Built on Polars' IO-plugin interface (`register_io_source`, marked unstable in Polars 2.1):
+    `test_warehouse_io.py` fails if the projection no longer reaches the SQL."""
+    from polars.io.plugins import register_io_source
+
+    def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None):
+        names = list(schema) if with_columns is None else with_columns
+        keep = names if order is None or order in names else [*names, order]
+        sql = f"SELECT {', '.join(_quoted(c) for c in keep)} FROM ({select})"
+        with DuckDbClient.connect(SimpleNamespace(resource_config=resource_config), None) as con:
+            frame = in_write_order(pl.DataFrame(con.execute(sql).arrow()), order).select(names)
+        if predicate is not None:
+            frame = frame.filter(predicate)
+        yield frame if n_rows is None else frame.head(n_rows)
+
+    return register_io_source(source, schema=schema)
+
+
+ROW_GROUP_ROWS = 122_880
+"""DuckDB's row group (its default ROW_GROUP_SIZE, 120 x 1,024 rows; the warehouse file is created with it)."""
+
+
+def row_group_batches(table: pa.Table, rows: int = ROW_GROUP_ROWS) -> pa.Table:
+    """`table` as record batches of exactly one DuckDB row group each (the last one shorter), in order.
+
+    DuckDB inserts an Arrow scan in insertion order batch by batch, each batch a task that ends in finished
+    row groups. A frame a domain function builds in one piece is ONE batch: one thread converts and
+    compresses all of it, at about twice the CPU of the same rows in row-group batches. A frame of chunks
+    whose lengths are not multiples of the row group (read from Parquet, concatenated per session) leaves a
+    partial row group per batch, which DuckDB writes and then rewrites to merge: the file doubles and the
+    checkpoint at close takes seconds. Batches of exactly one row group are converted in parallel and each is
+    final, in the same order (figures: benchmarks/warehouse_io.py, benchmarks/README.md).
+
+    Zero-copy slices, except a row group that spans two chunks of `table`, which is concatenated (at most
+    one row group per chunk boundary)."""
+    out: list[pa.RecordBatch] = []
+    pending: list[pa.RecordBatch] = []  # the head of a row group that spans chunks
+    have = 0
+    for batch in table.to_batches():
+        at = 0
+        if pending:
+            take = min(rows - have, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            have, at = have + take, take
+            if have < rows:
+                continue
+            out.append(pa.concat_batches(pending))
+            pending, have = [], 0
+        while batch.num_rows - at >= rows:
+            out.append(batch.slice(at, rows))
+            at += rows
+        if at < batch.num_rows:
+            pending, have = [batch.slice(at)], batch.num_rows - at
+    if pending:
+        out.append(pa.concat_batches(pending) if len(pending) > 1 else pending[0])
+    return pa.Table.from_batches(out, schema=table.schema)
 
 
 SCHEMA_MAX_PARTITIONS = 5
