@@ -137,17 +137,36 @@ def _quiet_warnings() -> None:
         warnings.filterwarnings("ignore", category=w)
 
 
-def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, environ: dict | None = None) -> dict:
-    """One single-run backfill of [start, end] through P&L on the instance in DAGSTER_HOME, then performance."""
-    import dagster as dg
-
+def backfill_definitions(environ: dict | None = None):
+    """(settings, definitions) for `environ` (default: the process's), built once per settings in a process:
+    `run_backfill` and Dagster, rebuilding its job from this module (`backfill_pipeline_job`), share them."""
     from trading_dagster.definitions import build_definitions
-    from trading_dagster.partitions import session_calendar
     from trading_dagster.settings import load_settings
 
-    _quiet_warnings()
     settings = load_settings(environ)
-    defs = build_definitions(settings)
+    for loaded in _BACKFILL_DEFINITIONS:
+        if loaded[0] == settings:
+            return loaded
+    _BACKFILL_DEFINITIONS[:] = [(settings, build_definitions(settings))]
+    return _BACKFILL_DEFINITIONS[0]
+
+
+_BACKFILL_DEFINITIONS: list = []
+
+
+def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, environ: dict | None = None) -> dict:
+    """One single-run backfill of [start, end] through P&L on the instance in DAGSTER_HOME, then performance.
+
+    Executed with `execute_job`, as a run worker executes a run, not `execute_in_process`: that one keeps every
+    step's output in memory until the run ends, to return them (Dagster's output capture), so a ten-year
+    backfill held the cleaned bars, the indicators, the signals and the orders at once by its P&L step. Here
+    each step's frames are freed when the step is done."""
+    import dagster as dg
+
+    from trading_dagster.partitions import session_calendar
+
+    _quiet_warnings()
+    settings, defs = backfill_definitions(environ)
     cal = session_calendar()
     sessions = cal.between(start, end)
     if not sessions:
@@ -165,17 +184,24 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
         selection = [k for k in job.asset_layer.executable_asset_keys if k != dg.AssetKey(["raw", "raw_prices"])]
     print(f"backfill {sessions[0]}..{sessions[-1]}: {len(sessions)} sessions in one run", flush=True)
     t0 = time.time()
-    result = job.execute_in_process(
-        instance=instance, tags=tags, run_config=run_config, raise_on_error=False, asset_selection=selection
+    reconstructable = dg.build_reconstructable_job(
+        "trading_dagster.cli", "backfill_pipeline_job", reconstructable_kwargs={"environ": environ}
     )
+    with dg.execute_job(
+        reconstructable, instance=instance, tags=tags, run_config=run_config, raise_on_error=False,
+        asset_selection=selection,
+    ) as result:
+        success, run_id = result.success, result.run_id
+        checks = list(result.get_asset_check_evaluations())
     perf = defs.resolve_job_def("performance_job").execute_in_process(
         instance=instance, run_config=run_config, raise_on_error=False, tags=UI_RUN_TAGS
-    ) if result.success else None
-    checks = [e for r in (result, perf) if r is not None for e in r.get_asset_check_evaluations()]
+    ) if success else None
+    if perf is not None:
+        checks += perf.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed]
     return {
-        "success": result.success and (perf is None or perf.success),
-        "run_id": result.run_id,
+        "success": success and (perf is None or perf.success),
+        "run_id": run_id,
         "seconds": time.time() - t0,
         "checks_passed": sum(1 for c in checks if c.passed),
         "checks_failed": sum(1 for c in failed if c.severity == dg.AssetCheckSeverity.ERROR),
@@ -184,6 +210,11 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
         "settings": settings,
         "sessions": sessions,
     }
+
+
+def backfill_pipeline_job(environ: dict | None = None):
+    """The reconstructor `run_backfill` names to Dagster: `pipeline_job` of `backfill_definitions(environ)`."""
+    return backfill_definitions(environ)[1].resolve_job_def("pipeline_job")
 
 
 def print_report(outcome: dict) -> None:
