@@ -130,3 +130,18 @@ def test_a_missing_manifest_says_how_to_make_it(tmp_path, monkeypatch):
     monkeypatch.setattr(marts, "MANIFEST", tmp_path / "target" / "manifest.json")
     with pytest.raises(FileNotFoundError, match="trading-dagster prepare"):
         marts.marts_specs(tmp_path / "specs.pickle")
+
+
+def test_prepare_writes_the_specs_snapshot_an_image_ships(capsys):
+    """`trading-dagster prepare` (the Dockerfile's build step) leaves the snapshot beside the manifest, so a run
+    worker's container never builds it through dagster-dbt."""
+    import pickle
+
+    from trading_dagster.cli import main
+
+    marts.SPECS_SNAPSHOT.unlink(missing_ok=True)  # another worker may rebuild it meanwhile: it is written atomically
+    assert main(["prepare"]) == 0
+    saved = pickle.loads(marts.SPECS_SNAPSHOT.read_bytes())
+    assert saved["key"] == marts.snapshot_key(marts.MANIFEST.read_bytes())
+    assert len(saved["specs"]) == len(dbt_assets_definition().keys)
+    assert f"marts specs: {marts.SPECS_SNAPSHOT} ({len(saved['specs'])} assets)" in capsys.readouterr().out
