@@ -75,6 +75,23 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         print(f"  pure {name:<12} {times[name]:7.2f} s", flush=True)
         return out
 
+    from trading_dagster.checks import gx_suites, rules
+    from trading_dagster.domain.quality import flag_outages
+
+    strategies = DEFAULT_STRATEGIES
+    risk = RiskConfig()
+
+    def checked(*calls) -> None:
+        """A stage's checks right after it, as its Dagster step evaluates them (added up as "checks"), so the
+        stage's frames can go once the stages after it no longer read them, as in the run."""
+        t = time.perf_counter()
+        for call in calls:
+            call()
+        times["checks"] = times.get("checks", 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    gx_suites.warm_up()  # the one-off GX import (~1-3.5 s) counts too, as in the Dagster run's first check
+    times["checks"] = time.perf_counter() - t
     source = FileMarketDataSource(data)
     timed("load_source", source.load)  # read and normalize the whole file once (cached by the source)
     first, last = source.date_range()
@@ -82,17 +99,45 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
     bars = source.fetch_bars(sessions[0], sessions[-1])
     store = LocalRawStore(workdir / "lake")
     timed("raw_write", store.write_sessions, bars, cal)
+    del bars, source  # the run's raw step returns; the file's frames are not kept
     raw = timed("raw_read", store.read_sessions, sessions)
+    checked(
+        lambda: rules.every_session_has_rows(raw.rename({"date": "session"}), sessions),
+        lambda: gx_suites.validate("raw", raw, sessions=sessions),
+    )
     cleaned = timed("clean", clean_prices, raw, sessions).cleaned
+    checked(
+        lambda: rules.unique_keys(cleaned, ["symbol", "session"]),
+        lambda: rules.cleaned_prices_sane(cleaned),
+        lambda: rules.every_session_has_rows(cleaned, sessions),
+        lambda: gx_suites.validate("cleaned", cleaned, sessions=sessions),
+        lambda: flag_outages(raw, sessions, None, cal),
+    )
+    raw = None  # the stages after cleaning do not read the raw bars: freed, as when the run's step returns
     indicators = timed("indicators", ind.compute_indicators_anchored, cleaned, cal.sessions, sessions[0], sessions[-1])
-    signals = timed("signals", generate_signals, indicators, DEFAULT_STRATEGIES, sessions[0], sessions[-1])
-    risk = RiskConfig()
+    checked(
+        lambda: rules.indicators_in_bounds(indicators),
+        lambda: rules.unique_keys(indicators, ["symbol", "session"]),
+        lambda: gx_suites.validate("indicators", indicators, sessions=sessions),
+    )
+    signals = timed("signals", generate_signals, indicators, strategies, sessions[0], sessions[-1])
+    indicators = None
+    checked(
+        lambda: rules.signals_valid(signals),
+        lambda: rules.unique_keys(signals, ["session", "symbol", "strategy"]),
+        lambda: gx_suites.validate("signals", signals, sessions=sessions, strategies=strategies),
+    )
     slip, comm = SlippageModel(), CommissionModel()
     orders = timed(
         "orders", plan_orders, signals, cleaned, PortfolioState.initial(risk.initial_cash), cal.sessions, risk, slip, comm, "paper"
     )
+    signals = None
+    checked(
+        lambda: rules.orders_within_limits(orders, risk.monthly_share_limit),
+        lambda: gx_suites.validate("orders", orders, sessions=sessions, strategies=strategies),
+    )
 
-    def execute():
+    def execute(orders):
         opens = opens_by_session(cleaned)
         approved = orders.filter(pl.col("status") == "approved")
         by_session = orders_by_session(approved, status=None)
@@ -103,44 +148,27 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
                     b.submit(by_session[s], s)
             return b.events(sessions[0], sessions[-1])
 
-    events = timed("executions", execute)
+    events = timed("executions", execute, orders)
+    checked(
+        lambda: rules.executions_match_orders(events, orders),
+        lambda: rules.fills_within_monthly_quota(events, risk.monthly_share_limit, window=sessions),
+        lambda: rules.no_nulls(events, ["session", "client_order_id", "symbol", "event", "order_session", "qty", "commission"]),
+        lambda: rules.sessions_in_window(events, sessions),
+    )
+    n_orders = orders.height
+    orders = None
     fills = events.filter(pl.col("event") == "filled")
     positions, equity = timed("pnl", mark_to_market, PortfolioState.initial(risk.initial_cash), fills, cleaned, sessions, "SPY")
+    checked(
+        lambda: rules.no_nulls(positions, ["session", "symbol", "qty", "close", "market_value"]),
+        lambda: rules.sessions_in_window(positions, sessions),
+        lambda: rules.sessions_in_window(equity, sessions),
+        lambda: rules.equity_identity(equity),
+        lambda: rules.equity_matches_fills(equity, positions, events, risk.initial_cash),
+    )
     summary = timed("performance", performance_summary, equity)
-
-    def checks():
-        """Every check the Dagster run evaluates, on the same full frames: polars rules, GX suites, outages."""
-        from trading_dagster.checks import gx_suites, rules
-        from trading_dagster.domain.quality import flag_outages
-
-        gx_suites.warm_up()  # the one-off GX import (~3.5 s) counts too
-        strategies = DEFAULT_STRATEGIES
-        rules.every_session_has_rows(raw.rename({"date": "session"}), sessions)
-        gx_suites.validate("raw", raw, sessions=sessions)
-        rules.unique_keys(cleaned, ["symbol", "session"])
-        rules.cleaned_prices_sane(cleaned)
-        rules.every_session_has_rows(cleaned, sessions)
-        gx_suites.validate("cleaned", cleaned, sessions=sessions)
-        flag_outages(raw, sessions, None, cal)
-        rules.indicators_in_bounds(indicators)
-        rules.unique_keys(indicators, ["symbol", "session"])
-        gx_suites.validate("indicators", indicators, sessions=sessions)
-        rules.signals_valid(signals)
-        rules.unique_keys(signals, ["session", "symbol", "strategy"])
-        gx_suites.validate("signals", signals, sessions=sessions, strategies=strategies)
-        rules.orders_within_limits(orders, risk.monthly_share_limit)
-        gx_suites.validate("orders", orders, sessions=sessions, strategies=strategies)
-        rules.executions_match_orders(events, orders)
-        rules.fills_within_monthly_quota(events, risk.monthly_share_limit, window=sessions)
-        rules.no_nulls(events, ["session", "client_order_id", "symbol", "event", "order_session", "qty", "commission"])
-        rules.sessions_in_window(events, sessions)
-        rules.no_nulls(positions, ["session", "symbol", "qty", "close", "market_value"])
-        rules.sessions_in_window(positions, sessions)
-        rules.sessions_in_window(equity, sessions)
-        rules.equity_identity(equity)
-        rules.equity_matches_fills(equity, positions, events, risk.initial_cash)
-
-    timed("checks", checks)
+    times["checks"] = times.pop("checks")  # listed last
+    print(f"  pure {'checks':<12} {times['checks']:7.2f} s (after each stage, as in the run)", flush=True)
     return {
         "times": times,
         "total_s": sum(times.values()),
@@ -148,7 +176,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         "rows": cleaned.height,
         "symbols": cleaned["symbol"].n_unique(),
         "sessions": len(sessions),
-        "orders": orders.height,
+        "orders": n_orders,
         "fills": fills.height,
         "final_equity": summary["final_equity"],
     }
