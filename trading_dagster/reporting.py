@@ -15,11 +15,7 @@ import polars as pl
 
 def equity_plot_png(equity: pl.DataFrame, benchmark: str) -> bytes:
     """Equity against buy-and-hold of the benchmark (scaled to the same start), and the drawdown below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     eq = equity.sort("session")
     sessions = eq["session"].to_list()
     values = eq["equity"].to_numpy()
@@ -54,9 +50,13 @@ PLOT_DPI = 72
 
 
 def _pyplot():
+    """pyplot on the Agg backend with Matplotlib's default style. A library imported in the same process may
+    change the style for everyone: vectorbt's import applies seaborn's (white bar edges, a grey grid, other
+    fonts), so the same report would draw differently depending on what else the process had imported."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcdefaults()  # the backend is not a style setting: it stays Agg
     import matplotlib.pyplot as plt
 
     return plt

@@ -275,3 +275,21 @@ def test_the_plots_of_equal_frames_are_drawn_once(monkeypatch):
     changed.replace_column(1, pl.Series("equity", changed["equity"] * 2))  # the same frame, changed in place
     reporting.performance_plots(changed, months, "QQQ")
     assert len(drawn) == 20
+
+
+def test_a_style_another_library_set_does_not_change_the_plots():
+    """vectorbt's import applies seaborn's style to every later plot in the process (the test suite imports
+    it in the reference tests): the reports draw in Matplotlib's default style whatever was imported."""
+    import matplotlib
+
+    from trading_dagster.reporting import daily_pnl_png
+
+    equity = _walk(60, 2, drift=-0.02)
+    clean = daily_pnl_png(equity)
+    matplotlib.rcParams.update({"patch.force_edgecolor": True, "patch.edgecolor": "w", "axes.grid": True,
+                                "font.size": 13.2, "axes.edgecolor": "white"})
+    try:
+        assert daily_pnl_png(equity) == clean
+        assert daily_pnl_png(equity) == _bar_reference_png(equity)
+    finally:
+        matplotlib.rcdefaults()
