@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -184,15 +185,24 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
         selection = [k for k in job.asset_layer.executable_asset_keys if k != dg.AssetKey(["raw", "raw_prices"])]
     print(f"backfill {sessions[0]}..{sessions[-1]}: {len(sessions)} sessions in one run", flush=True)
     t0 = time.time()
+    # Dagster records the reconstructor's arguments in the run (its code origin): `environ` may hold secrets,
+    # so only a key of this process's registry goes there
+    key = None
+    if environ is not None:
+        key = uuid.uuid4().hex
+        _BACKFILL_ENVIRONS[key] = environ
     reconstructable = dg.build_reconstructable_job(
-        "trading_dagster.cli", "backfill_pipeline_job", reconstructable_kwargs={"environ": environ}
+        "trading_dagster.cli", "backfill_pipeline_job", reconstructable_kwargs={"environ_key": key}
     )
-    with dg.execute_job(
-        reconstructable, instance=instance, tags=tags, run_config=run_config, raise_on_error=False,
-        asset_selection=selection,
-    ) as result:
-        success, run_id = result.success, result.run_id
-        checks = list(result.get_asset_check_evaluations())
+    try:
+        with dg.execute_job(
+            reconstructable, instance=instance, tags=tags, run_config=run_config, raise_on_error=False,
+            asset_selection=selection,
+        ) as result:
+            success, run_id = result.success, result.run_id
+            checks = list(result.get_asset_check_evaluations())
+    finally:
+        _BACKFILL_ENVIRONS.pop(key, None)
     perf = defs.resolve_job_def("performance_job").execute_in_process(
         instance=instance, run_config=run_config, raise_on_error=False, tags=UI_RUN_TAGS
     ) if success else None
@@ -212,8 +222,16 @@ def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, enviro
     }
 
 
-def backfill_pipeline_job(environ: dict | None = None):
-    """The reconstructor `run_backfill` names to Dagster: `pipeline_job` of `backfill_definitions(environ)`."""
+_BACKFILL_ENVIRONS: dict[str, dict] = {}
+"""The `environ` of each `run_backfill` in progress in this process, by the key its run records."""
+
+
+def backfill_pipeline_job(environ_key: str | None = None):
+    """The reconstructor `run_backfill` names to Dagster: `pipeline_job` of `backfill_definitions(environ)`,
+    the environ found by its key in this process (None: the process's environment)."""
+    if environ_key is not None and environ_key not in _BACKFILL_ENVIRONS:
+        raise RuntimeError("a backfill's pipeline_job is rebuilt only in the process that runs it (run_backfill)")
+    environ = None if environ_key is None else _BACKFILL_ENVIRONS[environ_key]
     return backfill_definitions(environ)[1].resolve_job_def("pipeline_job")
 
 

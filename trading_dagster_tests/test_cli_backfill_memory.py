@@ -28,8 +28,17 @@ def test_a_backfill_frees_each_steps_output_when_the_step_is_done(tmp_path, monk
 
     monkeypatch.setattr(WarehouseTypeHandler, "handle_output", recording)
     sessions = session_calendar().between(dt.date(2008, 1, 2), dt.date(2008, 1, 8))
-    outcome = run_backfill(sessions[0], sessions[-1], environ={"TRADING_DAGSTER_DATA_DIR": str(tmp_path / "data")})
+    secret = "not-a-real-key-3f9c2d"
+    environ = {"TRADING_DAGSTER_DATA_DIR": str(tmp_path / "data"), "ALPACA_SECRET_KEY": secret}
+    outcome = run_backfill(sessions[0], sessions[-1], environ=environ)
     assert outcome["success"] and outcome["checks_failed"] == 0
+    # the environ it was given (secrets included) is not in the run Dagster recorded (its code origin)
+    import dagster as dg
+    from dagster import serialize_value
+
+    run = dg.DagsterInstance.get().get_run_by_id(outcome["run_id"])
+    recorded = serialize_value(run)
+    assert "backfill_pipeline_job" in recorded and str(tmp_path) not in recorded and secret not in recorded
     # by the time a later step writes, no earlier step's output frame is alive (execute_in_process kept them
     # all: 8 frames by pnl.positions). One exception, not accumulating: the first frame written (the cleaned
     # bars) stays referenced as `obj` from a module dictionary inside Dagster's metadata code until the run
