@@ -139,20 +139,13 @@ def _quiet_warnings() -> None:
 
 
 def backfill_definitions(environ: dict | None = None):
-    """(settings, definitions) for `environ` (default: the process's), built once per settings in a process:
-    `run_backfill` and Dagster, rebuilding its job from this module (`backfill_pipeline_job`), share them."""
-    from trading_dagster.definitions import build_definitions
+    """(settings, definitions) for `environ` (default: the process's): `run_backfill` and Dagster, rebuilding
+    its job from this module (`backfill_pipeline_job`), share one build (`definitions_for`)."""
+    from trading_dagster.definitions import definitions_for
     from trading_dagster.settings import load_settings
 
     settings = load_settings(environ)
-    for loaded in _BACKFILL_DEFINITIONS:
-        if loaded[0] == settings:
-            return loaded
-    _BACKFILL_DEFINITIONS[:] = [(settings, build_definitions(settings))]
-    return _BACKFILL_DEFINITIONS[0]
-
-
-_BACKFILL_DEFINITIONS: list = []
+    return settings, definitions_for(settings)
 
 
 def run_backfill(start: dt.date, end: dt.date, *, skip_raw: bool = False, environ: dict | None = None) -> dict:

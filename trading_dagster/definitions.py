@@ -324,13 +324,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 _LOADED: list[tuple[tuple, dg.Definitions]] = []
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
-    """The code location's definitions. Dagster calls this more than once in a process (a run worker: four
-    times for one run, ~0.1 s each); the settings (the environment, the config file, the promotions journal,
-    all read again on each call) and the alert webhook's presence equal to the last call's get the same
-    Definitions back."""
-    settings = load_settings()
+def definitions_for(settings: Settings) -> dg.Definitions:
+    """`build_definitions(settings)`, built once while the settings (and the alert webhook's presence, which
+    the definitions also read) equal the last call's: Dagster loads a code location more than once in a
+    process (a run worker: four times for one run, ~0.1 s each), and `trading-dagster backfill` rebuilds its
+    job from here too."""
     key = (settings, bool(dg.EnvVar(WEBHOOK_ENV_VAR).get_value()))
     for loaded_key, loaded in _LOADED:
         if loaded_key == key:
@@ -338,3 +336,10 @@ def defs() -> dg.Definitions:
     built = build_definitions(settings)
     _LOADED[:] = [(key, built)]
     return built
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location's definitions, for the settings read again on each call (the environment, the config
+    file, the promotions journal)."""
+    return definitions_for(load_settings())
