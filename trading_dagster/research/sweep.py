@@ -47,7 +47,8 @@ no sessions x symbols x pairs tensor). A numba kernel loops over chunks of symbo
 symbol it computes each distinct SMA period once (a few KB, in cache), then runs every pair's state machine
 over the symbol's bars and adds cash flows and position values into per-chunk (pairs x sessions)
 accumulators, summed in a fixed chunk order (deterministic for any thread count). Memory: the packed bars
-(32 bytes a bar) plus 2 x chunks x pairs x sessions floats.
+(32 bytes a bar) plus 2 x chunks x pairs x sessions floats. The kernels live in `research/kernels.py`,
+imported by the functions that call them: numba is loaded when a sweep runs, not with this module.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -243,42 +243,6 @@ def pack_bars(
     )
 
 
-@numba.njit(cache=True)
-def _sma_anchored(close, cal, period, block, warmup, out):  # pragma: no cover - compiled
-    """TA-Lib's SMA (same additions in the same order) of one symbol's bars, anchored per calendar block."""
-    n = close.size
-    out[:n] = np.nan
-    if n == 0:
-        return
-    s = 0
-    e0 = 0
-    for b in range(cal[0] // block, cal[n - 1] // block + 1):
-        anchor = max(0, b * block - warmup)
-        while s < n and cal[s] < anchor:
-            s += 1
-        while e0 < n and cal[e0] < b * block:
-            e0 += 1
-        e1 = e0
-        while e1 < n and cal[e1] < (b + 1) * block:
-            e1 += 1
-        if e1 > e0 and e1 - s >= period:
-            total = 0.0
-            i = s
-            while i < s + period - 1:
-                total += close[i]
-                i += 1
-            trailing = s
-            while i < e1:
-                total += close[i]
-                tmp = total
-                total -= close[trailing]
-                trailing += 1
-                if i >= e0:
-                    out[i] = tmp / period
-                i += 1
-        e0 = e1
-
-
 def _anchoring(anchored: bool) -> tuple[int, int]:
     """(block, warmup) of the SMA: the pipeline's, or one block from each symbol's first bar (unbounded)."""
     return (ANCHOR_BLOCK, WARMUP) if anchored else (1 << 40, 0)
@@ -287,117 +251,14 @@ def _anchoring(anchored: bool) -> tuple[int, int]:
 def anchored_sma(bars: Bars, period: int, anchored: bool = True) -> np.ndarray:
     """The kernel's SMA `period` of every packed bar (NaN before it is defined), for checking against the
     indicators table (`anchored`) or TA-Lib over each symbol's whole history (not)."""
+    from trading_dagster.research.kernels import _sma_anchored  # numba: imported when a sweep runs
+
     block, warmup = _anchoring(anchored)
     out = np.full(bars.close.size, np.nan)
     for j in range(len(bars.symbols)):
         a, b = int(bars.offsets[j]), int(bars.offsets[j + 1])
         _sma_anchored(bars.close[a:b], bars.cal[a:b], int(period), block, warmup, out[a:b])
     return out
-
-
-@numba.njit(cache=True)
-def _floor_qty(x, fractional):  # pragma: no cover - compiled
-    if fractional:
-        return np.floor(x * 1e9) / 1e9
-    return np.floor(x)
-
-
-@numba.njit(parallel=True, cache=True)
-def _kernel(
-    offsets,
-    cal,
-    row,
-    open_,
-    close,
-    periods,
-    fast_idx,
-    slow_idx,
-    n_rows,
-    block,
-    warmup,
-    up,
-    down,
-    notional,
-    size_on_fill,
-    fractional,
-    fees,
-    slip,
-    n_chunks,
-):  # pragma: no cover - compiled
-    n_pairs = fast_idx.size
-    cash = np.zeros((n_chunks, n_pairs, n_rows))
-    value = np.zeros((n_chunks, n_pairs, n_rows))
-    orders = np.zeros((n_chunks, n_pairs), dtype=np.int64)
-    buys = np.zeros((n_chunks, n_pairs), dtype=np.int64)
-    traded = np.zeros((n_chunks, n_pairs))
-    m = offsets.size - 1
-    for c in numba.prange(n_chunks):
-        lo = m * c // n_chunks
-        hi = m * (c + 1) // n_chunks
-        longest = 0
-        for j in range(lo, hi):
-            longest = max(longest, offsets[j + 1] - offsets[j])
-        sma = np.empty((periods.size, longest))
-        for j in range(lo, hi):
-            a = offsets[j]
-            k_n = offsets[j + 1] - a
-            if k_n == 0:
-                continue
-            for q in range(periods.size):
-                _sma_anchored(close[a : a + k_n], cal[a : a + k_n], periods[q], block, warmup, sma[q])
-            for p in range(n_pairs):
-                fast = sma[fast_idx[p]]
-                slow = sma[slow_idx[p]]
-                qty = 0.0
-                pending = 0
-                pending_qty = 0.0
-                for k in range(k_n):
-                    r = row[a + k]
-                    if r < 0:
-                        continue
-                    if pending == 1:
-                        price = open_[a + k] * (1.0 + slip)
-                        bought = pending_qty if not size_on_fill else _floor_qty(notional / price, fractional)
-                        if bought > 0:
-                            traded_value = bought * price
-                            cash[c, p, r] -= traded_value + traded_value * fees
-                            qty = bought
-                            orders[c, p] += 1
-                            buys[c, p] += 1
-                            traded[c, p] += traded_value
-                    elif pending == -1:
-                        price = open_[a + k] * (1.0 - slip)
-                        traded_value = qty * price
-                        cash[c, p, r] += traded_value - traded_value * fees
-                        qty = 0.0
-                        orders[c, p] += 1
-                        traded[c, p] += traded_value
-                    pending = 0
-                    if qty > 0:
-                        until = row[a + k + 1] if k + 1 < k_n else n_rows
-                        held = qty * close[a + k]
-                        for t in range(r, until):
-                            value[c, p, t] += held
-                    # the signal at D's close, filled at the next session's open if the symbol has a bar there
-                    if (
-                        r >= 1
-                        and k >= 1
-                        and row[a + k - 1] == r - 1
-                        and k + 1 < k_n
-                        and row[a + k + 1] == r + 1
-                    ):
-                        f, s, fp, sp = fast[k], slow[k], fast[k - 1], slow[k - 1]
-                        if qty == 0:
-                            if fp <= sp * up and f > s * up:
-                                if size_on_fill:
-                                    pending = 1
-                                else:
-                                    pending_qty = _floor_qty(notional / close[a + k], fractional)
-                                    if pending_qty > 0:
-                                        pending = 1
-                        elif fp >= sp * down and f < s * down:
-                            pending = -1
-    return cash.sum(axis=0), value.sum(axis=0), orders.sum(axis=0), buys.sum(axis=0), traded.sum(axis=0)
 
 
 @dataclass(frozen=True)
@@ -439,6 +300,8 @@ def sweep_bars(
     **settings: Any,
 ) -> SweepResult:
     """The sweep on packed bars (`pack_bars`); see `sweep_sma_cross`."""
+    from trading_dagster.research.kernels import _kernel  # numba: imported when a sweep runs
+
     check_settings(settings)
     if size_on not in ("close", "fill"):
         raise UnsupportedSetting(f"size_on must be 'close' or 'fill', got {size_on!r}")

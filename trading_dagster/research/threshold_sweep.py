@@ -34,6 +34,9 @@ would sell / buy on it; the table holds nulls).
 
 Memory: the signals are booleans, distinct rows only (RSI: one entry row per lower bound and one exit row per
 upper bound, combined per set by index), so 10 x bars bytes for the default RSI grid, 11 x bars for the dip.
+
+The kernel (`_event_kernel`) is in `research/kernels.py`, imported when `backtest_events` runs (not with this
+module: a process that loads the code location never imports numba).
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -56,7 +58,6 @@ from trading_dagster.research.sweep import (
     Bars,
     SweepResult,
     UnsupportedSetting,
-    _floor_qty,
     _nan,
     _sortino,
     check_settings,
@@ -262,119 +263,6 @@ def exit_grid(
     )
 
 
-@numba.njit(parallel=True, cache=True)
-def _event_kernel(
-    offsets,
-    row,
-    open_,
-    close,
-    entries,
-    exits,
-    entry_idx,
-    exit_idx,
-    stops,
-    takes,
-    stop_idx,
-    take_idx,
-    high,
-    low,
-    open_floor,
-    n_rows,
-    notional,
-    size_on_fill,
-    fractional,
-    fees,
-    slip,
-    n_chunks,
-):  # pragma: no cover - compiled
-    n_sets = entry_idx.size
-    cash = np.zeros((n_chunks, n_sets, n_rows))
-    value = np.zeros((n_chunks, n_sets, n_rows))
-    orders = np.zeros((n_chunks, n_sets), dtype=np.int64)
-    buys = np.zeros((n_chunks, n_sets), dtype=np.int64)
-    traded = np.zeros((n_chunks, n_sets))
-    m = offsets.size - 1
-    for c in numba.prange(n_chunks):
-        for j in range(m * c // n_chunks, m * (c + 1) // n_chunks):
-            a = offsets[j]
-            k_n = offsets[j + 1] - a
-            for p in range(n_sets):
-                buy = entries[entry_idx[p]]
-                sell = exits[exit_idx[p]]
-                si = stop_idx[p]
-                ti = take_idx[p]
-                qty = 0.0
-                pending = 0
-                pending_qty = 0.0
-                signal_bar = 0
-                lot_stop = np.nan
-                lot_take = np.nan
-                for k in range(k_n):
-                    i = a + k
-                    r = row[i]
-                    if r < 0:
-                        continue
-                    if pending == 1:
-                        price = open_[i] * (1.0 + slip)
-                        bought = pending_qty if not size_on_fill else _floor_qty(notional / price, fractional)
-                        if bought > 0:
-                            traded_value = bought * price
-                            cash[c, p, r] -= traded_value + traded_value * fees
-                            qty = bought
-                            orders[c, p] += 1
-                            buys[c, p] += 1
-                            traded[c, p] += traded_value
-                            # the bracket of the entry: its levels were set at the signal bar's close
-                            lot_stop = stops[si, signal_bar] if si >= 0 else np.nan
-                            lot_take = takes[ti, signal_bar] if ti >= 0 else np.nan
-                    elif pending == -1:
-                        price = open_[i] * (1.0 - slip)
-                        traded_value = qty * price
-                        cash[c, p, r] += traded_value - traded_value * fees
-                        qty = 0.0
-                        orders[c, p] += 1
-                        traded[c, p] += traded_value
-                    pending = 0
-                    # exits on the bar after the open's fills, the entry's own bar included (domain/exits.py)
-                    if qty > 0 and (lot_stop == lot_stop or lot_take == lot_take):
-                        o, hi, lo = open_[i], high[i], low[i]
-                        exit_price = -1.0
-                        if o > 0 and hi > 0 and lo > 0:  # NaN (no high / low) compares False: no exit
-                            if lot_stop == lot_stop and o <= lot_stop:
-                                exit_price = o * (1.0 - slip)
-                            elif lot_take == lot_take and o >= lot_take:
-                                exit_price = open_floor[i]
-                            elif lot_stop == lot_stop and lo <= lot_stop:
-                                exit_price = lot_stop * (1.0 - slip)
-                            elif lot_take == lot_take and hi >= lot_take:
-                                exit_price = lot_take
-                        if exit_price > 0:
-                            traded_value = qty * exit_price
-                            cash[c, p, r] += traded_value - traded_value * fees
-                            qty = 0.0
-                            orders[c, p] += 1
-                            traded[c, p] += traded_value
-                    if qty > 0:
-                        until = row[i + 1] if k + 1 < k_n else n_rows
-                        held = qty * close[i]
-                        for t in range(r, until):
-                            value[c, p, t] += held
-                    # the signal at D's close fills at the next session's open if the symbol has a bar there
-                    if k + 1 < k_n and row[i + 1] == r + 1:
-                        if qty == 0:
-                            if buy[i]:
-                                signal_bar = i
-                                if size_on_fill:
-                                    pending = 1
-                                else:
-                                    pending_qty = _floor_qty(notional / close[i], fractional)
-                                    if pending_qty > 0:
-                                        pending = 1
-                        elif sell[i]:
-                            pending = -1
-    return cash.sum(axis=0), value.sum(axis=0), orders.sum(axis=0), buys.sum(axis=0), traded.sum(axis=0)
-
-
 def _stats_rows(
     sessions: Sequence[dt.date],
     equity: np.ndarray,
@@ -467,6 +355,8 @@ def backtest_events(
     Returns a `SweepResult`: `pairs` = `params`; `stats` = the `param_names` columns then `STATS_COLUMNS`, one
     row per set in order; `equity` / `positions_value`: sets x sessions.
     """
+    from trading_dagster.research.kernels import _event_kernel  # numba: imported when a sweep runs
+
     check_settings(settings)
     if size_on not in ("close", "fill"):
         raise UnsupportedSetting(f"size_on must be 'close' or 'fill', got {size_on!r}")
