@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import numpy as np
@@ -75,19 +76,18 @@ class PriceTable:
         self._first = first
         self._column = np.full(int(walked[-1]) - first + 1, -1, dtype=np.int64)
         self._column[walked - first] = np.arange(n_day)
-        names = pl.Series(list(symbols), dtype=pl.String)
-        px = prices.select("symbol", "session", "open", "close").filter(
-            pl.col("session").is_between(_day(first), _day(walked[-1])) & pl.col("symbol").is_in(names.implode())
-        )
-        ids = pl.int_range(n_sym, eager=True, dtype=pl.Int64)
-        sym = px["symbol"].replace_strict(names, ids, return_dtype=pl.Int64).to_numpy()
-        col = self._column[px["session"].cast(pl.Int64).to_numpy() - first]
+        # every row's symbol as its index in `symbols` (-1: another symbol) and its day number, over numpy
+        sym = _codes(prices["symbol"], list(symbols))
+        days = prices["session"].cast(pl.Date).to_physical().cast(pl.Int64).fill_null(first - 1).to_numpy()
+        take = np.flatnonzero((sym >= 0) & (days >= first) & (days <= int(walked[-1])))
+        col = self._column[days[take] - first]
         inside = col >= 0
-        key = (col[inside] * n_sym + sym[inside]).astype(np.int64)
+        take = take[inside]
+        key = (col[inside] * n_sym + sym[take]).astype(np.int64)
         if key.size and np.bincount(key, minlength=n_day * n_sym).max() > 1:
             return
-        self.opens = self._table(px["open"], inside, key, n_day, n_sym)
-        self.closes = self._table(px["close"], inside, key, n_day, n_sym)
+        self.opens = self._table(prices["open"], take, key, n_day, n_sym)
+        self.closes = self._table(prices["close"], take, key, n_day, n_sym)
         self.ok = True
 
     def column(self, days: np.ndarray) -> np.ndarray:
@@ -95,16 +95,169 @@ class PriceTable:
         return self._column[days.astype(np.int64) - self._first]
 
     @staticmethod
-    def _table(column: pl.Series, inside: np.ndarray, key: np.ndarray, n_day: int, n_sym: int) -> np.ndarray:
-        values = column.cast(pl.Float64).fill_null(np.nan).to_numpy()[inside]
+    def _table(column: pl.Series, take: np.ndarray, key: np.ndarray, n_day: int, n_sym: int) -> np.ndarray:
+        values = column.cast(pl.Float64).fill_null(np.nan).to_numpy()[take]
         table = np.full(n_day * n_sym, np.nan)
         table[key] = np.where(values > 0, values, np.nan)
         return table.reshape(n_day, n_sym)
 
 
+def _codes(column: pl.Series, names: list[str]) -> np.ndarray:
+    """Each value's index in `names` (distinct strings), -1 for a value not among them or null (int64)."""
+    if not names:
+        return np.full(column.len(), -1, dtype=np.int64)
+    enum = pl.Enum(pl.Series(names, dtype=pl.String))
+    return column.cast(pl.String).cast(enum, strict=False).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+
+
+class OrderedSignals:
+    """A window's signals of the walked sessions in processing order (session; sells first; strategy; stronger
+    first; symbol) as integer codes: `days` (day numbers), `sym` (index in `symbols`, sorted), `strat` (index
+    in `strategies`), `buy`; `frame` holds their session, symbol, strategy, side (the output's first columns);
+    `symbols_in_range` are the symbols of every signal from the first to the last session (walked or not).
+    `ok` is False when the bulk pass cannot reason about them (a NaN strength)."""
+
+    def __init__(
+        self,
+        days: np.ndarray,
+        symbols: list[str],
+        sym: np.ndarray,
+        strategies: list[str],
+        strat: np.ndarray,
+        buy: np.ndarray,
+        frame: pl.DataFrame,
+        symbols_in_range: set[str],
+        ok: bool = True,
+    ) -> None:
+        self.days, self.symbols, self.sym = days, symbols, sym
+        self.strategies, self.strat, self.buy = strategies, strat, buy
+        self.frame, self.symbols_in_range, self.ok = frame, symbols_in_range, ok
+
+    @classmethod
+    def from_keyed(cls, keyed: pl.DataFrame, sessions: Sequence[dt.date]) -> OrderedSignals:
+        """From `portfolio._keyed_signals`' frame (of the range; one row per key, in processing order)."""
+        symbols_in_range = set(keyed["symbol"].unique().to_list())
+        frame = keyed.filter(pl.col("session").is_in(sessions))
+        ok = not (frame.height and frame["neg_strength"].is_nan().any())  # NaN: not a total order in Python
+        bad_sides = frame.filter(~pl.col("side").is_in(list(SIDES)))["side"].unique().to_list()
+        if bad_sides:
+            raise ValueError(f"side must be 'buy' or 'sell', got {bad_sides[0]!r}")
+        symbols = frame["symbol"].unique().sort()
+        ids = pl.int_range(symbols.len(), eager=True, dtype=pl.Int32)
+        sym = frame["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy().astype(np.int32)
+        days = frame["session"].cast(pl.Int32).to_numpy().astype(np.int32)
+        strategies = frame["strategy"].unique().sort()
+        strategy_ids = pl.int_range(strategies.len(), eager=True, dtype=pl.Int32)
+        strat = frame["strategy"].replace_strict(strategies, strategy_ids, return_dtype=pl.Int32).to_numpy()
+        buy = (frame["side"] == "buy").to_numpy()
+        frame = frame.select("session", "symbol", "strategy", "side")
+        return cls(days, symbols.to_list(), sym, strategies.to_list(), strat, buy, frame, symbols_in_range, ok)
+
+
+_SIGNAL_COLUMNS = ("session", "symbol", "strategy", "side", "strength")
+
+
+def ordered_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> OrderedSignals | None:
+    """`OrderedSignals` of the walked `sessions` (increasing), over integer codes and one sort of 64-bit keys
+    instead of a polars sort of strings and floats; None when the frame needs `portfolio._keyed_signals`' own
+    handling (a repeated (session, symbol, strategy, side) key, a null, a NaN strength, a side that is not buy
+    or sell): the caller then takes that path, whose order and rows this equals (tested).
+
+    The order: a row's group is (walked session, sells first, strategy) as one integer g; within a group rows
+    go by -strength (no strength counts as 0; -0.0 as 0.0), then symbol. One stable sort of g followed by the
+    leading bits of -strength's order-preserving 64-bit pattern gives it unless two strengths of a group
+    agree in those bits and differ after them; the order is checked pair by pair (strictly increasing in
+    (g, -strength, symbol)) and, failing that, made by an exact lexicographic sort."""
+    if not sessions or signals.height == 0:
+        return None
+    frame = signals.select(_SIGNAL_COLUMNS)
+    if frame.select(pl.any_horizontal(pl.col("session", "symbol", "strategy", "side").is_null().any())).item():
+        return None
+    first, last = (sessions[0] - _EPOCH).days, (sessions[-1] - _EPOCH).days
+    days = frame["session"].cast(pl.Date).to_physical().to_numpy().astype(np.int64)
+    if days.size < 2 or (days[1:] >= days[:-1]).all():  # in session order: the window is a slice
+        lo, hi = np.searchsorted(days, [first, last + 1], side="left").tolist()
+        frame, days = frame.slice(lo, hi - lo), days[lo:hi]
+    else:
+        inside = (days >= first) & (days <= last)
+        frame, days = frame.filter(pl.Series(inside)), days[inside]
+    if frame.height == 0:
+        return None
+    buy = (frame["side"] == "buy").to_numpy()
+    sell = (frame["side"] == "sell").to_numpy()
+    if not (buy | sell).all():
+        return None
+    strength = frame["strength"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    if np.isnan(strength).any():
+        return None
+    neg = -strength + 0.0  # as `portfolio._keyed_signals`: -0.0 sorts as 0.0
+    symbols_series = frame["symbol"].unique().sort()
+    symbols = symbols_series.to_list()
+    strategies = frame["strategy"].unique().sort().to_list()
+    sym = _codes(frame["symbol"], symbols)
+    strat = _codes(frame["strategy"], strategies)
+    n_sym, n_strat, span = len(symbols), len(strategies), last - first + 1
+    if span * n_sym * n_strat * 2 >= 2**62:
+        return None
+    # one row per key: strictly increasing keys prove it in one pass (the signals asset's order), else a sort
+    key = (((days - first) * n_sym + sym) * n_strat + strat) * 2 + sell
+    if not (key[1:] > key[:-1]).all():
+        ordered_key = np.sort(key)
+        if (ordered_key[1:] == ordered_key[:-1]).any():
+            return None
+    del key
+    # the walked sessions' rows (a signal inside the range on a date that is not walked is dropped)
+    walked = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int64)
+    column = np.full(span, -1, dtype=np.int64)
+    column[walked - first] = np.arange(len(walked))
+    k = column[days - first]
+    symbols_in_range = set(symbols)
+    if (k < 0).any():
+        rows = np.flatnonzero(k >= 0)
+        days, k, buy, neg, sym, strat = days[rows], k[rows], buy[rows], neg[rows], sym[rows], strat[rows]
+        used = np.unique(sym)
+        symbols = [symbols[i] for i in used.tolist()]
+        symbols_series = pl.Series(symbols, dtype=pl.String)
+        sym = np.searchsorted(used, sym)
+    g = (k * 2 + buy) * n_strat + strat
+    order = _processing_order(g, neg, sym)
+    days, sym, strat, buy = days[order], sym[order], strat[order], buy[order]
+    out = pl.DataFrame(
+        {
+            "session": pl.Series(days.astype(np.int32)).cast(pl.Date),
+            "symbol": symbols_series.gather(pl.Series(sym.astype(np.uint32))),
+            "strategy": pl.Series(strategies, dtype=pl.String).gather(pl.Series(strat.astype(np.uint32))),
+            "side": pl.Series(["sell", "buy"], dtype=pl.String).gather(pl.Series(buy.astype(np.uint32))),
+        }
+    )
+    return OrderedSignals(
+        days.astype(np.int32), symbols, sym.astype(np.int32), strategies, strat.astype(np.int32), buy, out,
+        symbols_in_range,
+    )
+
+
+def _processing_order(g: np.ndarray, neg: np.ndarray, sym: np.ndarray) -> np.ndarray:
+    """The permutation that orders the rows by (g, neg, sym), distinct triples (`ordered_signals`)."""
+    if g.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    bits = max(int(g.max()).bit_length(), 1)
+    pattern = neg.view(np.uint64)
+    # the order-preserving pattern of a float: negative ones reversed, positive ones above them
+    pattern = np.where(neg < 0, ~pattern, pattern | np.uint64(1 << 63))
+    approx = (g.astype(np.uint64) << np.uint64(64 - bits)) | (pattern >> np.uint64(bits))
+    order = np.argsort(approx, kind="stable")
+    gs, ns, ss = g[order], neg[order], sym[order]
+    same_g = gs[1:] == gs[:-1]
+    same_n = ns[1:] == ns[:-1]
+    rising = (gs[1:] > gs[:-1]) | (same_g & ((ns[1:] > ns[:-1]) | (same_n & (ss[1:] > ss[:-1]))))
+    if rising.all():
+        return order
+    return np.lexsort((sym, neg, g))
+
+
 class SignalArrays:
-    """The window's signals in processing order (session; sells first; strategy; stronger first; symbol) as
-    columns, each with its session's close (the reference price) and static per-signal figures.
+    """The window's signals in processing order (`OrderedSignals`) as columns, each with its session's close
+    (the reference price) and static per-signal figures.
 
     `frame` holds session, symbol, strategy, side (the output's first columns); `bounds[k]` is the first row of
     walked session k (rows of session k: bounds[k]:bounds[k+1]). `ok` is False when the frame holds something
@@ -113,7 +266,7 @@ class SignalArrays:
 
     def __init__(
         self,
-        keyed: pl.DataFrame,
+        signals: OrderedSignals,
         prices: pl.DataFrame,
         sessions: Sequence[dt.date],
         risk: RiskConfig,
@@ -121,19 +274,12 @@ class SignalArrays:
         commission: CommissionModel,
         extra: Sequence[str] = (),
     ) -> None:
-        self.ok = True
-        if keyed.height and keyed["neg_strength"].is_nan().any():
-            self.ok = False  # Python's tuple order with NaN is not a total order: keep the per-signal loop
-        frame = keyed  # in processing order already (`portfolio._keyed_signals`)
-        bad_sides = frame.filter(~pl.col("side").is_in(list(SIDES)))["side"].unique().to_list()
-        if bad_sides:
-            raise ValueError(f"side must be 'buy' or 'sell', got {bad_sides[0]!r}")
-        symbols = frame["symbol"].unique().sort()
-        self.symbols: list[str] = symbols.to_list()
+        self.ok = signals.ok
+        self.symbols: list[str] = signals.symbols
         self.symbol_index = {s: i for i, s in enumerate(self.symbols)}
-        ids = pl.int_range(symbols.len(), eager=True, dtype=pl.Int32)
-        self.sym = frame["symbol"].replace_strict(symbols, ids, return_dtype=pl.Int32).to_numpy().astype(np.int32)
-        days = frame["session"].cast(pl.Int32).to_numpy().astype(np.int32)
+        self.sym = signals.sym
+        days = signals.days
+        frame = signals.frame
         walked = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int32)
         self.bounds = np.searchsorted(days, walked, side="left").tolist() + [frame.height]
         # the book's symbols: the signals', then those it may hold without a signal
@@ -148,12 +294,10 @@ class SignalArrays:
         if not np.isfinite(close[valid]).all():
             self.ok = False
         self.ref = np.where(valid, close, np.nan)
-        self.frame = frame.select("session", "symbol", "strategy", "side")
-        self.buy = (frame["side"] == "buy").to_numpy()
-        strategies = frame["strategy"].unique().sort()
-        self.strategies: list[str] = strategies.to_list()
-        strategy_ids = pl.int_range(strategies.len(), eager=True, dtype=pl.Int32)
-        self.strat = frame["strategy"].replace_strict(strategies, strategy_ids, return_dtype=pl.Int32).to_numpy()
+        self.frame = frame
+        self.buy = signals.buy
+        self.strategies: list[str] = signals.strategies
+        self.strat = signals.strat
         self.n = frame.height
         # the cost of one share in float: the close plus slippage, rounded up to the tick, plus commission
         factor = float(1 + slippage.bps / 10_000)
@@ -198,8 +342,18 @@ class SignalArrays:
             out[(out == 0) & ~np.isnan(ref) & ~below] = 1
         return out.astype(np.int64)
 
+    def start_ids(self, account: str) -> None:
+        """Start hashing the rows' client order ids (`client_order_ids`) in a background thread: they depend on
+        the keys only, and polars hashes them outside the GIL on another core while the walk decides the rows
+        in Python. `frame_of_orders` waits for them."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-order-ids")
+        self._ids = (account, pool.submit(client_order_ids, self.frame, account))
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
     def frame_of_orders(self, account: str) -> pl.DataFrame:
         """The `orders` frame (ORDER_SCHEMA) of every row, with its client order id."""
+        started = getattr(self, "_ids", None)
+        ids = started[1].result() if started and started[0] == account else client_order_ids(self.frame, account)
         reasons = pl.Series([None, *REASON_CODES], dtype=pl.String)
         qty = pl.Series(self.qty)
         out = self.frame.with_columns(
@@ -208,7 +362,7 @@ class SignalArrays:
             ref_price=pl.Series(self.ref).fill_nan(None),
             status=pl.when(qty > 0).then(pl.lit("approved")).otherwise(pl.lit("denied")),
             reason_code=reasons.gather(pl.Series(self.reason.astype(np.int64))),
-            client_order_id=client_order_ids(self.frame, account),
+            client_order_id=ids,
             notional=pl.Series(self.notional).fill_nan(None),
         )
         return out.select(list(ORDER_SCHEMA)).cast(ORDER_SCHEMA)  # type: ignore[arg-type]
@@ -216,11 +370,39 @@ class SignalArrays:
 
 def client_order_ids(frame: pl.DataFrame, account: str) -> pl.Series:
     """`orders.client_order_id` of every (session, symbol, strategy, side) row of `frame`, over columns: the
-    keys are formatted and SHA-256 hashed by polars (the hash by the polars-hash plugin, in Rust: hashlib's
-    cost per call is mostly object overhead, and a ten-year backtest has millions of ids), and the readable
-    symbol part is computed once per symbol. Byte for byte `orders.client_order_id` (tested)."""
+    keys are SHA-256 hashed by polars (the hash by the polars-hash plugin, in Rust: hashlib's cost per call is
+    mostly object overhead, and a ten-year backtest has millions of ids). The per-session parts of the key
+    and of the id are formatted once per session (by `orders.order_ids_for`'s own f-strings) and gathered,
+    and the readable symbol part is computed once per symbol and replaces only the symbols it changes. Byte
+    for byte `orders.client_order_id` (tested)."""
     import polars_hash  # noqa: F401  (registers the `chash` expression namespace)
 
+    if frame.height == 0 or frame["session"].null_count():
+        return _client_order_ids_by_row(frame, account)
+    days = frame["session"].to_physical().to_numpy()
+    distinct, at = np.unique(days, return_inverse=True)
+    dates = [_day(d) for d in distinct.tolist()]
+    at_series = pl.Series(at.astype(np.uint32))
+    hashed = pl.Series([f"{account}|{d.isoformat()}|" for d in dates], dtype=pl.String).gather(at_series)
+    shown = pl.Series([f"{ID_PREFIX}-{d:%Y%m%d}-" for d in dates], dtype=pl.String).gather(at_series)
+    symbols = frame["symbol"].unique().to_list()
+    changed = {s: r for s in symbols if (r := _readable_symbol(s)) != s}
+    readable = pl.col("symbol")
+    if changed:
+        readable = readable.replace(pl.Series(list(changed), dtype=pl.String), pl.Series(list(changed.values()), dtype=pl.String))
+    key = pl.concat_str(hashed, "symbol", pl.lit("|"), "strategy", pl.lit("|"), "side")
+    return frame.select(
+        pl.concat_str(
+            shown,
+            readable,
+            pl.lit("-"),
+            key.chash.sha2_256().str.head(_HASH_LEN),  # type: ignore[attr-defined]
+        ).alias("client_order_id")
+    ).to_series()
+
+
+def _client_order_ids_by_row(frame: pl.DataFrame, account: str) -> pl.Series:
+    """`client_order_ids` formatting every row's key (an empty frame; a null session gives a null id)."""
     key = pl.concat_str(
         pl.lit(f"{account}|"),
         pl.col("session").dt.strftime("%Y-%m-%d"),
@@ -241,7 +423,7 @@ def client_order_ids(frame: pl.DataFrame, account: str) -> pl.Series:
             pl.col("symbol").replace_strict(symbols, readable, return_dtype=pl.String),
             pl.lit("-"),
             key.chash.sha2_256().str.head(_HASH_LEN),  # type: ignore[attr-defined]
-        )
+        ).alias("client_order_id")
     ).to_series()
 
 

@@ -1130,22 +1130,25 @@ def simulate(
     shortcut = EarlyDenial.for_chain(chain, risk, slippage, commission)
     planner = _SessionPlanner(risk, chain, shortcut, slippage, commission, account, _ExactPrices())
     exact = planner.exact
-    keyed = _keyed_signals(signals, sessions)
     arrays = None
+    keyed = None
     if bulk_planner.applies(risk, shortcut):
+        ordered = bulk_planner.ordered_signals(signals, sessions)
+        if ordered is None:  # a frame that needs `_keyed_signals`' handling (or holds no signal of the range)
+            keyed = _keyed_signals(signals, sessions)
+            ordered = bulk_planner.OrderedSignals.from_keyed(keyed, sessions)
         arrays = bulk_planner.SignalArrays(
-            keyed.filter(pl.col("session").is_in(sessions)),
-            prices,
-            sessions,
-            risk,
-            slippage,
-            commission,
-            extra=list(start_state.positions),
+            ordered, prices, sessions, risk, slippage, commission, extra=list(start_state.positions)
         )
+        symbols = set(ordered.symbols_in_range)
         if not arrays.ok:
             arrays = None
+        else:
+            arrays.start_ids(account)
+    if arrays is None:
+        keyed = _keyed_signals(signals, sessions) if keyed is None else keyed
+        symbols = set(keyed["symbol"].unique().to_list())
     by_session = {} if arrays is not None else _signals_by_session(keyed)
-    symbols = set(keyed["symbol"].unique().to_list())
     symbols |= set(start_state.positions)
     events = sorted(events, key=event_order)
     symbols |= {e.new_symbol for e in events if isinstance(e, Rename)}
