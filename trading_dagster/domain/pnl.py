@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 
 import numpy as np
@@ -76,22 +76,221 @@ def _fills_by_session(
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def _closes_lookup(
-    window: pl.DataFrame, last_close: LastCloses, codes: dict[str, int], n_sessions: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted keys, their closes) of the last-known-close search. A key is code x (n_sessions + 1) + the
-    session's position in the window + 1, or + 0 for the last float close before the window; a repeated
-    (session, symbol) row keeps its frame order (a stable sort), so the search's last match is the frame's last
-    row, as a dict of the rows would keep."""
-    stride = n_sessions + 1
-    pre = [(codes[s] * stride, c) for s, c in last_close.close.items() if s in codes and isinstance(c, float)]
-    keys = np.concatenate(
-        [np.array([k for k, _ in pre], dtype=np.int64), window["code"].to_numpy() * stride + window["idx"].to_numpy() + 1]
-    )
-    closes = window["close"].cast(pl.Float64).to_numpy()  # only a Float64 column's are used as marks
-    closes = np.concatenate([np.array([c for _, c in pre], dtype=np.float64), closes])
-    order = np.argsort(keys, kind="stable")
-    return keys[order], closes[order]
+class _LastKnown:
+    """The last known close of each (symbol code, window session) as a dense grid: cell code x (n_sessions + 1) +
+    the session's position + 1 holds the window's close of that symbol and session (the frame's last row of the
+    pair, as a dict of the rows would keep), cell + 0 the last float close before the window; each cell then
+    points at the latest filled cell of its symbol at or before it (a running maximum along the sessions)."""
+
+    __slots__ = ("closes", "latest", "owner", "stride")
+
+    def __init__(self, window: pl.DataFrame, last_close: LastCloses, codes: dict[str, int], n_sessions: int) -> None:
+        stride = self.stride = n_sessions + 1
+        pre = [(codes[s] * stride, c) for s, c in last_close.close.items() if s in codes and isinstance(c, float)]
+        cells = np.concatenate(
+            [np.array([k for k, _ in pre], dtype=np.int64), window["code"].to_numpy() * stride + window["idx"].to_numpy() + 1]
+        )
+        closes = window["close"].cast(pl.Float64).to_numpy()  # only a Float64 column's are used as marks
+        self.closes = np.concatenate([np.array([c for _, c in pre], dtype=np.float64), closes])
+        rows = np.arange(len(cells), dtype=np.int64)
+        owner = np.full(len(codes) * stride, -1, dtype=np.int64 if len(cells) >= 2**31 else np.int32)
+        owner[cells] = rows
+        if len(cells) and not (owner[cells] >= rows).all():  # a repeated cell whose last row did not land last
+            np.maximum.at(owner, cells, rows)
+        self.owner = owner
+        grid = owner.reshape(len(codes), stride)
+        filled = np.where(grid >= 0, np.arange(stride, dtype=np.int32)[None, :], np.int32(-1))
+        self.latest = np.maximum.accumulate(filled, axis=1).reshape(-1) if filled.size else owner
+
+    def marks(self, code: np.ndarray, session: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(close, found, exact) of the latest close of symbols `code` at or before window sessions `session`:
+        found when there is one, exact when it is the session's own; close 0.0 when none."""
+        base = code * self.stride
+        latest = self.latest[base + session + 1]
+        found = latest >= 0
+        exact = latest == session + 1
+        cell = base + np.maximum(latest, 0)
+        closes = np.where(found, self.closes[np.maximum(self.owner[cell], 0)] if len(self.closes) else 0.0, 0.0)
+        return closes, found, exact
+
+
+_MAX_DECIMALS = 9
+_TWO_27 = 134217729.0  # 2**27 + 1: Veltkamp's splitter for float64
+
+
+def _decimal_units(marks: np.ndarray, candidates: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(scale, units, exact): the most decimals (<= 9) a candidate mark needs, `scale`, each mark as an integer
+    number of 10^-scale (`units`), and where that is exactly the Decimal of the mark's shortest repr
+    (`as_decimal`): units / 10^scale rounds back to the mark, and the mark's float spacing is below 10^-scale,
+    so no other multiple of 10^-scale rounds to it and its repr (the shortest decimal that does) is that
+    multiple. A mark of more decimals, zero (whose repr may be -0.0) or too large is left to the Decimal path."""
+
+    def fits(values: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        power = 10.0**scale
+        scaled = values * power
+        units = np.rint(scaled)
+        ok = (np.abs(scaled) < 2.0**50) & (units / power == values) & (np.spacing(np.abs(values)) < 10.0**-scale)
+        return units, ok
+
+    finite = candidates & np.isfinite(marks) & (marks != 0)
+    rest = marks[finite]
+    scale = 0
+    for decimals in range(_MAX_DECIMALS + 1):  # the fewest decimals of each mark, on the marks not yet placed
+        _, ok = fits(rest, decimals)
+        if ok.any():
+            scale = decimals
+        rest = rest[~ok]
+        if not len(rest):
+            break
+    units, ok = fits(np.where(finite, marks, 1.0), scale)
+    exact = finite & ok
+    return scale, np.where(exact, units, 0.0).astype(np.int64), exact
+
+
+def _split(x: np.ndarray | float) -> tuple:
+    c = _TWO_27 * x
+    hi = c - (c - x)
+    return hi, x - hi
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _nearest_floats(units: np.ndarray, scale: int, cost_hi: np.ndarray, cost_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y, sure): y the float nearest to units x 10^-scale - cost, and where that is certain. `cost` is a Decimal
+    given as cost_hi + cost_lo (its float and the float of the rest), `units` integers below 2^53.
+
+    The difference is carried in double-double arithmetic (error-free sums and products, Dekker / Knuth), which
+    is within `bound` of it (and of the difference rounded to 28 digits, Decimal's context, too); y is the
+    difference rounded to a float, and it is the nearest float of every value within `bound` unless one of them
+    is a tie or across one: those rows are not sure, and the caller computes them in Decimal."""
+    power = 10.0**scale
+    whole = units.astype(np.float64)  # exact below 2^53
+    a_hi = whole / power
+    p_hi, p_lo = _split(power)
+    h, lo = _split(a_hi)
+    product = a_hi * power
+    error = ((h * p_hi - product) + h * p_lo + lo * p_hi) + lo * p_lo  # a_hi x power = product + error exactly
+    a_lo = ((whole - product) - error) / power  # whole - product is exact (Sterbenz)
+    s, e = _two_sum(a_hi, -cost_hi)
+    y, z = _two_sum(s, e + (a_lo - cost_lo))
+    bound = (np.abs(a_hi) + np.abs(cost_hi)) * 2.0**-100 + np.abs(y) * 2.0**-86
+    up = np.nextafter(y, np.inf) - y
+    down = y - np.nextafter(y, -np.inf)
+    sure = (z + bound < up / 2) & (z - bound > -down / 2) & (y != 0)
+    return y, sure
+
+
+class _Money:
+    """The positions' money, row by row, and its session sums: exactly the figures of the per-position loop
+    (value = qty x close, unrealized = value - qty x average cost, each session's sums in symbol order, in
+    Decimal), with most rows never made a Decimal.
+
+    A row marked at a float close that is an exact decimal of at most 9 places (`_decimal_units`) has a value of
+    qty x units of 10^-scale, an exact int64 whose float is one division, and an unrealized P&L that is the
+    float nearest to value - cost (`_nearest_floats`, exact or left to Decimal). The Decimals the sessions need
+    are their sums, kept in units of 10^-scale (`Decimal.scaleb` moves the exponent exactly): a session's value
+    is its int64 sum of units, its unrealized P&L the sum of the Decimals units - cost x 10^scale. Every other
+    row (no close: the average cost; a book-event symbol's mark; a close that is not finite, or no short
+    decimal; an unsure float) is computed in Decimal as the loop did and enters the sums scaled.
+
+    Why the sums are the loop's: Decimal rounds a result to 28 digits by its value and its exponent, and the
+    same values in units have the exponent of the loop's, or -scale where the loop's was above it (a close of
+    fewer decimals): results differ only if one needs 28 digits at that exponent, i.e. reaches 10^(28 - scale).
+    `within` checks that no sum comes near it (else the caller redoes everything the Decimal way, scale 0)."""
+
+    def __init__(self, span_pos: list, row_span: np.ndarray, marks: np.ndarray, bounds: np.ndarray, slow_mark) -> None:
+        self.span_pos, self.row_span, self.marks, self.bounds = span_pos, row_span, marks, bounds
+        self.slow_mark = slow_mark
+        self.span_cost = [p.qty * p.avg_cost for p in span_pos]
+        n = len(row_span)
+        self.scale = 0
+        self.units = np.zeros(n, dtype=np.int64)  # a fast row's value in units of 10^-scale
+        self.fast: np.ndarray | None = None
+        self.close, self.value, self.pnl = marks.copy(), np.zeros(n), np.zeros(n)
+        self.value_terms: dict[int, Decimal] = {}  # the slow rows' values in units
+        self.pnl_terms: list[Decimal] = []
+
+    def run(self, candidates: np.ndarray | None) -> None:
+        n = len(self.row_span)
+        fast = np.zeros(n, dtype=bool)
+        row_span = self.row_span
+        if candidates is not None:
+            scale, mark_units, fast = _decimal_units(self.marks, candidates)
+            qty = np.array([p.qty for p in self.span_pos], dtype=np.int64)[row_span]
+            fast &= np.abs(qty.astype(np.float64) * mark_units) < 2.0**52
+            units = np.where(fast, qty * mark_units, 0)
+            cost_hi = np.array([float(c) for c in self.span_cost])
+            cost_lo = np.array([float(c - Decimal(h)) for c, h in zip(self.span_cost, cost_hi.tolist(), strict=True)])
+            pnl, sure = _nearest_floats(units, scale, cost_hi[row_span], cost_lo[row_span])
+            fast &= sure
+            self.scale, self.units = scale, np.where(fast, units, 0)
+            self.value = np.where(fast, units / 10.0**scale, 0.0)
+            self.pnl = np.where(fast, pnl, 0.0)
+        self.fast = fast
+        scale = self.scale
+        terms: list[Decimal] = [None] * n  # type: ignore[list-item]
+        rows = np.flatnonzero(fast)
+        if len(rows):
+            minus_cost = [-c.scaleb(scale) for c in self.span_cost]
+            # units + (-cost) is units - cost, the same Decimal (an int operand converts exactly)
+            fast_terms = map(operator.add, map(minus_cost.__getitem__, row_span[rows].tolist()), self.units[rows].tolist())
+            for r, term in zip(rows.tolist(), fast_terms, strict=True):
+                terms[r] = term
+        rows_span = row_span.tolist()
+        value_terms = {}
+        for r in np.flatnonzero(~fast).tolist():
+            pos = self.span_pos[rows_span[r]]
+            mark = self.slow_mark(r)
+            if mark is None:
+                close = pos.avg_cost
+                self.close[r] = float(close)
+            elif isinstance(mark, float):
+                close = Decimal(repr(mark))
+                self.close[r] = mark
+            else:
+                close = mark if isinstance(mark, Decimal) else as_decimal(mark)
+                self.close[r] = float(close)
+            value = pos.qty * close
+            pnl = value - self.span_cost[rows_span[r]]
+            self.value[r], self.pnl[r] = float(value), float(pnl)
+            value_terms[r], terms[r] = value.scaleb(scale), pnl.scaleb(scale)
+        self.value_terms, self.pnl_terms = value_terms, terms
+
+    def _per_session(self, values: np.ndarray) -> np.ndarray:
+        """Each session's sum of `values` (row order; 0 for a session without rows)."""
+        starts = self.bounds[:-1]
+        out = np.zeros(len(starts), dtype=values.dtype)
+        nonempty = starts < self.bounds[1:]
+        if nonempty.any():
+            out[nonempty] = np.add.reduceat(values, starts[nonempty])
+        return out
+
+    def within(self, cash: list[Decimal]) -> bool:
+        """Whether no session sum (values, P&L, equity) nor a term nears 10^28 units (10^(28 - scale)), nor 2^62."""
+        size = self._per_session(np.abs(self.value) + np.abs(self.pnl))
+        biggest = float(size.max(initial=0.0)) + max((abs(float(c)) for c in cash), default=0.0)
+        return biggest * 10.0**self.scale < min(1e26, 2.0**62)
+
+    def session_sums(self) -> Iterator[tuple[Decimal, Decimal]]:
+        """(market value, unrealized P&L) of each session, the loop's Decimals."""
+        scale, zero = self.scale, Decimal(0)
+        unit_sums = self._per_session(self.units).tolist()
+        bounds = self.bounds.tolist()
+        slow_sessions = np.unique(np.searchsorted(self.bounds, np.flatnonzero(~self.fast), side="right") - 1).tolist()
+        slow = set(slow_sessions)
+        terms = self.pnl_terms
+        for i in range(len(bounds) - 1):
+            a, z = bounds[i], bounds[i + 1]
+            if i in slow:
+                values = [self.value_terms[r] if r in self.value_terms else Decimal(int(self.units[r])) for r in range(a, z)]
+                market_value = sum(values, zero)
+            else:
+                market_value = Decimal(unit_sums[i])
+            yield market_value.scaleb(-scale), sum(terms[a:z], zero).scaleb(-scale)
 
 
 def mark_to_market(
@@ -239,71 +438,45 @@ def mark_to_market(
     row_span, row_session = row_span[order], row_session[order]
     row_code = span_code[row_span]
 
-    # each row's last known close: the latest key at or before its own
-    stride = len(sessions) + 1
-    keys, key_closes = _closes_lookup(window, last_close, codes, len(sessions))
-    wanted = row_code * stride + row_session + 1
-    at = np.searchsorted(keys, wanted, side="right") - 1
-    safe = np.maximum(at, 0)
-    found = (at >= 0) & (keys[safe] // stride == row_code) if len(keys) else np.zeros(len(wanted), dtype=bool)
-    stale = ~(found & (keys[safe] == wanted)) if len(keys) else np.ones(len(wanted), dtype=bool)
-    marks = key_closes[safe] if len(keys) else np.zeros(len(wanted))
+    # each row's last known close: the latest close of its symbol at or before its session
+    grid = _LastKnown(window, last_close, codes, len(sessions))
+    marks, found, exact_day = grid.marks(row_code, row_session)
+    stale = ~exact_day
 
-    # money, row by row in Decimal (exactly the figures of a loop over the positions)
+    # money (see `_Money`): exact, the figures of the per-position loop
     span_pos = [s[1] for s in spans]
-    span_cost = [p.qty * p.avg_cost for p in span_pos]
-    rows_span = row_span.tolist()
-    qtys = list(map([p.qty for p in span_pos].__getitem__, rows_span))
-    costs = list(map(span_cost.__getitem__, rows_span))
-    mark_list = marks.tolist()
-    found_list = found.tolist()
-    close_float = marks.copy()
-    # a row marked at a finite float close of the window (or the one before it): that close's exact Decimal
-    closes: list[Decimal] = list(map(Decimal, map(repr, mark_list)))
     moved_rows = (
-        np.isin(row_code, np.array([codes[s] for s in moved], dtype=np.int64)) if moved else np.zeros(len(wanted), bool)
+        np.isin(row_code, np.array([codes[s] for s in moved], dtype=np.int64)) if moved else np.zeros(len(row_code), bool)
     )
-    # the others, in row order: no close (average cost), a tracked symbol's mark, a close that is not finite
-    slow = ~found | moved_rows | (found & ~np.isfinite(marks))
-    row_session_list = row_session.tolist()
-    for r in np.flatnonzero(slow).tolist():
-        symbol = ordered[row_code[r]]
+    bounds = np.searchsorted(row_session, np.arange(len(sessions) + 1))
+
+    def slow_mark(r: int) -> float | Decimal | None:
+        """The loop's mark of row r (None: no close, the average cost)."""
         if moved_rows[r]:
-            mark = tracked_marks[(row_session_list[r], symbol)]
-        else:
-            mark = mark_list[r] if found_list[r] else None
-        if mark is None:
-            close = span_pos[rows_span[r]].avg_cost
-            value_float = float(close)
-        elif isinstance(mark, float):
-            if not math.isfinite(mark):
-                raise ValueError(f"{symbol}: not a finite close at {sessions[row_session_list[r]]}: {mark!r}")
-            close, value_float = Decimal(repr(mark)), mark
-        else:
-            close = mark if isinstance(mark, Decimal) else as_decimal(mark)
-            value_float = float(close)
-        closes[r] = close
-        close_float[r] = value_float
-    values = list(map(operator.mul, qtys, closes))
-    pnls = list(map(operator.sub, values, costs))
+            return tracked_marks[(int(row_session[r]), ordered[row_code[r]])]
+        if not found[r]:
+            return None
+        if not math.isfinite(marks[r]):
+            raise ValueError(f"{ordered[row_code[r]]}: not a finite close at {sessions[row_session[r]]}: {float(marks[r])!r}")
+        return float(marks[r])
+
+    money = _Money(span_pos, row_span, marks, bounds, slow_mark)
+    if not fractional and len(row_code):
+        money.run(found & ~moved_rows)
+        if not money.within(cash):
+            money = _Money(span_pos, row_span, marks, bounds, slow_mark)
+    if money.fast is None:
+        money.run(None)
 
     # the sessions: sums in symbol order, equity, return, benchmark
-    bounds = np.searchsorted(row_session, np.arange(len(sessions) + 1)).tolist()
     if benchmark_symbol in moved:
         bench: list[float | Decimal | None] = bench_tracked
     else:
         b = codes[benchmark_symbol]
-        want = b * stride + np.arange(len(sessions), dtype=np.int64) + 1
-        at = np.searchsorted(keys, want, side="right") - 1
-        ok = (at >= 0) & (keys[np.maximum(at, 0)] // stride == b) if len(keys) else np.zeros(len(want), bool)
-        got = key_closes[np.maximum(at, 0)].tolist() if len(keys) else [0.0] * len(want)
-        bench = [v if k else None for v, k in zip(got, ok.tolist(), strict=True)]
+        got, ok, _ = grid.marks(np.full(len(sessions), b, dtype=np.int64), np.arange(len(sessions), dtype=np.int64))
+        bench = [v if k else None for v, k in zip(got.tolist(), ok.tolist(), strict=True)]
     equity_rows: list[tuple] = []
-    zero = Decimal(0)
-    for i, session in enumerate(sessions):
-        a, z = bounds[i], bounds[i + 1]
-        market_value = sum(values[a:z], zero)
-        unrealized = sum(pnls[a:z], zero)
+    for i, (session, (market_value, unrealized)) in enumerate(zip(sessions, money.session_sums(), strict=True)):
         equity = cash[i] + market_value
         daily_return = None if not prev_equity else float(equity / prev_equity - 1)
         prev_equity = equity
@@ -329,9 +502,9 @@ def mark_to_market(
             "symbol": pl.Series(ordered, dtype=pl.String).gather(row_code),
             "qty": pl.Series(span_qty, dtype=schema["qty"]).gather(row_span),
             "avg_cost": pl.Series([float(p.avg_cost) for p in span_pos], dtype=pl.Float64).gather(row_span),
-            "close": close_float,
-            "market_value": list(map(float, values)),
-            "unrealized_pnl": list(map(float, pnls)),
+            "close": money.close,
+            "market_value": money.value,
+            "unrealized_pnl": money.pnl,
             "stale_price": stale,
         },
         schema=schema,
