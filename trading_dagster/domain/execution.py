@@ -15,7 +15,15 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 import numpy as np
 import polars as pl
 
-from trading_dagster.domain.orders import Fill, Order, OrderEvent, Side, as_decimal, orders_from_frame
+from trading_dagster.domain.orders import (
+    Fill,
+    Order,
+    OrderEvent,
+    Side,
+    as_decimal,
+    min_qty_of,
+    orders_from_frame,
+)
 from trading_dagster.domain.quantity import QTY_UNIT, WHOLE, Qty, ShareRule, rule_of
 
 CENT = Decimal("0.01")
@@ -231,7 +239,7 @@ def fill_at_open(
 def _fill(order: Order, price: Decimal, most: Qty, session: dt.date, commission: CommissionModel, qty: Qty | None) -> Fill:
     """`fill_at_open` once the fill price and the most the order may fill (`most`) are known."""
     n = most if qty is None else qty
-    least = rule_of(order.qty).min_qty
+    least = min_qty_of(order.qty)
     if not least <= n <= most:
         raise ValueError(f"fill qty {n} outside {least}..{most} for {order.client_order_id}")
     return Fill(

@@ -21,7 +21,7 @@ from typing import Literal
 
 import polars as pl
 
-from trading_dagster.domain.quantity import WHOLE, Qty, ShareRule, from_frame, rule_of
+from trading_dagster.domain.quantity import QTY_UNIT, WHOLE, Qty, ShareRule, from_frame, rule_of
 
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["approved", "denied"]
@@ -89,6 +89,12 @@ def _rule_of_values(values: Iterable[object]) -> ShareRule:
 
 
 _EVENT_RANK = {"filled": 0, "expired": 0, "accepted": 1}  # open-of-day events come before after-close ones
+
+
+def min_qty_of(qty: Qty) -> Qty:
+    """`rule_of(qty).min_qty` without the two property lookups (every order and fill record checks it): the
+    smallest quantity of the quantity's own rule, 1e-9 share for a Decimal, one share otherwise."""
+    return QTY_UNIT if isinstance(qty, Decimal) else 1
 
 
 def as_decimal(value: Decimal | float | int | str) -> Decimal:
@@ -177,7 +183,7 @@ class Order:
             raise ValueError(f"order {self.client_order_id}: a notional is for buys, and positive")
         if self.side not in SIDES:
             raise ValueError(f"side must be 'buy' or 'sell', got {self.side!r}")
-        if self.status == "approved" and self.qty < rule_of(self.qty).min_qty:
+        if self.status == "approved" and self.qty < min_qty_of(self.qty):
             raise ValueError(f"approved order {self.client_order_id} has qty {self.qty}")
         if self.status == "denied" and (self.qty != 0 or self.reason_code is None):
             raise ValueError(f"denied order {self.client_order_id} needs qty 0 and a reason code")
@@ -203,7 +209,7 @@ class Fill:
     commission: Decimal
 
     def __post_init__(self) -> None:
-        if self.qty < rule_of(self.qty).min_qty:
+        if self.qty < min_qty_of(self.qty):
             raise ValueError(f"fill of {self.client_order_id} has qty {self.qty}")
         if self.price <= 0 or self.commission < 0:
             raise ValueError(f"fill of {self.client_order_id}: bad price/commission")

@@ -319,9 +319,10 @@ def mark_to_market(
 
     How: the book is replayed session by session (book events, then `apply_fills`), recording when each
     position (a `Position` record) is held; the rows are those spans expanded, in (session, symbol) order, with
-    each row's last known close found in one sorted-key search over the window's closes; the money is Decimal
-    row by row as before (value = qty x close, unrealized = value - qty x average cost, the session's sums in
-    symbol order), so every figure is the one the per-position loop gave. The marks of symbols that book
+    each row's last known close read from a (symbol, session) grid of the window's closes (`_LastKnown`); the
+    money (value = qty x close, unrealized = value - qty x average cost, the session's sums in symbol order) is
+    exactly the per-position loop's Decimal figures, most rows computed in integer units of the close's
+    decimals and double-double floats instead (`_Money`). The marks of symbols that book
     events touch (split-adjusted closes, a renamed ticker's) are a `LastCloses` of those symbols alone,
     updated session by session as the loop did for all.
     """
@@ -343,12 +344,9 @@ def mark_to_market(
         | {benchmark_symbol}
         | {e.new_symbol for e in events if isinstance(e, Rename)}
     )
-    px = prices.select("symbol", "session", "close").filter(
-        pl.col("symbol").is_in(sorted(symbols))
-        & (pl.col("session") <= sessions[-1])
-        & pl.col("close").is_not_null()
-    )
-    last_close = last_closes_before(px, symbols, sessions[0])
+    held = pl.col("symbol").is_in(sorted(symbols)) & pl.col("close").is_not_null() & (pl.col("session") <= sessions[-1])
+    px = prices.lazy().select("symbol", "session", "close")
+    last_close = last_closes_before(px.filter(held & (pl.col("session") < sessions[0])).collect(), symbols, sessions[0])
     before = sessions[0] - dt.timedelta(days=1)
     last_close.apply(events_between(events, None, before))  # already in start_state
 
@@ -362,7 +360,7 @@ def mark_to_market(
     codes = {s: i for i, s in enumerate(ordered)}
     day_numbers = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int64)
     by_day = np.argsort(day_numbers)
-    window = px.filter(pl.col("session") >= sessions[0])
+    window = px.filter(held & pl.col("session").is_between(sessions[0], sessions[-1])).collect()
     on = window["session"].to_physical().to_numpy().astype(np.int64)
     at = np.minimum(np.searchsorted(day_numbers[by_day], on), len(sessions) - 1)
     window = window.with_columns(
@@ -371,7 +369,7 @@ def mark_to_market(
     ).filter(pl.Series(day_numbers[by_day][at] == on))  # a date of the frame that is no session of the window
     # symbols whose marks book events move, or all of them when the closes are no floats: a LastCloses each
     moved = {e.symbol for e in events} | {e.new_symbol for e in events if isinstance(e, Rename)}
-    if px.schema["close"] != pl.Float64:
+    if prices.schema["close"] != pl.Float64:
         moved = set(symbols)
     moved &= symbols  # an event of a symbol never in the book moves no close of it (it has none here)
     tracked = LastCloses({s: (last_close.day[s], last_close.close[s]) for s in moved if s in last_close})
