@@ -17,12 +17,26 @@ all ~2.2 M risk decisions, which mostly decides the backfill's peak memory.
 Bulk IO: a frame is written one DuckDB row group per Arrow batch (`row_group_batches`); a partitioned input
 comes back in the order its rows were written, also after a window was written again (`in_write_order`);
 and an input typed `pl.LazyFrame` reads, when collected, only the columns selected (`lazy_table`).
+
+Connections (`attached`): every load and write still holds the warehouse file only for its own length, as
+dagster-duckdb does, but through one in-memory DuckDB instance per process that ATTACHes the file and
+DETACHes it afterwards, instead of a new database instance per call. Building an instance (DuckDB's catalog of
+built-in functions) costs ~9 ms and a daily run makes about 25 loads and writes; an ATTACH costs ~1.5 ms
+(benchmarks/daily_startup.py). The file lock is taken and released exactly as before, so other processes
+(dbt, the portal, another run) see no difference, and a load or write that raises lets the file go too.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 from dagster import (
@@ -134,7 +148,7 @@ def lazy_table(resource_config: dict, select: str, schema: pl.Schema, order: str
         names = list(schema) if with_columns is None else with_columns
         keep = names if order is None or order in names else [*names, order]
         sql = f"SELECT {', '.join(_quoted(c) for c in keep)} FROM ({select})"
-        with DuckDbClient.connect(SimpleNamespace(resource_config=resource_config), None) as con:
+        with WarehouseClient.connect(SimpleNamespace(resource_config=resource_config), None) as con:
             frame = in_write_order(pl.DataFrame(con.execute(sql).arrow()), order).select(names)
         if predicate is not None:
             frame = frame.filter(predicate)
@@ -218,6 +232,84 @@ def _add_new_columns(connection, target: str, obj_arrow) -> None:
             connection.execute(f'alter table {target} alter "{name}" type DOUBLE')
 
 
+ATTACH_RETRIES = 10
+"""A file another process holds (a run writing it, dbt) is retried with delays of 0.1 s doubling, 10 times
+(~100 s in all): dagster-duckdb's own policy for its connect."""
+
+
+class _Instance:
+    """One in-memory DuckDB instance of a connection config, and the database files attached to it now
+    (alias -> number of open users)."""
+
+    def __init__(self, config: Mapping[str, object]) -> None:
+        self.con = duckdb.connect(":memory:", config=dict(config))
+        self.users: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+
+_INSTANCES: dict[str, _Instance] = {}
+_INSTANCES_LOCK = threading.Lock()
+
+
+def _instance(config: Mapping[str, object]) -> _Instance:
+    key = json.dumps(config, sort_keys=True, default=str)
+    with _INSTANCES_LOCK:
+        if key not in _INSTANCES:
+            _INSTANCES[key] = _Instance(config)
+        return _INSTANCES[key]
+
+
+def _attach(inst: _Instance, path: str, alias: str) -> None:
+    delay = 0.1
+    for attempt in range(ATTACH_RETRIES + 1):
+        try:
+            inst.con.execute(f"ATTACH '{_sql_string(path)}' AS {alias}")
+            return
+        except duckdb.IOException:  # the file is locked by another process
+            if attempt == ATTACH_RETRIES:
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
+
+
+@contextmanager
+def attached(database: str, config: Mapping[str, object] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection whose default database is the warehouse file `database`, read-write, held only inside
+    the `with` (module docstring). Nested and concurrent users of one file share one ATTACH: the file is
+    detached when the last one leaves, whatever happened inside."""
+    path = str(Path(database).resolve())
+    alias = "warehouse_" + hashlib.sha1(path.encode()).hexdigest()[:12]
+    inst = _instance({"custom_user_agent": "dagster", **(config or {})})  # dagster-duckdb's config
+    with inst.lock:
+        if not inst.users.get(alias):
+            _attach(inst, path, alias)
+        inst.users[alias] = inst.users.get(alias, 0) + 1
+    cursor = inst.con.cursor()
+    try:
+        cursor.execute(f"USE {alias}")
+        yield cursor
+    finally:
+        cursor.close()
+        with inst.lock:
+            inst.users[alias] -= 1
+            if not inst.users[alias]:
+                inst.con.execute(f"DETACH {alias}")
+
+
+class WarehouseClient(DuckDbClient):
+    """dagster-duckdb's client with `attached` as its connection."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, _table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
+        with attached(context.resource_config["database"], context.resource_config["connection_config"]) as con:
+            yield con
+
+
 class WarehouseIOManager(DuckDBPolarsIOManager):
     """DuckDBPolarsIOManager with `WarehouseTypeHandler`; tables are `<key prefix>.<asset name>`. With a
     `quality_gate_path`, every partitioned input passes the quality gate first."""
@@ -229,15 +321,25 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
         return [WarehouseTypeHandler()]
 
     def create_io_manager(self, context) -> IOManager:
-        inner = super().create_io_manager(context)  # dagster-duckdb's, with our type handler
+        stock = super().create_io_manager(context)  # dagster-duckdb's DbIOManager, with our type handler
+        # the same IO manager with our client: dagster-duckdb builds it with its own DuckDbClient, and the
+        # class (DbIOManager) is not public; its constructor is what dagster-duckdb calls just above
+        # (test_warehouse_connections.py fails if the client in use is not WarehouseClient)
+        inner = type(stock)(
+            db_client=WarehouseClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuckDBIOManager",
+        )
         return GatedIOManager(inner, QualityGate(self.quality_gate_path)) if self.quality_gate_path else inner
 
 
 class GatedIOManager(IOManager):
-    """Refuses partitions that failed a blocking check, in this run or any earlier one, BEFORE it opens a
-    DuckDB connection (dagster-duckdb's `connect` does not close its connection when the body raises, and a
-    leaked read-write connection makes every later read-only open of the file in this process fail), then
-    loads through dagster-duckdb's own IO manager: a wrapper over public interfaces, no private base class."""
+    """Refuses partitions that failed a blocking check, in this run or any earlier one, BEFORE it opens the
+    warehouse (a refused load takes no file lock), then loads through dagster-duckdb's own IO manager: a
+    wrapper over public interfaces, no private base class."""
 
     def __init__(self, inner: IOManager, gate: QualityGate) -> None:
         self._inner = inner
