@@ -19,18 +19,18 @@ comes back in the order its rows were written, also after a window was written a
 and an input typed `pl.LazyFrame` reads, when collected, only the columns selected (`lazy_table`).
 
 Connections (`attached`): every load and write still holds the warehouse file only for its own length, as
-dagster-duckdb does, but through one in-memory DuckDB instance per process that ATTACHes the file and
-DETACHes it afterwards, instead of a new database instance per call. Building an instance (DuckDB's catalog of
+dagster-duckdb does, but through an in-memory DuckDB instance kept by the process that ATTACHes the file
+and DETACHes it afterwards, instead of a new database instance per call. Building an instance (DuckDB's catalog of
 built-in functions) costs ~9 ms and a daily run makes about 25 loads and writes; an ATTACH costs ~1.5 ms
 (benchmarks/daily_startup.py). The file lock is taken and released exactly as before, so other processes
 (dbt, the portal, another run) see no difference, and a load or write that raises lets the file go too.
 """
 
 import datetime as dt
-import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -232,38 +232,50 @@ def _add_new_columns(connection, target: str, obj_arrow) -> None:
             connection.execute(f'alter table {target} alter "{name}" type DOUBLE')
 
 
+ALIAS = "warehouse"  # the attached file's name in its instance
 ATTACH_RETRIES = 10
 """A file another process holds (a run writing it, dbt) is retried with delays of 0.1 s doubling, 10 times
 (~100 s in all): dagster-duckdb's own policy for its connect."""
 
 
 class _Instance:
-    """One in-memory DuckDB instance of a connection config, and the database files attached to it now
-    (alias -> number of open users)."""
+    """An in-memory DuckDB instance for one warehouse file and connection config, and how many users have
+    the file attached now."""
 
     def __init__(self, config: Mapping[str, object]) -> None:
         self.con = duckdb.connect(":memory:", config=dict(config))
-        self.users: dict[str, int] = {}
+        self.users = 0  # counted under _INSTANCES_LOCK (an instance with users is never closed)
+        self.attached = False  # changed under self.lock
         self.lock = threading.Lock()
 
 
-_INSTANCES: dict[str, _Instance] = {}
+KEPT_INSTANCES = 4
+"""Instances kept per process (a run worker uses one warehouse; a test process opens many files)."""
+_INSTANCES: OrderedDict[str, _Instance] = OrderedDict()
 _INSTANCES_LOCK = threading.Lock()
 
 
-def _instance(config: Mapping[str, object]) -> _Instance:
-    key = json.dumps(config, sort_keys=True, default=str)
-    with _INSTANCES_LOCK:
-        if key not in _INSTANCES:
-            _INSTANCES[key] = _Instance(config)
-        return _INSTANCES[key]
+def _instance(path: str, config: Mapping[str, object]) -> _Instance:
+    """The process's instance for `path`: DuckDB's connection config, and the spill folder DuckDB gives a
+    connection of the file itself (`<file>.tmp`; an in-memory instance's would be `.tmp` in the working
+    directory)."""
+    full = {"temp_directory": path + ".tmp", **config}
+    key = json.dumps([path, full], sort_keys=True, default=str)
+    inst = _INSTANCES.get(key)  # the caller holds _INSTANCES_LOCK
+    if inst is None:
+        inst = _INSTANCES[key] = _Instance(full)
+        idle = [k for k, i in _INSTANCES.items() if i.users == 0 and k != key]
+        for old in idle[: max(0, len(_INSTANCES) - KEPT_INSTANCES)]:
+            _INSTANCES.pop(old).con.close()
+    _INSTANCES.move_to_end(key)
+    return inst
 
 
-def _attach(inst: _Instance, path: str, alias: str) -> None:
+def _attach(inst: _Instance, path: str) -> None:
     delay = 0.1
     for attempt in range(ATTACH_RETRIES + 1):
         try:
-            inst.con.execute(f"ATTACH '{_sql_string(path)}' AS {alias}")
+            inst.con.execute(f"ATTACH '{_sql_string(path)}' AS {ALIAS}")
             return
         except duckdb.IOException:  # the file is locked by another process
             if attempt == ATTACH_RETRIES:
@@ -282,22 +294,27 @@ def attached(database: str, config: Mapping[str, object] | None = None) -> Itera
     the `with` (module docstring). Nested and concurrent users of one file share one ATTACH: the file is
     detached when the last one leaves, whatever happened inside."""
     path = str(Path(database).resolve())
-    alias = "warehouse_" + hashlib.sha1(path.encode()).hexdigest()[:12]
-    inst = _instance({"custom_user_agent": "dagster", **(config or {})})  # dagster-duckdb's config
-    with inst.lock:
-        if not inst.users.get(alias):
-            _attach(inst, path, alias)
-        inst.users[alias] = inst.users.get(alias, 0) + 1
-    cursor = inst.con.cursor()
+    with _INSTANCES_LOCK:
+        inst = _instance(path, {"custom_user_agent": "dagster", **(config or {})})  # dagster-duckdb's config
+        inst.users += 1
+    cursor = None
     try:
-        cursor.execute(f"USE {alias}")
+        with inst.lock:
+            if not inst.attached:
+                _attach(inst, path)
+                inst.attached = True
+        cursor = inst.con.cursor()
+        cursor.execute(f"USE {ALIAS}")
         yield cursor
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
+        with _INSTANCES_LOCK:
+            inst.users -= 1
         with inst.lock:
-            inst.users[alias] -= 1
-            if not inst.users[alias]:
-                inst.con.execute(f"DETACH {alias}")
+            if inst.attached and not inst.users:
+                inst.con.execute(f"DETACH {ALIAS}")
+                inst.attached = False
 
 
 class WarehouseClient(DuckDbClient):

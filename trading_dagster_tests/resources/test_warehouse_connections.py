@@ -6,6 +6,7 @@ import datetime as dt
 import subprocess
 import sys
 import textwrap
+from collections import OrderedDict
 
 import dagster as dg
 import duckdb
@@ -47,7 +48,7 @@ def _is_free(path: str) -> bool:
 def test_a_run_builds_one_duckdb_instance_and_lets_the_file_go_between_calls(tmp_path, monkeypatch):
     db = str(tmp_path / "w.duckdb")
     SEEN["db"] = db
-    monkeypatch.setattr(warehouse, "_INSTANCES", {})
+    monkeypatch.setattr(warehouse, "_INSTANCES", OrderedDict())
     opened: list[str] = []
 
     def counting_connect(database=":memory:", *args, **kwargs):
@@ -96,6 +97,20 @@ def test_nested_users_share_one_attach_and_the_last_one_detaches(tmp_path):
         assert outer.execute("select sum(x) from t").fetchone()[0] == 3  # still attached
         assert not _is_free(db)
     assert _is_free(db)
+
+
+def test_the_spill_folder_is_the_files_own_and_idle_instances_beyond_the_kept_ones_are_closed(tmp_path, monkeypatch):
+    monkeypatch.setattr(warehouse, "_INSTANCES", OrderedDict())
+    files = [str((tmp_path / f"w{i}.duckdb").resolve()) for i in range(warehouse.KEPT_INSTANCES + 2)]
+    with attached(files[0]) as busy:  # in use while the others come and go: never closed
+        assert busy.execute("select current_setting('temp_directory')").fetchone() == (files[0] + ".tmp",)
+        for f in files[1:]:
+            with attached(f) as con:
+                con.execute("create table t as select 1 as x")
+        kept = list(warehouse._INSTANCES)
+        assert len(kept) == warehouse.KEPT_INSTANCES and files[0] in kept[0]
+        assert busy.execute("select 1").fetchone() == (1,)
+    assert [f for f in files if any(f in k for k in warehouse._INSTANCES)] == [files[0], *files[-3:]]
 
 
 HOLDER = textwrap.dedent(
