@@ -198,8 +198,7 @@ def raw_prices(
         delivery, import_id=new_import_id(now), imported_at=now, progress=tick
     )
     quality_gate.get().record_changes(result.changed_sessions, context.run_id)  # staleness reads these
-    for line in format_import(result.manifest):
-        context.log.info(line)
+    context.log.info("\n".join(format_import(result.manifest)))  # one entry in the run's log, not one per line
 
     counts = {s: (o.rows, o.usable) for s, o in result.outcomes.items() if o.rows is not None}
     unknown = [s for s in sessions if s not in counts]  # in the window, not merged or not read: ask the store
