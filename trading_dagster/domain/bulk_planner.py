@@ -237,22 +237,39 @@ def ordered_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> Order
 
 
 def _processing_order(g: np.ndarray, neg: np.ndarray, sym: np.ndarray) -> np.ndarray:
-    """The permutation that orders the rows by (g, neg, sym), distinct triples (`ordered_signals`)."""
+    """The permutation that orders the rows by (g, neg, sym), distinct triples (`ordered_signals`).
+
+    One stable sort of a 64-bit key, g then the leading bits of neg's order-preserving pattern, orders every
+    two rows whose keys differ. Rows with equal keys (equal strengths, or strengths a few units in the last
+    place apart, such as 11/14 computed two ways) keep their order in the frame; the runs of equal keys that
+    are not then in (neg, sym) order are sorted exactly, each on its own. A last pass checks the whole."""
     if g.size == 0:
         return np.zeros(0, dtype=np.int64)
     bits = max(int(g.max()).bit_length(), 1)
     pattern = neg.view(np.uint64)
     # the order-preserving pattern of a float: negative ones reversed, positive ones above them
     pattern = np.where(neg < 0, ~pattern, pattern | np.uint64(1 << 63))
-    approx = (g.astype(np.uint64) << np.uint64(64 - bits)) | (pattern >> np.uint64(bits))
-    order = np.argsort(approx, kind="stable")
-    gs, ns, ss = g[order], neg[order], sym[order]
-    same_g = gs[1:] == gs[:-1]
-    same_n = ns[1:] == ns[:-1]
-    rising = (gs[1:] > gs[:-1]) | (same_g & ((ns[1:] > ns[:-1]) | (same_n & (ss[1:] > ss[:-1]))))
-    if rising.all():
-        return order
-    return np.lexsort((sym, neg, g))
+    key = (g.astype(np.uint64) << np.uint64(64 - bits)) | (pattern >> np.uint64(bits))
+    order = np.argsort(key, kind="stable")
+    wrong = np.flatnonzero(~_rising(g[order], neg[order], sym[order]))
+    if wrong.size:
+        key = key[order]
+        starts = np.flatnonzero(key[1:] != key[:-1]) + 1  # where a run of equal keys starts
+        for run in np.unique(np.searchsorted(starts, wrong, side="right")).tolist():
+            lo = int(starts[run - 1]) if run else 0
+            hi = int(starts[run]) if run < starts.size else key.size
+            rows = order[lo:hi]
+            order[lo:hi] = rows[np.lexsort((sym[rows], neg[rows]))]
+        if not _rising(g[order], neg[order], sym[order]).all():  # pragma: no cover - the runs cover every pair
+            return np.lexsort((sym, neg, g))
+    return order
+
+
+def _rising(g: np.ndarray, neg: np.ndarray, sym: np.ndarray) -> np.ndarray:
+    """Whether each row is after the one before in (g, neg, sym) order (one value per pair)."""
+    same_g = g[1:] == g[:-1]
+    same_n = neg[1:] == neg[:-1]
+    return (g[1:] > g[:-1]) | (same_g & ((neg[1:] > neg[:-1]) | (same_n & (sym[1:] > sym[:-1]))))
 
 
 class SignalArrays:
@@ -298,6 +315,12 @@ class SignalArrays:
         self.buy = signals.buy
         self.strategies: list[str] = signals.strategies
         self.strat = signals.strat
+        # each row's next row of the same session and symbol (-1: none), in processing order
+        same = days.astype(np.int64) * max(len(self.symbols), 1) + self.sym
+        order = np.argsort(same, kind="stable")
+        self.next_same = np.full(frame.height, -1, dtype=np.int64)
+        pairs = same[order[1:]] == same[order[:-1]]
+        self.next_same[order[:-1][pairs]] = order[1:][pairs]
         self.n = frame.height
         # the cost of one share in float: the close plus slippage, rounded up to the tick, plus commission
         factor = float(1 + slippage.bps / 10_000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
@@ -1026,60 +1027,79 @@ class _SessionPlanner:
         reason_id = bulk_planner.REASON_ID
         cost1 = arrays.cost1[lo:hi]
         ref_price = arrays.ref
+        decide = shortcut.decide_values
         poor_known = depends & (poor_code >= 0)  # where a fall of the cash alone can decide the row
         # The rows the per-signal code decides, in order: an EXACT row is settled by the cash when one share
         # costs more than the cash left at the point it is reached (`poor_known`), else decided one by one. The
-        # cash only falls, and only at an approved buy, so from row p with the cash limit L the next row to
-        # decide is the first with key <= L (key: its one-share cost where the cash can settle it, -inf where
-        # it cannot, +inf for rows not EXACT); the rows passed over are settled. An approved buy sends its
-        # symbol's later rows to the per-signal code (key -inf).
+        # cash only falls, and only at an approved buy, so a row is decided iff its key <= the cash limit when
+        # it is reached (key: its one-share cost where the cash can settle it, -inf where it cannot, +inf for
+        # rows not EXACT): only the rows with a key <= the session's first limit can be, and they are walked in
+        # order; the rows passed over are settled. An approved buy sends its symbol's later rows to the
+        # per-signal code (`forced`, put in the walk where they are not in it).
         exact_rows = code == bulk_planner.EXACT
         keys = np.where(exact_rows, np.where(poor_known & ~np.isnan(cost1), cost1, -np.inf), np.inf)
-        decided = np.zeros(hi - lo, dtype=bool)
         limit = bulk_planner.cash_limit(float(available))
-        p, n = 0, hi - lo
-        while p < n:
-            hit = keys[p:] <= limit
-            j = int(hit.argmax())
-            if not hit[j]:
-                break
-            j += p
-            p = j + 1
-            decided[j] = True
+        walk = np.flatnonzero(keys <= limit)
+        rows_left, keys_left = walk.tolist(), keys[walk].tolist()
+        next_same = arrays.next_same
+        forced: set[int] = set()
+        decided: list[int] = []
+        i = skipped = 0
+        while i < len(rows_left):
+            j, key = rows_left[i], keys_left[i]
+            i += 1
+            if key > limit and j not in forced:  # the cash settles it
+                skipped += 1
+                if skipped == 16:  # a run of them (the cash ran low): find the rows still to decide at once
+                    walk = np.flatnonzero(keys[j + 1 :] <= limit) + (j + 1)
+                    rows_left, keys_left, i, skipped = walk.tolist(), keys[walk].tolist(), 0, 0
+                continue
+            skipped = 0
+            decided.append(j)
             row = lo + j
-            symbol = symbols[sym[j]]
-            strategy = strategies[strat[row]]
-            side = "buy" if buy[j] else "sell"
+            k = int(sym[j])
+            symbol = symbols[k]
+            is_buy = bool(buy[j])
             close = float(ref_price[row])
             ref = None if close != close else exact[close]  # NaN: no close
-            have = state.qty(symbol)
-            intent = OrderIntent(symbol, side, size_order(side, ref, equity, have, risk), ref)
-            ctx = RiskContext(
-                have,
+            wanted = int(requested[j])  # `risk.size_order`'s (`bulk_planner.SignalArrays.requested_buys`)
+            qty, reason = decide(
+                is_buy,
+                wanted,
+                ref,
+                state.qty(symbol),
                 pending_buy.get(symbol, 0),
                 pending_sell.get(symbol, 0),
                 bought.get((symbol, year, month), 0),
                 equity,
                 available,
             )
-            qty, reason = shortcut.decide(intent, ctx, self.controls)
-            arrays.requested[row] = intent.qty
             arrays.reason[row] = 0 if reason is None else reason_id[reason]
             if qty == 0:
                 continue
             arrays.qty[row] = qty
+            side = "buy" if is_buy else "sell"
+            strategy = strategies[strat[row]]
             cid = order_id(symbol, strategy, side)
-            notional = fill_notional(intent.qty, qty, ref, equity, risk) if at_fill and side == "buy" and ref else None
+            notional = fill_notional(wanted, qty, ref, equity, risk) if at_fill and is_buy and ref else None
             if notional is not None:
                 arrays.notional[row] = float(notional)
-            order = Order(cid, session, symbol, strategy, side, intent.qty, qty, ref, "approved", reason, notional)
+            order = Order(cid, session, symbol, strategy, side, wanted, qty, ref, "approved", reason, notional)
             approved.append(order)
-            if side == "sell":
+            if not is_buy:
                 pending_sell[symbol] = pending_sell.get(symbol, 0) + qty
                 continue
             assert ref is not None
             if symbol not in pending_buy:  # its later signals now see a pending buy: decide them one by one
-                keys[j + 1 :][sym[j + 1 :] == sym[j]] = -np.inf
+                later = int(next_same[row]) - lo
+                while later >= 0:
+                    forced.add(later)
+                    keys[later] = -math.inf
+                    at = bisect.bisect_left(rows_left, later, i)
+                    if at == len(rows_left) or rows_left[at] != later:
+                        rows_left.insert(at, later)
+                        keys_left.insert(at, -math.inf)
+                    later = int(next_same[lo + later]) - lo
             pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
             reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
             available = state.cash - reserved
@@ -1089,7 +1109,9 @@ class _SessionPlanner:
                 level = exit_levels(ref, None if a is None else exact[a], risk)
                 if level.stop_loss is not None or level.take_profit is not None:
                     levels[cid] = level
-        rows = np.flatnonzero(exact_rows & ~decided)  # passed over: settled by the cash (keys finite)
+        decided_rows = np.zeros(hi - lo, dtype=bool)
+        decided_rows[decided] = True
+        rows = np.flatnonzero(exact_rows & ~decided_rows)  # passed over: settled by the cash (keys finite)
         arrays.reason[lo + rows] = poor_code[rows]
         return approved, levels
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol
 
 from trading_dagster.domain.execution import CommissionModel, SlippageModel, affordable_qty, buy_cost
-from trading_dagster.domain.orders import Side, as_decimal
+from trading_dagster.domain.orders import SIDES, Side, as_decimal
 from trading_dagster.domain.quantity import SHARES, WHOLE, Qty, ShareRule, rule_of, share_rule
 
 Sizing = Literal["fixed_notional", "pct_equity", "atr"]
@@ -687,46 +687,74 @@ class EarlyDenial:
         MaxPosition's denial, which `reason` puts first, comes first in the chain too.) A side the chain does
         not know goes to `check_order`."""
         ref = intent.ref_price
-        if ref is None or ref <= 0:
-            return Decision(0, NO_PRICE)
-        qty, reason = intent.qty, None
-        if intent.side == "sell":
-            available = ctx.held - ctx.pending_sell_qty
-            if available <= 0:
-                return Decision(0, SHORT_NOT_ALLOWED)
-            if qty > available:
-                qty, reason = available, SHORT_NOT_ALLOWED
-            if qty < 1:
-                return Decision(0, SIZE_BELOW_ONE_SHARE)
-            return Decision(qty, reason)
-        if intent.side != "buy":
+        if intent.side not in SIDES and ref is not None and ref > 0:
             return check_order(intent, ctx, controls)
-        if not self.add_to_positions and (ctx.held > 0 or ctx.pending_buy_qty > 0):
-            return Decision(0, ALREADY_HELD)
+        return Decision(
+            *self.decide_values(
+                intent.side == "buy",
+                intent.qty,
+                ref,
+                ctx.held,
+                ctx.pending_buy_qty,
+                ctx.pending_sell_qty,
+                ctx.bought_in_fill_month,
+                ctx.equity,
+                ctx.available_cash,
+            )
+        )
+
+    def decide_values(
+        self,
+        buy: bool,
+        qty: Qty,
+        ref: Decimal | None,
+        held: Qty,
+        pending_buy: Qty,
+        pending_sell: Qty,
+        bought: Qty,
+        equity: Decimal,
+        available: Decimal,
+    ) -> tuple[Qty, str | None]:
+        """`decide` of a buy (`buy`) or a sell of `qty` shares at `ref` over the context's values, as (quantity,
+        reason): what the planner's bulk pass calls without building an intent and a context per signal."""
+        if ref is None or ref <= 0:
+            return 0, NO_PRICE
+        reason = None
+        if not buy:
+            available_qty = held - pending_sell
+            if available_qty <= 0:
+                return 0, SHORT_NOT_ALLOWED
+            if qty > available_qty:
+                qty, reason = available_qty, SHORT_NOT_ALLOWED
+            if qty < 1:
+                return 0, SIZE_BELOW_ONE_SHARE
+            return qty, reason
+        if not self.add_to_positions and (held > 0 or pending_buy > 0):
+            return 0, ALREADY_HELD
         if self.min_price is not None and ref < self.min_price:
-            return Decision(0, PRICE_BELOW_MINIMUM)
+            return 0, PRICE_BELOW_MINIMUM
         if qty < 1:
-            return Decision(0, SIZE_BELOW_ONE_SHARE)
+            return 0, SIZE_BELOW_ONE_SHARE
         limit = self.monthly_share_limit
         if limit is not None:
-            remaining = limit - ctx.bought_in_fill_month - ctx.pending_buy_qty
+            remaining = limit - bought - pending_buy
             if remaining <= 0:
-                return Decision(0, QTY_OVER_MONTHLY_LIMIT)
+                return 0, QTY_OVER_MONTHLY_LIMIT
             if qty > remaining:
                 qty, reason = remaining, QTY_OVER_MONTHLY_LIMIT
         position = self.max_position
-        room = ctx.equity * position.pct / 100 - (ctx.held + ctx.pending_buy_qty) * ref
+        room = equity * position.pct / 100 - (held + pending_buy) * ref
         allowed = position.shares.buys(room, ref) if room > 0 else 0
         if qty > allowed:
             if allowed <= 0:
-                return Decision(0, MAX_POSITION)
+                return 0, MAX_POSITION
             qty, reason = allowed, MAX_POSITION
-        allowed = self.buying_power.affordable(ctx.available_cash, ref, qty)
+        allowed = self.buying_power.affordable(available, ref, qty)
         if qty > allowed:
             if allowed <= 0:
-                return Decision(0, INSUFFICIENT_BUYING_POWER)
+                return 0, INSUFFICIENT_BUYING_POWER
             qty, reason = allowed, INSUFFICIENT_BUYING_POWER
-        return Decision(qty, reason)
+        return qty, reason
 
 
 def size_order(

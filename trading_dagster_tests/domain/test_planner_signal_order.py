@@ -218,3 +218,64 @@ def test_ids_hashed_in_the_background_equal_the_one_definition():
     # another account than the one started: hashed again, not taken from the thread
     other = [client_order_id("live", *row) for row in arrays.frame.iter_rows()]
     assert arrays.frame_of_orders("live")["client_order_id"].to_list() == other
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.sampled_from([0.5, -1.0, 0.25, 1 / 3, 0.0, -0.7857142857142855, 1e-300]),
+            st.integers(-2, 2),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_processing_order_equals_an_exact_lexsort(rows, seed):
+    # strengths a few units in the last place apart share the sort key's leading bits: the runs are repaired
+    g = np.array([r[0] for r in rows], dtype=np.int64)
+    neg = np.array([r[1] for r in rows])
+    for _ in range(2):
+        neg = np.where([r[2] > 0 for r in rows], np.nextafter(neg, 2.0), np.where([r[2] < 0 for r in rows], np.nextafter(neg, -2.0), neg))
+    sym = np.random.default_rng(seed).permutation(len(rows))
+    assert bulk_planner._processing_order(g, neg, sym).tolist() == np.lexsort((sym, neg, g)).tolist()
+
+
+PRICE_SCHEMA = {"symbol": pl.String, "session": pl.Date, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
+                "close": pl.Float64, "volume": pl.Int64}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_symbols=st.integers(20, 90),
+    cash=st.sampled_from([Decimal(700), Decimal("2500.5"), Decimal(9_000), Decimal(60_000)]),
+    limit=st.sampled_from([None, 3, 40]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_crowded_sessions_plan_as_the_reference(n_symbols, cash, limit, seed):
+    # many buys a session, of one symbol by several strategies, the cash running out part way: long runs of
+    # rows the cash settles, and rows an approved buy of their symbol sends to the per-signal code
+    rng = np.random.default_rng(seed)
+    symbols = [f"S{i:02d}" for i in range(n_symbols)]
+    close = {s: float(np.round(rng.uniform(2, 400), 2)) for s in symbols}
+    prices = pl.DataFrame(
+        [(s, d, c, c * 1.01, c * 0.99, c, 1000) for s, c in close.items() for d in DAYS], schema=PRICE_SCHEMA,
+        orient="row",
+    )
+    rows = []
+    for d in DAYS[:4]:
+        for s in symbols:
+            for strategy in ("a", "b", "c"):
+                if rng.random() < 0.6:
+                    side = "sell" if rng.random() < 0.2 else "buy"
+                    rows.append((d, s, strategy, side, float(np.round(rng.random(), 2))))
+    signals = signal_frame(rows)
+    risk = RiskConfig(initial_cash=cash, notional=Decimal(300), monthly_share_limit=limit,
+                      max_position_pct_equity=Decimal(100))
+    out = [
+        m.plan_orders(signals, prices, m.PortfolioState.initial(cash), DAYS, risk, SLIP, FEE, "paper")
+        for m in (portfolio, reference)
+    ]
+    assert_frame_equal(out[0], out[1], check_exact=True)
