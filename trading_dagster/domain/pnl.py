@@ -232,15 +232,13 @@ class _Money:
             self.pnl = np.where(fast, pnl, 0.0)
         self.fast = fast
         scale = self.scale
-        terms: list[Decimal] = [None] * n  # type: ignore[list-item]
-        rows = np.flatnonzero(fast)
-        if len(rows):
+        rows_span = row_span.tolist()
+        if fast.any():  # every row's, the Decimal rows' replaced below
             minus_cost = [-c.scaleb(scale) for c in self.span_cost]
             # units + (-cost) is units - cost, the same Decimal (an int operand converts exactly)
-            fast_terms = map(operator.add, map(minus_cost.__getitem__, row_span[rows].tolist()), self.units[rows].tolist())
-            for r, term in zip(rows.tolist(), fast_terms, strict=True):
-                terms[r] = term
-        rows_span = row_span.tolist()
+            terms = list(map(operator.add, map(minus_cost.__getitem__, rows_span), self.units.tolist()))
+        else:
+            terms = [None] * n  # type: ignore[list-item]
         value_terms = {}
         for r in np.flatnonzero(~fast).tolist():
             pos = self.span_pos[rows_span[r]]
@@ -360,13 +358,18 @@ def mark_to_market(
     codes = {s: i for i, s in enumerate(ordered)}
     day_numbers = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int64)
     by_day = np.argsort(day_numbers)
-    window = px.filter(held & pl.col("session").is_between(sessions[0], sessions[-1])).collect()
+    in_window = held & pl.col("session").is_between(sessions[0], sessions[-1])
+    window = (
+        px.filter(in_window)
+        .select(code=pl.col("symbol").cast(pl.Enum(ordered)).to_physical().cast(pl.Int64), session="session", close="close")
+        .collect()
+    )
     on = window["session"].to_physical().to_numpy().astype(np.int64)
     at = np.minimum(np.searchsorted(day_numbers[by_day], on), len(sessions) - 1)
-    window = window.with_columns(
-        code=pl.col("symbol").cast(pl.Enum(ordered)).to_physical().cast(pl.Int64),
-        idx=pl.Series(by_day[at], dtype=pl.Int64),
-    ).filter(pl.Series(day_numbers[by_day][at] == on))  # a date of the frame that is no session of the window
+    window = window.with_columns(idx=pl.Series(by_day[at], dtype=pl.Int64))
+    on_sessions = day_numbers[by_day][at] == on
+    if not on_sessions.all():
+        window = window.filter(pl.Series(on_sessions))  # a date of the frame that is no session of the window
     # symbols whose marks book events move, or all of them when the closes are no floats: a LastCloses each
     moved = {e.symbol for e in events} | {e.new_symbol for e in events if isinstance(e, Rename)}
     if prices.schema["close"] != pl.Float64:
@@ -374,7 +377,10 @@ def mark_to_market(
     moved &= symbols  # an event of a symbol never in the book moves no close of it (it has none here)
     tracked = LastCloses({s: (last_close.day[s], last_close.close[s]) for s in moved if s in last_close})
     tracked_closes = (
-        execution.by_session(window.filter(pl.col("symbol").is_in(sorted(moved))), "close") if moved else {}
+        # (a date that is no session of the window is a key never asked for)
+        execution.by_session(px.filter(in_window & pl.col("symbol").is_in(sorted(moved))).collect(), "close")
+        if moved
+        else {}
     )
     tracked_marks: dict[tuple[int, str], float | Decimal | None] = {}
 
