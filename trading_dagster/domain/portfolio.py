@@ -234,8 +234,15 @@ class PortfolioState:
                 else:
                     positions[f.symbol] = Position(old.qty - f.qty, old.avg_cost)
         last = ordered[-1].session
-        monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= (last.year, last.month)}
-        return PortfolioState._computed(cash, positions, realized, monthly, self.exits, self.shares)
+        floor = (last.year, last.month)
+        first = ordered[0].session
+        if (first.year, first.month) != floor or getattr(self, "_month_floor", None) != floor:
+            monthly = {k: v for k, v in monthly.items() if (k[1], k[2]) >= floor}
+        # else every count is of that month or later already: this book was cut at that month, and every fill
+        # here is of that month (the cut would copy the same dict)
+        state = PortfolioState._computed(cash, positions, realized, monthly, self.exits, self.shares)
+        object.__setattr__(state, "_month_floor", floor)  # not a field: equality, repr and replace ignore it
+        return state
 
     def _apply_fills_with_exits(
         self, ordered: list[Fill], levels: Mapping[str, ExitLevels]
