@@ -351,6 +351,10 @@ def _decimals(column: pl.Series) -> list[Decimal | None]:
             bad = next(v for v in values if v is not None and not math.isfinite(v))
             raise ValueError(f"not a finite amount: {bad!r}")
         if column.null_count() == 0:
+            if len(values) > 64 and not (column == 0).any():
+                # each distinct value once: equal floats other than 0.0 / -0.0 have one repr
+                exact = {v: Decimal(repr(v)) for v in set(values)}
+                return list(map(exact.__getitem__, values))
             return list(map(Decimal, map(repr, values)))
         return [None if v is None else Decimal(repr(v)) for v in values]
     return [None if v is None else as_decimal(v) for v in values]

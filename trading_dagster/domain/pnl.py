@@ -513,4 +513,6 @@ def mark_to_market(
         },
         schema=schema,
     )
-    return positions, pl.DataFrame(equity_rows, schema=EQUITY_SCHEMA, orient="row")
+    equity_columns = dict(zip(EQUITY_SCHEMA, map(list, zip(*equity_rows, strict=True)), strict=True))
+    equity_columns["session"] = pl.Series(day_numbers).cast(pl.Int32).cast(pl.Date)  # type: ignore[assignment]
+    return positions, pl.DataFrame(equity_columns, schema=EQUITY_SCHEMA)

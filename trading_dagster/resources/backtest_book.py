@@ -531,6 +531,10 @@ class SimulatedBook(BacktestBook):
         self.slippage = slippage or SlippageModel()
         self.commission = commission or CommissionModel()
         self._con = duckdb.connect(self.path)
+        # one thread for this file's database: the ledger's statements are batches of tens of thousands of rows
+        # and one query of the executions, where a second thread costs more in coordination than it saves. A
+        # setting, not a connect config, so another connection to the same file in the process still opens.
+        self._con.execute("SET threads = 1")
         self._con.execute(_SCHEMA_SQL)
         meta = dict(self._con.execute("SELECT key, value FROM ledger_meta").fetchall())
         cash = as_decimal(initial_cash)
