@@ -23,9 +23,10 @@ columns, and the client order ids (`orders.client_order_id`) are hashed over a c
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -46,6 +47,7 @@ from trading_dagster.domain.risk import (
 )
 
 _EPOCH = dt.date(1970, 1, 1)
+T = TypeVar("T")
 
 
 def _day(n: int) -> dt.date:
@@ -72,6 +74,7 @@ class PriceTable:
 
     def __init__(self, prices: pl.DataFrame, symbols: Sequence[str], walked: np.ndarray) -> None:
         self.ok = False
+        self.symbols, self.walked = list(symbols), walked
         first, n_day, n_sym = int(walked[0]), len(walked), len(symbols)
         self._first = first
         self._column = np.full(int(walked[-1]) - first + 1, -1, dtype=np.int64)
@@ -157,17 +160,9 @@ class OrderedSignals:
 _SIGNAL_COLUMNS = ("session", "symbol", "strategy", "side", "strength")
 
 
-def ordered_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> OrderedSignals | None:
-    """`OrderedSignals` of the walked `sessions` (increasing), over integer codes and one sort of 64-bit keys
-    instead of a polars sort of strings and floats; None when the frame needs `portfolio._keyed_signals`' own
-    handling (a repeated (session, symbol, strategy, side) key, a null, a NaN strength, a side that is not buy
-    or sell): the caller then takes that path, whose order and rows this equals (tested).
-
-    The order: a row's group is (walked session, sells first, strategy) as one integer g; within a group rows
-    go by -strength (no strength counts as 0; -0.0 as 0.0), then symbol. One stable sort of g followed by the
-    leading bits of -strength's order-preserving 64-bit pattern gives it unless two strengths of a group
-    agree in those bits and differ after them; the order is checked pair by pair (strictly increasing in
-    (g, -strength, symbol)) and, failing that, made by an exact lexicographic sort."""
+def _window(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> tuple[pl.DataFrame, np.ndarray] | None:
+    """The signals from the first to the last session (`_SIGNAL_COLUMNS`) and their day numbers: a slice of a
+    frame in session order, else a filter; None without such a signal or with a null key field."""
     if not sessions or signals.height == 0:
         return None
     frame = signals.select(_SIGNAL_COLUMNS)
@@ -181,8 +176,72 @@ def ordered_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> Order
     else:
         inside = (days >= first) & (days <= last)
         frame, days = frame.filter(pl.Series(inside)), days[inside]
-    if frame.height == 0:
+    return (frame, days) if frame.height else None
+
+
+def signal_arrays(
+    signals: pl.DataFrame,
+    prices: pl.DataFrame,
+    sessions: Sequence[dt.date],
+    risk: RiskConfig,
+    slippage: SlippageModel,
+    commission: CommissionModel,
+    extra: Sequence[str],
+    keyed: Callable[[pl.DataFrame, Sequence[dt.date]], pl.DataFrame],
+) -> tuple[SignalArrays, pl.DataFrame | None]:
+    """`SignalArrays` of the window's signals (`ordered_signals`, else from `keyed(signals, sessions)`, the
+    planner's `_keyed_signals`, which is then returned too). The price table, which depends only on the
+    window's symbols, is built in a background thread while the signals are put in order (both work mostly
+    outside the GIL, in polars and numpy)."""
+    window = _window(signals, sessions)
+    symbols = table = None
+    if window is not None:
+        symbols = window[0]["symbol"].unique().sort().to_list()
+        book = symbols + sorted(set(extra) - set(symbols))
+        walked = np.array([(d - _EPOCH).days for d in sessions], dtype=np.int32)
+        table = _in_background("price-table", PriceTable, prices, book, walked)
+    ordered = None if window is None else ordered_signals(signals, sessions, window, symbols)
+    keyed_frame = None
+    if ordered is None:
+        keyed_frame = keyed(signals, sessions)
+        ordered = OrderedSignals.from_keyed(keyed_frame, sessions)
+    prebuilt = None if table is None else table.result()
+    arrays = SignalArrays(ordered, prices, sessions, risk, slippage, commission, extra, prebuilt)
+    return arrays, keyed_frame
+
+
+def _in_background(name: str, fn: Callable[..., T], *args: object) -> Future[T]:
+    """`fn(*args)` in a thread of its own (it ends with the task)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def ordered_signals(
+    signals: pl.DataFrame,
+    sessions: Sequence[dt.date],
+    window: tuple[pl.DataFrame, np.ndarray] | None = None,
+    symbols: list[str] | None = None,
+) -> OrderedSignals | None:
+    """`OrderedSignals` of the walked `sessions` (increasing), over integer codes and one sort of 64-bit keys
+    instead of a polars sort of strings and floats; None when the frame needs `portfolio._keyed_signals`' own
+    handling (a repeated (session, symbol, strategy, side) key, a null, a NaN strength, a side that is not buy
+    or sell): the caller then takes that path, whose order and rows this equals (tested).
+
+    The order: a row's group is (walked session, sells first, strategy) as one integer g; within a group rows
+    go by -strength (no strength counts as 0; -0.0 as 0.0), then symbol. One stable sort of g followed by the
+    leading bits of -strength's order-preserving 64-bit pattern gives it unless two strengths of a group
+    agree in those bits and differ after them; the order is checked pair by pair (strictly increasing in
+    (g, -strength, symbol)) and, failing that, made by an exact lexicographic sort.
+
+    `window` (`_window`'s) and `symbols` (the window's symbols, sorted) when the caller has them already."""
+    got = _window(signals, sessions) if window is None else window
+    if got is None:
         return None
+    frame, days = got
+    first, last = (sessions[0] - _EPOCH).days, (sessions[-1] - _EPOCH).days
     buy = (frame["side"] == "buy").to_numpy()
     sell = (frame["side"] == "sell").to_numpy()
     if not (buy | sell).all():
@@ -191,8 +250,9 @@ def ordered_signals(signals: pl.DataFrame, sessions: Sequence[dt.date]) -> Order
     if np.isnan(strength).any():
         return None
     neg = -strength + 0.0  # as `portfolio._keyed_signals`: -0.0 sorts as 0.0
-    symbols_series = frame["symbol"].unique().sort()
-    symbols = symbols_series.to_list()
+    if symbols is None:
+        symbols = frame["symbol"].unique().sort().to_list()
+    symbols_series = pl.Series(symbols, dtype=pl.String)
     strategies = frame["strategy"].unique().sort().to_list()
     sym = _codes(frame["symbol"], symbols)
     strat = _codes(frame["strategy"], strategies)
@@ -290,6 +350,7 @@ class SignalArrays:
         slippage: SlippageModel,
         commission: CommissionModel,
         extra: Sequence[str] = (),
+        table: PriceTable | None = None,
     ) -> None:
         self.ok = signals.ok
         self.symbols: list[str] = signals.symbols
@@ -301,7 +362,9 @@ class SignalArrays:
         self.bounds = np.searchsorted(days, walked, side="left").tolist() + [frame.height]
         # the book's symbols: the signals', then those it may hold without a signal
         self.book_symbols = self.symbols + sorted(set(extra) - set(self.symbol_index))
-        self.prices = PriceTable(prices, self.book_symbols, walked)
+        if table is None or table.symbols != self.book_symbols or not np.array_equal(table.walked, walked):
+            table = PriceTable(prices, self.book_symbols, walked)  # (a table of other symbols or sessions)
+        self.prices = table
         if self.prices.ok:
             close = self.prices.closes[self.prices.column(days), self.sym]
         else:
@@ -315,6 +378,7 @@ class SignalArrays:
         self.buy = signals.buy
         self.strategies: list[str] = signals.strategies
         self.strat = signals.strat
+        self.symbols_in_range = signals.symbols_in_range
         # each row's next row of the same session and symbol (-1: none), in processing order
         same = days.astype(np.int64) * max(len(self.symbols), 1) + self.sym
         order = np.argsort(same, kind="stable")
@@ -369,9 +433,7 @@ class SignalArrays:
         """Start hashing the rows' client order ids (`client_order_ids`) in a background thread: they depend on
         the keys only, and polars hashes them outside the GIL on another core while the walk decides the rows
         in Python. `frame_of_orders` waits for them."""
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-order-ids")
-        self._ids = (account, pool.submit(client_order_ids, self.frame, account))
-        pool.shutdown(wait=False)  # the thread ends with its one task
+        self._ids = (account, _in_background("client-order-ids", client_order_ids, self.frame, account))
 
     def frame_of_orders(self, account: str) -> pl.DataFrame:
         """The `orders` frame (ORDER_SCHEMA) of every row, with its client order id."""

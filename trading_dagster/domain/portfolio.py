@@ -1162,14 +1162,10 @@ def simulate(
     arrays = None
     keyed = None
     if bulk_planner.applies(risk, shortcut):
-        ordered = bulk_planner.ordered_signals(signals, sessions)
-        if ordered is None:  # a frame that needs `_keyed_signals`' handling (or holds no signal of the range)
-            keyed = _keyed_signals(signals, sessions)
-            ordered = bulk_planner.OrderedSignals.from_keyed(keyed, sessions)
-        arrays = bulk_planner.SignalArrays(
-            ordered, prices, sessions, risk, slippage, commission, extra=list(start_state.positions)
+        arrays, keyed = bulk_planner.signal_arrays(
+            signals, prices, sessions, risk, slippage, commission, list(start_state.positions), _keyed_signals
         )
-        symbols = set(ordered.symbols_in_range)
+        symbols = set(arrays.symbols_in_range)
         if not arrays.ok:
             arrays = None
         else:

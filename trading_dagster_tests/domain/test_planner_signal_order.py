@@ -279,3 +279,28 @@ def test_crowded_sessions_plan_as_the_reference(n_symbols, cash, limit, seed):
         for m in (portfolio, reference)
     ]
     assert_frame_equal(out[0], out[1], check_exact=True)
+
+
+def test_a_window_with_signals_on_dates_it_does_not_walk_plans_as_the_reference():
+    # the price table built in the background is of the range's symbols; the walked rows have fewer (ONLY_OFF
+    # trades on a date not walked only), so the arrays build their own
+    prices = pl.DataFrame(
+        [(s, d, 10.0 + i, 10.0 + i, 10.0 + i, 10.0 + i, 1000) for i, s in enumerate(["X", "Y", "ONLY_OFF"])
+         for d in DAYS],
+        schema=PRICE_SCHEMA, orient="row",
+    )
+    rows = [(d, s, "a", "buy", 0.5) for d in DAYS for s in ("X", "Y")]
+    rows += [(DAYS[2], "ONLY_OFF", "a", "buy", 0.9), (DAYS[3], "X", "a", "sell", 0.2)]
+    signals = signal_frame(rows)
+    walked = [DAYS[0], DAYS[1], DAYS[3], DAYS[4]]
+    risk = RiskConfig(initial_cash=Decimal(2_000))
+    fast, ref = (
+        m.simulate(signals, prices, m.PortfolioState.initial(risk.initial_cash), walked, risk, SLIP, FEE, "paper")
+        for m in (portfolio, reference)
+    )
+    assert_frame_equal(fast.orders_frame, ref.orders_frame, check_exact=True)
+    assert fast.fills == ref.fills and fast.orders_frame.height == 9
+    ordered = bulk_planner.ordered_signals(signals, walked)
+    arrays, keyed = bulk_planner.signal_arrays(signals, prices, walked, risk, SLIP, FEE, [], portfolio._keyed_signals)
+    assert keyed is None and arrays.book_symbols == ordered.symbols == ["X", "Y"]
+    assert arrays.prices.symbols == ["X", "Y"]
