@@ -1070,7 +1070,7 @@ class _SessionPlanner:
             close = float(ref_price[row])
             ref = None if close != close else exact[close]  # NaN: no close
             wanted = int(requested[j])  # `risk.size_order`'s (`bulk_planner.SignalArrays.requested_buys`)
-            qty, reason = decide(
+            qty, reason, cost = decide(
                 is_buy,
                 wanted,
                 ref,
@@ -1108,7 +1108,9 @@ class _SessionPlanner:
                         keys_left.insert(at, -math.inf)
                     later = int(next_same[lo + later]) - lo
             pending_buy[symbol] = pending_buy.get(symbol, 0) + qty
-            reserved += self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
+            if cost is None or spreads is not None:  # (with the spread proxies a buy reserves at its own price)
+                cost = self._buy_reservation(qty, ref, spreads.get(symbol) if spreads else None)
+            reserved += cost
             available = state.cash - reserved
             limit = bulk_planner.cash_limit(float(available))
             if with_exits:

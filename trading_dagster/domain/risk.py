@@ -700,7 +700,7 @@ class EarlyDenial:
                 ctx.bought_in_fill_month,
                 ctx.equity,
                 ctx.available_cash,
-            )
+            )[:2]
         )
 
     def decide_values(
@@ -714,32 +714,34 @@ class EarlyDenial:
         bought: Qty,
         equity: Decimal,
         available: Decimal,
-    ) -> tuple[Qty, str | None]:
+    ) -> tuple[Qty, str | None, Decimal | None]:
         """`decide` of a buy (`buy`) or a sell of `qty` shares at `ref` over the context's values, as (quantity,
-        reason): what the planner's bulk pass calls without building an intent and a context per signal."""
+        reason, cost): what the planner's bulk pass calls without building an intent and a context per signal.
+        `cost` is the approved buy's cost at the buying-power price (`BuyingPower`'s: the close plus slippage,
+        commission included; what `estimated_buy_cost` reserves), where that check computed it, else None."""
         if ref is None or ref <= 0:
-            return 0, NO_PRICE
+            return 0, NO_PRICE, None
         reason = None
         if not buy:
             available_qty = held - pending_sell
             if available_qty <= 0:
-                return 0, SHORT_NOT_ALLOWED
+                return 0, SHORT_NOT_ALLOWED, None
             if qty > available_qty:
                 qty, reason = available_qty, SHORT_NOT_ALLOWED
             if qty < 1:
-                return 0, SIZE_BELOW_ONE_SHARE
-            return qty, reason
+                return 0, SIZE_BELOW_ONE_SHARE, None
+            return qty, reason, None
         if not self.add_to_positions and (held > 0 or pending_buy > 0):
-            return 0, ALREADY_HELD
+            return 0, ALREADY_HELD, None
         if self.min_price is not None and ref < self.min_price:
-            return 0, PRICE_BELOW_MINIMUM
+            return 0, PRICE_BELOW_MINIMUM, None
         if qty < 1:
-            return 0, SIZE_BELOW_ONE_SHARE
+            return 0, SIZE_BELOW_ONE_SHARE, None
         limit = self.monthly_share_limit
         if limit is not None:
             remaining = limit - bought - pending_buy
             if remaining <= 0:
-                return 0, QTY_OVER_MONTHLY_LIMIT
+                return 0, QTY_OVER_MONTHLY_LIMIT, None
             if qty > remaining:
                 qty, reason = remaining, QTY_OVER_MONTHLY_LIMIT
         position = self.max_position
@@ -747,14 +749,21 @@ class EarlyDenial:
         allowed = position.shares.buys(room, ref) if room > 0 else 0
         if qty > allowed:
             if allowed <= 0:
-                return 0, MAX_POSITION
+                return 0, MAX_POSITION, None
             qty, reason = allowed, MAX_POSITION
-        allowed = self.buying_power.affordable(available, ref, qty)
+        # BuyingPower.affordable: `affordable_qty` at the fill price, whose first step is this cost of all of it
+        power = self.buying_power
+        fill = power.slippage.fill_price("buy", ref)
+        if type(qty) is int:
+            cost = buy_cost(qty, fill, power.commission)
+            if cost <= available:
+                return qty, reason, cost
+        allowed = affordable_qty(available, fill, power.commission, qty)
         if qty > allowed:
             if allowed <= 0:
-                return 0, INSUFFICIENT_BUYING_POWER
+                return 0, INSUFFICIENT_BUYING_POWER, None
             qty, reason = allowed, INSUFFICIENT_BUYING_POWER
-        return qty, reason
+        return qty, reason, None
 
 
 def size_order(
