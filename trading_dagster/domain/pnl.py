@@ -87,20 +87,26 @@ class _LastKnown:
     def __init__(self, window: pl.DataFrame, last_close: LastCloses, codes: dict[str, int], n_sessions: int) -> None:
         stride = self.stride = n_sessions + 1
         pre = [(codes[s] * stride, c) for s, c in last_close.close.items() if s in codes and isinstance(c, float)]
-        cells = np.concatenate(
-            [np.array([k for k, _ in pre], dtype=np.int64), window["code"].to_numpy() * stride + window["idx"].to_numpy() + 1]
-        )
+        size = len(codes) * stride
+        # int32 cells and rows when they fit (half the memory traffic of int64 over millions of closes)
+        dtype = np.int32 if max(size, len(pre) + window.height) < 2**31 else np.int64
+        cells = np.empty(len(pre) + window.height, dtype=dtype)
+        cells[: len(pre)] = [k for k, _ in pre]
+        at = cells[len(pre) :]
+        np.multiply(window["code"].to_numpy(), stride, out=at, casting="unsafe")
+        at += window["idx"].to_numpy().astype(dtype, copy=False)
+        at += 1
         closes = window["close"].cast(pl.Float64).to_numpy()  # only a Float64 column's are used as marks
         self.closes = np.concatenate([np.array([c for _, c in pre], dtype=np.float64), closes])
-        rows = np.arange(len(cells), dtype=np.int64)
-        owner = np.full(len(codes) * stride, -1, dtype=np.int64 if len(cells) >= 2**31 else np.int32)
+        rows = np.arange(len(cells), dtype=dtype)
+        owner = np.full(size, -1, dtype=dtype)
         owner[cells] = rows
-        if len(cells) and not (owner[cells] >= rows).all():  # a repeated cell whose last row did not land last
+        taken = owner >= 0
+        if np.count_nonzero(taken) < len(cells):  # a repeated cell: its last row, whatever the scatter kept
             np.maximum.at(owner, cells, rows)
         self.owner = owner
-        grid = owner.reshape(len(codes), stride)
-        filled = np.where(grid >= 0, np.arange(stride, dtype=np.int32)[None, :], np.int32(-1))
-        self.latest = np.maximum.accumulate(filled, axis=1).reshape(-1) if filled.size else owner
+        grid = np.where(taken.reshape(len(codes), stride), np.arange(stride, dtype=np.int32)[None, :], np.int32(-1))
+        self.latest = np.maximum.accumulate(grid, axis=1, out=grid).reshape(-1)
 
     def marks(self, code: np.ndarray, session: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(close, found, exact) of the latest close of symbols `code` at or before window sessions `session`:

@@ -320,7 +320,9 @@ def _sql_literal(value: object) -> str:
 
 def _order_row(o: Order, levels: ExitLevels = NO_EXITS) -> tuple:
     ref = None if o.ref_price is None else str(o.ref_price)
-    stop, take = (None if v is None else str(v) for v in levels)
+    stop_level, take_level = levels
+    stop = None if stop_level is None else str(stop_level)
+    take = None if take_level is None else str(take_level)
     return (
         o.client_order_id,
         o.session,
@@ -793,7 +795,7 @@ class SimulatedBook(BacktestBook):
                 "({session: {symbol: proxy}}, execution.spreads_by_session)"
             )
         result = self._work_open(working, opens, session, state, spreads)
-        new = sorted(result.fills, key=fill_apply_order)
+        new = result.fills  # apply_fills puts them in `fill_apply_order` itself
         levels = {o.client_order_id: self._levels[o.client_order_id] for o in due if o.client_order_id in self._levels}
         state = state.apply_fills(new, levels)
         exit_fills: list[Fill] = []
