@@ -398,6 +398,9 @@ class SignalArrays:
         self.min_price = float(risk.min_price) if risk.min_price else None
         self.min_price_exact = risk.min_price or None
         self.size_on_fill = risk.size_on == "fill"
+        # the budget of every buy when the sizing has one (fixed notional), and `requested_buys` of all rows at it
+        self.fixed_budget = risk.notional if risk.sizing == "fixed_notional" else None
+        self._requested: tuple[Decimal, np.ndarray] | None = None
         # outputs, filled session by session
         self.requested = np.zeros(self.n, dtype=np.int64)
         self.qty = np.zeros(self.n, dtype=np.int64)
@@ -406,7 +409,18 @@ class SignalArrays:
 
     def requested_buys(self, lo: int, hi: int, budget: Decimal) -> np.ndarray:
         """`risk.size_order` of the buys of rows lo:hi (budget // close in whole shares, 0 without a price or
-        below the minimum price), exact: a float quotient within 1e-9 of an integer is redone in Decimal."""
+        below the minimum price), exact: a float quotient within 1e-9 of an integer is redone in Decimal. Rows
+        are independent: with one budget for every session (fixed-notional sizing) all rows are sized at the
+        first call and later calls take their slice."""
+        whole = self._requested
+        if whole is not None and whole[0] == budget:
+            return whole[1][lo:hi]
+        if self.fixed_budget is not None and budget == self.fixed_budget:
+            self._requested = (budget, self._requested_buys(0, self.n, budget))
+            return self._requested[1][lo:hi]
+        return self._requested_buys(lo, hi, budget)
+
+    def _requested_buys(self, lo: int, hi: int, budget: Decimal) -> np.ndarray:
         ref = self.ref[lo:hi]
         b = float(budget)
         with np.errstate(invalid="ignore", divide="ignore"):

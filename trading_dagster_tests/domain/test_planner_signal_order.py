@@ -304,3 +304,24 @@ def test_a_window_with_signals_on_dates_it_does_not_walk_plans_as_the_reference(
     arrays, keyed = bulk_planner.signal_arrays(signals, prices, walked, risk, SLIP, FEE, [], portfolio._keyed_signals)
     assert keyed is None and arrays.book_symbols == ordered.symbols == ["X", "Y"]
     assert arrays.prices.symbols == ["X", "Y"]
+
+
+def test_requested_buys_of_one_budget_are_sized_once_and_equal_the_slices(real):
+    prices, signals, window = real
+    ordered = bulk_planner.ordered_signals(signals, window)
+    risk = RiskConfig(notional=Decimal("999.99"))
+    arrays = bulk_planner.SignalArrays(ordered, prices, window, risk, SLIP, FEE)
+    assert arrays.fixed_budget == risk.notional
+    bounds = arrays.bounds
+    for k in range(0, len(window), 7):
+        lo, hi = bounds[k], bounds[k + 1]
+        assert arrays.requested_buys(lo, hi, risk.notional).tolist() == arrays._requested_buys(lo, hi, risk.notional).tolist()
+    assert arrays._requested is not None and arrays._requested[1].size == arrays.n
+    other = Decimal(250)  # another budget (percent of equity): sized per call, the cache kept
+    lo, hi = bounds[3], bounds[4]
+    assert arrays.requested_buys(lo, hi, other).tolist() == arrays._requested_buys(lo, hi, other).tolist()
+    assert arrays._requested[0] == risk.notional
+    pct = bulk_planner.SignalArrays(ordered, prices, window, RiskConfig(sizing="pct_equity"), SLIP, FEE)
+    assert pct.fixed_budget is None
+    pct.requested_buys(lo, hi, other)
+    assert pct._requested is None
