@@ -15,6 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 import numpy as np
 import polars as pl
 
+from trading_dagster.domain.collector import collector_paused
 from trading_dagster.domain.orders import (
     Fill,
     Order,
@@ -458,6 +459,7 @@ class SessionValues(Mapping[str, float | None]):
         return f"SessionValues({dict(self.items())!r})"
 
 
+@collector_paused
 def opens_by_session(prices: pl.DataFrame) -> dict[dt.date, Mapping[str, float | None]]:
     """{session: {symbol: open}} for every session of a cleaned-prices frame: what a multi-session window feeds
     `Broker.sync` session by session (the broker converts to Decimal). Equal to `by_session(prices, "open")`;
@@ -492,6 +494,7 @@ def opens_by_session(prices: pl.DataFrame) -> dict[dt.date, Mapping[str, float |
     }
 
 
+@collector_paused
 def orders_by_session(orders: pl.DataFrame, status: str | None = "approved") -> dict[dt.date, list[Order]]:
     """{session: [Order, ...]} of an `orders` frame's rows with `status` (None: every row), in the frame's row
     order: one `orders.orders_from_frame` over the whole frame instead of one per session (three frame

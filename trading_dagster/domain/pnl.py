@@ -21,6 +21,7 @@ import polars as pl
 
 from trading_dagster.domain import execution
 from trading_dagster.domain.book_events import BookEvent, Rename, event_order, events_between
+from trading_dagster.domain.collector import collector_paused
 from trading_dagster.domain.orders import Fill, as_decimal, fills_from_frame
 from trading_dagster.domain.portfolio import LastCloses, PortfolioState, apply_book_events, last_closes_before
 from trading_dagster.domain.quantity import FRACTIONAL, WHOLE, ShareRule
@@ -297,6 +298,7 @@ class _Money:
             yield market_value.scaleb(-scale), sum(terms[a:z], zero).scaleb(-scale)
 
 
+@collector_paused
 def mark_to_market(
     start_state: PortfolioState,
     fills: pl.DataFrame | Sequence[Fill],

@@ -47,6 +47,7 @@ from trading_dagster.domain.book_events import (
     event_order,
     events_between,
 )
+from trading_dagster.domain.collector import collector_paused
 from trading_dagster.domain.execution import (
     CommissionModel,
     OpenResult,
@@ -743,6 +744,7 @@ class SimulatedBook(BacktestBook):
     def account_id(self) -> str:
         return self._account_id
 
+    @collector_paused
     def sync(
         self,
         session: dt.date,
@@ -882,6 +884,7 @@ class SimulatedBook(BacktestBook):
         self._flush()
         return self._state_at(session)
 
+    @collector_paused
     def submit(
         self,
         orders: Iterable[Order] | pl.DataFrame,
@@ -932,6 +935,7 @@ class SimulatedBook(BacktestBook):
             for order in self._select_orders("o.client_order_id IN (SELECT unnest($ids))", {"ids": unknown}):
                 self._orders[order.client_order_id] = order
 
+    @collector_paused
     def events(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         self._flush()
         frame = self._con.execute(_EVENTS_SQL, {"start": start, "end": end}).pl()
