@@ -797,26 +797,33 @@ class _DenseBars:
             return  # a close moved by a book event is a Decimal already
         start = np.full(len(index), np.nan)
         start[np.array([k for k, _ in first], dtype=np.int64)] = [v for _, v in first]
+        # over the whole (session x symbol) table in place, NaN where no close: fewer fresh arrays to fault in
         flat = self.closes.ravel()
         has = ~np.isnan(flat)
-        values, marked = flat[has], ~np.isnan(start)
-        if not (np.isfinite(values).all() and np.isfinite(start[marked]).all()):
+        marked = ~np.isnan(start)
+        if np.isinf(flat).any() or not np.isfinite(start[marked]).all():
             return
-        top = max(float(values.max(initial=0.0)), float(start[marked].max(initial=0.0)))
+        top = max(float(np.fmax.reduce(flat, initial=0.0)), float(start[marked].max(initial=0.0)))
         for scale in self._SCALES:
             unit = 10.0**scale
             if top * unit >= 2.0**52:
                 return
-            scaled, at_start = np.round(values * unit), np.round(start[marked] * unit)
-            if (scaled / unit == values).all() and (at_start / unit == start[marked]).all():
+            scaled = np.multiply(flat, unit)
+            np.round(scaled, out=scaled)
+            back = np.divide(scaled, unit)
+            same = np.equal(back, flat, out=np.empty(flat.size, dtype=bool))
+            np.logical_or(same, ~has, out=same)  # (NaN, no close, is equal to nothing)
+            at_start = np.round(start[marked] * unit)
+            if same.all() and (at_start / unit == start[marked]).all():
                 self.ok, self.scale = True, scale
                 break
         if not self.ok:
             return
         self.has_close = has.reshape(self.closes.shape)
-        self.scaled = np.zeros(flat.size, dtype=np.int64)
-        self.scaled[has] = scaled.astype(np.int64)
-        self.scaled = self.scaled.reshape(self.closes.shape)
+        scaled[~has] = 0.0
+        exact = back.view(np.int64)  # the buffer of `back`, no longer read, holds the integers
+        np.copyto(exact, scaled, casting="unsafe")
+        self.scaled = exact.reshape(self.closes.shape)
         self.marked = marked
         self.mark = np.zeros(len(index), dtype=np.int64)
         self.mark[marked] = at_start.astype(np.int64)
