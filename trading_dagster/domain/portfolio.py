@@ -475,11 +475,8 @@ def last_closes_before(prices: pl.DataFrame, symbols: set[str], day: dt.date) ->
     """The last non-null close before `day` of each of `symbols` in a cleaned-prices frame, with its session."""
     before = (
         prices.select("symbol", "session", "close")
-        .filter(
-            pl.col("symbol").is_in(sorted(symbols))
-            & (pl.col("session") < day)
-            & pl.col("close").is_not_null()
-        )
+        .filter(pl.col("session") < day)  # first: a date comparison leaves few rows for the symbol lookup
+        .filter(pl.col("symbol").is_in(sorted(symbols)) & pl.col("close").is_not_null())
         .sort("session")
         .group_by("symbol")
         .agg(pl.col("session").last(), pl.col("close").last())
@@ -1186,17 +1183,23 @@ def simulate(
     symbols |= set(start_state.positions)
     events = sorted(events, key=event_order)
     symbols |= {e.new_symbol for e in events if isinstance(e, Rename)}
-    px = _price_rows(prices, symbols, sessions, risk)
-    last_close = last_closes_before(px, symbols, sessions[0])
-    last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
     need_atrs = risk.needs_atr or risk.has_exits
+    # the rows of the window's symbols (checked for the columns exits and ATRs need); the dense bars read none
+    px = _price_rows(prices, symbols, sessions, risk) if need_atrs or arrays is None else None
+    # (its own filter is narrower than `_price_rows`': the same closes from the whole frame)
+    last_close = last_closes_before(prices if px is None else px, symbols, sessions[0])
+    last_close.apply(events_between(events, None, sessions[0]))  # already in start_state
     book = None if arrays is None else _BookArrays(arrays)
     # without book events the bulk pass reads the bars as arrays (`_DenseBars`); else as per-session dicts
     dense = None
     if arrays is not None and book is not None and not events:
         dense = _DenseBars(arrays.prices, book.index, last_close)
         dense = dense if dense.ok else None
-    bars = _partitions(px, sessions) if dense is None or need_atrs else {}
+    if dense is None or need_atrs:
+        px = _price_rows(prices, symbols, sessions, risk) if px is None else px
+        bars = _partitions(px, sessions)
+    else:
+        bars = {}
     after_last = next_session or _next_session(sessions[-1])
     # {session: {symbol: spread proxy}} when the slippage model charges a fraction of the spread: an order of
     # session D fills with D's proxy, an exit of session D with D's (execution.spread_proxies)
