@@ -232,9 +232,10 @@ def ordered_signals(
 
     The order: a row's group is (walked session, sells first, strategy) as one integer g; within a group rows
     go by -strength (no strength counts as 0; -0.0 as 0.0), then symbol. One stable sort of g followed by the
-    leading bits of -strength's order-preserving 64-bit pattern gives it unless two strengths of a group
-    agree in those bits and differ after them; the order is checked pair by pair (strictly increasing in
-    (g, -strength, symbol)) and, failing that, made by an exact lexicographic sort.
+    leading bits of -strength's order-preserving 64-bit pattern gives it except within runs of equal keys
+    (strengths a few units in the last place apart, or equal ones of a frame not in symbol order): the order
+    is checked pair by pair (strictly increasing in (g, -strength, symbol)) and those runs sorted exactly
+    (`_processing_order`).
 
     `window` (`_window`'s) and `symbols` (the window's symbols, sorted) when the caller has them already."""
     got = _window(signals, sessions) if window is None else window
