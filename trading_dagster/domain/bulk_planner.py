@@ -18,6 +18,12 @@ signal goes to the exact path. So the bulk pass can only save time, never change
 It applies to the chain `risk.EarlyDenial` covers (the default controls, whole shares, buying power on, no
 session limits); any other configuration runs the planner's per-signal loop unchanged. The output is built as
 columns, and the client order ids (`orders.client_order_id`) are hashed over a column of keys.
+
+Two pieces of work that do not depend on the walk run in background threads (polars and numpy do them mostly
+outside the GIL, so on a second core they cost the walk no time): the (session x symbol) price table, while
+the signals are put in processing order (`signal_arrays`), and the client order ids, while the sessions are
+walked (`SignalArrays.start_ids`). The results are the same as computed in line; an error is raised where
+they are waited for.
 """
 
 from __future__ import annotations
