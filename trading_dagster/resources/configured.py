@@ -583,9 +583,12 @@ class TradingConfigResource(dg.ConfigurableResource):
         from trading_dagster.domain.strategies import keep_cadence
         from trading_dagster.domain.trading_calendar import xnys_trading_calendar
 
-        cal = xnys_trading_calendar()
+        # the calendar (opens and closes from exchange_calendars, ~0.3 s to build) only when a weekly
+        # strategy has signals to keep: keep_cadence asks nothing otherwise
         return keep_cadence(
-            signals, self.strategy_specs(), lambda d: cal.scan_session("weekly", self.weekly_scan_day, d)
+            signals,
+            self.strategy_specs(),
+            lambda d: xnys_trading_calendar().scan_session("weekly", self.weekly_scan_day, d),
         )
 
     def universe_rule(self) -> UniverseRule:
