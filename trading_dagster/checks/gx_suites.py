@@ -72,6 +72,7 @@ import polars as pl
 
 from trading_dagster.checks.rules import EXAMPLES, CheckOutcome, keys_proven_unique
 from trading_dagster.domain.bars import CLEAN_SCHEMA, PRICE_COLUMNS, RAW_SCHEMA
+from trading_dagster.domain.collector import collector_paused_then_frozen
 from trading_dagster.domain.indicators import OUTPUT_SCHEMA as INDICATOR_SCHEMA
 from trading_dagster.domain.orders import ID_PREFIX, ORDER_SCHEMA, SIDES
 from trading_dagster.domain.risk import REASON_CODES
@@ -453,16 +454,19 @@ def _gx() -> tuple[Any, Any]:
             started = time.perf_counter()
             os.environ["GX_ANALYTICS_ENABLED"] = "false"  # before the import: no usage statistics
             _defer(DEFERRED_IMPORTS)
-            import great_expectations as gx
-            from great_expectations.data_context.types.base import ProgressBarsConfig
+            # GX's import creates ~150,000 long-lived objects (its pydantic classes): no full collection while
+            # they are made, none walks them after (domain/collector.py)
+            with collector_paused_then_frozen():
+                import great_expectations as gx
+                from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            context = gx.get_context(mode="ephemeral")
-            context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm bars on stderr
-            batch_definition = (
-                context.data_sources.add_pandas("trading_dagster_frames")
-                .add_dataframe_asset("frame")
-                .add_batch_definition_whole_dataframe("whole_frame")
-            )
+                context = gx.get_context(mode="ephemeral")
+                context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm bars on stderr
+                batch_definition = (
+                    context.data_sources.add_pandas("trading_dagster_frames")
+                    .add_dataframe_asset("frame")
+                    .add_batch_definition_whole_dataframe("whole_frame")
+                )
             _ENGINE = (gx, batch_definition)
             _IMPORT_SECONDS.append(time.perf_counter() - started)
         return _ENGINE
