@@ -147,3 +147,18 @@ def test_a_file_another_process_holds_is_retried_until_it_is_free(tmp_path, monk
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("large_rows, kept", [(warehouse.LARGE_ROWS, 1), (2, 0)])
+def test_a_large_load_or_write_lets_its_instance_go(large_rows, kept, tmp_path, monkeypatch):
+    """DuckDB's allocator keeps what a large operation used until its instance is closed: a load or write of
+    LARGE_ROWS or more closes it after; small ones (a daily run's) keep it."""
+    SEEN["db"] = str(tmp_path / "w.duckdb")
+    monkeypatch.setattr(warehouse, "_INSTANCES", OrderedDict())
+    monkeypatch.setattr(warehouse, "LARGE_ROWS", large_rows)
+    io_manager = WarehouseIOManager(database=SEEN["db"])
+    assert dg.materialize([bars, doubled], partition_key="2024-01-01", resources={"io_manager": io_manager}).success
+    assert len(warehouse._INSTANCES) == kept
+    assert warehouse._LET_GO == set()
+    with REAL_CONNECT(SEEN["db"], read_only=True) as con:  # the rows were written either way
+        assert con.execute("select count(*) from t.doubled").fetchone() == (2,)
