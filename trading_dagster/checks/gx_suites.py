@@ -72,7 +72,7 @@ import polars as pl
 
 from trading_dagster.checks.rules import EXAMPLES, CheckOutcome, keys_proven_unique
 from trading_dagster.domain.bars import CLEAN_SCHEMA, PRICE_COLUMNS, RAW_SCHEMA
-from trading_dagster.domain.collector import collector_paused_then_frozen
+from trading_dagster.domain.collector import collector_off
 from trading_dagster.domain.indicators import OUTPUT_SCHEMA as INDICATOR_SCHEMA
 from trading_dagster.domain.orders import ID_PREFIX, ORDER_SCHEMA, SIDES
 from trading_dagster.domain.risk import REASON_CODES
@@ -455,8 +455,8 @@ def _gx() -> tuple[Any, Any]:
             os.environ["GX_ANALYTICS_ENABLED"] = "false"  # before the import: no usage statistics
             _defer(DEFERRED_IMPORTS)
             # GX's import creates ~150,000 long-lived objects (its pydantic classes): no full collection while
-            # they are made, none walks them after (domain/collector.py)
-            with collector_paused_then_frozen():
+            # they are made (domain/collector.py; not frozen after: this runs in the middle of a run)
+            with collector_off():
                 import great_expectations as gx
                 from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -26,30 +26,36 @@ def collector_paused(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def paused(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not gc.isenabled():
+        with collector_off():
             return fn(*args, **kwargs)
-        gc.disable()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            gc.enable()
 
     return paused
 
 
 @contextmanager
-def collector_paused_then_frozen() -> Iterator[None]:
-    """The collector off inside (when it was on), then every object alive moved to the permanent
-    generation (`gc.freeze`): for a block that creates objects that live as long as the process (imports
-    of a large library, the code location's definitions). Full collections otherwise walk them again each
-    time the heap grows by a quarter while they are being created, and again later; Python's documentation
-    recommends this disable / freeze pattern for a process's long-lived start-up objects. Cyclic garbage made
-    inside is not freed (reference counting still frees the rest): import-time garbage, a few objects."""
+def collector_off() -> Iterator[None]:
+    """The cyclic collector off inside (when it was on), then as it was, also after an error: for a block
+    that creates many objects that outlive it (a large library's import), which full collections would
+    otherwise walk each time the heap grows by a quarter while they are being created."""
     was_on = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
         if was_on:
             gc.enable()
+
+
+@contextmanager
+def collector_paused_then_frozen() -> Iterator[None]:
+    """`collector_off`, then every object alive moved to the permanent generation (`gc.freeze`), which later
+    collections skip: for a process's start-up (the code location's imports and definitions), the
+    disable / freeze pattern Python's documentation recommends for long-lived start-up objects. Only where
+    nothing else is alive yet: a frozen object that later becomes cyclic garbage is never freed (a run's
+    frames caught in a cycle would be, so GX's import, which comes in the middle of a run, is only
+    `collector_off`). Import-time cyclic garbage (~600 objects for the definitions) stays."""
+    with collector_off():
+        try:
+            yield
+        finally:
+            gc.freeze()
