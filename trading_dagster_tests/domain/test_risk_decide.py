@@ -1,5 +1,7 @@
-"""`risk.EarlyDenial.decide` (the bulk planner's one-pass run of the default chain) against `check_order` over
-the chain itself: the same Decision for any intent and book, under every configuration the shortcut covers."""
+"""`risk.EarlyDenial.decide_values` (what the planner's bulk pass calls per signal) and `decide` (its
+Decision form) against `check_order` over the default chain: the same quantity and reason for any intent and
+book under every configuration the shortcut covers, and the buy cost `decide_values` hands back equal to
+`estimated_buy_cost`, which the planner would otherwise reserve."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from trading_dagster.domain.risk import (
     RiskContext,
     check_order,
     default_controls,
+    estimated_buy_cost,
 )
 
 MODELS = [
@@ -50,7 +53,7 @@ shares = st.integers(0, 3_000)
     equity=money,
     cash=money,
 )
-def test_decide_is_check_order_over_the_default_chain(
+def test_decide_values_is_check_order_and_its_cost_the_reservation(
     model, limit, max_position, min_price, adding, side, qty, ref, held, pending_buy, pending_sell, bought, equity, cash
 ):
     slippage, commission = model
@@ -60,9 +63,29 @@ def test_decide_is_check_order_over_the_default_chain(
     chain = default_controls(risk, slippage, commission)
     shortcut = EarlyDenial.for_chain(chain, risk, slippage, commission)
     assert shortcut is not None
-    intent = OrderIntent("XYZ", side, qty, ref)
+    intent = OrderIntent("X", side, qty, ref)
     ctx = RiskContext(held, pending_buy, pending_sell, bought, equity, cash)
-    assert shortcut.decide(intent, ctx, chain) == check_order(intent, ctx, chain)
+    got, reason, cost = shortcut.decide_values(
+        side == "buy", qty, ref, held, pending_buy, pending_sell, bought, equity, cash
+    )
+    assert (got, reason) == tuple(check_order(intent, ctx, chain))
+    assert (got, reason) == tuple(shortcut.decide(intent, ctx, chain))
+    if cost is not None:
+        assert side == "buy" and got > 0 and ref is not None
+        assert cost == estimated_buy_cost(got, ref, slippage, commission)
+        assert cost <= cash
+
+
+def test_a_buy_that_fits_hands_back_its_cost_and_a_clipped_one_none():
+    slippage, commission = SlippageModel(), CommissionModel()
+    risk = RiskConfig(monthly_share_limit=None)
+    shortcut = EarlyDenial.for_chain(default_controls(risk, slippage, commission), risk, slippage, commission)
+    assert shortcut is not None
+    ref = Decimal("10.00")
+    fits = shortcut.decide_values(True, 5, ref, 0, 0, 0, 0, Decimal(100_000), Decimal(1_000))
+    assert fits == (5, None, estimated_buy_cost(5, ref, slippage, commission))
+    clipped = shortcut.decide_values(True, 500, ref, 0, 0, 0, 0, Decimal(100_000), Decimal(1_000))
+    assert clipped[1] == "INSUFFICIENT_BUYING_POWER" and 0 < clipped[0] < 500 and clipped[2] is None
 
 
 def test_decide_clips_in_the_chains_order():
