@@ -9,8 +9,8 @@ import dagster as dg
 from trading_dagster.domain.collector import collector_paused_then_frozen
 
 # The code location's imports create ~200,000 objects that live as long as the process. Python's cyclic
-# collector walked them in three full collections while they were being created (~0.2 s of every run
-# worker's start); paused for the imports, then frozen (gc.freeze: later collections skip them).
+# collector walked them in full collections while they were being created (two in a run worker, ~0.15 s of
+# its start); paused for the imports, then frozen (gc.freeze: later collections skip them).
 with collector_paused_then_frozen():
     from trading_dagster.assets.audit_export import audit_log
     from trading_dagster.assets.dbt import dbt_resource, marts_assets, marts_job

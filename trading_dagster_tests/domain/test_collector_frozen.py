@@ -63,7 +63,7 @@ def test_loading_the_code_location_freezes_its_objects_gx_only_pauses_and_both_l
     got = json.loads(out.stdout.strip().splitlines()[-1])
     full_collections, on, frozen = got["load"]
     assert on and frozen > 100_000  # the definitions' objects are frozen
-    assert full_collections == 0  # none while the code location loaded (three before this change)
+    assert full_collections == 0  # none while the code location loaded (two before this change)
     gx_full_collections, gx_on, gx_frozen = got["gx"]
     assert gx_full_collections == 0 and gx_on  # none while GX was imported (one before this change)
     assert gx_frozen <= 0  # nothing of it frozen (it comes in the middle of a run): the count only fell
