@@ -9,7 +9,9 @@ Runs two child processes on the same data (so each has its own peak RSS):
   dagster  `pipeline_job` as ONE single-run backfill of every session on an on-disk Dagster instance
            (DAGSTER_HOME in a temp folder, configured like the demo's), then one daily session through all
            stages as its own run, in this process and in a fresh one (`dagster job execute`, as a run worker).
-and prints wall time per stage, totals, peak RSS, and the ratio of the Dagster run to pure compute.
+and prints wall time per stage, totals, peak RSS, and the ratio of the Dagster run to pure compute. Both compute
+the same backtest (the default configuration: the split hold-out, the calendar's previous session, no book
+events on split-adjusted bars); the report says whether their orders, fills and final equity are equal.
 `--postgres` also runs the Dagster backfill on a throwaway PostgreSQL 15 instance storage (needs Debian's
 postgresql-15: `uv run python benchmarks/full_backfill.py --postgres`;
 see benchmarks/README.md). `--pg-event-batch N` sets DAGSTER_EVENT_BATCH_SIZE=N for that child only: Dagster then
@@ -76,7 +78,7 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         return out
 
     from trading_dagster.checks import gx_suites, rules
-    from trading_dagster.domain.quality import flag_outages
+    from trading_dagster.domain.quality import flag_outages, hold_out_unexplained_breaks
 
     strategies = DEFAULT_STRATEGIES
     risk = RiskConfig()
@@ -105,7 +107,9 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         lambda: rules.every_session_has_rows(raw.rename({"date": "session"}), sessions),
         lambda: gx_suites.validate("raw", raw, sessions=sessions),
     )
-    cleaned = timed("clean", clean_prices, raw, sessions).cleaned
+    cleaning = timed("clean", clean_prices, raw, sessions)
+    cleaned, breaks = cleaning.cleaned, cleaning.breaks
+    del cleaning
     checked(
         lambda: rules.unique_keys(cleaned, ["symbol", "session"]),
         lambda: rules.cleaned_prices_sane(cleaned),
@@ -120,7 +124,13 @@ def run_pure(data: Path, sessions_limit: int | None, workdir: Path) -> dict:
         lambda: rules.unique_keys(indicators, ["symbol", "session"]),
         lambda: gx_suites.validate("indicators", indicators, sessions=sessions),
     )
-    signals = timed("signals", generate_signals, indicators, strategies, sessions[0], sessions[-1])
+    def signal(indicators):
+        # as the signals step: the calendar's previous session (a cross never spans a data outage), and the
+        # buys of a symbol with an unexplained split confirmed in the last year held out
+        fired = generate_signals(indicators, strategies, sessions[0], sessions[-1], cal.sessions)
+        return hold_out_unexplained_breaks(fired, breaks, cal.sessions)[0]
+
+    signals = timed("signals", signal, indicators)
     indicators = None
     checked(
         lambda: rules.signals_valid(signals),
@@ -288,6 +298,24 @@ def daily_in_fresh_process(instance, session) -> dict:
     }
 
 
+def backfill_outcome(warehouse: Path) -> dict:
+    """What the backfill traded, read from the warehouse it wrote: its orders, fills and final equity (the same
+    figures the pure run returns, to tell that both computed the same backtest)."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        orders = con.sql("SELECT count(*) FROM trading.orders").fetchone()[0]
+        fills = con.sql("SELECT count(*) FROM trading.executions WHERE event = 'filled'").fetchone()[0]
+        equity = con.sql("SELECT equity FROM pnl.equity ORDER BY session DESC LIMIT 1").fetchone()[0]
+    return {"orders": orders, "fills": fills, "final_equity": float(equity)}
+
+
+def same_backtest(pure: dict, d: dict) -> bool:
+    return (pure["orders"], pure["fills"], round(pure["final_equity"], 2)) == (
+        d["orders"], d["fills"], round(d["final_equity"], 2)
+    )
+
+
 def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: str) -> dict:
     os.environ["TRADING_DAGSTER_DATA_DIR"] = str(workdir / "data")
     os.environ["TRADING_DAGSTER_MARKET_DATA_FILE"] = str(data)
@@ -322,6 +350,7 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
     steps = {stage: end - start for stage, (start, end) in windows.items()}
     step_rss = rss.peak_by_window(windows)
     events = sum(1 for _ in instance.all_logs(full["run_id"]))
+    outcome = backfill_outcome(workdir / "data" / "warehouse.duckdb")
     t = time.perf_counter()
     daily = run_backfill(sessions[-1], sessions[-1])
     daily_s = time.perf_counter() - t
@@ -332,6 +361,7 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
         "steps": steps,
         "step_peak_rss_gib": step_rss,
         "run_events": events,
+        **outcome,
         "daily_s": daily_s,
         **cold,
         "daily_steps": step_times(instance, daily["run_id"]),
@@ -384,6 +414,10 @@ def report_dagster(d: dict, pure: dict | None) -> None:
           f"duration) {d['daily_cold_run_s']:.1f} s (steps: "
           + ", ".join(f"{k} {v:.2f}" for k, v in d["daily_cold_steps"].items())
           + f"); the process exits at {d['daily_cold_exit_s']:.1f} s; {d['daily_s']:.1f} s in the warm benchmark process")
+    if pure:
+        print(f"  the same backtest as the pure run: {verdict(same_backtest(pure, d))} (Dagster: {d['orders']:,} "
+              f"orders, {d['fills']:,} fills, final equity ${d['final_equity']:,.2f}; pure: {pure['orders']:,}, "
+              f"{pure['fills']:,}, ${pure['final_equity']:,.2f})")
     daily = TARGETS["daily_session_s"]
     print(f"  targets: Dagster backfill < {TARGETS['full_backfill_s']:.0f} s: {verdict(d['full_s'] < TARGETS['full_backfill_s'])}; "
           f"peak RSS {d['peak_rss_gib']:.2f} GiB < {TARGETS['peak_rss_gib']:.0f} GiB: "

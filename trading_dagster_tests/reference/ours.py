@@ -3,8 +3,9 @@
 `run_ours` runs the stages the way `benchmarks/full_backfill.py`'s `run_pure` does (indicators anchored ->
 signals of one strategy (an `sma_cross` of `fast` / `slow` by default, or any `StrategySpec` as `strategy`) ->
 `plan_orders` -> `SimulatedBook` sync/submit session by session ->
-`mark_to_market` -> `performance_summary`), with one difference: the signals get the exchange calendar
-(`generate_signals(..., sessions)`), as the signals asset does, so "the session before D" is the calendar's.
+`mark_to_market` -> `performance_summary`; the signals get the exchange calendar, so "the session before D" is
+the calendar's), with one difference: no buy is held out after an unexplained split (the reference has no
+such rule).
 
 The conventions of decision 0006 are keyword arguments passed through to whichever of `RiskConfig`,
 `SlippageModel`, `CommissionModel`, `SimulatedBook` and `plan_orders` takes them (found by their fields and
