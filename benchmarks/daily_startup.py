@@ -1,7 +1,7 @@
 """One daily session from the spawn of a fresh process, this tree against a committed version, interleaved.
 
     .venv/bin/python benchmarks/daily_startup.py [--ref REV] [--new REV | --only PATH...] [--sessions N]
-                                                 [--repeat R] [--workdir DIR] [--load-only]
+                                                 [--repeat R] [--workdir DIR] [--load-only] [--postgres]
 
 What a run worker does for the daily schedule: `dagster job execute -m trading_dagster.definitions -a defs -j
 pipeline_job --tags '{"dagster/partition": "<session>"}'` in a new process (imports, the definitions, the
@@ -20,6 +20,11 @@ others are editing holds their changes too). Each child gets its tree first on
 PYTHONPATH and as its working directory. The instance and the data are built once by a single-run backfill of
 the first N sessions of the shared file (all 1,920 symbols; N = 300 covers the indicators' 200-session
 lookback), with the new version's code.
+
+`--postgres` puts the instance on the production storages instead of the CLI's SQLite: runs, the event log
+(deploy/dagster.yaml's `trading_dagster.event_log.BatchedPostgresEventLogStorage`, each tree its own) and
+schedules on a throwaway PostgreSQL 15 on 127.0.0.1 (benchmarks/pg.py; trust authentication, so a connection
+costs less than a password login would). Compute logs stay local. The instance is built fresh (no --workdir).
 """
 
 from __future__ import annotations
@@ -44,12 +49,12 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "us_equities_etfs_daily_2008_20
 TARGET_S = 5.0
 STEP_STAGE = {  # step key -> stage, as full_backfill.py prints them
     "raw__raw_prices": "raw",
-    "prices__cleaned_prices": "clean",
+    "cleaned_prices": "clean",
     "indicators__indicators": "indicators",
     "signals__signals": "signals",
     "trading__orders": "orders",
     "trading__executions": "executions",
-    "pnl__pnl": "pnl",
+    "pnl": "pnl",
 }
 
 
@@ -165,7 +170,28 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, help="keep the instance and data here (reused when present)")
     p.add_argument("--load-only", action="store_true",
                    help="time loading the definitions only (no instance, no run: no setup needed)")
+    p.add_argument("--postgres", action="store_true",
+                   help="the instance on PostgreSQL as deploy/dagster.yaml configures it (a throwaway server)")
     args = p.parse_args()
+    if args.postgres and (args.load_only or args.workdir):
+        p.error("--postgres builds a fresh instance on a throwaway server: no --workdir, no --load-only")
+    if args.postgres:
+        from benchmarks.pg import throwaway_postgres
+
+        with throwaway_postgres() as url:
+            run(args, url)
+    else:
+        run(args, None)
+
+
+PG_STORAGES = (
+    ("run_storage", "dagster_postgres", "PostgresRunStorage"),
+    ("event_log_storage", "trading_dagster.event_log", "BatchedPostgresEventLogStorage"),
+    ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
+)
+
+
+def run(args: argparse.Namespace, pg_url: str | None) -> None:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="daily-startup-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +202,18 @@ def main() -> None:
         "TRADING_DAGSTER_MARKET_DATA_FILE": str(args.data),
     }
     os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "TRADING_DAGSTER_DATA_DIR")})
+    if pg_url:
+        # the production instance's storages (deploy/dagster.yaml), before the CLI would write its SQLite one
+        home = workdir / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text("".join(
+            f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {json.dumps(pg_url)}\n"
+            for key, module, cls in PG_STORAGES
+        ) + "telemetry:\n  enabled: false\n")
+        # what the containers set (deploy/docker-compose.yml), as the CLI does for local runs
+        for key, value in (("DAGSTER_EVENT_BATCH_SIZE", "500"), ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")):
+            env[key] = os.environ[key] = value
+        print(f"instance on PostgreSQL {pg_url.rsplit('@', 1)[-1]}", flush=True)
     ref_tree = extract_ref(args.ref, Path(tempfile.mkdtemp(prefix="daily-startup-ref-")))
     new_tree, new_name = ROOT, "this tree"
     if args.new or args.only:

@@ -49,6 +49,11 @@ _PG_STORAGE_TODO = (
     "production stays correct, a long range run's creation is quadratic in its partitions again (minutes for "
     "ten years, benchmarks/pg_run_creation.py), or pin dagster back"
 )
+_PG_POOL_TODO = (
+    "make BatchedPostgresEventLogStorage.__init__ in event_log.py build its pooled engine the new way (or drop "
+    "the pool: production stays correct, a daily run opens a PostgreSQL connection per event again, ~1 s more, "
+    "benchmarks/daily_startup.py --postgres), or pin dagster back"
+)
 _WAREHOUSE_TODO = (
     "adapt WarehouseTypeHandler (handle_output / load_input, the `where` filter over the TableSlice) in "
     "warehouse.py to dagster-duckdb's new handler interface, or pin dagster back"
@@ -68,6 +73,8 @@ PRIVATE: dict[tuple[str, str], tuple[str, str]] = {
     # modules of dagster-postgres that its package does not export: from_config_value's helpers
     ("dagster_postgres.utils", "pg_url_from_config"): (EVENT_LOG, _PG_STORAGE_TODO),
     ("dagster_postgres.utils", "get_token_provider_from_config"): (EVENT_LOG, _PG_STORAGE_TODO),
+    # ... and the engine factory the stock storage builds its (NullPool) engine with; ours is pooled
+    ("dagster_postgres.utils", "create_pg_engine"): (EVENT_LOG, _PG_POOL_TODO),
     # not imported by warehouse.py, but the shapes of what dagster-duckdb hands its type handler (SHAPE_ONLY)
     ("dagster._core.storage.db_io_manager", "DbTypeHandler"): (WAREHOUSE, _WAREHOUSE_TODO),
     ("dagster._core.storage.db_io_manager", "TableSlice"): (WAREHOUSE, _WAREHOUSE_TODO),
@@ -444,6 +451,37 @@ def test_the_config_helpers_build_the_url_and_no_token_provider():
     assert get_token_provider_from_config(config) is None, broke(
         "dagster_postgres.utils", "get_token_provider_from_config", "it gives a provider for a password config"
     )
+
+
+PG_POOL = ("dagster_postgres.utils", "create_pg_engine")
+
+
+def test_the_postgres_storage_reaches_the_database_only_through_its_engine():
+    """Our pooled engine only helps if the stock storage takes every connection from `self._engine`, which
+    our __init__ replaces after the stock one built it; `create_pg_engine` must still take the URL, the
+    token provider and SQLAlchemy's engine arguments. No server needed: the engine connects lazily."""
+    from dagster_postgres import PostgresEventLogStorage
+    from dagster_postgres.utils import create_pg_engine
+    from sqlalchemy.pool import QueuePool
+
+    from trading_dagster.event_log import BatchedPostgresEventLogStorage
+
+    assert _params(create_pg_engine)[:2] == ["postgres_url", "token_provider"], broke(
+        *PG_POOL, f"create_pg_engine{inspect.signature(create_pg_engine)}"
+    )
+    for method in ("_connect", "_gen_event_log_entry_from_cursor", "optimize_for_webserver"):
+        source = inspect.getsource(getattr(PostgresEventLogStorage, method))
+        assert "self._engine" in source, broke(
+            *PG_POOL, f"PostgresEventLogStorage.{method} no longer uses self._engine"
+        )
+    storage = BatchedPostgresEventLogStorage("postgresql+psycopg2://u@127.0.0.1:1/d", should_autocreate_tables=False)
+    try:
+        assert isinstance(storage._engine.pool, QueuePool), broke(
+            *PG_POOL, f"our storage's engine has a {type(storage._engine.pool).__name__}"
+        )
+        assert storage._engine.url.database == "d"
+    finally:
+        storage.dispose()
 
 
 # ---- trading_dagster/resources/warehouse.py ----
