@@ -168,18 +168,21 @@ def _postgres_storage_class() -> type:
         The stock storage opens a new PostgreSQL connection for every call (a NullPool engine, so that no
         connection is held per DagsterInstance): a TCP connect, authentication and a server backend
         process for each of a daily run's ~180 events and its reads. Here the process keeps one connection
-        (`pooled_pg_engine`): a daily session on the production storages went 5.25 -> 4.21 s from the
-        run worker's spawn to RUN_SUCCESS, the run itself 3.43 -> 2.66 s (`benchmarks/daily_startup.py
-        --postgres`). The webserver still swaps in its own engine (`optimize_for_webserver`)."""
+        (`pooled_pg_engine`): a daily session on the production storages went 5.26 -> 4.32 s from the
+        run worker's spawn to RUN_SUCCESS, the run itself 3.47 -> 2.75 s (`benchmarks/daily_startup.py
+        --postgres`, medians of 5). The webserver still swaps in its own engine (`optimize_for_webserver`)."""
 
         def __init__(self, postgres_url, should_autocreate_tables=True, inst_data=None, token_provider=None):
             super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
             self._engine.dispose()  # the stock NullPool engine (it holds no connection)
             self._engine = pooled_pg_engine(create_pg_engine, postgres_url, token_provider)
+            self._pid = os.getpid()
 
         def dispose(self) -> None:
             super().dispose()
-            self._engine.dispose()  # closes the pooled connection; the engine opens a new one if used again
+            # closes the pooled connection (the engine opens a new one if used again); a forked child only
+            # drops its copies: closing one would end the parent's session on the server
+            self._engine.dispose(close=os.getpid() == self._pid)
 
         @classmethod
         def from_config_value(cls, inst_data, config_value):

@@ -142,23 +142,33 @@ def test_a_process_writes_every_event_on_one_connection(pooled):
 def _in_child(storage, pipe) -> None:
     storage.store_event(_engine_event("r", 1))
     pipe.send(_backend_pid(storage))
+    storage.dispose()  # as a child's instance does at its end
+
+
+def _dispose_in_child(storage, pipe) -> None:
+    storage.dispose()  # before any use: the pool still holds the parent's connection
+    pipe.send(0)
 
 
 def test_a_forked_child_never_uses_its_parents_connection(pooled):
-    """A child forked while the parent holds its pooled connection opens its own: two processes talking on
-    one socket would read each other's answers."""
+    """A child forked while the parent holds its pooled connection opens its own (two processes talking on
+    one socket would read each other's answers), and disposing of its storage, before or after using it,
+    leaves the parent's session open."""
     storage, connects = pooled
     storage.store_event(_engine_event("r", 0))
     parent = _backend_pid(storage)
     ctx = multiprocessing.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_in_child, args=(storage, send))
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0
-    assert receive.poll(5)
-    assert receive.recv() != parent
-    assert _backend_pid(storage) == parent  # the parent's connection is still its own, and works
+    answers = []
+    for target in (_dispose_in_child, _in_child):
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=target, args=(storage, send))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert receive.poll(5)
+        answers.append(receive.recv())
+        assert _backend_pid(storage) == parent  # the parent's connection is still its own, and works
+    assert answers[1] != parent
     storage.store_event(_engine_event("r", 2))
     assert [e.dagster_event.message for e in storage.get_logs_for_run("r")] == ["event 0", "event 1", "event 2"]
     assert connects == [os.getpid()]  # the child's connect is counted in the child's copy of the list

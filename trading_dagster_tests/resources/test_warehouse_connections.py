@@ -159,6 +159,6 @@ def test_a_large_load_or_write_lets_its_instance_go(large_rows, kept, tmp_path, 
     io_manager = WarehouseIOManager(database=SEEN["db"])
     assert dg.materialize([bars, doubled], partition_key="2024-01-01", resources={"io_manager": io_manager}).success
     assert len(warehouse._INSTANCES) == kept
-    assert warehouse._LET_GO == set()
+    assert not warehouse._LET_GO
     with REAL_CONNECT(SEEN["db"], read_only=True) as con:  # the rows were written either way
         assert con.execute("select count(*) from t.doubled").fetchone() == (2,)
