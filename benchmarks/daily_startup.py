@@ -184,13 +184,6 @@ def main() -> None:
         run(args, None)
 
 
-PG_STORAGES = (
-    ("run_storage", "dagster_postgres", "PostgresRunStorage"),
-    ("event_log_storage", "trading_dagster.event_log", "BatchedPostgresEventLogStorage"),
-    ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
-)
-
-
 def run(args: argparse.Namespace, pg_url: str | None) -> None:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="daily-startup-"))
@@ -206,10 +199,9 @@ def run(args: argparse.Namespace, pg_url: str | None) -> None:
         # the production instance's storages (deploy/dagster.yaml), before the CLI would write its SQLite one
         home = workdir / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text("".join(
-            f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {json.dumps(pg_url)}\n"
-            for key, module, cls in PG_STORAGES
-        ) + "telemetry:\n  enabled: false\n")
+        from benchmarks.pg import production_storage_yaml
+
+        (home / "dagster.yaml").write_text(production_storage_yaml(pg_url))
         # what the containers set (deploy/docker-compose.yml), as the CLI does for local runs
         for key, value in (("DAGSTER_EVENT_BATCH_SIZE", "500"), ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")):
             env[key] = os.environ[key] = value

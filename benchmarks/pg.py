@@ -9,6 +9,7 @@ removed afterwards. The benchmarks install the package where missing, as the tes
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,31 @@ from trading_dagster_tests.postgres import (  # noqa: E402
 )
 from trading_dagster_tests.postgres import throwaway_postgres as _throwaway_postgres  # noqa: E402
 
-__all__ = ["PG_VERSION", "PostgresNotInstalled", "create_database", "free_port", "pg_bin_dir", "throwaway_postgres"]
+__all__ = [
+    "PG_VERSION",
+    "PostgresNotInstalled",
+    "create_database",
+    "free_port",
+    "pg_bin_dir",
+    "production_storage_yaml",
+    "throwaway_postgres",
+]
+
+# deploy/dagster.yaml's three storages (our event log: the linear planned-check write, one pooled connection)
+PRODUCTION_STORAGES = (
+    ("run_storage", "dagster_postgres", "PostgresRunStorage"),
+    ("event_log_storage", "trading_dagster.event_log", "BatchedPostgresEventLogStorage"),
+    ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
+)
+
+
+def production_storage_yaml(url: str) -> str:
+    """A dagster.yaml with the production instance's storages (deploy/dagster.yaml) on `url`; compute logs
+    stay local (deploy/dagster.yaml puts them on S3)."""
+    return "".join(
+        f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {json.dumps(url)}\n"
+        for key, module, cls in PRODUCTION_STORAGES
+    ) + "telemetry:\n  enabled: false\n"
 
 
 @contextlib.contextmanager
