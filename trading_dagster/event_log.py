@@ -68,10 +68,11 @@ class LinearPlannedChecks:
 
 def planned_check_rows(event: EventLogEntry, event_id: int | None, timestamp) -> list[dict]:
     """The asset_check_executions rows of a planned check evaluation: one per planned partition (one row
-    with partition None for an unpartitioned check), each holding the event serialized once."""
+    with partition None for an unpartitioned check), each holding the event serialized once: without its
+    partition subset (`row_event`)."""
     planned = event.get_dagster_event().event_specific_data
     partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
-    serialized = serialize_value(event)
+    serialized = serialize_value(row_event(event))
     return [
         dict(
             asset_key=planned.asset_key.to_string(),
@@ -85,6 +86,21 @@ def planned_check_rows(event: EventLogEntry, event_id: int | None, timestamp) ->
         )
         for partition_key in partition_keys
     ]
+
+
+def row_event(event: EventLogEntry) -> EventLogEntry:
+    """The planned check event a partition's row holds: the event without its partition subset (the row's
+    `partition` column names the partition). The stock storage puts the whole event in every row, and the
+    subset carries the partitions definition, whose NYSE closures serialize to ~19 KB: a ten-year range run
+    wrote 59,640 copies, 1.19 GB of the SQLite event log (1.37 GB in all), and took 13.0 s of its creation on
+    PostgreSQL. Dagster reads a planned row's event for its run id, step key, timestamp and type only (the
+    check's history in the UI and the asset graph); the event log table keeps the whole event, once."""
+    dagster_event = event.get_dagster_event()
+    planned = dagster_event.event_specific_data
+    if planned.partitions_subset is None:
+        return event
+    bare = type(planned)(asset_key=planned.asset_key, check_name=planned.check_name)  # the subset's default: None
+    return event._replace(dagster_event=dagster_event._replace(event_specific_data=bare))
 
 
 class BatchedSqliteEventLogStorage(LinearPlannedChecks, ConsolidatedSqliteEventLogStorage):

@@ -7,13 +7,19 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetC
 
 
 def planned_check_entry(
-    asset_key: dg.AssetKey, check: str, keys: list[str] | None, *, run_id: str = "run-1"
+    asset_key: dg.AssetKey,
+    check: str,
+    keys: list[str] | None,
+    *,
+    run_id: str = "run-1",
+    partitions: dg.PartitionsDefinition | None = None,
 ) -> dg.EventLogEntry:
-    """A check's planned evaluation as a run records it at creation: over the daily partitions `keys` (the
-    partition subset a range run's planned event carries), or unpartitioned for None."""
+    """A check's planned evaluation as a run records it at creation: over the partitions `keys` of
+    `partitions` (default: daily from 2008; the partition subset a range run's planned event carries), or
+    unpartitioned for None."""
     subset = None
     if keys is not None:
-        partitions = dg.DailyPartitionsDefinition(start_date="2008-01-01")
+        partitions = partitions or dg.DailyPartitionsDefinition(start_date="2008-01-01")
         subset = partitions.subset_with_partition_keys(keys).to_serializable_subset()
     planned = AssetCheckEvaluationPlanned(asset_key=asset_key, check_name=check, partitions_subset=subset)
     return dg.EventLogEntry(

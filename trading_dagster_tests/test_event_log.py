@@ -165,3 +165,35 @@ def test_connections_commit_in_wal_with_normal_sync(tmp_path):
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     finally:
         storage.dispose()
+
+
+def test_a_planned_row_holds_the_event_without_its_partition_subset(tmp_path):
+    """On our sessions' partitions definition a range run's planned check event is ~19 KB (the NYSE closures
+    in the definition); the stock storage stored it again in every partition's row (1.19 GB for a ten-year
+    backfill). Ours stores it once in the event log and a bare copy in each row: the rows read back as the
+    same planned executions."""
+    from dagster import deserialize_value
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+
+    from trading_dagster.partitions import sessions_partitions_def
+    from trading_dagster_tests.dagster_events import planned_check_entry
+
+    keys = ["2016-12-22", "2016-12-23", "2016-12-27", "2016-12-28"]  # Christmas is no session
+    entry = planned_check_entry(dg.AssetKey("a"), "c", keys, run_id="r", partitions=sessions_partitions_def())
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    try:
+        storage.store_event(entry)
+        history = storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("a"), "c"), limit=10)
+        with storage._connect() as conn:
+            column = AssetCheckExecutionsTable.c.evaluation_event
+            stored = [r[0] for r in conn.execute(AssetCheckExecutionsTable.select().with_only_columns(column))]
+        logged = storage.get_logs_for_run("r")
+    finally:
+        storage.dispose()
+    assert sorted((r.partition, r.status.value, r.run_id) for r in history) == [(k, "PLANNED", "r") for k in keys]
+    assert len(stored) == len(keys) and max(map(len, stored)) < 2_000
+    planned = [deserialize_value(s, dg.EventLogEntry).dagster_event.event_specific_data for s in stored]
+    assert [p.partitions_subset for p in planned] == [None] * len(keys)
+    # the run's log keeps the whole event, subset and all
+    assert len(logged) == 1
+    assert sorted(logged[0].dagster_event.event_specific_data.partitions_subset.get_partition_keys()) == keys
