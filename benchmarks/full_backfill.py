@@ -310,6 +310,21 @@ def backfill_outcome(warehouse: Path) -> dict:
     return {"orders": orders, "fills": fills, "final_equity": float(equity)}
 
 
+def instance_storage_mb(home: Path, storage: str) -> float:
+    """What the instance's storage holds after the backfill: the SQLite files under DAGSTER_HOME, or the
+    PostgreSQL database's size (runs, event log, schedules; after TOAST's compression)."""
+    if not storage.startswith("postgres"):
+        return sum(f.stat().st_size for f in home.rglob("*.db")) / 1e6
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(os.environ["BENCH_PG_URL"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one() / 1e6
+    finally:
+        engine.dispose()
+
+
 def same_backtest(pure: dict, d: dict) -> bool:
     return (pure["orders"], pure["fills"], round(pure["final_equity"], 2)) == (
         d["orders"], d["fills"], round(d["final_equity"], 2)
@@ -328,6 +343,7 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
         (home / "dagster.yaml").write_text(production_storage_yaml(os.environ["BENCH_PG_URL"]))
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
+    from dagster import DagsterEventType
 
     from trading_dagster.cli import ensure_dagster_home, run_backfill
     from trading_dagster.partitions import session_calendar
@@ -338,7 +354,7 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
         pass
     first, last = FileMarketDataSource(data).date_range()
     sessions = session_calendar().between(first, last)[: sessions_limit or None]
-    t = time.perf_counter()
+    t, called = time.perf_counter(), time.time()
     with RssSampler() as rss:
         full = run_backfill(sessions[0], sessions[-1])
     full_s = time.perf_counter() - t
@@ -350,6 +366,12 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
     step_rss = rss.peak_by_window(windows)
     events = sum(1 for _ in instance.all_logs(full["run_id"]))
     outcome = backfill_outcome(workdir / "data" / "warehouse.duckdb")
+    run_start = next(
+        r.timestamp
+        for r in instance.all_logs(full["run_id"])
+        if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_START
+    )
+    storage_mb = instance_storage_mb(home, storage)
     t = time.perf_counter()
     daily = run_backfill(sessions[-1], sessions[-1])
     daily_s = time.perf_counter() - t
@@ -360,6 +382,8 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
         "steps": steps,
         "step_peak_rss_gib": step_rss,
         "run_events": events,
+        "to_run_start_s": run_start - called,
+        "storage_mb": storage_mb,
         **outcome,
         "daily_s": daily_s,
         **cold,
@@ -405,7 +429,9 @@ def report_dagster(d: dict, pure: dict | None) -> None:
     ratio = f" = {d['full_s'] / pure['total_s']:.1f}x pure compute ({pure['total_s']:.1f} s)" if pure else ""
     print(f"\ndagster on {d['storage']}: {d['full_s']:.1f} s{ratio}; steps {steps_sum:.1f} s ("
           + ", ".join(f"{k} {v:.1f}" for k, v in d["steps"].items())
-          + f"), run creation and the rest {d['full_s'] - steps_sum:.1f} s; peak RSS GiB inside each step: "
+          + f"), run creation and the rest {d['full_s'] - steps_sum:.1f} s (the call to RUN_START: definitions "
+          f"and run creation, {d['to_run_start_s']:.1f} s); the instance's storage {d['storage_mb']:,.0f} MB after it; "
+          "peak RSS GiB inside each step: "
           + ", ".join(f"{k} {v:.2f}" for k, v in d.get("step_peak_rss_gib", {}).items()) + "; "
           f"{d['run_events']:,} events in the run's log; checks {d['checks_passed']} passed, {d['checks_failed']} failed")
     print(f"  one daily session through all stages, as a scheduled run meets it: {d['daily_cold_s']:.1f} s from "
