@@ -39,12 +39,14 @@ import sqlalchemy as db
 from dagster import DagsterEventType, DagsterInvariantViolationError, EventLogEntry, serialize_value
 
 # Dagster's private modules: only these, each checked by trading_dagster_tests/test_dagster_internals.py
-# (the storage we extend, the two tables we write, a status value, and the busy timeout the stock storage uses;
-# and, in _postgres_storage_class, dagster-postgres's two config helpers)
+# (the storage we extend, the two tables we write, a status value, the busy timeout the stock storage uses, and
+# the copy function of Dagster's records; and, in _postgres_storage_class, dagster-postgres's two config helpers
+# and its engine factory)
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster_shared.record import replace
 from sqlalchemy.pool import QueuePool
 
 _FAST_PATH = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
@@ -99,7 +101,7 @@ def row_event(event: EventLogEntry) -> EventLogEntry:
     planned = dagster_event.event_specific_data
     if planned.partitions_subset is None:
         return event
-    bare = type(planned)(asset_key=planned.asset_key, check_name=planned.check_name)  # the subset's default: None
+    bare = replace(planned, partitions_subset=None)  # every other field kept
     return event._replace(dagster_event=dagster_event._replace(event_specific_data=bare))
 
 
