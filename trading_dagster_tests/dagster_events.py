@@ -34,3 +34,18 @@ def planned_check_entry(
             event_specific_data=planned,
         ),
     )
+
+
+def engine_event(run_id: str, i: int) -> dg.EventLogEntry:
+    """An engine event with the message `event {i}`: the plainest event a run stores one at a time."""
+    from dagster._core.events import EngineEventData
+
+    event = dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.ENGINE_EVENT.value,
+        job_name="job",
+        message=f"event {i}",
+        event_specific_data=EngineEventData(),
+    )
+    return dg.EventLogEntry(
+        error_info=None, level=20, user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
+    )

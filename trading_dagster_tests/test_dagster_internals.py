@@ -26,11 +26,12 @@ import functools
 import importlib
 import inspect
 import sqlite3
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+
+from trading_dagster_tests.dagster_events import engine_event
 
 PACKAGE = Path(__file__).resolve().parents[1] / "trading_dagster"
 EVENT_LOG = "trading_dagster/event_log.py"
@@ -282,20 +283,6 @@ def test_planned_status_and_busy_timeout():
     )
 
 
-def _engine_event(run_id: str, i: int) -> dg.EventLogEntry:
-    from dagster._core.events import EngineEventData
-
-    event = dg.DagsterEvent(
-        event_type_value=dg.DagsterEventType.ENGINE_EVENT.value,
-        job_name="job",
-        message=f"event {i}",
-        event_specific_data=EngineEventData(),
-    )
-    return dg.EventLogEntry(
-        error_info=None, level=20, user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
-    )
-
-
 def test_the_stock_store_event_connects_through_our_connect(tmp_path, monkeypatch):
     """Our pooled, synchronous=NORMAL connections only help if the stock store_event (a daily run's ~150
     events) gets every connection from `_connect`: no connection of its own."""
@@ -316,7 +303,7 @@ def test_the_stock_store_event_connects_through_our_connect(tmp_path, monkeypatc
 
         monkeypatch.setattr(db.engine.Engine, "connect", spy)
         for i in range(3):
-            storage.store_event(_engine_event("r", i))
+            storage.store_event(engine_event("r", i))
         assert opened and all(opened), broke(
             *STORAGE,
             f"store_event opened {opened.count(False)} of {len(opened)} connections outside _connect",
@@ -373,7 +360,7 @@ def test_batches_reach_the_fast_path_and_the_insert_returns_ids(tmp_path):
     assert sqlite3.sqlite_version_info >= (3, 35), f"SQLite {sqlite3.sqlite_version} has no RETURNING (3.35+)"
     storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
     try:
-        rows = [storage._event_to_row(_engine_event("r", i)) for i in range(3)]
+        rows = [storage._event_to_row(engine_event("r", i)) for i in range(3)]
         extra = set().union(*rows) - set(SqlEventLogStorageTable.c.keys())
         assert not extra, broke(
             *STORAGE, f"_event_to_row gives columns the event table lacks: {sorted(extra)}"

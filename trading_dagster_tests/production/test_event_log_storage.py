@@ -19,7 +19,7 @@ from dagster_postgres import PostgresEventLogStorage
 
 from trading_dagster.event_log import BatchedPostgresEventLogStorage, row_event
 from trading_dagster.partitions import sessions_partitions_def
-from trading_dagster_tests.dagster_events import planned_check_entry
+from trading_dagster_tests.dagster_events import engine_event, planned_check_entry
 from trading_dagster_tests.postgres import create_database
 
 KEYS = ["2008-01-02", "2008-01-03", "2008-01-04", "2008-01-07"]
@@ -123,20 +123,6 @@ def test_from_config_value_passes_the_stock_arguments_to_the_subclass(config, mo
 # ---- one pooled connection per process (event_log.pooled_pg_engine) ----
 
 
-def _engine_event(run_id: str, i: int) -> dg.EventLogEntry:
-    from dagster._core.events import EngineEventData
-
-    event = dg.DagsterEvent(
-        event_type_value=dg.DagsterEventType.ENGINE_EVENT.value,
-        job_name="job",
-        message=f"event {i}",
-        event_specific_data=EngineEventData(),
-    )
-    return dg.EventLogEntry(
-        error_info=None, level=20, user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
-    )
-
-
 def _backend_pid(storage) -> int:
     """The server process of the connection the storage hands out (PostgreSQL has one per connection)."""
     with storage._connect() as conn:
@@ -158,7 +144,7 @@ def test_a_process_writes_every_event_on_one_connection(pooled):
     storage, connects = pooled
     server = _backend_pid(storage)
     for i in range(25):
-        storage.store_event(_engine_event("r", i))
+        storage.store_event(engine_event("r", i))
     assert [e.dagster_event.message for e in storage.get_logs_for_run("r")] == [f"event {i}" for i in range(25)]
     assert _backend_pid(storage) == server
     assert connects == [os.getpid()]
@@ -167,7 +153,7 @@ def test_a_process_writes_every_event_on_one_connection(pooled):
 
 
 def _in_child(storage, pipe) -> None:
-    storage.store_event(_engine_event("r", 1))
+    storage.store_event(engine_event("r", 1))
     pipe.send(_backend_pid(storage))
     storage.dispose()  # as a child's instance does at its end
 
@@ -182,7 +168,7 @@ def test_a_forked_child_never_uses_its_parents_connection(pooled):
     one socket would read each other's answers), and disposing of its storage, before or after using it,
     leaves the parent's session open."""
     storage, connects = pooled
-    storage.store_event(_engine_event("r", 0))
+    storage.store_event(engine_event("r", 0))
     parent = _backend_pid(storage)
     ctx = multiprocessing.get_context("fork")
     answers = []
@@ -196,7 +182,7 @@ def test_a_forked_child_never_uses_its_parents_connection(pooled):
         answers.append(receive.recv())
         assert _backend_pid(storage) == parent  # the parent's connection is still its own, and works
     assert answers[1] != parent
-    storage.store_event(_engine_event("r", 2))
+    storage.store_event(engine_event("r", 2))
     assert [e.dagster_event.message for e in storage.get_logs_for_run("r")] == ["event 0", "event 1", "event 2"]
     assert connects == [os.getpid()]  # the child's connect is counted in the child's copy of the list
 
@@ -205,7 +191,7 @@ def test_a_connection_the_server_dropped_is_replaced_before_an_event_is_written(
     """A restart or an idle timeout ends the pooled connection; the next event's write pings, reconnects and
     succeeds instead of failing the run."""
     storage, connects = pooled
-    storage.store_event(_engine_event("r", 0))
+    storage.store_event(engine_event("r", 0))
     dropped = _backend_pid(storage)
     admin = db.create_engine(pg_server, isolation_level="AUTOCOMMIT")
     try:
@@ -221,7 +207,7 @@ def test_a_connection_the_server_dropped_is_replaced_before_an_event_is_written(
             assert gone
     finally:
         admin.dispose()
-    storage.store_event(_engine_event("r", 1))
+    storage.store_event(engine_event("r", 1))
     assert [e.dagster_event.message for e in storage.get_logs_for_run("r")] == ["event 0", "event 1"]
     assert _backend_pid(storage) != dropped
     assert len(connects) == 2
