@@ -364,13 +364,11 @@ def run_dagster(data: Path, sessions_limit: int | None, workdir: Path, storage: 
     windows = step_windows(instance, full["run_id"])
     steps = {stage: end - start for stage, (start, end) in windows.items()}
     step_rss = rss.peak_by_window(windows)
-    events = sum(1 for _ in instance.all_logs(full["run_id"]))
+    logs = instance.all_logs(full["run_id"])
+    events = len(logs)
+    run_start = next(r.timestamp for r in logs if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_START)
+    del logs
     outcome = backfill_outcome(workdir / "data" / "warehouse.duckdb")
-    run_start = next(
-        r.timestamp
-        for r in instance.all_logs(full["run_id"])
-        if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_START
-    )
     storage_mb = instance_storage_mb(home, storage)
     t = time.perf_counter()
     daily = run_backfill(sessions[-1], sessions[-1])

@@ -26,6 +26,7 @@ from trading_dagster_tests.postgres import (  # noqa: E402
 from trading_dagster_tests.postgres import throwaway_postgres as _throwaway_postgres  # noqa: E402
 
 __all__ = [
+    "OUR_EVENT_LOG",
     "PG_VERSION",
     "PostgresNotInstalled",
     "create_database",
@@ -35,20 +36,21 @@ __all__ = [
     "throwaway_postgres",
 ]
 
-# deploy/dagster.yaml's three storages (our event log: the linear planned-check write, one pooled connection)
-PRODUCTION_STORAGES = (
-    ("run_storage", "dagster_postgres", "PostgresRunStorage"),
-    ("event_log_storage", "trading_dagster.event_log", "BatchedPostgresEventLogStorage"),
-    ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
-)
+# deploy/dagster.yaml's event log (the linear planned-check write, bare planned rows, one pooled connection)
+OUR_EVENT_LOG = ("trading_dagster.event_log", "BatchedPostgresEventLogStorage")
 
 
-def production_storage_yaml(url: str) -> str:
-    """A dagster.yaml with the production instance's storages (deploy/dagster.yaml) on `url`; compute logs
-    stay local (deploy/dagster.yaml puts them on S3)."""
+def production_storage_yaml(url: str, event_log: tuple[str, str] = OUR_EVENT_LOG) -> str:
+    """A dagster.yaml with the production instance's storages (deploy/dagster.yaml) on `url`, the event log
+    (module, class) `event_log`; compute logs stay local (deploy/dagster.yaml puts them on S3)."""
+    storages = (
+        ("run_storage", "dagster_postgres", "PostgresRunStorage"),
+        ("event_log_storage", *event_log),
+        ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
+    )
     return "".join(
         f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {json.dumps(url)}\n"
-        for key, module, cls in PRODUCTION_STORAGES
+        for key, module, cls in storages
     ) + "telemetry:\n  enabled: false\n"
 
 

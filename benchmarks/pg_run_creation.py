@@ -27,28 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.pg import create_database, throwaway_postgres  # noqa: E402
+from benchmarks.pg import OUR_EVENT_LOG, create_database, production_storage_yaml, throwaway_postgres  # noqa: E402
 
-EVENT_LOG = {
-    "stock": ("dagster_postgres", "PostgresEventLogStorage"),
-    "batched": ("trading_dagster.event_log", "BatchedPostgresEventLogStorage"),
-}
-STORAGE = """\
-run_storage:
-  module: dagster_postgres
-  class: PostgresRunStorage
-  config: {{postgres_url: "{db}"}}
-event_log_storage:
-  module: {module}
-  class: {cls}
-  config: {{postgres_url: "{db}"}}
-schedule_storage:
-  module: dagster_postgres
-  class: PostgresScheduleStorage
-  config: {{postgres_url: "{db}"}}
-telemetry:
-  enabled: false
-"""
+EVENT_LOG = {"stock": ("dagster_postgres", "PostgresEventLogStorage"), "batched": OUR_EVENT_LOG}
 
 
 def child(kind: str, sessions: int) -> None:
@@ -107,8 +88,7 @@ def main() -> None:
             for kind in ("stock", "batched") if r % 2 == 0 else ("batched", "stock"):
                 db_url = create_database(url, f"{kind}_{r}")
                 home = tempfile.mkdtemp(prefix=f"pgcreate-{kind}-")
-                module, cls = EVENT_LOG[kind]
-                Path(home, "dagster.yaml").write_text(STORAGE.format(db=db_url, module=module, cls=cls))
+                Path(home, "dagster.yaml").write_text(production_storage_yaml(db_url, EVENT_LOG[kind]))
                 env = {
                     **os.environ,
                     "DAGSTER_HOME": home,
